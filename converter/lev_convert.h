@@ -1,0 +1,125 @@
+/* lev_convert.h: the converter's in-memory model (what every importer fills and the writer serializes). */
+#pragma once
+
+#include <glib.h>
+#include "lev_format.h"
+#include "lev_tokenizer.h"
+
+G_BEGIN_DECLS
+
+#define LEV_CONVERT_ERROR (lev_convert_error_quark ())
+typedef enum {
+  LEV_CONVERT_ERROR_IO,          /* a file could not be read or written */
+  LEV_CONVERT_ERROR_FORMAT,      /* a file is malformed (bad header, bad JSON, truncated) */
+  LEV_CONVERT_ERROR_UNSUPPORTED, /* a valid input we do not handle (architecture, dtype) */
+  LEV_CONVERT_ERROR_SHAPE,       /* a tensor is missing or has the wrong shape */
+} LevConvertError;
+
+/* Returns the GQuark of LEV_CONVERT_ERROR. */
+GQuark lev_convert_error_quark (void);
+
+/* How the values of a source tensor are stored in memory. */
+typedef enum {
+  LEV_SRC_F32,      /* float32 */
+  LEV_SRC_F16,      /* IEEE half */
+  LEV_SRC_BF16,     /* bfloat16 */
+  LEV_SRC_TERNARY,  /* int8 values in {-1, 0, +1}, one per weight; value = t * scale (LevConvTensor.scale) */
+} LevSrcType;
+
+/* One tensor as an importer found it, under its canonical leviathan name. */
+typedef struct LevConvTensor {
+  gchar *name;          /* canonical name, e.g. "blk.0.attn_q" (see docs/format.md) */
+  guint32 n_dims;       /* 1 or 2 */
+  guint64 shape[LEV_MAX_DIMS]; /* [rows = out][cols = in] for matrices, [n] for vectors; unused = 1 */
+  LevSrcType type;
+  const void *data;     /* n_elements values of `type`, little-endian */
+  gpointer owned;       /* g_free()d with the tensor when not NULL (data may point into it) */
+  float scale;          /* LEV_SRC_TERNARY only: per-tensor scale */
+} LevConvTensor;
+
+/* A tokenizer as an importer found it. Pieces are raw bytes, NUL-terminated for convenience. */
+typedef struct LevConvVocab {
+  guint32 kind;         /* LevTokenizerKind */
+  guint32 flags;        /* LEV_TOKF_* */
+  GPtrArray *pieces;    /* gchar* (owned), one per token id */
+  GArray *piece_lens;   /* guint32 length of each piece (pieces may in principle hold NUL bytes) */
+  GArray *scores;       /* float, one per token */
+  GByteArray *types;    /* LevTokenType, one per token */
+  GArray *merges;       /* guint32 pairs (left id, right id), by rank; LEV_TOK_BYTE_BPE only */
+  guint32 pretokenizer; /* LEV_TOK_BYTE_BPE split rule */
+  gint32 bos_id, eos_id, unk_id, pad_id; /* -1 when none */
+} LevConvVocab;
+
+/* The whole model as imported. */
+typedef struct LevConvModel {
+  LevHParams hp;        /* chat_template_* and name_* are filled by the writer from the strings below */
+  gchar *name;          /* model name (e.g. the source's basename), may be NULL */
+  gchar *chat_template; /* may be NULL */
+  LevConvVocab *vocab;  /* may be NULL (a model without tokenizer) */
+  GPtrArray *tensors;   /* LevConvTensor* (owned) */
+  GPtrArray *keep;      /* GMappedFile* or other objects kept alive while tensors point into them */
+} LevConvModel;
+
+/* Returns a new empty vocabulary of the given kind (bos/eos/unk/pad = -1). */
+LevConvVocab *lev_conv_vocab_new (guint32 kind);
+/* Appends a piece (copied) with its score and type; returns its id. */
+guint32 lev_conv_vocab_add (LevConvVocab *vocab, const gchar *piece, gsize len, float score, guint8 type);
+/* Frees a vocabulary. */
+void lev_conv_vocab_free (LevConvVocab *vocab);
+
+/* A vocabulary flattened into the contiguous arrays of the file format, with a view over them. */
+typedef struct LevConvVocabFlat {
+  LevVocabView view;    /* points into the arrays below and into vocab's scores, types and merges */
+  GByteArray *bytes;    /* all pieces, concatenated */
+  GArray *offsets;      /* guint32[n_tokens + 1] */
+} LevConvVocabFlat;
+
+/* Flattens vocab (which must outlive the result) into file-format arrays. */
+LevConvVocabFlat *lev_conv_vocab_flatten (const LevConvVocab *vocab);
+/* Frees a flattened vocabulary. */
+void lev_conv_vocab_flat_free (LevConvVocabFlat *flat);
+
+/* Returns a new empty model (no tensors, no vocabulary). */
+LevConvModel *lev_conv_model_new (void);
+/* Frees a model, its tensors, its vocabulary and what it keeps alive. */
+void lev_conv_model_free (LevConvModel *model);
+/* Adds a tensor that points at data (kept alive elsewhere, or `owned`); returns it. */
+LevConvTensor *lev_conv_model_add_tensor (LevConvModel *model, const gchar *name, LevSrcType type,
+                                          guint32 n_dims, const guint64 *shape, const void *data, gpointer owned);
+/* Returns the tensor called name, or NULL. */
+LevConvTensor *lev_conv_model_find (LevConvModel *model, const gchar *name);
+/* Checks that every tensor the architecture in model->hp needs is present with the right shape. */
+gboolean lev_conv_model_validate (LevConvModel *model, GError **error);
+
+/* ---- Importers (one per source format). Each fills a LevConvModel or fails with a clear GError. ---- */
+
+/* Reads a SentencePiece tokenizer.model (protobuf) into a vocabulary. */
+LevConvVocab *lev_import_spm_model (const gchar *path, GError **error);
+/* Reads a llama2.c tokenizer.bin into a vocabulary (SentencePiece-BPE semantics, Llama 2 defaults). */
+LevConvVocab *lev_import_llama2c_tokenizer (const gchar *path, GError **error);
+/* Reads a tokenizer file of either kind, chosen by its contents; a directory is searched for one. */
+LevConvVocab *lev_import_vocab (const gchar *path, GError **error);
+
+/* Reads a Hugging Face checkpoint directory (config.json + safetensors + tokenizer files). */
+LevConvModel *lev_import_hf_dir (const gchar *dir, GError **error);
+/* Reads a llama2.c checkpoint (.bin, legacy or version-1 float format). */
+LevConvModel *lev_import_llama2c (const gchar *path, GError **error);
+/* Reads a bitllama2.c ternary checkpoint ("ak42" magic). */
+LevConvModel *lev_import_ak42 (const gchar *path, GError **error);
+/* Detects the source kind of path and calls the matching importer. */
+LevConvModel *lev_import_any (const gchar *path, GError **error);
+
+/* ---- Writer ---- */
+
+/* Output encodings for float matrices. */
+typedef enum {
+  LEV_OUT_F32,
+  LEV_OUT_F16,
+  LEV_OUT_Q8,
+} LevOutFormat;
+
+/* Writes model (or only its vocabulary when vocab_only) to path through a temporary file renamed at the end. */
+gboolean lev_write_model (const LevConvModel *model, const gchar *path, LevOutFormat format, gboolean vocab_only,
+                          GError **error);
+
+G_END_DECLS

@@ -1,0 +1,52 @@
+/* lev_tokenizer.h: text <-> token ids for the tokenizers embedded in .leviathan files. */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+#include "lev_format.h"
+
+G_BEGIN_DECLS
+
+/* A read-only view of a vocabulary: arrays that live in the mapped model file or in the converter's memory. */
+typedef struct LevVocabView {
+  uint32_t kind;                 /* LevTokenizerKind */
+  uint32_t flags;                /* LEV_TOKF_* */
+  uint32_t n_tokens;
+  const uint32_t *piece_offsets; /* n_tokens + 1 */
+  const char *piece_bytes;
+  const float *scores;           /* n_tokens */
+  const uint8_t *types;          /* n_tokens, LevTokenType */
+  uint32_t n_merges;
+  const uint32_t *merges;        /* n_merges pairs */
+  uint32_t pretokenizer;
+  int32_t bos_id, eos_id, unk_id, pad_id;
+} LevVocabView;
+
+typedef struct LevTokenizer LevTokenizer;
+
+/* Builds a tokenizer over view (which must outlive it); NULL with error set if the vocabulary is unusable. */
+LevTokenizer *lev_tokenizer_new (const LevVocabView *view, GError **error);
+/* Frees a tokenizer. */
+void lev_tokenizer_free (LevTokenizer *tok);
+
+/* Encodes len bytes of UTF-8 text (len -1: NUL-terminated); prepends BOS when add_bos. Returns a g_malloc'd
+ * array of *n_ids ids, or NULL with error set (for example on invalid UTF-8). */
+int32_t *lev_tokenizer_encode (const LevTokenizer *tok, const char *text, gssize len, gboolean add_bos,
+                               size_t *n_ids, GError **error);
+/* Appends the bytes of token id to out as decoded text: "▁" becomes " ", byte tokens their byte, control tokens
+ * nothing; the dummy-prefix space is dropped when prev_id is BOS (or -1, start of text). */
+void lev_tokenizer_decode_token (const LevTokenizer *tok, int32_t prev_id, int32_t id, GString *out);
+/* Decodes a whole id sequence into a newly allocated string (may hold invalid UTF-8 if the ids do). */
+char *lev_tokenizer_decode (const LevTokenizer *tok, const int32_t *ids, size_t n_ids);
+/* Returns the raw piece of token id (not NUL-terminated) and its length in *len; NULL when out of range. */
+const char *lev_tokenizer_piece (const LevTokenizer *tok, int32_t id, size_t *len);
+/* Returns the number of tokens in the vocabulary. */
+uint32_t lev_tokenizer_n_tokens (const LevTokenizer *tok);
+/* Returns the BOS id or -1. */
+int32_t lev_tokenizer_bos (const LevTokenizer *tok);
+/* Returns the EOS id or -1. */
+int32_t lev_tokenizer_eos (const LevTokenizer *tok);
+/* Returns whether prompts get BOS by default (LEV_TOKF_ADD_BOS). */
+gboolean lev_tokenizer_adds_bos (const LevTokenizer *tok);
+
+G_END_DECLS
