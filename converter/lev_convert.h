@@ -113,12 +113,15 @@ LevConvModel *lev_import_any (const gchar *path, GError **error);
 
 /* Output encodings for float matrices. */
 typedef enum {
+  LEV_OUT_AUTO,   /* keep each float tensor's source precision (f32, f16 or bf16) */
   LEV_OUT_F32,
   LEV_OUT_F16,
-  LEV_OUT_Q8,
+  LEV_OUT_BF16,
+  LEV_OUT_Q8,     /* int8 with one scale per row (absmax) */
 } LevOutFormat;
 
-/* Writes model (or only its vocabulary when vocab_only) to path through a temporary file renamed at the end. */
+/* Writes model (or only its vocabulary when vocab_only) to path through a temporary file renamed at the end.
+ * 1-D tensors are always f32; ternary tensors are always q8 (lossless); format applies to float matrices. */
 gboolean lev_write_model (const LevConvModel *model, const gchar *path, LevOutFormat format, gboolean vocab_only,
                           GError **error);
 

@@ -1,0 +1,143 @@
+/* levconvert.c: command-line converter from Hugging Face / llama2.c / bitllama2.c checkpoints to .leviathan. */
+#include "lev_convert.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+
+static gchar *opt_output = NULL;
+static gchar *opt_format = NULL;
+static gchar *opt_tokenizer = NULL;
+static gchar *opt_name = NULL;
+static gboolean opt_vocab_only = FALSE;
+static gboolean opt_quiet = FALSE;
+
+static GOptionEntry entries[] = {
+  { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Write the model to FILE (required)", "FILE" },
+  { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
+    "Encoding of float matrices: auto (keep the source's f32/f16/bf16), f32, f16, bf16, q8 (int8 per row). "
+    "Ternary weights are always stored losslessly", "FMT" },
+  { "tokenizer", 't', 0, G_OPTION_ARG_FILENAME, &opt_tokenizer,
+    "Tokenizer to embed: tokenizer.model (SentencePiece) or llama2.c tokenizer.bin; overrides the checkpoint's",
+    "FILE" },
+  { "vocab-only", 0, 0, G_OPTION_ARG_NONE, &opt_vocab_only,
+    "Write a tokenizer-only file; SRC is a tokenizer file or a directory holding one", NULL },
+  { "name", 0, 0, G_OPTION_ARG_STRING, &opt_name, "Model name stored in the file (default: SRC's basename)",
+    "NAME" },
+  { "quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "Print nothing but errors", NULL },
+  { NULL }
+};
+
+static int
+usage_error (GOptionContext *octx, const char *msg)
+{
+  gchar *help = g_option_context_get_help (octx, TRUE, NULL);
+  g_printerr ("levconvert: %s\n\n%s", msg, help);
+  g_free (help);
+  return 2;
+}
+
+static gboolean
+parse_format (const char *s, LevOutFormat *out)
+{
+  static const struct { const char *name; LevOutFormat f; } fmts[] = {
+    { "auto", LEV_OUT_AUTO }, { "f32", LEV_OUT_F32 }, { "f16", LEV_OUT_F16 }, { "bf16", LEV_OUT_BF16 },
+    { "q8", LEV_OUT_Q8 },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (fmts); i++)
+    if (g_ascii_strcasecmp (s, fmts[i].name) == 0) {
+      *out = fmts[i].f;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  GOptionContext *octx = g_option_context_new ("SRC - convert a checkpoint to a .leviathan model");
+  g_option_context_set_summary (octx,
+    "SRC is a Hugging Face model directory (config.json + model.safetensors or shards, tokenizer.model),\n"
+    "a llama2.c checkpoint (.bin; give --tokenizer), or a bitllama2.c ternary checkpoint (\"ak42\").");
+  g_option_context_add_main_entries (octx, entries, NULL);
+  GError *error = NULL;
+  if (!g_option_context_parse (octx, &argc, &argv, &error)) {
+    int rc = usage_error (octx, error->message);
+    g_error_free (error);
+    return rc;
+  }
+  if (argc != 2)
+    return usage_error (octx, argc < 2 ? "missing SRC" : "too many arguments");
+  if (!opt_output)
+    return usage_error (octx, "missing -o OUT.leviathan");
+  LevOutFormat format = LEV_OUT_AUTO;
+  if (opt_format && !parse_format (opt_format, &format))
+    return usage_error (octx, "unknown --format (expected auto, f32, f16, bf16 or q8)");
+  const char *src = argv[1];
+  g_option_context_free (octx);
+
+  LevConvModel *model = NULL;
+  if (opt_vocab_only) {
+    LevConvVocab *vocab = lev_import_vocab (opt_tokenizer ? opt_tokenizer : src, &error);
+    if (vocab) {
+      model = lev_conv_model_new ();
+      model->vocab = vocab;
+    }
+  } else {
+    model = lev_import_any (src, &error);
+    if (model && opt_tokenizer) {
+      LevConvVocab *vocab = lev_import_vocab (opt_tokenizer, &error);
+      if (vocab) {
+        if (model->vocab)
+          lev_conv_vocab_free (model->vocab);
+        model->vocab = vocab;
+      } else {
+        lev_conv_model_free (model);
+        model = NULL;
+      }
+    }
+    if (model && !model->vocab) {
+      g_set_error (&error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT,
+                   "%s has no tokenizer: pass --tokenizer tokenizer.model or tokenizer.bin", src);
+      lev_conv_model_free (model);
+      model = NULL;
+    }
+    if (model && model->vocab->pieces->len > model->hp.vocab_size) {
+      g_set_error (&error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE,
+                   "the tokenizer has %u tokens but the model's vocabulary is %u", model->vocab->pieces->len,
+                   model->hp.vocab_size);
+      lev_conv_model_free (model);
+      model = NULL;
+    }
+    if (model && !lev_conv_model_validate (model, &error)) {
+      lev_conv_model_free (model);
+      model = NULL;
+    }
+  }
+  if (model && (opt_name || !model->name)) {
+    g_free (model->name);
+    gchar *base = g_path_get_basename (src);
+    model->name = g_strdup (opt_name ? opt_name : base);
+    g_free (base);
+  }
+  if (!model || !lev_write_model (model, opt_output, format, opt_vocab_only, &error)) {
+    g_printerr ("levconvert: %s\n", error ? error->message : "conversion failed");
+    g_clear_error (&error);
+    lev_conv_model_free (model);
+    return 1;
+  }
+  if (!opt_quiet) {
+    if (opt_vocab_only)
+      g_printerr ("levconvert: wrote %s (tokenizer only, %u tokens)\n", opt_output, model->vocab->pieces->len);
+    else
+      g_printerr ("levconvert: wrote %s (%u layers, dim %u, vocab %u, %u tensors)\n", opt_output,
+                  model->hp.n_layers, model->hp.dim, model->hp.vocab_size, model->tensors->len);
+  }
+  lev_conv_model_free (model);
+  g_free (opt_output);
+  g_free (opt_format);
+  g_free (opt_tokenizer);
+  g_free (opt_name);
+  return 0;
+}

@@ -1,0 +1,471 @@
+/* lev_model.c: maps a .leviathan file, checks every field, offset and shape, and binds tensors to layers. */
+#include "lev_model.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK (lev-error-quark, lev_error)
+
+#define FAIL(...) G_STMT_START { g_set_error (error, LEV_ERROR, LEV_ERROR_FORMAT, __VA_ARGS__); return FALSE; } G_STMT_END
+
+const char *
+lev_arch_name (uint32_t arch)
+{
+  switch (arch) {
+    case LEV_ARCH_LLAMA: return "llama";
+    case LEV_ARCH_QWEN2: return "qwen2";
+    case LEV_ARCH_BITNET: return "bitnet";
+    case LEV_ARCH_BITLLAMA2C: return "bitllama2c";
+    default: return "unknown";
+  }
+}
+
+/* Returns whether [off, off + size) lies inside a region of region_size bytes, without overflow. */
+static gboolean
+range_ok (uint64_t off, uint64_t size, uint64_t region_size)
+{
+  return off <= region_size && size <= region_size - off;
+}
+
+/* Returns the byte size of n elements of encoding enc with `rows` rows, or 0 on overflow or unknown encoding. */
+static uint64_t
+encoding_size (uint32_t enc, uint64_t n, uint64_t rows)
+{
+  switch (enc) {
+    case LEV_ENC_F32: return n > UINT64_MAX / 4 ? 0 : n * 4;
+    case LEV_ENC_F16:
+    case LEV_ENC_BF16: return n > UINT64_MAX / 2 ? 0 : n * 2;
+    case LEV_ENC_Q8: return rows > UINT64_MAX / 4 || n > UINT64_MAX - rows * 4 ? 0 : n + rows * 4;
+    default: return 0;
+  }
+}
+
+static gboolean
+check_header (const LevFileHeader *h, uint64_t file_size, GError **error)
+{
+  if (memcmp (h->magic, LEV_MAGIC, 8) != 0)
+    FAIL ("not a .leviathan file (bad magic)");
+  if (h->version != LEV_VERSION)
+    FAIL ("unsupported format version %u (this build reads version %u)", h->version, LEV_VERSION);
+  if (h->header_size != sizeof (LevFileHeader))
+    FAIL ("header: header_size is %u, expected %zu", h->header_size, sizeof (LevFileHeader));
+  if (h->file_size != file_size)
+    FAIL ("file is %" G_GUINT64_FORMAT " bytes but its header says %" G_GUINT64_FORMAT
+          " (truncated or padded file)", file_size, h->file_size);
+  if (h->hparams_size != sizeof (LevHParams) || h->hparams_offset % 8 != 0
+      || !range_ok (h->hparams_offset, h->hparams_size, file_size) || h->hparams_offset < sizeof (LevFileHeader))
+    FAIL ("header: hyperparameter section (offset %" G_GUINT64_FORMAT ", size %" G_GUINT64_FORMAT
+          ") is out of place", h->hparams_offset, h->hparams_size);
+  if (!range_ok (h->strings_offset, h->strings_size, file_size) || h->strings_offset < sizeof (LevFileHeader))
+    FAIL ("header: string section (offset %" G_GUINT64_FORMAT ", size %" G_GUINT64_FORMAT ") is out of place",
+          h->strings_offset, h->strings_size);
+  if (h->tokenizer_size != 0
+      && (h->tokenizer_offset % 8 != 0 || h->tokenizer_size < sizeof (LevTokenizerHeader)
+          || !range_ok (h->tokenizer_offset, h->tokenizer_size, file_size)
+          || h->tokenizer_offset < sizeof (LevFileHeader)))
+    FAIL ("header: tokenizer section (offset %" G_GUINT64_FORMAT ", size %" G_GUINT64_FORMAT ") is out of place",
+          h->tokenizer_offset, h->tokenizer_size);
+  if (h->n_tensors > (1u << 20) || h->tensors_offset % 8 != 0 || h->tensors_offset < sizeof (LevFileHeader)
+      || !range_ok (h->tensors_offset, h->n_tensors * sizeof (LevTensorEntry), file_size))
+    FAIL ("header: tensor directory (offset %" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT " entries) is out of place",
+          h->tensors_offset, h->n_tensors);
+  if (h->data_offset % LEV_ALIGN != 0 || !range_ok (h->data_offset, h->data_size, file_size)
+      || h->data_offset < sizeof (LevFileHeader))
+    FAIL ("header: data section (offset %" G_GUINT64_FORMAT ", size %" G_GUINT64_FORMAT ") is out of place",
+          h->data_offset, h->data_size);
+  /* sections follow each other in this order, separated only by alignment padding */
+  uint64_t expect = sizeof (LevFileHeader);
+#define NEXT(field, off, size, align, what) G_STMT_START { \
+    expect = (expect + (align) - 1) / (align) * (align); \
+    if ((off) != expect) \
+      FAIL ("header: %s starts at %" G_GUINT64_FORMAT ", expected %" G_GUINT64_FORMAT, what, (uint64_t) (off), expect); \
+    expect += (size); } G_STMT_END
+  NEXT (hparams, h->hparams_offset, h->hparams_size, 8, "the hyperparameter section");
+  if (h->strings_size % 8 != 0 || h->tokenizer_size % 8 != 0)
+    FAIL ("header: section sizes must be multiples of 8 (strings %" G_GUINT64_FORMAT ", tokenizer %"
+          G_GUINT64_FORMAT ")", h->strings_size, h->tokenizer_size);
+  NEXT (strings, h->strings_offset, h->strings_size, 8, "the string section");
+  NEXT (tokenizer, h->tokenizer_offset, h->tokenizer_size, 8, "the tokenizer section");
+  NEXT (tensors, h->tensors_offset, h->n_tensors * sizeof (LevTensorEntry), 8, "the tensor directory");
+  NEXT (data, h->data_offset, h->data_size, LEV_ALIGN, "the data section");
+#undef NEXT
+  if (expect != file_size)
+    FAIL ("header: the data section ends at %" G_GUINT64_FORMAT " but the file is %" G_GUINT64_FORMAT " bytes",
+          expect, file_size);
+  return TRUE;
+}
+
+static gboolean
+check_hparams (const LevHParams *hp, gboolean has_weights, GError **error)
+{
+  if (!has_weights)
+    return TRUE;
+  if (hp->arch < LEV_ARCH_LLAMA || hp->arch > LEV_ARCH_BITLLAMA2C)
+    FAIL ("hyperparameters: unknown architecture %u", hp->arch);
+  if (hp->dim == 0 || hp->dim > (1u << 16))
+    FAIL ("hyperparameters: dim %u is out of range (1..65536)", hp->dim);
+  if (hp->n_layers == 0 || hp->n_layers > LEV_MAX_LAYERS)
+    FAIL ("hyperparameters: n_layers %u is out of range (1..%u)", hp->n_layers, LEV_MAX_LAYERS);
+  if (hp->n_heads == 0 || hp->n_heads > 1024 || hp->n_kv_heads == 0 || hp->n_kv_heads > hp->n_heads
+      || hp->n_heads % hp->n_kv_heads != 0)
+    FAIL ("hyperparameters: n_heads %u / n_kv_heads %u are inconsistent", hp->n_heads, hp->n_kv_heads);
+  if (hp->head_dim == 0 || hp->head_dim % 2 != 0 || hp->head_dim > 1024)
+    FAIL ("hyperparameters: head_dim %u must be even and at most 1024", hp->head_dim);
+  if (hp->ffn_dim == 0 || hp->ffn_dim > (1u << 20))
+    FAIL ("hyperparameters: ffn_dim %u is out of range", hp->ffn_dim);
+  if (hp->vocab_size == 0 || hp->vocab_size > (1u << 24))
+    FAIL ("hyperparameters: vocab_size %u is out of range", hp->vocab_size);
+  if (hp->max_ctx == 0 || hp->max_ctx > (1u << 24))
+    FAIL ("hyperparameters: max_ctx %u is out of range", hp->max_ctx);
+  if (!(hp->norm_eps >= 0.0f && hp->norm_eps < 1.0f))
+    FAIL ("hyperparameters: norm_eps %g is out of range", hp->norm_eps);
+  if (!(hp->rope_theta > 1.0f && hp->rope_theta < 1e12f))
+    FAIL ("hyperparameters: rope_theta %g is out of range", hp->rope_theta);
+  if (hp->rope_style > LEV_ROPE_HALF)
+    FAIL ("hyperparameters: unknown rope style %u", hp->rope_style);
+  if (hp->rope_scaling > LEV_ROPE_SCALING_LLAMA3)
+    FAIL ("hyperparameters: unknown rope scaling %u", hp->rope_scaling);
+  if (hp->rope_scaling != LEV_ROPE_SCALING_NONE && !(hp->rope_factor >= 1.0f && hp->rope_factor < 1e6f))
+    FAIL ("hyperparameters: rope factor %g is out of range", hp->rope_factor);
+  if (hp->rope_scaling == LEV_ROPE_SCALING_LLAMA3
+      && !(hp->rope_low_freq_factor > 0.0f && hp->rope_high_freq_factor > hp->rope_low_freq_factor
+           && hp->rope_orig_ctx > 0))
+    FAIL ("hyperparameters: llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor and an original "
+          "context");
+  if (hp->activation > LEV_ACT_GELU)
+    FAIL ("hyperparameters: unknown activation %u", hp->activation);
+  if (hp->flags >= (LEV_HP_ACT_ROUND_AWAY << 1))
+    FAIL ("hyperparameters: unknown flags 0x%x", hp->flags);
+  if (hp->bos_id >= (int32_t) hp->vocab_size || hp->eos_id >= (int32_t) hp->vocab_size || hp->bos_id < -1
+      || hp->eos_id < -1)
+    FAIL ("hyperparameters: bos %d / eos %d outside the vocabulary", hp->bos_id, hp->eos_id);
+  return TRUE;
+}
+
+/* Returns a NUL-terminated copy of a string in the string blob, or NULL (and sets error) if out of range. */
+static gboolean
+copy_string (const uint8_t *blob, uint64_t blob_size, uint32_t off, uint32_t len, char **out, const char *what,
+             GError **error)
+{
+  *out = NULL;
+  if (len == 0)
+    return TRUE;
+  if (!range_ok (off, len, blob_size))
+    FAIL ("hyperparameters: %s (offset %u, length %u) lies outside the string section", what, off, len);
+  *out = g_strndup ((const char *) blob + off, len);
+  return TRUE;
+}
+
+static gboolean
+load_tokenizer (LevModel *m, const uint8_t *sec, uint64_t size, GError **error)
+{
+  LevTokenizerHeader th;
+  memcpy (&th, sec, sizeof th);
+  if (th.kind != LEV_TOK_SPM_BPE && th.kind != LEV_TOK_BYTE_BPE)
+    FAIL ("tokenizer: unknown kind %u", th.kind);
+  if (th.n_tokens == 0 || th.n_tokens > (1u << 24))
+    FAIL ("tokenizer: n_tokens %u is out of range", th.n_tokens);
+  if (th.n_merges > (1u << 24))
+    FAIL ("tokenizer: n_merges %u is out of range", th.n_merges);
+  uint64_t n = th.n_tokens;
+  struct { uint64_t off, size, align; const char *what; } arrays[] = {
+    { th.piece_offsets_offset, (n + 1) * 4, 4, "piece offsets" },
+    { th.piece_bytes_offset, th.piece_bytes_size, 1, "piece bytes" },
+    { th.scores_offset, n * 4, 4, "scores" },
+    { th.types_offset, n, 1, "token types" },
+    { th.merges_offset, (uint64_t) th.n_merges * 8, 4, "merges" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (arrays); i++)
+    if (arrays[i].off % arrays[i].align != 0 || arrays[i].off < sizeof th
+        || !range_ok (arrays[i].off, arrays[i].size, size))
+      FAIL ("tokenizer: %s (offset %" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT " bytes) lie outside the "
+            "tokenizer section of %" G_GUINT64_FORMAT " bytes", arrays[i].what, arrays[i].off, arrays[i].size, size);
+  LevVocabView *v = &m->vocab;
+  v->kind = th.kind;
+  v->flags = th.flags;
+  v->n_tokens = th.n_tokens;
+  v->piece_offsets = (const uint32_t *) (sec + th.piece_offsets_offset);
+  v->piece_bytes = (const char *) (sec + th.piece_bytes_offset);
+  v->scores = (const float *) (sec + th.scores_offset);
+  v->types = sec + th.types_offset;
+  v->n_merges = th.n_merges;
+  v->merges = (const uint32_t *) (sec + th.merges_offset);
+  v->pretokenizer = th.pretokenizer;
+  v->bos_id = th.bos_id;
+  v->eos_id = th.eos_id;
+  v->unk_id = th.unk_id;
+  v->pad_id = th.pad_id;
+  if (v->piece_offsets[0] != 0 || v->piece_offsets[n] != th.piece_bytes_size)
+    FAIL ("tokenizer: piece offsets do not span the piece bytes");
+  GError *tok_error = NULL;
+  m->tok = lev_tokenizer_new (v, &tok_error);
+  if (!m->tok) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_FORMAT, "tokenizer: %s", tok_error->message);
+    g_error_free (tok_error);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Finds a tensor by name in the directory (NULL when absent). */
+static const LevTensorEntry *
+find_tensor (const LevTensorEntry *dir, uint64_t n, const char *name)
+{
+  for (uint64_t i = 0; i < n; i++)
+    if (strncmp (dir[i].name, name, LEV_TENSOR_NAME_MAX) == 0)
+      return &dir[i];
+  return NULL;
+}
+
+typedef struct {
+  const LevTensorEntry *dir;
+  uint64_t n;
+  const uint8_t *data;
+} Directory;
+
+/* Binds a 1-D float32 tensor of length len; optional tensors may be absent (then *out = NULL). */
+static gboolean
+bind_vector (const Directory *d, const char *name, uint32_t len, gboolean required, const float **out,
+             GError **error)
+{
+  const LevTensorEntry *e = find_tensor (d->dir, d->n, name);
+  *out = NULL;
+  if (!e) {
+    if (required)
+      FAIL ("tensor %s is missing", name);
+    return TRUE;
+  }
+  if (e->n_dims != 1 || e->shape[0] != len)
+    FAIL ("tensor %s has shape [%" G_GUINT64_FORMAT "%s], expected [%u]", name, e->shape[0],
+          e->n_dims != 1 ? ", ..." : "", len);
+  if (e->encoding != LEV_ENC_F32)
+    FAIL ("tensor %s: vectors must be stored as f32 (encoding %u)", name, e->encoding);
+  *out = (const float *) (d->data + e->offset);
+  return TRUE;
+}
+
+/* Binds a [rows][cols] matrix in any supported encoding. */
+static gboolean
+bind_matrix (const Directory *d, const char *name, uint32_t rows, uint32_t cols, LevMatrix *out, GError **error)
+{
+  const LevTensorEntry *e = find_tensor (d->dir, d->n, name);
+  if (!e)
+    FAIL ("tensor %s is missing", name);
+  if (e->n_dims != 2 || e->shape[0] != rows || e->shape[1] != cols)
+    FAIL ("tensor %s has shape [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "]%s, expected [%u, %u]", name,
+          e->shape[0], e->n_dims >= 2 ? e->shape[1] : 1, e->n_dims != 2 ? " (wrong rank)" : "", rows, cols);
+  out->encoding = e->encoding;
+  out->rows = rows;
+  out->cols = cols;
+  const uint8_t *p = d->data + e->offset;
+  if (e->encoding == LEV_ENC_Q8) {
+    out->scales = (const float *) p;
+    out->data = p + (size_t) rows * 4;
+  } else {
+    out->scales = NULL;
+    out->data = p;
+  }
+  return TRUE;
+}
+
+static gboolean
+check_directory (const Directory *d, uint64_t data_size, GError **error)
+{
+  for (uint64_t i = 0; i < d->n; i++) {
+    const LevTensorEntry *e = &d->dir[i];
+    if (memchr (e->name, 0, LEV_TENSOR_NAME_MAX) == NULL || e->name[0] == 0)
+      FAIL ("tensor directory entry %" G_GUINT64_FORMAT ": name is empty or not NUL-terminated", i);
+    if (e->n_dims == 0 || e->n_dims > LEV_MAX_DIMS)
+      FAIL ("tensor %s: n_dims %u is out of range", e->name, e->n_dims);
+    uint64_t n = 1;
+    for (uint32_t k = 0; k < LEV_MAX_DIMS; k++) {
+      uint64_t s = e->shape[k];
+      if (k >= e->n_dims && s != 1)
+        FAIL ("tensor %s: unused dimension %u is %" G_GUINT64_FORMAT ", expected 1", e->name, k, s);
+      if (s == 0 || s > (1ull << 32) || n > UINT64_MAX / s)
+        FAIL ("tensor %s: dimension %u (%" G_GUINT64_FORMAT ") is out of range", e->name, k, s);
+      n *= s;
+    }
+    if (e->encoding > LEV_ENC_Q8)
+      FAIL ("tensor %s: unknown encoding %u", e->name, e->encoding);
+    if (e->encoding == LEV_ENC_Q8 && e->n_dims != 2)
+      FAIL ("tensor %s: q8 needs a matrix", e->name);
+    uint64_t expect = encoding_size (e->encoding, n, e->shape[0]);
+    if (expect == 0 || e->size != expect)
+      FAIL ("tensor %s: size %" G_GUINT64_FORMAT " does not match its shape and encoding (%" G_GUINT64_FORMAT ")",
+            e->name, e->size, expect);
+    if (e->offset % LEV_ALIGN != 0 || !range_ok (e->offset, e->size, data_size))
+      FAIL ("tensor %s: data (offset %" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT " bytes) lies outside the data "
+            "section of %" G_GUINT64_FORMAT " bytes", e->name, e->offset, e->size, data_size);
+    for (uint64_t j = 0; j < i; j++)
+      if (strncmp (d->dir[j].name, e->name, LEV_TENSOR_NAME_MAX) == 0)
+        FAIL ("tensor %s appears twice", e->name);
+  }
+  return TRUE;
+}
+
+static gboolean
+bind_tensors (LevModel *m, const Directory *d, GError **error)
+{
+  const LevHParams *hp = &m->hp;
+  uint32_t q_dim = hp->n_heads * hp->head_dim, kv_dim = hp->n_kv_heads * hp->head_dim;
+  gboolean tied = (hp->flags & LEV_HP_TIED_EMBEDDINGS) != 0;
+  gboolean layer_norms = hp->arch != LEV_ARCH_BITLLAMA2C;
+  gboolean sub_norms = (hp->flags & LEV_HP_SUB_NORMS) != 0;
+  gboolean bias = (hp->flags & LEV_HP_QKV_BIAS) != 0;
+  if (!bind_matrix (d, "token_embd", hp->vocab_size, hp->dim, &m->tok_embd, error)
+      || !bind_vector (d, "output_norm", hp->dim, TRUE, &m->output_norm, error))
+    return FALSE;
+  if (tied)
+    m->output = m->tok_embd;
+  else if (!bind_matrix (d, "output", hp->vocab_size, hp->dim, &m->output, error))
+    return FALSE;
+  m->layers = g_new0 (LevLayer, hp->n_layers);
+  for (uint32_t l = 0; l < hp->n_layers; l++) {
+    LevLayer *L = &m->layers[l];
+    char n[LEV_TENSOR_NAME_MAX];
+#define NAME(s) (g_snprintf (n, sizeof n, "blk.%u." s, l), n)
+    if (!bind_vector (d, NAME ("attn_norm"), hp->dim, layer_norms, &L->attn_norm, error)
+        || !bind_vector (d, NAME ("ffn_norm"), hp->dim, layer_norms, &L->ffn_norm, error)
+        || !bind_vector (d, NAME ("attn_sub_norm"), hp->dim, sub_norms, &L->attn_sub_norm, error)
+        || !bind_vector (d, NAME ("ffn_sub_norm"), hp->ffn_dim, sub_norms, &L->ffn_sub_norm, error)
+        || !bind_vector (d, NAME ("attn_q_bias"), q_dim, bias, &L->bq, error)
+        || !bind_vector (d, NAME ("attn_k_bias"), kv_dim, bias, &L->bk, error)
+        || !bind_vector (d, NAME ("attn_v_bias"), kv_dim, bias, &L->bv, error)
+        || !bind_matrix (d, NAME ("attn_q"), q_dim, hp->dim, &L->wq, error)
+        || !bind_matrix (d, NAME ("attn_k"), kv_dim, hp->dim, &L->wk, error)
+        || !bind_matrix (d, NAME ("attn_v"), kv_dim, hp->dim, &L->wv, error)
+        || !bind_matrix (d, NAME ("attn_o"), hp->dim, q_dim, &L->wo, error)
+        || !bind_matrix (d, NAME ("ffn_gate"), hp->ffn_dim, hp->dim, &L->w_gate, error)
+        || !bind_matrix (d, NAME ("ffn_up"), hp->ffn_dim, hp->dim, &L->w_up, error)
+        || !bind_matrix (d, NAME ("ffn_down"), hp->dim, hp->ffn_dim, &L->w_down, error))
+      return FALSE;
+#undef NAME
+  }
+  return TRUE;
+}
+
+LevModel *
+lev_model_load (const char *path, GError **error)
+{
+  GError *local = NULL;
+  GMappedFile *map = g_mapped_file_new (path, FALSE, &local);
+  if (!map) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open model %s: %s", path, local->message);
+    g_error_free (local);
+    return NULL;
+  }
+  LevModel *m = g_new0 (LevModel, 1);
+  m->map = map;
+  m->base = (const uint8_t *) g_mapped_file_get_contents (map);
+  m->size = g_mapped_file_get_length (map);
+  LevFileHeader h;
+  if (m->size < sizeof h) {
+    g_set_error (&local, LEV_ERROR, LEV_ERROR_FORMAT, "file is %" G_GUINT64_FORMAT " bytes, too short for a "
+                 ".leviathan header", m->size);
+    goto fail;
+  }
+  memcpy (&h, m->base, sizeof h);
+  if (!check_header (&h, m->size, &local))
+    goto fail;
+  memcpy (&m->hp, m->base + h.hparams_offset, sizeof m->hp);
+  m->has_weights = h.n_tensors > 0;
+  if (!check_hparams (&m->hp, m->has_weights, &local))
+    goto fail;
+  const uint8_t *strings = m->base + h.strings_offset;
+  if (!copy_string (strings, h.strings_size, m->hp.chat_template_offset, m->hp.chat_template_len,
+                    &m->chat_template, "chat template", &local)
+      || !copy_string (strings, h.strings_size, m->hp.name_offset, m->hp.name_len, &m->name, "name", &local))
+    goto fail;
+  if (h.tokenizer_size > 0 && !load_tokenizer (m, m->base + h.tokenizer_offset, h.tokenizer_size, &local))
+    goto fail;
+  if (!m->has_weights && !m->tok) {
+    g_set_error (&local, LEV_ERROR, LEV_ERROR_FORMAT, "file holds neither weights nor a tokenizer");
+    goto fail;
+  }
+  if (m->tok && m->has_weights && lev_tokenizer_n_tokens (m->tok) > m->hp.vocab_size) {
+    g_set_error (&local, LEV_ERROR, LEV_ERROR_FORMAT, "tokenizer has %u tokens but the model only %u",
+                 lev_tokenizer_n_tokens (m->tok), m->hp.vocab_size);
+    goto fail;
+  }
+  if (m->has_weights) {
+    Directory d = { (const LevTensorEntry *) (m->base + h.tensors_offset), h.n_tensors, m->base + h.data_offset };
+    if (!check_directory (&d, h.data_size, &local) || !bind_tensors (m, &d, &local))
+      goto fail;
+  }
+  return m;
+
+fail:
+  g_set_error (error, LEV_ERROR, local->code, "%s: %s", path, local->message);
+  g_error_free (local);
+  lev_model_free (m);
+  return NULL;
+}
+
+void
+lev_model_free (LevModel *model)
+{
+  if (!model)
+    return;
+  if (model->tok)
+    lev_tokenizer_free (model->tok);
+  g_free (model->layers);
+  g_free (model->chat_template);
+  g_free (model->name);
+  g_mapped_file_unref (model->map);
+  g_free (model);
+}
+
+const LevHParams *
+lev_model_hparams (const LevModel *model)
+{
+  return &model->hp;
+}
+
+const LevTokenizer *
+lev_model_tokenizer (const LevModel *model)
+{
+  return model->tok;
+}
+
+gboolean
+lev_model_has_weights (const LevModel *model)
+{
+  return model->has_weights;
+}
+
+const char *
+lev_model_chat_template (const LevModel *model)
+{
+  return model->chat_template;
+}
+
+const char *
+lev_model_name (const LevModel *model)
+{
+  return model->name ? model->name : "";
+}
+
+void
+lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out)
+{
+  size_t cols = m->cols, base = (size_t) row * cols;
+  switch (m->encoding) {
+    case LEV_ENC_F32:
+      memcpy (out, (const float *) m->data + base, cols * sizeof (float));
+      break;
+    case LEV_ENC_F16:
+      for (size_t i = 0; i < cols; i++)
+        out[i] = lev_f16_to_f32 (((const uint16_t *) m->data)[base + i]);
+      break;
+    case LEV_ENC_BF16:
+      for (size_t i = 0; i < cols; i++)
+        out[i] = lev_bf16_to_f32 (((const uint16_t *) m->data)[base + i]);
+      break;
+    case LEV_ENC_Q8:
+      for (size_t i = 0; i < cols; i++)
+        out[i] = (float) ((const int8_t *) m->data)[base + i] * m->scales[row];
+      break;
+    default:
+      memset (out, 0, cols * sizeof (float));
+  }
+}

@@ -1,0 +1,99 @@
+/* leviathan.h: the public C API of the Leviathan engine: load a model, run it, sample from it. */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+#include "lev_format.h"
+#include "lev_tokenizer.h"
+
+G_BEGIN_DECLS
+
+#define LEV_ERROR (lev_error_quark ())
+typedef enum {
+  LEV_ERROR_IO,        /* the file could not be opened or mapped */
+  LEV_ERROR_FORMAT,    /* the file is not a valid .leviathan file (the message says what is wrong) */
+  LEV_ERROR_NO_WEIGHTS,/* a tokenizer-only file was used where weights are needed */
+  LEV_ERROR_ARGUMENT,  /* an invalid parameter (context size, token id, ...) */
+} LevError;
+
+/* Returns the GQuark of LEV_ERROR. */
+GQuark lev_error_quark (void);
+
+/* A loaded model: the mapped file plus views into it. Immutable and shareable between contexts. */
+typedef struct LevModel LevModel;
+/* Per-sequence state: KV cache, scratch buffers, worker threads. One thread at a time. */
+typedef struct LevContext LevContext;
+
+/* Maps and validates a .leviathan file; NULL with error set (one message naming the problem) if it is bad. */
+LevModel *lev_model_load (const char *path, GError **error);
+/* Unmaps the model. Contexts made from it must be freed first. */
+void lev_model_free (LevModel *model);
+/* Returns the model's hyperparameters. */
+const LevHParams *lev_model_hparams (const LevModel *model);
+/* Returns the model's tokenizer, or NULL when the file has none. Owned by the model. */
+const LevTokenizer *lev_model_tokenizer (const LevModel *model);
+/* Returns whether the file holds weights (FALSE for a tokenizer-only file). */
+gboolean lev_model_has_weights (const LevModel *model);
+/* Returns the chat template stored in the file (NUL-terminated copy owned by the model) or NULL. */
+const char *lev_model_chat_template (const LevModel *model);
+/* Returns the model's name, or "" when it has none. */
+const char *lev_model_name (const LevModel *model);
+/* Returns a short name of the architecture ("llama", "qwen2", "bitnet", "bitllama2c"). */
+const char *lev_arch_name (uint32_t arch);
+
+typedef enum {
+  LEV_ACT_QUANT_AUTO = 0, /* as the model's flags say */
+  LEV_ACT_QUANT_OFF = 1,  /* float activations even where the model was trained with int8 ones */
+  LEV_ACT_QUANT_ON = 2,
+} LevActQuantMode;
+
+typedef struct LevContextParams {
+  uint32_t n_ctx;        /* KV cache slots; 0 = the model's max_ctx */
+  uint32_t n_sink;       /* attention-sink positions kept when the window slides (default 4) */
+  uint32_t n_threads;    /* worker threads, 0 = number of CPUs (at most 64) */
+  uint32_t act_quant;    /* LevActQuantMode */
+} LevContextParams;
+
+/* Returns the default context parameters. */
+LevContextParams lev_context_default_params (void);
+/* Creates a context (allocates the whole KV cache once); NULL with error set on bad parameters. */
+LevContext *lev_context_new (const LevModel *model, const LevContextParams *params, GError **error);
+/* Frees a context and stops its worker threads. */
+void lev_context_free (LevContext *ctx);
+/* Forgets the sequence: the next token is evaluated at position 0. */
+void lev_context_reset (LevContext *ctx);
+/* Returns the number of tokens evaluated since the last reset (can exceed n_ctx). */
+uint64_t lev_context_pos (const LevContext *ctx);
+/* Returns the number of KV cache slots. */
+uint32_t lev_context_n_ctx (const LevContext *ctx);
+/* Evaluates token at the next position and returns the logits (vocab_size floats, owned by ctx, valid until the
+ * next call); NULL with error set if token is out of range. */
+const float *lev_context_eval (LevContext *ctx, int32_t token, GError **error);
+
+/* ---- Sampling ---- */
+typedef struct LevSamplerParams {
+  float temperature;     /* 0 = greedy (argmax, first maximal index) */
+  int32_t top_k;         /* 0 = off */
+  float top_p;           /* 1 = off */
+  float min_p;           /* 0 = off */
+  float repeat_penalty;  /* 1 = off; divides positive logits and multiplies negative ones of recent tokens */
+  uint32_t repeat_last_n;/* how many recent tokens the penalty looks at */
+  uint64_t seed;         /* same seed, same text */
+} LevSamplerParams;
+
+typedef struct LevSampler LevSampler;
+
+/* Returns the default sampler parameters (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty). */
+LevSamplerParams lev_sampler_default_params (void);
+/* Creates a sampler for a vocabulary of n_vocab tokens. */
+LevSampler *lev_sampler_new (const LevSamplerParams *params, uint32_t n_vocab);
+/* Frees a sampler. */
+void lev_sampler_free (LevSampler *sampler);
+/* Records a token in the history that the repetition penalty looks at (prompt and generated tokens). */
+void lev_sampler_accept (LevSampler *sampler, int32_t token);
+/* Picks the next token from logits (not modified). */
+int32_t lev_sampler_sample (LevSampler *sampler, const float *logits);
+/* Clears the history and re-seeds the random generator. */
+void lev_sampler_reset (LevSampler *sampler);
+
+G_END_DECLS

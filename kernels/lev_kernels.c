@@ -1,0 +1,174 @@
+/* lev_kernels.c: scalar reference kernels: float/half/bf16/int8 matrix-vector products and conversions. */
+#include "lev_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+float
+lev_f16_to_f32 (uint16_t h)
+{
+  uint32_t sign = (uint32_t) (h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t man = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {                    /* subnormal: normalise */
+      int e = -1;
+      do {
+        e++;
+        man <<= 1;
+      } while ((man & 0x400u) == 0);
+      bits = sign | ((uint32_t) (127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  memcpy (&f, &bits, 4);
+  return f;
+}
+
+uint16_t
+lev_f32_to_f16 (float f)
+{
+  uint32_t x;
+  memcpy (&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t absx = x & 0x7fffffffu;
+  if (absx > 0x7f800000u)       /* NaN: keep it quiet */
+    return (uint16_t) (sign | 0x7e00u | ((absx >> 13) & 0x3ffu));
+  if (absx >= 0x477ff000u)      /* rounds to >= 65520: infinity */
+    return (uint16_t) (sign | 0x7c00u);
+  if (absx < 0x38800000u) {     /* below the smallest normal half: subnormal or zero */
+    if (absx < 0x33000000u)     /* < 2^-25: rounds to zero */
+      return (uint16_t) sign;
+    uint32_t e = absx >> 23;
+    uint32_t man = (absx & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126 - e;   /* 14 + (113 - e) */
+    uint32_t half = man >> shift;
+    uint32_t rem = man & ((1u << shift) - 1);
+    uint32_t mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1u)))
+      half++;
+    return (uint16_t) (sign | half);
+  }
+  uint32_t r = absx + 0xfffu + ((absx >> 13) & 1u);   /* round to nearest even on the 13 dropped bits */
+  return (uint16_t) (sign | ((r - 0x38000000u) >> 13));
+}
+
+float
+lev_bf16_to_f32 (uint16_t b)
+{
+  uint32_t bits = (uint32_t) b << 16;
+  float f;
+  memcpy (&f, &bits, 4);
+  return f;
+}
+
+uint16_t
+lev_f32_to_bf16 (float f)
+{
+  uint32_t x;
+  memcpy (&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u)
+    return (uint16_t) ((x >> 16) | 0x40u);
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return (uint16_t) (x >> 16);
+}
+
+float
+lev_dot_f32 (const float *a, const float *b, size_t n)
+{
+  float acc[8] = { 0 };
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++)
+      acc[k] += a[i + k] * b[i + k];
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; i++)
+    s += a[i] * b[i];
+  return s;
+}
+
+void
+lev_axpy_f32 (float a, const float *x, float *y, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    y[i] += a * x[i];
+}
+
+void
+lev_matvec_f32 (const float *w, const float *x, float *y, size_t cols, size_t row_begin, size_t row_end)
+{
+  for (size_t r = row_begin; r < row_end; r++)
+    y[r] = lev_dot_f32 (w + r * cols, x, cols);
+}
+
+void
+lev_matvec_f16 (const uint16_t *w, const float *x, float *y, size_t cols, size_t row_begin, size_t row_end)
+{
+  for (size_t r = row_begin; r < row_end; r++) {
+    const uint16_t *row = w + r * cols;
+    float acc[8] = { 0 };
+    size_t i = 0;
+    for (; i + 8 <= cols; i += 8)
+      for (int k = 0; k < 8; k++)
+        acc[k] += lev_f16_to_f32 (row[i + k]) * x[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < cols; i++)
+      s += lev_f16_to_f32 (row[i]) * x[i];
+    y[r] = s;
+  }
+}
+
+void
+lev_matvec_bf16 (const uint16_t *w, const float *x, float *y, size_t cols, size_t row_begin, size_t row_end)
+{
+  for (size_t r = row_begin; r < row_end; r++) {
+    const uint16_t *row = w + r * cols;
+    float acc[8] = { 0 };
+    size_t i = 0;
+    for (; i + 8 <= cols; i += 8)
+      for (int k = 0; k < 8; k++)
+        acc[k] += lev_bf16_to_f32 (row[i + k]) * x[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < cols; i++)
+      s += lev_bf16_to_f32 (row[i]) * x[i];
+    y[r] = s;
+  }
+}
+
+void
+lev_matvec_q8_f32 (const int8_t *q, const float *scales, const float *x, float *y, size_t cols,
+                   size_t row_begin, size_t row_end)
+{
+  for (size_t r = row_begin; r < row_end; r++) {
+    const int8_t *row = q + r * cols;
+    float acc[8] = { 0 };
+    size_t i = 0;
+    for (; i + 8 <= cols; i += 8)
+      for (int k = 0; k < 8; k++)
+        acc[k] += (float) row[i + k] * x[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < cols; i++)
+      s += (float) row[i] * x[i];
+    y[r] = s * scales[r];
+  }
+}
+
+void
+lev_matvec_q8_i8 (const int8_t *q, const float *scales, const int8_t *xq, float x_scale, float *y,
+                  size_t cols, size_t row_begin, size_t row_end)
+{
+  for (size_t r = row_begin; r < row_end; r++) {
+    const int8_t *row = q + r * cols;
+    int32_t acc = 0;
+    for (size_t i = 0; i < cols; i++)
+      acc += (int32_t) row[i] * (int32_t) xq[i];
+    y[r] = (float) acc * (scales[r] * x_scale);
+  }
+}

@@ -1,0 +1,42 @@
+/* lev_kernels.h: numeric kernels (matrix-vector products, conversions, norms); plain C, libc and libm only. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Converts an IEEE half to float. */
+float lev_f16_to_f32 (uint16_t h);
+/* Converts a float to IEEE half, rounding to nearest even (overflow gives infinity, NaN stays NaN). */
+uint16_t lev_f32_to_f16 (float f);
+/* Converts a bfloat16 to float. */
+float lev_bf16_to_f32 (uint16_t b);
+/* Converts a float to bfloat16, rounding to nearest even. */
+uint16_t lev_f32_to_bf16 (float f);
+
+/* The kernels below compute rows [row_begin, row_end) of y = W x for a row-major W with `cols` columns. */
+
+/* y = W x with float32 weights. */
+void lev_matvec_f32 (const float *w, const float *x, float *y, size_t cols, size_t row_begin, size_t row_end);
+/* y = W x with IEEE half weights. */
+void lev_matvec_f16 (const uint16_t *w, const float *x, float *y, size_t cols, size_t row_begin, size_t row_end);
+/* y = W x with bfloat16 weights. */
+void lev_matvec_bf16 (const uint16_t *w, const float *x, float *y, size_t cols, size_t row_begin, size_t row_end);
+/* y = diag(scales) Q x with int8 weights Q and float activations. */
+void lev_matvec_q8_f32 (const int8_t *q, const float *scales, const float *x, float *y, size_t cols,
+                        size_t row_begin, size_t row_end);
+/* y = Q xq * (scales * x_scale) with int8 weights and int8 activations (exact int32 dot products). */
+void lev_matvec_q8_i8 (const int8_t *q, const float *scales, const int8_t *xq, float x_scale, float *y,
+                       size_t cols, size_t row_begin, size_t row_end);
+
+/* Returns the dot product of two float vectors. */
+float lev_dot_f32 (const float *a, const float *b, size_t n);
+/* y += a * x over n floats. */
+void lev_axpy_f32 (float a, const float *x, float *y, size_t n);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# scripts/deps.sh: installs the Debian 12 packages Leviathan needs to build and test (no-op when present).
+set -euo pipefail
+PACKAGES=(build-essential pkg-config meson ninja-build python3
+  libglib2.0-dev libjson-glib-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base)
+if [ "${1:-}" = "--sanitizers" ]; then
+  PACKAGES+=(libclang-rt-14-dev clang)
+fi
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "deps: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,333 @@
+/* levrun.c: command-line text generation, tokenization and logit dumps with the Leviathan engine. */
+#include "leviathan.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static gchar *opt_model = NULL;
+static gchar *opt_prompt = NULL;
+static gchar *opt_prompt_file = NULL;
+static gint opt_n_predict = -1;
+static gdouble opt_temp = 0.8;
+static gint opt_top_k = 40;
+static gdouble opt_top_p = 0.95;
+static gdouble opt_min_p = 0.05;
+static gdouble opt_repeat_penalty = 1.0;
+static gint opt_repeat_last_n = 64;
+static gint64 opt_seed = -1;
+static gint opt_threads = 0;
+static gint opt_ctx = 0;
+static gint opt_sink = 4;
+static gboolean opt_tokenize = FALSE;
+static gboolean opt_bos = FALSE;
+static gboolean opt_no_bos = FALSE;
+static gboolean opt_print_ids = FALSE;
+static gchar *opt_ids = NULL;
+static gchar *opt_logits_out = NULL;
+static gboolean opt_ignore_eos = FALSE;
+static gboolean opt_no_act_quant = FALSE;
+static gboolean opt_quiet = FALSE;
+
+static GOptionEntry entries[] = {
+  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan)", "FILE" },
+  { "prompt", 'p', 0, G_OPTION_ARG_STRING, &opt_prompt, "Prompt text", "TEXT" },
+  { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_prompt_file, "Read the prompt from FILE", "FILE" },
+  { "n-predict", 'n', 0, G_OPTION_ARG_INT, &opt_n_predict,
+    "Tokens to generate (default 64; 0 with --logits-out)", "N" },
+  { "temp", 0, 0, G_OPTION_ARG_DOUBLE, &opt_temp, "Temperature, 0 = greedy (default 0.8)", "T" },
+  { "top-k", 0, 0, G_OPTION_ARG_INT, &opt_top_k, "Keep the K most likely tokens, 0 = all (default 40)", "K" },
+  { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &opt_top_p, "Nucleus sampling mass, 1 = off (default 0.95)", "P" },
+  { "min-p", 0, 0, G_OPTION_ARG_DOUBLE, &opt_min_p, "Drop tokens below P times the best, 0 = off (default 0.05)",
+    "P" },
+  { "repeat-penalty", 0, 0, G_OPTION_ARG_DOUBLE, &opt_repeat_penalty, "Repetition penalty, 1 = off (default 1)",
+    "R" },
+  { "repeat-last-n", 0, 0, G_OPTION_ARG_INT, &opt_repeat_last_n, "Tokens the penalty looks back (default 64)",
+    "N" },
+  { "seed", 's', 0, G_OPTION_ARG_INT64, &opt_seed, "Random seed (default: from the clock)", "SEED" },
+  { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads (default: all CPUs)", "N" },
+  { "ctx", 'c', 0, G_OPTION_ARG_INT, &opt_ctx, "Context (KV cache) size; generation goes on past it (default: "
+    "the model's)", "N" },
+  { "sinks", 0, 0, G_OPTION_ARG_INT, &opt_sink, "Attention-sink tokens kept when the context slides (default 4)",
+    "N" },
+  { "tokenize", 0, 0, G_OPTION_ARG_NONE, &opt_tokenize, "Print the prompt's token ids and exit", NULL },
+  { "bos", 0, 0, G_OPTION_ARG_NONE, &opt_bos, "With --tokenize: prepend BOS", NULL },
+  { "no-bos", 0, 0, G_OPTION_ARG_NONE, &opt_no_bos, "Do not prepend BOS to the prompt", NULL },
+  { "print-ids", 0, 0, G_OPTION_ARG_NONE, &opt_print_ids, "Print prompt and generated ids instead of text", NULL },
+  { "ids", 0, 0, G_OPTION_ARG_STRING, &opt_ids, "Prompt as token ids, e.g. \"1 403 407\"", "IDS" },
+  { "logits-out", 0, 0, G_OPTION_ARG_FILENAME, &opt_logits_out,
+    "Write the prompt's teacher-forced logits to FILE (float32 [tokens][vocab])", "FILE" },
+  { "ignore-eos", 0, 0, G_OPTION_ARG_NONE, &opt_ignore_eos, "Do not stop at end-of-text tokens", NULL },
+  { "no-act-quant", 0, 0, G_OPTION_ARG_NONE, &opt_no_act_quant,
+    "Keep activations in float even where the model quantizes them to int8", NULL },
+  { "quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "No statistics on stderr", NULL },
+  { NULL }
+};
+
+static GOptionContext *octx;
+
+static int
+usage_error (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  gchar *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  gchar *help = g_option_context_get_help (octx, TRUE, NULL);
+  g_printerr ("levrun: %s\n\n%s", msg, help);
+  g_free (help);
+  g_free (msg);
+  return 2;
+}
+
+/* Parses "1 403 407" (spaces or commas) into ids; FALSE on anything else. */
+static gboolean
+parse_ids (const char *s, GArray *out)
+{
+  const char *p = s;
+  while (*p) {
+    while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n')
+      p++;
+    if (!*p)
+      break;
+    char *end;
+    errno = 0;
+    long v = strtol (p, &end, 10);
+    if (end == p || errno || v < 0 || v > G_MAXINT32)
+      return FALSE;
+    gint32 id = (gint32) v;
+    g_array_append_val (out, id);
+    p = end;
+  }
+  return out->len > 0;
+}
+
+/* Streams decoded bytes to stdout, holding back an incomplete UTF-8 sequence until it is complete. */
+typedef struct {
+  GString *pending;
+} TextOut;
+
+static void
+text_out_push (TextOut *t, const char *bytes, gsize len, gboolean final)
+{
+  g_string_append_len (t->pending, bytes, (gssize) len);
+  const gchar *end;
+  while (t->pending->len > 0) {
+    g_utf8_validate (t->pending->str, (gssize) t->pending->len, &end);
+    gsize good = (gsize) (end - t->pending->str);
+    fwrite (t->pending->str, 1, good, stdout);
+    g_string_erase (t->pending, 0, (gssize) good);
+    if (t->pending->len == 0)
+      break;
+    /* an incomplete sequence at the end may still be completed by the next token */
+    gunichar c = g_utf8_get_char_validated (t->pending->str, (gssize) t->pending->len);
+    if (c == (gunichar) -2 && !final)
+      break;
+    fputs ("\xef\xbf\xbd", stdout);   /* U+FFFD for an invalid byte */
+    g_string_erase (t->pending, 0, 1);
+  }
+  fflush (stdout);
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  octx = g_option_context_new ("- run a .leviathan model");
+  g_option_context_add_main_entries (octx, entries, NULL);
+  GError *error = NULL;
+  if (!g_option_context_parse (octx, &argc, &argv, &error)) {
+    int rc = usage_error ("%s", error->message);
+    g_error_free (error);
+    return rc;
+  }
+  if (argc > 1)
+    return usage_error ("unexpected argument '%s'", argv[1]);
+  if (!opt_model)
+    return usage_error ("missing -m MODEL");
+  if ((opt_prompt != NULL) + (opt_prompt_file != NULL) + (opt_ids != NULL) > 1)
+    return usage_error ("give only one of -p, -f and --ids");
+  if (opt_tokenize && opt_ids)
+    return usage_error ("--tokenize needs a text prompt, not --ids");
+  if (opt_logits_out && !opt_ids)
+    return usage_error ("--logits-out needs --ids");
+  if (opt_temp < 0 || opt_top_p <= 0 || opt_top_p > 1 || opt_min_p < 0 || opt_min_p > 1 || opt_top_k < 0
+      || opt_repeat_penalty <= 0 || opt_repeat_last_n < 0 || opt_threads < 0 || opt_threads > 64 || opt_ctx < 0
+      || opt_sink < 0 || opt_n_predict < -1)
+    return usage_error ("a sampling, thread or context value is out of range");
+  int n_predict = opt_n_predict >= 0 ? opt_n_predict : (opt_logits_out ? 0 : 64);
+
+  LevModel *model = lev_model_load (opt_model, &error);
+  if (!model) {
+    g_printerr ("levrun: %s\n", error->message);
+    g_error_free (error);
+    return 1;
+  }
+  const LevTokenizer *tok = lev_model_tokenizer (model);
+  int rc = 0;
+  GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
+  gchar *prompt = NULL;
+  if (opt_prompt_file) {
+    if (!g_file_get_contents (opt_prompt_file, &prompt, NULL, &error)) {
+      g_printerr ("levrun: %s\n", error->message);
+      g_clear_error (&error);
+      rc = 1;
+      goto out;
+    }
+  } else {
+    prompt = g_strdup (opt_prompt ? opt_prompt : "");
+  }
+
+  if (opt_ids) {
+    if (!parse_ids (opt_ids, ids)) {
+      rc = usage_error ("--ids must be a list of non-negative integers");
+      goto out;
+    }
+  } else {
+    if (!tok) {
+      g_printerr ("levrun: %s has no tokenizer; use --ids\n", opt_model);
+      rc = 1;
+      goto out;
+    }
+    gboolean add_bos = opt_tokenize ? opt_bos : (lev_tokenizer_adds_bos (tok) && !opt_no_bos) || opt_bos;
+    size_t n = 0;
+    gint32 *enc = lev_tokenizer_encode (tok, prompt, -1, add_bos, &n, &error);
+    if (!enc) {
+      g_printerr ("levrun: cannot encode the prompt: %s\n", error->message);
+      g_clear_error (&error);
+      rc = 1;
+      goto out;
+    }
+    g_array_append_vals (ids, enc, (guint) n);
+    g_free (enc);
+  }
+  if (opt_tokenize) {
+    for (guint i = 0; i < ids->len; i++)
+      printf ("%s%d", i ? " " : "", g_array_index (ids, gint32, i));
+    printf ("\n");
+    goto out;
+  }
+  if (ids->len == 0) {
+    /* an empty prompt without BOS: start from BOS when there is one */
+    gint32 bos = lev_model_hparams (model)->bos_id;
+    if (bos < 0) {
+      g_printerr ("levrun: the prompt is empty and the model has no BOS token to start from\n");
+      rc = 1;
+      goto out;
+    }
+    g_array_append_val (ids, bos);
+  }
+
+  LevContextParams cp = lev_context_default_params ();
+  cp.n_ctx = (uint32_t) opt_ctx;
+  cp.n_sink = (uint32_t) opt_sink;
+  cp.n_threads = (uint32_t) opt_threads;
+  cp.act_quant = opt_no_act_quant ? LEV_ACT_QUANT_OFF : LEV_ACT_QUANT_AUTO;
+  LevContext *ctx = lev_context_new (model, &cp, &error);
+  if (!ctx) {
+    g_printerr ("levrun: %s\n", error->message);
+    g_clear_error (&error);
+    rc = 1;
+    goto out;
+  }
+  const LevHParams *hp = lev_model_hparams (model);
+  LevSamplerParams sp = lev_sampler_default_params ();
+  sp.temperature = (float) opt_temp;
+  sp.top_k = opt_top_k;
+  sp.top_p = (float) opt_top_p;
+  sp.min_p = (float) opt_min_p;
+  sp.repeat_penalty = (float) opt_repeat_penalty;
+  sp.repeat_last_n = (uint32_t) opt_repeat_last_n;
+  sp.seed = opt_seed >= 0 ? (uint64_t) opt_seed : (uint64_t) g_get_real_time ();
+  LevSampler *sampler = lev_sampler_new (&sp, hp->vocab_size);
+
+  FILE *logits_file = NULL;
+  if (opt_logits_out && !(logits_file = fopen (opt_logits_out, "wb"))) {
+    g_printerr ("levrun: cannot write %s: %s\n", opt_logits_out, g_strerror (errno));
+    rc = 1;
+    goto done;
+  }
+
+  /* prompt */
+  gint64 t0 = g_get_monotonic_time ();
+  const float *logits = NULL;
+  for (guint i = 0; i < ids->len; i++) {
+    gint32 id = g_array_index (ids, gint32, i);
+    logits = lev_context_eval (ctx, id, &error);
+    if (!logits) {
+      g_printerr ("levrun: %s\n", error->message);
+      g_clear_error (&error);
+      rc = 1;
+      goto done;
+    }
+    lev_sampler_accept (sampler, id);
+    if (logits_file && fwrite (logits, sizeof (float), hp->vocab_size, logits_file) != hp->vocab_size) {
+      g_printerr ("levrun: cannot write %s: %s\n", opt_logits_out, g_strerror (errno));
+      rc = 1;
+      goto done;
+    }
+  }
+  gint64 t1 = g_get_monotonic_time ();
+
+  /* generation */
+  TextOut text = { g_string_new (NULL) };
+  GString *piece = g_string_new (NULL);
+  if (opt_print_ids) {
+    for (guint i = 0; i < ids->len; i++)
+      printf ("%s%d", i ? " " : "", g_array_index (ids, gint32, i));
+    fflush (stdout);
+  } else if (tok && !opt_ids) {
+    text_out_push (&text, prompt, strlen (prompt), FALSE);
+  }
+  gint32 prev = g_array_index (ids, gint32, ids->len - 1);
+  int n_gen = 0;
+  for (; n_gen < n_predict; n_gen++) {
+    gint32 next = lev_sampler_sample (sampler, logits);
+    if (opt_print_ids) {
+      printf (" %d", next);
+      fflush (stdout);
+    }
+    if (!opt_ignore_eos && (next == hp->eos_id || next == hp->bos_id)) {
+      n_gen++;
+      break;
+    }
+    if (!opt_print_ids && tok) {
+      g_string_truncate (piece, 0);
+      lev_tokenizer_decode_token (tok, prev, next, piece);
+      text_out_push (&text, piece->str, piece->len, FALSE);
+    }
+    lev_sampler_accept (sampler, next);
+    prev = next;
+    if (n_gen + 1 < n_predict && !(logits = lev_context_eval (ctx, next, &error))) {
+      g_printerr ("levrun: %s\n", error->message);
+      g_clear_error (&error);
+      rc = 1;
+      break;
+    }
+  }
+  text_out_push (&text, "", 0, TRUE);
+  printf ("\n");
+  gint64 t2 = g_get_monotonic_time ();
+  if (!opt_quiet)
+    g_printerr ("levrun: prompt %u tokens in %.3f s (%.1f t/s), generated %d tokens in %.3f s (%.1f t/s)\n",
+                ids->len, (t1 - t0) / 1e6, ids->len / MAX ((t1 - t0) / 1e6, 1e-9), n_gen, (t2 - t1) / 1e6,
+                n_gen / MAX ((t2 - t1) / 1e6, 1e-9));
+  g_string_free (piece, TRUE);
+  g_string_free (text.pending, TRUE);
+
+done:
+  if (logits_file && fclose (logits_file) != 0 && rc == 0) {
+    g_printerr ("levrun: cannot write %s\n", opt_logits_out);
+    rc = 1;
+  }
+  lev_sampler_free (sampler);
+  lev_context_free (ctx);
+out:
+  g_free (prompt);
+  g_array_free (ids, TRUE);
+  lev_model_free (model);
+  g_option_context_free (octx);
+  return rc;
+}
