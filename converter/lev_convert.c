@@ -1,0 +1,323 @@
+/* lev_convert.c: the converter's in-memory model (tensors, validation against the architecture) and format detection. */
+#include "lev_convert.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK (lev-convert-error-quark, lev_convert_error)
+
+/* Shared with lev_import_llama2c.c: which kind of .bin a file is (see there). */
+int lev_llama2c_probe (const gchar *path, GError **error);
+
+static void
+conv_tensor_free (gpointer p)
+{
+  LevConvTensor *t = p;
+  if (t == NULL)
+    return;
+  g_free (t->name);
+  g_free (t->owned);
+  g_free (t);
+}
+
+/* Returns a new empty model (no tensors, no vocabulary). */
+LevConvModel *
+lev_conv_model_new (void)
+{
+  LevConvModel *model = g_new0 (LevConvModel, 1);
+  model->hp.bos_id = -1;
+  model->hp.eos_id = -1;
+  model->tensors = g_ptr_array_new_with_free_func (conv_tensor_free);
+  /* keep holds GMappedFile* only (anything else must be owned by a tensor). */
+  model->keep = g_ptr_array_new_with_free_func ((GDestroyNotify) g_mapped_file_unref);
+  return model;
+}
+
+/* Frees a model, its tensors, its vocabulary and what it keeps alive. */
+void
+lev_conv_model_free (LevConvModel *model)
+{
+  if (model == NULL)
+    return;
+  g_ptr_array_unref (model->tensors);
+  if (model->vocab != NULL)
+    lev_conv_vocab_free (model->vocab);
+  g_ptr_array_unref (model->keep);
+  g_free (model->name);
+  g_free (model->chat_template);
+  g_free (model);
+}
+
+/* Adds a tensor that points at data (kept alive elsewhere, or `owned`); returns it. */
+LevConvTensor *
+lev_conv_model_add_tensor (LevConvModel *model, const gchar *name, LevSrcType type, guint32 n_dims,
+                           const guint64 *shape, const void *data, gpointer owned)
+{
+  g_return_val_if_fail (model != NULL && name != NULL && shape != NULL, NULL);
+  g_return_val_if_fail (n_dims >= 1 && n_dims <= LEV_MAX_DIMS, NULL);
+  LevConvTensor *t = g_new0 (LevConvTensor, 1);
+  t->name = g_strdup (name);
+  t->n_dims = n_dims;
+  for (guint32 i = 0; i < LEV_MAX_DIMS; i++)
+    t->shape[i] = i < n_dims ? shape[i] : 1;
+  t->type = type;
+  t->data = data;
+  t->owned = owned;
+  t->scale = 1.0f;
+  g_ptr_array_add (model->tensors, t);
+  return t;
+}
+
+/* Returns the tensor called name, or NULL. */
+LevConvTensor *
+lev_conv_model_find (LevConvModel *model, const gchar *name)
+{
+  g_return_val_if_fail (model != NULL && name != NULL, NULL);
+  for (guint i = 0; i < model->tensors->len; i++) {
+    LevConvTensor *t = g_ptr_array_index (model->tensors, i);
+    if (strcmp (t->name, name) == 0)
+      return t;
+  }
+  return NULL;
+}
+
+/* ---- validation ---- */
+
+/* What a tensor must hold. */
+typedef enum {
+  KIND_FLOAT,   /* F32, F16 or BF16 */
+  KIND_TERNARY, /* LEV_SRC_TERNARY */
+} ExpectKind;
+
+typedef struct {
+  gchar *name;
+  guint32 n_dims;
+  guint64 shape[2];
+  ExpectKind kind;
+} Expect;
+
+static void
+expect_add (GArray *exp, ExpectKind kind, guint64 d0, guint64 d1, const gchar *fmt, ...) G_GNUC_PRINTF (5, 6);
+
+static void
+expect_add (GArray *exp, ExpectKind kind, guint64 d0, guint64 d1, const gchar *fmt, ...)
+{
+  va_list ap;
+  Expect e = { 0 };
+  va_start (ap, fmt);
+  e.name = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  e.n_dims = d1 == 0 ? 1 : 2;
+  e.shape[0] = d0;
+  e.shape[1] = d1;
+  e.kind = kind;
+  g_array_append_val (exp, e);
+}
+
+static void
+expect_clear (gpointer p)
+{
+  Expect *e = p;
+  g_free (e->name);
+}
+
+static gchar *
+shape_str (guint32 n_dims, const guint64 *shape)
+{
+  GString *s = g_string_new ("[");
+  for (guint32 i = 0; i < n_dims; i++)
+    g_string_append_printf (s, "%s%" G_GUINT64_FORMAT, i ? ", " : "", shape[i]);
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
+static const gchar *
+src_type_name (LevSrcType type)
+{
+  switch (type) {
+  case LEV_SRC_F32: return "F32";
+  case LEV_SRC_F16: return "F16";
+  case LEV_SRC_BF16: return "BF16";
+  case LEV_SRC_TERNARY: return "ternary";
+  default: return "unknown";
+  }
+}
+
+static gboolean
+check_hparams (const LevHParams *hp, GError **error)
+{
+  const gchar *why = NULL;
+  if (hp->arch < LEV_ARCH_LLAMA || hp->arch > LEV_ARCH_BITLLAMA2C)
+    why = "unknown architecture";
+  else if (hp->dim == 0 || hp->n_layers == 0 || hp->n_heads == 0 || hp->n_kv_heads == 0 || hp->head_dim == 0 ||
+           hp->ffn_dim == 0 || hp->vocab_size == 0 || hp->max_ctx == 0)
+    why = "a size is zero";
+  else if (hp->n_layers > LEV_MAX_LAYERS)
+    why = "too many layers";
+  else if (hp->n_heads % hp->n_kv_heads != 0)
+    why = "n_heads is not a multiple of n_kv_heads";
+  else if (hp->head_dim % 2 != 0)
+    why = "head_dim is odd";
+  else if (hp->rope_style > LEV_ROPE_HALF)
+    why = "unknown rope_style";
+  else if (hp->rope_scaling > LEV_ROPE_SCALING_LLAMA3)
+    why = "unknown rope_scaling";
+  else if (hp->activation > LEV_ACT_GELU)
+    why = "unknown activation";
+  else if (!(hp->norm_eps >= 0.0f) || !(hp->rope_theta > 0.0f))
+    why = "norm_eps or rope_theta out of range";
+  else if (hp->arch == LEV_ARCH_QWEN2 && !(hp->flags & LEV_HP_QKV_BIAS))
+    why = "qwen2 without LEV_HP_QKV_BIAS";
+  else if (hp->arch == LEV_ARCH_BITNET && !(hp->flags & LEV_HP_SUB_NORMS))
+    why = "bitnet without LEV_HP_SUB_NORMS";
+  else if (hp->arch == LEV_ARCH_BITLLAMA2C && !(hp->flags & LEV_HP_BITLINEAR_NORM))
+    why = "bitllama2c without LEV_HP_BITLINEAR_NORM";
+  else if ((guint64) hp->n_heads * hp->head_dim > G_MAXUINT32)
+    why = "n_heads * head_dim overflows";
+  for (gsize i = 0; why == NULL && i < sizeof hp->reserved; i++)
+    if (hp->reserved[i] != 0)
+      why = "reserved bytes are not zero";
+  if (why != NULL) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "invalid hyperparameters: %s", why);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Checks that every tensor the architecture in model->hp needs is present with the right shape. */
+gboolean
+lev_conv_model_validate (LevConvModel *model, GError **error)
+{
+  g_return_val_if_fail (model != NULL, FALSE);
+  const LevHParams *hp = &model->hp;
+  if (!check_hparams (hp, error))
+    return FALSE;
+
+  guint64 d = hp->dim, v = hp->vocab_size, f = hp->ffn_dim;
+  guint64 q = (guint64) hp->n_heads * hp->head_dim, kv = (guint64) hp->n_kv_heads * hp->head_dim;
+  gboolean bit = hp->arch == LEV_ARCH_BITNET || hp->arch == LEV_ARCH_BITLLAMA2C;
+  ExpectKind lin = bit ? KIND_TERNARY : KIND_FLOAT;
+
+  GArray *exp = g_array_new (FALSE, TRUE, sizeof (Expect));
+  g_array_set_clear_func (exp, expect_clear);
+  expect_add (exp, KIND_FLOAT, v, d, "token_embd");
+  expect_add (exp, KIND_FLOAT, d, 0, "output_norm");
+  if (!(hp->flags & LEV_HP_TIED_EMBEDDINGS))
+    expect_add (exp, KIND_FLOAT, v, d, "output");
+  for (guint32 l = 0; l < hp->n_layers; l++) {
+    if (!(hp->flags & LEV_HP_BITLINEAR_NORM)) {
+      expect_add (exp, KIND_FLOAT, d, 0, "blk.%u.attn_norm", l);
+      expect_add (exp, KIND_FLOAT, d, 0, "blk.%u.ffn_norm", l);
+    }
+    expect_add (exp, lin, q, d, "blk.%u.attn_q", l);
+    expect_add (exp, lin, kv, d, "blk.%u.attn_k", l);
+    expect_add (exp, lin, kv, d, "blk.%u.attn_v", l);
+    expect_add (exp, lin, d, q, "blk.%u.attn_o", l);
+    expect_add (exp, lin, f, d, "blk.%u.ffn_gate", l);
+    expect_add (exp, lin, f, d, "blk.%u.ffn_up", l);
+    expect_add (exp, lin, d, f, "blk.%u.ffn_down", l);
+    if (hp->flags & LEV_HP_QKV_BIAS) {
+      expect_add (exp, KIND_FLOAT, q, 0, "blk.%u.attn_q_bias", l);
+      expect_add (exp, KIND_FLOAT, kv, 0, "blk.%u.attn_k_bias", l);
+      expect_add (exp, KIND_FLOAT, kv, 0, "blk.%u.attn_v_bias", l);
+    }
+    if (hp->flags & LEV_HP_SUB_NORMS) {
+      expect_add (exp, KIND_FLOAT, d, 0, "blk.%u.attn_sub_norm", l);
+      expect_add (exp, KIND_FLOAT, f, 0, "blk.%u.ffn_sub_norm", l);
+    }
+  }
+
+  gboolean ok = TRUE;
+  /* name -> tensor, refusing duplicates */
+  GHashTable *byname = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint i = 0; ok && i < model->tensors->len; i++) {
+    LevConvTensor *t = g_ptr_array_index (model->tensors, i);
+    if (g_hash_table_contains (byname, t->name)) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "tensor %s appears twice", t->name);
+      ok = FALSE;
+    } else if (strlen (t->name) >= LEV_TENSOR_NAME_MAX) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "tensor name %s is too long", t->name);
+      ok = FALSE;
+    } else if (t->data == NULL) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "tensor %s has no data", t->name);
+      ok = FALSE;
+    }
+    g_hash_table_insert (byname, t->name, t);
+  }
+
+  for (guint i = 0; ok && i < exp->len; i++) {
+    Expect *e = &g_array_index (exp, Expect, i);
+    LevConvTensor *t = g_hash_table_lookup (byname, e->name);
+    if (t == NULL) {
+      g_autofree gchar *want = shape_str (e->n_dims, e->shape);
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE, "tensor %s %s is missing", e->name, want);
+      ok = FALSE;
+      break;
+    }
+    g_hash_table_remove (byname, e->name);
+    gboolean same = t->n_dims == e->n_dims;
+    for (guint32 k = 0; same && k < e->n_dims; k++)
+      same = t->shape[k] == e->shape[k];
+    for (guint32 k = t->n_dims; same && k < LEV_MAX_DIMS; k++)
+      same = t->shape[k] == 1;
+    if (!same) {
+      g_autofree gchar *want = shape_str (e->n_dims, e->shape);
+      g_autofree gchar *have = shape_str (t->n_dims, t->shape);
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE, "tensor %s has shape %s, expected %s", e->name,
+                   have, want);
+      ok = FALSE;
+    } else if ((e->kind == KIND_TERNARY) != (t->type == LEV_SRC_TERNARY) || t->type > LEV_SRC_TERNARY) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE, "tensor %s is %s, expected %s", e->name,
+                   src_type_name (t->type), e->kind == KIND_TERNARY ? "ternary" : "F32, F16 or BF16");
+      ok = FALSE;
+    } else if (t->type == LEV_SRC_TERNARY && !(t->scale > 0.0f && t->scale < G_MAXFLOAT)) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "ternary tensor %s has scale %g", e->name,
+                   (double) t->scale);
+      ok = FALSE;
+    }
+  }
+  if (ok && g_hash_table_size (byname) > 0) {
+    GHashTableIter it;
+    gpointer key;
+    g_hash_table_iter_init (&it, byname);
+    g_hash_table_iter_next (&it, &key, NULL);
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE,
+                 "unexpected tensor %s for this architecture and flags (%u more)", (const gchar *) key,
+                 g_hash_table_size (byname) - 1);
+    ok = FALSE;
+  }
+  g_hash_table_unref (byname);
+  g_array_unref (exp);
+  return ok;
+}
+
+/* ---- detection ---- */
+
+/* Detects the source kind of path and calls the matching importer. */
+LevConvModel *
+lev_import_any (const gchar *path, GError **error)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+  if (g_file_test (path, G_FILE_TEST_IS_DIR))
+    return lev_import_hf_dir (path, error);
+  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "%s: no such file or directory", path);
+    return NULL;
+  }
+  g_autofree gchar *base = g_path_get_basename (path);
+  if (g_str_has_suffix (base, ".safetensors") || g_str_has_suffix (base, ".safetensors.index.json") ||
+      strcmp (base, "config.json") == 0) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
+                 "%s is part of a Hugging Face checkpoint: pass its directory instead", path);
+    return NULL;
+  }
+  /* lev_llama2c_probe reads the header and checks the exact file size of every .bin layout it knows. */
+  switch (lev_llama2c_probe (path, error)) {
+  case 1: /* llama2.c legacy */
+  case 2: /* llama2.c version 1 (float32) */
+    return lev_import_llama2c (path, error);
+  case 3: /* bitllama2.c ternary */
+    return lev_import_ak42 (path, error);
+  default:
+    return NULL;
+  }
+}
