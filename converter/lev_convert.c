@@ -221,7 +221,7 @@ lev_conv_model_validate (LevConvModel *model, GError **error)
       expect_add (exp, KIND_FLOAT, kv, 0, "blk.%u.attn_v_bias", l);
     }
     if (hp->flags & LEV_HP_SUB_NORMS) {
-      expect_add (exp, KIND_FLOAT, d, 0, "blk.%u.attn_sub_norm", l);
+      expect_add (exp, KIND_FLOAT, q, 0, "blk.%u.attn_sub_norm", l);
       expect_add (exp, KIND_FLOAT, f, 0, "blk.%u.ffn_sub_norm", l);
     }
   }

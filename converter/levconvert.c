@@ -28,12 +28,14 @@ static GOptionEntry entries[] = {
   { NULL }
 };
 
+/* Prints msg and the usage, frees the option context and returns the exit code for bad arguments (2). */
 static int
 usage_error (GOptionContext *octx, const char *msg)
 {
   gchar *help = g_option_context_get_help (octx, TRUE, NULL);
   g_printerr ("levconvert: %s\n\n%s", msg, help);
   g_free (help);
+  g_option_context_free (octx);
   return 2;
 }
 

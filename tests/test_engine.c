@@ -313,7 +313,11 @@ test_past_context (void)
   g_assert_cmpuint (lev_context_pos (c), ==, 2000);
   g_test_message ("RSS after warm-up %ld KiB, max later %ld KiB, %u distinct tokens", rss_warm, rss_max,
                   g_hash_table_size (seen));
+#if defined(__SANITIZE_ADDRESS__)
+  g_test_message ("RSS not asserted under AddressSanitizer (its quarantine keeps freed memory resident)");
+#else
   g_assert_cmpint (rss_max - rss_warm, <=, 256);
+#endif
   g_assert_cmpuint (g_hash_table_size (seen), >=, 50);  /* not stuck on one token after the window slides */
   g_hash_table_destroy (seen);
   lev_sampler_free (s);

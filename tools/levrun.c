@@ -33,7 +33,8 @@ static gboolean opt_quiet = FALSE;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan)", "FILE" },
-  { "prompt", 'p', 0, G_OPTION_ARG_STRING, &opt_prompt, "Prompt text", "TEXT" },
+  /* raw bytes (FILENAME type), so that invalid UTF-8 reaches the tokenizer and gets its message */
+  { "prompt", 'p', 0, G_OPTION_ARG_FILENAME, &opt_prompt, "Prompt text (UTF-8)", "TEXT" },
   { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_prompt_file, "Read the prompt from FILE", "FILE" },
   { "n-predict", 'n', 0, G_OPTION_ARG_INT, &opt_n_predict,
     "Tokens to generate (default 64; 0 with --logits-out)", "N" },

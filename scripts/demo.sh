@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# scripts/demo.sh: the main job: installs dependencies, builds, and generates text with a model.
+# Usage: scripts/demo.sh ["prompt"]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prompt="${1:-Once upon a time}"
+scripts/deps.sh
+[ -d build ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+model=models/default.leviathan
+if [ ! -f "$model" ]; then
+  fixtures=../shared/fixtures
+  if [ ! -f "$fixtures/stories260K/stories260K.bin" ]; then
+    echo "demo: no default model is bundled yet, and the fixtures in ../shared are absent: nothing to run." >&2
+    echo "demo: convert a checkpoint yourself: build/converter/levconvert SRC -o model.leviathan" >&2
+    exit 1
+  fi
+  echo "demo: no default model is bundled yet; using the stories260K fixture (llama2.c, 260K parameters)." >&2
+  model=build/stories260K.leviathan
+  build/converter/levconvert -q "$fixtures/stories260K/stories260K.bin" \
+    --tokenizer "$fixtures/stories260K/tok512.bin" -o "$model"
+fi
+build/tools/levrun -m "$model" -p "$prompt" -n 200 --temp 0.8 --seed 42

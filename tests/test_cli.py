@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""test_cli.py: levconvert and levrun as a user runs them: outputs against fixture references, exit codes, no
+half-written files. Usage: test_cli.py LEVCONVERT LEVRUN (fixtures from $LEV_FIXTURES)."""
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+LEVCONVERT, LEVRUN = sys.argv[1], sys.argv[2]
+FIX = os.environ.get("LEV_FIXTURES", "../shared/fixtures")
+failures = []
+passed = 0
+
+
+def fixture(rel):
+    path = os.path.join(FIX, rel)
+    if not os.path.exists(path):
+        if os.environ.get("CI", "").lower() == "true":
+            print(f"FAIL: fixture {path} missing and CI=true")
+            sys.exit(1)
+        print(f"SKIP: fixture {path} not found")
+        sys.exit(77)
+    return path
+
+
+def run(args, **kw):
+    return subprocess.run(args, capture_output=True, timeout=300, **kw)
+
+
+def check(cond, what):
+    global passed
+    if cond:
+        passed += 1
+    else:
+        failures.append(what)
+        print("FAILED:", what)
+
+
+tmp = tempfile.mkdtemp(prefix="lev-cli-")
+try:
+    # --- conversions used below
+    stories = os.path.join(tmp, "stories.leviathan")
+    r = run([LEVCONVERT, fixture("stories260K/stories260K.bin"), "--tokenizer",
+             fixture("stories260K/tok512.bin"), "-o", stories])
+    check(r.returncode == 0 and os.path.exists(stories), f"convert llama2.c: {r.stderr.decode()}")
+    hf = os.path.join(tmp, "hf.leviathan")
+    r = run([LEVCONVERT, fixture("hf/stories260K-llama"), "-o", hf])
+    check(r.returncode == 0, f"convert hf: {r.stderr.decode()}")
+
+    # --- teacher-forced logits through --ids / --logits-out against llama.cpp's
+    seq_b = "1 403 407 261 378 432 383 286 261 376 298 315 421 395 317 426 338 401 396 267 337 410 408 419 292 " \
+            "411 322 265 282 295 433 426 385 328 432 358 394 261 370 432 352 266 268 388 426 338 391 266 267 " \
+            "337 335 312 432 398 312 286 267 414 270 333 415 426 13 438"
+    out = os.path.join(tmp, "logits.f32")
+    r = run([LEVRUN, "-m", hf, "--ids", seq_b, "--logits-out", out, "-t", "2"])
+    check(r.returncode == 0, f"levrun --logits-out: {r.stderr.decode()}")
+    got = open(out, "rb").read() if os.path.exists(out) else b""
+    ref = open(fixture("hf/stories260K-llama/expected/logits_tf64.f32"), "rb").read()
+    check(len(got) == len(ref) == 64 * 512 * 4, "logits file size")
+    if len(got) == len(ref):
+        n = len(ref) // 4
+        diff = max(abs(a - b) for a, b in zip(struct.unpack(f"<{n}f", got), struct.unpack(f"<{n}f", ref)))
+        print(f"levrun --logits-out vs llama.cpp: max |diff| = {diff:.3g}")
+        check(diff <= 1e-4, f"logits differ by {diff}")
+
+    # --- greedy ids through --print-ids against run.c (prompt encoded by our tokenizer)
+    cases = json.load(open(fixture("stories260K/expected/greedy_n64.json")))
+    for case in cases:
+        if not case["prompt"]:
+            continue
+        n_gen = case["steps"] - len(case["prompt_tokens"]) + 1
+        r = run([LEVRUN, "-m", stories, "-p", case["prompt"], "-n", str(n_gen), "--temp", "0", "--print-ids",
+                 "-q"])
+        ids = [int(t) for t in r.stdout.split()]
+        check(r.returncode == 0 and ids == case["tokens"], f"greedy ids for {case['prompt']!r}: {ids[:12]}...")
+
+    # --- text output echoes the prompt and matches run.c's text
+    case = [c for c in cases if c["prompt"] == "Lily"][0]
+    r = run([LEVRUN, "-m", stories, "-p", "Lily", "-n", "30", "--temp", "0", "-q"])
+    text = r.stdout.decode().rstrip("\n")
+    check(r.returncode == 0 and len(text) > 40 and case["stdout_text"].startswith(text),
+          f"text output {text[:80]!r} vs run.c {case['stdout_text'][:80]!r}")
+
+    # --- sampling: same seed, same text; another seed, other text
+    def sample(seed):
+        return run([LEVRUN, "-m", stories, "-p", "Once upon a time", "-n", "60", "--temp", "1.0",
+                    "--seed", str(seed), "-q", "--print-ids"]).stdout
+    check(sample(7) == sample(7), "same seed gives the same ids")
+    check(sample(7) != sample(8), "different seeds give different ids")
+
+    # --- tokenizer-only file and --tokenize against SentencePiece's ids
+    vocab = os.path.join(tmp, "llama2-vocab.leviathan")
+    r = run([LEVCONVERT, "--vocab-only", fixture("tokenizers/llama2/tokenizer.model"), "-o", vocab])
+    check(r.returncode == 0, f"--vocab-only: {r.stderr.decode()}")
+    extra = json.load(open(fixture("tokenizers/vectors-extra/llama2-spm.json")))
+    n_ok = n_cases = 0
+    for c in extra["cases"]:
+        if "\0" in c["text"]:
+            continue  # a NUL cannot be passed in argv
+        n_cases += 1
+        r = run([LEVRUN, "-m", vocab, "-p", c["text"], "--tokenize"])
+        ids = [int(t) for t in r.stdout.split()]
+        if r.returncode == 0 and ids == c["ids"]:
+            n_ok += 1
+        else:
+            print(f"--tokenize {c['text']!r}: {ids} != {c['ids']}")
+    print(f"--tokenize on a tokenizer-only file: {n_ok}/{n_cases} SentencePiece cases")
+    check(n_ok == n_cases and n_cases > 20, "--tokenize cases")
+    r = run([LEVRUN, "-m", vocab, "-p", "Hello", "--tokenize", "--bos"])
+    check(r.stdout.split()[:1] == [b"1"], "--bos prepends BOS")
+    r = run([LEVRUN, "-m", vocab, "-p", "Hello"])
+    check(r.returncode == 1 and b"tokenizer" in r.stderr, "generation on a tokenizer-only file is refused")
+
+    # --- generation past the context: 2,000 tokens with --ctx 128, flat memory
+    def peak_rss(n):
+        r = run([LEVRUN, "-m", stories, "-n", str(n), "--ctx", "128", "--ignore-eos", "--temp", "0.9",
+                 "--seed", "3", "-q", "-t", "1", "--print-ids"])
+        check(r.returncode == 0, f"generate {n} tokens: {r.stderr.decode()}")
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.stdout
+    rss_short, _ = peak_rss(200)
+    rss_long, text = peak_rss(2000)
+    print(f"peak RSS of all children so far: after 200 tokens {rss_short} KiB, after 2000 tokens {rss_long} KiB")
+    check(rss_long - rss_short < 1024, "memory grows with generation length")
+    check(len(text.split()) == 2001, "2,000 tokens generated after BOS")
+    check(len(set(text.split()[-500:])) > 50, "the text after the window slid is not stuck on a few tokens")
+
+    # --- bad arguments: usage and exit code 2
+    for args in ([], ["-m"], ["-m", stories, "--top-p", "2"], ["-m", stories, "-n", "-5"],
+                 ["-m", stories, "--bogus"], ["-m", stories, "--ids", "1 x 3"], ["-m", stories, "--logits-out", "f"]):
+        r = run([LEVRUN] + args)
+        check(r.returncode == 2 and b"Usage" in r.stderr, f"levrun {args} exits 2 with usage ({r.returncode})")
+    for args in ([], ["x"], [fixture("hf/stories260K-llama")],
+                 [fixture("hf/stories260K-llama"), "-o", "y", "--format", "q3"]):
+        r = run([LEVCONVERT] + args)
+        check(r.returncode == 2, f"levconvert {args} exits 2 ({r.returncode})")
+
+    # --- bad model files and input: message and exit code 1
+    junk = os.path.join(tmp, "junk.leviathan")
+    with open(junk, "wb") as f:
+        f.write(os.urandom(4096))
+    data = open(hf, "rb").read()
+    trunc = os.path.join(tmp, "trunc.leviathan")
+    with open(trunc, "wb") as f:
+        f.write(data[: len(data) // 2])
+    for path in (junk, trunc, os.path.join(tmp, "missing.leviathan")):
+        r = run([LEVRUN, "-m", path, "-p", "hi"])
+        check(r.returncode == 1 and len(r.stderr) > 20 and b"Usage" not in r.stderr,
+              f"bad model {os.path.basename(path)}: exit {r.returncode}, {r.stderr[:100]!r}")
+    r = run([LEVRUN, "-m", stories, "-p", b"caf\xe9 ok"])
+    check(r.returncode == 1 and b"UTF-8" in r.stderr.upper(), f"invalid UTF-8 prompt refused: {r.stderr[:120]!r}")
+
+    # --- bad checkpoints: message, exit code 1, and no output file left behind
+    def bad_checkpoint(name, mutate):
+        d = os.path.join(tmp, name)
+        shutil.copytree(fixture("hf/stories260K-llama"), d)
+        mutate(d)
+        out = os.path.join(tmp, name + ".leviathan")
+        r = run([LEVCONVERT, d, "-o", out])
+        leftovers = [f for f in os.listdir(tmp) if f.startswith(name + ".leviathan")]
+        check(r.returncode == 1 and r.stderr and not leftovers,
+              f"{name}: exit {r.returncode}, leftovers {leftovers}, {r.stderr[:120]!r}")
+        print(f"{name}: {r.stderr.decode().strip()}")
+
+    def edit_config(key, value):
+        def f(d):
+            p = os.path.join(d, "config.json")
+            cfg = json.load(open(p))
+            cfg[key] = value
+            json.dump(cfg, open(p, "w"))
+        return f
+
+    bad_checkpoint("no-config", lambda d: os.remove(os.path.join(d, "config.json")))
+    bad_checkpoint("unknown-arch", edit_config("architectures", ["MambaForCausalLM"]))
+    bad_checkpoint("shape-mismatch", edit_config("intermediate_size", 180))
+    bad_checkpoint("truncated-weights", lambda d: os.truncate(os.path.join(d, "model.safetensors"), 100000))
+    out = os.path.join(tmp, "notok.leviathan")
+    r = run([LEVCONVERT, fixture("stories260K/stories260K.bin"), "-o", out])
+    check(r.returncode == 1 and not os.path.exists(out), "llama2.c checkpoint without a tokenizer is refused")
+finally:
+    shutil.rmtree(tmp)
+
+print(f"{passed} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
