@@ -6,6 +6,7 @@ PACKAGES=(build-essential pkg-config meson ninja-build python3
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base)
 if [ "${1:-}" = "--sanitizers" ]; then
   PACKAGES+=(libclang-rt-14-dev clang)
+  PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)   # NEON kernel test under qemu-aarch64
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,299 @@
+/* lev_qkernels.c: packed weight layouts (pack/unpack), the scalar reference kernels and run-time dispatch. */
+#include "lev_qkernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int
+lev_qenc_is_packed (uint32_t enc)
+{
+  return enc >= LEV_QENC_T2 && enc <= LEV_QENC_Q4;
+}
+
+uint32_t
+lev_qenc_block_weights (uint32_t enc)
+{
+  switch (enc) {
+    case LEV_QENC_T2: return 128;
+    case LEV_QENC_T1: return 160;
+    case LEV_QENC_B1: return 128;
+    case LEV_QENC_Q4: return 64;
+    default: return 0;
+  }
+}
+
+uint32_t
+lev_qenc_block_bytes (uint32_t enc)
+{
+  switch (enc) {
+    case LEV_QENC_T2:
+    case LEV_QENC_T1:
+    case LEV_QENC_Q4: return 32;
+    case LEV_QENC_B1: return 16;
+    default: return 0;
+  }
+}
+
+size_t
+lev_qenc_cols_padded (uint32_t enc, size_t cols)
+{
+  size_t b = lev_qenc_block_weights (enc);
+  return b ? (cols + b - 1) / b * b : cols;
+}
+
+size_t
+lev_qenc_row_bytes (uint32_t enc, size_t cols)
+{
+  size_t b = lev_qenc_block_weights (enc);
+  return b ? (cols + b - 1) / b * lev_qenc_block_bytes (enc) : 0;
+}
+
+const char *
+lev_qenc_name (uint32_t enc)
+{
+  switch (enc) {
+    case LEV_QENC_T2: return "t2";
+    case LEV_QENC_T1: return "t1";
+    case LEV_QENC_B1: return "b1";
+    case LEV_QENC_Q4: return "q4";
+    default: return NULL;
+  }
+}
+
+/* ---------------------------------------------------------------- t1 trit bytes */
+
+/* Encodes 5 codes (0..2, first most significant) into one t1 byte. */
+static uint8_t
+t1_encode (const uint8_t c[5])
+{
+  unsigned v = 0;
+  for (int i = 0; i < 5; i++)
+    v = v * 3 + c[i];
+  unsigned q = (v * 256 + 242) / 243;          /* ceil(v * 256 / 243) <= 255 */
+  return (uint8_t) (q ^ 0x80u);
+}
+
+/* Returns code i (0..2) of a t1 byte: the top trit of (q * 3^i) mod 256, read as (t * 3) >> 8. */
+static inline unsigned
+t1_code (uint8_t stored, unsigned i)
+{
+  unsigned t = (uint8_t) (stored ^ 0x80u);
+  while (i--)
+    t = (t * 3) & 0xffu;
+  return (t * 3) >> 8;
+}
+
+/* ---------------------------------------------------------------- pack / unpack */
+
+void
+lev_qpack_row (uint32_t enc, const int8_t *vals, size_t cols, uint8_t *out)
+{
+  size_t bw = lev_qenc_block_weights (enc), bb = lev_qenc_block_bytes (enc);
+  size_t nb = (cols + bw - 1) / bw;
+  memset (out, 0, nb * bb);
+  for (size_t b = 0; b < nb; b++) {
+    const int8_t *v = vals + b * bw;
+    uint8_t *o = out + b * bb;
+    size_t n = cols - b * bw < bw ? cols - b * bw : bw;   /* real weights in this block */
+#define VAL(i) ((size_t) (i) < n ? (int) v[i] : 0)
+    switch (enc) {
+      case LEV_QENC_T2:
+        for (int j = 0; j < 32; j++)
+          for (int k = 0; k < 4; k++)
+            o[j] |= (uint8_t) ((VAL (j + 32 * k) + 1) << (2 * k));
+        break;
+      case LEV_QENC_T1:
+        for (int j = 0; j < 32; j++) {
+          uint8_t c[5];
+          for (int i = 0; i < 5; i++)
+            c[i] = (uint8_t) (VAL (j + 32 * i) + 1);
+          o[j] = t1_encode (c);
+        }
+        break;
+      case LEV_QENC_B1:
+        for (size_t i = 0; i < n; i++)
+          if (v[i] > 0)
+            o[i / 8] |= (uint8_t) (1u << (i % 8));
+        break;
+      case LEV_QENC_Q4:
+        for (int j = 0; j < 32; j++)
+          o[j] = (uint8_t) ((VAL (j) + 8) | ((VAL (j + 32) + 8) << 4));
+        break;
+      default: break;
+    }
+#undef VAL
+  }
+}
+
+/* Decodes block b of a packed row into bw values (b1 padding gives -1). */
+static void
+unpack_block (uint32_t enc, const uint8_t *o, int8_t *v)
+{
+  switch (enc) {
+    case LEV_QENC_T2:
+      for (int j = 0; j < 32; j++)
+        for (int k = 0; k < 4; k++)
+          v[j + 32 * k] = (int8_t) (((o[j] >> (2 * k)) & 3) - 1);
+      break;
+    case LEV_QENC_T1:
+      for (int j = 0; j < 32; j++)
+        for (int i = 0; i < 5; i++)
+          v[j + 32 * i] = (int8_t) ((int) t1_code (o[j], (unsigned) i) - 1);
+      break;
+    case LEV_QENC_B1:
+      for (int i = 0; i < 128; i++)
+        v[i] = (o[i / 8] >> (i % 8)) & 1 ? 1 : -1;
+      break;
+    case LEV_QENC_Q4:
+      for (int j = 0; j < 32; j++) {
+        v[j] = (int8_t) ((o[j] & 15) - 8);
+        v[j + 32] = (int8_t) ((o[j] >> 4) - 8);
+      }
+      break;
+    default: break;
+  }
+}
+
+void
+lev_qunpack_row (uint32_t enc, const uint8_t *row, size_t cols, int8_t *vals)
+{
+  size_t bw = lev_qenc_block_weights (enc), bb = lev_qenc_block_bytes (enc);
+  int8_t tmp[160];
+  for (size_t b = 0; b * bw < cols; b++) {
+    unpack_block (enc, row + b * bb, tmp);
+    size_t n = cols - b * bw < bw ? cols - b * bw : bw;
+    memcpy (vals + b * bw, tmp, n);
+  }
+}
+
+void
+lev_qact_finish_row (const int8_t *q, size_t stride, int8_t *q2, int32_t *sum)
+{
+  int32_t s = 0;
+  for (size_t i = 0; i < stride; i++)
+    s += q[i];
+  *sum = s;
+  if (q2)
+    for (size_t c = 0; c < stride; c += 32) {
+      memcpy (q2 + 2 * c, q + c, 32);
+      memcpy (q2 + 2 * c + 32, q + c, 32);
+    }
+}
+
+float
+lev_qdot_f32 (const LevQMatrix *w, size_t r, const float *x)
+{
+  size_t bw = lev_qenc_block_weights (w->enc), bb = lev_qenc_block_bytes (w->enc);
+  const uint8_t *row = w->codes + r * w->row_bytes;
+  int8_t v[160];
+  float s = 0.0f;
+  for (size_t b = 0; b * bw < w->cols; b++) {
+    unpack_block (w->enc, row + b * bb, v);
+    size_t n = w->cols - b * bw < bw ? w->cols - b * bw : bw;
+    for (size_t i = 0; i < n; i++)
+      s += (float) v[i] * x[b * bw + i];
+  }
+  return s * lev_qmatrix_scale (w, r);
+}
+
+/* ---------------------------------------------------------------- scalar reference kernels */
+
+/* Integer dot products of row r with every token, one block at a time (the block is decoded once for all
+ * tokens), then the shared float epilogue. */
+static void
+gemm_scalar (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0, size_t r1)
+{
+  size_t bw = lev_qenc_block_weights (w->enc), bb = lev_qenc_block_bytes (w->enc);
+  size_t nb = w->cols_pad / bw;
+  int32_t acc[64];
+  int8_t v[160];
+  for (size_t r = r0; r < r1; r++) {
+    const uint8_t *row = w->codes + r * w->row_bytes;
+    float ws = lev_qmatrix_scale (w, r);
+    for (size_t t0 = 0; t0 < act->n; t0 += 64) {
+      size_t nt = act->n - t0 < 64 ? act->n - t0 : 64;
+      memset (acc, 0, sizeof acc);
+      for (size_t b = 0; b < nb; b++) {
+        unpack_block (w->enc, row + b * bb, v);
+        for (size_t t = 0; t < nt; t++) {
+          const int8_t *x = act->q + (t0 + t) * act->stride + b * bw;
+          int32_t s = 0;
+          for (size_t i = 0; i < bw; i++)
+            s += (int32_t) v[i] * x[i];
+          acc[t] += s;
+        }
+      }
+      for (size_t t = 0; t < nt; t++)
+        y[(t0 + t) * y_stride + r] = (float) acc[t] * (ws * act->scale[t0 + t]);
+    }
+  }
+}
+
+static const LevQKernels scalar_kernels = { "scalar", 0, { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar } };
+
+const LevQKernels *
+lev_qkernels_scalar (void)
+{
+  return &scalar_kernels;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+#if !defined(LEV_HAVE_AVX2)
+const LevQKernels *
+lev_qkernels_avx2 (void)
+{
+  return NULL;
+}
+#endif
+#if !defined(LEV_HAVE_AVX512)
+const LevQKernels *
+lev_qkernels_avx512 (void)
+{
+  return NULL;
+}
+#endif
+#if !defined(LEV_HAVE_NEON)
+const LevQKernels *
+lev_qkernels_neon (void)
+{
+  return NULL;
+}
+#endif
+
+const LevQKernels *
+lev_qkernels_by_name (const char *name)
+{
+  if (!name)
+    return NULL;
+  if (strcmp (name, "scalar") == 0)
+    return lev_qkernels_scalar ();
+  if (strcmp (name, "avx2") == 0)
+    return lev_qkernels_avx2 ();
+  if (strcmp (name, "avx512") == 0)
+    return lev_qkernels_avx512 ();
+  if (strcmp (name, "neon") == 0)
+    return lev_qkernels_neon ();
+  return NULL;
+}
+
+const LevQKernels *
+lev_qkernels_get (void)
+{
+  static const LevQKernels *chosen;
+  const LevQKernels *k = __atomic_load_n (&chosen, __ATOMIC_ACQUIRE);
+  if (k)
+    return k;
+  const char *env = getenv ("LEV_KERNELS");
+  k = env && *env ? lev_qkernels_by_name (env) : NULL;
+  if (!k)
+    k = lev_qkernels_avx512 ();
+  if (!k)
+    k = lev_qkernels_avx2 ();
+  if (!k)
+    k = lev_qkernels_neon ();
+  if (!k)
+    k = lev_qkernels_scalar ();
+  __atomic_store_n (&chosen, k, __ATOMIC_RELEASE);
+  return k;
+}

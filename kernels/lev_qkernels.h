@@ -1,0 +1,120 @@
+/* lev_qkernels.h: packed ternary/binary/4-bit weight layouts, int8 activations and their GEMV/GEMM kernels. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Packed encodings (the numbers are the file's LevEncoding values; see docs/format.md, "Packed encodings").
+ * Every row is padded with zero weights to a whole number of blocks; every block is a fixed number of bytes.
+ *   t2: 128 weights in 32 bytes; byte j holds weight j + 32k in bits 2k..2k+1 as code w + 1 (0, 1, 2).
+ *   t1: 160 weights in 32 bytes; byte j holds weights j + 32i (i = 0..4) as the base-3 number
+ *       v = sum_i (w_i + 1) 3^(4-i), stored as (ceil(v * 256 / 243) XOR 0x80).
+ *   b1: 128 weights in 16 bytes; bit b of byte j is weight 8j + b: 1 = +1, 0 = -1.
+ *   q4: 64 weights in 32 bytes; byte j holds weight j in its low nibble and weight j + 32 in its high nibble,
+ *       as code q + 8 with q in -8..7.
+ * A packed tensor is codes[rows][row_bytes] followed by float scales[n_scales], n_scales = 1 (one per tensor)
+ * or rows (one per row); weight = value * scale. */
+enum {
+  LEV_QENC_T2 = 4,
+  LEV_QENC_T1 = 5,
+  LEV_QENC_B1 = 6,
+  LEV_QENC_Q4 = 7,
+};
+
+/* The widest block of any packed encoding divides this: activation buffers are padded (with zeros) to it. */
+#define LEV_QPAD 640u
+
+/* Returns whether enc is one of the packed encodings above. */
+int lev_qenc_is_packed (uint32_t enc);
+/* Returns the weights per block of a packed encoding (0 for others). */
+uint32_t lev_qenc_block_weights (uint32_t enc);
+/* Returns the bytes per block of a packed encoding (0 for others). */
+uint32_t lev_qenc_block_bytes (uint32_t enc);
+/* Returns cols rounded up to whole blocks of enc. */
+size_t lev_qenc_cols_padded (uint32_t enc, size_t cols);
+/* Returns the bytes of one packed row of cols weights. */
+size_t lev_qenc_row_bytes (uint32_t enc, size_t cols);
+/* Returns a short name ("t2", "t1", "b1", "q4") or NULL. */
+const char *lev_qenc_name (uint32_t enc);
+
+/* Packs one row of small integer values (t2/t1: -1..1; b1: sign, value > 0 is +1; q4: -8..7) into row_bytes
+ * bytes; weights past cols are zero (b1: -1, harmless against zero activations). */
+void lev_qpack_row (uint32_t enc, const int8_t *vals, size_t cols, uint8_t *out);
+/* Unpacks one packed row into cols integer values (b1 gives -1/+1). */
+void lev_qunpack_row (uint32_t enc, const uint8_t *row, size_t cols, int8_t *vals);
+
+/* A packed matrix as the kernels see it. */
+typedef struct LevQMatrix {
+  uint32_t enc;
+  uint32_t rows, cols;
+  uint32_t cols_pad;          /* cols rounded up to whole blocks */
+  size_t row_bytes;
+  const uint8_t *codes;       /* [rows][row_bytes] */
+  const float *scales;        /* [n_scales] */
+  uint32_t n_scales;          /* 1 or rows */
+} LevQMatrix;
+
+/* int8 activations of a block of n tokens (per-token absmax quantized), ready for the kernels. */
+typedef struct LevQAct {
+  uint32_t n;                 /* tokens */
+  size_t stride;              /* values per token row in q; a multiple of LEV_QPAD, zero past the width */
+  const int8_t *q;            /* [n][stride] */
+  const int8_t *q2;           /* [n][2 * stride]: every 32-value chunk twice (the AVX-512 kernels' layout) */
+  const int32_t *sum;         /* [n] sum of q over the row */
+  const float *scale;         /* [n] value = q * scale */
+} LevQAct;
+
+/* Fills q2 and sum of one token row from its q (stride values, zero past the width). */
+void lev_qact_finish_row (const int8_t *q, size_t stride, int8_t *q2, int32_t *sum);
+
+/* y[t * y_stride + r] = scale(r) * act->scale[t] * sum_c w[r][c] * q[t][c] for rows [r0, r1), all tokens.
+ * The integer sums are exact in every implementation; the float product is the same expression everywhere. */
+typedef void (*LevQGemmFn) (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0,
+                            size_t r1);
+
+/* One implementation of the packed kernels. */
+typedef struct LevQKernels {
+  const char *name;           /* "scalar", "avx2", "avx512", "neon" */
+  int needs_q2;               /* reads LevQAct.q2 (else only q) */
+  LevQGemmFn gemm[4];         /* indexed by enc - LEV_QENC_T2 */
+} LevQKernels;
+
+/* Returns the scalar reference kernels. */
+const LevQKernels *lev_qkernels_scalar (void);
+/* Returns the AVX2 kernels, or NULL when not built for or not supported by this CPU. */
+const LevQKernels *lev_qkernels_avx2 (void);
+/* Returns the AVX-512 (F, BW, VL, VNNI) kernels, or NULL when not built for or not supported by this CPU. */
+const LevQKernels *lev_qkernels_avx512 (void);
+/* Returns the NEON (dotprod) kernels, or NULL when not built for or not supported by this CPU. */
+const LevQKernels *lev_qkernels_neon (void);
+/* Returns the best kernels for this CPU, or those named by LEV_KERNELS (scalar|avx2|avx512|neon) when set and
+ * available; chosen once. */
+const LevQKernels *lev_qkernels_get (void);
+/* Returns the kernels called name when available here, else NULL. */
+const LevQKernels *lev_qkernels_by_name (const char *name);
+
+/* Runs the gemm of w's encoding from the given kernel set. */
+static inline void
+lev_qgemm (const LevQKernels *k, const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0,
+           size_t r1)
+{
+  k->gemm[w->enc - LEV_QENC_T2] (w, act, y, y_stride, r0, r1);
+}
+
+/* Returns the scale of row r. */
+static inline float
+lev_qmatrix_scale (const LevQMatrix *w, size_t r)
+{
+  return w->scales[w->n_scales == 1 ? 0 : r];
+}
+
+/* Returns sum_c w[r][c] * x[c] for float activations x (cols values), the reference path without act quant. */
+float lev_qdot_f32 (const LevQMatrix *w, size_t r, const float *x);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,155 @@
+/* lev_qkernels_avx2.c: AVX2 packed kernels: one row per ymm, unpacked codes times int8 activations (vpmaddubsw). */
+#include "lev_qkernels.h"
+
+#if defined(LEV_HAVE_AVX2)
+#include <immintrin.h>
+#include <string.h>
+
+#define AI static inline __attribute__ ((always_inline))
+
+AI int
+n_fields (uint32_t enc)
+{
+  return enc == LEV_QENC_T2 ? 4 : enc == LEV_QENC_T1 ? 5 : enc == LEV_QENC_Q4 ? 2 : 1;
+}
+
+/* Splits one 32-byte chunk into unsigned codes, one vector per field (as in the AVX-512 file). */
+AI void
+decode (uint32_t enc, __m256i c, __m256i *f)
+{
+  if (enc == LEV_QENC_T2) {
+    const __m256i m3 = _mm256_set1_epi8 (3);
+    f[0] = _mm256_and_si256 (c, m3);
+    f[1] = _mm256_and_si256 (_mm256_srli_epi16 (c, 2), m3);
+    f[2] = _mm256_and_si256 (_mm256_srli_epi16 (c, 4), m3);
+    f[3] = _mm256_and_si256 (_mm256_srli_epi16 (c, 6), m3);
+  } else if (enc == LEV_QENC_T1) {
+    const __m256i lo = _mm256_set1_epi8 (-43), hi = _mm256_set1_epi8 (42), zero = _mm256_setzero_si256 ();
+    __m256i u = c;
+    for (int i = 0; i < 5; i++) {
+      __m256i s = _mm256_add_epi8 (_mm256_cmpgt_epi8 (u, lo), _mm256_cmpgt_epi8 (u, hi)); /* 0, -1, -2 */
+      f[i] = _mm256_sub_epi8 (zero, s);
+      u = _mm256_add_epi8 (_mm256_add_epi8 (u, u), u);
+    }
+  } else {
+    const __m256i m15 = _mm256_set1_epi8 (15);
+    f[0] = _mm256_and_si256 (c, m15);
+    f[1] = _mm256_and_si256 (_mm256_srli_epi16 (c, 4), m15);
+  }
+}
+
+/* Expands 32 sign bits into bytes 0xff (bit set) or 0. */
+AI __m256i
+expand_bits (const uint8_t *p)
+{
+  uint32_t bits;
+  memcpy (&bits, p, 4);
+  const __m256i shuf = _mm256_setr_epi8 (0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i sel = _mm256_set1_epi64x ((long long) 0x8040201008040201ull);
+  __m256i v = _mm256_shuffle_epi8 (_mm256_set1_epi32 ((int) bits), shuf);
+  return _mm256_cmpeq_epi8 (_mm256_and_si256 (v, sel), sel);
+}
+
+AI int32_t
+hsum (__m256i v)
+{
+  __m128i s = _mm_add_epi32 (_mm256_castsi256_si128 (v), _mm256_extracti128_si256 (v, 1));
+  s = _mm_add_epi32 (s, _mm_shuffle_epi32 (s, 0x4e));
+  s = _mm_add_epi32 (s, _mm_shuffle_epi32 (s, 0xb1));
+  return _mm_cvtsi128_si32 (s);
+}
+
+/* Rows [r0, r1) times tokens [t0, t0 + TT), one row at a time, every chunk decoded once for the TT tokens. */
+AI void
+gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
+            size_t r0, size_t r1)
+{
+  const int nf = n_fields (enc);
+  const int off = enc == LEV_QENC_Q4 ? 8 : enc == LEV_QENC_B1 ? 0 : 1;
+  const __m256i ones16 = _mm256_set1_epi16 (1), ones8 = _mm256_set1_epi8 (1);
+  size_t n_chunks = enc == LEV_QENC_B1 ? w->cols_pad / 32 : w->row_bytes / 32;
+  const int8_t *xs[4];
+  for (int t = 0; t < TT; t++)
+    xs[t] = act->q + (t0 + t) * act->stride;
+  for (size_t r = r0; r < r1; r++) {
+    const uint8_t *p = w->codes + r * w->row_bytes;
+    __m256i acc[4];
+    for (int t = 0; t < TT; t++)
+      acc[t] = _mm256_setzero_si256 ();
+    for (size_t c = 0; c < n_chunks; c++) {
+      if (enc == LEV_QENC_B1) {
+        __m256i m = expand_bits (p + 4 * c);
+        for (int t = 0; t < TT; t++) {
+          __m256i sel = _mm256_and_si256 (m, _mm256_loadu_si256 ((const __m256i *) (xs[t] + 32 * c)));
+          acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (_mm256_maddubs_epi16 (ones8, sel), ones16));
+        }
+        continue;
+      }
+      __m256i f[5];
+      decode (enc, _mm256_loadu_si256 ((const __m256i *) (p + 32 * c)), f);
+      for (int t = 0; t < TT; t++) {
+        const int8_t *x = xs[t] + 32 * nf * c;
+        __m256i s = _mm256_maddubs_epi16 (f[0], _mm256_loadu_si256 ((const __m256i *) x));
+        for (int k = 1; k < nf; k++)
+          s = _mm256_add_epi16 (s, _mm256_maddubs_epi16 (f[k], _mm256_loadu_si256 ((const __m256i *) (x + 32 * k))));
+        acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (s, ones16));
+      }
+    }
+    float ws = lev_qmatrix_scale (w, r);
+    for (int t = 0; t < TT; t++) {
+      int32_t dot = enc == LEV_QENC_B1 ? 2 * hsum (acc[t]) - act->sum[t0 + t] : hsum (acc[t]) - off * act->sum[t0 + t];
+      y[(t0 + t) * ys + r] = (float) dot * (ws * act->scale[t0 + t]);
+    }
+  }
+}
+
+AI void
+gemm_enc (uint32_t enc, const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  size_t t0 = 0, n = act->n;
+  for (; t0 + 4 <= n; t0 += 4)
+    gemm_tiles (enc, 4, w, act, t0, y, ys, r0, r1);
+  if (n - t0 >= 2) {
+    gemm_tiles (enc, 2, w, act, t0, y, ys, r0, r1);
+    t0 += 2;
+  }
+  if (n - t0 >= 1)
+    gemm_tiles (enc, 1, w, act, t0, y, ys, r0, r1);
+}
+
+static void
+gemm_t2 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_T2, w, act, y, ys, r0, r1);
+}
+
+static void
+gemm_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_T1, w, act, y, ys, r0, r1);
+}
+
+static void
+gemm_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_B1, w, act, y, ys, r0, r1);
+}
+
+static void
+gemm_q4 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_Q4, w, act, y, ys, r0, r1);
+}
+
+static const LevQKernels avx2_kernels = { "avx2", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 } };
+
+const LevQKernels *
+lev_qkernels_avx2 (void)
+{
+  __builtin_cpu_init ();
+  if (__builtin_cpu_supports ("avx2"))
+    return &avx2_kernels;
+  return NULL;
+}
+#endif

@@ -1,0 +1,206 @@
+/* lev_qkernels_avx512.c: AVX-512 (F, BW, VL, VNNI) packed kernels: two rows per zmm, vpdpbusd on unpacked codes. */
+#include "lev_qkernels.h"
+
+#if defined(LEV_HAVE_AVX512)
+#include <immintrin.h>
+#include <string.h>
+
+#define AI static inline __attribute__ ((always_inline))
+#define RB 64                  /* rows per block: their weights stay in L2 while token tiles pass over them */
+
+/* Code fields per 32-byte chunk and the code offset (code = value + offset) of t2, t1, q4. */
+AI int
+n_fields (uint32_t enc)
+{
+  return enc == LEV_QENC_T2 ? 4 : enc == LEV_QENC_T1 ? 5 : 2;
+}
+
+AI int
+code_offset (uint32_t enc)
+{
+  return enc == LEV_QENC_Q4 ? 8 : 1;
+}
+
+/* Splits 64 packed bytes (two rows' 32-byte chunks) into unsigned codes, one vector per field. */
+AI void
+decode (uint32_t enc, __m512i c, __m512i *f)
+{
+  if (enc == LEV_QENC_T2) {
+    const __m512i m3 = _mm512_set1_epi8 (3);
+    f[0] = _mm512_and_si512 (c, m3);
+    f[1] = _mm512_and_si512 (_mm512_srli_epi16 (c, 2), m3);
+    f[2] = _mm512_and_si512 (_mm512_srli_epi16 (c, 4), m3);
+    f[3] = _mm512_and_si512 (_mm512_srli_epi16 (c, 6), m3);
+  } else if (enc == LEV_QENC_T1) {
+    /* stored bytes are t XOR 0x80, read as signed u = t - 128; the top trit of t is [t >= 86] + [t >= 171],
+     * i.e. [u > -43] + [u > 42]; multiplying t by 3 mod 256 is multiplying u by 3 mod 256 */
+    const __m512i one = _mm512_set1_epi8 (1), lo = _mm512_set1_epi8 (-43), hi = _mm512_set1_epi8 (42);
+    __m512i u = c;
+    for (int i = 0; i < 5; i++) {
+      __mmask64 m1 = _mm512_cmpgt_epi8_mask (u, lo), m2 = _mm512_cmpgt_epi8_mask (u, hi);
+      __m512i d = _mm512_maskz_mov_epi8 (m1, one);
+      f[i] = _mm512_mask_add_epi8 (d, m2, d, one);
+      u = _mm512_add_epi8 (_mm512_add_epi8 (u, u), u);
+    }
+  } else {
+    const __m512i m15 = _mm512_set1_epi8 (15);
+    f[0] = _mm512_and_si512 (c, m15);
+    f[1] = _mm512_and_si512 (_mm512_srli_epi16 (c, 4), m15);
+  }
+}
+
+/* Adds to st0[t] / st1[t] the dot products of chunks [c0, c1) of rows p0 / p1 with TT tokens (q2 layout). */
+AI void
+pair_tile (uint32_t enc, int TT, const uint8_t *p0, const uint8_t *p1, const int8_t *const *xs, size_t c0,
+           size_t c1, int32_t *st0, int32_t *st1)
+{
+  const int nf = n_fields (enc);
+  __m512i acc[8];
+  for (int t = 0; t < TT; t++)
+    acc[t] = _mm512_setzero_si512 ();
+  for (size_t c = c0; c < c1; c++) {
+    __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm256_loadu_si256 ((const __m256i *) (p0 + 32 * c))),
+                                        _mm256_loadu_si256 ((const __m256i *) (p1 + 32 * c)), 1);
+    __m512i f[5];
+    decode (enc, codes, f);
+    for (int k = 0; k < nf; k++)
+      for (int t = 0; t < TT; t++)
+        acc[t] = _mm512_dpbusd_epi32 (acc[t], f[k], _mm512_loadu_si512 (xs[t] + 64 * (nf * c + k)));
+  }
+  for (int t = 0; t < TT; t++) {
+    st0[t] += _mm512_mask_reduce_add_epi32 (0x00ff, acc[t]);
+    st1[t] += _mm512_mask_reduce_add_epi32 (0xff00, acc[t]);
+  }
+}
+
+/* Rows [r0, r1) times tokens [t0, t0 + TT): row blocks, then column blocks that keep the tokens' activations in
+ * L1, then row pairs. */
+AI void
+gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
+            size_t r0, size_t r1)
+{
+  const int nf = n_fields (enc), off = code_offset (enc);
+  size_t n_chunks = w->row_bytes / 32;
+  size_t kc = 32768 / ((size_t) TT * 64 * nf);
+  const int8_t *xs[8];
+  for (int t = 0; t < TT; t++)
+    xs[t] = act->q2 + (t0 + t) * 2 * act->stride;
+  int32_t st[RB][8], spare[8];
+  for (size_t rb = r0; rb < r1; rb += RB) {
+    size_t re = rb + RB < r1 ? rb + RB : r1;
+    memset (st, 0, sizeof st);
+    for (size_t c0 = 0; c0 < n_chunks; c0 += kc) {
+      size_t c1 = c0 + kc < n_chunks ? c0 + kc : n_chunks;
+      for (size_t r = rb; r < re; r += 2) {
+        /* an odd last row runs in both halves; the upper half's sums go to a spare slot */
+        const uint8_t *p0 = w->codes + r * w->row_bytes;
+        const uint8_t *p1 = r + 1 < re ? p0 + w->row_bytes : p0;
+        pair_tile (enc, TT, p0, p1, xs, c0, c1, st[r - rb], r + 1 < re ? st[r + 1 - rb] : spare);
+      }
+    }
+    for (size_t r = rb; r < re; r++) {
+      float ws = lev_qmatrix_scale (w, r);
+      for (int t = 0; t < TT; t++) {
+        int32_t dot = st[r - rb][t] - off * act->sum[t0 + t];
+        y[(t0 + t) * ys + r] = (float) dot * (ws * act->scale[t0 + t]);
+      }
+    }
+  }
+}
+
+AI void
+gemm_enc (uint32_t enc, const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  size_t t0 = 0, n = act->n;
+  for (; t0 + 8 <= n; t0 += 8)
+    gemm_tiles (enc, 8, w, act, t0, y, ys, r0, r1);
+  if (n - t0 >= 4) {
+    gemm_tiles (enc, 4, w, act, t0, y, ys, r0, r1);
+    t0 += 4;
+  }
+  if (n - t0 >= 2) {
+    gemm_tiles (enc, 2, w, act, t0, y, ys, r0, r1);
+    t0 += 2;
+  }
+  if (n - t0 >= 1)
+    gemm_tiles (enc, 1, w, act, t0, y, ys, r0, r1);
+}
+
+static void
+gemm_t2 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_T2, w, act, y, ys, r0, r1);
+}
+
+static void
+gemm_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_T1, w, act, y, ys, r0, r1);
+}
+
+static void
+gemm_q4 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_Q4, w, act, y, ys, r0, r1);
+}
+
+/* b1, one row: each 64-bit mask selects activations with a zero-masked load; their sum (vpdpbusd with ones)
+ * is the dot product with the +1 weights: dot = 2 * selected - sum. */
+AI void
+b1_tiles (int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys, size_t r0, size_t r1)
+{
+  const __m512i ones = _mm512_set1_epi8 (1);
+  size_t units = w->cols_pad / 64;
+  const int8_t *xs[8];
+  for (int t = 0; t < TT; t++)
+    xs[t] = act->q + (t0 + t) * act->stride;
+  for (size_t r = r0; r < r1; r++) {
+    const uint8_t *p = w->codes + r * w->row_bytes;
+    __m512i acc[8];
+    for (int t = 0; t < TT; t++)
+      acc[t] = _mm512_setzero_si512 ();
+    for (size_t u = 0; u < units; u++) {
+      uint64_t bits;
+      memcpy (&bits, p + 8 * u, 8);
+      __mmask64 k = _cvtu64_mask64 (bits);
+      for (int t = 0; t < TT; t++)
+        acc[t] = _mm512_dpbusd_epi32 (acc[t], ones, _mm512_maskz_loadu_epi8 (k, xs[t] + 64 * u));
+    }
+    float ws = lev_qmatrix_scale (w, r);
+    for (int t = 0; t < TT; t++) {
+      int32_t dot = 2 * _mm512_reduce_add_epi32 (acc[t]) - act->sum[t0 + t];
+      y[(t0 + t) * ys + r] = (float) dot * (ws * act->scale[t0 + t]);
+    }
+  }
+}
+
+static void
+gemm_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  size_t t0 = 0, n = act->n;
+  for (; t0 + 8 <= n; t0 += 8)
+    b1_tiles (8, w, act, t0, y, ys, r0, r1);
+  if (n - t0 >= 4) {
+    b1_tiles (4, w, act, t0, y, ys, r0, r1);
+    t0 += 4;
+  }
+  if (n - t0 >= 2) {
+    b1_tiles (2, w, act, t0, y, ys, r0, r1);
+    t0 += 2;
+  }
+  if (n - t0 >= 1)
+    b1_tiles (1, w, act, t0, y, ys, r0, r1);
+}
+
+static const LevQKernels avx512_kernels = { "avx512", 1, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 } };
+
+const LevQKernels *
+lev_qkernels_avx512 (void)
+{
+  __builtin_cpu_init ();
+  if (__builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw")
+      && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512vnni"))
+    return &avx512_kernels;
+  return NULL;
+}
+#endif

@@ -1,0 +1,142 @@
+/* lev_qkernels_neon.c: AArch64 NEON (dotprod) packed kernels: codes unpacked to signed weights, vdotq_s32. */
+#include "lev_qkernels.h"
+
+#if defined(LEV_HAVE_NEON)
+#include <arm_neon.h>
+#include <string.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
+#define AI static inline __attribute__ ((always_inline))
+
+AI int
+n_fields (uint32_t enc)
+{
+  return enc == LEV_QENC_T2 ? 4 : enc == LEV_QENC_T1 ? 5 : enc == LEV_QENC_Q4 ? 2 : 1;
+}
+
+/* Decodes a 16-byte half chunk into signed weights, one vector per field. */
+AI void
+decode (uint32_t enc, uint8x16_t c, int8x16_t *f)
+{
+  if (enc == LEV_QENC_T2) {
+    const uint8x16_t m3 = vdupq_n_u8 (3);
+    const int8x16_t one = vdupq_n_s8 (1);
+    f[0] = vsubq_s8 (vreinterpretq_s8_u8 (vandq_u8 (c, m3)), one);
+    f[1] = vsubq_s8 (vreinterpretq_s8_u8 (vandq_u8 (vshrq_n_u8 (c, 2), m3)), one);
+    f[2] = vsubq_s8 (vreinterpretq_s8_u8 (vandq_u8 (vshrq_n_u8 (c, 4), m3)), one);
+    f[3] = vsubq_s8 (vreinterpretq_s8_u8 (vshrq_n_u8 (c, 6)), one);
+  } else if (enc == LEV_QENC_T1) {
+    /* u = t - 128 (signed); the top trit is [u > -43] + [u > 42]; weight = trit - 1 = ~(m1 + m2) */
+    const int8x16_t lo = vdupq_n_s8 (-43), hi = vdupq_n_s8 (42), three = vdupq_n_s8 (3);
+    int8x16_t u = vreinterpretq_s8_u8 (c);
+    for (int i = 0; i < 5; i++) {
+      int8x16_t s = vaddq_s8 (vreinterpretq_s8_u8 (vcgtq_s8 (u, lo)), vreinterpretq_s8_u8 (vcgtq_s8 (u, hi)));
+      f[i] = vmvnq_s8 (s);
+      u = vmulq_s8 (u, three);
+    }
+  } else {
+    const int8x16_t eight = vdupq_n_s8 (8);
+    f[0] = vsubq_s8 (vreinterpretq_s8_u8 (vandq_u8 (c, vdupq_n_u8 (15))), eight);
+    f[1] = vsubq_s8 (vreinterpretq_s8_u8 (vshrq_n_u8 (c, 4)), eight);
+  }
+}
+
+/* Expands 16 sign bits (two bytes) into weights +1 (bit set) / -1. */
+AI int8x16_t
+b1_weights (const uint8_t *p)
+{
+  static const uint8_t bitsel[16] = { 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128 };
+  uint8x16_t v = vcombine_u8 (vdup_n_u8 (p[0]), vdup_n_u8 (p[1]));
+  uint8x16_t m = vtstq_u8 (v, vld1q_u8 (bitsel));
+  return vsubq_s8 (vreinterpretq_s8_u8 (vandq_u8 (m, vdupq_n_u8 (2))), vdupq_n_s8 (1));
+}
+
+AI void
+gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
+            size_t r0, size_t r1)
+{
+  const int nf = n_fields (enc);
+  size_t n_chunks = enc == LEV_QENC_B1 ? w->cols_pad / 16 : w->row_bytes / 32;
+  const int8_t *xs[4];
+  for (int t = 0; t < TT; t++)
+    xs[t] = act->q + (t0 + t) * act->stride;
+  for (size_t r = r0; r < r1; r++) {
+    const uint8_t *p = w->codes + r * w->row_bytes;
+    int32x4_t acc[4];
+    for (int t = 0; t < TT; t++)
+      acc[t] = vdupq_n_s32 (0);
+    for (size_t c = 0; c < n_chunks; c++) {
+      if (enc == LEV_QENC_B1) {
+        int8x16_t wv = b1_weights (p + 2 * c);
+        for (int t = 0; t < TT; t++)
+          acc[t] = vdotq_s32 (acc[t], wv, vld1q_s8 (xs[t] + 16 * c));
+        continue;
+      }
+      /* byte j of the 32-byte chunk holds weights j + 32k: the two 16-byte halves cover x[32k + 0..15] and
+       * x[32k + 16..31] */
+      for (int h = 0; h < 2; h++) {
+        int8x16_t f[5];
+        decode (enc, vld1q_u8 (p + 32 * c + 16 * h), f);
+        for (int k = 0; k < nf; k++)
+          for (int t = 0; t < TT; t++)
+            acc[t] = vdotq_s32 (acc[t], f[k], vld1q_s8 (xs[t] + 32 * (nf * c + k) + 16 * h));
+      }
+    }
+    float ws = lev_qmatrix_scale (w, r);
+    for (int t = 0; t < TT; t++)
+      y[(t0 + t) * ys + r] = (float) vaddvq_s32 (acc[t]) * (ws * act->scale[t0 + t]);
+  }
+}
+
+AI void
+gemm_enc (uint32_t enc, const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  size_t t0 = 0, n = act->n;
+  for (; t0 + 4 <= n; t0 += 4)
+    gemm_tiles (enc, 4, w, act, t0, y, ys, r0, r1);
+  if (n - t0 >= 2) {
+    gemm_tiles (enc, 2, w, act, t0, y, ys, r0, r1);
+    t0 += 2;
+  }
+  if (n - t0 >= 1)
+    gemm_tiles (enc, 1, w, act, t0, y, ys, r0, r1);
+}
+
+static void
+gemm_t2 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_T2, w, act, y, ys, r0, r1);
+}
+
+static void
+gemm_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_T1, w, act, y, ys, r0, r1);
+}
+
+static void
+gemm_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_B1, w, act, y, ys, r0, r1);
+}
+
+static void
+gemm_q4 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  gemm_enc (LEV_QENC_Q4, w, act, y, ys, r0, r1);
+}
+
+static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 } };
+
+const LevQKernels *
+lev_qkernels_neon (void)
+{
+#if defined(__linux__) && defined(HWCAP_ASIMDDP)
+  if (!(getauxval (AT_HWCAP) & HWCAP_ASIMDDP))
+    return NULL;
+#endif
+  return &neon_kernels;
+}
+#endif

@@ -1,0 +1,205 @@
+/* test_qkernels.c: packed layouts round-trip; scalar, AVX2, AVX-512 and NEON kernels give identical integer results.
+ * Plain C and libc only, so that CI can cross-compile it for AArch64 and run it under qemu-aarch64. */
+#include "lev_qkernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf (stderr, __VA_ARGS__); fputc ('\n', stderr); if (failures > 20) exit (1); } } while (0)
+
+static uint32_t rng = 0x12345678u;
+
+/* xorshift32 */
+static uint32_t
+rnd (void)
+{
+  rng ^= rng << 13;
+  rng ^= rng >> 17;
+  rng ^= rng << 5;
+  return rng;
+}
+
+static const uint32_t encs[] = { LEV_QENC_T2, LEV_QENC_T1, LEV_QENC_B1, LEV_QENC_Q4 };
+
+/* A random weight value allowed by enc. */
+static int8_t
+rnd_value (uint32_t enc)
+{
+  switch (enc) {
+    case LEV_QENC_B1: return rnd () & 1 ? 1 : -1;
+    case LEV_QENC_Q4: return (int8_t) ((int) (rnd () % 16) - 8);
+    default: return (int8_t) ((int) (rnd () % 3) - 1);
+  }
+}
+
+static void
+test_roundtrip (void)
+{
+  static const size_t widths[] = { 1, 5, 31, 32, 63, 64, 65, 127, 128, 129, 160, 172, 255, 256, 320, 896, 1000 };
+  for (size_t e = 0; e < sizeof encs / sizeof encs[0]; e++)
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+      size_t cols = widths[i], rb = lev_qenc_row_bytes (encs[e], cols);
+      int8_t *v = malloc (cols), *u = malloc (cols);
+      uint8_t *p = malloc (rb);
+      for (size_t c = 0; c < cols; c++)
+        v[c] = rnd_value (encs[e]);
+      lev_qpack_row (encs[e], v, cols, p);
+      lev_qunpack_row (encs[e], p, cols, u);
+      CHECK (memcmp (u, v, cols) == 0, "%s round trip of %zu weights", lev_qenc_name (encs[e]), cols);
+      CHECK (rb * 8 <= (cols + lev_qenc_block_weights (encs[e])) * (encs[e] == LEV_QENC_Q4 ? 4 : 2),
+             "%s row bytes %zu for %zu", lev_qenc_name (encs[e]), rb, cols);
+      free (v);
+      free (u);
+      free (p);
+    }
+  /* every one of the 243 trit patterns survives t1 */
+  for (int v = 0; v < 243; v++) {
+    int8_t vals[160] = { 0 }, out[160];
+    uint8_t p[32];
+    for (int i = 0, x = v; i < 5; i++, x /= 3)
+      vals[32 * (4 - i)] = (int8_t) (x % 3 - 1);
+    lev_qpack_row (LEV_QENC_T1, vals, 160, p);
+    lev_qunpack_row (LEV_QENC_T1, p, 160, out);
+    CHECK (memcmp (vals, out, 160) == 0, "t1 trit pattern %d", v);
+  }
+}
+
+typedef struct {
+  size_t n, stride;
+  int8_t *q, *q2;
+  int32_t *sum;
+  float *scale;
+  LevQAct act;
+} Acts;
+
+static Acts
+make_acts (size_t n, size_t cols)
+{
+  Acts a;
+  a.n = n;
+  a.stride = (cols + LEV_QPAD - 1) / LEV_QPAD * LEV_QPAD;
+  a.q = calloc (n * a.stride, 1);
+  a.q2 = calloc (2 * n * a.stride, 1);
+  a.sum = calloc (n, sizeof (int32_t));
+  a.scale = calloc (n, sizeof (float));
+  for (size_t t = 0; t < n; t++) {
+    for (size_t c = 0; c < cols; c++)
+      a.q[t * a.stride + c] = (int8_t) (rnd () & 0xff);
+    lev_qact_finish_row (a.q + t * a.stride, a.stride, a.q2 + 2 * t * a.stride, &a.sum[t]);
+    a.scale[t] = t % 3 == 0 ? 1.0f : (float) (rnd () % 1000 + 1) / 4096.0f;
+  }
+  a.act = (LevQAct) { (uint32_t) n, a.stride, a.q, a.q2, a.sum, a.scale };
+  return a;
+}
+
+static void
+free_acts (Acts *a)
+{
+  free (a->q);
+  free (a->q2);
+  free (a->sum);
+  free (a->scale);
+}
+
+static void
+test_kernels (void)
+{
+  const LevQKernels *impls[] = { lev_qkernels_avx2 (), lev_qkernels_avx512 (), lev_qkernels_neon () };
+  const LevQKernels *scalar = lev_qkernels_scalar ();
+  static const size_t shapes[][2] = { { 1, 1 }, { 3, 64 }, { 2, 65 }, { 7, 128 }, { 5, 172 }, { 17, 256 },
+                                      { 9, 320 }, { 33, 896 }, { 4, 1000 }, { 64, 64 }, { 65, 2048 },
+                                      { 130, 160 }, { 3, 5632 } };
+  static const size_t ntoks[] = { 1, 2, 3, 5, 8, 9, 13, 17 };
+  size_t checked = 0;
+  for (size_t e = 0; e < sizeof encs / sizeof encs[0]; e++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+      uint32_t enc = encs[e];
+      size_t rows = shapes[s][0], cols = shapes[s][1], rb = lev_qenc_row_bytes (enc, cols);
+      int8_t *vals = malloc (rows * cols);
+      uint8_t *codes = malloc (rows * rb);
+      float *scales = malloc (rows * sizeof (float));
+      for (size_t r = 0; r < rows; r++) {
+        for (size_t c = 0; c < cols; c++)
+          vals[r * cols + c] = rnd_value (enc);
+        lev_qpack_row (enc, vals + r * cols, cols, codes + r * rb);
+        scales[r] = (float) (rnd () % 1000 + 1) / 512.0f;
+      }
+      LevQMatrix w = { enc, (uint32_t) rows, (uint32_t) cols, (uint32_t) lev_qenc_cols_padded (enc, cols), rb, codes,
+                       scales, s % 2 ? 1u : (uint32_t) rows };
+      size_t n = ntoks[s % (sizeof ntoks / sizeof ntoks[0])];
+      for (int pass = 0; pass < 2; pass++, n = n * 3 + 1) {
+        Acts a = make_acts (n, cols);
+        float *ref = malloc (n * rows * sizeof (float)), *y = malloc (n * rows * sizeof (float));
+        for (size_t t = 0; t < n; t++)
+          for (size_t r = 0; r < rows; r++) {
+            int32_t dot = 0;
+            for (size_t c = 0; c < cols; c++)
+              dot += vals[r * cols + c] * a.q[t * a.stride + c];
+            ref[t * rows + r] = (float) dot * (lev_qmatrix_scale (&w, r) * a.scale[t]);
+          }
+        lev_qgemm (scalar, &w, &a.act, y, rows, 0, rows);
+        CHECK (memcmp (y, ref, n * rows * sizeof (float)) == 0, "scalar %s %zux%zu, %zu tokens", lev_qenc_name (enc),
+               rows, cols, n);
+        for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+          if (!impls[k])
+            continue;
+          /* all rows at once, then in three uneven ranges (how threads split them) */
+          memset (y, 0xff, n * rows * sizeof (float));
+          lev_qgemm (impls[k], &w, &a.act, y, rows, 0, rows);
+          CHECK (memcmp (y, ref, n * rows * sizeof (float)) == 0, "%s %s %zux%zu, %zu tokens", impls[k]->name,
+                 lev_qenc_name (enc), rows, cols, n);
+          memset (y, 0xff, n * rows * sizeof (float));
+          size_t a1 = rows / 3, a2 = rows - rows / 4;
+          lev_qgemm (impls[k], &w, &a.act, y, rows, 0, a1);
+          lev_qgemm (impls[k], &w, &a.act, y, rows, a1, a2);
+          lev_qgemm (impls[k], &w, &a.act, y, rows, a2, rows);
+          CHECK (memcmp (y, ref, n * rows * sizeof (float)) == 0, "%s %s %zux%zu split, %zu tokens", impls[k]->name,
+                 lev_qenc_name (enc), rows, cols, n);
+          checked++;
+        }
+        /* the float-activation reference path: within float rounding of the exact sum */
+        float *xf = malloc (cols * sizeof (float));
+        for (size_t c = 0; c < cols; c++)
+          xf[c] = (float) a.q[c] / 64.0f;
+        for (size_t r = 0; r < rows; r++) {
+          double exact = 0;
+          for (size_t c = 0; c < cols; c++)
+            exact += (double) vals[r * cols + c] * xf[c];
+          exact *= lev_qmatrix_scale (&w, r);
+          double got = lev_qdot_f32 (&w, r, xf);
+          CHECK (fabs (got - exact) <= 1e-5 * cols * fabs (lev_qmatrix_scale (&w, r)) * 16 + 1e-6,
+                 "qdot_f32 %s row %zu: %g vs %g", lev_qenc_name (enc), r, got, exact);
+        }
+        free (xf);
+        free (ref);
+        free (y);
+        free_acts (&a);
+      }
+      free (vals);
+      free (codes);
+      free (scales);
+    }
+  printf ("kernels: %zu SIMD comparisons (", checked);
+  for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++)
+    if (impls[k])
+      printf (" %s", impls[k]->name);
+  printf (" ), chosen: %s\n", lev_qkernels_get ()->name);
+}
+
+int
+main (void)
+{
+  test_roundtrip ();
+  test_kernels ();
+  if (failures) {
+    fprintf (stderr, "%d failures\n", failures);
+    return 1;
+  }
+  printf ("ok\n");
+  return 0;
+}
