@@ -1,0 +1,416 @@
+/* lev_session.c: prompt → response with the engine: chat template, truncation, sampling, units, statistics. */
+#include "lev_session.h"
+
+#include <string.h>
+#include "lev_chat.h"
+
+struct LevSession {
+  const LevModel *model;
+  const LevHParams *hp;
+  const LevTokenizer *tok;
+  LevContext *ctx;
+  LevSampler *sampler;
+  gboolean sampler_dirty;        /* parameters changed: make a new sampler before the next prompt */
+  LevSessionParams p;            /* strings below are owned copies */
+  gchar *system_prompt;
+  gchar **stops;
+  LevChatTemplate tmpl;          /* resolved template */
+  LevOutput *out;
+  int32_t pending;               /* last sampled token, not evaluated yet (-1: none) */
+  int32_t prev;                  /* last token of the sequence (-1: none) */
+  gboolean history;              /* the context holds a conversation */
+};
+
+/* Returns default parameters. */
+LevSessionParams
+lev_session_default_params (void)
+{
+  LevSamplerParams sp = lev_sampler_default_params ();
+  LevSessionParams p = {
+    .n_threads = 0, .n_ctx = 0, .max_tokens = 256,
+    .temperature = sp.temperature, .top_p = sp.top_p, .min_p = sp.min_p, .repeat_penalty = sp.repeat_penalty,
+    .top_k = sp.top_k, .seed = -1, .keep_history = FALSE, .ignore_eos = FALSE,
+    .chat_template = LEV_SESSION_TEMPLATE_AUTO, .system_prompt = NULL, .stop_strings = NULL,
+    .unit_mode = LEV_UNIT_TOKEN,
+  };
+  return p;
+}
+
+/* Returns whether chat templates are available in this build. */
+gboolean
+lev_session_have_chat_templates (void)
+{
+#ifdef LEV_HAVE_CHAT
+  return TRUE;
+#else
+  return FALSE;
+#endif
+}
+
+static gboolean
+resolve_template (const LevModel *model, int choice, LevChatTemplate *out, GError **error)
+{
+  if (choice == LEV_SESSION_TEMPLATE_AUTO) {
+#ifdef LEV_HAVE_CHAT
+    *out = lev_chat_template_detect (lev_model_chat_template (model));
+#else
+    *out = LEV_CHAT_NONE;
+#endif
+    return TRUE;
+  }
+  if (choice < LEV_CHAT_NONE || choice > LEV_CHAT_BITNET) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "unknown chat template %d", choice);
+    return FALSE;
+  }
+#ifndef LEV_HAVE_CHAT
+  if (choice != LEV_CHAT_NONE) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "chat templates are not available in this build");
+    return FALSE;
+  }
+#endif
+  *out = (LevChatTemplate) choice;
+  return TRUE;
+}
+
+/* Creates a session. */
+LevSession *
+lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error)
+{
+  if (!lev_model_has_weights (model)) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "the model file holds no weights (tokenizer only)");
+    return NULL;
+  }
+  const LevHParams *hp = lev_model_hparams (model);
+  LevContextParams cp = lev_context_default_params ();
+  cp.n_threads = params->n_threads;
+  cp.n_ctx = params->n_ctx ? params->n_ctx : MIN (hp->max_ctx ? hp->max_ctx : 4096u, 4096u);
+  LevContext *ctx = lev_context_new (model, &cp, error);
+  if (!ctx)
+    return NULL;
+  LevSession *s = g_new0 (LevSession, 1);
+  s->model = model;
+  s->hp = hp;
+  s->tok = lev_model_tokenizer (model);
+  s->ctx = ctx;
+  s->pending = s->prev = -1;
+  s->sampler_dirty = TRUE;
+  if (!lev_session_set_params (s, params, error)) {
+    lev_session_free (s);
+    return NULL;
+  }
+  return s;
+}
+
+/* Frees a session. */
+void
+lev_session_free (LevSession *s)
+{
+  if (!s)
+    return;
+  lev_sampler_free (s->sampler);
+  lev_context_free (s->ctx);
+  lev_output_free (s->out);
+  g_free (s->system_prompt);
+  g_strfreev (s->stops);
+  g_free (s);
+}
+
+/* Replaces the generation parameters. */
+gboolean
+lev_session_set_params (LevSession *s, const LevSessionParams *params, GError **error)
+{
+  LevChatTemplate tmpl;
+  if (!resolve_template (s->model, params->chat_template, &tmpl, error))
+    return FALSE;
+  s->tmpl = tmpl;
+  s->p = *params;
+  g_free (s->system_prompt);
+  s->system_prompt = g_strdup (params->system_prompt);
+  s->p.system_prompt = s->system_prompt;
+  g_strfreev (s->stops);
+  s->stops = g_strdupv ((gchar **) params->stop_strings);
+  s->p.stop_strings = (const char *const *) s->stops;
+  lev_output_free (s->out);
+  s->out = lev_output_new (params->unit_mode, s->p.stop_strings);
+  s->sampler_dirty = TRUE;
+  return TRUE;
+}
+
+/* Forgets the conversation. */
+void
+lev_session_reset (LevSession *s)
+{
+  lev_context_reset (s->ctx);
+  s->pending = s->prev = -1;
+  s->history = FALSE;
+  s->sampler_dirty = TRUE;
+}
+
+/* Returns the context length. */
+uint32_t
+lev_session_n_ctx (const LevSession *s)
+{
+  return lev_context_n_ctx (s->ctx);
+}
+
+static void
+new_sampler (LevSession *s)
+{
+  LevSamplerParams sp = lev_sampler_default_params ();
+  sp.temperature = s->p.temperature;
+  sp.top_k = s->p.top_k;
+  sp.top_p = s->p.top_p;
+  sp.min_p = s->p.min_p;
+  sp.repeat_penalty = s->p.repeat_penalty;
+  sp.seed = s->p.seed >= 0 ? (uint64_t) s->p.seed : ((uint64_t) g_random_int () << 32 | g_random_int ());
+  lev_sampler_free (s->sampler);
+  s->sampler = lev_sampler_new (&sp, s->hp->vocab_size);
+  s->sampler_dirty = FALSE;
+}
+
+/* Builds the text to encode for a prompt at the start of a conversation (first) or later in it. */
+static gchar *
+render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
+{
+  gchar *user = len < 0 ? g_strdup (text) : g_strndup (text, (gsize) len);
+  const char *sys = s->system_prompt && s->system_prompt[0] ? s->system_prompt : NULL;
+#ifdef LEV_HAVE_CHAT
+  if (s->tmpl != LEV_CHAT_NONE) {
+    LevChatMessage msgs[2];
+    gsize n = 0;
+    if (first && sys)
+      msgs[n++] = (LevChatMessage) { "system", sys };
+    msgs[n++] = (LevChatMessage) { "user", user };
+    gchar *r = lev_chat_render (s->tmpl, msgs, n, TRUE, NULL);
+    g_free (user);
+    return r;
+  }
+#endif
+  if (first && sys) {
+    gchar *r = g_strconcat (sys, "\n", user, NULL);
+    g_free (user);
+    return r;
+  }
+  return user;
+}
+
+static gboolean
+is_cancelled (const gint *cancel)
+{
+  return cancel && g_atomic_int_get (cancel);
+}
+
+static gboolean
+eval (LevSession *s, int32_t id, const float **logits, GError **error)
+{
+  *logits = lev_context_eval (s->ctx, id, error);
+  s->prev = id;
+  return *logits != NULL;
+}
+
+/* Hands every ready unit to func; FALSE when func asked to stop. */
+static gboolean
+drain_units (LevSession *s, LevSessionUnitFunc func, gpointer user_data, GString *text, GArray *ids)
+{
+  g_array_set_size (ids, 0);
+  while (lev_output_pop (s->out, text, ids)) {
+    gboolean go = func ? func (text->str, text->len, (const int32_t *) ids->data, ids->len, user_data) : TRUE;
+    g_array_set_size (ids, 0);
+    if (!go)
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* Generates a response. */
+gboolean
+lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t *in_ids, gsize n_in,
+                      const gint *cancel, LevSessionUnitFunc func, gpointer user_data, LevSessionStats *stats,
+                      GError **error)
+{
+  LevSessionStats st = { 0 };
+  gint64 t0 = g_get_monotonic_time ();
+  if (!s->p.keep_history)
+    lev_session_reset (s);
+  if (s->sampler_dirty || !s->p.keep_history)
+    new_sampler (s);
+  gboolean first = !s->history;
+  int32_t bos = s->tok ? lev_tokenizer_bos (s->tok) : s->hp->bos_id;
+
+  /* the prompt's ids */
+  int32_t *ids = NULL;
+  size_t n = 0;
+  if (text) {
+    if (!s->tok) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the model has no tokenizer: give token ids");
+      return FALSE;
+    }
+    gchar *r = render_prompt (s, text, len, first);
+    ids = lev_tokenizer_encode (s->tok, r, -1, first && lev_tokenizer_adds_bos (s->tok), &n, error);
+    g_free (r);
+    if (!ids)
+      return FALSE;
+  } else {
+    ids = g_memdup2 (in_ids, n_in * sizeof (int32_t));
+    n = n_in;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] < 0 || (uint32_t) ids[i] >= s->hp->vocab_size) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "token id %d is out of range (vocabulary of %u)", ids[i],
+                   s->hp->vocab_size);
+      g_free (ids);
+      return FALSE;
+    }
+  if (n == 0 && s->pending < 0) {
+    if (bos < 0) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the prompt is empty and the model has no BOS token");
+      g_free (ids);
+      return FALSE;
+    }
+    ids = g_renew (int32_t, ids, 1);
+    ids[0] = bos;
+    n = 1;
+  }
+
+  /* a prompt longer than the context allows loses its start (BOS kept) */
+  uint32_t n_ctx = lev_context_n_ctx (s->ctx);
+  size_t limit = n_ctx - MIN (s->p.max_tokens, n_ctx / 2);
+  if (limit < 1)
+    limit = 1;
+  if (n > limit) {
+    size_t keep_first = (first && ids[0] == bos && limit > 1) ? 1 : 0;
+    size_t drop = n - limit;
+    memmove (ids + keep_first, ids + keep_first + drop, (n - keep_first - drop) * sizeof (int32_t));
+    n = limit;
+    st.truncated_tokens = (guint) drop;
+  }
+
+  /* prefill */
+  const float *logits = NULL;
+  gboolean ok = TRUE;
+  st.reason = LEV_STOP_MAX_TOKENS;
+  if (s->pending >= 0) {
+    ok = eval (s, s->pending, &logits, error);
+    s->pending = -1;
+  }
+  for (size_t i = 0; ok && i < n; i++) {
+    if (is_cancelled (cancel)) {
+      st.reason = LEV_STOP_CANCELLED;
+      break;
+    }
+    ok = eval (s, ids[i], &logits, error);
+    lev_sampler_accept (s->sampler, ids[i]);
+    st.prompt_tokens++;
+  }
+  g_free (ids);
+  s->history = TRUE;
+  gint64 t1 = g_get_monotonic_time ();
+  st.prefill_us = t1 - t0;
+  if (!ok) {
+    lev_session_reset (s);
+    return FALSE;
+  }
+
+  /* decode */
+  lev_output_reset (s->out);
+  GString *utext = g_string_new (NULL);
+  GArray *uids = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  GString *piece = g_string_new (NULL);
+  gint64 t_first = 0;
+  for (guint k = 0; st.reason != LEV_STOP_CANCELLED && k < s->p.max_tokens; k++) {
+    if (is_cancelled (cancel)) {
+      st.reason = LEV_STOP_CANCELLED;
+      break;
+    }
+    int32_t next = lev_sampler_sample (s->sampler, logits);
+    if (k == 0) {
+      t_first = g_get_monotonic_time ();
+      st.ttft_us = t_first - t0;
+    }
+    if (!s->p.ignore_eos && (next == s->hp->eos_id || next == s->hp->bos_id
+                             || (s->tok && next == lev_tokenizer_eos (s->tok)))) {
+      st.reason = LEV_STOP_EOS;
+      s->pending = next;
+      break;
+    }
+    lev_sampler_accept (s->sampler, next);
+    st.generated_tokens++;
+    if (s->tok) {
+      g_string_truncate (piece, 0);
+      lev_tokenizer_decode_token (s->tok, s->prev, next, piece);
+    }
+    gboolean stop = lev_output_push (s->out, next, piece->str, piece->len);
+    if (!drain_units (s, func, user_data, utext, uids)) {
+      st.reason = LEV_STOP_CALLBACK;
+      s->pending = next;
+      break;
+    }
+    if (stop) {
+      st.reason = LEV_STOP_STRING;
+      s->pending = next;
+      break;
+    }
+    if (k + 1 < s->p.max_tokens) {
+      if (!eval (s, next, &logits, error)) {
+        ok = FALSE;
+        break;
+      }
+    } else {
+      s->pending = next;
+    }
+  }
+  if (ok && st.reason != LEV_STOP_CANCELLED && st.reason != LEV_STOP_CALLBACK) {
+    lev_output_finish (s->out);
+    if (!drain_units (s, func, user_data, utext, uids))
+      st.reason = LEV_STOP_CALLBACK;
+  }
+  gint64 t2 = g_get_monotonic_time ();
+  if (t_first)
+    st.decode_us = t2 - t_first;
+  g_string_free (utext, TRUE);
+  g_string_free (piece, TRUE);
+  g_array_free (uids, TRUE);
+  if (!ok)
+    lev_session_reset (s);
+  if (stats)
+    *stats = st;
+  return ok;
+}
+
+/* Returns a short name for a stop reason. */
+const char *
+lev_stop_reason_name (LevStopReason reason)
+{
+  switch (reason) {
+  case LEV_STOP_EOS: return "eos";
+  case LEV_STOP_MAX_TOKENS: return "max-tokens";
+  case LEV_STOP_STRING: return "stop-string";
+  case LEV_STOP_CANCELLED: return "cancelled";
+  case LEV_STOP_CALLBACK: return "stopped";
+  }
+  return "unknown";
+}
+
+/* Returns a digest of the vocabulary. */
+char *
+lev_session_vocab_id (const LevModel *model)
+{
+  const LevTokenizer *tok = lev_model_tokenizer (model);
+  if (!tok)
+    return NULL;
+  GChecksum *cs = g_checksum_new (G_CHECKSUM_SHA256);
+  uint32_t nt = lev_tokenizer_n_tokens (tok);
+  int32_t head[3] = { (int32_t) nt, lev_tokenizer_bos (tok), lev_tokenizer_eos (tok) };
+  g_checksum_update (cs, (const guchar *) head, sizeof head);
+  for (uint32_t i = 0; i < nt; i++) {
+    size_t plen = 0;
+    const char *p = lev_tokenizer_piece (tok, (int32_t) i, &plen);
+    uint32_t l32 = (uint32_t) plen;
+    g_checksum_update (cs, (const guchar *) &l32, sizeof l32);
+    if (p && plen)
+      g_checksum_update (cs, (const guchar *) p, (gssize) plen);
+  }
+  char *hex = g_strndup (g_checksum_get_string (cs), 16);
+  g_checksum_free (cs);
+  return hex;
+}

@@ -1,0 +1,80 @@
+/* lev_session.h: one conversation with a model (context, sampler, chat template, stop strings, statistics),
+ * shared by the GStreamer element and the GObject layer. Not thread-safe: one thread at a time. */
+#pragma once
+
+#include <glib.h>
+#include "leviathan.h"
+#include "lev_output.h"
+
+G_BEGIN_DECLS
+
+/* Chat template choice: LEV_SESSION_TEMPLATE_AUTO (from the model file) or a LevChatTemplate value. */
+#define LEV_SESSION_TEMPLATE_AUTO (-1)
+
+typedef struct LevSessionParams {
+  uint32_t n_threads;            /* 0 = all CPUs; fixed at creation */
+  uint32_t n_ctx;                /* context (KV cache) length, 0 = the model's, at most 4096; fixed at creation */
+  uint32_t max_tokens;           /* most tokens generated per prompt */
+  float temperature, top_p, min_p, repeat_penalty;
+  int32_t top_k;
+  int64_t seed;                  /* -1 = a new random seed for every prompt */
+  gboolean keep_history;         /* keep the conversation in the context across prompts */
+  gboolean ignore_eos;           /* do not stop at end-of-text tokens */
+  int chat_template;             /* LEV_SESSION_TEMPLATE_AUTO or a LevChatTemplate */
+  const char *system_prompt;     /* may be NULL */
+  const char *const *stop_strings; /* NULL-terminated, may be NULL */
+  LevUnitMode unit_mode;
+} LevSessionParams;
+
+/* Why a response ended. */
+typedef enum {
+  LEV_STOP_EOS,                  /* the model produced its end-of-text token */
+  LEV_STOP_MAX_TOKENS,
+  LEV_STOP_STRING,               /* a stop string was generated */
+  LEV_STOP_CANCELLED,            /* *cancel was set */
+  LEV_STOP_CALLBACK,             /* the unit callback returned FALSE */
+} LevStopReason;
+
+typedef struct LevSessionStats {
+  guint prompt_tokens;           /* tokens evaluated for the prompt (after truncation, template included) */
+  guint truncated_tokens;        /* tokens dropped from the start of a prompt longer than the context allows */
+  guint generated_tokens;
+  gint64 prefill_us;             /* time to evaluate the prompt */
+  gint64 ttft_us;                /* from the call to the first generated token */
+  gint64 decode_us;              /* from the first generated token to the end */
+  LevStopReason reason;
+} LevSessionStats;
+
+/* Receives one output unit: valid UTF-8 text and the ids it came from. Return FALSE to stop generating. */
+typedef gboolean (*LevSessionUnitFunc) (const char *text, gsize len, const int32_t *ids, guint n_ids,
+                                        gpointer user_data);
+
+typedef struct LevSession LevSession;
+
+/* Returns parameters with the engine's sampling defaults (max_tokens 256, template auto, token units). */
+LevSessionParams lev_session_default_params (void);
+/* Creates a session (context and sampler) over model, which must outlive it; NULL with error set. */
+LevSession *lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error);
+/* Frees a session. */
+void lev_session_free (LevSession *session);
+/* Replaces the parameters used by the next prompts (n_threads and n_ctx are ignored); FALSE with error set when
+ * they cannot be used (for example a chat template this build lacks). */
+gboolean lev_session_set_params (LevSession *session, const LevSessionParams *params, GError **error);
+/* Forgets the conversation. */
+void lev_session_reset (LevSession *session);
+/* Returns the context length in use. */
+uint32_t lev_session_n_ctx (const LevSession *session);
+/* Returns whether chat templates are available in this build. */
+gboolean lev_session_have_chat_templates (void);
+/* Generates a response to a text prompt (text, len -1: NUL-terminated; must be valid UTF-8) or, when text is
+ * NULL, to n_ids token ids taken as they are. Calls func for each output unit; checks *cancel (may be NULL)
+ * before every token evaluation. Fills stats. FALSE with error set on engine errors. */
+gboolean lev_session_generate (LevSession *session, const char *text, gssize len, const int32_t *ids, gsize n_ids,
+                               const gint *cancel, LevSessionUnitFunc func, gpointer user_data,
+                               LevSessionStats *stats, GError **error);
+/* Returns a short name for a stop reason ("eos", "max-tokens", "stop-string", "cancelled", "stopped"). */
+const char *lev_stop_reason_name (LevStopReason reason);
+/* Returns a hex digest identifying the model's vocabulary (pieces and special ids), or NULL without one. */
+char *lev_session_vocab_id (const LevModel *model);
+
+G_END_DECLS

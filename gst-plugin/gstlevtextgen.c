@@ -1,0 +1,1265 @@
+/* gstlevtextgen.c: levtextgen, a GstElement that queues prompts from its sink pad and generates the responses
+ * with the Leviathan engine in a GstTask on its src pad (see docs/element.md). */
+#include "gstlevtextgen.h"
+
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (lev_text_gen_debug);
+#define GST_CAT_DEFAULT lev_text_gen_debug
+
+#ifndef LEV_DEFAULT_MODEL
+#define LEV_DEFAULT_MODEL "/usr/local/share/leviathan/models/default.leviathan"
+#endif
+
+#define DEFAULT_N_THREADS 0
+#define DEFAULT_CONTEXT_LENGTH 0
+#define DEFAULT_MAX_TOKENS 256
+#define DEFAULT_TEMPERATURE 0.8f
+#define DEFAULT_TOP_K 40
+#define DEFAULT_TOP_P 0.95f
+#define DEFAULT_MIN_P 0.05f
+#define DEFAULT_REPEAT_PENALTY 1.0f
+#define DEFAULT_SEED (-1)
+#define DEFAULT_MAX_QUEUED 8
+#define MAX_CONTEXT_LENGTH (1u << 20)
+
+enum {
+  PROP_0,
+  PROP_MODEL,
+  PROP_N_THREADS,
+  PROP_CONTEXT_LENGTH,
+  PROP_MAX_TOKENS,
+  PROP_TEMPERATURE,
+  PROP_TOP_K,
+  PROP_TOP_P,
+  PROP_MIN_P,
+  PROP_REPEAT_PENALTY,
+  PROP_SEED,
+  PROP_SYSTEM_PROMPT,
+  PROP_CHAT_TEMPLATE,
+  PROP_KEEP_HISTORY,
+  PROP_STOP_STRINGS,
+  PROP_PROMPT_MODE,
+  PROP_OUTPUT_MODE,
+  PROP_MAX_QUEUED,
+  PROP_IGNORE_EOS,
+};
+
+/* A queued prompt: text (valid UTF-8) or token ids, with the timing of the buffer it came from. */
+typedef struct {
+  gchar *text;
+  GArray *ids;                  /* gint32, when the input is token ids */
+  GstClockTime pts, duration;   /* valid only when the input segment is in TIME */
+} LevPrompt;
+
+/* An entry of the queue between the streaming thread and the task: a prompt or a serialized event. */
+typedef struct {
+  LevPrompt *prompt;
+  GstEvent *event;
+} LevItem;
+
+struct _LevTextGen {
+  GstElement parent;
+  GstPad *sinkpad, *srcpad;
+
+  /* properties (object lock) */
+  gchar *model_path;
+  guint n_threads, context_length, max_tokens, max_queued;
+  gfloat temperature, top_p, min_p, repeat_penalty;
+  gint top_k;
+  gint64 seed;
+  gchar *system_prompt;
+  LevTextGenTemplate chat_template;
+  gboolean keep_history, ignore_eos;
+  gchar **stop_strings;
+  LevTextGenPromptMode prompt_mode;
+  LevUnitMode output_mode;
+  gboolean params_changed;      /* the task applies the properties before the next prompt */
+
+  /* model: loaded NULL→READY, session made READY→PAUSED (state-change thread; the task only reads) */
+  LevModel *model;
+  gchar *vocab_id;
+  LevSession *session;
+
+  /* queue (lock) */
+  GMutex lock;
+  GCond item_add, item_del;
+  GQueue queue;                 /* LevItem* */
+  guint n_prompts;
+  gboolean flushing;
+  gboolean reset_session;       /* forget the conversation before the next prompt (after a flush) */
+  GstFlowReturn srcresult;
+  gint cancel;                  /* atomic: set by FLUSH_START, seen by the engine loop within one token */
+
+  /* streaming thread */
+  gboolean in_tokens;           /* sink caps are token ids */
+  gboolean in_time;             /* the input segment is in TIME */
+  GString *line;                /* the unfinished line in prompt-mode=line */
+
+  /* task */
+  GstSegment out_segment;
+  gboolean sent_stream_start, sent_segment, out_tokens, discont;
+  GstClockTime last_end;
+  guint64 n_responses;
+};
+
+G_DEFINE_TYPE (LevTextGen, lev_text_gen, GST_TYPE_ELEMENT)
+
+#define SINK_CAPS "text/x-raw, format = (string) utf8; text/plain; " LEV_TOKENS_MEDIA_TYPE
+#define SRC_CAPS "text/x-raw, format = (string) utf8; " LEV_TOKENS_MEDIA_TYPE
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+                                                                     GST_STATIC_CAPS (SINK_CAPS));
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
+                                                                    GST_STATIC_CAPS (SRC_CAPS));
+
+/* ---- enums ---- */
+
+static GType
+lev_text_gen_prompt_mode_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    { LEV_TEXT_GEN_PROMPT_BUFFER, "Each buffer is one prompt", "buffer" },
+    { LEV_TEXT_GEN_PROMPT_LINE, "Each line is one prompt (lines may span buffers)", "line" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_enum_register_static ("LevTextGenPromptMode", values));
+  return type;
+}
+
+static GType
+lev_text_gen_output_mode_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    { LEV_UNIT_TOKEN, "One buffer per token", "token" },
+    { LEV_UNIT_WORD, "One buffer per word (with the whitespace before it)", "word" },
+    { LEV_UNIT_SENTENCE, "One buffer per sentence (. ! ? then whitespace, or a newline)", "sentence" },
+    { LEV_UNIT_RESPONSE, "One buffer per response", "response" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_enum_register_static ("LevTextGenOutputMode", values));
+  return type;
+}
+
+static GType
+lev_text_gen_template_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    { LEV_TEXT_GEN_TEMPLATE_AUTO, "The template named in the model file (none when it has none)", "auto" },
+    { LEV_TEXT_GEN_TEMPLATE_NONE, "No template: the prompt text is used as it is", "none" },
+    { LEV_TEXT_GEN_TEMPLATE_LLAMA2, "Llama 2 chat ([INST] ... [/INST])", "llama2" },
+    { LEV_TEXT_GEN_TEMPLATE_LLAMA3, "Llama 3 (<|start_header_id|> ... <|eot_id|>)", "llama3" },
+    { LEV_TEXT_GEN_TEMPLATE_CHATML, "ChatML (<|im_start|> ... <|im_end|>, Qwen)", "chatml" },
+    { LEV_TEXT_GEN_TEMPLATE_ZEPHYR, "Zephyr (<|user|> ... </s>, TinyLlama-Chat)", "zephyr" },
+    { LEV_TEXT_GEN_TEMPLATE_BITNET, "BitNet b1.58 2B4T (Role: content<|eot_id|>)", "bitnet" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_enum_register_static ("LevTextGenTemplate", values));
+  return type;
+}
+
+/* ---- queue items ---- */
+
+static void
+prompt_free (LevPrompt *p)
+{
+  if (!p)
+    return;
+  g_free (p->text);
+  if (p->ids)
+    g_array_free (p->ids, TRUE);
+  g_free (p);
+}
+
+static void
+item_free (gpointer data)
+{
+  LevItem *it = data;
+  prompt_free (it->prompt);
+  if (it->event)
+    gst_event_unref (it->event);
+  g_free (it);
+}
+
+/* Empties the queue; called with the lock held. */
+static void
+clear_queue (LevTextGen *self)
+{
+  g_queue_clear_full (&self->queue, item_free);
+  self->n_prompts = 0;
+  g_cond_broadcast (&self->item_del);
+}
+
+/* ---- caps ---- */
+
+static guint
+effective_n_ctx (LevTextGen *self)
+{
+  if (self->session)
+    return lev_session_n_ctx (self->session);
+  GST_OBJECT_LOCK (self);
+  guint n = self->context_length;
+  GST_OBJECT_UNLOCK (self);
+  if (n == 0 && self->model) {
+    guint max_ctx = lev_model_hparams (self->model)->max_ctx;
+    n = MIN (max_ctx ? max_ctx : 4096u, 4096u);
+  }
+  return n;
+}
+
+/* The token-id caps structure of this model's vocabulary. */
+static GstStructure *
+tokens_structure (LevTextGen *self)
+{
+  GstStructure *s = gst_structure_new_empty (LEV_TOKENS_MEDIA_TYPE);
+  if (self->vocab_id)
+    gst_structure_set (s, "vocab", G_TYPE_STRING, self->vocab_id, NULL);
+  return s;
+}
+
+/* Caps the src pad can produce: text with the model's facts, or token ids. */
+static GstCaps *
+src_caps (LevTextGen *self)
+{
+  if (!self->model)
+    return gst_static_pad_template_get_caps (&src_template);
+  const LevHParams *hp = lev_model_hparams (self->model);
+  const char *name = lev_model_name (self->model);
+  gchar *base = NULL;
+  if (!name || !name[0]) {
+    GST_OBJECT_LOCK (self);
+    base = g_path_get_basename (self->model_path ? self->model_path : "model");
+    GST_OBJECT_UNLOCK (self);
+    name = base;
+  }
+  GstCaps *caps = gst_caps_new_simple ("text/x-raw", "format", G_TYPE_STRING, "utf8",
+                                       "architecture", G_TYPE_STRING, lev_arch_name (hp->arch),
+                                       "context-length", G_TYPE_INT, (gint) effective_n_ctx (self),
+                                       "vocab-size", G_TYPE_INT, (gint) hp->vocab_size,
+                                       "model", G_TYPE_STRING, name, NULL);
+  g_free (base);
+  gst_caps_append_structure (caps, tokens_structure (self));
+  return caps;
+}
+
+/* Caps the sink pad accepts: text, or token ids of this model's vocabulary. */
+static GstCaps *
+sink_caps (LevTextGen *self)
+{
+  if (!self->model)
+    return gst_static_pad_template_get_caps (&sink_template);
+  GstCaps *caps = gst_caps_from_string ("text/x-raw, format = (string) utf8; text/plain");
+  gst_caps_append_structure (caps, tokens_structure (self));
+  return caps;
+}
+
+static gboolean
+answer_caps_query (GstQuery *query, GstCaps *caps)
+{
+  GstCaps *filter = NULL;
+  gst_query_parse_caps (query, &filter);
+  if (filter) {
+    GstCaps *res = gst_caps_intersect_full (filter, caps, GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref (caps);
+    caps = res;
+  }
+  gst_query_set_caps_result (query, caps);
+  gst_caps_unref (caps);
+  return TRUE;
+}
+
+/* Chooses src caps with downstream (text first) and sets them; called from the task. */
+static gboolean
+negotiate (LevTextGen *self)
+{
+  GstCaps *ours = src_caps (self);
+  GstCaps *peer = gst_pad_peer_query_caps (self->srcpad, ours);
+  gst_caps_unref (ours);
+  if (gst_caps_is_empty (peer)) {
+    gst_caps_unref (peer);
+    GST_WARNING_OBJECT (self, "downstream accepts neither text nor token ids of this vocabulary");
+    return FALSE;
+  }
+  peer = gst_caps_fixate (gst_caps_truncate (peer));
+  GST_DEBUG_OBJECT (self, "output caps %" GST_PTR_FORMAT, peer);
+  self->out_tokens = gst_structure_has_name (gst_caps_get_structure (peer, 0), LEV_TOKENS_MEDIA_TYPE);
+  gboolean ok = gst_pad_set_caps (self->srcpad, peer);
+  gst_caps_unref (peer);
+  return ok;
+}
+
+/* Pushes what must precede data (stream-start, caps, segment); called from the task. */
+static GstFlowReturn
+ensure_output_ready (LevTextGen *self, gboolean need_segment)
+{
+  if (!self->sent_stream_start) {
+    gchar *id = gst_pad_create_stream_id (self->srcpad, GST_ELEMENT (self), NULL);
+    gst_pad_push_event (self->srcpad, gst_event_new_stream_start (id));
+    g_free (id);
+    self->sent_stream_start = TRUE;
+  }
+  gboolean reconfigure = gst_pad_check_reconfigure (self->srcpad);
+  if ((reconfigure || !gst_pad_has_current_caps (self->srcpad)) && !negotiate (self)) {
+    gst_pad_mark_reconfigure (self->srcpad);
+    return gst_pad_is_linked (self->srcpad) ? GST_FLOW_NOT_NEGOTIATED : GST_FLOW_NOT_LINKED;
+  }
+  if (need_segment && !self->sent_segment) {
+    gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
+    gst_pad_push_event (self->srcpad, gst_event_new_segment (&self->out_segment));
+    self->sent_segment = TRUE;
+  }
+  return GST_FLOW_OK;
+}
+
+/* ---- properties ---- */
+
+static gboolean
+mutable_now (LevTextGen *self, GParamSpec *pspec, GstState max_state)
+{
+  GstState state = GST_STATE (self);
+  if (state <= max_state)
+    return TRUE;
+  GST_WARNING_OBJECT (self, "property '%s' can only be changed in the %s state; ignored", pspec->name,
+                      max_state == GST_STATE_NULL ? "NULL" : "NULL or READY");
+  return FALSE;
+}
+
+static void
+lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  LevTextGen *self = LEV_TEXT_GEN (object);
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+  case PROP_MODEL:
+    if (mutable_now (self, pspec, GST_STATE_NULL)) {
+      g_free (self->model_path);
+      self->model_path = g_value_dup_string (value);
+    }
+    break;
+  case PROP_N_THREADS:
+    if (mutable_now (self, pspec, GST_STATE_READY))
+      self->n_threads = g_value_get_uint (value);
+    break;
+  case PROP_CONTEXT_LENGTH:
+    if (mutable_now (self, pspec, GST_STATE_READY))
+      self->context_length = g_value_get_uint (value);
+    break;
+  case PROP_MAX_TOKENS: self->max_tokens = g_value_get_uint (value); break;
+  case PROP_TEMPERATURE: self->temperature = g_value_get_float (value); break;
+  case PROP_TOP_K: self->top_k = g_value_get_int (value); break;
+  case PROP_TOP_P: self->top_p = g_value_get_float (value); break;
+  case PROP_MIN_P: self->min_p = g_value_get_float (value); break;
+  case PROP_REPEAT_PENALTY: self->repeat_penalty = g_value_get_float (value); break;
+  case PROP_SEED: self->seed = g_value_get_int64 (value); break;
+  case PROP_SYSTEM_PROMPT:
+    g_free (self->system_prompt);
+    self->system_prompt = g_value_dup_string (value);
+    break;
+  case PROP_CHAT_TEMPLATE: self->chat_template = g_value_get_enum (value); break;
+  case PROP_KEEP_HISTORY: self->keep_history = g_value_get_boolean (value); break;
+  case PROP_STOP_STRINGS: {
+    guint n = gst_value_array_get_size (value);
+    gchar **v = g_new0 (gchar *, n + 1);
+    for (guint i = 0; i < n; i++)
+      v[i] = g_value_dup_string (gst_value_array_get_value (value, i));
+    g_strfreev (self->stop_strings);
+    self->stop_strings = v;
+    break;
+  }
+  case PROP_PROMPT_MODE: self->prompt_mode = g_value_get_enum (value); break;
+  case PROP_OUTPUT_MODE: self->output_mode = g_value_get_enum (value); break;
+  case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
+  case PROP_IGNORE_EOS: self->ignore_eos = g_value_get_boolean (value); break;
+  default:
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    break;
+  }
+  self->params_changed = TRUE;
+  GST_OBJECT_UNLOCK (self);
+  if (prop_id == PROP_MAX_QUEUED) {
+    g_mutex_lock (&self->lock);
+    g_cond_broadcast (&self->item_del);
+    g_mutex_unlock (&self->lock);
+  }
+}
+
+static void
+lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  LevTextGen *self = LEV_TEXT_GEN (object);
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+  case PROP_MODEL: g_value_set_string (value, self->model_path); break;
+  case PROP_N_THREADS: g_value_set_uint (value, self->n_threads); break;
+  case PROP_CONTEXT_LENGTH: g_value_set_uint (value, self->context_length); break;
+  case PROP_MAX_TOKENS: g_value_set_uint (value, self->max_tokens); break;
+  case PROP_TEMPERATURE: g_value_set_float (value, self->temperature); break;
+  case PROP_TOP_K: g_value_set_int (value, self->top_k); break;
+  case PROP_TOP_P: g_value_set_float (value, self->top_p); break;
+  case PROP_MIN_P: g_value_set_float (value, self->min_p); break;
+  case PROP_REPEAT_PENALTY: g_value_set_float (value, self->repeat_penalty); break;
+  case PROP_SEED: g_value_set_int64 (value, self->seed); break;
+  case PROP_SYSTEM_PROMPT: g_value_set_string (value, self->system_prompt); break;
+  case PROP_CHAT_TEMPLATE: g_value_set_enum (value, self->chat_template); break;
+  case PROP_KEEP_HISTORY: g_value_set_boolean (value, self->keep_history); break;
+  case PROP_STOP_STRINGS:
+    for (guint i = 0; self->stop_strings && self->stop_strings[i]; i++) {
+      GValue s = G_VALUE_INIT;
+      g_value_init (&s, G_TYPE_STRING);
+      g_value_set_string (&s, self->stop_strings[i]);
+      gst_value_array_append_and_take_value (value, &s);
+    }
+    break;
+  case PROP_PROMPT_MODE: g_value_set_enum (value, self->prompt_mode); break;
+  case PROP_OUTPUT_MODE: g_value_set_enum (value, self->output_mode); break;
+  case PROP_MAX_QUEUED: g_value_set_uint (value, self->max_queued); break;
+  case PROP_IGNORE_EOS: g_value_set_boolean (value, self->ignore_eos); break;
+  default:
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* Session parameters from the properties; call with the object lock held. */
+static LevSessionParams
+session_params_locked (LevTextGen *self)
+{
+  LevSessionParams p = lev_session_default_params ();
+  p.n_threads = self->n_threads;
+  p.n_ctx = self->context_length;
+  p.max_tokens = self->max_tokens;
+  p.temperature = self->temperature;
+  p.top_k = self->top_k;
+  p.top_p = self->top_p;
+  p.min_p = self->min_p;
+  p.repeat_penalty = self->repeat_penalty;
+  p.seed = self->seed;
+  p.keep_history = self->keep_history;
+  p.ignore_eos = self->ignore_eos;
+  p.chat_template = self->chat_template == LEV_TEXT_GEN_TEMPLATE_AUTO ? LEV_SESSION_TEMPLATE_AUTO
+                                                                       : (int) self->chat_template - 1;
+  p.system_prompt = self->system_prompt;
+  p.stop_strings = (const char *const *) self->stop_strings;
+  p.unit_mode = self->output_mode;
+  return p;
+}
+
+static void lev_text_gen_loop (GstPad *pad);
+
+/* ---- the streaming thread: prompts in ---- */
+
+/* Makes a text prompt from len bytes: whitespace trimmed, invalid UTF-8 replaced by U+FFFD with a warning.
+ * Returns NULL for an empty prompt. */
+static LevPrompt *
+text_prompt (LevTextGen *self, const gchar *data, gsize len, GstClockTime pts, GstClockTime duration)
+{
+  gchar *text;
+  if (!g_utf8_validate_len (data, len, NULL)) {
+    text = g_utf8_make_valid (data, (gssize) len);
+    GST_ELEMENT_WARNING (self, STREAM, DECODE, ("The prompt is not valid UTF-8; invalid bytes were replaced "
+                                                "by U+FFFD."), ("prompt of %" G_GSIZE_FORMAT " bytes", len));
+  } else {
+    text = g_strndup (data, len);
+  }
+  g_strstrip (text);
+  if (!text[0]) {
+    g_free (text);
+    return NULL;
+  }
+  LevPrompt *p = g_new0 (LevPrompt, 1);
+  p->text = text;
+  p->pts = pts;
+  p->duration = duration;
+  return p;
+}
+
+/* Appends the prompts found in one buffer to out. */
+static void
+buffer_prompts (LevTextGen *self, GstBuffer *buf, GPtrArray *out)
+{
+  GstMapInfo map;
+  if (!gst_buffer_map (buf, &map, GST_MAP_READ)) {
+    GST_ELEMENT_WARNING (self, STREAM, FAILED, ("Could not read an input buffer."), (NULL));
+    return;
+  }
+  GstClockTime pts = self->in_time ? GST_BUFFER_PTS (buf) : GST_CLOCK_TIME_NONE;
+  GstClockTime dur = self->in_time ? GST_BUFFER_DURATION (buf) : GST_CLOCK_TIME_NONE;
+  if (self->in_tokens) {
+    if (map.size % 4)
+      GST_ELEMENT_WARNING (self, STREAM, FORMAT, ("A token buffer of %" G_GSIZE_FORMAT " bytes is not a whole "
+                                                  "number of int32 ids; the rest was ignored.", map.size), (NULL));
+    if (map.size >= 4) {
+      LevPrompt *p = g_new0 (LevPrompt, 1);
+      p->ids = g_array_sized_new (FALSE, FALSE, sizeof (gint32), (guint) (map.size / 4));
+      for (gsize i = 0; i + 4 <= map.size; i += 4) {
+        gint32 v;
+        memcpy (&v, map.data + i, 4);
+        v = GINT32_FROM_LE (v);
+        g_array_append_val (p->ids, v);
+      }
+      p->pts = pts;
+      p->duration = dur;
+      g_ptr_array_add (out, p);
+    }
+  } else {
+    GST_OBJECT_LOCK (self);
+    LevTextGenPromptMode mode = self->prompt_mode;
+    GST_OBJECT_UNLOCK (self);
+    if (mode == LEV_TEXT_GEN_PROMPT_BUFFER) {
+      LevPrompt *p = text_prompt (self, (const gchar *) map.data, map.size, pts, dur);
+      if (p)
+        g_ptr_array_add (out, p);
+    } else {
+      g_string_append_len (self->line, (const gchar *) map.data, (gssize) map.size);
+      gchar *nl;
+      while ((nl = memchr (self->line->str, '\n', self->line->len))) {
+        gsize n = (gsize) (nl - self->line->str);
+        LevPrompt *p = text_prompt (self, self->line->str, n, pts, dur);
+        if (p)
+          g_ptr_array_add (out, p);
+        g_string_erase (self->line, 0, (gssize) n + 1);
+      }
+    }
+  }
+  gst_buffer_unmap (buf, &map);
+}
+
+/* Queues prompts, waiting while the queue is full (backpressure); takes ownership of prompts. */
+static GstFlowReturn
+enqueue_prompts (LevTextGen *self, GPtrArray *prompts)
+{
+  GstFlowReturn ret = GST_FLOW_OK;
+  g_mutex_lock (&self->lock);
+  for (guint i = 0; i < prompts->len; i++) {
+    LevPrompt *p = g_ptr_array_index (prompts, i);
+    for (;;) {
+      if (self->flushing || self->srcresult != GST_FLOW_OK)
+        break;
+      GST_OBJECT_LOCK (self);
+      guint max = self->max_queued;
+      GST_OBJECT_UNLOCK (self);
+      if (self->n_prompts < max)
+        break;
+      GST_LOG_OBJECT (self, "queue full (%u prompts), waiting", self->n_prompts);
+      g_cond_wait (&self->item_del, &self->lock);
+    }
+    if (self->flushing || self->srcresult != GST_FLOW_OK) {
+      ret = self->flushing ? GST_FLOW_FLUSHING : self->srcresult;
+      prompt_free (p);
+      continue;
+    }
+    LevItem *it = g_new0 (LevItem, 1);
+    it->prompt = p;
+    g_queue_push_tail (&self->queue, it);
+    self->n_prompts++;
+    g_cond_signal (&self->item_add);
+  }
+  g_mutex_unlock (&self->lock);
+  g_ptr_array_free (prompts, TRUE);
+  return ret;
+}
+
+static GstFlowReturn
+lev_text_gen_chain (GstPad *pad, GstObject *parent, GstBuffer *buf)
+{
+  LevTextGen *self = LEV_TEXT_GEN (parent);
+  GPtrArray *prompts = g_ptr_array_new ();
+  if (gst_buffer_get_size (buf) > 0)
+    buffer_prompts (self, buf, prompts);
+  gst_buffer_unref (buf);
+  if (prompts->len == 0) {
+    g_ptr_array_free (prompts, TRUE);
+    g_mutex_lock (&self->lock);
+    GstFlowReturn ret = self->flushing ? GST_FLOW_FLUSHING : self->srcresult;
+    g_mutex_unlock (&self->lock);
+    return ret;
+  }
+  return enqueue_prompts (self, prompts);
+}
+
+/* Queues a serialized event for the task; FALSE (event dropped) while flushing. */
+static gboolean
+enqueue_event (LevTextGen *self, GstEvent *event)
+{
+  g_mutex_lock (&self->lock);
+  if (self->flushing) {
+    g_mutex_unlock (&self->lock);
+    gst_event_unref (event);
+    return FALSE;
+  }
+  if (self->srcresult != GST_FLOW_OK && GST_EVENT_TYPE (event) == GST_EVENT_EOS) {
+    /* the task is stopped (not-linked, error): pass EOS on directly */
+    g_mutex_unlock (&self->lock);
+    return gst_pad_push_event (self->srcpad, event);
+  }
+  LevItem *it = g_new0 (LevItem, 1);
+  it->event = event;
+  g_queue_push_tail (&self->queue, it);
+  g_cond_signal (&self->item_add);
+  g_mutex_unlock (&self->lock);
+  return TRUE;
+}
+
+static gboolean
+set_sink_caps (LevTextGen *self, GstCaps *caps)
+{
+  GstStructure *s = gst_caps_get_structure (caps, 0);
+  if (gst_structure_has_name (s, LEV_TOKENS_MEDIA_TYPE)) {
+    const gchar *vocab = gst_structure_get_string (s, "vocab");
+    if (self->vocab_id && g_strcmp0 (vocab, self->vocab_id) != 0) {
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("Token ids of another vocabulary (%s) cannot be used with this "
+                                                   "model (vocabulary %s).", vocab ? vocab : "unnamed",
+                                                   self->vocab_id), (NULL));
+      return FALSE;
+    }
+    self->in_tokens = TRUE;
+  } else {
+    self->in_tokens = FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
+{
+  LevTextGen *self = LEV_TEXT_GEN (parent);
+  GST_LOG_OBJECT (self, "sink event %" GST_PTR_FORMAT, event);
+  switch (GST_EVENT_TYPE (event)) {
+  case GST_EVENT_FLUSH_START: {
+    gboolean res = gst_pad_push_event (self->srcpad, event);
+    g_mutex_lock (&self->lock);
+    self->flushing = TRUE;
+    self->srcresult = GST_FLOW_FLUSHING;
+    g_atomic_int_set (&self->cancel, 1);
+    g_cond_broadcast (&self->item_add);
+    g_cond_broadcast (&self->item_del);
+    g_mutex_unlock (&self->lock);
+    /* waits for the task's current iteration, which ends within one token step */
+    gst_pad_pause_task (self->srcpad);
+    return res;
+  }
+  case GST_EVENT_FLUSH_STOP: {
+    g_mutex_lock (&self->lock);
+    clear_queue (self);
+    self->flushing = FALSE;
+    self->srcresult = GST_FLOW_OK;
+    self->reset_session = TRUE;
+    g_atomic_int_set (&self->cancel, 0);
+    g_string_truncate (self->line, 0);
+    g_mutex_unlock (&self->lock);
+    self->discont = TRUE;
+    self->last_end = GST_CLOCK_TIME_NONE;
+    gboolean res = gst_pad_push_event (self->srcpad, event);
+    if (GST_PAD_MODE (self->srcpad) == GST_PAD_MODE_PUSH)
+      gst_pad_start_task (self->srcpad, (GstTaskFunction) lev_text_gen_loop, self->srcpad, NULL);
+    return res;
+  }
+  case GST_EVENT_CAPS: {
+    GstCaps *caps;
+    gst_event_parse_caps (event, &caps);
+    gboolean res = set_sink_caps (self, caps);
+    gst_event_unref (event);
+    return res;
+  }
+  case GST_EVENT_SEGMENT: {
+    const GstSegment *seg;
+    gst_event_parse_segment (event, &seg);
+    self->in_time = seg->format == GST_FORMAT_TIME;
+    return enqueue_event (self, event);
+  }
+  case GST_EVENT_EOS:
+    if (!self->in_tokens && self->line->len > 0) {
+      GPtrArray *prompts = g_ptr_array_new ();
+      LevPrompt *p = text_prompt (self, self->line->str, self->line->len, GST_CLOCK_TIME_NONE,
+                                  GST_CLOCK_TIME_NONE);
+      g_string_truncate (self->line, 0);
+      if (p)
+        g_ptr_array_add (prompts, p);
+      enqueue_prompts (self, prompts);
+    }
+    return enqueue_event (self, event);
+  default:
+    if (GST_EVENT_IS_SERIALIZED (event))
+      return enqueue_event (self, event);
+    return gst_pad_event_default (pad, parent, event);
+  }
+}
+
+static gboolean
+lev_text_gen_sink_query (GstPad *pad, GstObject *parent, GstQuery *query)
+{
+  LevTextGen *self = LEV_TEXT_GEN (parent);
+  switch (GST_QUERY_TYPE (query)) {
+  case GST_QUERY_CAPS:
+    return answer_caps_query (query, sink_caps (self));
+  default:
+    return gst_pad_query_default (pad, parent, query);
+  }
+}
+
+/* ---- the task: responses out ---- */
+
+typedef struct {
+  LevTextGen *self;
+  GstClockTime base;            /* PTS of the response's start */
+  gint64 t_start, t_prev;       /* monotonic µs: start of the response, end of the previous unit */
+  guint64 n_ids;                /* tokens pushed so far in this response */
+  GstFlowReturn ret;
+} LevGenState;
+
+/* Pushes one output unit (from lev_session_generate). */
+static gboolean
+push_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer user_data)
+{
+  LevGenState *g = user_data;
+  LevTextGen *self = g->self;
+  GstBuffer *buf;
+  if (self->out_tokens) {
+    if (n_ids == 0)
+      return TRUE;
+    gint32 *le = g_new (gint32, n_ids);
+    for (guint i = 0; i < n_ids; i++)
+      le[i] = GINT32_TO_LE (ids[i]);
+    buf = gst_buffer_new_wrapped (le, n_ids * sizeof (gint32));
+  } else {
+    if (len == 0)
+      return TRUE;
+    buf = gst_buffer_new_memdup (text, len);
+  }
+  gint64 now = g_get_monotonic_time ();
+  GST_BUFFER_PTS (buf) = g->base + (GstClockTime) (g->t_prev - g->t_start) * GST_USECOND;
+  GST_BUFFER_DURATION (buf) = (GstClockTime) (now - g->t_prev) * GST_USECOND;
+  GST_BUFFER_OFFSET (buf) = g->n_ids;
+  GST_BUFFER_OFFSET_END (buf) = g->n_ids + n_ids;
+  g->n_ids += n_ids;
+  g->t_prev = now;
+  if (self->discont) {
+    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
+    self->discont = FALSE;
+  }
+  self->last_end = GST_BUFFER_PTS (buf) + GST_BUFFER_DURATION (buf);
+  g->ret = gst_pad_push (self->srcpad, buf);
+  return g->ret == GST_FLOW_OK;
+}
+
+/* The output time at which a response to p starts (see docs/element.md, "Timestamps"). */
+static GstClockTime
+response_base (LevTextGen *self, const LevPrompt *p)
+{
+  GstClockTime base = GST_CLOCK_TIME_NONE;
+  if (GST_CLOCK_TIME_IS_VALID (p->pts) && self->out_segment.format == GST_FORMAT_TIME)
+    base = p->pts + (GST_CLOCK_TIME_IS_VALID (p->duration) ? p->duration : 0);
+  GST_OBJECT_LOCK (self);
+  gboolean playing = GST_STATE (self) == GST_STATE_PLAYING;
+  GST_OBJECT_UNLOCK (self);
+  if (!GST_CLOCK_TIME_IS_VALID (base) && playing) {
+    GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
+    if (clock) {
+      GstClockTime now = gst_clock_get_time (clock);
+      GstClockTime bt = gst_element_get_base_time (GST_ELEMENT (self));
+      if (now >= bt)
+        base = gst_segment_position_from_running_time (&self->out_segment, GST_FORMAT_TIME, now - bt);
+      gst_object_unref (clock);
+    }
+  }
+  if (!GST_CLOCK_TIME_IS_VALID (base))
+    base = GST_CLOCK_TIME_IS_VALID (self->last_end) ? self->last_end : self->out_segment.start;
+  if (GST_CLOCK_TIME_IS_VALID (self->last_end) && base < self->last_end)
+    base = self->last_end;
+  return base;
+}
+
+static GstStructure *
+stats_structure (const char *name, guint64 index, const LevSessionStats *st)
+{
+  double prefill_s = st->prefill_us / 1e6, decode_s = st->decode_us / 1e6;
+  return gst_structure_new (name,
+                            "response", G_TYPE_UINT64, index,
+                            "prompt-tokens", G_TYPE_UINT, st->prompt_tokens,
+                            "truncated-tokens", G_TYPE_UINT, st->truncated_tokens,
+                            "generated-tokens", G_TYPE_UINT, st->generated_tokens,
+                            "time-to-first-token", G_TYPE_UINT64, (guint64) st->ttft_us * GST_USECOND,
+                            "prefill-time", G_TYPE_UINT64, (guint64) st->prefill_us * GST_USECOND,
+                            "decode-time", G_TYPE_UINT64, (guint64) st->decode_us * GST_USECOND,
+                            "prefill-tokens-per-second", G_TYPE_DOUBLE,
+                            prefill_s > 0 ? st->prompt_tokens / prefill_s : 0.0,
+                            "decode-tokens-per-second", G_TYPE_DOUBLE,
+                            decode_s > 0 ? st->generated_tokens / decode_s : 0.0,
+                            "stop-reason", G_TYPE_STRING, lev_stop_reason_name (st->reason), NULL);
+}
+
+/* Applies changed properties to the session; FALSE (error posted) when they cannot be used. */
+static gboolean
+apply_params (LevTextGen *self)
+{
+  GST_OBJECT_LOCK (self);
+  gboolean changed = self->params_changed;
+  self->params_changed = FALSE;
+  LevSessionParams p = session_params_locked (self);
+  gchar *sys = g_strdup (p.system_prompt);
+  gchar **stops = g_strdupv (self->stop_strings);
+  GST_OBJECT_UNLOCK (self);
+  p.system_prompt = sys;
+  p.stop_strings = (const char *const *) stops;
+  GError *err = NULL;
+  gboolean ok = !changed || lev_session_set_params (self->session, &p, &err);
+  if (!ok) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message), (NULL));
+    g_error_free (err);
+  }
+  g_free (sys);
+  g_strfreev (stops);
+  return ok;
+}
+
+/* Generates and pushes the response to one prompt. */
+static GstFlowReturn
+generate (LevTextGen *self, LevPrompt *p)
+{
+  if (!apply_params (self))
+    return GST_FLOW_ERROR;
+  g_mutex_lock (&self->lock);
+  gboolean reset = self->reset_session;
+  self->reset_session = FALSE;
+  g_mutex_unlock (&self->lock);
+  if (reset)
+    lev_session_reset (self->session);
+  GstFlowReturn ret = ensure_output_ready (self, TRUE);
+  if (ret != GST_FLOW_OK)
+    return ret;
+
+  LevGenState g = { self, response_base (self, p), 0, 0, 0, GST_FLOW_OK };
+  g.t_start = g.t_prev = g_get_monotonic_time ();
+  LevSessionStats st = { 0 };
+  GError *err = NULL;
+  GST_DEBUG_OBJECT (self, "prompt %s", p->text ? p->text : "(token ids)");
+  gboolean ok = lev_session_generate (self->session, p->text, -1, p->ids ? (const int32_t *) p->ids->data : NULL,
+                                      p->ids ? p->ids->len : 0, &self->cancel, push_unit, &g, &st, &err);
+  if (!ok) {
+    GST_ELEMENT_WARNING (self, STREAM, FAILED, ("A prompt was skipped: %s", err->message), (NULL));
+    g_error_free (err);
+    return GST_FLOW_OK;
+  }
+  if (st.truncated_tokens)
+    GST_ELEMENT_WARNING (self, STREAM, FAILED, ("A prompt longer than the context allows lost its first %u "
+                                                "tokens.", st.truncated_tokens), (NULL));
+  if (g.ret != GST_FLOW_OK)
+    return g.ret;
+  if (st.reason == LEV_STOP_CANCELLED)
+    return GST_FLOW_FLUSHING;
+  guint64 index = self->n_responses++;
+  GST_DEBUG_OBJECT (self, "response %" G_GUINT64_FORMAT ": %u prompt tokens, %u generated, %s", index,
+                    st.prompt_tokens, st.generated_tokens, lev_stop_reason_name (st.reason));
+  /* the message first: whoever sees the event can find the statistics on the bus */
+  gst_element_post_message (GST_ELEMENT (self),
+                            gst_message_new_element (GST_OBJECT (self),
+                                                     stats_structure (LEV_STATS_MESSAGE, index, &st)));
+  gst_pad_push_event (self->srcpad, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
+                                                          stats_structure (LEV_END_OF_RESPONSE, index, &st)));
+  return GST_FLOW_OK;
+}
+
+/* Pushes a serialized event taken from the queue. */
+static GstFlowReturn
+push_event (LevTextGen *self, GstEvent *event)
+{
+  switch (GST_EVENT_TYPE (event)) {
+  case GST_EVENT_STREAM_START:
+    self->sent_stream_start = TRUE;
+    gst_pad_push_event (self->srcpad, event);
+    return GST_FLOW_OK;
+  case GST_EVENT_SEGMENT: {
+    GstFlowReturn ret = ensure_output_ready (self, FALSE);
+    if (ret != GST_FLOW_OK) {
+      gst_event_unref (event);
+      return ret;
+    }
+    const GstSegment *seg;
+    gst_event_parse_segment (event, &seg);
+    if (seg->format == GST_FORMAT_TIME) {
+      gst_segment_copy_into (seg, &self->out_segment);
+    } else {
+      /* byte or other segments (fdsrc): our output gets its own time line */
+      gst_event_unref (event);
+      if (self->sent_segment)
+        return GST_FLOW_OK;
+      gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
+      event = gst_event_new_segment (&self->out_segment);
+    }
+    self->sent_segment = TRUE;
+    gst_pad_push_event (self->srcpad, event);
+    return GST_FLOW_OK;
+  }
+  case GST_EVENT_EOS:
+    ensure_output_ready (self, TRUE);
+    gst_pad_push_event (self->srcpad, event);
+    return GST_FLOW_EOS;
+  default:
+    if (GST_EVENT_IS_STICKY (event) || GST_EVENT_TYPE (event) == GST_EVENT_GAP)
+      ensure_output_ready (self, TRUE);
+    gst_pad_push_event (self->srcpad, event);
+    return GST_FLOW_OK;
+  }
+}
+
+static void
+lev_text_gen_loop (GstPad *pad)
+{
+  LevTextGen *self = LEV_TEXT_GEN (GST_PAD_PARENT (pad));
+  g_mutex_lock (&self->lock);
+  while (g_queue_is_empty (&self->queue) && !self->flushing)
+    g_cond_wait (&self->item_add, &self->lock);
+  if (self->flushing) {
+    g_mutex_unlock (&self->lock);
+    gst_pad_pause_task (pad);
+    return;
+  }
+  LevItem *it = g_queue_pop_head (&self->queue);
+  if (it->prompt) {
+    self->n_prompts--;
+    g_cond_signal (&self->item_del);
+  }
+  g_mutex_unlock (&self->lock);
+
+  GstFlowReturn ret;
+  if (it->event) {
+    ret = push_event (self, it->event);
+    it->event = NULL;
+  } else {
+    ret = generate (self, it->prompt);
+  }
+  item_free (it);
+  if (ret == GST_FLOW_OK)
+    return;
+
+  GST_DEBUG_OBJECT (self, "pausing task: %s", gst_flow_get_name (ret));
+  g_mutex_lock (&self->lock);
+  if (!self->flushing)
+    self->srcresult = ret;
+  g_cond_broadcast (&self->item_del);
+  g_mutex_unlock (&self->lock);
+  gst_pad_pause_task (pad);
+  if (ret == GST_FLOW_NOT_LINKED || ret < GST_FLOW_EOS) {
+    GST_ELEMENT_FLOW_ERROR (self, ret);
+    gst_pad_push_event (self->srcpad, gst_event_new_eos ());
+  }
+}
+
+static gboolean
+lev_text_gen_src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode mode, gboolean active)
+{
+  LevTextGen *self = LEV_TEXT_GEN (parent);
+  if (mode != GST_PAD_MODE_PUSH)
+    return FALSE;
+  if (active) {
+    g_mutex_lock (&self->lock);
+    self->flushing = FALSE;
+    self->srcresult = GST_FLOW_OK;
+    g_atomic_int_set (&self->cancel, 0);
+    g_mutex_unlock (&self->lock);
+    return gst_pad_start_task (pad, (GstTaskFunction) lev_text_gen_loop, pad, NULL);
+  }
+  g_mutex_lock (&self->lock);
+  self->flushing = TRUE;
+  self->srcresult = GST_FLOW_FLUSHING;
+  g_atomic_int_set (&self->cancel, 1);
+  g_cond_broadcast (&self->item_add);
+  g_cond_broadcast (&self->item_del);
+  g_mutex_unlock (&self->lock);
+  gboolean res = gst_pad_stop_task (pad);
+  g_mutex_lock (&self->lock);
+  clear_queue (self);
+  g_mutex_unlock (&self->lock);
+  return res;
+}
+
+static gboolean
+lev_text_gen_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
+{
+  LevTextGen *self = LEV_TEXT_GEN (parent);
+  switch (GST_QUERY_TYPE (query)) {
+  case GST_QUERY_CAPS:
+    return answer_caps_query (query, src_caps (self));
+  case GST_QUERY_LATENCY: {
+    if (!gst_pad_peer_query (self->sinkpad, query))
+      return FALSE;
+    gboolean live;
+    GstClockTime min, max;
+    gst_query_parse_latency (query, &live, &min, &max);
+    /* generation takes as long as it takes: no upper bound on the delay we add */
+    gst_query_set_latency (query, live, min, GST_CLOCK_TIME_NONE);
+    return TRUE;
+  }
+  default:
+    return gst_pad_query_default (pad, parent, query);
+  }
+}
+
+/* ---- states ---- */
+
+static gboolean
+load_model (LevTextGen *self)
+{
+  GST_OBJECT_LOCK (self);
+  gchar *path = g_strdup (self->model_path);
+  GST_OBJECT_UNLOCK (self);
+  gst_element_post_message (GST_ELEMENT (self),
+                            gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_START, "load-model",
+                                                      "Loading the model"));
+  GError *err = NULL;
+  if (!path || !path[0])
+    g_set_error (&err, LEV_ERROR, LEV_ERROR_IO, "no model given (property 'model')");
+  else
+    self->model = lev_model_load (path, &err);
+  if (self->model && !lev_model_has_weights (self->model)) {
+    g_set_error (&err, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", path);
+    g_clear_pointer (&self->model, lev_model_free);
+  }
+  if (!self->model) {
+    gst_element_post_message (GST_ELEMENT (self),
+                              gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_ERROR, "load-model",
+                                                        err->message));
+    if (g_error_matches (err, LEV_ERROR, LEV_ERROR_IO))
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ, ("Could not load the model: %s", err->message),
+                         ("model '%s'", path ? path : ""));
+    else
+      GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE, ("Could not load the model: %s", err->message),
+                         ("model '%s'", path));
+    g_error_free (err);
+    g_free (path);
+    return FALSE;
+  }
+  self->vocab_id = lev_session_vocab_id (self->model);
+  GST_INFO_OBJECT (self, "loaded %s (%s, vocabulary %s)", path, lev_arch_name (lev_model_hparams (self->model)->arch),
+                   self->vocab_id ? self->vocab_id : "none");
+  gst_element_post_message (GST_ELEMENT (self),
+                            gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_COMPLETE, "load-model",
+                                                      "Model loaded"));
+  g_free (path);
+  return TRUE;
+}
+
+static gboolean
+start_session (LevTextGen *self)
+{
+  GST_OBJECT_LOCK (self);
+  LevSessionParams p = session_params_locked (self);
+  self->params_changed = FALSE;
+  gchar *sys = g_strdup (p.system_prompt);
+  gchar **stops = g_strdupv (self->stop_strings);
+  GST_OBJECT_UNLOCK (self);
+  p.system_prompt = sys;
+  p.stop_strings = (const char *const *) stops;
+  GError *err = NULL;
+  self->session = lev_session_new (self->model, &p, &err);
+  g_free (sys);
+  g_strfreev (stops);
+  if (!self->session) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Could not set up generation: %s", err->message), (NULL));
+    g_error_free (err);
+    return FALSE;
+  }
+  self->sent_stream_start = self->sent_segment = FALSE;
+  self->in_tokens = FALSE;
+  self->in_time = FALSE;
+  self->discont = TRUE;
+  self->reset_session = FALSE;
+  self->last_end = GST_CLOCK_TIME_NONE;
+  self->n_responses = 0;
+  gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
+  g_string_truncate (self->line, 0);
+  return TRUE;
+}
+
+static GstStateChangeReturn
+lev_text_gen_change_state (GstElement *element, GstStateChange transition)
+{
+  LevTextGen *self = LEV_TEXT_GEN (element);
+  switch (transition) {
+  case GST_STATE_CHANGE_NULL_TO_READY:
+    if (!load_model (self))
+      return GST_STATE_CHANGE_FAILURE;
+    break;
+  case GST_STATE_CHANGE_READY_TO_PAUSED:
+    if (!start_session (self))
+      return GST_STATE_CHANGE_FAILURE;
+    break;
+  default:
+    break;
+  }
+  GstStateChangeReturn ret = GST_ELEMENT_CLASS (lev_text_gen_parent_class)->change_state (element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE)
+    return ret;
+  switch (transition) {
+  case GST_STATE_CHANGE_PAUSED_TO_READY:
+    /* the pads are deactivated and the task stopped: nothing uses the session now */
+    g_clear_pointer (&self->session, lev_session_free);
+    break;
+  case GST_STATE_CHANGE_READY_TO_NULL:
+    g_clear_pointer (&self->session, lev_session_free);
+    g_clear_pointer (&self->model, lev_model_free);
+    g_clear_pointer (&self->vocab_id, g_free);
+    break;
+  default:
+    break;
+  }
+  return ret;
+}
+
+/* ---- object ---- */
+
+static void
+lev_text_gen_finalize (GObject *object)
+{
+  LevTextGen *self = LEV_TEXT_GEN (object);
+  g_clear_pointer (&self->session, lev_session_free);
+  g_clear_pointer (&self->model, lev_model_free);
+  g_free (self->vocab_id);
+  g_free (self->model_path);
+  g_free (self->system_prompt);
+  g_strfreev (self->stop_strings);
+  g_queue_clear_full (&self->queue, item_free);
+  g_string_free (self->line, TRUE);
+  g_mutex_clear (&self->lock);
+  g_cond_clear (&self->item_add);
+  g_cond_clear (&self->item_del);
+  G_OBJECT_CLASS (lev_text_gen_parent_class)->finalize (object);
+}
+
+static void
+lev_text_gen_init (LevTextGen *self)
+{
+  self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
+  gst_pad_set_chain_function (self->sinkpad, lev_text_gen_chain);
+  gst_pad_set_event_function (self->sinkpad, lev_text_gen_sink_event);
+  gst_pad_set_query_function (self->sinkpad, lev_text_gen_sink_query);
+  gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
+
+  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
+  gst_pad_set_activatemode_function (self->srcpad, lev_text_gen_src_activate_mode);
+  gst_pad_set_query_function (self->srcpad, lev_text_gen_src_query);
+  gst_pad_use_fixed_caps (self->srcpad);
+  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
+
+  self->model_path = g_strdup (LEV_DEFAULT_MODEL);
+  self->n_threads = DEFAULT_N_THREADS;
+  self->context_length = DEFAULT_CONTEXT_LENGTH;
+  self->max_tokens = DEFAULT_MAX_TOKENS;
+  self->temperature = DEFAULT_TEMPERATURE;
+  self->top_k = DEFAULT_TOP_K;
+  self->top_p = DEFAULT_TOP_P;
+  self->min_p = DEFAULT_MIN_P;
+  self->repeat_penalty = DEFAULT_REPEAT_PENALTY;
+  self->seed = DEFAULT_SEED;
+  self->chat_template = LEV_TEXT_GEN_TEMPLATE_AUTO;
+  self->prompt_mode = LEV_TEXT_GEN_PROMPT_BUFFER;
+  self->output_mode = LEV_UNIT_TOKEN;
+  self->max_queued = DEFAULT_MAX_QUEUED;
+  self->stop_strings = g_new0 (gchar *, 1);
+  self->params_changed = TRUE;
+  g_mutex_init (&self->lock);
+  g_cond_init (&self->item_add);
+  g_cond_init (&self->item_del);
+  g_queue_init (&self->queue);
+  self->srcresult = GST_FLOW_FLUSHING;
+  self->flushing = TRUE;
+  self->line = g_string_new (NULL);
+  self->last_end = GST_CLOCK_TIME_NONE;
+  gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
+}
+
+static void
+lev_text_gen_class_init (LevTextGenClass *klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  gobject_class->set_property = lev_text_gen_set_property;
+  gobject_class->get_property = lev_text_gen_get_property;
+  gobject_class->finalize = lev_text_gen_finalize;
+  element_class->change_state = lev_text_gen_change_state;
+
+  const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
+  const GParamFlags live = rw | GST_PARAM_MUTABLE_PLAYING;
+  g_object_class_install_property (gobject_class, PROP_MODEL,
+    g_param_spec_string ("model", "Model", "Path of the .leviathan model file, loaded on NULL→READY "
+                         "(changeable only in the NULL state)", LEV_DEFAULT_MODEL, rw));
+  g_object_class_install_property (gobject_class, PROP_N_THREADS,
+    g_param_spec_uint ("n-threads", "Threads", "Worker threads of the engine (0 = one per CPU)", 0, 64,
+                       DEFAULT_N_THREADS, rw | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_CONTEXT_LENGTH,
+    g_param_spec_uint ("context-length", "Context length", "KV cache slots (0 = the model's trained context, at "
+                       "most 4096); generation goes on past it in a ring buffer", 0, MAX_CONTEXT_LENGTH,
+                       DEFAULT_CONTEXT_LENGTH, rw | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_MAX_TOKENS,
+    g_param_spec_uint ("max-tokens", "Maximum tokens", "Most tokens generated per prompt", 1, 1u << 24,
+                       DEFAULT_MAX_TOKENS, live));
+  g_object_class_install_property (gobject_class, PROP_TEMPERATURE,
+    g_param_spec_float ("temperature", "Temperature", "Sampling temperature (0 = greedy)", 0.0f, 100.0f,
+                        DEFAULT_TEMPERATURE, live));
+  g_object_class_install_property (gobject_class, PROP_TOP_K,
+    g_param_spec_int ("top-k", "Top-k", "Sample from the K most likely tokens (0 = all)", 0, G_MAXINT,
+                      DEFAULT_TOP_K, live));
+  g_object_class_install_property (gobject_class, PROP_TOP_P,
+    g_param_spec_float ("top-p", "Top-p", "Nucleus sampling: the smallest set of tokens with this probability "
+                        "mass (1 = off)", 0.01f, 1.0f, DEFAULT_TOP_P, live));
+  g_object_class_install_property (gobject_class, PROP_MIN_P,
+    g_param_spec_float ("min-p", "Min-p", "Drop tokens less likely than this fraction of the best (0 = off)", 0.0f,
+                        1.0f, DEFAULT_MIN_P, live));
+  g_object_class_install_property (gobject_class, PROP_REPEAT_PENALTY,
+    g_param_spec_float ("repeat-penalty", "Repetition penalty", "Penalty for recently seen tokens (1 = off)",
+                        0.05f, 10.0f, DEFAULT_REPEAT_PENALTY, live));
+  g_object_class_install_property (gobject_class, PROP_SEED,
+    g_param_spec_int64 ("seed", "Seed", "Random seed; the same seed and prompt give the same text "
+                        "(-1 = a new random seed for every prompt)", -1, G_MAXINT64, DEFAULT_SEED, live));
+  g_object_class_install_property (gobject_class, PROP_SYSTEM_PROMPT,
+    g_param_spec_string ("system-prompt", "System prompt", "Instructions placed before the first prompt of a "
+                         "conversation (a system message with a chat template)", NULL, live));
+  g_object_class_install_property (gobject_class, PROP_CHAT_TEMPLATE,
+    g_param_spec_enum ("chat-template", "Chat template", "How prompts are wrapped as chat messages",
+                       lev_text_gen_template_get_type (), LEV_TEXT_GEN_TEMPLATE_AUTO, live));
+  g_object_class_install_property (gobject_class, PROP_KEEP_HISTORY,
+    g_param_spec_boolean ("keep-history", "Keep history", "Keep the conversation in the context across prompts "
+                          "(the context is a ring buffer); otherwise every prompt starts afresh", FALSE, live));
+  g_object_class_install_property (gobject_class, PROP_STOP_STRINGS,
+    gst_param_spec_array ("stop-strings", "Stop strings", "A response ends where one of these strings appears "
+                          "(the string itself is not output), e.g. <\"\\n\\n\",\"User:\">",
+                          g_param_spec_string ("stop-string", "Stop string", "A stop string", NULL,
+                                               G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS), live));
+  g_object_class_install_property (gobject_class, PROP_PROMPT_MODE,
+    g_param_spec_enum ("prompt-mode", "Prompt mode", "What makes a text prompt", lev_text_gen_prompt_mode_get_type (),
+                       LEV_TEXT_GEN_PROMPT_BUFFER, live));
+  g_object_class_install_property (gobject_class, PROP_OUTPUT_MODE,
+    g_param_spec_enum ("output-mode", "Output mode", "How generated text is split into buffers",
+                       lev_text_gen_output_mode_get_type (), LEV_UNIT_TOKEN, live));
+  g_object_class_install_property (gobject_class, PROP_MAX_QUEUED,
+    g_param_spec_uint ("max-queued", "Maximum queued prompts", "Prompts waiting for generation before the sink "
+                       "pad blocks upstream", 1, 65536, DEFAULT_MAX_QUEUED, live));
+  g_object_class_install_property (gobject_class, PROP_IGNORE_EOS,
+    g_param_spec_boolean ("ignore-eos", "Ignore end of text", "Do not stop at the model's end-of-text token "
+                          "(generate max-tokens tokens)", FALSE, live));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class, "Leviathan text generator", "Filter/Text",
+                                         "Generates text with a 1-bit/ternary language model: prompts in, one "
+                                         "buffer per token (or word, sentence, response) out",
+                                         "Leviathan developers");
+  gst_type_mark_as_plugin_api (lev_text_gen_prompt_mode_get_type (), 0);
+  gst_type_mark_as_plugin_api (lev_text_gen_output_mode_get_type (), 0);
+  gst_type_mark_as_plugin_api (lev_text_gen_template_get_type (), 0);
+  GST_DEBUG_CATEGORY_INIT (lev_text_gen_debug, "levtextgen", 0, "Leviathan text generator");
+}
+
+/* Registers the element. */
+gboolean
+lev_text_gen_register (GstPlugin *plugin)
+{
+  return gst_element_register (plugin, "levtextgen", GST_RANK_NONE, LEV_TYPE_TEXT_GEN);
+}

@@ -1,0 +1,677 @@
+/* test_element.c: GstCheck (gst_harness) tests of the levtextgen element on the stories260K fixture model. */
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "lev_test_common.h"
+#include "leviathan.h"
+
+static gchar *model_path;     /* stories260K converted once for the whole run */
+static gchar *tmp_dir;
+
+/* Converts the fixture with levconvert ($LEV_LEVCONVERT) into a temporary directory. */
+static void
+convert_model (void)
+{
+  gchar *bin = lev_test_fixture ("stories260K/stories260K.bin");
+  gchar *tok = lev_test_fixture ("stories260K/tok512.bin");
+  const gchar *levconvert = g_getenv ("LEV_LEVCONVERT");
+  g_assert_nonnull (levconvert);
+  tmp_dir = g_dir_make_tmp ("lev-element-XXXXXX", NULL);
+  model_path = g_build_filename (tmp_dir, "stories.leviathan", NULL);
+  const gchar *argv[] = { levconvert, bin, "--tokenizer", tok, "-o", model_path, NULL };
+  gint status = 0;
+  GError *err = NULL;
+  if (!g_spawn_sync (NULL, (gchar **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, NULL, &status, &err)
+      || !g_spawn_check_wait_status (status, &err))
+    g_error ("levconvert failed: %s", err->message);
+  g_free (bin);
+  g_free (tok);
+}
+
+/* A levtextgen with the fixture model, greedy, one thread, plus extra properties ("name", value, ..., NULL). */
+static GstElement *
+make_element (const gchar *first_prop, ...)
+{
+  GstElement *e = gst_element_factory_make ("levtextgen", NULL);
+  fail_unless (e != NULL, "levtextgen not found (GST_PLUGIN_PATH?)");
+  g_object_set (e, "model", model_path, "n-threads", 1, "temperature", 0.0f, NULL);
+  if (first_prop) {
+    va_list ap;
+    va_start (ap, first_prop);
+    g_object_set_valist (G_OBJECT (e), first_prop, ap);
+    va_end (ap);
+  }
+  return e;
+}
+
+static GstHarness *
+make_harness (GstElement *e, const gchar *src_caps)
+{
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gst_object_unref (e);
+  gst_harness_set_src_caps_str (h, src_caps);
+  gst_harness_play (h);
+  return h;
+}
+
+static GstFlowReturn
+push_text (GstHarness *h, const gchar *text)
+{
+  return gst_harness_push (h, gst_buffer_new_memdup (text, strlen (text)));
+}
+
+static gboolean
+is_end_of_response (GstEvent *ev)
+{
+  return GST_EVENT_TYPE (ev) == GST_EVENT_CUSTOM_DOWNSTREAM
+      && gst_structure_has_name (gst_event_get_structure (ev), "leviathan/end-of-response");
+}
+
+/* Pulls events until the end of a response; returns it (unref it) and the number of buffers that had arrived. */
+static GstEvent *
+pull_end_of_response (GstHarness *h)
+{
+  for (;;) {
+    GstEvent *ev = gst_harness_pull_event (h);
+    fail_unless (ev != NULL, "no end-of-response event");
+    if (is_end_of_response (ev))
+      return ev;
+    fail_if (GST_EVENT_TYPE (ev) == GST_EVENT_EOS, "EOS before the end of the response");
+    gst_event_unref (ev);
+  }
+}
+
+/* Concatenates the text of every buffer in the harness's queue; *n_bufs gets their number. */
+static gchar *
+take_text (GstHarness *h, guint *n_bufs)
+{
+  GString *s = g_string_new (NULL);
+  guint n = 0;
+  GstBuffer *b;
+  while ((b = gst_harness_try_pull (h))) {
+    GstMapInfo map;
+    fail_unless (gst_buffer_map (b, &map, GST_MAP_READ));
+    fail_unless (g_utf8_validate ((const gchar *) map.data, (gssize) map.size, NULL));
+    g_string_append_len (s, (const gchar *) map.data, (gssize) map.size);
+    gst_buffer_unmap (b, &map);
+    gst_buffer_unref (b);
+    n++;
+  }
+  if (n_bufs)
+    *n_bufs = n;
+  return g_string_free (s, FALSE);
+}
+
+/* The answer to one prompt: text and buffer count, up to its end-of-response event. */
+static gchar *
+answer (GstHarness *h, const gchar *prompt, guint *n_bufs)
+{
+  fail_unless_equals_int (push_text (h, prompt), GST_FLOW_OK);
+  gst_event_unref (pull_end_of_response (h));
+  return take_text (h, n_bufs);
+}
+
+GST_START_TEST (test_caps_text)
+{
+  GstElement *e = make_element ("max-tokens", 16, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  guint n = 0;
+  gchar *text = answer (h, "Once upon a time", &n);
+  fail_unless (n > 1 && strlen (text) > 0);
+  GstCaps *caps = gst_pad_get_current_caps (h->sinkpad);
+  GstStructure *s = gst_caps_get_structure (caps, 0);
+  fail_unless (gst_structure_has_name (s, "text/x-raw"));
+  fail_unless_equals_string (gst_structure_get_string (s, "format"), "utf8");
+  fail_unless_equals_string (gst_structure_get_string (s, "architecture"), "llama");
+  gint v;
+  fail_unless (gst_structure_get_int (s, "vocab-size", &v) && v == 512);
+  fail_unless (gst_structure_get_int (s, "context-length", &v) && v > 0);
+  fail_unless (gst_structure_get_string (s, "model") != NULL);
+  gst_caps_unref (caps);
+  g_free (text);
+  gst_harness_teardown (h);
+
+  /* text/plain (what pocketsphinx sends) is accepted as well */
+  e = make_element ("max-tokens", 4, NULL);
+  h = make_harness (e, "text/plain");
+  text = answer (h, "Once upon a time\n", &n);
+  fail_unless (n >= 1);
+  g_free (text);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+/* The vocabulary id the element advertises on its sink pad for token ids. */
+static gchar *
+element_vocab (GstElement *e)
+{
+  GstPad *sink = gst_element_get_static_pad (e, "sink");
+  GstCaps *caps = gst_pad_query_caps (sink, NULL);
+  gchar *vocab = NULL;
+  for (guint i = 0; i < gst_caps_get_size (caps); i++) {
+    GstStructure *s = gst_caps_get_structure (caps, i);
+    if (gst_structure_has_name (s, "application/x-leviathan-tokens"))
+      vocab = g_strdup (gst_structure_get_string (s, "vocab"));
+  }
+  gst_caps_unref (caps);
+  gst_object_unref (sink);
+  return vocab;
+}
+
+GST_START_TEST (test_caps_tokens)
+{
+  /* text in, token ids out: the same greedy answer as text out */
+  GstElement *e = make_element ("max-tokens", 12, "ignore-eos", TRUE, NULL);
+  GstHarness *ht = make_harness (e, "text/x-raw, format=utf8");
+  gchar *expected = answer (ht, "Once upon a time", NULL);
+  gst_harness_teardown (ht);
+
+  e = make_element ("max-tokens", 12, "ignore-eos", TRUE, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gst_harness_set_sink_caps_str (h, "application/x-leviathan-tokens");
+  gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
+  gst_harness_play (h);
+  gchar *vocab = element_vocab (e);
+  fail_unless (vocab != NULL && strlen (vocab) == 16);
+  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  gst_event_unref (pull_end_of_response (h));
+  GstCaps *caps = gst_pad_get_current_caps (h->sinkpad);
+  GstStructure *s = gst_caps_get_structure (caps, 0);
+  fail_unless (gst_structure_has_name (s, "application/x-leviathan-tokens"));
+  fail_unless_equals_string (gst_structure_get_string (s, "vocab"), vocab);
+  gst_caps_unref (caps);
+  GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
+  GstBuffer *b;
+  while ((b = gst_harness_try_pull (h))) {
+    fail_unless_equals_int (gst_buffer_get_size (b), 4);   /* one token per buffer */
+    gint32 id;
+    gst_buffer_extract (b, 0, &id, 4);
+    id = GINT32_FROM_LE (id);
+    fail_unless (id >= 0 && id < 512);
+    g_array_append_val (ids, id);
+    gst_buffer_unref (b);
+  }
+  fail_unless_equals_int (ids->len, 12);
+  gst_harness_teardown (h);
+  /* decoded, the ids are the text answer */
+  LevModel *m = lev_model_load (model_path, NULL);
+  fail_unless (m != NULL);
+  GString *dec = g_string_new (NULL);
+  gint32 prev = 378;   /* "time", the last token of the prompt */
+  for (guint i = 0; i < ids->len; i++) {
+    lev_tokenizer_decode_token (lev_model_tokenizer (m), prev, g_array_index (ids, gint32, i), dec);
+    prev = g_array_index (ids, gint32, i);
+  }
+  fail_unless_equals_string (dec->str, expected);
+  g_string_free (dec, TRUE);
+  lev_model_free (m);
+
+  /* token ids in (from the first run), text out; a foreign vocabulary is refused */
+  e = make_element ("max-tokens", 4, "ignore-eos", TRUE, NULL);
+  h = gst_harness_new_with_element (e, "sink", "src");
+  GstPad *sink = gst_element_get_static_pad (e, "sink");
+  GstCaps *good = gst_caps_new_simple ("application/x-leviathan-tokens", "vocab", G_TYPE_STRING, vocab, NULL);
+  GstCaps *bad = gst_caps_from_string ("application/x-leviathan-tokens, vocab=(string)0123456789abcdef");
+  gst_harness_play (h);
+  fail_unless (gst_pad_query_accept_caps (sink, good));
+  fail_if (gst_pad_query_accept_caps (sink, bad));
+  gst_caps_unref (bad);
+  gst_harness_set_src_caps (h, good);
+  gint32 prompt[] = { GINT32_TO_LE (1), GINT32_TO_LE (403), GINT32_TO_LE (407) };
+  fail_unless_equals_int (gst_harness_push (h, gst_buffer_new_memdup (prompt, sizeof prompt)), GST_FLOW_OK);
+  gst_event_unref (pull_end_of_response (h));
+  guint n = 0;
+  gchar *text = take_text (h, &n);
+  fail_unless (n >= 1 && strlen (text) > 0);
+  g_free (text);
+  gst_object_unref (sink);
+  gst_harness_teardown (h);
+  g_array_free (ids, TRUE);
+  g_free (vocab);
+  g_free (expected);
+}
+GST_END_TEST;
+
+typedef struct {
+  GMutex lock;
+  GCond cond;
+  gboolean blocked, release;
+} Gate;
+
+static GstPadProbeReturn
+hold_first_buffer (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+{
+  Gate *g = user_data;
+  g_mutex_lock (&g->lock);
+  g->blocked = TRUE;
+  g_cond_broadcast (&g->cond);
+  while (!g->release)
+    g_cond_wait (&g->cond, &g->lock);
+  g_mutex_unlock (&g->lock);
+  return GST_PAD_PROBE_REMOVE;
+}
+
+GST_START_TEST (test_first_token_early)
+{
+  GstElement *e = make_element ("max-tokens", 64, "ignore-eos", TRUE, NULL);
+  GstPad *src = gst_element_get_static_pad (e, "src");
+  Gate g = { 0 };
+  g_mutex_init (&g.lock);
+  g_cond_init (&g.cond);
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER, hold_first_buffer, &g, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  /* the chain function returns at once: generation runs in the element's own task */
+  gint64 t0 = g_get_monotonic_time ();
+  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  fail_unless (g_get_monotonic_time () - t0 < G_USEC_PER_SEC / 2);
+  g_mutex_lock (&g.lock);
+  while (!g.blocked)
+    g_cond_wait (&g.cond, &g.lock);
+  g_mutex_unlock (&g.lock);
+  /* the first token is on its way downstream while the response is not finished */
+  GstEvent *ev;
+  while ((ev = gst_harness_try_pull_event (h))) {
+    fail_if (is_end_of_response (ev), "the response ended before its first token was pushed");
+    gst_event_unref (ev);
+  }
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);
+  g_mutex_lock (&g.lock);
+  g.release = TRUE;
+  g_cond_broadcast (&g.cond);
+  g_mutex_unlock (&g.lock);
+  gst_event_unref (pull_end_of_response (h));
+  guint n = 0;
+  g_free (take_text (h, &n));
+  fail_unless (n > 1);
+  gst_object_unref (src);
+  gst_harness_teardown (h);
+  g_mutex_clear (&g.lock);
+  g_cond_clear (&g.cond);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_eos_drains)
+{
+  GstElement *e = make_element ("max-tokens", 32, "ignore-eos", TRUE, "max-queued", 4, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  const gchar *prompts[] = { "Once upon a time", "The cat", "Lily" };
+  for (guint i = 0; i < G_N_ELEMENTS (prompts); i++)
+    fail_unless_equals_int (push_text (h, prompts[i]), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  guint responses = 0;
+  for (;;) {
+    GstEvent *ev = gst_harness_pull_event (h);
+    fail_unless (ev != NULL, "no EOS");
+    GstEventType type = GST_EVENT_TYPE (ev);
+    if (is_end_of_response (ev)) {
+      const GstStructure *s = gst_event_get_structure (ev);
+      guint gen = 0;
+      fail_unless (gst_structure_get_uint (s, "generated-tokens", &gen) && gen == 32);
+      fail_unless_equals_string (gst_structure_get_string (s, "stop-reason"), "max-tokens");
+      responses++;
+    }
+    gst_event_unref (ev);
+    if (type == GST_EVENT_EOS)
+      break;
+  }
+  fail_unless_equals_int (responses, 3);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 3 * 32);
+  /* nothing is accepted after EOS */
+  fail_unless_equals_int (push_text (h, "more"), GST_FLOW_EOS);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+typedef struct {
+  GstHarness *h;
+  GstFlowReturn ret[3];
+} Pusher;
+
+static gpointer
+push_three (gpointer data)
+{
+  Pusher *p = data;
+  for (guint i = 0; i < 3; i++)
+    p->ret[i] = push_text (p->h, "Once upon a time");
+  return NULL;
+}
+
+GST_START_TEST (test_flush_and_backpressure)
+{
+  /* endless generation; a queue of one prompt */
+  GstElement *e = make_element ("max-tokens", 1 << 24, "ignore-eos", TRUE, "max-queued", 1, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  Pusher p = { h, { GST_FLOW_OK, GST_FLOW_OK, GST_FLOW_OK } };
+  GThread *t = g_thread_new ("pusher", push_three, &p);
+  gst_buffer_unref (gst_harness_pull (h));   /* generation is running */
+  g_usleep (100 * 1000);
+  /* prompt 1 is generating, prompt 2 queued, prompt 3 blocks the upstream thread */
+  fail_unless_equals_int (p.ret[2], GST_FLOW_OK);
+  gint64 t0 = g_get_monotonic_time ();
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  gint64 took = g_get_monotonic_time () - t0;
+  fail_unless (took < G_USEC_PER_SEC / 2, "flush took %" G_GINT64_FORMAT " us", took);
+  g_thread_join (t);
+  fail_unless_equals_int (p.ret[2], GST_FLOW_FLUSHING);
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  /* nothing more comes from the cancelled prompts */
+  while (gst_harness_try_pull_event (h))
+    ;
+  GstBuffer *b;
+  while ((b = gst_harness_try_pull (h)))
+    gst_buffer_unref (b);
+  g_usleep (50 * 1000);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);
+  /* and the element works again */
+  g_object_set (h->element, "max-tokens", 8, NULL);
+  gst_harness_push_event (h, gst_event_new_segment (&(GstSegment) { .format = GST_FORMAT_TIME, .rate = 1.0,
+                                                                    .applied_rate = 1.0, .stop = -1,
+                                                                    .duration = -1 }));
+  guint n = 0;
+  g_free (answer (h, "Once upon a time", &n));
+  fail_unless (n == 8);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_state_cycles)
+{
+  GstElement *e = make_element ("max-tokens", 4, NULL);
+  static const GstState seq[] = { GST_STATE_READY, GST_STATE_NULL, GST_STATE_PAUSED, GST_STATE_READY,
+                                  GST_STATE_PLAYING, GST_STATE_NULL, GST_STATE_PLAYING, GST_STATE_PAUSED,
+                                  GST_STATE_NULL };
+  for (guint i = 0; i < G_N_ELEMENTS (seq); i++) {
+    fail_unless (gst_element_set_state (e, seq[i]) != GST_STATE_CHANGE_FAILURE);
+    GstState st;
+    fail_unless_equals_int (gst_element_get_state (e, &st, NULL, GST_CLOCK_TIME_NONE), GST_STATE_CHANGE_SUCCESS);
+    fail_unless_equals_int (st, seq[i]);
+  }
+  gst_object_unref (e);
+
+  /* with data flowing in between */
+  e = make_element ("max-tokens", 4, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  for (guint i = 0; i < 3; i++) {
+    g_free (answer (h, "Once upon a time", NULL));
+    gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
+    fail_unless (gst_element_set_state (h->element, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS);
+    fail_unless (gst_element_set_state (h->element, GST_STATE_PLAYING) == GST_STATE_CHANGE_SUCCESS);
+    gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
+  }
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_properties)
+{
+  GstElement *e = gst_element_factory_make ("levtextgen", NULL);
+  guint u;
+  gfloat f;
+  gint64 seed;
+  gchar *s;
+  g_object_get (e, "max-tokens", &u, "temperature", &f, "seed", &seed, "model", &s, NULL);
+  fail_unless_equals_int (u, 256);
+  fail_unless (f > 0.79f && f < 0.81f);
+  fail_unless (seed == -1);
+  fail_unless (s != NULL && g_str_has_suffix (s, "default.leviathan"));
+  g_free (s);
+
+  /* out-of-range values are refused by GObject and leave the value alone */
+  ASSERT_WARNING (g_object_set (e, "top-p", 1.5f, NULL));
+  ASSERT_WARNING (g_object_set (e, "max-tokens", 0u, NULL));
+  ASSERT_WARNING (g_object_set (e, "n-threads", 1000u, NULL));
+  g_object_get (e, "top-p", &f, "max-tokens", &u, NULL);
+  fail_unless (f > 0.94f && f < 0.96f);
+  fail_unless_equals_int (u, 256);
+
+  /* enums by nick, as gst-launch sets them */
+  gst_util_set_object_arg (G_OBJECT (e), "output-mode", "sentence");
+  gst_util_set_object_arg (G_OBJECT (e), "chat-template", "chatml");
+  gst_util_set_object_arg (G_OBJECT (e), "prompt-mode", "line");
+  gint mode;
+  g_object_get (e, "output-mode", &mode, NULL);
+  fail_unless_equals_int (mode, 2);
+
+  /* stop strings round-trip */
+  gst_util_set_object_arg (G_OBJECT (e), "stop-strings", "<\"The end\",\"\\n\">");
+  GValue v = G_VALUE_INIT;
+  g_value_init (&v, GST_TYPE_ARRAY);
+  g_object_get_property (G_OBJECT (e), "stop-strings", &v);
+  fail_unless_equals_int (gst_value_array_get_size (&v), 2);
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (&v, 0)), "The end");
+  g_value_unset (&v);
+
+  /* the model cannot change once loaded */
+  g_object_set (e, "model", model_path, "chat-template", 1, NULL);
+  fail_unless (gst_element_set_state (e, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS);
+  g_object_set (e, "model", "/elsewhere.leviathan", NULL);
+  g_object_get (e, "model", &s, NULL);
+  fail_unless_equals_string (s, model_path);
+  g_free (s);
+  fail_unless (gst_element_set_state (e, GST_STATE_NULL) == GST_STATE_CHANGE_SUCCESS);
+  gst_object_unref (e);
+}
+GST_END_TEST;
+
+/* Sets a model path, goes to READY and returns the error message posted (g_free it), or NULL. */
+static gchar *
+load_error (const gchar *path, gboolean *saw_progress)
+{
+  GstElement *e = gst_element_factory_make ("levtextgen", NULL);
+  GstBus *bus = gst_bus_new ();
+  gst_element_set_bus (e, bus);
+  g_object_set (e, "model", path, NULL);
+  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_READY), GST_STATE_CHANGE_FAILURE);
+  gchar *text = NULL;
+  *saw_progress = FALSE;
+  GstMessage *m;
+  while ((m = gst_bus_pop (bus))) {
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+      GError *err = NULL;
+      gst_message_parse_error (m, &err, NULL);
+      g_free (text);
+      text = g_strdup (err->message);
+      g_error_free (err);
+    } else if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_PROGRESS) {
+      *saw_progress = TRUE;
+    }
+    gst_message_unref (m);
+  }
+  gst_element_set_state (e, GST_STATE_NULL);
+  gst_element_set_bus (e, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (e);
+  return text;
+}
+
+GST_START_TEST (test_model_errors)
+{
+  gboolean progress;
+  gchar *path = g_build_filename (tmp_dir, "missing.leviathan", NULL);
+  gchar *msg = load_error (path, &progress);
+  fail_unless (msg != NULL && strstr (msg, "Could not load the model") != NULL, "message: %s", msg);
+  fail_unless (progress);
+  g_free (msg);
+  g_free (path);
+
+  /* a corrupt file: the model with its header damaged */
+  gchar *data;
+  gsize len;
+  fail_unless (g_file_get_contents (model_path, &data, &len, NULL));
+  memcpy (data, "NOTAMODL", 8);
+  path = g_build_filename (tmp_dir, "corrupt.leviathan", NULL);
+  fail_unless (g_file_set_contents (path, data, (gssize) len, NULL));
+  msg = load_error (path, &progress);
+  fail_unless (msg != NULL && strstr (msg, "Could not load the model") != NULL, "message: %s", msg);
+  g_free (msg);
+  /* truncated */
+  fail_unless (g_file_set_contents (path, data + 8, (gssize) len / 2, NULL));
+  msg = load_error (path, &progress);
+  fail_unless (msg != NULL);
+  g_free (msg);
+  g_unlink (path);
+  g_free (path);
+  g_free (data);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_keep_history)
+{
+  const gchar *q = "Once upon a time";
+  GstElement *e = make_element ("max-tokens", 24, "ignore-eos", TRUE, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  gchar *a1 = answer (h, q, NULL), *a2 = answer (h, q, NULL);
+  fail_unless_equals_string (a1, a2);           /* without history: the same greedy answer */
+  gst_harness_teardown (h);
+
+  e = make_element ("max-tokens", 24, "ignore-eos", TRUE, "keep-history", TRUE, NULL);
+  h = make_harness (e, "text/x-raw, format=utf8");
+  gchar *b1 = answer (h, q, NULL), *b2 = answer (h, q, NULL);
+  fail_unless_equals_string (a1, b1);
+  fail_if (g_strcmp0 (b1, b2) == 0, "keep-history did not change the second answer");
+  gst_harness_teardown (h);
+  g_free (a1);
+  g_free (a2);
+  g_free (b1);
+  g_free (b2);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_output_modes)
+{
+  const gchar *modes[] = { "token", "word", "sentence", "response" };
+  gchar *texts[4];
+  guint counts[4];
+  for (guint i = 0; i < 4; i++) {
+    GstElement *e = make_element ("max-tokens", 60, "ignore-eos", TRUE, NULL);
+    gst_util_set_object_arg (G_OBJECT (e), "output-mode", modes[i]);
+    GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+    texts[i] = answer (h, "Once upon a time", &counts[i]);
+    gst_harness_teardown (h);
+  }
+  for (guint i = 1; i < 4; i++) {
+    fail_unless_equals_string (texts[i], texts[0]);
+    fail_unless (counts[i] < counts[i - 1], "%s: %u buffers, %s: %u", modes[i], counts[i], modes[i - 1],
+                 counts[i - 1]);
+    g_free (texts[i]);
+  }
+  fail_unless_equals_int (counts[3], 1);
+
+  /* a stop string ends the response before it */
+  const gchar *stop = "little";
+  fail_unless (strstr (texts[0], stop) != NULL);
+  GstElement *e = make_element ("max-tokens", 60, "ignore-eos", TRUE, NULL);
+  gst_util_set_object_arg (G_OBJECT (e), "stop-strings", "<\"little\">");
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  GstEvent *ev = pull_end_of_response (h);
+  fail_unless_equals_string (gst_structure_get_string (gst_event_get_structure (ev), "stop-reason"), "stop-string");
+  gst_event_unref (ev);
+  gchar *t = take_text (h, NULL);
+  fail_unless (g_str_has_prefix (texts[0], t) && strstr (t, stop) == NULL);
+  fail_unless_equals_int (strlen (t), strstr (texts[0], stop) - texts[0]);
+  g_free (t);
+  g_free (texts[0]);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_input_handling)
+{
+  GstElement *e = make_element ("max-tokens", 8, "prompt-mode", 1, NULL);
+  GstBus *bus = gst_bus_new ();
+  gst_element_set_bus (e, bus);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  /* empty buffers and blank lines are no prompts; lines may span buffers */
+  fail_unless_equals_int (gst_harness_push (h, gst_buffer_new ()), GST_FLOW_OK);
+  fail_unless_equals_int (push_text (h, "\n  \nOnce upon"), GST_FLOW_OK);
+  fail_unless_equals_int (push_text (h, " a time\nThe \xff dog\n"), GST_FLOW_OK);
+  gst_event_unref (pull_end_of_response (h));
+  GstEvent *ev = pull_end_of_response (h);
+  guint64 index = 9;
+  gst_structure_get_uint64 (gst_event_get_structure (ev), "response", &index);
+  fail_unless_equals_int (index, 1);
+  gst_event_unref (ev);
+  g_free (take_text (h, NULL));
+  /* the invalid byte gave a warning; each response a statistics message */
+  guint warnings = 0, stats = 0;
+  GstMessage *m;
+  while ((m = gst_bus_pop (bus))) {
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_WARNING)
+      warnings++;
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (gst_message_get_structure (m), "leviathan/stats")) {
+      gdouble tps = 0;
+      fail_unless (gst_structure_get_double (gst_message_get_structure (m), "decode-tokens-per-second", &tps));
+      fail_unless (tps > 0);
+      stats++;
+    }
+    gst_message_unref (m);
+  }
+  fail_unless_equals_int (warnings, 1);
+  fail_unless_equals_int (stats, 2);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_timestamps)
+{
+  GstElement *e = make_element ("max-tokens", 10, "ignore-eos", TRUE, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstBuffer *in = gst_buffer_new_memdup ("Once upon a time", 16);
+  GST_BUFFER_PTS (in) = 1 * GST_SECOND;
+  GST_BUFFER_DURATION (in) = GST_SECOND / 2;
+  fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
+  gst_event_unref (pull_end_of_response (h));
+  GstClockTime expect = GST_SECOND + GST_SECOND / 2;
+  GstBuffer *b;
+  guint n = 0;
+  while ((b = gst_harness_try_pull (h))) {
+    fail_unless (GST_BUFFER_PTS_IS_VALID (b) && GST_BUFFER_DURATION_IS_VALID (b));
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (b), expect);   /* contiguous from the end of the prompt */
+    expect += GST_BUFFER_DURATION (b);
+    gst_buffer_unref (b);
+    n++;
+  }
+  fail_unless_equals_int (n, 10);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+static Suite *
+levtextgen_suite (void)
+{
+  Suite *s = suite_create ("levtextgen");
+  TCase *tc = tcase_create ("element");
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_caps_text);
+  tcase_add_test (tc, test_caps_tokens);
+  tcase_add_test (tc, test_first_token_early);
+  tcase_add_test (tc, test_eos_drains);
+  tcase_add_test (tc, test_flush_and_backpressure);
+  tcase_add_test (tc, test_state_cycles);
+  tcase_add_test (tc, test_properties);
+  tcase_add_test (tc, test_model_errors);
+  tcase_add_test (tc, test_keep_history);
+  tcase_add_test (tc, test_output_modes);
+  tcase_add_test (tc, test_input_handling);
+  tcase_add_test (tc, test_timestamps);
+  return s;
+}
+
+int
+main (int argc, char **argv)
+{
+  gst_check_init (&argc, &argv);
+  convert_model ();
+  int rc = gst_check_run_suite (levtextgen_suite (), "levtextgen", __FILE__);
+  g_unlink (model_path);
+  g_rmdir (tmp_dir);
+  g_free (model_path);
+  g_free (tmp_dir);
+  return rc;
+}
