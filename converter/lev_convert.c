@@ -194,7 +194,8 @@ lev_conv_model_validate (LevConvModel *model, GError **error)
 
   guint64 d = hp->dim, v = hp->vocab_size, f = hp->ffn_dim;
   guint64 q = (guint64) hp->n_heads * hp->head_dim, kv = (guint64) hp->n_kv_heads * hp->head_dim;
-  gboolean bit = hp->arch == LEV_ARCH_BITNET || hp->arch == LEV_ARCH_BITLLAMA2C;
+  /* natively ternary linear weights; a BitNet float twin (no activation quantization) has float ones */
+  gboolean bit = hp->arch == LEV_ARCH_BITLLAMA2C || (hp->arch == LEV_ARCH_BITNET && (hp->flags & LEV_HP_ACT_QUANT));
   ExpectKind lin = bit ? KIND_TERNARY : KIND_FLOAT;
 
   GArray *exp = g_array_new (FALSE, TRUE, sizeof (Expect));

@@ -1,5 +1,6 @@
 /* lev_import_hf.c: importer for Hugging Face checkpoint directories (config.json, safetensors, tokenizer files). */
 #include "lev_convert.h"
+#include "lev_kernels.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -529,9 +530,54 @@ st_load_dir (const gchar *dir, GError **error)
 /* ---------------------------------------------------------------------------------------------------------------- */
 
 /* Fills model->hp from config.json; *tied receives tie_word_embeddings. */
+/* How the checkpoint stores its linear weights (from config.json). */
+typedef struct {
+  gboolean tied;            /* tie_word_embeddings */
+  gboolean ternarize;       /* latent float weights made ternary at import (1bitLLM, 2B4T "online") */
+  gboolean packed;          /* uint8, 4 ternary codes per byte along output rows, plus weight_scale (2B4T "offline") */
+  gboolean scale_divides;   /* weight_scale divides (transformers' BitLinear) instead of multiplying (AutoBitLinear) */
+} HfLayout;
+
+/* Reads 2B4T's quantization_config: quant_method bitnet, linear_class, quantization_mode. */
 static gboolean
-parse_config (LevConvModel *model, const gchar *dir, gboolean *tied, GError **error)
+parse_bitnet_quantization (JsonNode *qn, const gchar *path, HfLayout *layout, GError **error)
 {
+  if (!JSON_NODE_HOLDS_OBJECT (qn)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: quantization_config is not an object", path);
+    return FALSE;
+  }
+  JsonObject *q = json_node_get_object (qn);
+  const gchar *method = get_string (q, "quant_method");
+  const gchar *cls = get_member (q, "linear_class") ? get_string (q, "linear_class") : "bitlinear";
+  const gchar *mode = get_member (q, "quantization_mode") ? get_string (q, "quantization_mode") : "offline";
+  if (method == NULL || strcmp (method, "bitnet") != 0) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
+                 "%s: quantization method %s is not supported (bitnet is)", path, method ? method : "(missing)");
+    return FALSE;
+  }
+  if (cls == NULL || (strcmp (cls, "autobitlinear") != 0 && strcmp (cls, "bitlinear") != 0)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
+                 "%s: BitNet linear_class %s is not supported (autobitlinear and bitlinear are)", path,
+                 cls ? cls : "(not a string)");
+    return FALSE;
+  }
+  if (mode == NULL || (strcmp (mode, "offline") != 0 && strcmp (mode, "online") != 0)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
+                 "%s: BitNet quantization_mode %s is not supported (offline and online are)", path,
+                 mode ? mode : "(not a string)");
+    return FALSE;
+  }
+  /* AutoBitLinear: y = linear(x, W_ternary) * weight_scale; BitLinear: y = linear(x, W_ternary) / weight_scale */
+  layout->scale_divides = strcmp (cls, "bitlinear") == 0;
+  layout->packed = strcmp (mode, "offline") == 0;
+  layout->ternarize = !layout->packed;
+  return TRUE;
+}
+
+static gboolean
+parse_config (LevConvModel *model, const gchar *dir, HfLayout *layout, GError **error)
+{
+  gboolean *tied = &layout->tied;
   g_autofree gchar *path = g_build_filename (dir, "config.json", NULL);
   if (!g_file_test (path, G_FILE_TEST_IS_REGULAR)) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO,
@@ -564,18 +610,30 @@ parse_config (LevConvModel *model, const gchar *dir, gboolean *tied, GError **er
     hp->flags |= LEV_HP_QKV_BIAS;
     default_ctx = 32768;
   } else if (strcmp (arch, "BitnetForCausalLM") == 0) {
+    /* 1bitLLM: latent float weights, ternarized here */
     hp->arch = LEV_ARCH_BITNET;
     hp->flags |= LEV_HP_SUB_NORMS | LEV_HP_ACT_QUANT;
+    layout->ternarize = TRUE;
     default_ctx = 2048;
+  } else if (strcmp (arch, "BitNetForCausalLM") == 0) {
+    /* Microsoft BitNet b1.58 2B4T layout: packed (quantization_config) or, without one, a float model */
+    hp->arch = LEV_ARCH_BITNET;
+    hp->flags |= LEV_HP_SUB_NORMS;
+    default_ctx = 4096;
   } else {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
-                 "%s: architecture %s is not supported (LlamaForCausalLM, Qwen2ForCausalLM and BitnetForCausalLM "
-                 "are)", path, arch);
+                 "%s: architecture %s is not supported (LlamaForCausalLM, Qwen2ForCausalLM, BitnetForCausalLM and "
+                 "BitNetForCausalLM are)", path, arch);
     return FALSE;
   }
-  if (get_member (cfg, "quantization_config") != NULL) {
+  JsonNode *qn = get_member (cfg, "quantization_config");
+  if (qn != NULL && strcmp (arch, "BitNetForCausalLM") == 0) {
+    if (!parse_bitnet_quantization (qn, path, layout, error))
+      return FALSE;
+    hp->flags |= LEV_HP_ACT_QUANT;
+  } else if (qn != NULL) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
-                 "%s: quantized checkpoints (quantization_config) are not supported", path);
+                 "%s: quantized checkpoints (quantization_config) are not supported for %s", path, arch);
     return FALSE;
   }
 
@@ -728,8 +786,10 @@ static const struct {
   { "mlp.gate_proj.weight", "ffn_gate", TRUE },
   { "mlp.up_proj.weight", "ffn_up", TRUE },
   { "mlp.down_proj.weight", "ffn_down", TRUE },
-  { "self_attn.inner_attn_ln.weight", "attn_sub_norm", FALSE },
+  { "self_attn.inner_attn_ln.weight", "attn_sub_norm", FALSE },  /* 1bitLLM */
   { "mlp.ffn_layernorm.weight", "ffn_sub_norm", FALSE },
+  { "self_attn.attn_sub_norm.weight", "attn_sub_norm", FALSE },  /* BitNet b1.58 2B4T */
+  { "mlp.ffn_sub_norm.weight", "ffn_sub_norm", FALSE },
 };
 
 /* Maps a Hugging Face tensor name to its canonical name (g_free it); NULL with *skip for tensors to ignore,
@@ -780,31 +840,6 @@ canonical_name (const gchar *hf, const LevHParams *hp, gboolean tied, gboolean *
   return NULL;
 }
 
-/* Converts an IEEE half to float. */
-static float
-half_to_float (guint16 h)
-{
-  guint32 sign = (guint32) (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
-  if (exp == 0x1f)
-    bits = sign | 0x7f800000u | (mant << 13);
-  else if (exp != 0)
-    bits = sign | ((exp + 112u) << 23) | (mant << 13);
-  else if (mant == 0)
-    bits = sign;
-  else {
-    /* subnormal: normalize */
-    int e = -1;
-    do {
-      e++;
-      mant <<= 1;
-    } while (!(mant & 0x400u));
-    bits = sign | ((guint32) (112 - e) << 23) | ((mant & 0x3ffu) << 13);
-  }
-  float f;
-  memcpy (&f, &bits, 4);
-  return f;
-}
-
 /* Returns the tensor's values as g_malloc'd floats. */
 static float *
 st_to_f32 (const StTensor *t)
@@ -818,7 +853,7 @@ st_to_f32 (const StTensor *t)
       memcpy (&v, t->data + 2 * i, 2);
       v = GUINT16_FROM_LE (v);
       if (t->dtype == ST_F16)
-        out[i] = half_to_float (v);
+        out[i] = lev_f16_to_f32 (v);
       else {
         guint32 bits = (guint32) v << 16;
         memcpy (&out[i], &bits, 4);
@@ -849,6 +884,53 @@ add_ternarized (LevConvModel *model, const gchar *name, const StTensor *st)
   ct->scale = scale;
 }
 
+/* Unpacks a 2B4T BitLinear weight: uint8 [out/4][in], output row i·(out/4)+j in bits 2i..2i+1 of packed row j,
+ * value = code − 1; the scale comes from <name>_scale and multiplies (AutoBitLinear) or divides (BitLinear). */
+static gboolean
+add_packed (LevConvModel *model, const gchar *name, const StTensor *st, StSet *set, gboolean scale_divides,
+            GError **error)
+{
+  g_autofree gchar *scale_name = g_strconcat (st->name, "_scale", NULL);
+  const StTensor *sc = g_hash_table_lookup (set->tensors, scale_name);
+  if (st->n_dims != 2) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE, "packed tensor %s must be a matrix", st->name);
+    return FALSE;
+  }
+  if (sc == NULL || sc->numel != 1 || sc->dtype == ST_U8) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE,
+                 "packed tensor %s needs a float %s with one element", st->name, scale_name);
+    return FALSE;
+  }
+  float *sv = st_to_f32 (sc);
+  float scale = scale_divides ? 1.0f / sv[0] : sv[0];
+  g_free (sv);
+  if (!(scale > 0.0f) || !isfinite (scale)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s is not a positive finite scale", scale_name);
+    return FALSE;
+  }
+  guint64 quarter = st->shape[0], cols = st->shape[1], rows = quarter * 4;
+  gint8 *t = g_malloc (rows * cols > 0 ? rows * cols : 1);
+  for (guint64 j = 0; j < quarter; j++)
+    for (guint64 c = 0; c < cols; c++) {
+      guint8 byte = st->data[j * cols + c];
+      for (guint i = 0; i < 4; i++) {
+        guint code = (byte >> (2 * i)) & 3u;
+        if (code == 3) {
+          g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT,
+                       "packed tensor %s holds the invalid code 3 at row %" G_GUINT64_FORMAT ", column %"
+                       G_GUINT64_FORMAT, st->name, j, c);
+          g_free (t);
+          return FALSE;
+        }
+        t[(i * quarter + j) * cols + c] = (gint8) ((gint) code - 1);
+      }
+    }
+  guint64 shape[2] = { rows, cols };
+  LevConvTensor *ct = lev_conv_model_add_tensor (model, name, LEV_SRC_TERNARY, 2, shape, t, t);
+  ct->scale = scale;
+  return TRUE;
+}
+
 /* Adds a float tensor pointing into the mapped file (copied when the file does not align it). */
 static void
 add_float (LevConvModel *model, const gchar *name, const StTensor *st)
@@ -872,7 +954,7 @@ str_cmp (gconstpointer a, gconstpointer b)
 
 /* Adds every tensor of set to model under its canonical name. */
 static gboolean
-map_tensors (LevConvModel *model, StSet *set, gboolean tied, GError **error)
+map_tensors (LevConvModel *model, StSet *set, const HfLayout *layout, GError **error)
 {
   /* deterministic order: sorted by Hugging Face name */
   guint n = 0;
@@ -882,30 +964,37 @@ map_tensors (LevConvModel *model, StSet *set, gboolean tied, GError **error)
   for (guint i = 0; ok && i < n; i++) {
     const StTensor *st = g_hash_table_lookup (set->tensors, keys[i]);
     gboolean linear, skip;
-    g_autofree gchar *name = canonical_name (st->name, &model->hp, tied, &linear, &skip, error);
+    if (layout->packed && g_str_has_suffix (st->name, ".weight_scale"))
+      continue;                 /* read with its packed weight */
+    g_autofree gchar *name = canonical_name (st->name, &model->hp, layout->tied, &linear, &skip, error);
     if (strcmp (st->name, "lm_head.weight") == 0)
       have_lm_head = TRUE;
     if (name == NULL) {
       ok = skip;
       continue;
     }
-    if (st->dtype == ST_U8) {
+    if (st->dtype == ST_U8 && linear && layout->packed) {
+      ok = add_packed (model, name, st, set, layout->scale_divides, error);
+    } else if (layout->packed && linear) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT,
+                   "tensor %s should be packed uint8 (quantization_mode offline) but is not", st->name);
+      ok = FALSE;
+    } else if (st->dtype == ST_U8) {
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
-                   "tensor %s has dtype U8 (packed weights), which the Hugging Face importer does not handle yet",
-                   st->name);
+                   "tensor %s has dtype U8, which only packed BitNet linear weights may have", st->name);
       ok = FALSE;
     } else if (st->n_dims < 1 || st->n_dims > LEV_MAX_DIMS) {
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE, "tensor %s has %u dimensions", st->name,
                    st->n_dims);
       ok = FALSE;
-    } else if (linear && model->hp.arch == LEV_ARCH_BITNET) {
+    } else if (linear && layout->ternarize) {
       add_ternarized (model, name, st);
     } else {
       add_float (model, name, st);
     }
   }
   g_free (keys);
-  if (ok && !tied && !have_lm_head) {
+  if (ok && !layout->tied && !have_lm_head) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE,
                  "tie_word_embeddings is false, but there is no lm_head.weight tensor");
     ok = FALSE;
@@ -917,13 +1006,15 @@ map_tensors (LevConvModel *model, StSet *set, gboolean tied, GError **error)
 /* tokenizer                                                                                                         */
 /* ---------------------------------------------------------------------------------------------------------------- */
 
-/* Reads tokenizer.model (if any) and tokenizer_config.json (if any). */
+/* Reads tokenizer.model or tokenizer.json (if any) and tokenizer_config.json (if any). */
 static gboolean
 import_tokenizer (LevConvModel *model, const gchar *dir, GError **error)
 {
   g_autofree gchar *spm = g_build_filename (dir, "tokenizer.model", NULL);
-  if (g_file_test (spm, G_FILE_TEST_IS_REGULAR)) {
-    model->vocab = lev_import_spm_model (spm, error);
+  g_autofree gchar *tj = g_build_filename (dir, "tokenizer.json", NULL);
+  if (g_file_test (spm, G_FILE_TEST_IS_REGULAR) || g_file_test (tj, G_FILE_TEST_IS_REGULAR)) {
+    /* a SentencePiece tokenizer.model first, else tokenizer.json with its tokenizer_config.json (lev_import_vocab) */
+    model->vocab = lev_import_vocab (dir, error);
     if (model->vocab == NULL)
       return FALSE;
   }
@@ -993,15 +1084,15 @@ lev_import_hf_dir (const gchar *dir, GError **error)
     return NULL;
   }
   LevConvModel *model = lev_conv_model_new ();
-  gboolean tied = FALSE;
+  HfLayout layout = { FALSE, FALSE, FALSE, FALSE };
   StSet *set = NULL;
-  gboolean ok = parse_config (model, dir, &tied, error);
+  gboolean ok = parse_config (model, dir, &layout, error);
   if (ok)
     ok = (set = st_load_dir (dir, error)) != NULL;
   if (ok) {
     for (guint i = 0; i < set->maps->len; i++)
       g_ptr_array_add (model->keep, g_mapped_file_ref (g_ptr_array_index (set->maps, i)));
-    ok = map_tensors (model, set, tied, error) && lev_conv_model_validate (model, error);
+    ok = map_tensors (model, set, &layout, error) && lev_conv_model_validate (model, error);
     if (!ok)
       g_prefix_error (error, "%s: ", dir);
   }
