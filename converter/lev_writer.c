@@ -1,6 +1,7 @@
 /* lev_writer.c: serializes a LevConvModel into a .leviathan file (temporary file, renamed when complete). */
 #include "lev_convert.h"
 #include "lev_kernels.h"
+#include "lev_qkernels.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -24,23 +25,43 @@ n_elements (const LevConvTensor *t)
   return n;
 }
 
-/* Chooses the stored encoding of a tensor for the requested output format. */
+static gboolean
+is_embedding (const LevConvTensor *t)
+{
+  return strcmp (t->name, "token_embd") == 0 || strcmp (t->name, "output") == 0;
+}
+
+/* Chooses the stored encoding of a tensor for the requested output formats. */
 static uint32_t
-choose_encoding (const LevConvTensor *t, LevOutFormat format)
+choose_encoding (const LevConvTensor *t, LevOutFormat format, LevOutFormat embd_format)
 {
   if (t->n_dims == 1)
     return LEV_ENC_F32;
-  if (t->type == LEV_SRC_TERNARY)
+  gboolean packed_body = format == LEV_OUT_T2 || format == LEV_OUT_T1 || format == LEV_OUT_B1;
+  if (is_embedding (t))
+    format = embd_format != LEV_OUT_AUTO ? embd_format : packed_body ? LEV_OUT_AUTO : format;
+  if (t->type == LEV_SRC_TERNARY && format != LEV_OUT_T2 && format != LEV_OUT_T1 && format != LEV_OUT_B1)
     return LEV_ENC_Q8;          /* lossless: codes -1/0/+1 with the tensor scale on every row */
   switch (format) {
     case LEV_OUT_F32: return LEV_ENC_F32;
     case LEV_OUT_F16: return LEV_ENC_F16;
     case LEV_OUT_BF16: return LEV_ENC_BF16;
     case LEV_OUT_Q8: return LEV_ENC_Q8;
+    case LEV_OUT_T2: return LEV_ENC_T2;
+    case LEV_OUT_T1: return LEV_ENC_T1;
+    case LEV_OUT_B1: return LEV_ENC_B1;
+    case LEV_OUT_Q4: return LEV_ENC_Q4;
     case LEV_OUT_AUTO:
     default:
       return t->type == LEV_SRC_F16 ? LEV_ENC_F16 : t->type == LEV_SRC_BF16 ? LEV_ENC_BF16 : LEV_ENC_F32;
   }
+}
+
+/* Packed encodings: one scale per tensor for ternary sources stored as ternary (lossless), else one per row. */
+static uint64_t
+packed_n_scales (uint32_t enc, const LevConvTensor *t)
+{
+  return t->type == LEV_SRC_TERNARY && (enc == LEV_ENC_T2 || enc == LEV_ENC_T1) ? 1 : t->shape[0];
 }
 
 static uint64_t
@@ -52,6 +73,11 @@ encoded_size (uint32_t enc, const LevConvTensor *t)
     case LEV_ENC_F16:
     case LEV_ENC_BF16: return n * 2;
     case LEV_ENC_Q8: return n + t->shape[0] * 4;
+    case LEV_ENC_T2:
+    case LEV_ENC_T1:
+    case LEV_ENC_B1:
+    case LEV_ENC_Q4:
+      return t->shape[0] * lev_qenc_row_bytes (enc, t->shape[1]) + 4 * packed_n_scales (enc, t);
     default: return 0;
   }
 }
@@ -69,11 +95,62 @@ source_value (const LevConvTensor *t, uint64_t i)
   }
 }
 
+/* Encodes a matrix in a packed encoding: per row, ternary absmean (t2/t1), sign with mean |w| (b1) or absmax / 7
+ * (q4); ternary sources keep their codes and tensor scale in t2/t1. */
+static gboolean
+encode_packed (const LevConvTensor *t, uint32_t enc, uint8_t *buf, GError **error)
+{
+  uint64_t rows = t->shape[0], cols = t->shape[1];
+  size_t rb = lev_qenc_row_bytes (enc, cols);
+  float *scales = (float *) (buf + rows * rb);   /* 4-aligned: row_bytes is a multiple of 16 */
+  int8_t *v = g_new (int8_t, cols);
+  float *row = g_new (float, cols);
+  gboolean ok = TRUE;
+  for (uint64_t r = 0; ok && r < rows; r++) {
+    if (t->type == LEV_SRC_TERNARY && packed_n_scales (enc, t) == 1) {
+      memcpy (v, (const int8_t *) t->data + r * cols, cols);
+      scales[0] = t->scale;
+    } else {
+      double asum = 0.0;
+      float amax = 0.0f;
+      for (uint64_t c = 0; c < cols; c++) {
+        row[c] = source_value (t, r * cols + c);
+        if (!isfinite (row[c])) {
+          g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "tensor %s holds a non-finite value at "
+                       "element %" G_GUINT64_FORMAT, t->name, r * cols + c);
+          ok = FALSE;
+          break;
+        }
+        asum += fabsf (row[c]);
+        amax = fmaxf (amax, fabsf (row[c]));
+      }
+      float mean = (float) (asum / (double) cols);
+      float scale = enc == LEV_ENC_Q4 ? amax / 7.0f : mean;
+      float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+      for (uint64_t c = 0; c < cols; c++) {
+        if (enc == LEV_ENC_B1)
+          v[c] = row[c] >= 0.0f ? 1 : -1;
+        else if (enc == LEV_ENC_Q4)
+          v[c] = (int8_t) fminf (fmaxf (rintf (row[c] * inv), -8.0f), 7.0f);
+        else
+          v[c] = (int8_t) fminf (fmaxf (rintf (row[c] * inv), -1.0f), 1.0f);
+      }
+      scales[r] = scale;
+    }
+    lev_qpack_row (enc, v, cols, buf + r * rb);
+  }
+  g_free (v);
+  g_free (row);
+  return ok;
+}
+
 /* Encodes a tensor into buf (encoded_size bytes). Returns FALSE on a non-finite value. */
 static gboolean
 encode_tensor (const LevConvTensor *t, uint32_t enc, uint8_t *buf, GError **error)
 {
   uint64_t n = n_elements (t);
+  if (lev_qenc_is_packed (enc))
+    return encode_packed (t, enc, buf, error);
   if (enc == LEV_ENC_Q8) {
     uint64_t rows = t->shape[0], cols = n / rows;
     float *scales = (float *) buf;
@@ -191,7 +268,7 @@ build_tokenizer (const LevConvVocab *vocab)
 }
 
 static gboolean
-write_all (const LevConvModel *model, Out *o, LevOutFormat format, gboolean vocab_only)
+write_all (const LevConvModel *model, Out *o, LevOutFormat format, LevOutFormat embd_format, gboolean vocab_only)
 {
   GPtrArray *tensors = vocab_only ? g_ptr_array_new () : model->tensors;
   guint nt = tensors->len;
@@ -236,7 +313,7 @@ write_all (const LevConvModel *model, Out *o, LevOutFormat format, gboolean voca
     const LevConvTensor *t = g_ptr_array_index (tensors, i);
     LevTensorEntry *e = &dir[i];
     g_strlcpy (e->name, t->name, sizeof e->name);
-    e->encoding = choose_encoding (t, format);
+    e->encoding = choose_encoding (t, format, embd_format);
     e->n_dims = t->n_dims;
     for (guint k = 0; k < LEV_MAX_DIMS; k++)
       e->shape[k] = k < t->n_dims ? t->shape[k] : 1;
@@ -285,6 +362,13 @@ gboolean
 lev_write_model (const LevConvModel *model, const gchar *path, LevOutFormat format, gboolean vocab_only,
                  GError **error)
 {
+  return lev_write_model_full (model, path, format, LEV_OUT_AUTO, vocab_only, error);
+}
+
+gboolean
+lev_write_model_full (const LevConvModel *model, const gchar *path, LevOutFormat format, LevOutFormat embd_format,
+                      gboolean vocab_only, GError **error)
+{
   if (vocab_only && !model->vocab) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "no tokenizer to write");
     return FALSE;
@@ -302,7 +386,7 @@ lev_write_model (const LevConvModel *model, const gchar *path, LevOutFormat form
     close (fd);
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot open %s: %s", tmp, g_strerror (errno));
   }
-  ok = ok && write_all (model, &o, format, vocab_only);
+  ok = ok && write_all (model, &o, format, embd_format, vocab_only);
   if (o.f) {
     if (fflush (o.f) != 0 || fsync (fileno (o.f)) != 0) {
       if (ok)

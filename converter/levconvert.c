@@ -7,6 +7,7 @@
 
 static gchar *opt_output = NULL;
 static gchar *opt_format = NULL;
+static gchar *opt_embd_format = NULL;
 static gchar *opt_tokenizer = NULL;
 static gchar *opt_name = NULL;
 static gboolean opt_vocab_only = FALSE;
@@ -15,8 +16,12 @@ static gboolean opt_quiet = FALSE;
 static GOptionEntry entries[] = {
   { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Write the model to FILE (required)", "FILE" },
   { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
-    "Encoding of float matrices: auto (keep the source's f32/f16/bf16), f32, f16, bf16, q8 (int8 per row). "
-    "Ternary weights are always stored losslessly", "FMT" },
+    "Encoding of matrices: auto (keep the source's f32/f16/bf16), f32, f16, bf16, q8 (int8 per row), q4 (4-bit "
+    "per row), or packed t2 (ternary 2 bits), t1 (ternary 1.6 bits), b1 (binary 1 bit) for the blocks' matrices: "
+    "float weights are absmean-quantized per row, ternary weights convert losslessly to t2/t1", "FMT" },
+  { "embd-format", 0, 0, G_OPTION_ARG_STRING, &opt_embd_format,
+    "Encoding of token_embd and output: auto (default: the source's precision with t2/t1/b1, else as --format), "
+    "f32, f16, bf16, q8, q4", "FMT" },
   { "tokenizer", 't', 0, G_OPTION_ARG_FILENAME, &opt_tokenizer,
     "Tokenizer to embed: tokenizer.model (SentencePiece) or llama2.c tokenizer.bin; overrides the checkpoint's",
     "FILE" },
@@ -44,7 +49,7 @@ parse_format (const char *s, LevOutFormat *out)
 {
   static const struct { const char *name; LevOutFormat f; } fmts[] = {
     { "auto", LEV_OUT_AUTO }, { "f32", LEV_OUT_F32 }, { "f16", LEV_OUT_F16 }, { "bf16", LEV_OUT_BF16 },
-    { "q8", LEV_OUT_Q8 },
+    { "q8", LEV_OUT_Q8 }, { "t2", LEV_OUT_T2 }, { "t1", LEV_OUT_T1 }, { "b1", LEV_OUT_B1 }, { "q4", LEV_OUT_Q4 },
   };
   for (guint i = 0; i < G_N_ELEMENTS (fmts); i++)
     if (g_ascii_strcasecmp (s, fmts[i].name) == 0) {
@@ -75,7 +80,11 @@ main (int argc, char **argv)
     return usage_error (octx, "missing -o OUT.leviathan");
   LevOutFormat format = LEV_OUT_AUTO;
   if (opt_format && !parse_format (opt_format, &format))
-    return usage_error (octx, "unknown --format (expected auto, f32, f16, bf16 or q8)");
+    return usage_error (octx, "unknown --format (expected auto, f32, f16, bf16, q8, q4, t2, t1 or b1)");
+  LevOutFormat embd_format = LEV_OUT_AUTO;
+  if (opt_embd_format && (!parse_format (opt_embd_format, &embd_format) || embd_format == LEV_OUT_T2
+                          || embd_format == LEV_OUT_T1 || embd_format == LEV_OUT_B1))
+    return usage_error (octx, "unknown --embd-format (expected auto, f32, f16, bf16, q8 or q4)");
   const char *src = argv[1];
   g_option_context_free (octx);
 
@@ -123,7 +132,7 @@ main (int argc, char **argv)
     model->name = g_strdup (opt_name ? opt_name : base);
     g_free (base);
   }
-  if (!model || !lev_write_model (model, opt_output, format, opt_vocab_only, &error)) {
+  if (!model || !lev_write_model_full (model, opt_output, format, embd_format, opt_vocab_only, &error)) {
     g_printerr ("levconvert: %s\n", error ? error->message : "conversion failed");
     g_clear_error (&error);
     lev_conv_model_free (model);
@@ -139,6 +148,7 @@ main (int argc, char **argv)
   lev_conv_model_free (model);
   g_free (opt_output);
   g_free (opt_format);
+  g_free (opt_embd_format);
   g_free (opt_tokenizer);
   g_free (opt_name);
   return 0;

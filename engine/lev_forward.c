@@ -5,19 +5,29 @@
 #include <math.h>
 #include <string.h>
 
+#define LEV_MAX_BATCH 32u      /* prompt tokens evaluated together (one pass over the weights) */
+
 struct LevContext {
   const LevModel *model;
   LevThreadPool *pool;
+  const LevQKernels *kern;    /* packed kernels chosen for this CPU */
   uint32_t n_ctx, n_sink;
-  gboolean act_quant;
+  gboolean act_quant;         /* the model quantizes its linear inputs to int8 */
+  gboolean float_reference;   /* activation quantization explicitly off: packed matrices take float inputs */
   uint64_t pos;               /* tokens evaluated since reset */
   /* KV cache: [n_layers][n_ctx][kv_dim], keys stored rotated at their text position */
   float *key_cache, *value_cache;
-  /* scratch */
-  float *x, *xb, *xb2, *q, *hb, *hb2, *att, *logits;
-  int8_t *xq;
+  /* scratch, LEV_MAX_BATCH rows each (row stride: the width named) */
+  uint32_t wide;              /* max (dim, q_dim, ffn_dim) */
+  float *x, *xb, *xb2, *q, *hb, *hb2, *xdq, *logits;
+  float *att;                 /* [n_threads][n_ctx] attention weights */
+  /* int8 activations of the current linear input: [batch][qstride], the kernels' second layout, sums, scales */
+  size_t qstride;
+  int8_t *xq, *xq2;
+  int32_t *xsum;
+  float *xscale;
   float *inv_freq;            /* head_dim / 2 RoPE frequencies after scaling */
-  float *rope_cos, *rope_sin; /* at the text position of the token */
+  float *rope_cos, *rope_sin; /* [batch][head_dim / 2] at the text position of each token */
   float *sink_cos, *sink_sin; /* at the query's place in the cache (differs once the window slides) */
 };
 
@@ -35,97 +45,151 @@ rmsnorm (float *out, const float *x, const float *w, uint32_t n, float eps)
     out[i] = w ? w[i] * (inv * x[i]) : inv * x[i];
 }
 
-/* An activation vector prepared for a linear layer: float values, or int8 codes with one scale. */
+/* Quantizes x (n values) to int8 codes q per token with absmax (BitNet b1.58: s = 127 / max(|x|, 1e-5),
+ * q = clamp(round(x * s), -128, 127), halves to even or away from zero); returns the scale 1 / s. */
+static float
+quantize_absmax (const float *x, uint32_t n, int8_t *q, gboolean away)
+{
+  float amax = 0.0f;
+  for (uint32_t i = 0; i < n; i++)
+    amax = fmaxf (amax, fabsf (x[i]));
+  float s = 127.0f / fmaxf (amax, 1e-5f);
+  for (uint32_t i = 0; i < n; i++) {
+    float r = away ? roundf (x[i] * s) : nearbyintf (x[i] * s);
+    q[i] = (int8_t) fminf (fmaxf (r, -128.0f), 127.0f);
+  }
+  return 1.0f / s;
+}
+
+/* bitllama2.c: x * (1 / rms(x) / n) with no epsilon (written back to x), then a = max|x| / 127 and
+ * q = round(x * (1 / a)), in the reference runner's order of float operations; returns a. */
+static float
+quantize_bitlinear (float *x, uint32_t n, int8_t *q)
+{
+  float ss = 0.0f;
+  for (uint32_t i = 0; i < n; i++)
+    ss += x[i] * x[i];
+  float scale = 1.0f / sqrtf (ss / (float) n);
+  scale /= (float) n;
+  float amax = 0.0f;
+  for (uint32_t i = 0; i < n; i++) {
+    x[i] = isfinite (scale) ? x[i] * scale : 0.0f;
+    amax = fmaxf (amax, fabsf (x[i]));
+  }
+  float a = (float) (amax / 127.0);
+  float inv = a > 0.0f ? (float) (1.0 / a) : 0.0f;
+  for (uint32_t i = 0; i < n; i++) {
+    double r = round (x[i] * inv);
+    q[i] = (int8_t) fmin (fmax (r, -128.0), 127.0);
+  }
+  return a;
+}
+
+/* Pads the int8 rows of a block with zeros to whole kernel blocks and fills their sums and second layout. */
+static void
+finish_quantized (LevContext *c, uint32_t n, uint32_t cols)
+{
+  size_t width = (cols + LEV_QPAD - 1) / LEV_QPAD * LEV_QPAD;
+  for (uint32_t t = 0; t < n; t++) {
+    int8_t *q = c->xq + t * c->qstride;
+    memset (q + cols, 0, width - cols);
+    lev_qact_finish_row (q, width, c->kern->needs_q2 ? c->xq2 + 2 * t * c->qstride : NULL, &c->xsum[t]);
+  }
+}
+
+/* The input of one or more linear layers: n float rows, and their int8 form in c->xq when `quantized`. */
 typedef struct {
+  uint32_t n, cols;
   const float *x;
-  const int8_t *xq;           /* NULL: use x */
-  float x_scale;              /* value = xq * x_scale */
+  size_t ldx;                 /* floats between rows */
+  gboolean quantized;
 } LinearInput;
 
-/* Quantizes x to int8 per token (absmax) the way the model was trained. */
+/* Prepares x (n rows of cols values) as a linear input, quantized to int8 per token the way the model was
+ * trained when it quantizes its activations. */
 static LinearInput
-quantize_input (LevContext *c, float *x, uint32_t n)
+linear_input (LevContext *c, float *x, size_t ldx, uint32_t n, uint32_t cols)
 {
-  LinearInput in = { x, NULL, 1.0f };
+  LinearInput in = { n, cols, x, ldx, FALSE };
   if (!c->act_quant)
     return in;
   const LevHParams *hp = &c->model->hp;
-  if (hp->flags & LEV_HP_BITLINEAR_NORM) {
-    /* bitllama2.c: x * (1 / rms(x) / n) with no epsilon, then a = max|x| / 127 and q = round(x * (1 / a)),
-     * in the reference runner's order of float operations */
-    float ss = 0.0f;
-    for (uint32_t i = 0; i < n; i++)
-      ss += x[i] * x[i];
-    float scale = 1.0f / sqrtf (ss / (float) n);
-    scale /= (float) n;
-    float amax = 0.0f;
-    for (uint32_t i = 0; i < n; i++) {
-      x[i] = isfinite (scale) ? x[i] * scale : 0.0f;
-      amax = fmaxf (amax, fabsf (x[i]));
-    }
-    float a = (float) (amax / 127.0);
-    float inv = a > 0.0f ? (float) (1.0 / a) : 0.0f;
-    for (uint32_t i = 0; i < n; i++) {
-      double r = round (x[i] * inv);
-      c->xq[i] = (int8_t) fmin (fmax (r, -128.0), 127.0);
-    }
-    in.x_scale = a;
-  } else {
-    /* BitNet b1.58: s = 127 / max(|x|, 1e-5), q = clamp(round_half_even(x * s), -128, 127) */
-    float amax = 0.0f;
-    for (uint32_t i = 0; i < n; i++)
-      amax = fmaxf (amax, fabsf (x[i]));
-    float s = 127.0f / fmaxf (amax, 1e-5f);
-    gboolean away = (hp->flags & LEV_HP_ACT_ROUND_AWAY) != 0;
-    for (uint32_t i = 0; i < n; i++) {
-      float r = away ? roundf (x[i] * s) : nearbyintf (x[i] * s);
-      c->xq[i] = (int8_t) fminf (fmaxf (r, -128.0f), 127.0f);
-    }
-    in.x_scale = 1.0f / s;
+  for (uint32_t t = 0; t < n; t++) {
+    int8_t *q = c->xq + t * c->qstride;
+    c->xscale[t] = hp->flags & LEV_HP_BITLINEAR_NORM
+                     ? quantize_bitlinear (x + t * ldx, cols, q)
+                     : quantize_absmax (x + t * ldx, cols, q, (hp->flags & LEV_HP_ACT_ROUND_AWAY) != 0);
   }
-  in.xq = c->xq;
+  finish_quantized (c, n, cols);
+  in.quantized = TRUE;
   return in;
 }
 
 typedef struct {
+  const LevContext *c;
   const LevMatrix *m;
-  LinearInput in;
+  const LinearInput *in;
+  LevQAct act;                /* packed matrices: the int8 activations */
   float *y;
-  float *xdq;                 /* dequantized activations when the matrix is not int8 */
+  size_t ldy;
 } LinearJob;
 
+/* One thread's share of the rows of y = W x, for every token of the block. */
 static void
 linear_worker (void *arg, uint32_t ith, uint32_t nth)
 {
   LinearJob *j = arg;
+  const LevContext *c = j->c;
   const LevMatrix *m = j->m;
+  const LinearInput *in = j->in;
   size_t r0 = (size_t) m->rows * ith / nth, r1 = (size_t) m->rows * (ith + 1) / nth;
-  const float *x = j->in.xq ? j->xdq : j->in.x;
-  switch (m->encoding) {
-    case LEV_ENC_F32: lev_matvec_f32 (m->data, x, j->y, m->cols, r0, r1); break;
-    case LEV_ENC_F16: lev_matvec_f16 (m->data, x, j->y, m->cols, r0, r1); break;
-    case LEV_ENC_BF16: lev_matvec_bf16 (m->data, x, j->y, m->cols, r0, r1); break;
-    case LEV_ENC_Q8:
-      if (j->in.xq)
-        lev_matvec_q8_i8 (m->data, m->scales, j->in.xq, j->in.x_scale, j->y, m->cols, r0, r1);
-      else
-        lev_matvec_q8_f32 (m->data, m->scales, j->in.x, j->y, m->cols, r0, r1);
-      break;
-    default: break;
+  if (lev_qenc_is_packed (m->encoding)) {
+    if (j->act.q) {
+      lev_qgemm (c->kern, &m->q, &j->act, j->y, j->ldy, r0, r1);
+    } else {                  /* float reference path (activation quantization switched off) */
+      for (uint32_t t = 0; t < in->n; t++)
+        for (size_t r = r0; r < r1; r++)
+          j->y[t * j->ldy + r] = lev_qdot_f32 (&m->q, r, in->x + t * in->ldx);
+    }
+    return;
+  }
+  for (uint32_t t = 0; t < in->n; t++) {
+    const float *x = in->quantized ? c->xdq + (size_t) t * c->wide : in->x + t * in->ldx;
+    float *y = j->y + t * j->ldy;
+    switch (m->encoding) {
+      case LEV_ENC_F32: lev_matvec_f32 (m->data, x, y, m->cols, r0, r1); break;
+      case LEV_ENC_F16: lev_matvec_f16 (m->data, x, y, m->cols, r0, r1); break;
+      case LEV_ENC_BF16: lev_matvec_bf16 (m->data, x, y, m->cols, r0, r1); break;
+      case LEV_ENC_Q8:
+        if (in->quantized)
+          lev_matvec_q8_i8 (m->data, m->scales, c->xq + t * c->qstride, c->xscale[t], y, m->cols, r0, r1);
+        else
+          lev_matvec_q8_f32 (m->data, m->scales, in->x + t * in->ldx, y, m->cols, r0, r1);
+        break;
+      default: break;
+    }
   }
 }
 
-/* y = W x on the thread pool. */
+/* y = W x for every token of the input (y rows ldy floats apart), rows split over the thread pool. Packed
+ * matrices multiply int8 activations: a float input is quantized per token (absmax) for this product. */
 static void
-linear (LevContext *c, const LevMatrix *m, const LinearInput *in, float *y)
+linear (LevContext *c, const LevMatrix *m, const LinearInput *in, float *y, size_t ldy)
 {
-  LinearJob job = { m, *in, y, NULL };
-  if (in->xq && m->encoding != LEV_ENC_Q8) {
-    /* a float matrix with quantized activations: use the dequantized values (att is free outside attention) */
-    float *xdq = c->att;
-    for (uint32_t i = 0; i < m->cols; i++)
-      xdq[i] = (float) in->xq[i] * in->x_scale;
-    job.xdq = xdq;
+  LinearJob job = { c, m, in, { 0 }, y, ldy };
+  if (lev_qenc_is_packed (m->encoding)) {
+    if (!in->quantized && !c->float_reference) {
+      for (uint32_t t = 0; t < in->n; t++)
+        c->xscale[t] = quantize_absmax (in->x + t * in->ldx, in->cols, c->xq + t * c->qstride, FALSE);
+      finish_quantized (c, in->n, in->cols);
+    }
+    if (in->quantized || !c->float_reference)
+      job.act = (LevQAct) { in->n, c->qstride, c->xq, c->xq2, c->xsum, c->xscale };
+  } else if (in->quantized && m->encoding != LEV_ENC_Q8) {
+    /* a float matrix with quantized activations: use the dequantized values */
+    for (uint32_t t = 0; t < in->n; t++)
+      for (uint32_t i = 0; i < in->cols; i++)
+        c->xdq[(size_t) t * c->wide + i] = (float) c->xq[t * c->qstride + i] * c->xscale[t];
   }
   lev_threadpool_run (c->pool, linear_worker, &job);
 }
@@ -188,7 +252,7 @@ init_rope (LevContext *c)
 typedef struct {
   LevContext *c;
   uint32_t layer;
-  uint32_t slot;              /* cache slot of the current token */
+  uint32_t n;                 /* tokens of the block, at text positions c->pos .. c->pos + n - 1 */
 } AttnJob;
 
 /* Returns the cache slot of text position pos. */
@@ -200,27 +264,31 @@ slot_of (const LevContext *c, uint64_t pos)
   return c->n_sink + (uint32_t) ((pos - c->n_sink) % (c->n_ctx - c->n_sink));
 }
 
+/* Attention of every (token, head) pair of the block; pairs are dealt out to the threads. */
 static void
 attention_worker (void *arg, uint32_t ith, uint32_t nth)
 {
   AttnJob *j = arg;
   LevContext *c = j->c;
   const LevHParams *hp = &c->model->hp;
-  uint32_t hd = hp->head_dim, kv_dim = hp->n_kv_heads * hd, group = hp->n_heads / hp->n_kv_heads;
-  gboolean wrapped = c->pos >= c->n_ctx;
-  uint32_t n_slots = wrapped ? c->n_ctx : (uint32_t) c->pos + 1;
+  uint32_t hd = hp->head_dim, kv_dim = hp->n_kv_heads * hd, q_dim = hp->n_heads * hd;
+  uint32_t group = hp->n_heads / hp->n_kv_heads;
   const float *kc = c->key_cache + (size_t) j->layer * c->n_ctx * kv_dim;
   const float *vc = c->value_cache + (size_t) j->layer * c->n_ctx * kv_dim;
   float scale = sqrtf ((float) hd);
-  for (uint32_t h = ith; h < hp->n_heads; h += nth) {
-    const float *q = c->q + (size_t) h * hd;      /* rotated at the text position */
-    float *att = c->att + (size_t) h * c->n_ctx;
+  float *att = c->att + (size_t) ith * c->n_ctx;
+  for (uint32_t job = ith; job < j->n * hp->n_heads; job += nth) {
+    uint32_t i = job / hp->n_heads, h = job % hp->n_heads;
+    uint64_t pos = c->pos + i;
+    gboolean wrapped = pos >= c->n_ctx;
+    uint32_t n_slots = wrapped ? c->n_ctx : (uint32_t) pos + 1;
+    const float *q = c->q + (size_t) i * q_dim + (size_t) h * hd;      /* rotated at the text position */
     uint32_t kvh = h / group;
     float q_sink[1024];
     if (wrapped) {
       /* sinks sit at the start of the cache: the query is placed at the end of the cache for them, so that
        * query-key distances stay within the trained context (StreamingLLM) */
-      memcpy (q_sink, c->xb2 + (size_t) h * hd, hd * sizeof (float));
+      memcpy (q_sink, c->xb2 + (size_t) i * c->wide + (size_t) h * hd, hd * sizeof (float));
       rope_apply (q_sink, hd, hp->rope_style, c->sink_cos, c->sink_sin);
     }
     float maxv = -INFINITY;
@@ -235,7 +303,7 @@ attention_worker (void *arg, uint32_t ith, uint32_t nth)
       att[s] = expf (att[s] - maxv);
       sum += att[s];
     }
-    float *out = c->xb + (size_t) h * hd;
+    float *out = c->xb + (size_t) i * c->wide + (size_t) h * hd;
     memset (out, 0, hd * sizeof (float));
     for (uint32_t s = 0; s < n_slots; s++)
       lev_axpy_f32 (att[s] / sum, vc + (size_t) s * kv_dim + (size_t) kvh * hd, out, hd);
@@ -244,24 +312,24 @@ attention_worker (void *arg, uint32_t ith, uint32_t nth)
 
 /* ---------------------------------------------------------------- the forward pass */
 
-const float *
-lev_context_eval (LevContext *c, int32_t token, GError **error)
+/* Runs the decoder over n tokens at text positions pos .. pos + n - 1 and leaves the logits of the last one in
+ * c->logits. A block of more than one token must not wrap the cache (its slots are pos .. pos + n - 1). Every
+ * row below is one token; the linear layers take the whole block at once. */
+static void
+forward (LevContext *c, const int32_t *tokens, uint32_t n)
 {
   const LevModel *m = c->model;
   const LevHParams *hp = &m->hp;
-  if (token < 0 || (uint32_t) token >= hp->vocab_size) {
-    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "token id %d is outside the vocabulary (0..%u)", token,
-                 hp->vocab_size - 1);
-    return NULL;
-  }
-  uint32_t dim = hp->dim, hd = hp->head_dim, ffn = hp->ffn_dim;
+  uint32_t dim = hp->dim, hd = hp->head_dim, ffn = hp->ffn_dim, W = c->wide, half = hd / 2;
   uint32_t q_dim = hp->n_heads * hd, kv_dim = hp->n_kv_heads * hd;
   gboolean bitlinear_norm = (hp->flags & LEV_HP_BITLINEAR_NORM) != 0;
   uint32_t slot = slot_of (c, c->pos);
   float *x = c->x;
 
-  lev_matrix_get_row (&m->tok_embd, (uint32_t) token, x);
-  rope_table (c, c->pos, c->rope_cos, c->rope_sin);
+  for (uint32_t i = 0; i < n; i++) {
+    lev_matrix_get_row (&m->tok_embd, (uint32_t) tokens[i], x + (size_t) i * dim);
+    rope_table (c, c->pos + i, c->rope_cos + i * half, c->rope_sin + i * half);
+  }
   if (c->pos >= c->n_ctx)
     rope_table (c, c->n_ctx - 1, c->sink_cos, c->sink_sin);
 
@@ -270,51 +338,60 @@ lev_context_eval (LevContext *c, int32_t token, GError **error)
     float *kc = c->key_cache + ((size_t) l * c->n_ctx + slot) * kv_dim;
     float *vc = c->value_cache + ((size_t) l * c->n_ctx + slot) * kv_dim;
 
-    /* attention: norm, q/k/v projections, biases, RoPE */
-    if (bitlinear_norm)
-      memcpy (c->xb, x, dim * sizeof (float));
-    else
-      rmsnorm (c->xb, x, L->attn_norm, dim, hp->norm_eps);
-    LinearInput in = quantize_input (c, c->xb, dim);
-    linear (c, &L->wq, &in, c->q);
-    linear (c, &L->wk, &in, kc);
-    linear (c, &L->wv, &in, vc);
-    if (L->bq) {
-      for (uint32_t i = 0; i < q_dim; i++)
-        c->q[i] += L->bq[i];
-      for (uint32_t i = 0; i < kv_dim; i++) {
-        kc[i] += L->bk[i];
-        vc[i] += L->bv[i];
-      }
+    /* attention: norm, q/k/v projections (keys and values straight into the cache), biases, RoPE */
+    for (uint32_t i = 0; i < n; i++) {
+      if (bitlinear_norm)
+        memcpy (c->xb + (size_t) i * W, x + (size_t) i * dim, dim * sizeof (float));
+      else
+        rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->attn_norm, dim, hp->norm_eps);
     }
-    memcpy (c->xb2, c->q, q_dim * sizeof (float));   /* unrotated queries, for the sinks */
-    for (uint32_t h = 0; h < hp->n_heads; h++)
-      rope_apply (c->q + (size_t) h * hd, hd, hp->rope_style, c->rope_cos, c->rope_sin);
-    for (uint32_t h = 0; h < hp->n_kv_heads; h++)
-      rope_apply (kc + (size_t) h * hd, hd, hp->rope_style, c->rope_cos, c->rope_sin);
+    LinearInput in = linear_input (c, c->xb, W, n, dim);
+    linear (c, &L->wq, &in, c->q, q_dim);
+    linear (c, &L->wk, &in, kc, kv_dim);
+    linear (c, &L->wv, &in, vc, kv_dim);
+    for (uint32_t i = 0; i < n; i++) {
+      float *qi = c->q + (size_t) i * q_dim, *ki = kc + (size_t) i * kv_dim, *vi = vc + (size_t) i * kv_dim;
+      if (L->bq) {
+        for (uint32_t k = 0; k < q_dim; k++)
+          qi[k] += L->bq[k];
+        for (uint32_t k = 0; k < kv_dim; k++) {
+          ki[k] += L->bk[k];
+          vi[k] += L->bv[k];
+        }
+      }
+      memcpy (c->xb2 + (size_t) i * W, qi, q_dim * sizeof (float));   /* unrotated queries, for the sinks */
+      for (uint32_t h = 0; h < hp->n_heads; h++)
+        rope_apply (qi + (size_t) h * hd, hd, hp->rope_style, c->rope_cos + i * half, c->rope_sin + i * half);
+      for (uint32_t h = 0; h < hp->n_kv_heads; h++)
+        rope_apply (ki + (size_t) h * hd, hd, hp->rope_style, c->rope_cos + i * half, c->rope_sin + i * half);
+    }
 
     /* multi-head attention over the cache (GQA: heads share kv heads in groups) */
-    AttnJob aj = { c, l, slot };
+    AttnJob aj = { c, l, n };
     lev_threadpool_run (c->pool, attention_worker, &aj);
 
     /* output projection (BitNet: sub-norm first) and residual */
     if (L->attn_sub_norm)
-      rmsnorm (c->xb, c->xb, L->attn_sub_norm, q_dim, hp->norm_eps);
-    in = quantize_input (c, c->xb, q_dim);
-    linear (c, &L->wo, &in, c->xb2);
-    for (uint32_t i = 0; i < dim; i++)
-      x[i] += c->xb2[i];
+      for (uint32_t i = 0; i < n; i++)
+        rmsnorm (c->xb + (size_t) i * W, c->xb + (size_t) i * W, L->attn_sub_norm, q_dim, hp->norm_eps);
+    in = linear_input (c, c->xb, W, n, q_dim);
+    linear (c, &L->wo, &in, c->xb2, W);
+    for (uint32_t i = 0; i < n; i++)
+      for (uint32_t k = 0; k < dim; k++)
+        x[(size_t) i * dim + k] += c->xb2[(size_t) i * W + k];
 
     /* feed-forward: act(gate) * up, (sub-norm), down, residual */
-    if (bitlinear_norm)
-      memcpy (c->xb, x, dim * sizeof (float));
-    else
-      rmsnorm (c->xb, x, L->ffn_norm, dim, hp->norm_eps);
-    in = quantize_input (c, c->xb, dim);
-    linear (c, &L->w_gate, &in, c->hb);
-    linear (c, &L->w_up, &in, c->hb2);
-    for (uint32_t i = 0; i < ffn; i++) {
-      float g = c->hb[i];
+    for (uint32_t i = 0; i < n; i++) {
+      if (bitlinear_norm)
+        memcpy (c->xb + (size_t) i * W, x + (size_t) i * dim, dim * sizeof (float));
+      else
+        rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->ffn_norm, dim, hp->norm_eps);
+    }
+    in = linear_input (c, c->xb, W, n, dim);
+    linear (c, &L->w_gate, &in, c->hb, ffn);
+    linear (c, &L->w_up, &in, c->hb2, ffn);
+    for (size_t k = 0; k < (size_t) n * ffn; k++) {
+      float g = c->hb[k];
       switch (hp->activation) {
         case LEV_ACT_RELU2: g = g > 0.0f ? g * g : 0.0f; break;
         case LEV_ACT_GELU:
@@ -322,21 +399,60 @@ lev_context_eval (LevContext *c, int32_t token, GError **error)
           break;
         default: g = g / (1.0f + expf (-g)); break;
       }
-      c->hb[i] = g * c->hb2[i];
+      c->hb[k] = g * c->hb2[k];
     }
     if (L->ffn_sub_norm)
-      rmsnorm (c->hb, c->hb, L->ffn_sub_norm, ffn, hp->norm_eps);
-    in = quantize_input (c, c->hb, ffn);
-    linear (c, &L->w_down, &in, c->xb);
-    for (uint32_t i = 0; i < dim; i++)
-      x[i] += c->xb[i];
+      for (uint32_t i = 0; i < n; i++)
+        rmsnorm (c->hb + (size_t) i * ffn, c->hb + (size_t) i * ffn, L->ffn_sub_norm, ffn, hp->norm_eps);
+    in = linear_input (c, c->hb, ffn, n, ffn);
+    linear (c, &L->w_down, &in, c->xb, W);
+    for (uint32_t i = 0; i < n; i++)
+      for (uint32_t k = 0; k < dim; k++)
+        x[(size_t) i * dim + k] += c->xb[(size_t) i * W + k];
   }
 
-  rmsnorm (x, x, m->output_norm, dim, hp->norm_eps);
-  LinearInput out_in = { x, NULL, 1.0f };
-  linear (c, &m->output, &out_in, c->logits);
-  c->pos++;
+  /* logits of the last token */
+  float *last = x + (size_t) (n - 1) * dim;
+  rmsnorm (last, last, m->output_norm, dim, hp->norm_eps);
+  LinearInput out_in = { 1, dim, last, dim, FALSE };
+  linear (c, &m->output, &out_in, c->logits, hp->vocab_size);
+}
+
+const float *
+lev_context_eval (LevContext *c, int32_t token, GError **error)
+{
+  return lev_context_eval_batch (c, &token, 1, error);
+}
+
+const float *
+lev_context_eval_batch (LevContext *c, const int32_t *tokens, uint32_t n, GError **error)
+{
+  const LevHParams *hp = &c->model->hp;
+  for (uint32_t i = 0; i < n; i++)
+    if (tokens[i] < 0 || (uint32_t) tokens[i] >= hp->vocab_size) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "token id %d is outside the vocabulary (0..%u)", tokens[i],
+                   hp->vocab_size - 1);
+      return NULL;
+    }
+  if (n == 0) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "no tokens to evaluate");
+    return NULL;
+  }
+  for (uint32_t done = 0; done < n;) {
+    uint32_t k = MIN (n - done, LEV_MAX_BATCH);
+    if (c->pos + k > c->n_ctx)
+      k = 1;                  /* near or past the end of the cache: one token at a time (ring buffer) */
+    forward (c, tokens + done, k);
+    c->pos += k;
+    done += k;
+  }
   return c->logits;
+}
+
+const char *
+lev_kernels_name (void)
+{
+  return lev_qkernels_get ()->name;
 }
 
 /* ---------------------------------------------------------------- context lifetime */
@@ -382,10 +498,12 @@ lev_context_new (const LevModel *model, const LevContextParams *params, GError *
   }
   LevContext *c = g_new0 (LevContext, 1);
   c->model = model;
+  c->kern = lev_qkernels_get ();
   c->n_ctx = n_ctx;
   c->n_sink = p.n_sink;
   c->act_quant = p.act_quant == LEV_ACT_QUANT_AUTO ? (hp->flags & LEV_HP_ACT_QUANT) != 0
                                                   : p.act_quant == LEV_ACT_QUANT_ON;
+  c->float_reference = p.act_quant == LEV_ACT_QUANT_OFF;
   c->key_cache = g_try_malloc0 (cache_floats * sizeof (float));
   c->value_cache = g_try_malloc0 (cache_floats * sizeof (float));
   c->pool = lev_threadpool_new (n_threads);
@@ -395,20 +513,27 @@ lev_context_new (const LevModel *model, const LevContextParams *params, GError *
     lev_context_free (c);
     return NULL;
   }
-  c->x = g_new0 (float, hp->dim);
-  c->xb = g_new0 (float, wide);
-  c->xb2 = g_new0 (float, wide);
-  c->q = g_new0 (float, q_dim);
-  c->hb = g_new0 (float, hp->ffn_dim);
-  c->hb2 = g_new0 (float, MAX (hp->ffn_dim, wide));
-  c->att = g_new0 (float, MAX ((size_t) hp->n_heads * n_ctx, wide));
+  size_t B = LEV_MAX_BATCH, half = hp->head_dim / 2;
+  c->wide = wide;
+  c->qstride = (wide + LEV_QPAD - 1) / LEV_QPAD * LEV_QPAD;
+  c->x = g_new0 (float, B * hp->dim);
+  c->xb = g_new0 (float, B * wide);
+  c->xb2 = g_new0 (float, B * wide);
+  c->xdq = g_new0 (float, B * wide);
+  c->q = g_new0 (float, B * q_dim);
+  c->hb = g_new0 (float, B * hp->ffn_dim);
+  c->hb2 = g_new0 (float, B * hp->ffn_dim);
+  c->att = g_new0 (float, (size_t) lev_threadpool_size (c->pool) * n_ctx);
   c->logits = g_new0 (float, hp->vocab_size);
-  c->xq = g_new0 (int8_t, wide);
-  c->inv_freq = g_new0 (float, hp->head_dim / 2);
-  c->rope_cos = g_new0 (float, hp->head_dim / 2);
-  c->rope_sin = g_new0 (float, hp->head_dim / 2);
-  c->sink_cos = g_new0 (float, hp->head_dim / 2);
-  c->sink_sin = g_new0 (float, hp->head_dim / 2);
+  c->xq = g_new0 (int8_t, B * c->qstride);
+  c->xq2 = g_new0 (int8_t, 2 * B * c->qstride);
+  c->xsum = g_new0 (int32_t, B);
+  c->xscale = g_new0 (float, B);
+  c->inv_freq = g_new0 (float, half);
+  c->rope_cos = g_new0 (float, B * half);
+  c->rope_sin = g_new0 (float, B * half);
+  c->sink_cos = g_new0 (float, half);
+  c->sink_sin = g_new0 (float, half);
   init_rope (c);
   return c;
 }
@@ -425,12 +550,16 @@ lev_context_free (LevContext *c)
   g_free (c->x);
   g_free (c->xb);
   g_free (c->xb2);
+  g_free (c->xdq);
   g_free (c->q);
   g_free (c->hb);
   g_free (c->hb2);
   g_free (c->att);
   g_free (c->logits);
   g_free (c->xq);
+  g_free (c->xq2);
+  g_free (c->xsum);
+  g_free (c->xscale);
   g_free (c->inv_freq);
   g_free (c->rope_cos);
   g_free (c->rope_sin);

@@ -1,6 +1,7 @@
 /* lev_model.c: maps a .leviathan file, checks every field, offset and shape, and binds tensors to layers. */
 #include "lev_model.h"
 
+#include <math.h>
 #include <string.h>
 
 G_DEFINE_QUARK (lev-error-quark, lev_error)
@@ -37,6 +38,14 @@ encoding_size (uint32_t enc, uint64_t n, uint64_t rows)
     case LEV_ENC_Q8: return rows > UINT64_MAX / 4 || n > UINT64_MAX - rows * 4 ? 0 : n + rows * 4;
     default: return 0;
   }
+}
+
+/* Returns the code bytes of a packed [rows][cols] matrix (without scales), 0 on overflow. */
+static uint64_t
+packed_code_size (uint32_t enc, uint64_t rows, uint64_t cols)
+{
+  uint64_t rb = lev_qenc_row_bytes (enc, cols);
+  return rb == 0 || rows > UINT64_MAX / rb / 2 ? 0 : rows * rb;
 }
 
 static gboolean
@@ -257,9 +266,20 @@ bind_matrix (const Directory *d, const char *name, uint32_t rows, uint32_t cols,
   out->rows = rows;
   out->cols = cols;
   const uint8_t *p = d->data + e->offset;
+  memset (&out->q, 0, sizeof out->q);
   if (e->encoding == LEV_ENC_Q8) {
     out->scales = (const float *) p;
     out->data = p + (size_t) rows * 4;
+  } else if (lev_qenc_is_packed (e->encoding)) {
+    size_t rb = lev_qenc_row_bytes (e->encoding, cols), codes = (size_t) rows * rb;
+    LevQMatrix q = { e->encoding, rows, cols, (uint32_t) lev_qenc_cols_padded (e->encoding, cols), rb, p,
+                     (const float *) (p + codes), (uint32_t) ((e->size - codes) / 4) };
+    out->data = p;
+    out->scales = q.scales;
+    out->q = q;
+    for (uint32_t i = 0; i < q.n_scales; i++)
+      if (!isfinite (q.scales[i]))
+        FAIL ("tensor %s: scale %u is not finite", name, i);
   } else {
     out->scales = NULL;
     out->data = p;
@@ -285,11 +305,16 @@ check_directory (const Directory *d, uint64_t data_size, GError **error)
         FAIL ("tensor %s: dimension %u (%" G_GUINT64_FORMAT ") is out of range", e->name, k, s);
       n *= s;
     }
-    if (e->encoding > LEV_ENC_Q8)
+    if (e->encoding > LEV_ENC_Q4)
       FAIL ("tensor %s: unknown encoding %u", e->name, e->encoding);
-    if (e->encoding == LEV_ENC_Q8 && e->n_dims != 2)
-      FAIL ("tensor %s: q8 needs a matrix", e->name);
+    if ((e->encoding == LEV_ENC_Q8 || lev_qenc_is_packed (e->encoding)) && e->n_dims != 2)
+      FAIL ("tensor %s: %s needs a matrix", e->name, e->encoding == LEV_ENC_Q8 ? "q8" : lev_qenc_name (e->encoding));
     uint64_t expect = encoding_size (e->encoding, n, e->shape[0]);
+    if (lev_qenc_is_packed (e->encoding)) {
+      /* codes, then one scale per tensor or one per row */
+      uint64_t codes = packed_code_size (e->encoding, e->shape[0], e->shape[1]);
+      expect = codes == 0 ? 0 : e->size == codes + 4 * e->shape[0] ? e->size : codes + 4;
+    }
     if (expect == 0 || e->size != expect)
       FAIL ("tensor %s: size %" G_GUINT64_FORMAT " does not match its shape and encoding (%" G_GUINT64_FORMAT ")",
             e->name, e->size, expect);
@@ -465,7 +490,47 @@ lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out)
       for (size_t i = 0; i < cols; i++)
         out[i] = (float) ((const int8_t *) m->data)[base + i] * m->scales[row];
       break;
+    case LEV_ENC_T2:
+    case LEV_ENC_T1:
+    case LEV_ENC_B1:
+    case LEV_ENC_Q4: {
+      /* one block at a time through a small buffer */
+      size_t bw = lev_qenc_block_weights (m->encoding), bb = lev_qenc_block_bytes (m->encoding);
+      const uint8_t *codes = m->q.codes + (size_t) row * m->q.row_bytes;
+      float s = lev_qmatrix_scale (&m->q, row);
+      int8_t v[160];
+      for (size_t b = 0; b * bw < cols; b++) {
+        size_t n = MIN (bw, cols - b * bw);
+        lev_qunpack_row (m->encoding, codes + b * bb, n, v);
+        for (size_t i = 0; i < n; i++)
+          out[b * bw + i] = (float) v[i] * s;
+      }
+      break;
+    }
     default:
       memset (out, 0, cols * sizeof (float));
   }
+}
+
+uint64_t
+lev_matrix_bytes (const LevMatrix *m)
+{
+  uint64_t n = (uint64_t) m->rows * m->cols;
+  if (lev_qenc_is_packed (m->encoding))
+    return (uint64_t) m->rows * m->q.row_bytes + 4ull * m->q.n_scales;
+  return encoding_size (m->encoding, n, m->rows);
+}
+
+uint64_t
+lev_model_bytes_per_token (const LevModel *model)
+{
+  const LevHParams *hp = &model->hp;
+  uint64_t b = lev_matrix_bytes (&model->output) + lev_matrix_bytes (&model->tok_embd) / hp->vocab_size;
+  for (uint32_t l = 0; l < hp->n_layers; l++) {
+    const LevLayer *L = &model->layers[l];
+    const LevMatrix *ms[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    for (guint i = 0; i < G_N_ELEMENTS (ms); i++)
+      b += lev_matrix_bytes (ms[i]);
+  }
+  return b;
 }

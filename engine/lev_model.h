@@ -3,13 +3,19 @@
 
 #include "leviathan.h"
 #include "lev_kernels.h"
+#include "lev_qkernels.h"
+
+_Static_assert ((int) LEV_ENC_T2 == (int) LEV_QENC_T2 && (int) LEV_ENC_T1 == (int) LEV_QENC_T1
+                && (int) LEV_ENC_B1 == (int) LEV_QENC_B1 && (int) LEV_ENC_Q4 == (int) LEV_QENC_Q4,
+                "file encodings and kernel encodings agree");
 
 /* A weight matrix [rows][cols] read in place from the mapped file. */
 typedef struct LevMatrix {
   uint32_t encoding;     /* LevEncoding */
   uint32_t rows, cols;
-  const void *data;      /* f32/f16/bf16 values, or int8 codes for Q8 */
-  const float *scales;   /* Q8: one per row */
+  const void *data;      /* f32/f16/bf16 values, int8 codes for Q8, packed codes for T2/T1/B1/Q4 */
+  const float *scales;   /* Q8: one per row; packed: 1 or one per row */
+  LevQMatrix q;          /* the packed encodings' view for the kernels */
 } LevMatrix;
 
 /* The tensors of one transformer block; absent optional tensors are NULL. */
@@ -37,3 +43,13 @@ struct LevModel {
 
 /* Copies row `row` of m into out as floats (m->cols values). */
 void lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out);
+/* Returns the number of bytes of m that a product with it reads (codes and scales). */
+uint64_t lev_matrix_bytes (const LevMatrix *m);
+
+/* Evaluates n tokens at the next positions (a prompt block: every weight tile is unpacked once for all of them)
+ * and returns the logits of the last one (as lev_context_eval does for a single token). */
+const float *lev_context_eval_batch (LevContext *ctx, const int32_t *tokens, uint32_t n, GError **error);
+/* Returns the number of bytes one decoded token reads from weights (body, head, one embedding row). */
+uint64_t lev_model_bytes_per_token (const LevModel *model);
+/* Returns the name of the packed kernels in use ("scalar", "avx2", "avx512", "neon"). */
+const char *lev_kernels_name (void);

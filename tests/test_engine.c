@@ -1,6 +1,7 @@
 /* test_engine.c: end-to-end checks of converter + engine against reference logits and greedy ids in the fixtures. */
 #include "lev_convert.h"
 #include "leviathan.h"
+#include "lev_model.h"
 #include "lev_test_common.h"
 
 #include <glib/gstdio.h>
@@ -234,6 +235,117 @@ test_ak42_ternary (void)
   }
 }
 
+/* Returns the logits of ids fed one at a time (n_ids × vocab floats, g_free them). */
+static float *
+all_logits (LevModel *m, uint32_t act_quant, const gint32 *ids, guint n_ids)
+{
+  uint32_t vocab = lev_model_hparams (m)->vocab_size;
+  float *out = g_new (float, (size_t) n_ids * vocab);
+  LevContext *c = new_context (m, 0, act_quant);
+  for (guint p = 0; p < n_ids; p++)
+    memcpy (out + (size_t) p * vocab, lev_context_eval (c, ids[p], NULL), vocab * sizeof (float));
+  lev_context_free (c);
+  return out;
+}
+
+static void
+test_ak42_packed (void)
+{
+  /* natively ternary weights stored as t2 / t1 (one scale per tensor): the int8 dot products are exact, so the
+   * logits equal the q8 path's bit for bit, and match the reference runner as the q8 path does */
+  static const LevOutFormat formats[] = { LEV_OUT_T2, LEV_OUT_T1 };
+  static const char *sizes[] = { "1M", "3M" };
+  for (guint i = 0; i < G_N_ELEMENTS (sizes); i++) {
+    gchar *src = g_strdup_printf ("bitnet-tinystories/bit_model_%s.bin", sizes[i]);
+    gchar *q8_path = convert_fixture (src, "stories260K/tok512.bin", LEV_OUT_AUTO);
+    LevModel *q8 = load (q8_path);
+    float *ref = all_logits (q8, LEV_ACT_QUANT_AUTO, seq_b, 32);
+    for (guint f = 0; f < G_N_ELEMENTS (formats); f++) {
+      gchar *path = convert_fixture (src, "stories260K/tok512.bin", formats[f]);
+      LevModel *m = load (path);
+      g_assert_cmpuint (m->layers[0].wq.encoding, ==, formats[f] == LEV_OUT_T2 ? LEV_ENC_T2 : LEV_ENC_T1);
+      g_assert_cmpuint (m->layers[0].wq.q.n_scales, ==, 1);
+      float *got = all_logits (m, LEV_ACT_QUANT_AUTO, seq_b, 32);
+      double d = lev_test_max_abs_diff (got, ref, (size_t) 32 * lev_model_hparams (m)->vocab_size);
+      g_test_message ("%s as %s (%s kernels): max |logit - q8 logit| = %g", src, formats[f] == LEV_OUT_T2 ? "t2" : "t1",
+                      lev_kernels_name (), d);
+      g_assert_cmpfloat (d, ==, 0.0);
+      gchar *logits = g_strdup_printf ("bitnet-tinystories/expected/logits_%s_once_upon_a_time_16x512.f32", sizes[i]);
+      gchar *greedy = g_strdup_printf ("bitnet-tinystories/expected/greedy_%s_n64.json", sizes[i]);
+      gchar *gpath = lev_test_fixture (greedy);
+      JsonParser *parser = json_parser_new ();
+      g_assert_true (json_parser_load_from_file (parser, gpath, NULL));
+      JsonObject *o = json_array_get_object_element (json_node_get_array (json_parser_get_root (parser)), 1);
+      GArray *ids = json_ids (json_object_get_array_member (o, "tokens"));
+      check_logits (m, LEV_ACT_QUANT_AUTO, (const gint32 *) ids->data, 16, logits, 1e-3);
+      check_greedy (m, LEV_ACT_QUANT_AUTO, greedy);
+      g_array_free (ids, TRUE);
+      g_object_unref (parser);
+      g_free (gpath);
+      g_free (logits);
+      g_free (greedy);
+      g_free (got);
+      lev_model_free (m);
+      g_free (path);
+    }
+    g_free (ref);
+    lev_model_free (q8);
+    g_free (q8_path);
+    g_free (src);
+  }
+}
+
+static void
+test_hf_bitnet_tiny_packed (void)
+{
+  /* BitNet layout (ternary with a tensor scale) as t2 / t1; the reference does not quantize activations, so the
+   * packed matrices take float activations here (the float reference path) */
+  static const LevOutFormat formats[] = { LEV_OUT_T2, LEV_OUT_T1 };
+  for (guint f = 0; f < G_N_ELEMENTS (formats); f++) {
+    gchar *path = convert_fixture ("hf/bitnet-tiny", NULL, formats[f]);
+    LevModel *m = load (path);
+    g_assert_true (lev_qenc_is_packed (m->layers[0].w_up.encoding));
+    check_logits (m, LEV_ACT_QUANT_OFF, seq_b, 64, "hf/bitnet-tiny/expected/logits_tf64.f32", 1e-4);
+    check_greedy (m, LEV_ACT_QUANT_OFF, "hf/bitnet-tiny/expected/greedy_n64.json");
+    lev_model_free (m);
+    g_free (path);
+  }
+}
+
+static void
+test_batch_prefill (void)
+{
+  /* a prompt evaluated as one block gives the same last logits as token by token (same integer sums, same
+   * float expressions), for float, q8 and packed matrices, including blocks that reach the end of the cache */
+  static const struct { const char *src, *tok; LevOutFormat f; } cases[] = {
+    { "stories260K/stories260K.bin", "stories260K/tok512.bin", LEV_OUT_AUTO },
+    { "stories260K/stories260K.bin", "stories260K/tok512.bin", LEV_OUT_T2 },
+    { "bitnet-tinystories/bit_model_1M.bin", "stories260K/tok512.bin", LEV_OUT_AUTO },
+    { "bitnet-tinystories/bit_model_1M.bin", "stories260K/tok512.bin", LEV_OUT_T1 },
+    { "hf/stories260K-qwen2", NULL, LEV_OUT_B1 },
+  };
+  for (guint k = 0; k < G_N_ELEMENTS (cases); k++) {
+    gchar *path = convert_fixture (cases[k].src, cases[k].tok, cases[k].f);
+    LevModel *m = load (path);
+    uint32_t vocab = lev_model_hparams (m)->vocab_size;
+    LevContext *one = new_context (m, 48, LEV_ACT_QUANT_AUTO), *blk = new_context (m, 48, LEV_ACT_QUANT_AUTO);
+    /* 45 tokens as blocks of 40 + 5, then 10 more past the end of the 48-slot cache */
+    for (guint start = 0, len = 40; start < 64; start += len, len = start == 40 ? 5 : 19) {
+      const float *a = NULL, *b;
+      for (guint p = start; p < start + len; p++)
+        a = lev_context_eval (one, seq_b[p], NULL);
+      b = lev_context_eval_batch (blk, seq_b + start, len, NULL);
+      g_assert_nonnull (b);
+      g_assert_cmpfloat (lev_test_max_abs_diff (a, b, vocab), ==, 0.0);
+    }
+    g_assert_cmpuint (lev_context_pos (blk), ==, 64);
+    lev_context_free (one);
+    lev_context_free (blk);
+    lev_model_free (m);
+    g_free (path);
+  }
+}
+
 static void
 test_hf_qwen2 (void)
 {
@@ -351,6 +463,9 @@ main (int argc, char **argv)
   g_test_add_func ("/engine/hf-llama", test_hf_llama);
   g_test_add_func ("/engine/hf-llama-f16-bf16", test_hf_llama_f16_bf16);
   g_test_add_func ("/engine/ak42-ternary", test_ak42_ternary);
+  g_test_add_func ("/engine/ak42-packed", test_ak42_packed);
+  g_test_add_func ("/engine/hf-bitnet-tiny-packed", test_hf_bitnet_tiny_packed);
+  g_test_add_func ("/engine/batch-prefill", test_batch_prefill);
   g_test_add_func ("/engine/hf-qwen2", test_hf_qwen2);
   g_test_add_func ("/engine/hf-bitnet-tiny", test_hf_bitnet_tiny);
   g_test_add_func ("/engine/q8", test_q8_close_to_f32);
