@@ -129,7 +129,7 @@ try:
     check(len(set(text.split()[-500:])) > 50, "the text after the window slid is not stuck on a few tokens")
 
     # --- bad arguments: usage and exit code 2
-    for args in ([], ["-m"], ["-m", stories, "--top-p", "2"], ["-m", stories, "-n", "-5"],
+    for args in (["-m"], ["-m", stories, "--top-p", "2"], ["-m", stories, "-n", "-5"],
                  ["-m", stories, "--bogus"], ["-m", stories, "--ids", "1 x 3"], ["-m", stories, "--logits-out", "f"]):
         r = run([LEVRUN] + args)
         check(r.returncode == 2 and b"Usage" in r.stderr, f"levrun {args} exits 2 with usage ({r.returncode})")

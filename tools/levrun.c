@@ -32,7 +32,8 @@ static gboolean opt_no_act_quant = FALSE;
 static gboolean opt_quiet = FALSE;
 
 static GOptionEntry entries[] = {
-  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan)", "FILE" },
+  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
+    "Model file (.leviathan); default: $LEV_MODEL, else the bundled default model", "FILE" },
   /* raw bytes (FILENAME type), so that invalid UTF-8 reaches the tokenizer and gets its message */
   { "prompt", 'p', 0, G_OPTION_ARG_FILENAME, &opt_prompt, "Prompt text (UTF-8)", "TEXT" },
   { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_prompt_file, "Read the prompt from FILE", "FILE" },
@@ -68,6 +69,27 @@ static GOptionEntry entries[] = {
 };
 
 static GOptionContext *octx;
+
+#ifndef LEV_DEFAULT_MODEL
+#define LEV_DEFAULT_MODEL ""
+#endif
+#ifndef LEV_SOURCE_MODEL
+#define LEV_SOURCE_MODEL ""
+#endif
+
+/* Returns the model used without -m: $LEV_MODEL, else the installed default model, else the source tree's. */
+static gchar *
+default_model_path (void)
+{
+  const char *env = g_getenv ("LEV_MODEL");
+  if (env && *env)
+    return g_strdup (env);
+  if (*LEV_DEFAULT_MODEL && g_file_test (LEV_DEFAULT_MODEL, G_FILE_TEST_EXISTS))
+    return g_strdup (LEV_DEFAULT_MODEL);
+  if (*LEV_SOURCE_MODEL && g_file_test (LEV_SOURCE_MODEL, G_FILE_TEST_EXISTS))
+    return g_strdup (LEV_SOURCE_MODEL);
+  return NULL;
+}
 
 static int
 usage_error (const char *fmt, ...)
@@ -146,8 +168,8 @@ main (int argc, char **argv)
   }
   if (argc > 1)
     return usage_error ("unexpected argument '%s'", argv[1]);
-  if (!opt_model)
-    return usage_error ("missing -m MODEL");
+  if (!opt_model && !(opt_model = default_model_path ()))
+    return usage_error ("no -m MODEL given and no default model found (set LEV_MODEL or install one)");
   if ((opt_prompt != NULL) + (opt_prompt_file != NULL) + (opt_ids != NULL) > 1)
     return usage_error ("give only one of -p, -f and --ids");
   if (opt_tokenize && opt_ids)
