@@ -7,7 +7,8 @@ Never needed at inference time. Uses Debian's python3-torch, python3-numpy, pyth
     levtrain.py prepare WORK                        text (KJV Leviticus..Revelation) + tokenizer + token ids
     levtrain.py train WORK --run NAME [--float] [--teacher HF_DIR] [--minutes M] [--steps N]
     levtrain.py export WORK --run NAME -o HF_DIR    Hugging Face layout (BitNetForCausalLM, packed uint8 + weight_scale)
-    levtrain.py eval HF_DIR --text FILE             perplexity of an exported checkpoint over a text file
+    levtrain.py eval HF_DIR --text FILE             perplexity over a text file, each line a text ending with EOS
+                                                    (same as levppl --lines --stride CTX-1)
     levtrain.py reference HF_DIR -o FILE.json       greedy ids + logits of the exported checkpoint (PyTorch forward)
     levtrain.py plot WORK --runs A,B -o loss.png    loss curves
 
@@ -404,10 +405,12 @@ def cmd_eval(a):
         if line.strip():
             ids.extend(sp.encode(line.strip()))
             ids.append(2)
-    ctx = model.c["max_position_embeddings"]
+    if a.max_tokens:
+        ids = ids[:a.max_tokens]
+    ctx = a.ctx
     nll, n = 0.0, 0
     with torch.no_grad():
-        for s in range(0, len(ids) - 1, ctx - 1):
+        for s in range(0, len(ids), ctx - 1):
             chunk = torch.tensor([[1] + ids[s:s + ctx - 1]])
             logits = model(chunk)[0, :-1]
             target = chunk[0, 1:]
@@ -502,6 +505,8 @@ def main():
     s = sub.add_parser("eval")
     s.add_argument("model")
     s.add_argument("--text", required=True)
+    s.add_argument("--ctx", type=int, default=256, help="window (BOS + ctx-1 tokens), windows do not overlap")
+    s.add_argument("--max-tokens", type=int, default=0)
     s.add_argument("--threads", type=int, default=2)
     s = sub.add_parser("reference")
     s.add_argument("model")

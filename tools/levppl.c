@@ -1,0 +1,253 @@
+/* levppl.c: perplexity of a model over a text file (sliding windows), and its KL divergence and top-1 agreement
+ * against a base (float) model over the same tokens. */
+#include "lev_model.h"
+
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static gchar *opt_model = NULL;
+static gchar *opt_base = NULL;
+static gchar *opt_file = NULL;
+static gint opt_ctx = 256;
+static gint opt_stride = 0;
+static gint opt_threads = 0;
+static gint opt_max_tokens = 0;
+static gboolean opt_json = FALSE;
+static gboolean opt_lines = FALSE;
+static gboolean opt_no_act_quant = FALSE;
+
+static GOptionEntry entries[] = {
+  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model to evaluate (.leviathan)", "FILE" },
+  { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_file, "UTF-8 text to score", "FILE" },
+  { "base", 'b', 0, G_OPTION_ARG_FILENAME, &opt_base,
+    "Reference model (e.g. the float model) for KL divergence and top-1 agreement; same tokenizer", "FILE" },
+  { "ctx", 'c', 0, G_OPTION_ARG_INT, &opt_ctx, "Window length in tokens, BOS included (default 256)", "N" },
+  { "stride", 0, 0, G_OPTION_ARG_INT, &opt_stride, "Tokens a window advances; each token is scored once, with at "
+    "least ctx - stride tokens of history after the first window (default ctx / 2)", "N" },
+  { "max-tokens", 0, 0, G_OPTION_ARG_INT, &opt_max_tokens, "Score at most N tokens of the text (0 = all)", "N" },
+  { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads (default: all CPUs)", "N" },
+  { "no-act-quant", 0, 0, G_OPTION_ARG_NONE, &opt_no_act_quant, "Float activations in the evaluated model", NULL },
+  { "lines", 0, 0, G_OPTION_ARG_NONE, &opt_lines,
+    "Each non-empty line is a text that ends with EOS (as the default model was trained) instead of raw text", NULL },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "Print one JSON object", NULL },
+  { NULL }
+};
+
+/* Returns log-softmax of logits at id, and fills probs (when not NULL) with the softmax. */
+static double
+log_prob (const float *logits, uint32_t n, int32_t id, double *probs)
+{
+  float maxv = logits[0];
+  for (uint32_t i = 1; i < n; i++)
+    maxv = fmaxf (maxv, logits[i]);
+  double z = 0.0;
+  for (uint32_t i = 0; i < n; i++) {
+    double e = exp ((double) logits[i] - maxv);
+    if (probs)
+      probs[i] = e;
+    z += e;
+  }
+  if (probs)
+    for (uint32_t i = 0; i < n; i++)
+      probs[i] /= z;
+  return (double) logits[id] - maxv - log (z);
+}
+
+static uint32_t
+argmax (const float *v, uint32_t n)
+{
+  uint32_t b = 0;
+  for (uint32_t i = 1; i < n; i++)
+    if (v[i] > v[b])
+      b = i;
+  return b;
+}
+
+/* Bits per weight of the block matrices (attention and feed-forward; not the embedding or head): every byte their
+ * products read (codes and scales), times 8, per weight. */
+static double
+bits_per_weight (const LevModel *m)
+{
+  uint64_t bytes = 0, weights = 0;
+  for (uint32_t l = 0; l < m->hp.n_layers; l++) {
+    const LevLayer *L = &m->layers[l];
+    const LevMatrix *ms[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    for (guint i = 0; i < G_N_ELEMENTS (ms); i++) {
+      bytes += lev_matrix_bytes (ms[i]);
+      weights += (uint64_t) ms[i]->rows * ms[i]->cols;
+    }
+  }
+  return weights ? 8.0 * (double) bytes / (double) weights : 0.0;
+}
+
+static LevContext *
+open_context (LevModel *m, gboolean act_quant_off, GError **error)
+{
+  LevContextParams p = lev_context_default_params ();
+  p.n_ctx = (uint32_t) opt_ctx;
+  p.n_threads = (uint32_t) opt_threads;
+  p.act_quant = act_quant_off ? LEV_ACT_QUANT_OFF : LEV_ACT_QUANT_AUTO;
+  return lev_context_new (m, &p, error);
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  GOptionContext *octx = g_option_context_new ("- perplexity, KL divergence and top-1 agreement over a text");
+  g_option_context_add_main_entries (octx, entries, NULL);
+  GError *error = NULL;
+  if (!g_option_context_parse (octx, &argc, &argv, &error) || !opt_model || !opt_file || argc > 1 || opt_ctx < 2
+      || opt_stride < 0 || opt_stride >= opt_ctx || opt_threads < 0 || opt_max_tokens < 0) {
+    gchar *help = g_option_context_get_help (octx, TRUE, NULL);
+    g_printerr ("levppl: %s\n\n%s", error ? error->message : "bad or missing arguments (need -m and -f)", help);
+    g_free (help);
+    g_clear_error (&error);
+    g_option_context_free (octx);
+    return 2;
+  }
+  g_option_context_free (octx);
+  int stride = opt_stride ? opt_stride : opt_ctx / 2;
+  int rc = 1;
+  LevModel *model = NULL, *base = NULL;
+  LevContext *ctx = NULL, *bctx = NULL;
+  gchar *text = NULL;
+  int32_t *ids = NULL;
+  double *p = NULL, *q = NULL;
+
+  if (!(model = lev_model_load (opt_model, &error)) || (opt_base && !(base = lev_model_load (opt_base, &error))))
+    goto out;
+  const LevHParams *hp = lev_model_hparams (model);
+  const LevTokenizer *tok = lev_model_tokenizer (model);
+  if (!tok) {
+    g_set_error (&error, LEV_ERROR, LEV_ERROR_FORMAT, "%s has no tokenizer", opt_model);
+    goto out;
+  }
+  if (base && lev_model_hparams (base)->vocab_size != hp->vocab_size) {
+    g_set_error (&error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the base model's vocabulary (%u) differs from the model's "
+                 "(%u)", lev_model_hparams (base)->vocab_size, hp->vocab_size);
+    goto out;
+  }
+  gsize len;
+  if (!g_file_get_contents (opt_file, &text, &len, &error))
+    goto out;
+  size_t n_ids = 0;
+  if (opt_lines) {
+    GArray *all = g_array_new (FALSE, FALSE, sizeof (int32_t));
+    gchar **lines = g_strsplit (text, "\n", -1);
+    for (gchar **l = lines; *l; l++) {
+      if (!**l)
+        continue;
+      size_t n = 0;
+      int32_t *li = lev_tokenizer_encode (tok, *l, -1, FALSE, &n, &error);
+      if (!li) {
+        g_strfreev (lines);
+        g_array_free (all, TRUE);
+        goto out;
+      }
+      g_array_append_vals (all, li, (guint) n);
+      g_free (li);
+      if (hp->eos_id >= 0)
+        g_array_append_val (all, hp->eos_id);
+    }
+    g_strfreev (lines);
+    n_ids = all->len;
+    ids = (int32_t *) g_array_free (all, FALSE);
+  } else if (!(ids = lev_tokenizer_encode (tok, text, (gssize) len, FALSE, &n_ids, &error))) {
+    goto out;
+  }
+  if (opt_max_tokens && n_ids > (size_t) opt_max_tokens)
+    n_ids = (size_t) opt_max_tokens;
+  if (n_ids < 2) {
+    g_set_error (&error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s holds fewer than 2 tokens", opt_file);
+    goto out;
+  }
+  int32_t bos = hp->bos_id >= 0 ? hp->bos_id : ids[0];
+  if (!(ctx = open_context (model, opt_no_act_quant, &error)) || (base && !(bctx = open_context (base, TRUE,
+                                                                                                  &error))))
+    goto out;
+  p = g_new (double, hp->vocab_size);
+  q = g_new (double, hp->vocab_size);
+
+  /* window w covers text tokens [start, start + ctx - 1) after a BOS; it scores those not scored before */
+  double nll = 0.0, base_nll = 0.0, kld = 0.0;
+  uint64_t scored = 0, top1 = 0;
+  size_t next_unscored = 0;
+  gint64 t0 = g_get_monotonic_time ();
+  for (size_t start = 0; next_unscored < n_ids; start += (size_t) stride) {
+    size_t end = MIN (start + (size_t) opt_ctx - 1, n_ids);
+    lev_context_reset (ctx);
+    if (bctx)
+      lev_context_reset (bctx);
+    const float *lg = lev_context_eval (ctx, bos, &error), *blg = bctx ? lev_context_eval (bctx, bos, &error) : NULL;
+    if (!lg || (bctx && !blg))
+      goto out;
+    for (size_t i = start; i < end; i++) {
+      if (i >= next_unscored) {
+        double lp = log_prob (lg, hp->vocab_size, ids[i], base ? p : NULL);
+        nll -= lp;
+        if (base) {
+          base_nll -= log_prob (blg, hp->vocab_size, ids[i], q);
+          double k = 0.0;
+          for (uint32_t v = 0; v < hp->vocab_size; v++)
+            if (q[v] > 0.0)
+              k += q[v] * (log (q[v]) - log (MAX (p[v], 1e-300)));
+          kld += k;
+          top1 += argmax (lg, hp->vocab_size) == argmax (blg, hp->vocab_size);
+        }
+        scored++;
+        next_unscored = i + 1;
+      }
+      if (i + 1 < end) {
+        if (!(lg = lev_context_eval (ctx, ids[i], &error)) || (bctx && !(blg = lev_context_eval (bctx, ids[i],
+                                                                                                   &error))))
+          goto out;
+      }
+    }
+    if (!opt_json && isatty (2))
+      g_printerr ("\rlevppl: %" G_GUINT64_FORMAT " / %zu tokens, ppl %.4f", scored, n_ids, exp (nll / scored));
+    if (end == n_ids)
+      break;
+  }
+  double secs = (g_get_monotonic_time () - t0) / 1e6;
+  double ppl = exp (nll / scored);
+  if (opt_json) {
+    printf ("{\"model\":\"%s\",\"file\":\"%s\",\"lines\":%s,\"tokens\":%" G_GUINT64_FORMAT ",\"ctx\":%d,\"stride\":%d,"
+            "\"ppl\":%.6f,\"bits_per_weight\":%.4f", opt_model, opt_file, opt_lines ? "true" : "false", scored, opt_ctx, stride, ppl,
+            bits_per_weight (model));
+    if (base)
+      printf (",\"base\":\"%s\",\"base_ppl\":%.6f,\"kld\":%.6f,\"top1\":%.6f", opt_base, exp (base_nll / scored),
+              kld / scored, (double) top1 / scored);
+    printf (",\"seconds\":%.2f}\n", secs);
+  } else {
+    if (isatty (2))
+      g_printerr ("\n");
+    printf ("tokens scored     %" G_GUINT64_FORMAT " (window %d, stride %d)\n", scored, opt_ctx, stride);
+    printf ("perplexity        %.4f\n", ppl);
+    printf ("bits per weight   %.3f\n", bits_per_weight (model));
+    if (base) {
+      printf ("base perplexity   %.4f\n", exp (base_nll / scored));
+      printf ("mean KL(base||m)  %.6f nats\n", kld / scored);
+      printf ("top-1 agreement   %.2f%%\n", 100.0 * top1 / scored);
+    }
+    printf ("time              %.1f s\n", secs);
+  }
+  rc = 0;
+
+out:
+  if (error)
+    g_printerr ("levppl: %s\n", error->message);
+  g_clear_error (&error);
+  g_free (p);
+  g_free (q);
+  g_free (ids);
+  g_free (text);
+  lev_context_free (bctx);
+  lev_context_free (ctx);
+  lev_model_free (base);
+  lev_model_free (model);
+  return rc;
+}
