@@ -36,6 +36,23 @@ lev_session_default_params (void)
   return p;
 }
 
+/* Parses a template choice (names in LevChatTemplate order). */
+gboolean
+lev_session_template_from_name (const char *name, int *out)
+{
+  static const char *const names[] = { "none", "llama2", "llama3", "chatml", "zephyr", "bitnet" };
+  if (!name || g_ascii_strcasecmp (name, "auto") == 0) {
+    *out = LEV_SESSION_TEMPLATE_AUTO;
+    return TRUE;
+  }
+  for (int i = 0; i < (int) G_N_ELEMENTS (names); i++)
+    if (g_ascii_strcasecmp (name, names[i]) == 0) {
+      *out = LEV_CHAT_NONE + i;
+      return TRUE;
+    }
+  return FALSE;
+}
+
 /* Returns whether chat templates are available in this build. */
 gboolean
 lev_session_have_chat_templates (void)
@@ -366,7 +383,7 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
   }
   gint64 t2 = g_get_monotonic_time ();
   if (t_first)
-    st.decode_us = t2 - t_first;
+    st.decode_us = t2 - t1;     /* as levrun counts: from the end of the prompt to the last token */
   g_string_free (utext, TRUE);
   g_string_free (piece, TRUE);
   g_array_free (uids, TRUE);

@@ -41,7 +41,7 @@ typedef struct LevSessionStats {
   guint generated_tokens;
   gint64 prefill_us;             /* time to evaluate the prompt */
   gint64 ttft_us;                /* from the call to the first generated token */
-  gint64 decode_us;              /* from the first generated token to the end */
+  gint64 decode_us;              /* from the end of the prompt to the end (levrun's "generated ... t/s") */
   LevStopReason reason;
 } LevSessionStats;
 
@@ -64,6 +64,9 @@ gboolean lev_session_set_params (LevSession *session, const LevSessionParams *pa
 void lev_session_reset (LevSession *session);
 /* Returns the context length in use. */
 uint32_t lev_session_n_ctx (const LevSession *session);
+/* Parses a template choice: "auto", "none" or a family name ("llama2", "llama3", "chatml", "zephyr", "bitnet");
+ * FALSE if unknown. */
+gboolean lev_session_template_from_name (const char *name, int *out);
 /* Returns whether chat templates are available in this build. */
 gboolean lev_session_have_chat_templates (void);
 /* Generates a response to a text prompt (text, len -1: NUL-terminated; must be valid UTF-8) or, when text is

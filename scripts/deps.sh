@@ -3,7 +3,11 @@
 set -euo pipefail
 PACKAGES=(build-essential pkg-config meson ninja-build python3
   libglib2.0-dev libjson-glib-dev
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base)
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base
+  gobject-introspection libgirepository1.0-dev python3-gi gir1.2-gstreamer-1.0
+  # levtextgen's pipeline tests: speech → text → LLM (pocketsphinx) and LLM → speech (festival)
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-pocketsphinx pocketsphinx-en-us espeak-ng
+  festival festvox-kallpc16k)
 if [ "${1:-}" = "--sanitizers" ]; then
   PACKAGES+=(libclang-rt-14-dev clang)
   PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)   # NEON kernel test under qemu-aarch64

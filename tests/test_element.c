@@ -6,6 +6,7 @@
 
 #include "lev_test_common.h"
 #include "leviathan.h"
+#include "lev_session.h"
 
 static gchar *model_path;     /* stories260K converted once for the whole run */
 static gchar *tmp_dir;
@@ -642,6 +643,27 @@ GST_START_TEST (test_timestamps)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_chat_template)
+{
+  GstElement *e = make_element ("max-tokens", 8, "ignore-eos", TRUE, "keep-history", TRUE,
+                                "system-prompt", "You tell stories.", NULL);
+  gst_util_set_object_arg (G_OBJECT (e), "chat-template", "zephyr");
+  if (!lev_session_have_chat_templates ()) {
+    /* without engine/lev_chat.c a named template is refused when the context is made */
+    fail_unless (gst_element_set_state (e, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+    gst_element_set_state (e, GST_STATE_NULL);
+    gst_object_unref (e);
+    return;
+  }
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  guint n1 = 0, n2 = 0;
+  g_free (answer (h, "Tell me a story", &n1));
+  g_free (answer (h, "And then?", &n2));
+  fail_unless (n1 >= 1 && n2 >= 1);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
 static Suite *
 levtextgen_suite (void)
 {
@@ -660,6 +682,7 @@ levtextgen_suite (void)
   tcase_add_test (tc, test_output_modes);
   tcase_add_test (tc, test_input_handling);
   tcase_add_test (tc, test_timestamps);
+  tcase_add_test (tc, test_chat_template);
   return s;
 }
 

@@ -1,0 +1,181 @@
+/* levg_model.c: Lev.Model, a GInitable GObject that owns a loaded engine model. */
+#include "levg_private.h"
+
+struct _LevGModel {
+  GObject parent;
+  gchar *path;
+  LevModel *model;
+};
+
+enum { PROP_0, PROP_PATH, PROP_NAME, PROP_ARCHITECTURE, PROP_VOCAB_SIZE, PROP_CONTEXT_LENGTH, N_PROPS };
+static GParamSpec *props[N_PROPS];
+
+static void lev_g_model_initable_init (GInitableIface *iface);
+
+G_DEFINE_TYPE_WITH_CODE (LevGModel, lev_g_model, G_TYPE_OBJECT,
+                         G_IMPLEMENT_INTERFACE (G_TYPE_INITABLE, lev_g_model_initable_init))
+
+static gboolean
+lev_g_model_initable_init_impl (GInitable *initable, GCancellable *cancellable, GError **error)
+{
+  LevGModel *self = LEV_G_MODEL (initable);
+  if (self->model)
+    return TRUE;
+  if (!self->path) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "no model path given");
+    return FALSE;
+  }
+  self->model = lev_model_load (self->path, error);
+  if (self->model && !lev_model_has_weights (self->model)) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", self->path);
+    g_clear_pointer (&self->model, lev_model_free);
+  }
+  return self->model != NULL;
+}
+
+static void
+lev_g_model_initable_init (GInitableIface *iface)
+{
+  iface->init = lev_g_model_initable_init_impl;
+}
+
+static void
+lev_g_model_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  LevGModel *self = LEV_G_MODEL (object);
+  if (prop_id == PROP_PATH) {
+    g_free (self->path);
+    self->path = g_value_dup_string (value);
+  } else {
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+  }
+}
+
+static void
+lev_g_model_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  LevGModel *self = LEV_G_MODEL (object);
+  switch (prop_id) {
+  case PROP_PATH: g_value_set_string (value, self->path); break;
+  case PROP_NAME: g_value_set_string (value, self->model ? lev_g_model_get_name (self) : NULL); break;
+  case PROP_ARCHITECTURE:
+    g_value_set_string (value, self->model ? lev_g_model_get_architecture (self) : NULL);
+    break;
+  case PROP_VOCAB_SIZE: g_value_set_uint (value, self->model ? lev_g_model_get_vocab_size (self) : 0); break;
+  case PROP_CONTEXT_LENGTH:
+    g_value_set_uint (value, self->model ? lev_g_model_get_context_length (self) : 0);
+    break;
+  default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec); break;
+  }
+}
+
+static void
+lev_g_model_finalize (GObject *object)
+{
+  LevGModel *self = LEV_G_MODEL (object);
+  g_clear_pointer (&self->model, lev_model_free);
+  g_free (self->path);
+  G_OBJECT_CLASS (lev_g_model_parent_class)->finalize (object);
+}
+
+static void
+lev_g_model_class_init (LevGModelClass *klass)
+{
+  GObjectClass *oc = G_OBJECT_CLASS (klass);
+  oc->set_property = lev_g_model_set_property;
+  oc->get_property = lev_g_model_get_property;
+  oc->finalize = lev_g_model_finalize;
+  const GParamFlags ro = G_PARAM_READABLE | G_PARAM_STATIC_STRINGS;
+  props[PROP_PATH] = g_param_spec_string ("path", "Path", "The .leviathan file", NULL,
+                                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  props[PROP_NAME] = g_param_spec_string ("name", "Name", "The model's name", NULL, ro);
+  props[PROP_ARCHITECTURE] = g_param_spec_string ("architecture", "Architecture", "Architecture", NULL, ro);
+  props[PROP_VOCAB_SIZE] = g_param_spec_uint ("vocab-size", "Vocabulary size", "Tokens in the vocabulary", 0,
+                                              G_MAXUINT, 0, ro);
+  props[PROP_CONTEXT_LENGTH] = g_param_spec_uint ("context-length", "Context length", "Trained context length", 0,
+                                                  G_MAXUINT, 0, ro);
+  g_object_class_install_properties (oc, N_PROPS, props);
+}
+
+static void
+lev_g_model_init (LevGModel *self)
+{
+}
+
+/* Loads a model. */
+LevGModel *
+lev_g_model_new (const char *path, GError **error)
+{
+  return g_initable_new (LEV_G_TYPE_MODEL, NULL, error, "path", path, NULL);
+}
+
+/* Returns the engine model. */
+const LevModel *
+lev_g_model_peek (LevGModel *self)
+{
+  return self->model;
+}
+
+/* Returns the model's name. */
+const char *
+lev_g_model_get_name (LevGModel *self)
+{
+  g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, NULL);
+  return lev_model_name (self->model);
+}
+
+/* Returns the architecture's name. */
+const char *
+lev_g_model_get_architecture (LevGModel *self)
+{
+  g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, NULL);
+  return lev_arch_name (lev_model_hparams (self->model)->arch);
+}
+
+/* Returns the vocabulary size. */
+guint
+lev_g_model_get_vocab_size (LevGModel *self)
+{
+  g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, 0);
+  return lev_model_hparams (self->model)->vocab_size;
+}
+
+/* Returns the trained context length. */
+guint
+lev_g_model_get_context_length (LevGModel *self)
+{
+  g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, 0);
+  return lev_model_hparams (self->model)->max_ctx;
+}
+
+/* Encodes text. */
+gint32 *
+lev_g_model_tokenize (LevGModel *self, const char *text, gboolean add_bos, gsize *n_ids, GError **error)
+{
+  g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model && text && n_ids, NULL);
+  const LevTokenizer *tok = lev_model_tokenizer (self->model);
+  *n_ids = 0;
+  if (!tok) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the model has no tokenizer");
+    return NULL;
+  }
+  size_t n = 0;
+  gint32 *ids = lev_tokenizer_encode (tok, text, -1, add_bos, &n, error);
+  if (ids)
+    *n_ids = n;
+  return ids;
+}
+
+/* Decodes ids. */
+char *
+lev_g_model_detokenize (LevGModel *self, const gint32 *ids, gsize n_ids)
+{
+  g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, NULL);
+  const LevTokenizer *tok = lev_model_tokenizer (self->model);
+  if (!tok || n_ids == 0)
+    return g_strdup ("");
+  char *raw = lev_tokenizer_decode (tok, ids, n_ids);
+  char *text = g_utf8_make_valid (raw, -1);
+  g_free (raw);
+  return text;
+}

@@ -1,0 +1,88 @@
+/* levg_model.h: Lev.Model, a GObject wrapper of a loaded .leviathan model (GObject Introspection API). */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define LEV_G_TYPE_MODEL (lev_g_model_get_type ())
+G_DECLARE_FINAL_TYPE (LevGModel, lev_g_model, LEV_G, MODEL, GObject)
+
+/**
+ * lev_g_model_new:
+ * @path: (type filename): a .leviathan model file
+ * @error: return location for an error
+ *
+ * Loads and validates a model file.
+ *
+ * Returns: (transfer full): the model, or %NULL with @error set (the loader's message)
+ */
+LevGModel *lev_g_model_new (const char *path, GError **error);
+
+/**
+ * lev_g_model_get_name:
+ * @self: a model
+ *
+ * Returns the model's name ("" when the file names none).
+ *
+ * Returns: (transfer none): the name
+ */
+const char *lev_g_model_get_name (LevGModel *self);
+
+/**
+ * lev_g_model_get_architecture:
+ * @self: a model
+ *
+ * Returns the architecture's short name ("llama", "qwen2", "bitnet", "bitllama2c").
+ *
+ * Returns: (transfer none): the architecture
+ */
+const char *lev_g_model_get_architecture (LevGModel *self);
+
+/**
+ * lev_g_model_get_vocab_size:
+ * @self: a model
+ *
+ * Returns the number of tokens in the vocabulary.
+ *
+ * Returns: the vocabulary size
+ */
+guint lev_g_model_get_vocab_size (LevGModel *self);
+
+/**
+ * lev_g_model_get_context_length:
+ * @self: a model
+ *
+ * Returns the context length the model was trained with.
+ *
+ * Returns: the trained context length
+ */
+guint lev_g_model_get_context_length (LevGModel *self);
+
+/**
+ * lev_g_model_tokenize:
+ * @self: a model
+ * @text: UTF-8 text
+ * @add_bos: whether to put the beginning-of-text token first
+ * @n_ids: (out): number of ids returned
+ * @error: return location for an error
+ *
+ * Encodes text into token ids.
+ *
+ * Returns: (array length=n_ids) (transfer full): the ids, or %NULL with @error set
+ */
+gint32 *lev_g_model_tokenize (LevGModel *self, const char *text, gboolean add_bos, gsize *n_ids, GError **error);
+
+/**
+ * lev_g_model_detokenize:
+ * @self: a model
+ * @ids: (array length=n_ids): token ids
+ * @n_ids: number of ids
+ *
+ * Decodes token ids into text (invalid UTF-8 replaced by U+FFFD).
+ *
+ * Returns: (transfer full): the text
+ */
+char *lev_g_model_detokenize (LevGModel *self, const gint32 *ids, gsize n_ids);
+
+G_END_DECLS
