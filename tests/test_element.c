@@ -643,6 +643,51 @@ GST_START_TEST (test_timestamps)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_long_prompt_and_latency)
+{
+  /* 32 context slots, 8 new tokens: at most 24 prompt tokens are evaluated, the start is dropped */
+  GstElement *e = make_element ("max-tokens", 8, "ignore-eos", TRUE, "context-length", 32, NULL);
+  GstBus *bus = gst_bus_new ();
+  gst_element_set_bus (e, bus);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  gst_harness_set_upstream_latency (h, 10 * GST_MSECOND);
+  GstQuery *q = gst_query_new_latency ();
+  GstPad *src = gst_element_get_static_pad (h->element, "src");
+  fail_unless (gst_pad_query (src, q));
+  gboolean live;
+  GstClockTime min, max;
+  gst_query_parse_latency (q, &live, &min, &max);
+  fail_unless_equals_uint64 (min, 10 * GST_MSECOND);
+  fail_unless (max == GST_CLOCK_TIME_NONE);
+  gst_query_unref (q);
+  gst_object_unref (src);
+
+  GString *prompt = g_string_new (NULL);
+  for (guint i = 0; i < 20; i++)
+    g_string_append (prompt, "Once upon a time. ");
+  fail_unless_equals_int (push_text (h, prompt->str), GST_FLOW_OK);
+  GstEvent *ev = pull_end_of_response (h);
+  guint prompt_tokens = 0, truncated = 0;
+  gst_structure_get_uint (gst_event_get_structure (ev), "prompt-tokens", &prompt_tokens);
+  gst_structure_get_uint (gst_event_get_structure (ev), "truncated-tokens", &truncated);
+  fail_unless_equals_int (prompt_tokens, 24);
+  fail_unless (truncated > 50);
+  gst_event_unref (ev);
+  g_free (take_text (h, NULL));
+  guint warnings = 0;
+  GstMessage *m;
+  while ((m = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING))) {
+    warnings++;
+    gst_message_unref (m);
+  }
+  fail_unless_equals_int (warnings, 1);
+  g_string_free (prompt, TRUE);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_chat_template)
 {
   GstElement *e = make_element ("max-tokens", 8, "ignore-eos", TRUE, "keep-history", TRUE,
@@ -683,6 +728,7 @@ levtextgen_suite (void)
   tcase_add_test (tc, test_input_handling);
   tcase_add_test (tc, test_timestamps);
   tcase_add_test (tc, test_chat_template);
+  tcase_add_test (tc, test_long_prompt_and_latency);
   return s;
 }
 
