@@ -26,6 +26,7 @@ decode (uint32_t enc, __m256i c, __m256i *f)
   } else if (enc == LEV_QENC_T1) {
     const __m256i lo = _mm256_set1_epi8 (-43), hi = _mm256_set1_epi8 (42), zero = _mm256_setzero_si256 ();
     __m256i u = c;
+#pragma GCC unroll 8
     for (int i = 0; i < 5; i++) {
       __m256i s = _mm256_add_epi8 (_mm256_cmpgt_epi8 (u, lo), _mm256_cmpgt_epi8 (u, hi)); /* 0, -1, -2 */
       f[i] = _mm256_sub_epi8 (zero, s);
@@ -70,16 +71,19 @@ gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_
   const __m256i ones16 = _mm256_set1_epi16 (1), ones8 = _mm256_set1_epi8 (1);
   size_t n_chunks = enc == LEV_QENC_B1 ? w->cols_pad / 32 : w->row_bytes / 32;
   const int8_t *xs[4];
+#pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q + (t0 + t) * act->stride;
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
     __m256i acc[4];
+#pragma GCC unroll 8
     for (int t = 0; t < TT; t++)
       acc[t] = _mm256_setzero_si256 ();
     for (size_t c = 0; c < n_chunks; c++) {
       if (enc == LEV_QENC_B1) {
         __m256i m = expand_bits (p + 4 * c);
+#pragma GCC unroll 8
         for (int t = 0; t < TT; t++) {
           __m256i sel = _mm256_and_si256 (m, _mm256_loadu_si256 ((const __m256i *) (xs[t] + 32 * c)));
           acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (_mm256_maddubs_epi16 (ones8, sel), ones16));
@@ -88,15 +92,18 @@ gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_
       }
       __m256i f[5];
       decode (enc, _mm256_loadu_si256 ((const __m256i *) (p + 32 * c)), f);
+#pragma GCC unroll 8
       for (int t = 0; t < TT; t++) {
         const int8_t *x = xs[t] + 32 * nf * c;
         __m256i s = _mm256_maddubs_epi16 (f[0], _mm256_loadu_si256 ((const __m256i *) x));
+#pragma GCC unroll 8
         for (int k = 1; k < nf; k++)
           s = _mm256_add_epi16 (s, _mm256_maddubs_epi16 (f[k], _mm256_loadu_si256 ((const __m256i *) (x + 32 * k))));
         acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (s, ones16));
       }
     }
     float ws = lev_qmatrix_scale (w, r);
+#pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
       int32_t dot = enc == LEV_QENC_B1 ? 2 * hsum (acc[t]) - act->sum[t0 + t] : hsum (acc[t]) - off * act->sum[t0 + t];
       y[(t0 + t) * ys + r] = (float) dot * (ws * act->scale[t0 + t]);

@@ -36,6 +36,7 @@ decode (uint32_t enc, __m512i c, __m512i *f)
      * i.e. [u > -43] + [u > 42]; multiplying t by 3 mod 256 is multiplying u by 3 mod 256 */
     const __m512i one = _mm512_set1_epi8 (1), lo = _mm512_set1_epi8 (-43), hi = _mm512_set1_epi8 (42);
     __m512i u = c;
+#pragma GCC unroll 8
     for (int i = 0; i < 5; i++) {
       __mmask64 m1 = _mm512_cmpgt_epi8_mask (u, lo), m2 = _mm512_cmpgt_epi8_mask (u, hi);
       __m512i d = _mm512_maskz_mov_epi8 (m1, one);
@@ -55,21 +56,32 @@ pair_tile (uint32_t enc, int TT, const uint8_t *p0, const uint8_t *p1, const int
            size_t c1, int32_t *st0, int32_t *st1)
 {
   const int nf = n_fields (enc);
-  __m512i acc[8];
+  /* with few tokens, one accumulator per field: independent vpdpbusd chains instead of one long chain */
+  const int na = TT <= 2 ? nf : 1;
+  __m512i acc[8][5];
+#pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
-    acc[t] = _mm512_setzero_si512 ();
+#pragma GCC unroll 8
+    for (int k = 0; k < na; k++)
+      acc[t][k] = _mm512_setzero_si512 ();
   for (size_t c = c0; c < c1; c++) {
     __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm256_loadu_si256 ((const __m256i *) (p0 + 32 * c))),
                                         _mm256_loadu_si256 ((const __m256i *) (p1 + 32 * c)), 1);
     __m512i f[5];
     decode (enc, codes, f);
+#pragma GCC unroll 8
     for (int k = 0; k < nf; k++)
+#pragma GCC unroll 8
       for (int t = 0; t < TT; t++)
-        acc[t] = _mm512_dpbusd_epi32 (acc[t], f[k], _mm512_loadu_si512 (xs[t] + 64 * (nf * c + k)));
+        acc[t][k % na] = _mm512_dpbusd_epi32 (acc[t][k % na], f[k], _mm512_loadu_si512 (xs[t] + 64 * (nf * c + k)));
   }
+#pragma GCC unroll 8
   for (int t = 0; t < TT; t++) {
-    st0[t] += _mm512_mask_reduce_add_epi32 (0x00ff, acc[t]);
-    st1[t] += _mm512_mask_reduce_add_epi32 (0xff00, acc[t]);
+#pragma GCC unroll 8
+    for (int k = 1; k < na; k++)
+      acc[t][0] = _mm512_add_epi32 (acc[t][0], acc[t][k]);
+    st0[t] += _mm512_mask_reduce_add_epi32 (0x00ff, acc[t][0]);
+    st1[t] += _mm512_mask_reduce_add_epi32 (0xff00, acc[t][0]);
   }
 }
 
@@ -83,6 +95,7 @@ gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_
   size_t n_chunks = w->row_bytes / 32;
   size_t kc = 32768 / ((size_t) TT * 64 * nf);
   const int8_t *xs[8];
+#pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q2 + (t0 + t) * 2 * act->stride;
   int32_t st[RB][8], spare[8];
@@ -100,6 +113,7 @@ gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_
     }
     for (size_t r = rb; r < re; r++) {
       float ws = lev_qmatrix_scale (w, r);
+#pragma GCC unroll 8
       for (int t = 0; t < TT; t++) {
         int32_t dot = st[r - rb][t] - off * act->sum[t0 + t];
         y[(t0 + t) * ys + r] = (float) dot * (ws * act->scale[t0 + t]);
@@ -152,23 +166,33 @@ b1_tiles (int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, 
   const __m512i ones = _mm512_set1_epi8 (1);
   size_t units = w->cols_pad / 64;
   const int8_t *xs[8];
+#pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q + (t0 + t) * act->stride;
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
-    __m512i acc[8];
+    /* units come in pairs (rows are whole 128-weight blocks); with few tokens, one accumulator per unit of the
+     * pair */
+    const int na = TT <= 2 ? 2 : 1;
+    __m512i acc[8][2];
+#pragma GCC unroll 8
     for (int t = 0; t < TT; t++)
-      acc[t] = _mm512_setzero_si512 ();
-    for (size_t u = 0; u < units; u++) {
-      uint64_t bits;
-      memcpy (&bits, p + 8 * u, 8);
-      __mmask64 k = _cvtu64_mask64 (bits);
-      for (int t = 0; t < TT; t++)
-        acc[t] = _mm512_dpbusd_epi32 (acc[t], ones, _mm512_maskz_loadu_epi8 (k, xs[t] + 64 * u));
+      acc[t][0] = acc[t][1] = _mm512_setzero_si512 ();
+    for (size_t u = 0; u < units; u += 2) {
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; h++) {
+        uint64_t bits;
+        memcpy (&bits, p + 8 * (u + h), 8);
+        __mmask64 k = _cvtu64_mask64 (bits);
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+          acc[t][h % na] = _mm512_dpbusd_epi32 (acc[t][h % na], ones, _mm512_maskz_loadu_epi8 (k, xs[t] + 64 * (u + h)));
+      }
     }
     float ws = lev_qmatrix_scale (w, r);
+#pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
-      int32_t dot = 2 * _mm512_reduce_add_epi32 (acc[t]) - act->sum[t0 + t];
+      int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[t][0], acc[t][1])) - act->sum[t0 + t];
       y[(t0 + t) * ys + r] = (float) dot * (ws * act->scale[t0 + t]);
     }
   }

@@ -31,6 +31,7 @@ decode (uint32_t enc, uint8x16_t c, int8x16_t *f)
     /* u = t - 128 (signed); the top trit is [u > -43] + [u > 42]; weight = trit - 1 = ~(m1 + m2) */
     const int8x16_t lo = vdupq_n_s8 (-43), hi = vdupq_n_s8 (42), three = vdupq_n_s8 (3);
     int8x16_t u = vreinterpretq_s8_u8 (c);
+#pragma GCC unroll 8
     for (int i = 0; i < 5; i++) {
       int8x16_t s = vaddq_s8 (vreinterpretq_s8_u8 (vcgtq_s8 (u, lo)), vreinterpretq_s8_u8 (vcgtq_s8 (u, hi)));
       f[i] = vmvnq_s8 (s);
@@ -60,31 +61,38 @@ gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_
   const int nf = n_fields (enc);
   size_t n_chunks = enc == LEV_QENC_B1 ? w->cols_pad / 16 : w->row_bytes / 32;
   const int8_t *xs[4];
+#pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q + (t0 + t) * act->stride;
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
     int32x4_t acc[4];
+#pragma GCC unroll 8
     for (int t = 0; t < TT; t++)
       acc[t] = vdupq_n_s32 (0);
     for (size_t c = 0; c < n_chunks; c++) {
       if (enc == LEV_QENC_B1) {
         int8x16_t wv = b1_weights (p + 2 * c);
+#pragma GCC unroll 8
         for (int t = 0; t < TT; t++)
           acc[t] = vdotq_s32 (acc[t], wv, vld1q_s8 (xs[t] + 16 * c));
         continue;
       }
       /* byte j of the 32-byte chunk holds weights j + 32k: the two 16-byte halves cover x[32k + 0..15] and
        * x[32k + 16..31] */
+#pragma GCC unroll 8
       for (int h = 0; h < 2; h++) {
         int8x16_t f[5];
         decode (enc, vld1q_u8 (p + 32 * c + 16 * h), f);
+#pragma GCC unroll 8
         for (int k = 0; k < nf; k++)
+#pragma GCC unroll 8
           for (int t = 0; t < TT; t++)
             acc[t] = vdotq_s32 (acc[t], f[k], vld1q_s8 (xs[t] + 32 * (nf * c + k) + 16 * h));
       }
     }
     float ws = lev_qmatrix_scale (w, r);
+#pragma GCC unroll 8
     for (int t = 0; t < TT; t++)
       y[(t0 + t) * ys + r] = (float) vaddvq_s32 (acc[t]) * (ws * act->scale[t0 + t]);
   }

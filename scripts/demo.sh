@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# scripts/demo.sh: the main job: installs dependencies, builds, and generates text with a model.
+# scripts/demo.sh: the main job: installs dependencies, builds, and continues a prompt with a gst-launch-1.0
+# pipeline (fdsrc ! levtextgen ! fdsink) on the bundled default model.
 # Usage: scripts/demo.sh ["prompt"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +21,7 @@ if [ ! -f "$model" ]; then
   build/converter/levconvert -q "$fixtures/stories260K/stories260K.bin" \
     --tokenizer "$fixtures/stories260K/tok512.bin" -o "$model"
 fi
-build/tools/levrun -m "$model" -p "$prompt" -n 200 --temp 0.8 --seed 42
+echo "demo: gst-launch-1.0 fdsrc fd=0 ! levtextgen model=$model ... ! fdsink fd=1   (prompt: \"$prompt\")" >&2
+printf '%s' "$prompt"
+printf '%s\n' "$prompt" | LEV_MODEL="$model" pipelines/stdin-to-stdout.sh max-tokens=200 temperature=0.8 seed=42
+echo

@@ -1,0 +1,491 @@
+/* levbench.c: throughput benchmark: prompt (pp) and decode (tg) tokens/s, peak RSS, bytes per token, bandwidth share. */
+#include "leviathan.h"
+#include "lev_model.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static gchar *opt_model = NULL;
+static gchar *opt_synthetic = NULL;
+static gchar *opt_format = NULL;
+static gchar *opt_embd_format = NULL;
+static gchar *opt_tests = NULL;
+static gint opt_threads = 0;
+static gint opt_ctx = 2048;
+static gint opt_reps = 3;
+static gboolean opt_json = FALSE;
+static gboolean opt_no_bandwidth = FALSE;
+
+static GOptionEntry entries[] = {
+  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
+  { "synthetic", 0, 0, G_OPTION_ARG_STRING, &opt_synthetic,
+    "Random weights with the shapes of tinyllama-1.1b, qwen2.5-0.5b or bitnet-2b4t (made in a temporary file)",
+    "SHAPE" },
+  { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format, "Synthetic: encoding of the blocks' matrices: t2, t1, b1, "
+    "q4 or q8 (default t2)", "FMT" },
+  { "embd-format", 0, 0, G_OPTION_ARG_STRING, &opt_embd_format, "Synthetic: encoding of token_embd and output: q4, "
+    "q8 or f16 (default q4)", "FMT" },
+  { "tests", 'p', 0, G_OPTION_ARG_STRING, &opt_tests, "Comma-separated tests: ppN (a prompt of N tokens), tgN (N "
+    "decoded tokens), fill (decode until the context is full, for peak RSS) (default pp128,pp512,tg128)", "LIST" },
+  { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads (default: all CPUs)", "N" },
+  { "ctx", 'c', 0, G_OPTION_ARG_INT, &opt_ctx, "Context (KV cache) size (default 2048)", "N" },
+  { "reps", 'r', 0, G_OPTION_ARG_INT, &opt_reps, "Repetitions of each test (default 3)", "N" },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "One JSON object per line instead of a table", NULL },
+  { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &opt_no_bandwidth, "Skip the memory bandwidth measurement", NULL },
+  { NULL }
+};
+
+/* ---------------------------------------------------------------- synthetic models */
+
+typedef struct {
+  const char *name;
+  LevHParams hp;
+} Shape;
+
+/* Fills the hyperparameters of a named model shape; FALSE when unknown. */
+static gboolean
+shape_by_name (const char *name, LevHParams *hp)
+{
+  memset (hp, 0, sizeof *hp);
+  hp->norm_eps = 1e-5f;
+  hp->bos_id = 1;
+  hp->eos_id = 2;
+  hp->rope_style = LEV_ROPE_HALF;
+  if (strcmp (name, "tinyllama-1.1b") == 0) {
+    hp->arch = LEV_ARCH_LLAMA;
+    hp->dim = 2048, hp->n_layers = 22, hp->n_heads = 32, hp->n_kv_heads = 4, hp->head_dim = 64;
+    hp->ffn_dim = 5632, hp->vocab_size = 32000, hp->max_ctx = 2048, hp->rope_theta = 10000.0f;
+  } else if (strcmp (name, "qwen2.5-0.5b") == 0) {
+    hp->arch = LEV_ARCH_QWEN2;
+    hp->flags = LEV_HP_QKV_BIAS | LEV_HP_TIED_EMBEDDINGS;
+    hp->dim = 896, hp->n_layers = 24, hp->n_heads = 14, hp->n_kv_heads = 2, hp->head_dim = 64;
+    hp->ffn_dim = 4864, hp->vocab_size = 151936, hp->max_ctx = 32768, hp->rope_theta = 1e6f;
+    hp->norm_eps = 1e-6f;
+  } else if (strcmp (name, "bitnet-2b4t") == 0) {
+    hp->arch = LEV_ARCH_BITNET;
+    hp->flags = LEV_HP_SUB_NORMS | LEV_HP_TIED_EMBEDDINGS | LEV_HP_ACT_QUANT;
+    hp->dim = 2560, hp->n_layers = 30, hp->n_heads = 20, hp->n_kv_heads = 5, hp->head_dim = 128;
+    hp->ffn_dim = 6912, hp->vocab_size = 128256, hp->max_ctx = 4096, hp->rope_theta = 500000.0f;
+    hp->activation = LEV_ACT_RELU2;
+  } else {
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+/* xorshift64* */
+static inline uint64_t
+rnd64 (void)
+{
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+typedef struct {
+  char name[LEV_TENSOR_NAME_MAX];
+  uint32_t enc, n_dims;
+  uint64_t rows, cols;
+} SynTensor;
+
+static uint64_t
+syn_size (const SynTensor *t)
+{
+  if (t->n_dims == 1)
+    return t->rows * 4;
+  switch (t->enc) {
+    case LEV_ENC_F16: return t->rows * t->cols * 2;
+    case LEV_ENC_Q8: return t->rows * t->cols + t->rows * 4;
+    default: return t->rows * lev_qenc_row_bytes (t->enc, t->cols) + t->rows * 4;
+  }
+}
+
+/* Writes the data of one tensor: valid random codes, scales 1/sqrt(cols), norm weights 1. */
+static gboolean
+syn_write (FILE *f, const SynTensor *t, uint8_t *buf, size_t buf_size)
+{
+  if (t->n_dims == 1) {
+    for (uint64_t i = 0; i < t->rows; i++) {
+      float one = 1.0f;
+      if (fwrite (&one, 4, 1, f) != 1)
+        return FALSE;
+    }
+    return TRUE;
+  }
+  float scale = 1.0f / sqrtf ((float) t->cols);
+  uint64_t codes = syn_size (t) - t->rows * 4;
+  if (t->enc == LEV_ENC_Q8) {
+    for (uint64_t r = 0; r < t->rows; r++)
+      if (fwrite (&(float) { scale / 64.0f }, 4, 1, f) != 1)
+        return FALSE;
+    codes = t->rows * t->cols;
+  }
+  /* valid bytes per encoding: t2 fields 0..2, t1 values below 243 (stored form), f16 small values */
+  uint8_t t2_bytes[81], t1_bytes[243];
+  for (int v = 0; v < 81; v++)
+    t2_bytes[v] = (uint8_t) ((v % 3) | (v / 3 % 3) << 2 | (v / 9 % 3) << 4 | (v / 27 % 3) << 6);
+  for (int v = 0; v < 243; v++) {
+    int8_t vals[160] = { 0 };
+    uint8_t p[32];
+    for (int i = 0, x = v; i < 5; i++, x /= 3)
+      vals[32 * i] = (int8_t) (x % 3 - 1);
+    lev_qpack_row (LEV_ENC_T1, vals, 160, p);
+    t1_bytes[v] = p[0];
+  }
+  while (codes > 0) {
+    size_t n = MIN ((uint64_t) buf_size, codes);
+    for (size_t i = 0; i < n; i += 8) {
+      uint64_t r = rnd64 ();
+      for (size_t k = 0; k < 8 && i + k < n; k++, r >>= 8) {
+        uint8_t b = (uint8_t) r;
+        switch (t->enc) {
+          case LEV_ENC_T2: b = t2_bytes[b % 81]; break;
+          case LEV_ENC_T1: b = t1_bytes[b % 243]; break;
+          case LEV_ENC_F16: b = (i + k) % 2 ? (uint8_t) (0x20 | (b & 0x87)) : b; break;  /* |x| < 2^-7 */
+          default: break;
+        }
+        buf[i + k] = b;
+      }
+    }
+    if (fwrite (buf, 1, n, f) != n)
+      return FALSE;
+    codes -= n;
+  }
+  if (t->enc != LEV_ENC_F16 && t->enc != LEV_ENC_Q8)
+    for (uint64_t r = 0; r < t->rows; r++)
+      if (fwrite (&scale, 4, 1, f) != 1)
+        return FALSE;
+  return TRUE;
+}
+
+/* Writes a model of random weights with the given shape to path. */
+static gboolean
+write_synthetic (const char *path, const LevHParams *hp, uint32_t enc, uint32_t embd_enc, GError **error)
+{
+  GArray *ts = g_array_new (FALSE, TRUE, sizeof (SynTensor));
+  uint64_t q = (uint64_t) hp->n_heads * hp->head_dim, kv = (uint64_t) hp->n_kv_heads * hp->head_dim;
+#define ADD(enc_, r_, c_, ...) G_STMT_START { SynTensor t_ = { { 0 }, enc_, (c_) ? 2 : 1, r_, (c_) ? (c_) : 1 }; \
+    g_snprintf (t_.name, sizeof t_.name, __VA_ARGS__); g_array_append_val (ts, t_); } G_STMT_END
+  ADD (embd_enc, hp->vocab_size, hp->dim, "token_embd");
+  ADD (LEV_ENC_F32, hp->dim, 0, "output_norm");
+  if (!(hp->flags & LEV_HP_TIED_EMBEDDINGS))
+    ADD (embd_enc, hp->vocab_size, hp->dim, "output");
+  for (uint32_t l = 0; l < hp->n_layers; l++) {
+    ADD (LEV_ENC_F32, hp->dim, 0, "blk.%u.attn_norm", l);
+    ADD (LEV_ENC_F32, hp->dim, 0, "blk.%u.ffn_norm", l);
+    ADD (enc, q, hp->dim, "blk.%u.attn_q", l);
+    ADD (enc, kv, hp->dim, "blk.%u.attn_k", l);
+    ADD (enc, kv, hp->dim, "blk.%u.attn_v", l);
+    ADD (enc, hp->dim, q, "blk.%u.attn_o", l);
+    ADD (enc, hp->ffn_dim, hp->dim, "blk.%u.ffn_gate", l);
+    ADD (enc, hp->ffn_dim, hp->dim, "blk.%u.ffn_up", l);
+    ADD (enc, hp->dim, hp->ffn_dim, "blk.%u.ffn_down", l);
+    if (hp->flags & LEV_HP_QKV_BIAS) {
+      ADD (LEV_ENC_F32, q, 0, "blk.%u.attn_q_bias", l);
+      ADD (LEV_ENC_F32, kv, 0, "blk.%u.attn_k_bias", l);
+      ADD (LEV_ENC_F32, kv, 0, "blk.%u.attn_v_bias", l);
+    }
+    if (hp->flags & LEV_HP_SUB_NORMS) {
+      ADD (LEV_ENC_F32, q, 0, "blk.%u.attn_sub_norm", l);
+      ADD (LEV_ENC_F32, hp->ffn_dim, 0, "blk.%u.ffn_sub_norm", l);
+    }
+  }
+#undef ADD
+  LevFileHeader h;
+  memset (&h, 0, sizeof h);
+  memcpy (h.magic, LEV_MAGIC, 8);
+  h.version = LEV_VERSION;
+  h.header_size = sizeof h;
+  h.hparams_offset = sizeof h;
+  h.hparams_size = sizeof (LevHParams);
+  h.strings_offset = h.tokenizer_offset = h.tensors_offset = h.hparams_offset + h.hparams_size;
+  h.n_tensors = ts->len;
+  h.data_offset = (h.tensors_offset + ts->len * sizeof (LevTensorEntry) + LEV_ALIGN - 1) / LEV_ALIGN * LEV_ALIGN;
+  LevTensorEntry *dir = g_new0 (LevTensorEntry, ts->len);
+  uint64_t off = 0;
+  for (guint i = 0; i < ts->len; i++) {
+    SynTensor *t = &g_array_index (ts, SynTensor, i);
+    memcpy (dir[i].name, t->name, sizeof dir[i].name);
+    dir[i].encoding = t->n_dims == 1 ? LEV_ENC_F32 : t->enc;
+    dir[i].n_dims = t->n_dims;
+    dir[i].shape[0] = t->rows;
+    dir[i].shape[1] = t->n_dims == 2 ? t->cols : 1;
+    dir[i].shape[2] = dir[i].shape[3] = 1;
+    dir[i].offset = off;
+    dir[i].size = syn_size (t);
+    off = (off + dir[i].size + LEV_ALIGN - 1) / LEV_ALIGN * LEV_ALIGN;
+  }
+  h.data_size = off;
+  h.file_size = h.data_offset + off;
+  FILE *f = fopen (path, "wb");
+  gboolean ok = f != NULL;
+  size_t buf_size = 1 << 20;
+  uint8_t *buf = g_malloc (buf_size);
+  static const uint8_t zeros[64];
+  ok = ok && fwrite (&h, sizeof h, 1, f) == 1 && fwrite (hp, sizeof *hp, 1, f) == 1
+       && fwrite (dir, sizeof (LevTensorEntry), ts->len, f) == ts->len;
+  for (guint i = 0; ok && i < ts->len; i++) {
+    long cur = ftell (f);
+    uint64_t want = h.data_offset + dir[i].offset;
+    ok = cur >= 0 && (uint64_t) cur <= want && fwrite (zeros, 1, want - (uint64_t) cur, f) == want - (uint64_t) cur
+         && syn_write (f, &g_array_index (ts, SynTensor, i), buf, buf_size);
+  }
+  if (ok) {
+    long cur = ftell (f);
+    ok = cur >= 0 && fwrite (zeros, 1, h.file_size - (uint64_t) cur, f) == h.file_size - (uint64_t) cur;
+  }
+  if (f && fclose (f) != 0)
+    ok = FALSE;
+  if (!ok)
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot write %s: %s", path, g_strerror (errno));
+  g_free (buf);
+  g_free (dir);
+  g_array_unref (ts);
+  return ok;
+}
+
+/* ---------------------------------------------------------------- measurements */
+
+/* Returns a field of /proc/self/status in bytes (VmHWM: peak RSS), 0 when unavailable. */
+static uint64_t
+status_bytes (const char *field)
+{
+  gchar *s = NULL;
+  uint64_t v = 0;
+  if (g_file_get_contents ("/proc/self/status", &s, NULL, NULL)) {
+    const char *p = strstr (s, field);
+    if (p)
+      v = g_ascii_strtoull (p + strlen (field) + 1, NULL, 10) * 1024;
+  }
+  g_free (s);
+  return v;
+}
+
+typedef struct {
+  const uint64_t *p;
+  size_t n;
+  uint64_t sum;
+} ReadJob;
+
+static void *
+read_worker (void *arg)
+{
+  ReadJob *j = arg;
+  uint64_t a[8] = { 0 };
+  for (size_t i = 0; i + 8 <= j->n; i += 8)
+    for (int k = 0; k < 8; k++)
+      a[k] += j->p[i + k];
+  j->sum = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+  return NULL;
+}
+
+/* Measures the memory read bandwidth (bytes/s, best of 5) with n_threads threads streaming 512 MiB. Runs in a
+ * child process so that its buffer does not count in this process's peak RSS. */
+static double
+measure_bandwidth (uint32_t n_threads)
+{
+  int fds[2];
+  if (pipe (fds) != 0)
+    return 0;
+  pid_t pid = fork ();
+  if (pid == 0) {
+    close (fds[0]);
+    size_t bytes = (size_t) 512 << 20, words = bytes / 8;
+    uint64_t *buf = mmap (NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    double best = 0;
+    if (buf != MAP_FAILED) {
+      for (size_t i = 0; i < words; i++)
+        buf[i] = i;
+      for (int rep = 0; rep < 5; rep++) {
+        pthread_t th[64];
+        ReadJob jobs[64];
+        gint64 t0 = g_get_monotonic_time ();
+        for (uint32_t t = 0; t < n_threads; t++) {
+          jobs[t] = (ReadJob) { buf + words * t / n_threads, words / n_threads, 0 };
+          pthread_create (&th[t], NULL, read_worker, &jobs[t]);
+        }
+        uint64_t sink = 0;
+        for (uint32_t t = 0; t < n_threads; t++) {
+          pthread_join (th[t], NULL);
+          sink += jobs[t].sum;
+        }
+        double s = (g_get_monotonic_time () - t0) / 1e6;
+        if (sink != 1)     /* keeps the sums alive */
+          best = MAX (best, bytes / s);
+      }
+    }
+    if (write (fds[1], &best, sizeof best) != sizeof best)
+      _exit (1);
+    _exit (0);
+  }
+  close (fds[1]);
+  double bw = 0;
+  if (pid < 0 || read (fds[0], &bw, sizeof bw) != sizeof bw)
+    bw = 0;
+  close (fds[0]);
+  if (pid > 0)
+    waitpid (pid, NULL, 0);
+  return bw;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static gboolean
+parse_enc (const char *s, uint32_t *enc)
+{
+  static const struct { const char *n; uint32_t e; } encs[] = {
+    { "t2", LEV_ENC_T2 }, { "t1", LEV_ENC_T1 }, { "b1", LEV_ENC_B1 }, { "q4", LEV_ENC_Q4 }, { "q8", LEV_ENC_Q8 },
+    { "f16", LEV_ENC_F16 },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (encs); i++)
+    if (strcmp (s, encs[i].n) == 0) {
+      *enc = encs[i].e;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static const char *
+enc_name (uint32_t enc)
+{
+  static const char *names[] = { "f32", "f16", "bf16", "q8", "t2", "t1", "b1", "q4" };
+  return enc < G_N_ELEMENTS (names) ? names[enc] : "?";
+}
+
+/* Returns the KV cache bytes a token reads when the context holds n tokens (f32 keys and values). */
+static uint64_t
+kv_bytes (const LevHParams *hp, double n)
+{
+  return (uint64_t) (n * hp->n_layers * hp->n_kv_heads * hp->head_dim * 2 * sizeof (float));
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  GOptionContext *octx = g_option_context_new ("- measure prompt and decode throughput");
+  g_option_context_add_main_entries (octx, entries, NULL);
+  GError *error = NULL;
+  if (!g_option_context_parse (octx, &argc, &argv, &error)) {
+    g_printerr ("levbench: %s\n", error->message);
+    return 2;
+  }
+  g_option_context_free (octx);
+  if (!opt_model == !opt_synthetic) {
+    g_printerr ("levbench: give either -m MODEL or --synthetic SHAPE\n");
+    return 2;
+  }
+  uint32_t enc = LEV_ENC_T2, embd_enc = LEV_ENC_Q4;
+  if ((opt_format && !parse_enc (opt_format, &enc)) || (opt_embd_format && !parse_enc (opt_embd_format, &embd_enc))) {
+    g_printerr ("levbench: unknown --format or --embd-format\n");
+    return 2;
+  }
+  LevHParams shape;
+  gchar *path = NULL;
+  const char *model_name;
+  if (opt_synthetic) {
+    if (!shape_by_name (opt_synthetic, &shape)) {
+      g_printerr ("levbench: unknown shape %s (tinyllama-1.1b, qwen2.5-0.5b, bitnet-2b4t)\n", opt_synthetic);
+      return 2;
+    }
+    int fd = g_file_open_tmp ("levbench-XXXXXX.leviathan", &path, &error);
+    if (fd < 0 || (close (fd), !write_synthetic (path, &shape, enc, embd_enc, &error))) {
+      g_printerr ("levbench: %s\n", error->message);
+      return 1;
+    }
+    model_name = opt_synthetic;
+  } else {
+    path = g_strdup (opt_model);
+    model_name = opt_model;
+  }
+  LevModel *model = lev_model_load (path, &error);
+  if (opt_synthetic)
+    g_unlink (path);           /* the mapping keeps it alive */
+  if (!model) {
+    g_printerr ("levbench: %s\n", error->message);
+    return 1;
+  }
+  const LevHParams *hp = lev_model_hparams (model);
+  const char *format = enc_name (model->layers[0].w_up.encoding);
+  const char *embd_format = enc_name (model->output.encoding);
+  LevContextParams cp = lev_context_default_params ();
+  cp.n_ctx = (uint32_t) opt_ctx;
+  cp.n_threads = (uint32_t) opt_threads;
+  LevContext *ctx = lev_context_new (model, &cp, &error);
+  if (!ctx) {
+    g_printerr ("levbench: %s\n", error->message);
+    return 1;
+  }
+  uint32_t threads = opt_threads > 0 ? (uint32_t) opt_threads : g_get_num_processors ();
+  double bw = opt_no_bandwidth ? 0 : measure_bandwidth (threads);
+  uint64_t weight_bytes = lev_model_bytes_per_token (model);
+  gchar **tests = g_strsplit (opt_tests ? opt_tests : "pp128,pp512,tg128", ",", -1);
+  int32_t *toks = g_new (int32_t, MAX ((uint32_t) opt_ctx, 512u) + 1);
+  for (int i = 0; i <= MAX (opt_ctx, 512); i++)
+    toks[i] = (int32_t) (rnd64 () % hp->vocab_size);
+  if (!opt_json) {
+    g_print ("levbench: %s, body %s, head %s, %s kernels, %u threads, ctx %d; memory read bandwidth %.1f GB/s\n",
+             model_name, format, embd_format, lev_kernels_name (), threads, opt_ctx, bw / 1e9);
+    g_print ("| test | tokens/s | ± | bytes/token | share of bandwidth | peak RSS MiB |\n|---|---|---|---|---|---|\n");
+  }
+  /* warm-up: fault the weights in */
+  lev_context_eval_batch (ctx, toks, 8, NULL);
+  int rc = 0;
+  for (guint k = 0; tests[k]; k++) {
+    const char *t = tests[k];
+    gboolean pp = g_str_has_prefix (t, "pp"), fill = strcmp (t, "fill") == 0;
+    uint32_t n = fill ? (uint32_t) opt_ctx : (uint32_t) g_ascii_strtoull (t + 2, NULL, 10);
+    if ((!pp && !fill && !g_str_has_prefix (t, "tg")) || n == 0 || n > (uint32_t) opt_ctx) {
+      g_printerr ("levbench: bad test %s (ppN or tgN with N <= ctx, or fill)\n", t);
+      rc = 2;
+      break;
+    }
+    int reps = fill ? 1 : MAX (opt_reps, 1);
+    double sum = 0, sum2 = 0;
+    for (int r = 0; r < reps; r++) {
+      lev_context_reset (ctx);
+      gint64 t0 = g_get_monotonic_time ();
+      if (pp) {
+        lev_context_eval_batch (ctx, toks, n, NULL);
+      } else {
+        for (uint32_t i = 0; i < n; i++)
+          lev_context_eval (ctx, toks[i], NULL);
+      }
+      double tps = n / ((g_get_monotonic_time () - t0) / 1e6);
+      sum += tps;
+      sum2 += tps * tps;
+    }
+    double mean = sum / reps, sd = reps > 1 ? sqrt (MAX (0.0, (sum2 - sum * sum / reps) / (reps - 1))) : 0;
+    /* decode reads the weights once per token plus the cache at its average length */
+    uint64_t bpt = pp ? weight_bytes : weight_bytes + kv_bytes (hp, (n - 1) / 2.0);
+    double share = bw > 0 && !pp ? mean * bpt / bw : 0;
+    uint64_t rss = status_bytes ("VmHWM:");
+    if (opt_json)
+      g_print ("{\"model\": \"%s\", \"format\": \"%s\", \"embd_format\": \"%s\", \"test\": \"%s\", \"threads\": %u, "
+               "\"ctx\": %d, \"kernels\": \"%s\", \"tokens_per_s\": %.2f, \"stddev\": %.2f, \"peak_rss_bytes\": %"
+               G_GUINT64_FORMAT ", \"bytes_per_token\": %" G_GUINT64_FORMAT ", \"bandwidth_bytes_per_s\": %.0f, "
+               "\"bandwidth_share\": %.3f}\n", model_name, format, embd_format, t, threads, opt_ctx,
+               lev_kernels_name (), mean, sd, rss, bpt, bw, share);
+    else
+      g_print ("| %s | %.1f | %.1f | %.1f MB | %s%.0f%% | %.1f |\n", t, mean, sd, bpt / 1e6, pp ? "(" : "",
+               share * 100, rss / 1048576.0);
+  }
+  g_strfreev (tests);
+  g_free (toks);
+  lev_context_free (ctx);
+  lev_model_free (model);
+  g_free (path);
+  return rc;
+}
