@@ -97,7 +97,11 @@ gboolean lev_conv_model_validate (LevConvModel *model, GError **error);
 LevConvVocab *lev_import_spm_model (const gchar *path, GError **error);
 /* Reads a llama2.c tokenizer.bin into a vocabulary (SentencePiece-BPE semantics, Llama 2 defaults). */
 LevConvVocab *lev_import_llama2c_tokenizer (const gchar *path, GError **error);
-/* Reads a tokenizer file of either kind, chosen by its contents; a directory is searched for one. */
+/* Reads a Hugging Face tokenizer.json (BPE: byte-level, or SentencePiece-style) into a vocabulary; config_path
+ * (may be NULL or missing) is its tokenizer_config.json, for BOS/EOS and add_bos_token. */
+LevConvVocab *lev_import_hf_tokenizer_json (const gchar *path, const gchar *config_path, GError **error);
+/* Reads a tokenizer file of any kind (tokenizer.model, tokenizer.json, tokenizer.bin), chosen by its contents; a
+ * directory is searched for one (see lev_import_vocab.c for the order). */
 LevConvVocab *lev_import_vocab (const gchar *path, GError **error);
 
 /* Reads a Hugging Face checkpoint directory (config.json + safetensors + tokenizer files). */

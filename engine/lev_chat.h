@@ -30,5 +30,14 @@ const char *lev_chat_template_name (LevChatTemplate tmpl);
  * bos is the text of the BOS token where the template writes it (may be NULL). Returns a newly allocated string. */
 char *lev_chat_render (LevChatTemplate tmpl, const LevChatMessage *messages, gsize n_messages,
                        gboolean add_generation_prompt, const char *bos);
+/* Renders what follows an assistant reply written after a rendering with the generation prompt: the end of the
+ * assistant's turn, then messages and, with add_generation_prompt, the next assistant opening, so that
+ * render(history + [reply] + messages) == render(history, TRUE) + reply as written by the template + this.
+ * Returns a newly allocated string. */
+char *lev_chat_render_continuation (LevChatTemplate tmpl, const LevChatMessage *messages, gsize n_messages,
+                                    gboolean add_generation_prompt, const char *bos);
+/* Returns the fixed system message a ChatML template (Qwen2, Qwen2.5) writes when a conversation has none, newly
+ * allocated; NULL when it has none. */
+char *lev_chat_template_default_system (const char *jinja);
 
 G_END_DECLS

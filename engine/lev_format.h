@@ -113,7 +113,18 @@ enum {
   LEV_TOKF_ADD_BOS = 1u << 4,            /* a prompt starts with bos_id by default */
   LEV_TOKF_ADD_EOS = 1u << 5,
   LEV_TOKF_NFC = 1u << 6,                /* NFC-normalize input text */
+  LEV_TOKF_SPLIT_ADDED = 1u << 7,        /* Hugging Face: control, user-defined and unknown pieces written in the
+                                          * text are matched (longest first) before normalization and splitting */
+  LEV_TOKF_IGNORE_MERGES = 1u << 8,      /* byte-level BPE: a pre-token that is a whole piece skips the merges */
 };
+
+/* Pre-tokenizer split rules of byte-level BPE (LevTokenizerHeader.pretokenizer). */
+typedef enum {
+  LEV_PRETOK_NONE = 0,         /* the whole text (between added tokens) is one pre-token */
+  LEV_PRETOK_GPT2 = 1,         /* GPT-2's pattern: 's|'t|..| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+  LEV_PRETOK_LLAMA3 = 2,       /* Llama 3 (tiktoken cl100k): case-insensitive contractions, \p{N}{1,3}, ... */
+  LEV_PRETOK_QWEN2 = 3,        /* Qwen2: the Llama 3 pattern with single digits (\p{N}) */
+} LevPretokenizer;
 
 /* SentencePiece piece types (same numbers as sentencepiece_model.proto). */
 typedef enum {

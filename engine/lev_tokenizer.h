@@ -33,8 +33,15 @@ void lev_tokenizer_free (LevTokenizer *tok);
  * array of *n_ids ids, or NULL with error set (for example on invalid UTF-8). */
 int32_t *lev_tokenizer_encode (const LevTokenizer *tok, const char *text, gssize len, gboolean add_bos,
                                size_t *n_ids, GError **error);
+/* Encodes text in which control tokens (BOS, EOS, chat-template markers) may be written, as in a rendered chat
+ * prompt: each one becomes its id and the text between them is encoded as by lev_tokenizer_encode. Tokenizers from
+ * tokenizer.json already match their added tokens in lev_tokenizer_encode; this makes SentencePiece ones do it too. */
+int32_t *lev_tokenizer_encode_special (const LevTokenizer *tok, const char *text, gssize len, gboolean add_bos,
+                                       size_t *n_ids, GError **error);
 /* Appends the bytes of token id to out as decoded text: "▁" becomes " ", byte tokens their byte, control tokens
- * nothing; the dummy-prefix space is dropped when prev_id is BOS (or -1, start of text). */
+ * nothing; the dummy-prefix space is dropped when prev_id is BOS (or -1, start of text). Byte-level pieces are
+ * their raw bytes. With LEV_TOKF_SPLIT_ADDED (tokenizer.json) added tokens, control ones included, decode to their
+ * text and the dummy prefix after one is dropped too, so that decoding inverts encoding. */
 void lev_tokenizer_decode_token (const LevTokenizer *tok, int32_t prev_id, int32_t id, GString *out);
 /* Decodes a whole id sequence into a newly allocated string (may hold invalid UTF-8 if the ids do). */
 char *lev_tokenizer_decode (const LevTokenizer *tok, const int32_t *ids, size_t n_ids);
@@ -48,5 +55,19 @@ int32_t lev_tokenizer_bos (const LevTokenizer *tok);
 int32_t lev_tokenizer_eos (const LevTokenizer *tok);
 /* Returns whether prompts get BOS by default (LEV_TOKF_ADD_BOS). */
 gboolean lev_tokenizer_adds_bos (const LevTokenizer *tok);
+/* Returns the id of the piece with exactly these bytes (len -1: NUL-terminated; the lowest id if repeated), or -1. */
+int32_t lev_tokenizer_find_piece (const LevTokenizer *tok, const char *piece, gssize len);
+/* Returns whether id is a control (special) token such as BOS, EOS or a chat-template marker. */
+gboolean lev_tokenizer_is_control (const LevTokenizer *tok, int32_t id);
+
+/* Returns the end of the pre-token of a byte-level split rule (LevPretokenizer) that starts at pos < len in valid
+ * UTF-8 text (what the rule's regular expression matches there); exposed for tests. */
+gsize lev_pretokenize_next (guint32 rule, const char *text, gsize len, gsize pos);
+
+/* Returns the character that stands for byte b in the GPT-2 byte-level alphabet used by tokenizer.json files. */
+gunichar lev_byte_level_char (guint8 b);
+/* Appends to out the bytes that a byte-level string (len -1: NUL-terminated) spells; FALSE when it holds a
+ * character outside the alphabet (out then holds the bytes before it) or is not valid UTF-8. */
+gboolean lev_byte_level_to_bytes (const char *s, gssize len, GString *out);
 
 G_END_DECLS

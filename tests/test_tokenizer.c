@@ -53,6 +53,13 @@ tok_load (const char *relpath)
   return tok_from_vocab (v);
 }
 
+/* Writes a scratch file without the fsync of g_file_set_contents: the truncation tests write thousands. */
+static gboolean
+write_quick (const char *path, const void *data, gsize len)
+{
+  return g_file_set_contents_full (path, (const gchar *) data, (gssize) len, G_FILE_SET_CONTENTS_NONE, 0644, NULL);
+}
+
 /* Encodes text (n bytes) and fails the test on error. */
 static int32_t *
 enc (const Tok *t, const char *text, gssize n, gboolean bos, size_t *n_ids)
@@ -486,7 +493,7 @@ import_bytes (const guint8 *data, gsize len, GError **error)
   gchar *dir = g_dir_make_tmp ("levtok-XXXXXX", NULL);
   g_assert_nonnull (dir);
   gchar *path = g_build_filename (dir, "tokenizer.model", NULL);
-  g_assert_true (g_file_set_contents (path, (const gchar *) data, (gssize) len, NULL));
+  g_assert_true (write_quick (path, data, len));
   LevConvVocab *v = lev_import_spm_model (path, error);
   g_unlink (path);
   g_rmdir (dir);
@@ -609,7 +616,7 @@ import_file_bytes (const char *name, const guint8 *data, gsize len, GError **err
 {
   gchar *dir = g_dir_make_tmp ("levtok-XXXXXX", NULL);
   gchar *path = g_build_filename (dir, name, NULL);
-  g_assert_true (g_file_set_contents (path, (const gchar *) data, (gssize) len, NULL));
+  g_assert_true (write_quick (path, data, len));
   LevConvVocab *v = lev_import_vocab (path, error);
   g_unlink (path);
   g_rmdir (dir);
@@ -633,7 +640,7 @@ test_truncated_model (void)
     gchar *dir = g_dir_make_tmp ("levtok-XXXXXX", NULL);
     gchar *path = g_build_filename (dir, "tokenizer.model", NULL);
     for (gsize cut = 0; cut < len; cut += step) {
-      g_assert_true (g_file_set_contents (path, (const gchar *) data, (gssize) cut, NULL));
+      g_assert_true (write_quick (path, data, cut));
       LevConvVocab *v = lev_import_spm_model (path, &error);
       if (v == NULL) {
         g_assert_nonnull (error);
@@ -720,7 +727,7 @@ test_truncated_bin (void)
   gchar *path = g_build_filename (dir, "tokenizer.bin", NULL);
   guint n_err = 0;
   for (gsize cut = 0; cut < len; cut++) {
-    g_assert_true (g_file_set_contents (path, (const gchar *) data, (gssize) cut, NULL));
+    g_assert_true (write_quick (path, data, cut));
     LevConvVocab *v = lev_import_llama2c_tokenizer (path, &error);
     gboolean boundary = g_hash_table_contains (boundaries, GSIZE_TO_POINTER (cut));
     if (boundary) {
@@ -739,12 +746,12 @@ test_truncated_bin (void)
   guint8 *bad = g_memdup2 (data, len);
   gint32 big = 100, neg = -5;
   memcpy (bad + 4 + 4, &big, 4);
-  g_assert_true (g_file_set_contents (path, (const gchar *) bad, (gssize) len, NULL));
+  g_assert_true (write_quick (path, bad, len));
   g_assert_null (lev_import_llama2c_tokenizer (path, &error));
   g_assert_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT);
   g_clear_error (&error);
   memcpy (bad + 4 + 4, &neg, 4);
-  g_assert_true (g_file_set_contents (path, (const gchar *) bad, (gssize) len, NULL));
+  g_assert_true (write_quick (path, bad, len));
   g_assert_null (lev_import_llama2c_tokenizer (path, &error));
   g_assert_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT);
   g_clear_error (&error);
@@ -816,14 +823,14 @@ test_corrupt_view (void)
     case 4: v.unk_id = -7; break;
     case 5: scores[300] = NAN; break;
     case 6: v.n_tokens = 0; break;
-    case 7: v.kind = LEV_TOK_BYTE_BPE; break;
+    case 7: v.kind = LEV_TOK_BYTE_BPE; v.pretokenizer = 99; break;   /* byte-level with an unknown split rule */
     case 8: v.kind = 42; break;
     }
     LevTokenizer *tok = lev_tokenizer_new (&v, &error);
     g_assert_null (tok);
     g_assert_nonnull (error);
     if (which == 7)
-      g_assert_nonnull (strstr (error->message, "not supported"));
+      g_assert_nonnull (strstr (error->message, "unknown pre-tokenizer"));
     g_clear_error (&error);
   }
   g_free (offs);
@@ -851,7 +858,7 @@ test_readonly_view (void)
   memcpy (buf, src->piece_offsets, (n + 1) * 4);
   memcpy (buf + (n + 1) * 4, src->scores, n * 4);
   memcpy (buf + (n + 1) * 4 + n * 4, src->types, n);
-  g_assert_true (g_file_set_contents (path, (const gchar *) buf, (gssize) size, NULL));
+  g_assert_true (write_quick (path, buf, size));
   GMappedFile *mf = g_mapped_file_new (path, FALSE, NULL);
   g_assert_nonnull (mf);
   const guint8 *map = (const guint8 *) g_mapped_file_get_contents (mf);
@@ -910,6 +917,57 @@ test_decode_stream (void)
   gchar *dec = lev_tokenizer_decode (t->tok, bytes, G_N_ELEMENTS (bytes));
   g_assert_cmpstr (dec, ==, "\xf0\x9f\x98\x80");
   g_free (dec);
+  tok_free (t);
+}
+
+/* lev_tokenizer_encode_special: control pieces written in the text (a rendered chat prompt) become their ids, the
+ * text between them is encoded segment by segment (each with its dummy prefix, as Hugging Face's LlamaTokenizer
+ * with legacy=True does: "<s>[INST] Hi [/INST]" is 1, "▁[" 518, "INST" 25580, "]" 29962, "▁Hi" 6324, ...). */
+static void
+test_encode_special (void)
+{
+  Tok *t = tok_load ("tokenizers/llama2/tokenizer.model");
+  GError *error = NULL;
+  size_t n = 0;
+  int32_t *ids = lev_tokenizer_encode_special (t->tok, "<s>[INST] Hi [/INST]", -1, FALSE, &n, &error);
+  g_assert_no_error (error);
+  static const int32_t want[] = { 1, 518, 25580, 29962, 6324, 518, 29914, 25580, 29962 };
+  g_assert_cmpmem (ids, n * sizeof *ids, want, sizeof want);
+  g_free (ids);
+
+  /* the same as control ids plus lev_tokenizer_encode of the parts */
+  const char *text = "<s>[INST] Hi [/INST] Hello </s><s>[INST] Bye [/INST]";
+  ids = lev_tokenizer_encode_special (t->tok, text, -1, TRUE, &n, &error);
+  g_assert_no_error (error);
+  GArray *exp = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  static const char *const parts[] = { "", "[INST] Hi [/INST] Hello ", "", "[INST] Bye [/INST]" };
+  static const int32_t ctrl[] = { 1, 1, 2, 1 };   /* BOS asked for, then <s>, </s>, <s> of the text */
+  for (guint i = 0; i < G_N_ELEMENTS (parts); i++) {
+    g_array_append_val (exp, ctrl[i]);
+    size_t m;
+    int32_t *p = enc (t, parts[i], -1, FALSE, &m);
+    g_array_append_vals (exp, p, (guint) m);
+    g_free (p);
+  }
+  g_assert_cmpmem (ids, n * sizeof *ids, exp->data, exp->len * sizeof (int32_t));
+  g_array_unref (exp);
+  g_free (ids);
+
+  /* without control pieces in it, the text encodes as lev_tokenizer_encode does; plain encoding does not match
+   * "<s>" written in the text (SentencePiece semantics) */
+  size_t m;
+  int32_t *a = lev_tokenizer_encode_special (t->tok, "Hello <s world", -1, TRUE, &n, &error);
+  int32_t *b = enc (t, "Hello <s world", -1, TRUE, &m);
+  g_assert_cmpmem (a, n * sizeof *a, b, m * sizeof *b);
+  g_free (a);
+  g_free (b);
+  b = enc (t, "<s>", -1, FALSE, &m);
+  g_assert_cmpuint (m, >, 1);
+  g_free (b);
+  /* invalid UTF-8 is refused */
+  g_assert_null (lev_tokenizer_encode_special (t->tok, "<s>\xff", -1, FALSE, &n, &error));
+  g_assert_error (error, G_CONVERT_ERROR, G_CONVERT_ERROR_ILLEGAL_SEQUENCE);
+  g_clear_error (&error);
   tok_free (t);
 }
 
@@ -1060,6 +1118,7 @@ main (int argc, char **argv)
   g_test_add_func ("/tokenizer/corrupt-view", test_corrupt_view);
   g_test_add_func ("/tokenizer/readonly-view", test_readonly_view);
   g_test_add_func ("/tokenizer/decode-stream", test_decode_stream);
+  g_test_add_func ("/tokenizer/encode-special", test_encode_special);
   g_test_add_func ("/tokenizer/import-detect", test_import_vocab_detect);
   g_test_add_func ("/tokenizer/flatten", test_flatten);
   g_test_add_func ("/tokenizer/flag-combinations", test_flag_combinations);

@@ -1,11 +1,13 @@
 /* levrun.c: command-line text generation, tokenization and logit dumps with the Leviathan engine. */
 #include "leviathan.h"
+#include "lev_chat.h"
 
 #include <errno.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static gchar *opt_model = NULL;
 static gchar *opt_prompt = NULL;
@@ -30,6 +32,9 @@ static gchar *opt_logits_out = NULL;
 static gboolean opt_ignore_eos = FALSE;
 static gboolean opt_no_act_quant = FALSE;
 static gboolean opt_quiet = FALSE;
+static gboolean opt_chat = FALSE;
+static gchar *opt_system = NULL;
+static gchar *opt_chat_template = NULL;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
@@ -65,6 +70,13 @@ static GOptionEntry entries[] = {
   { "no-act-quant", 0, 0, G_OPTION_ARG_NONE, &opt_no_act_quant,
     "Keep activations in float even where the model quantizes them to int8", NULL },
   { "quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "No statistics on stderr", NULL },
+  { "chat", 0, 0, G_OPTION_ARG_NONE, &opt_chat,
+    "Conversation: each line of stdin is a user turn, answered in the same context (answers up to -n tokens, "
+    "default 512)", NULL },
+  { "system", 0, 0, G_OPTION_ARG_STRING, &opt_system, "With --chat: the system message", "TEXT" },
+  { "chat-template", 0, 0, G_OPTION_ARG_STRING, &opt_chat_template,
+    "With --chat: none, llama2, llama3, chatml, zephyr or bitnet (default: recognised from the model file)",
+    "NAME" },
   { NULL }
 };
 
@@ -154,6 +166,168 @@ text_out_push (TextOut *t, const char *bytes, gsize len, gboolean final)
   fflush (stdout);
 }
 
+/* Evaluates ids in ctx (the sampler sees them); the logits after the last one, or NULL with error set. */
+static const float *
+feed (LevContext *ctx, LevSampler *sampler, const int32_t *ids, size_t n, GError **error)
+{
+  const float *logits = NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (!(logits = lev_context_eval (ctx, ids[i], error)))
+      return NULL;
+    lev_sampler_accept (sampler, ids[i]);
+  }
+  return logits;
+}
+
+/* One conversation on stdin (--chat): each non-empty line is a user turn, rendered with the chat template (the
+ * first with the system message, the later ones as continuations of the conversation, whose earlier turns stay in
+ * the context) and answered; an answer ends at a control token (end of turn, EOS) or after n_predict tokens.
+ * Returns the exit status. */
+static int
+chat_main (LevModel *model, const LevTokenizer *tok, LevChatTemplate tmpl, int n_predict)
+{
+  if (!tok) {
+    g_printerr ("levrun: %s has no tokenizer, which --chat needs\n", opt_model);
+    return 1;
+  }
+  GError *error = NULL;
+  LevContextParams cp = lev_context_default_params ();
+  cp.n_ctx = (uint32_t) opt_ctx;
+  cp.n_sink = (uint32_t) opt_sink;
+  cp.n_threads = (uint32_t) opt_threads;
+  cp.act_quant = opt_no_act_quant ? LEV_ACT_QUANT_OFF : LEV_ACT_QUANT_AUTO;
+  LevContext *ctx = lev_context_new (model, &cp, &error);
+  if (!ctx) {
+    g_printerr ("levrun: %s\n", error->message);
+    g_clear_error (&error);
+    return 1;
+  }
+  const LevHParams *hp = lev_model_hparams (model);
+  LevSamplerParams sp = lev_sampler_default_params ();
+  sp.temperature = (float) opt_temp;
+  sp.top_k = opt_top_k;
+  sp.top_p = (float) opt_top_p;
+  sp.min_p = (float) opt_min_p;
+  sp.repeat_penalty = (float) opt_repeat_penalty;
+  sp.repeat_last_n = (uint32_t) opt_repeat_last_n;
+  sp.seed = opt_seed >= 0 ? (uint64_t) opt_seed : (uint64_t) g_get_real_time ();
+  LevSampler *sampler = lev_sampler_new (&sp, hp->vocab_size);
+
+  const char *model_tmpl = lev_model_chat_template (model);
+  gchar *system = opt_system ? g_strdup (opt_system) : NULL;
+  if (system == NULL && tmpl == LEV_CHAT_CHATML)
+    system = lev_chat_template_default_system (model_tmpl);   /* Qwen2 / Qwen2.5 write one when there is none */
+  int32_t bos = lev_tokenizer_bos (tok);
+  size_t bos_len = 0;
+  const char *bos_piece = bos >= 0 ? lev_tokenizer_piece (tok, bos, &bos_len) : NULL;
+  gchar *bos_text = bos_piece && lev_tokenizer_is_control (tok, bos) ? g_strndup (bos_piece, bos_len) : NULL;
+  if (!opt_quiet)
+    g_printerr ("levrun: chat template %s; one user turn per line, end with EOF\n", lev_chat_template_name (tmpl));
+
+  gboolean interactive = isatty (STDIN_FILENO) && isatty (STDERR_FILENO);
+  GIOChannel *in = g_io_channel_unix_new (STDIN_FILENO);
+  g_io_channel_set_encoding (in, NULL, NULL);
+  GString *line = g_string_new (NULL), *piece = g_string_new (NULL);
+  TextOut text = { g_string_new (NULL) };
+  int rc = 0, turn = 0, n_prompt = 0, n_gen = 0;
+  gint64 t_start = g_get_monotonic_time ();
+  for (;;) {
+    if (interactive)
+      g_printerr ("> ");
+    gsize term = 0;
+    GIOStatus st = g_io_channel_read_line_string (in, line, &term, &error);
+    if (st == G_IO_STATUS_EOF)
+      break;
+    if (st != G_IO_STATUS_NORMAL) {
+      g_printerr ("levrun: cannot read stdin: %s\n", error ? error->message : "read error");
+      g_clear_error (&error);
+      rc = 1;
+      break;
+    }
+    g_string_truncate (line, term);
+    if (line->len > 0 && line->str[line->len - 1] == '\r')
+      g_string_truncate (line, line->len - 1);
+    if (line->len == 0)
+      continue;
+
+    /* the turn's text: the conversation before it is already in the context */
+    LevChatMessage msgs[2];
+    gsize n = 0;
+    if (turn == 0 && system && system[0])
+      msgs[n++] = (LevChatMessage) { "system", system };
+    msgs[n++] = (LevChatMessage) { "user", line->str };
+    gchar *rendered = turn == 0 ? lev_chat_render (tmpl, msgs, n, TRUE, bos_text)
+                                : lev_chat_render_continuation (tmpl, msgs, n, TRUE, bos_text);
+    /* BOS where the tokenizer adds one and the template did not write it (Zephyr on TinyLlama, for instance) */
+    gboolean add_bos = turn == 0 && !opt_no_bos && lev_tokenizer_adds_bos (tok)
+                    && !(bos_text && g_str_has_prefix (rendered, bos_text));
+    size_t n_ids = 0;
+    int32_t *ids = lev_tokenizer_encode_special (tok, rendered, -1, add_bos, &n_ids, &error);
+    g_free (rendered);
+    if (!ids) {
+      g_printerr ("levrun: cannot encode the turn: %s\n", error->message);
+      g_clear_error (&error);
+      rc = 1;
+      break;
+    }
+    const float *logits = n_ids ? feed (ctx, sampler, ids, n_ids, &error) : NULL;
+    n_prompt += (int) n_ids;
+    g_free (ids);
+    turn++;
+    if (n_ids && !logits) {
+      g_printerr ("levrun: %s\n", error->message);
+      g_clear_error (&error);
+      rc = 1;
+      break;
+    }
+    if (!logits)
+      continue;
+
+    /* the answer; its leading white space is not shown */
+    int32_t prev = -1;
+    gboolean lead = TRUE;
+    for (int k = 0; k < n_predict; k++) {
+      int32_t next = lev_sampler_sample (sampler, logits);
+      if (!opt_ignore_eos && (next == hp->eos_id || next == hp->bos_id || lev_tokenizer_is_control (tok, next)))
+        break;
+      n_gen++;
+      g_string_truncate (piece, 0);
+      lev_tokenizer_decode_token (tok, prev, next, piece);
+      const char *p = piece->str;
+      if (lead) {
+        while (*p == ' ' || *p == '\n')
+          p++;
+        lead = *p == '\0';
+      }
+      text_out_push (&text, p, strlen (p), FALSE);
+      prev = next;
+      if (!(logits = feed (ctx, sampler, &next, 1, &error))) {
+        g_printerr ("levrun: %s\n", error->message);
+        g_clear_error (&error);
+        rc = 1;
+        break;
+      }
+    }
+    text_out_push (&text, "", 0, TRUE);
+    printf ("\n");
+    fflush (stdout);
+    if (rc)
+      break;
+  }
+  if (!opt_quiet)
+    g_printerr ("levrun: %d turns, %d prompt tokens, %d generated tokens in %.3f s\n", turn, n_prompt, n_gen,
+                (g_get_monotonic_time () - t_start) / 1e6);
+  g_string_free (text.pending, TRUE);
+  g_string_free (piece, TRUE);
+  g_string_free (line, TRUE);
+  g_io_channel_unref (in);
+  g_free (bos_text);
+  g_free (system);
+  lev_sampler_free (sampler);
+  lev_context_free (ctx);
+  return rc;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -172,6 +346,15 @@ main (int argc, char **argv)
     return usage_error ("no -m MODEL given and no default model found (set LEV_MODEL or install one)");
   if ((opt_prompt != NULL) + (opt_prompt_file != NULL) + (opt_ids != NULL) > 1)
     return usage_error ("give only one of -p, -f and --ids");
+  LevChatTemplate chat_tmpl = LEV_CHAT_NONE;
+  if (opt_chat && (opt_prompt || opt_prompt_file || opt_ids || opt_tokenize || opt_logits_out || opt_print_ids))
+    return usage_error ("--chat reads the conversation from stdin: it takes no -p, -f, --ids, --tokenize, "
+                        "--logits-out or --print-ids");
+  if (!opt_chat && (opt_system || opt_chat_template))
+    return usage_error ("--system and --chat-template need --chat");
+  if (opt_chat_template && !lev_chat_template_from_name (opt_chat_template, &chat_tmpl))
+    return usage_error ("unknown chat template '%s' (none, llama2, llama3, chatml, zephyr, bitnet)",
+                        opt_chat_template);
   if (opt_tokenize && opt_ids)
     return usage_error ("--tokenize needs a text prompt, not --ids");
   if (opt_logits_out && !opt_ids)
@@ -192,6 +375,12 @@ main (int argc, char **argv)
   int rc = 0;
   GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
   gchar *prompt = NULL;
+  if (opt_chat) {
+    if (!opt_chat_template)
+      chat_tmpl = lev_chat_template_detect (lev_model_chat_template (model));
+    rc = chat_main (model, tok, chat_tmpl, opt_n_predict >= 0 ? opt_n_predict : 512);
+    goto out;
+  }
   if (opt_prompt_file) {
     if (!g_file_get_contents (opt_prompt_file, &prompt, NULL, &error)) {
       g_printerr ("levrun: %s\n", error->message);
