@@ -67,6 +67,36 @@ try:
         print(f"levrun --logits-out vs llama.cpp: max |diff| = {diff:.3g}")
         check(diff <= 1e-4, f"logits differ by {diff}")
 
+    # --- an untied output head (lm_head.weight, tie_word_embeddings false) holding the embedding's values must give
+    #     the tied model's reference logits
+    untied = os.path.join(tmp, "untied")
+    shutil.copytree(fixture("hf/stories260K-llama"), untied)
+    cfg = json.load(open(os.path.join(untied, "config.json")))
+    cfg["tie_word_embeddings"] = False
+    json.dump(cfg, open(os.path.join(untied, "config.json"), "w"))
+    st = open(os.path.join(untied, "model.safetensors"), "rb").read()
+    hlen = struct.unpack("<Q", st[:8])[0]
+    header = json.loads(st[8:8 + hlen])
+    data = st[8 + hlen:]
+    b, e = header["model.embed_tokens.weight"]["data_offsets"]
+    header["lm_head.weight"] = dict(header["model.embed_tokens.weight"], data_offsets=[len(data), len(data) + e - b])
+    hb = json.dumps(header).encode()
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    with open(os.path.join(untied, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(hb)) + hb + data + data[b:e])
+    untied_model = os.path.join(tmp, "untied.leviathan")
+    r = run([LEVCONVERT, untied, "-o", untied_model])
+    check(r.returncode == 0, f"convert untied: {r.stderr.decode()}")
+    r = run([LEVRUN, "-m", untied_model, "--ids", seq_b, "--logits-out", out, "-t", "1"])
+    got = open(out, "rb").read() if r.returncode == 0 else b""
+    if len(got) == len(ref):
+        n = len(ref) // 4
+        diff = max(abs(a - b) for a, b in zip(struct.unpack(f"<{n}f", got), struct.unpack(f"<{n}f", ref)))
+        print(f"untied output head vs llama.cpp's tied logits: max |diff| = {diff:.3g}")
+        check(diff <= 1e-4, f"untied logits differ by {diff}")
+    else:
+        check(False, f"untied model: {r.stderr.decode()}")
+
     # --- greedy ids through --print-ids against run.c (prompt encoded by our tokenizer)
     cases = json.load(open(fixture("stories260K/expected/greedy_n64.json")))
     for case in cases:
