@@ -23,7 +23,8 @@ static GOptionEntry entries[] = {
     "Encoding of token_embd and output: auto (default: the source's precision with t2/t1/b1, else as --format), "
     "f32, f16, bf16, q8, q4", "FMT" },
   { "tokenizer", 't', 0, G_OPTION_ARG_FILENAME, &opt_tokenizer,
-    "Tokenizer to embed: tokenizer.model (SentencePiece) or llama2.c tokenizer.bin; overrides the checkpoint's",
+    "Tokenizer to embed: tokenizer.model (SentencePiece), tokenizer.json (Hugging Face) or llama2.c tokenizer.bin; "
+    "overrides the checkpoint's",
     "FILE" },
   { "vocab-only", 0, 0, G_OPTION_ARG_NONE, &opt_vocab_only,
     "Write a tokenizer-only file; SRC is a tokenizer file or a directory holding one", NULL },
@@ -65,7 +66,8 @@ main (int argc, char **argv)
   setlocale (LC_ALL, "");
   GOptionContext *octx = g_option_context_new ("SRC - convert a checkpoint to a .leviathan model");
   g_option_context_set_summary (octx,
-    "SRC is a Hugging Face model directory (config.json + model.safetensors or shards, tokenizer.model),\n"
+    "SRC is a Hugging Face model directory (config.json + model.safetensors or shards, tokenizer.model or\n"
+    "tokenizer.json),\n"
     "a llama2.c checkpoint (.bin; give --tokenizer), or a bitllama2.c ternary checkpoint (\"ak42\").");
   g_option_context_add_main_entries (octx, entries, NULL);
   GError *error = NULL;

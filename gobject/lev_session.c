@@ -19,6 +19,7 @@ struct LevSession {
   int32_t pending;               /* last sampled token, not evaluated yet (-1: none) */
   int32_t prev;                  /* last token of the sequence (-1: none) */
   gboolean history;              /* the context holds a conversation */
+  gchar *bos_text;               /* the BOS piece, looked up once (NULL: not yet, or none) */
 };
 
 /* Returns default parameters. */
@@ -128,6 +129,7 @@ lev_session_free (LevSession *s)
   lev_context_free (s->ctx);
   lev_output_free (s->out);
   g_free (s->system_prompt);
+  g_free (s->bos_text);
   g_strfreev (s->stops);
   g_free (s);
 }
@@ -185,6 +187,19 @@ new_sampler (LevSession *s)
   s->sampler_dirty = FALSE;
 }
 
+/* Returns the text of the BOS token (owned by the session), or NULL when the tokenizer has none. */
+static const char *
+bos_text (LevSession *s)
+{
+  if (!s->bos_text && s->tok && lev_tokenizer_bos (s->tok) >= 0) {
+    size_t n = 0;
+    const char *p = lev_tokenizer_piece (s->tok, lev_tokenizer_bos (s->tok), &n);
+    if (p)
+      s->bos_text = g_strndup (p, n);
+  }
+  return s->bos_text;
+}
+
 /* Builds the text to encode for a prompt at the start of a conversation (first) or later in it. */
 static gchar *
 render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
@@ -198,7 +213,10 @@ render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
     if (first && sys)
       msgs[n++] = (LevChatMessage) { "system", sys };
     msgs[n++] = (LevChatMessage) { "user", user };
-    gchar *r = lev_chat_render (s->tmpl, msgs, n, TRUE, NULL);
+    /* a continuing conversation closes the previous answer's turn and opens the next one */
+    const char *bos = bos_text (s);
+    gchar *r = first ? lev_chat_render (s->tmpl, msgs, n, TRUE, bos)
+                     : lev_chat_render_continuation (s->tmpl, msgs, n, TRUE, bos);
     g_free (user);
     return r;
   }
@@ -263,7 +281,15 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
       return FALSE;
     }
     gchar *r = render_prompt (s, text, len, first);
-    ids = lev_tokenizer_encode (s->tok, r, -1, first && lev_tokenizer_adds_bos (s->tok), &n, error);
+    const char *bos_piece = bos_text (s);
+    /* BOS where the tokenizer adds one, unless a chat template already wrote it */
+    gboolean add_bos = first && lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));
+#ifdef LEV_HAVE_CHAT
+    if (s->tmpl != LEV_CHAT_NONE)   /* control tokens the template wrote (</s>, <|im_end|>) become their ids */
+      ids = lev_tokenizer_encode_special (s->tok, r, -1, add_bos, &n, error);
+    else
+#endif
+      ids = lev_tokenizer_encode (s->tok, r, -1, add_bos, &n, error);
     g_free (r);
     if (!ids)
       return FALSE;
