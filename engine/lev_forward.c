@@ -51,12 +51,18 @@ static float
 quantize_absmax (const float *x, uint32_t n, int8_t *q, gboolean away)
 {
   float amax = 0.0f;
-  for (uint32_t i = 0; i < n; i++)
-    amax = fmaxf (amax, fabsf (x[i]));
-  float s = 127.0f / fmaxf (amax, 1e-5f);
   for (uint32_t i = 0; i < n; i++) {
-    float r = away ? roundf (x[i] * s) : nearbyintf (x[i] * s);
-    q[i] = (int8_t) fminf (fmaxf (r, -128.0f), 127.0f);
+    float a = fabsf (x[i]);
+    amax = a > amax ? a : amax;
+  }
+  float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+  for (uint32_t i = 0; i < n; i++) {
+    float v = x[i] * s, r;
+    if (away)
+      r = roundf (v);
+    else                      /* |v| <= 127: adding and removing 1.5 * 2^23 rounds to nearest, halves to even */
+      r = (v + 12582912.0f) - 12582912.0f;
+    q[i] = (int8_t) (r >= -128.0f ? (r <= 127.0f ? r : 127.0f) : -128.0f);   /* NaN gives -128 */
   }
   return 1.0f / s;
 }
@@ -132,17 +138,18 @@ typedef struct {
   LevQAct act;                /* packed matrices: the int8 activations */
   float *y;
   size_t ldy;
+  uint32_t chunk_rows;        /* rows per chunk of work, a multiple of 16 */
 } LinearJob;
 
-/* One thread's share of the rows of y = W x, for every token of the block. */
+/* One chunk of rows of y = W x, for every token of the block. */
 static void
-linear_worker (void *arg, uint32_t ith, uint32_t nth)
+linear_worker (void *arg, uint32_t chunk, uint32_t slot)
 {
   LinearJob *j = arg;
   const LevContext *c = j->c;
   const LevMatrix *m = j->m;
   const LinearInput *in = j->in;
-  size_t r0 = (size_t) m->rows * ith / nth, r1 = (size_t) m->rows * (ith + 1) / nth;
+  size_t r0 = (size_t) chunk * j->chunk_rows, r1 = MIN (r0 + j->chunk_rows, (size_t) m->rows);
   if (lev_qenc_is_packed (m->encoding)) {
     if (j->act.q) {
       lev_qgemm (c->kern, &m->q, &j->act, j->y, j->ldy, r0, r1);
@@ -176,7 +183,9 @@ linear_worker (void *arg, uint32_t ith, uint32_t nth)
 static void
 linear (LevContext *c, const LevMatrix *m, const LinearInput *in, float *y, size_t ldy)
 {
-  LinearJob job = { c, m, in, { 0 }, y, ldy };
+  /* chunks of 64 rows (16 for small matrices), claimed by whichever thread is free */
+  uint32_t nth = lev_threadpool_size (c->pool), chunk_rows = m->rows >= 64u * 4 * nth ? 64 : 16;
+  LinearJob job = { c, m, in, { 0 }, y, ldy, chunk_rows };
   if (lev_qenc_is_packed (m->encoding)) {
     if (!in->quantized && !c->float_reference) {
       for (uint32_t t = 0; t < in->n; t++)
@@ -191,7 +200,7 @@ linear (LevContext *c, const LevMatrix *m, const LinearInput *in, float *y, size
       for (uint32_t i = 0; i < in->cols; i++)
         c->xdq[(size_t) t * c->wide + i] = (float) c->xq[t * c->qstride + i] * c->xscale[t];
   }
-  lev_threadpool_run (c->pool, linear_worker, &job);
+  lev_threadpool_run_chunks (c->pool, linear_worker, &job, (m->rows + chunk_rows - 1) / chunk_rows);
 }
 
 /* Rotates one head vector in place with precomputed cos/sin for its position. */
@@ -264,9 +273,9 @@ slot_of (const LevContext *c, uint64_t pos)
   return c->n_sink + (uint32_t) ((pos - c->n_sink) % (c->n_ctx - c->n_sink));
 }
 
-/* Attention of every (token, head) pair of the block; pairs are dealt out to the threads. */
+/* Attention of one (token, head) pair of the block; `slot` picks the thread's scratch row. */
 static void
-attention_worker (void *arg, uint32_t ith, uint32_t nth)
+attention_worker (void *arg, uint32_t job, uint32_t slot)
 {
   AttnJob *j = arg;
   LevContext *c = j->c;
@@ -276,38 +285,36 @@ attention_worker (void *arg, uint32_t ith, uint32_t nth)
   const float *kc = c->key_cache + (size_t) j->layer * c->n_ctx * kv_dim;
   const float *vc = c->value_cache + (size_t) j->layer * c->n_ctx * kv_dim;
   float scale = sqrtf ((float) hd);
-  float *att = c->att + (size_t) ith * c->n_ctx;
-  for (uint32_t job = ith; job < j->n * hp->n_heads; job += nth) {
-    uint32_t i = job / hp->n_heads, h = job % hp->n_heads;
-    uint64_t pos = c->pos + i;
-    gboolean wrapped = pos >= c->n_ctx;
-    uint32_t n_slots = wrapped ? c->n_ctx : (uint32_t) pos + 1;
-    const float *q = c->q + (size_t) i * q_dim + (size_t) h * hd;      /* rotated at the text position */
-    uint32_t kvh = h / group;
-    float q_sink[1024];
-    if (wrapped) {
-      /* sinks sit at the start of the cache: the query is placed at the end of the cache for them, so that
-       * query-key distances stay within the trained context (StreamingLLM) */
-      memcpy (q_sink, c->xb2 + (size_t) i * c->wide + (size_t) h * hd, hd * sizeof (float));
-      rope_apply (q_sink, hd, hp->rope_style, c->sink_cos, c->sink_sin);
-    }
-    float maxv = -INFINITY;
-    for (uint32_t s = 0; s < n_slots; s++) {
-      const float *k = kc + (size_t) s * kv_dim + (size_t) kvh * hd;
-      float d = lev_dot_f32 (wrapped && s < c->n_sink ? q_sink : q, k, hd) / scale;
-      att[s] = d;
-      maxv = fmaxf (maxv, d);
-    }
-    float sum = 0.0f;
-    for (uint32_t s = 0; s < n_slots; s++) {
-      att[s] = expf (att[s] - maxv);
-      sum += att[s];
-    }
-    float *out = c->xb + (size_t) i * c->wide + (size_t) h * hd;
-    memset (out, 0, hd * sizeof (float));
-    for (uint32_t s = 0; s < n_slots; s++)
-      lev_axpy_f32 (att[s] / sum, vc + (size_t) s * kv_dim + (size_t) kvh * hd, out, hd);
+  float *att = c->att + (size_t) slot * c->n_ctx;
+  uint32_t i = job / hp->n_heads, h = job % hp->n_heads;
+  uint64_t pos = c->pos + i;
+  gboolean wrapped = pos >= c->n_ctx;
+  uint32_t n_slots = wrapped ? c->n_ctx : (uint32_t) pos + 1;
+  const float *q = c->q + (size_t) i * q_dim + (size_t) h * hd;      /* rotated at the text position */
+  uint32_t kvh = h / group;
+  float q_sink[1024];
+  if (wrapped) {
+    /* sinks sit at the start of the cache: the query is placed at the end of the cache for them, so that
+     * query-key distances stay within the trained context (StreamingLLM) */
+    memcpy (q_sink, c->xb2 + (size_t) i * c->wide + (size_t) h * hd, hd * sizeof (float));
+    rope_apply (q_sink, hd, hp->rope_style, c->sink_cos, c->sink_sin);
   }
+  float maxv = -INFINITY;
+  for (uint32_t s = 0; s < n_slots; s++) {
+    const float *k = kc + (size_t) s * kv_dim + (size_t) kvh * hd;
+    float d = lev_dot_f32 (wrapped && s < c->n_sink ? q_sink : q, k, hd) / scale;
+    att[s] = d;
+    maxv = fmaxf (maxv, d);
+  }
+  float sum = 0.0f;
+  for (uint32_t s = 0; s < n_slots; s++) {
+    att[s] = expf (att[s] - maxv);
+    sum += att[s];
+  }
+  float *out = c->xb + (size_t) i * c->wide + (size_t) h * hd;
+  memset (out, 0, hd * sizeof (float));
+  for (uint32_t s = 0; s < n_slots; s++)
+    lev_axpy_f32 (att[s] / sum, vc + (size_t) s * kv_dim + (size_t) kvh * hd, out, hd);
 }
 
 /* ---------------------------------------------------------------- the forward pass */
@@ -368,7 +375,7 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
 
     /* multi-head attention over the cache (GQA: heads share kv heads in groups) */
     AttnJob aj = { c, l, n };
-    lev_threadpool_run (c->pool, attention_worker, &aj);
+    lev_threadpool_run_chunks (c->pool, attention_worker, &aj, n * hp->n_heads);
 
     /* output projection (BitNet: sub-norm first) and residual */
     if (L->attn_sub_norm)

@@ -1,4 +1,4 @@
-/* lev_threadpool.c: persistent worker threads; spin briefly for the next job, then sleep on a condition. */
+/* lev_threadpool.c: persistent worker threads that claim chunks of the current job from a shared counter. */
 #include "lev_threadpool.h"
 
 #include <pthread.h>
@@ -9,16 +9,21 @@
 
 #define LEV_SPIN_ROUNDS 20000
 
+/* The job counter packs the job's generation (high 32 bits) and the next unclaimed chunk (low 32 bits): a chunk
+ * is claimed by a compare-and-swap that also checks the generation, so a worker that wakes late can never take a
+ * chunk of a later job with the body of an earlier one. */
 struct LevThreadPool {
   uint32_t n_threads;
   pthread_t *threads;
   pthread_mutex_t mutex;
   pthread_cond_t cond;
-  atomic_uint generation;   /* bumped for every job */
-  atomic_uint pending;      /* workers still running the current job */
+  _Atomic uint64_t counter;   /* generation << 32 | next chunk */
+  atomic_uint done;           /* chunks finished in the current job */
+  atomic_uint slots;          /* bit i set: slot i is in use */
+  _Atomic (LevPoolChunkFn) fn;
+  _Atomic (void *) arg;
+  atomic_uint n_chunks;
   atomic_bool quit;
-  LevPoolFn fn;
-  void *arg;
 };
 
 typedef struct {
@@ -36,33 +41,66 @@ cpu_relax (void)
 #endif
 }
 
+/* Claims and runs chunks of job generation gen until none is left (or the job changed). */
+static void
+run_chunks (LevThreadPool *pool, uint32_t gen)
+{
+  /* sequentially consistent: if these loads see a later job's fields, the counter was closed before they were
+   * written, so no claim below can succeed for generation gen */
+  LevPoolChunkFn fn = atomic_load (&pool->fn);
+  void *arg = atomic_load (&pool->arg);
+  uint32_t n = atomic_load (&pool->n_chunks);
+  uint32_t slot = 0;
+  bool have_slot = false;
+  uint64_t cur = atomic_load_explicit (&pool->counter, memory_order_acquire);
+  for (;;) {
+    if ((uint32_t) (cur >> 32) != gen || (uint32_t) cur >= n)
+      break;
+    if (!atomic_compare_exchange_weak (&pool->counter, &cur, cur + 1))
+      continue;
+    if (!have_slot) {
+      /* the lowest free slot: at most n_threads chunks run at once, so one is always free */
+      unsigned used = atomic_load (&pool->slots);
+      for (;;) {
+        slot = (uint32_t) __builtin_ctz (~used);
+        if (atomic_compare_exchange_weak (&pool->slots, &used, used | (1u << slot)))
+          break;
+      }
+      have_slot = true;
+    }
+    fn (arg, (uint32_t) cur, slot);
+    atomic_fetch_add_explicit (&pool->done, 1, memory_order_release);
+    cur = atomic_load_explicit (&pool->counter, memory_order_acquire);
+  }
+  if (have_slot)
+    atomic_fetch_and (&pool->slots, ~(1u << slot));
+}
+
 static void *
 worker_main (void *p)
 {
   WorkerArg *wa = p;
   LevThreadPool *pool = wa->pool;
-  uint32_t index = wa->index;
   free (wa);
-  unsigned seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    unsigned gen;
+    uint32_t gen;
     int spins = 0;
-    while ((gen = atomic_load_explicit (&pool->generation, memory_order_acquire)) == seen
+    while ((gen = (uint32_t) (atomic_load_explicit (&pool->counter, memory_order_acquire) >> 32)) == seen
            && !atomic_load (&pool->quit) && spins < LEV_SPIN_ROUNDS) {
       cpu_relax ();
       spins++;
     }
     if (gen == seen && !atomic_load (&pool->quit)) {
       pthread_mutex_lock (&pool->mutex);
-      while ((gen = atomic_load (&pool->generation)) == seen && !atomic_load (&pool->quit))
+      while ((gen = (uint32_t) (atomic_load (&pool->counter) >> 32)) == seen && !atomic_load (&pool->quit))
         pthread_cond_wait (&pool->cond, &pool->mutex);
       pthread_mutex_unlock (&pool->mutex);
     }
     if (atomic_load (&pool->quit))
       return NULL;
     seen = gen;
-    pool->fn (pool->arg, index, pool->n_threads);
-    atomic_fetch_sub_explicit (&pool->pending, 1, memory_order_release);
+    run_chunks (pool, gen);
   }
 }
 
@@ -71,14 +109,20 @@ lev_threadpool_new (uint32_t n_threads)
 {
   if (n_threads == 0)
     n_threads = 1;
+  if (n_threads > 32)
+    n_threads = 32;
   LevThreadPool *pool = calloc (1, sizeof *pool);
   if (!pool)
     return NULL;
   pool->n_threads = n_threads;
   pthread_mutex_init (&pool->mutex, NULL);
   pthread_cond_init (&pool->cond, NULL);
-  atomic_init (&pool->generation, 0);
-  atomic_init (&pool->pending, 0);
+  atomic_init (&pool->counter, 0);
+  atomic_init (&pool->done, 0);
+  atomic_init (&pool->slots, 0);
+  atomic_init (&pool->fn, NULL);
+  atomic_init (&pool->arg, NULL);
+  atomic_init (&pool->n_chunks, 0);
   atomic_init (&pool->quit, false);
   pool->threads = calloc (n_threads, sizeof (pthread_t));
   if (!pool->threads) {
@@ -125,25 +169,55 @@ lev_threadpool_size (const LevThreadPool *pool)
 }
 
 void
-lev_threadpool_run (LevThreadPool *pool, LevPoolFn fn, void *arg)
+lev_threadpool_run_chunks (LevThreadPool *pool, LevPoolChunkFn fn, void *arg, uint32_t n_chunks)
 {
-  if (pool->n_threads == 1) {
-    fn (arg, 0, 1);
+  if (n_chunks == 0)
+    return;
+  if (pool->n_threads == 1 || n_chunks == 1) {
+    for (uint32_t i = 0; i < n_chunks; i++)
+      fn (arg, i, 0);
     return;
   }
-  pool->fn = fn;
-  pool->arg = arg;
-  atomic_store_explicit (&pool->pending, pool->n_threads - 1, memory_order_relaxed);
+  /* close the previous job's counter (nothing left to claim) before its fields change */
+  uint64_t cur = atomic_load (&pool->counter);
+  uint32_t gen = (uint32_t) (cur >> 32) + 1;
+  atomic_store (&pool->counter, (cur & ~(uint64_t) UINT32_MAX) | UINT32_MAX);
+  atomic_store (&pool->fn, fn);
+  atomic_store (&pool->arg, arg);
+  atomic_store (&pool->n_chunks, n_chunks);
+  atomic_store (&pool->done, 0);
   pthread_mutex_lock (&pool->mutex);
-  atomic_fetch_add_explicit (&pool->generation, 1, memory_order_release);
+  atomic_store (&pool->counter, (uint64_t) gen << 32);
   pthread_cond_broadcast (&pool->cond);
   pthread_mutex_unlock (&pool->mutex);
-  fn (arg, 0, pool->n_threads);
+  run_chunks (pool, gen);
+  /* every chunk is claimed: wait for the ones still running elsewhere */
   int spins = 0;
-  while (atomic_load_explicit (&pool->pending, memory_order_acquire) != 0) {
+  while (atomic_load_explicit (&pool->done, memory_order_acquire) != n_chunks) {
     if (++spins < LEV_SPIN_ROUNDS)
       cpu_relax ();
     else
       sched_yield ();
   }
+}
+
+typedef struct {
+  LevPoolFn fn;
+  void *arg;
+  uint32_t nth;
+} Trampoline;
+
+static void
+run_one (void *arg, uint32_t chunk, uint32_t slot)
+{
+  Trampoline *t = arg;
+  (void) slot;
+  t->fn (t->arg, chunk, t->nth);
+}
+
+void
+lev_threadpool_run (LevThreadPool *pool, LevPoolFn fn, void *arg)
+{
+  Trampoline t = { fn, arg, pool->n_threads };
+  lev_threadpool_run_chunks (pool, run_one, &t, pool->n_threads);
 }
