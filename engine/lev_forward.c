@@ -14,9 +14,16 @@ struct LevContext {
   uint32_t n_ctx, n_sink;
   gboolean act_quant;         /* the model quantizes its linear inputs to int8 */
   gboolean float_reference;   /* activation quantization explicitly off: packed matrices take float inputs */
+  gboolean packed_body;       /* the blocks' matrices are packed: quantize each linear input once, per token */
   uint64_t pos;               /* tokens evaluated since reset */
-  /* KV cache: [n_layers][n_ctx][kv_dim], keys stored rotated at their text position */
-  float *key_cache, *value_cache;
+  /* KV cache: [n_layers][n_ctx][kv_dim] of kv_type, keys stored rotated at their text position; int8 caches
+   * keep one scale per token and kv head ([n_layers][n_ctx][n_kv_heads]) */
+  uint32_t kv_type;
+  size_t kv_elem;             /* bytes per value */
+  uint8_t *key_cache, *value_cache;
+  float *key_scale, *value_scale;
+  float *kbuf, *vbuf;         /* [batch][kv_dim] new keys and values before they are stored (compact caches) */
+  uint8_t *embd_scratch;      /* one embedding row as stored */
   /* scratch, LEV_MAX_BATCH rows each (row stride: the width named) */
   uint32_t wide;              /* max (dim, q_dim, ffn_dim) */
   float *x, *xb, *xb2, *q, *hb, *hb2, *xdq, *logits;
@@ -117,14 +124,17 @@ static LinearInput
 linear_input (LevContext *c, float *x, size_t ldx, uint32_t n, uint32_t cols)
 {
   LinearInput in = { n, cols, x, ldx, FALSE };
-  if (!c->act_quant)
+  if (!c->act_quant && !c->packed_body)
     return in;
   const LevHParams *hp = &c->model->hp;
   for (uint32_t t = 0; t < n; t++) {
     int8_t *q = c->xq + t * c->qstride;
-    c->xscale[t] = hp->flags & LEV_HP_BITLINEAR_NORM
-                     ? quantize_bitlinear (x + t * ldx, cols, q)
-                     : quantize_absmax (x + t * ldx, cols, q, (hp->flags & LEV_HP_ACT_ROUND_AWAY) != 0);
+    if (!c->act_quant)        /* the same per-product quantization as linear() would do, once for all readers */
+      c->xscale[t] = quantize_absmax (x + t * ldx, cols, q, FALSE);
+    else if (hp->flags & LEV_HP_BITLINEAR_NORM)
+      c->xscale[t] = quantize_bitlinear (x + t * ldx, cols, q);
+    else
+      c->xscale[t] = quantize_absmax (x + t * ldx, cols, q, (hp->flags & LEV_HP_ACT_ROUND_AWAY) != 0);
   }
   finish_quantized (c, n, cols);
   in.quantized = TRUE;
@@ -282,8 +292,7 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
   const LevHParams *hp = &c->model->hp;
   uint32_t hd = hp->head_dim, kv_dim = hp->n_kv_heads * hd, q_dim = hp->n_heads * hd;
   uint32_t group = hp->n_heads / hp->n_kv_heads;
-  const float *kc = c->key_cache + (size_t) j->layer * c->n_ctx * kv_dim;
-  const float *vc = c->value_cache + (size_t) j->layer * c->n_ctx * kv_dim;
+  size_t layer_slot0 = (size_t) j->layer * c->n_ctx;
   float scale = sqrtf ((float) hd);
   float *att = c->att + (size_t) slot * c->n_ctx;
   uint32_t i = job / hp->n_heads, h = job % hp->n_heads;
@@ -301,8 +310,17 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
   }
   float maxv = -INFINITY;
   for (uint32_t s = 0; s < n_slots; s++) {
-    const float *k = kc + (size_t) s * kv_dim + (size_t) kvh * hd;
-    float d = lev_dot_f32 (wrapped && s < c->n_sink ? q_sink : q, k, hd) / scale;
+    size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * c->kv_elem;
+    const float *qq = wrapped && s < c->n_sink ? q_sink : q;
+    float d;
+    if (c->kv_type == LEV_KV_F16)
+      d = c->kern->dot_f16 (qq, (const uint16_t *) (c->key_cache + at), hd);
+    else if (c->kv_type == LEV_KV_Q8)
+      d = c->kern->dot_i8 (qq, (const int8_t *) (c->key_cache + at), hd)
+          * c->key_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh];
+    else
+      d = c->kern->dot_f32 (qq, (const float *) (c->key_cache + at), hd);
+    d /= scale;
     att[s] = d;
     maxv = fmaxf (maxv, d);
   }
@@ -313,8 +331,47 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
   }
   float *out = c->xb + (size_t) i * c->wide + (size_t) h * hd;
   memset (out, 0, hd * sizeof (float));
-  for (uint32_t s = 0; s < n_slots; s++)
-    lev_axpy_f32 (att[s] / sum, vc + (size_t) s * kv_dim + (size_t) kvh * hd, out, hd);
+  for (uint32_t s = 0; s < n_slots; s++) {
+    size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * c->kv_elem;
+    if (c->kv_type == LEV_KV_F16)
+      c->kern->axpy_f16 (att[s] / sum, (const uint16_t *) (c->value_cache + at), out, hd);
+    else if (c->kv_type == LEV_KV_Q8)
+      c->kern->axpy_i8 (att[s] / sum * c->value_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh],
+                        (const int8_t *) (c->value_cache + at), out, hd);
+    else
+      c->kern->axpy_f32 (att[s] / sum, (const float *) (c->value_cache + at), out, hd);
+  }
+}
+
+/* Stores n new keys and values (rows of c->kbuf / c->vbuf) into a compact cache at slots slot .. slot + n - 1. */
+static void
+store_kv (LevContext *c, uint32_t layer, uint32_t slot, uint32_t n)
+{
+  const LevHParams *hp = &c->model->hp;
+  uint32_t hd = hp->head_dim, kv_dim = hp->n_kv_heads * hd;
+  for (uint32_t i = 0; i < n; i++) {
+    size_t row = (size_t) layer * c->n_ctx + slot + i;
+    for (int which = 0; which < 2; which++) {
+      const float *src = (which ? c->vbuf : c->kbuf) + (size_t) i * kv_dim;
+      uint8_t *dst = (which ? c->value_cache : c->key_cache) + row * kv_dim * c->kv_elem;
+      if (c->kv_type == LEV_KV_F16) {
+        for (uint32_t k = 0; k < kv_dim; k++)
+          ((uint16_t *) dst)[k] = lev_f32_to_f16 (src[k]);
+        continue;
+      }
+      float *scales = (which ? c->value_scale : c->key_scale) + row * hp->n_kv_heads;
+      for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
+        const float *v = src + (size_t) h * hd;
+        float amax = 0.0f;
+        for (uint32_t k = 0; k < hd; k++)
+          amax = fmaxf (amax, fabsf (v[k]));
+        float sc = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        scales[h] = sc;
+        for (uint32_t k = 0; k < hd; k++)
+          ((int8_t *) dst)[(size_t) h * hd + k] = (int8_t) lrintf (v[k] * inv);
+      }
+    }
+  }
 }
 
 /* ---------------------------------------------------------------- the forward pass */
@@ -334,7 +391,7 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
   float *x = c->x;
 
   for (uint32_t i = 0; i < n; i++) {
-    lev_matrix_get_row (&m->tok_embd, (uint32_t) tokens[i], x + (size_t) i * dim);
+    lev_model_embedding (m, (uint32_t) tokens[i], x + (size_t) i * dim, c->embd_scratch);
     rope_table (c, c->pos + i, c->rope_cos + i * half, c->rope_sin + i * half);
   }
   if (c->pos >= c->n_ctx)
@@ -342,10 +399,12 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
 
   for (uint32_t l = 0; l < hp->n_layers; l++) {
     const LevLayer *L = &m->layers[l];
-    float *kc = c->key_cache + ((size_t) l * c->n_ctx + slot) * kv_dim;
-    float *vc = c->value_cache + ((size_t) l * c->n_ctx + slot) * kv_dim;
+    /* new keys and values: straight into an f32 cache, else through kbuf / vbuf */
+    gboolean direct = c->kv_type == LEV_KV_F32;
+    float *kc = direct ? (float *) c->key_cache + ((size_t) l * c->n_ctx + slot) * kv_dim : c->kbuf;
+    float *vc = direct ? (float *) c->value_cache + ((size_t) l * c->n_ctx + slot) * kv_dim : c->vbuf;
 
-    /* attention: norm, q/k/v projections (keys and values straight into the cache), biases, RoPE */
+    /* attention: norm, q/k/v projections, biases, RoPE */
     for (uint32_t i = 0; i < n; i++) {
       if (bitlinear_norm)
         memcpy (c->xb + (size_t) i * W, x + (size_t) i * dim, dim * sizeof (float));
@@ -372,6 +431,9 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
       for (uint32_t h = 0; h < hp->n_kv_heads; h++)
         rope_apply (ki + (size_t) h * hd, hd, hp->rope_style, c->rope_cos + i * half, c->rope_sin + i * half);
     }
+
+    if (!direct)
+      store_kv (c, l, slot, n);
 
     /* multi-head attention over the cache (GQA: heads share kv heads in groups) */
     AttnJob aj = { c, l, n };
@@ -474,6 +536,22 @@ lev_context_default_params (void)
 LevContext *
 lev_context_new (const LevModel *model, const LevContextParams *params, GError **error)
 {
+  return lev_context_new_kv (model, params, LEV_KV_F32, error);
+}
+
+uint64_t
+lev_context_kv_bytes_per_token (const LevContext *c)
+{
+  const LevHParams *hp = &c->model->hp;
+  uint64_t per_layer = (uint64_t) hp->n_kv_heads * hp->head_dim * c->kv_elem * 2;
+  if (c->kv_type == LEV_KV_Q8)
+    per_layer += (uint64_t) hp->n_kv_heads * 2 * sizeof (float);
+  return per_layer * hp->n_layers;
+}
+
+LevContext *
+lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKvType kv_type, GError **error)
+{
   const LevHParams *hp = &model->hp;
   if (!model->has_weights) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "the model file holds only a tokenizer, no weights");
@@ -488,6 +566,10 @@ lev_context_new (const LevModel *model, const LevContextParams *params, GError *
   if (p.n_sink >= n_ctx) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%u attention sinks do not fit a context of %u", p.n_sink,
                  n_ctx);
+    return NULL;
+  }
+  if (kv_type > LEV_KV_Q8) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "unknown KV cache type %u", kv_type);
     return NULL;
   }
   if (p.act_quant > LEV_ACT_QUANT_ON) {
@@ -511,8 +593,21 @@ lev_context_new (const LevModel *model, const LevContextParams *params, GError *
   c->act_quant = p.act_quant == LEV_ACT_QUANT_AUTO ? (hp->flags & LEV_HP_ACT_QUANT) != 0
                                                   : p.act_quant == LEV_ACT_QUANT_ON;
   c->float_reference = p.act_quant == LEV_ACT_QUANT_OFF;
-  c->key_cache = g_try_malloc0 (cache_floats * sizeof (float));
-  c->value_cache = g_try_malloc0 (cache_floats * sizeof (float));
+  c->packed_body = !c->float_reference;
+  for (uint32_t l = 0; l < hp->n_layers; l++) {
+    const LevLayer *L = &model->layers[l];
+    const LevMatrix *ms[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    for (guint i = 0; i < G_N_ELEMENTS (ms); i++)
+      c->packed_body = c->packed_body && lev_qenc_is_packed (ms[i]->encoding);
+  }
+  c->kv_type = kv_type;
+  c->kv_elem = kv_type == LEV_KV_F16 ? 2 : kv_type == LEV_KV_Q8 ? 1 : 4;
+  c->key_cache = g_try_malloc0 (cache_floats * c->kv_elem);
+  c->value_cache = g_try_malloc0 (cache_floats * c->kv_elem);
+  if (kv_type == LEV_KV_Q8) {
+    c->key_scale = g_new0 (float, (size_t) hp->n_layers * n_ctx * hp->n_kv_heads);
+    c->value_scale = g_new0 (float, (size_t) hp->n_layers * n_ctx * hp->n_kv_heads);
+  }
   c->pool = lev_threadpool_new (n_threads);
   if (!c->key_cache || !c->value_cache || !c->pool) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "cannot allocate a context of %u tokens (%" G_GUINT64_FORMAT
@@ -528,10 +623,15 @@ lev_context_new (const LevModel *model, const LevContextParams *params, GError *
   c->xb2 = g_new0 (float, B * wide);
   c->xdq = g_new0 (float, B * wide);
   c->q = g_new0 (float, B * q_dim);
+  if (kv_type != LEV_KV_F32) {
+    c->kbuf = g_new0 (float, B * kv_dim);
+    c->vbuf = g_new0 (float, B * kv_dim);
+  }
   c->hb = g_new0 (float, B * hp->ffn_dim);
   c->hb2 = g_new0 (float, B * hp->ffn_dim);
   c->att = g_new0 (float, (size_t) lev_threadpool_size (c->pool) * n_ctx);
   c->logits = g_new0 (float, hp->vocab_size);
+  c->embd_scratch = g_new0 (uint8_t, (size_t) hp->dim * 4 + 64);
   c->xq = g_new0 (int8_t, B * c->qstride);
   c->xq2 = g_new0 (int8_t, 2 * B * c->qstride);
   c->xsum = g_new0 (int32_t, B);
@@ -554,6 +654,10 @@ lev_context_free (LevContext *c)
     lev_threadpool_free (c->pool);
   g_free (c->key_cache);
   g_free (c->value_cache);
+  g_free (c->key_scale);
+  g_free (c->value_scale);
+  g_free (c->kbuf);
+  g_free (c->vbuf);
   g_free (c->x);
   g_free (c->xb);
   g_free (c->xb2);
@@ -563,6 +667,7 @@ lev_context_free (LevContext *c)
   g_free (c->hb2);
   g_free (c->att);
   g_free (c->logits);
+  g_free (c->embd_scratch);
   g_free (c->xq);
   g_free (c->xq2);
   g_free (c->xsum);

@@ -1,8 +1,10 @@
 /* lev_model.c: maps a .leviathan file, checks every field, offset and shape, and binds tensors to layers. */
 #include "lev_model.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 G_DEFINE_QUARK (lev-error-quark, lev_error)
 
@@ -380,6 +382,7 @@ lev_model_load (const char *path, GError **error)
     return NULL;
   }
   LevModel *m = g_new0 (LevModel, 1);
+  m->embd_fd = -1;
   m->map = map;
   m->base = (const uint8_t *) g_mapped_file_get_contents (map);
   m->size = g_mapped_file_get_length (map);
@@ -416,6 +419,17 @@ lev_model_load (const char *path, GError **error)
     Directory d = { (const LevTensorEntry *) (m->base + h.tensors_offset), h.n_tensors, m->base + h.data_offset };
     if (!check_directory (&d, h.data_size, &local) || !bind_tensors (m, &d, &local))
       goto fail;
+    /* an untied embedding table is read a row at a time with pread: touching the mapping would fault in (and keep
+     * resident) the pages around every looked-up row */
+    if (!(m->hp.flags & LEV_HP_TIED_EMBEDDINGS)) {
+      m->embd_fd = open (path, O_RDONLY | O_CLOEXEC);
+      m->embd_offset = (uint64_t) ((const uint8_t *) m->tok_embd.data - m->base);
+      m->embd_row_bytes = (size_t) (lev_matrix_bytes (&m->tok_embd) - 4ull * (m->tok_embd.encoding == LEV_ENC_Q8
+                                    ? m->tok_embd.rows : m->tok_embd.q.n_scales)) / m->tok_embd.rows;
+      if (m->tok_embd.encoding == LEV_ENC_F32 || m->tok_embd.encoding == LEV_ENC_F16
+          || m->tok_embd.encoding == LEV_ENC_BF16)
+        m->embd_row_bytes = (size_t) (lev_matrix_bytes (&m->tok_embd) / m->tok_embd.rows);
+    }
   }
   return m;
 
@@ -433,6 +447,8 @@ lev_model_free (LevModel *model)
     return;
   if (model->tok)
     lev_tokenizer_free (model->tok);
+  if (model->embd_fd >= 0)
+    close (model->embd_fd);
   g_free (model->layers);
   g_free (model->chat_template);
   g_free (model->name);
@@ -533,4 +549,30 @@ lev_model_bytes_per_token (const LevModel *model)
       b += lev_matrix_bytes (ms[i]);
   }
   return b;
+}
+
+void
+lev_model_embedding (const LevModel *model, uint32_t token, float *out, uint8_t *scratch)
+{
+  const LevMatrix *e = &model->tok_embd;
+  size_t rb = model->embd_row_bytes;
+  if (model->embd_fd < 0
+      || pread (model->embd_fd, scratch, rb, (off_t) (model->embd_offset + (uint64_t) token * rb)) != (ssize_t) rb) {
+    lev_matrix_get_row (e, token, out);
+    return;
+  }
+  /* the row's codes came through scratch; scales are read in place (small) */
+  LevMatrix row = *e;
+  row.rows = 1;
+  if (lev_qenc_is_packed (e->encoding)) {
+    row.q.codes = scratch;
+    row.q.scales = (const float *) ((const uint8_t *) &e->q.scales[e->q.n_scales == 1 ? 0 : token]);
+    row.q.n_scales = 1;
+  } else if (e->encoding == LEV_ENC_Q8) {
+    row.data = scratch;
+    row.scales = &e->scales[token];
+  } else {
+    row.data = scratch;
+  }
+  lev_matrix_get_row (&row, 0, out);
 }

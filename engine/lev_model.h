@@ -34,6 +34,9 @@ struct LevModel {
   gboolean has_weights;
   LevLayer *layers;
   LevMatrix tok_embd, output;                  /* output aliases tok_embd when tied */
+  int embd_fd;                                 /* untied: the file again, for pread of embedding rows; else -1 */
+  uint64_t embd_offset;                        /* file offset of token_embd's first row */
+  size_t embd_row_bytes;                       /* bytes of one row (codes or values, without scales) */
   const float *output_norm;
   LevVocabView vocab;
   LevTokenizer *tok;
@@ -43,8 +46,24 @@ struct LevModel {
 
 /* Copies row `row` of m into out as floats (m->cols values). */
 void lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out);
+/* Copies the embedding of token into out (dim floats); scratch holds at least 4 * dim + 64 bytes. Untied tables
+ * are read with pread, so that looking rows up does not keep the table resident. */
+void lev_model_embedding (const LevModel *model, uint32_t token, float *out, uint8_t *scratch);
 /* Returns the number of bytes of m that a product with it reads (codes and scales). */
 uint64_t lev_matrix_bytes (const LevMatrix *m);
+
+/* Element types of the KV cache. */
+typedef enum {
+  LEV_KV_F32 = 0,        /* exact (the default) */
+  LEV_KV_F16 = 1,        /* IEEE half: half the memory and bytes read */
+  LEV_KV_Q8 = 2,         /* int8 with one float scale per token and kv head (absmax): a quarter */
+} LevKvType;
+
+/* As lev_context_new, with the KV cache stored as kv_type. */
+LevContext *lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKvType kv_type,
+                                GError **error);
+/* Returns the bytes the KV cache holds per token of context. */
+uint64_t lev_context_kv_bytes_per_token (const LevContext *ctx);
 
 /* Evaluates n tokens at the next positions (a prompt block: every weight tile is unpacked once for all of them)
  * and returns the logits of the last one (as lev_context_eval does for a single token). */

@@ -1,5 +1,6 @@
 /* lev_qkernels.c: packed weight layouts (pack/unpack), the scalar reference kernels and run-time dispatch. */
 #include "lev_qkernels.h"
+#include "lev_kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,47 @@ lev_qdot_f32 (const LevQMatrix *w, size_t r, const float *x)
   return s * lev_qmatrix_scale (w, r);
 }
 
+/* ---------------------------------------------------------------- KV helpers */
+
+#define DOT8(conv) \
+  float acc[8] = { 0 }; \
+  size_t i = 0; \
+  for (; i + 8 <= n; i += 8) \
+    for (int k = 0; k < 8; k++) \
+      acc[k] += a[i + k] * conv (b[i + k]); \
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])); \
+  for (; i < n; i++) \
+    s += a[i] * conv (b[i]); \
+  return s;
+
+#define I8F(v) ((float) (v))
+
+float
+lev_dot_f16 (const float *a, const uint16_t *b, size_t n)
+{
+  DOT8 (lev_f16_to_f32)
+}
+
+void
+lev_axpy_f16 (float a, const uint16_t *x, float *y, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    y[i] += a * lev_f16_to_f32 (x[i]);
+}
+
+float
+lev_dot_i8 (const float *a, const int8_t *b, size_t n)
+{
+  DOT8 (I8F)
+}
+
+void
+lev_axpy_i8 (float a, const int8_t *x, float *y, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    y[i] += a * (float) x[i];
+}
+
 /* ---------------------------------------------------------------- scalar reference kernels */
 
 /* Integer dot products of row r with every token, one block at a time (the block is decoded once for all
@@ -229,7 +271,9 @@ gemm_scalar (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride,
   }
 }
 
-static const LevQKernels scalar_kernels = { "scalar", 0, { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar } };
+static const LevQKernels scalar_kernels = { "scalar", 0, { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar },
+                                         lev_dot_f32, lev_axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8,
+                                         lev_axpy_i8 };
 
 const LevQKernels *
 lev_qkernels_scalar (void)

@@ -81,7 +81,24 @@ typedef struct LevQKernels {
   const char *name;           /* "scalar", "avx2", "avx512", "neon" */
   int needs_q2;               /* reads LevQAct.q2 (else only q) */
   LevQGemmFn gemm[4];         /* indexed by enc - LEV_QENC_T2 */
+  /* attention helpers, bit-identical to lev_dot_f32 / lev_axpy_f32 (same lanes, same order, no fused ops) */
+  float (*dot_f32) (const float *a, const float *b, size_t n);
+  void (*axpy_f32) (float a, const float *x, float *y, size_t n);
+  /* the same over a compact KV cache: IEEE half or int8 values (the int8 scale is applied by the caller) */
+  float (*dot_f16) (const float *a, const uint16_t *b, size_t n);
+  void (*axpy_f16) (float a, const uint16_t *x, float *y, size_t n);
+  float (*dot_i8) (const float *a, const int8_t *b, size_t n);
+  void (*axpy_i8) (float a, const int8_t *x, float *y, size_t n);
 } LevQKernels;
+
+/* Scalar references of the KV helpers: eight lanes like lev_dot_f32, no fused multiply-add. */
+float lev_dot_f16 (const float *a, const uint16_t *b, size_t n);
+/* y += a * x over n halves. */
+void lev_axpy_f16 (float a, const uint16_t *x, float *y, size_t n);
+/* Returns the dot product of floats and int8 values. */
+float lev_dot_i8 (const float *a, const int8_t *b, size_t n);
+/* y += a * x over n int8 values. */
+void lev_axpy_i8 (float a, const int8_t *x, float *y, size_t n);
 
 /* Returns the scalar reference kernels. */
 const LevQKernels *lev_qkernels_scalar (void);

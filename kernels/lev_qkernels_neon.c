@@ -136,7 +136,39 @@ gemm_q4 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0
   gemm_enc (LEV_QENC_Q4, w, act, y, ys, r0, r1);
 }
 
-static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 } };
+/* As lev_dot_f32: eight lanes (two vectors), the same final sums, no fused multiply-add. */
+static float
+dot_f32 (const float *a, const float *b, size_t n)
+{
+  float32x4_t lo = vdupq_n_f32 (0.0f), hi = vdupq_n_f32 (0.0f);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    lo = vaddq_f32 (lo, vmulq_f32 (vld1q_f32 (a + i), vld1q_f32 (b + i)));
+    hi = vaddq_f32 (hi, vmulq_f32 (vld1q_f32 (a + i + 4), vld1q_f32 (b + i + 4)));
+  }
+  float l[8];
+  vst1q_f32 (l, lo);
+  vst1q_f32 (l + 4, hi);
+  float s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+  for (; i < n; i++)
+    s += a[i] * b[i];
+  return s;
+}
+
+/* y += a * x, as lev_axpy_f32. */
+static void
+axpy_f32 (float a, const float *x, float *y, size_t n)
+{
+  float32x4_t va = vdupq_n_f32 (a);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    vst1q_f32 (y + i, vaddq_f32 (vld1q_f32 (y + i), vmulq_f32 (va, vld1q_f32 (x + i))));
+  for (; i < n; i++)
+    y[i] += a * x[i];
+}
+
+static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
+                                       dot_f32, axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8, lev_axpy_i8 };
 
 const LevQKernels *
 lev_qkernels_neon (void)

@@ -347,6 +347,45 @@ test_batch_prefill (void)
 }
 
 static void
+test_kv_compact (void)
+{
+  /* f16 and int8 KV caches stay close to the f32 cache, also after the 48-slot ring buffer wraps */
+  static const struct { const char *src, *tok; LevOutFormat f; } cases[] = {
+    { "stories260K/stories260K.bin", "stories260K/tok512.bin", LEV_OUT_AUTO },
+    { "bitnet-tinystories/bit_model_3M.bin", "stories260K/tok512.bin", LEV_OUT_T2 },
+  };
+  static const LevKvType types[] = { LEV_KV_F16, LEV_KV_Q8 };
+  static const double tols[] = { 0.5, 2.0 };   /* logits span about ±20; int8 activations amplify small changes */
+  for (guint k = 0; k < G_N_ELEMENTS (cases); k++) {
+    gchar *path = convert_fixture (cases[k].src, cases[k].tok, cases[k].f);
+    LevModel *m = load (path);
+    uint32_t vocab = lev_model_hparams (m)->vocab_size;
+    LevContextParams p = lev_context_default_params ();
+    p.n_ctx = 48;
+    p.n_threads = 2;
+    LevContext *ref = lev_context_new (m, &p, NULL);
+    for (guint t = 0; t < G_N_ELEMENTS (types); t++) {
+      LevContext *c = lev_context_new_kv (m, &p, types[t], NULL);
+      g_assert_nonnull (c);
+      lev_context_reset (ref);
+      double worst = 0;
+      for (guint i = 0; i < 64; i++) {
+        const float *a = lev_context_eval (ref, seq_b[i], NULL);
+        const float *b = lev_context_eval (c, seq_b[i], NULL);
+        worst = MAX (worst, lev_test_max_abs_diff (a, b, vocab));
+      }
+      g_test_message ("%s, kv %s: max |logit - f32-cache logit| = %.3g over 64 positions", cases[k].src,
+                      types[t] == LEV_KV_F16 ? "f16" : "q8", worst);
+      g_assert_cmpfloat (worst, <=, tols[t]);
+      lev_context_free (c);
+    }
+    lev_context_free (ref);
+    lev_model_free (m);
+    g_free (path);
+  }
+}
+
+static void
 test_hf_qwen2 (void)
 {
   gchar *path = convert_fixture ("hf/stories260K-qwen2", NULL, LEV_OUT_AUTO);
@@ -466,6 +505,7 @@ main (int argc, char **argv)
   g_test_add_func ("/engine/ak42-packed", test_ak42_packed);
   g_test_add_func ("/engine/hf-bitnet-tiny-packed", test_hf_bitnet_tiny_packed);
   g_test_add_func ("/engine/batch-prefill", test_batch_prefill);
+  g_test_add_func ("/engine/kv-compact", test_kv_compact);
   g_test_add_func ("/engine/hf-qwen2", test_hf_qwen2);
   g_test_add_func ("/engine/hf-bitnet-tiny", test_hf_bitnet_tiny);
   g_test_add_func ("/engine/q8", test_q8_close_to_f32);

@@ -1,6 +1,7 @@
 /* test_qkernels.c: packed layouts round-trip; scalar, AVX2, AVX-512 and NEON kernels give identical integer results.
  * Plain C and libc only, so that CI can cross-compile it for AArch64 and run it under qemu-aarch64. */
 #include "lev_qkernels.h"
+#include "lev_kernels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -191,10 +192,56 @@ test_kernels (void)
   printf (" ), chosen: %s\n", lev_qkernels_get ()->name);
 }
 
+static void
+test_attention_helpers (void)
+{
+  /* dot and axpy of every implementation equal the scalar ones bit for bit */
+  const LevQKernels *impls[] = { lev_qkernels_avx2 (), lev_qkernels_avx512 (), lev_qkernels_neon () };
+  const LevQKernels *scalar = lev_qkernels_scalar ();
+  static const size_t lens[] = { 1, 7, 8, 15, 16, 17, 64, 100, 128, 255 };
+  float a[256], b[256], y0[256], y1[256];
+  for (size_t i = 0; i < 256; i++) {
+    a[i] = (float) ((int) (rnd () % 2001) - 1000) / 317.0f;
+    b[i] = (float) ((int) (rnd () % 2001) - 1000) / 113.0f;
+  }
+  for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+    if (!impls[k])
+      continue;
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+      size_t n = lens[l];
+      float d0 = scalar->dot_f32 (a, b, n), d1 = impls[k]->dot_f32 (a, b, n);
+      CHECK (memcmp (&d0, &d1, sizeof d0) == 0, "%s dot of %zu: %.9g vs %.9g", impls[k]->name, n, d1, d0);
+      memcpy (y0, b, sizeof y0);
+      memcpy (y1, b, sizeof y1);
+      scalar->axpy_f32 (0.37f, a, y0, n);
+      impls[k]->axpy_f32 (0.37f, a, y1, n);
+      CHECK (memcmp (y0, y1, sizeof y0) == 0, "%s axpy of %zu", impls[k]->name, n);
+      uint16_t h[256];
+      int8_t q[256];
+      for (size_t i = 0; i < n; i++) {
+        h[i] = lev_f32_to_f16 (b[i]);
+        q[i] = (int8_t) (rnd () & 0xff);
+      }
+      d0 = scalar->dot_f16 (a, h, n), d1 = impls[k]->dot_f16 (a, h, n);
+      CHECK (memcmp (&d0, &d1, sizeof d0) == 0, "%s dot_f16 of %zu", impls[k]->name, n);
+      d0 = scalar->dot_i8 (a, q, n), d1 = impls[k]->dot_i8 (a, q, n);
+      CHECK (memcmp (&d0, &d1, sizeof d0) == 0, "%s dot_i8 of %zu", impls[k]->name, n);
+      memcpy (y0, b, sizeof y0);
+      memcpy (y1, b, sizeof y1);
+      scalar->axpy_f16 (0.37f, h, y0, n);
+      impls[k]->axpy_f16 (0.37f, h, y1, n);
+      scalar->axpy_i8 (-0.11f, q, y0, n);
+      impls[k]->axpy_i8 (-0.11f, q, y1, n);
+      CHECK (memcmp (y0, y1, sizeof y0) == 0, "%s axpy_f16/axpy_i8 of %zu", impls[k]->name, n);
+    }
+  }
+}
+
 int
 main (void)
 {
   test_roundtrip ();
+  test_attention_helpers ();
   test_kernels ();
   if (failures) {
     fprintf (stderr, "%d failures\n", failures);

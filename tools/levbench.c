@@ -19,6 +19,7 @@ static gchar *opt_synthetic = NULL;
 static gchar *opt_format = NULL;
 static gchar *opt_embd_format = NULL;
 static gchar *opt_tests = NULL;
+static gchar *opt_kv = NULL;
 static gint opt_threads = 0;
 static gint opt_ctx = 2048;
 static gint opt_reps = 3;
@@ -38,6 +39,7 @@ static GOptionEntry entries[] = {
     "decoded tokens), fill (decode until the context is full, for peak RSS) (default pp128,pp512,tg128)", "LIST" },
   { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads (default: all CPUs)", "N" },
   { "ctx", 'c', 0, G_OPTION_ARG_INT, &opt_ctx, "Context (KV cache) size (default 2048)", "N" },
+  { "kv", 0, 0, G_OPTION_ARG_STRING, &opt_kv, "KV cache type: f32 (default), f16 or q8", "TYPE" },
   { "reps", 'r', 0, G_OPTION_ARG_INT, &opt_reps, "Repetitions of each test (default 3)", "N" },
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "One JSON object per line instead of a table", NULL },
   { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &opt_no_bandwidth, "Skip the memory bandwidth measurement", NULL },
@@ -364,12 +366,6 @@ enc_name (uint32_t enc)
   return enc < G_N_ELEMENTS (names) ? names[enc] : "?";
 }
 
-/* Returns the KV cache bytes a token reads when the context holds n tokens (f32 keys and values). */
-static uint64_t
-kv_bytes (const LevHParams *hp, double n)
-{
-  return (uint64_t) (n * hp->n_layers * hp->n_kv_heads * hp->head_dim * 2 * sizeof (float));
-}
 
 int
 main (int argc, char **argv)
@@ -423,7 +419,17 @@ main (int argc, char **argv)
   LevContextParams cp = lev_context_default_params ();
   cp.n_ctx = (uint32_t) opt_ctx;
   cp.n_threads = (uint32_t) opt_threads;
-  LevContext *ctx = lev_context_new (model, &cp, &error);
+  LevKvType kv = LEV_KV_F32;
+  if (opt_kv && strcmp (opt_kv, "f16") == 0)
+    kv = LEV_KV_F16;
+  else if (opt_kv && strcmp (opt_kv, "q8") == 0)
+    kv = LEV_KV_Q8;
+  else if (opt_kv && strcmp (opt_kv, "f32") != 0) {
+    g_printerr ("levbench: unknown --kv %s (f32, f16, q8)\n", opt_kv);
+    return 2;
+  }
+  const char *kv_name = kv == LEV_KV_F16 ? "f16" : kv == LEV_KV_Q8 ? "q8" : "f32";
+  LevContext *ctx = lev_context_new_kv (model, &cp, kv, &error);
   if (!ctx) {
     g_printerr ("levbench: %s\n", error->message);
     return 1;
@@ -436,8 +442,8 @@ main (int argc, char **argv)
   for (int i = 0; i <= MAX (opt_ctx, 512); i++)
     toks[i] = (int32_t) (rnd64 () % hp->vocab_size);
   if (!opt_json) {
-    g_print ("levbench: %s, body %s, head %s, %s kernels, %u threads, ctx %d; memory read bandwidth %.1f GB/s\n",
-             model_name, format, embd_format, lev_kernels_name (), threads, opt_ctx, bw / 1e9);
+    g_print ("levbench: %s, body %s, head %s, KV %s, %s kernels, %u threads, ctx %d; memory read bandwidth %.1f "
+             "GB/s\n", model_name, format, embd_format, kv_name, lev_kernels_name (), threads, opt_ctx, bw / 1e9);
     g_print ("| test | tokens/s | ± | bytes/token | share of bandwidth | peak RSS MiB |\n|---|---|---|---|---|---|\n");
   }
   /* warm-up: fault the weights in */
@@ -469,14 +475,15 @@ main (int argc, char **argv)
     }
     double mean = sum / reps, sd = reps > 1 ? sqrt (MAX (0.0, (sum2 - sum * sum / reps) / (reps - 1))) : 0;
     /* decode reads the weights once per token plus the cache at its average length */
-    uint64_t bpt = pp ? weight_bytes : weight_bytes + kv_bytes (hp, (n - 1) / 2.0);
+    uint64_t bpt = pp ? weight_bytes
+                      : weight_bytes + (uint64_t) (lev_context_kv_bytes_per_token (ctx) * ((n - 1) / 2.0));
     double share = bw > 0 && !pp ? mean * bpt / bw : 0;
     uint64_t rss = status_bytes ("VmHWM:");
     if (opt_json)
       g_print ("{\"model\": \"%s\", \"format\": \"%s\", \"embd_format\": \"%s\", \"test\": \"%s\", \"threads\": %u, "
-               "\"ctx\": %d, \"kernels\": \"%s\", \"tokens_per_s\": %.2f, \"stddev\": %.2f, \"peak_rss_bytes\": %"
+               "\"ctx\": %d, \"kv\": \"%s\", \"kernels\": \"%s\", \"tokens_per_s\": %.2f, \"stddev\": %.2f, \"peak_rss_bytes\": %"
                G_GUINT64_FORMAT ", \"bytes_per_token\": %" G_GUINT64_FORMAT ", \"bandwidth_bytes_per_s\": %.0f, "
-               "\"bandwidth_share\": %.3f}\n", model_name, format, embd_format, t, threads, opt_ctx,
+               "\"bandwidth_share\": %.3f}\n", model_name, format, embd_format, t, threads, opt_ctx, kv_name,
                lev_kernels_name (), mean, sd, rss, bpt, bw, share);
     else
       g_print ("| %s | %.1f | %.1f | %.1f MB | %s%.0f%% | %.1f |\n", t, mean, sd, bpt / 1e6, pp ? "(" : "",
@@ -487,5 +494,6 @@ main (int argc, char **argv)
   lev_context_free (ctx);
   lev_model_free (model);
   g_free (path);
+  g_free (opt_kv);
   return rc;
 }
