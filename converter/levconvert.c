@@ -1,9 +1,15 @@
 /* levconvert.c: command-line converter from Hugging Face / llama2.c / bitllama2.c checkpoints to .leviathan. */
 #include "lev_convert.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static gchar *opt_output = NULL;
 static gchar *opt_format = NULL;
@@ -58,6 +64,65 @@ parse_format (const char *s, LevOutFormat *out)
       return TRUE;
     }
   return FALSE;
+}
+
+/* The writer's temporary file is OUT.XXXXXX (lev_write_model); on SIGINT, SIGTERM or SIGHUP during the write the
+ * handler removes the one this process holds open, found through /proc/self/fd with async-signal-safe calls only,
+ * then dies of the signal as it would have. */
+static char tmp_prefix[PATH_MAX];   /* the output's canonical path followed by "." */
+static size_t tmp_prefix_len;
+static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
+
+/* Removes this process's open OUT.XXXXXX file, then re-raises the signal with its default action. */
+static void
+remove_tmp_and_die (int sig)
+{
+  int dfd = open ("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0 && tmp_prefix_len > 0) {
+    char buf[4096];
+    long n;
+    while ((n = syscall (SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+      for (long off = 0; off < n;) {
+        struct { unsigned long long ino; long long off; unsigned short reclen; unsigned char type; char name[]; } *e =
+          (void *) (buf + off);
+        char target[PATH_MAX];
+        ssize_t l = readlinkat (dfd, e->name, target, sizeof target - 1);
+        if (l == (ssize_t) tmp_prefix_len + 6 && memcmp (target, tmp_prefix, tmp_prefix_len) == 0) {
+          target[l] = '\0';
+          unlink (target);
+        }
+        off += e->reclen;
+      }
+    }
+  }
+  if (dfd >= 0)
+    close (dfd);
+  signal (sig, SIG_DFL);
+  raise (sig);
+}
+
+/* Installs (or, with install FALSE, removes) the handler that cleans up after a signal during the write. */
+static void
+cleanup_on_signals (const char *output, gboolean install)
+{
+  if (install) {
+    gchar *dir = g_path_get_dirname (output), *base = g_path_get_basename (output);
+    char real[PATH_MAX];
+    if (realpath (dir, real) != NULL)
+      tmp_prefix_len = (size_t) g_snprintf (tmp_prefix, sizeof tmp_prefix, "%s/%s.", strcmp (real, "/") ? real : "",
+                                            base);
+    if (tmp_prefix_len >= sizeof tmp_prefix)
+      tmp_prefix_len = 0;
+    g_free (dir);
+    g_free (base);
+  }
+  struct sigaction sa = { 0 };
+  sa.sa_handler = install ? remove_tmp_and_die : SIG_DFL;
+  sigemptyset (&sa.sa_mask);
+  for (guint i = 0; i < G_N_ELEMENTS (cleanup_signals); i++)
+    sigaddset (&sa.sa_mask, cleanup_signals[i]);
+  for (guint i = 0; i < G_N_ELEMENTS (cleanup_signals); i++)
+    sigaction (cleanup_signals[i], &sa, NULL);
 }
 
 int
@@ -134,7 +199,11 @@ main (int argc, char **argv)
     model->name = g_strdup (opt_name ? opt_name : base);
     g_free (base);
   }
-  if (!model || !lev_write_model_full (model, opt_output, format, embd_format, opt_vocab_only, &error)) {
+  if (model)
+    cleanup_on_signals (opt_output, TRUE);
+  gboolean written = model && lev_write_model_full (model, opt_output, format, embd_format, opt_vocab_only, &error);
+  cleanup_on_signals (opt_output, FALSE);
+  if (!written) {
     g_printerr ("levconvert: %s\n", error ? error->message : "conversion failed");
     g_clear_error (&error);
     lev_conv_model_free (model);

@@ -1469,7 +1469,8 @@ lev_tokenizer_encode_special (const LevTokenizer *tok, const char *text, gssize 
   size_t n = len < 0 ? strlen (text) : (size_t) len;
   if (!check_utf8 (text, n, error))
     return NULL;
-  GArray *out = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  /* space reserved up front: an empty result is still an allocated array (NULL means an error) */
+  GArray *out = g_array_sized_new (FALSE, FALSE, sizeof (int32_t), (guint) MIN (n + 2, 4096));
   if (add_bos && tok->v.bos_id >= 0)
     g_array_append_val (out, tok->v.bos_id);
   size_t seg = 0;

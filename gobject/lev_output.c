@@ -207,6 +207,26 @@ held_suffix (LevOutput *o, gsize from)
   return best;
 }
 
+#define COMPACT_BYTES 4096
+
+/* Drops the text already handed out in units (once there are COMPACT_BYTES of it) and rebases the offsets, so that
+ * an endless response in token, word or sentence units keeps bounded memory; response units need the whole text. */
+static void
+compact (LevOutput *o)
+{
+  if (o->mode == LEV_UNIT_RESPONSE || o->emitted < COMPACT_BYTES)
+    return;
+  const gsize cut = o->emitted;
+  g_string_erase (o->clean, 0, (gssize) cut);
+  o->emitted = 0;
+  o->committed -= cut;
+  for (guint i = 0; i < o->ids->len; i++) {
+    IdEnd *ie = &g_array_index (o->ids, IdEnd, i);
+    if (ie->end != PENDING_END)
+      ie->end = ie->end > cut ? ie->end - cut : 0;
+  }
+}
+
 /* Adds a token's bytes; TRUE when a stop string completed. */
 gboolean
 lev_output_push (LevOutput *o, int32_t id, const char *bytes, gsize len)
@@ -240,6 +260,7 @@ lev_output_push (LevOutput *o, int32_t id, const char *bytes, gsize len)
   }
   o->committed = o->clean->len - held_suffix (o, o->committed);
   emit_units (o, FALSE);
+  compact (o);
   return FALSE;
 }
 
@@ -269,7 +290,8 @@ lev_output_pop (LevOutput *o, GString *text, GArray *ids)
   return TRUE;
 }
 
-/* Returns the response text so far. */
+/* Returns the response text kept so far (in token, word and sentence modes the text of units already taken is
+ * dropped once it exceeds 4 KiB). */
 const char *
 lev_output_text (const LevOutput *o, gsize *len)
 {

@@ -30,7 +30,9 @@ void lev_output_finish (LevOutput *out);
 /* Takes the next complete unit: its text (valid UTF-8, replacing text's contents) and its token ids (appended
  * to ids, gint32, may be NULL). Returns FALSE when no unit is ready. */
 gboolean lev_output_pop (LevOutput *out, GString *text, GArray *ids);
-/* Returns the text of the response so far that was already released as units or is ready to be. */
+/* Returns the text of the response so far that was already released as units or is ready to be; in token, word
+ * and sentence modes the text of units already released is dropped once it exceeds 4 KiB (bounded memory for
+ * endless responses), so this is then the text from a later unit boundary on. */
 const char *lev_output_text (const LevOutput *out, gsize *len);
 
 G_END_DECLS

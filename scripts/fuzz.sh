@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# scripts/fuzz.sh: builds the libFuzzer targets (tests/fuzz) with clang, ASan and UBSan and runs each for a while.
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default: 60 s each; targets: loader hf vocab tokenize chat)
+# A crash, leak, UBSan report or timeout fails the run; its input is left in build-fuzz/crashes/TARGET/ (copy it to
+# tests/fuzz/regressions/TARGET/ with the fix, where `meson test` replays it). Set FUZZ_BUILD to use another folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-60}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(loader hf vocab tokenize chat)
+dir="${FUZZ_BUILD:-build-fuzz}"
+fixtures="$(pwd)/../shared/fixtures"
+command -v clang >/dev/null || { echo "fuzz: clang is missing (scripts/deps.sh --sanitizers)" >&2; exit 1; }
+opts=(-Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized)
+if [ -d "$dir" ]; then
+  CC=clang meson setup --reconfigure "$dir" "${opts[@]}" >/dev/null
+else
+  CC=clang meson setup "$dir" "${opts[@]}" >/dev/null
+fi
+ninja -C "$dir" converter/levconvert $(printf 'tests/fuzz/fuzz_%s ' "${targets[@]}")
+
+# seed corpora: the committed ones plus fuller ones made from the fixtures now (when ../shared is there)
+gen="$dir/fuzz-seeds"
+rm -rf "$gen"
+if [ -d "$fixtures" ]; then
+  ASAN_OPTIONS=detect_leaks=0 python3 tests/fuzz/make_seeds.py "$fixtures" "$gen" "$dir/converter/levconvert"
+elif [ "${CI:-}" = "true" ]; then
+  echo "fuzz: $fixtures is missing and CI=true" >&2
+  exit 1
+fi
+
+export LEV_FIXTURES="$fixtures" G_DEBUG=fatal-criticals
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1"
+failed=()
+for t in "${targets[@]}"; do
+  corpus="$dir/fuzz-corpus/$t"     # what the fuzzer adds; kept between runs
+  crashes="$dir/crashes/$t"
+  mkdir -p "$corpus" "$crashes"
+  echo "=== fuzz $t: ${secs} s ==="
+  set +e
+  "$dir/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 -print_final_stats=1 \
+    -artifact_prefix="$crashes/" "$corpus" "tests/fuzz/seeds/$t" $( [ -d "$gen/$t" ] && echo "$gen/$t" ) \
+    $( [ -d "tests/fuzz/regressions/$t" ] && echo "tests/fuzz/regressions/$t" ) 2>"$dir/fuzz-$t.log"
+  rc=$?
+  set -e
+  grep -E '^#[0-9]+[[:space:]]+(DONE|INITED)|^stat::number_of_executed_units|^stat::peak_rss_mb|^Done ' "$dir/fuzz-$t.log" || true
+  if [ $rc -ne 0 ]; then
+    tail -60 "$dir/fuzz-$t.log"
+    echo "fuzz $t: FAILED (exit $rc); inputs in $crashes/" >&2
+    failed+=("$t")
+  else
+    echo "fuzz $t: ok"
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz: failed targets: ${failed[*]}" >&2
+  exit 1
+fi
+echo "fuzz: all ${#targets[@]} targets ran ${secs} s without a finding"
