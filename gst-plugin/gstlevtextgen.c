@@ -1010,6 +1010,14 @@ load_model (LevTextGen *self)
   GST_OBJECT_LOCK (self);
   gchar *path = g_strdup (self->model_path);
   GST_OBJECT_UNLOCK (self);
+#ifdef LEV_SOURCE_MODEL
+  /* used from a build tree: the default model is in the source tree until it is installed */
+  if (path && strcmp (path, LEV_DEFAULT_MODEL) == 0 && !g_file_test (path, G_FILE_TEST_EXISTS)
+      && g_file_test (LEV_SOURCE_MODEL, G_FILE_TEST_EXISTS)) {
+    g_free (path);
+    path = g_strdup (LEV_SOURCE_MODEL);
+  }
+#endif
   gst_element_post_message (GST_ELEMENT (self),
                             gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_START, "load-model",
                                                       "Loading the model"));

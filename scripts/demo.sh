@@ -4,7 +4,7 @@
 # Usage: scripts/demo.sh ["prompt"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-prompt="${1:-Once upon a time}"
+prompt="${1:-And the LORD said unto Moses,}"
 scripts/deps.sh
 [ -d build ] || meson setup build >/dev/null
 ninja -C build >/dev/null
@@ -12,16 +12,17 @@ model=models/default.leviathan
 if [ ! -f "$model" ]; then
   fixtures=../shared/fixtures
   if [ ! -f "$fixtures/stories260K/stories260K.bin" ]; then
-    echo "demo: no default model is bundled yet, and the fixtures in ../shared are absent: nothing to run." >&2
+    echo "demo: models/default.leviathan is missing, and so are the fixtures in ../shared: nothing to run." >&2
     echo "demo: convert a checkpoint yourself: build/converter/levconvert SRC -o model.leviathan" >&2
     exit 1
   fi
-  echo "demo: no default model is bundled yet; using the stories260K fixture (llama2.c, 260K parameters)." >&2
+  echo "demo: models/default.leviathan is missing; using the stories260K fixture (llama2.c, 260K parameters)." >&2
   model=build/stories260K.leviathan
   build/converter/levconvert -q "$fixtures/stories260K/stories260K.bin" \
     --tokenizer "$fixtures/stories260K/tok512.bin" -o "$model"
 fi
 echo "demo: gst-launch-1.0 fdsrc fd=0 ! levtextgen model=$model ... ! fdsink fd=1   (prompt: \"$prompt\")" >&2
 printf '%s' "$prompt"
-printf '%s\n' "$prompt" | LEV_MODEL="$model" pipelines/stdin-to-stdout.sh max-tokens=200 temperature=0.8 seed=42
+# (through cat: fdsink writes from offset 0 when stdout is a regular file, over the prompt printed above)
+printf '%s\n' "$prompt" | LEV_MODEL="$model" pipelines/stdin-to-stdout.sh max-tokens=200 temperature=0.8 seed=42 | cat
 echo

@@ -1,9 +1,10 @@
 /* test_default_model.c: the bundled default model, run by the C engine, reproduces the token ids and logits that
  * the training tool's own PyTorch forward of the exported checkpoint produced (models/default-reference.json).
- * Without activation quantization the two float32 passes agree to ~1e-5 and must agree to 1e-3. With it (the
- * model as trained), a value within float rounding of a .5 boundary of the int8 grid may round the other way in
- * one implementation; that moves later logits by up to ~1e-2, so there the greedy ids must be identical and the
- * logits within 2e-2. */
+ * Without activation quantization the two float32 passes agree to ~1e-5 and must agree to 1e-3 everywhere. With it
+ * (the model as trained), a value within float rounding of a .5 boundary of the int8 grid may round the other way
+ * in one implementation; from there on that sequence's logits move by up to ~0.06 (measured: 13 of 89 rows, all
+ * after one such flip). So there the greedy ids must be identical, at least 75% of the rows within 1e-3 and every
+ * row within 0.1. */
 #include "leviathan.h"
 #include "lev_test_common.h"
 
@@ -28,7 +29,7 @@ ids_of (JsonArray *a)
 }
 
 static void
-check_against_pytorch (uint32_t act_quant, const char *logits_name, double tol)
+check_against_pytorch (uint32_t act_quant, const char *logits_name, double tol, double min_share_1e3)
 {
   gchar *model_path = models_path ("default.leviathan");
   gchar *ref_path = models_path ("default-reference.json");
@@ -57,6 +58,7 @@ check_against_pytorch (uint32_t act_quant, const char *logits_name, double tol)
   LevContext *ctx = lev_context_new (m, &cp, &error);
   g_assert_no_error (error);
   double worst = 0.0;
+  guint close_rows = 0;
   for (guint c = 0; c < json_array_get_length (cases); c++) {
     JsonObject *o = json_array_get_object_element (cases, c);
     const char *prompt = json_object_get_string_member (o, "prompt");
@@ -75,7 +77,9 @@ check_against_pytorch (uint32_t act_quant, const char *logits_name, double tol)
       const float *logits = lev_context_eval (ctx, g_array_index (tokens, gint32, p), &error);
       g_assert_no_error (error);
       g_assert_cmpuint (row, <, n_rows);
-      worst = MAX (worst, lev_test_max_abs_diff (logits, ref_rows + row * hp->vocab_size, hp->vocab_size));
+      double d = lev_test_max_abs_diff (logits, ref_rows + row * hp->vocab_size, hp->vocab_size);
+      worst = MAX (worst, d);
+      close_rows += d <= 1e-3;
       row++;
       if (p + 1 >= prompt_ids->len && p + 1 < tokens->len) {
         guint32 best = 0;
@@ -92,10 +96,11 @@ check_against_pytorch (uint32_t act_quant, const char *logits_name, double tol)
     g_array_free (prompt_ids, TRUE);
     g_array_free (tokens, TRUE);
   }
-  g_test_message ("%s: max |logit - PyTorch| = %.3g over %zu positions (tolerance %g)", logits_name, worst, row,
-                  tol);
+  g_test_message ("%s: max |logit - PyTorch| = %.3g over %zu positions (tolerance %g), %u rows within 1e-3",
+                  logits_name, worst, row, tol, close_rows);
   g_assert_cmpuint (row, ==, n_rows);
   g_assert_cmpfloat (worst, <=, tol);
+  g_assert_cmpfloat ((double) close_rows, >=, min_share_1e3 * (double) n_rows);
   lev_context_free (ctx);
   g_free (ref);
   g_object_unref (parser);
@@ -108,13 +113,13 @@ check_against_pytorch (uint32_t act_quant, const char *logits_name, double tol)
 static void
 test_float_activations (void)
 {
-  check_against_pytorch (LEV_ACT_QUANT_OFF, "default-reference.json.noact.f32", 1e-3);
+  check_against_pytorch (LEV_ACT_QUANT_OFF, "default-reference.json.noact.f32", 1e-3, 1.0);
 }
 
 static void
 test_int8_activations (void)
 {
-  check_against_pytorch (LEV_ACT_QUANT_AUTO, "default-reference.json.f32", 2e-2);
+  check_against_pytorch (LEV_ACT_QUANT_AUTO, "default-reference.json.f32", 0.1, 0.75);
 }
 
 int
