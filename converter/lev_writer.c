@@ -396,8 +396,9 @@ lev_write_model_full (const LevConvModel *model, const gchar *path, LevOutFormat
     }
     fclose (o.f);
   }
-  if (ok && g_chmod (tmp, 0644) == 0 && g_rename (tmp, path) != 0) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot rename %s to %s: %s", tmp, path,
+  /* mkstemp made the file 0600: give it the usual permissions, then put it in place */
+  if (ok && (g_chmod (tmp, 0644) != 0 || g_rename (tmp, path) != 0)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot move %s to %s: %s", tmp, path,
                  g_strerror (errno));
     ok = FALSE;
   }
