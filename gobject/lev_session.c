@@ -54,38 +54,17 @@ lev_session_template_from_name (const char *name, int *out)
   return FALSE;
 }
 
-/* Returns whether chat templates are available in this build. */
-gboolean
-lev_session_have_chat_templates (void)
-{
-#ifdef LEV_HAVE_CHAT
-  return TRUE;
-#else
-  return FALSE;
-#endif
-}
-
 static gboolean
 resolve_template (const LevModel *model, int choice, LevChatTemplate *out, GError **error)
 {
   if (choice == LEV_SESSION_TEMPLATE_AUTO) {
-#ifdef LEV_HAVE_CHAT
     *out = lev_chat_template_detect (lev_model_chat_template (model));
-#else
-    *out = LEV_CHAT_NONE;
-#endif
     return TRUE;
   }
   if (choice < LEV_CHAT_NONE || choice > LEV_CHAT_BITNET) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "unknown chat template %d", choice);
     return FALSE;
   }
-#ifndef LEV_HAVE_CHAT
-  if (choice != LEV_CHAT_NONE) {
-    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "chat templates are not available in this build");
-    return FALSE;
-  }
-#endif
   *out = (LevChatTemplate) choice;
   return TRUE;
 }
@@ -206,7 +185,6 @@ render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
 {
   gchar *user = len < 0 ? g_strdup (text) : g_strndup (text, (gsize) len);
   const char *sys = s->system_prompt && s->system_prompt[0] ? s->system_prompt : NULL;
-#ifdef LEV_HAVE_CHAT
   if (s->tmpl != LEV_CHAT_NONE) {
     LevChatMessage msgs[2];
     gsize n = 0;
@@ -220,7 +198,6 @@ render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
     g_free (user);
     return r;
   }
-#endif
   if (first && sys) {
     gchar *r = g_strconcat (sys, "\n", user, NULL);
     g_free (user);
@@ -284,11 +261,9 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
     const char *bos_piece = bos_text (s);
     /* BOS where the tokenizer adds one, unless a chat template already wrote it */
     gboolean add_bos = first && lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));
-#ifdef LEV_HAVE_CHAT
     if (s->tmpl != LEV_CHAT_NONE)   /* control tokens the template wrote (</s>, <|im_end|>) become their ids */
       ids = lev_tokenizer_encode_special (s->tok, r, -1, add_bos, &n, error);
     else
-#endif
       ids = lev_tokenizer_encode (s->tok, r, -1, add_bos, &n, error);
     g_free (r);
     if (!ids)

@@ -58,7 +58,7 @@ LevSession *lev_session_new (const LevModel *model, const LevSessionParams *para
 /* Frees a session. */
 void lev_session_free (LevSession *session);
 /* Replaces the parameters used by the next prompts (n_threads and n_ctx are ignored); FALSE with error set when
- * they cannot be used (for example a chat template this build lacks). */
+ * they cannot be used (for example an unknown chat template). */
 gboolean lev_session_set_params (LevSession *session, const LevSessionParams *params, GError **error);
 /* Forgets the conversation. */
 void lev_session_reset (LevSession *session);
@@ -67,8 +67,6 @@ uint32_t lev_session_n_ctx (const LevSession *session);
 /* Parses a template choice: "auto", "none" or a family name ("llama2", "llama3", "chatml", "zephyr", "bitnet");
  * FALSE if unknown. */
 gboolean lev_session_template_from_name (const char *name, int *out);
-/* Returns whether chat templates are available in this build. */
-gboolean lev_session_have_chat_templates (void);
 /* Generates a response to a text prompt (text, len -1: NUL-terminated; must be valid UTF-8) or, when text is
  * NULL, to n_ids token ids taken as they are. Calls func for each output unit; checks *cancel (may be NULL)
  * before every token evaluation. Fills stats. FALSE with error set on engine errors. */
