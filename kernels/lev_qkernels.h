@@ -104,6 +104,14 @@ void lev_axpy_i8 (float a, const int8_t *x, float *y, size_t n);
 const LevQKernels *lev_qkernels_scalar (void);
 /* Returns the AVX2 kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_avx2 (void);
+/* The AVX2 KV-cache helpers (lev_qkernels_avx2.c, x86-64 builds only), shared by the AVX-512 kernels. */
+float lev_avx2_dot_f16 (const float *a, const uint16_t *b, size_t n);
+/* y += a * x over n halves, with AVX2 and F16C. */
+void lev_avx2_axpy_f16 (float a, const uint16_t *x, float *y, size_t n);
+/* Dot product of floats and int8 values with AVX2. */
+float lev_avx2_dot_i8 (const float *a, const int8_t *b, size_t n);
+/* y += a * x over n int8 values with AVX2. */
+void lev_avx2_axpy_i8 (float a, const int8_t *x, float *y, size_t n);
 /* Returns the AVX-512 (F, BW, VL, VNNI) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_avx512 (void);
 /* Returns the NEON (dotprod) kernels, or NULL when not built for or not supported by this CPU. */

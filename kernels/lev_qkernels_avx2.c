@@ -178,9 +178,10 @@ axpy_f32 (float a, const float *x, float *y, size_t n)
     y[i] += a * x[i];
 }
 
-/* The KV helpers: halves through F16C, int8 through sign extension; lanes and order as the scalar ones. */
-static float
-dot_f16 (const float *a, const uint16_t *b, size_t n)
+/* The KV helpers: halves through F16C, int8 through sign extension; lanes and order as the scalar ones. The
+ * AVX-512 kernels use them too. */
+float
+lev_avx2_dot_f16 (const float *a, const uint16_t *b, size_t n)
 {
   __m256 acc = _mm256_setzero_ps ();
   size_t i = 0;
@@ -195,8 +196,8 @@ dot_f16 (const float *a, const uint16_t *b, size_t n)
   return s;
 }
 
-static void
-axpy_f16 (float a, const uint16_t *x, float *y, size_t n)
+void
+lev_avx2_axpy_f16 (float a, const uint16_t *x, float *y, size_t n)
 {
   __m256 va = _mm256_set1_ps (a);
   size_t i = 0;
@@ -213,8 +214,8 @@ load_i8 (const int8_t *p)
   return _mm256_cvtepi32_ps (_mm256_cvtepi8_epi32 (_mm_loadl_epi64 ((const __m128i *) p)));
 }
 
-static float
-dot_i8 (const float *a, const int8_t *b, size_t n)
+float
+lev_avx2_dot_i8 (const float *a, const int8_t *b, size_t n)
 {
   __m256 acc = _mm256_setzero_ps ();
   size_t i = 0;
@@ -228,8 +229,8 @@ dot_i8 (const float *a, const int8_t *b, size_t n)
   return s;
 }
 
-static void
-axpy_i8 (float a, const int8_t *x, float *y, size_t n)
+void
+lev_avx2_axpy_i8 (float a, const int8_t *x, float *y, size_t n)
 {
   __m256 va = _mm256_set1_ps (a);
   size_t i = 0;
@@ -240,7 +241,8 @@ axpy_i8 (float a, const int8_t *x, float *y, size_t n)
 }
 
 static const LevQKernels avx2_kernels = { "avx2", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
-                                         dot_f32, axpy_f32, dot_f16, axpy_f16, dot_i8, axpy_i8 };
+                                         dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16, lev_avx2_dot_i8,
+                                         lev_avx2_axpy_i8 };
 
 const LevQKernels *
 lev_qkernels_avx2 (void)

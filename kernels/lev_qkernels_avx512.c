@@ -248,69 +248,9 @@ axpy_f32 (float a, const float *x, float *y, size_t n)
     y[i] += a * x[i];
 }
 
-/* The KV helpers: halves through F16C, int8 through sign extension; lanes and order as the scalar ones. */
-static float
-dot_f16 (const float *a, const uint16_t *b, size_t n)
-{
-  __m256 acc = _mm256_setzero_ps ();
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    acc = _mm256_add_ps (acc, _mm256_mul_ps (_mm256_loadu_ps (a + i),
-                                             _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (b + i)))));
-  float l[8];
-  _mm256_storeu_ps (l, acc);
-  float s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
-  for (; i < n; i++)
-    s += a[i] * _cvtsh_ss (b[i]);
-  return s;
-}
-
-static void
-axpy_f16 (float a, const uint16_t *x, float *y, size_t n)
-{
-  __m256 va = _mm256_set1_ps (a);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps (y + i, _mm256_add_ps (_mm256_loadu_ps (y + i),
-                                            _mm256_mul_ps (va, _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (x + i))))));
-  for (; i < n; i++)
-    y[i] += a * _cvtsh_ss (x[i]);
-}
-
-static inline __m256
-load_i8 (const int8_t *p)
-{
-  return _mm256_cvtepi32_ps (_mm256_cvtepi8_epi32 (_mm_loadl_epi64 ((const __m128i *) p)));
-}
-
-static float
-dot_i8 (const float *a, const int8_t *b, size_t n)
-{
-  __m256 acc = _mm256_setzero_ps ();
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    acc = _mm256_add_ps (acc, _mm256_mul_ps (_mm256_loadu_ps (a + i), load_i8 (b + i)));
-  float l[8];
-  _mm256_storeu_ps (l, acc);
-  float s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
-  for (; i < n; i++)
-    s += a[i] * (float) b[i];
-  return s;
-}
-
-static void
-axpy_i8 (float a, const int8_t *x, float *y, size_t n)
-{
-  __m256 va = _mm256_set1_ps (a);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps (y + i, _mm256_add_ps (_mm256_loadu_ps (y + i), _mm256_mul_ps (va, load_i8 (x + i))));
-  for (; i < n; i++)
-    y[i] += a * (float) x[i];
-}
-
 static const LevQKernels avx512_kernels = { "avx512", 1, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
-                                         dot_f32, axpy_f32, dot_f16, axpy_f16, dot_i8, axpy_i8 };
+                                         dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16,
+                                         lev_avx2_dot_i8, lev_avx2_axpy_i8 };
 
 const LevQKernels *
 lev_qkernels_avx512 (void)
