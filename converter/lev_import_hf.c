@@ -36,7 +36,8 @@ load_json_file (const gchar *path, GError **error)
     g_object_unref (parser);
     return NULL;
   }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+  JsonNode *root = json_parser_get_root (parser);   /* NULL for a document of only whitespace */
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: the top level is not a JSON object", path);
     g_object_unref (parser);
     return NULL;

@@ -992,14 +992,15 @@ hf_specials (HfJson *h, JsonObject *root, const gchar *config_path, GError **err
   GError *e = NULL;
   gboolean ok = json_parser_load_from_data (parser, data, (gssize) len, &e);
   g_free (data);
-  if (!ok || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+  JsonNode *top = ok ? json_parser_get_root (parser) : NULL;   /* NULL for a document of only whitespace */
+  if (top == NULL || !JSON_NODE_HOLDS_OBJECT (top)) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: not a JSON object%s%s", config_path,
                  e ? ": " : "", e ? e->message : "");
     g_clear_error (&e);
     g_object_unref (parser);
     return FALSE;
   }
-  JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+  JsonObject *o = json_node_get_object (top);
   static const struct { const char *key; gsize off; } ids[] = {
     { "bos_token", G_STRUCT_OFFSET (LevConvVocab, bos_id) }, { "eos_token", G_STRUCT_OFFSET (LevConvVocab, eos_id) },
     { "unk_token", G_STRUCT_OFFSET (LevConvVocab, unk_id) }, { "pad_token", G_STRUCT_OFFSET (LevConvVocab, pad_id) },
