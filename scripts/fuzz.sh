@@ -40,7 +40,9 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$crashes"
   echo "=== fuzz $t: ${secs} s ==="
   set +e
-  "$dir/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 -print_final_stats=1 \
+  # a fixed seed (FUZZ_SEED, default 1) makes a run, and any failure it finds, reproducible
+  "$dir/tests/fuzz/fuzz_$t" -seed="${FUZZ_SEED:-1}" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 \
+    -print_final_stats=1 \
     -artifact_prefix="$crashes/" "$corpus" "tests/fuzz/seeds/$t" $( [ -d "$gen/$t" ] && echo "$gen/$t" ) \
     $( [ -d "tests/fuzz/regressions/$t" ] && echo "tests/fuzz/regressions/$t" ) 2>"$dir/fuzz-$t.log"
   rc=$?

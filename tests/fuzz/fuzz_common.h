@@ -17,6 +17,23 @@ int LLVMFuzzerInitialize (int *argc, char ***argv);
 
 static gchar *fuzz_tmp_dir;
 
+/* Prints a GLib message; criticals abort (SIGABRT), which libFuzzer catches and keeps the input for
+ * (GLib's own fatal path raises SIGTRAP, which it does not). */
+static void
+fuzz_log_handler (const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data)
+{
+  fprintf (stderr, "%s: %s\n", domain ? domain : "glib", message);
+  if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+    abort ();
+}
+
+/* Installs fuzz_log_handler before any target code runs. */
+__attribute__ ((constructor)) static void
+fuzz_install_log_handler (void)
+{
+  g_log_set_default_handler (fuzz_log_handler, NULL);
+}
+
 /* Removes the files in the scratch directory (not recursive: the targets write plain files only). */
 static inline void
 fuzz_clear_dir (const gchar *dir)
