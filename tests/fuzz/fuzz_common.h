@@ -17,11 +17,13 @@ int LLVMFuzzerInitialize (int *argc, char ***argv);
 
 static gchar *fuzz_tmp_dir;
 
-/* Prints a GLib message; criticals abort (SIGABRT), which libFuzzer catches and keeps the input for
+/* Prints GLib warnings and worse; criticals abort (SIGABRT), which libFuzzer catches and keeps the input for
  * (GLib's own fatal path raises SIGTRAP, which it does not). */
 static void
 fuzz_log_handler (const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data)
 {
+  if (level & (G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG))
+    return;
   fprintf (stderr, "%s: %s\n", domain ? domain : "glib", message);
   if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
     abort ();
