@@ -2,6 +2,7 @@
 """test_cli.py: levconvert and levrun as a user runs them: outputs against fixture references, exit codes, no
 half-written files. Usage: test_cli.py LEVCONVERT LEVRUN (fixtures from $LEV_FIXTURES)."""
 import json
+import math
 import os
 import resource
 import shutil
@@ -11,6 +12,7 @@ import sys
 import tempfile
 
 LEVCONVERT, LEVRUN = sys.argv[1], sys.argv[2]
+LEVPPL = sys.argv[3] if len(sys.argv) > 3 else None
 FIX = os.environ.get("LEV_FIXTURES", "../shared/fixtures")
 failures = []
 passed = 0
@@ -157,6 +159,29 @@ try:
     check(rss_long - rss_short < 1024, "memory grows with generation length")
     check(len(text.split()) == 2001, "2,000 tokens generated after BOS")
     check(len(set(text.split()[-500:])) > 50, "the text after the window slid is not stuck on a few tokens")
+
+    # --- levppl: its perplexity equals the one computed here from levrun's teacher-forced logits
+    if LEVPPL:
+        text = "Once upon a time, there was a little girl named Lily. She liked to play in the park."
+        tf = os.path.join(tmp, "text.txt")
+        with open(tf, "w") as f:
+            f.write(text)
+        ids = run([LEVRUN, "-m", stories, "-p", text, "--tokenize"]).stdout.split()
+        run([LEVRUN, "-m", stories, "--ids", "1 " + " ".join(x.decode() for x in ids), "--logits-out", out, "-q"])
+        raw = open(out, "rb").read()
+        rows = [struct.unpack_from("<512f", raw, 4 * 512 * p) for p in range(len(ids))]
+        nll = 0.0
+        for p, t in enumerate(ids):
+            row = rows[p]
+            m = max(row)
+            nll -= row[int(t)] - m - math.log(sum(math.exp(v - m) for v in row))
+        want = math.exp(nll / len(ids))
+        r = run([LEVPPL, "-m", stories, "-f", tf, "--json", "-t", "1"])
+        got = json.loads(r.stdout)["ppl"] if r.returncode == 0 else -1
+        print(f"levppl {got:.5f} vs perplexity from levrun's logits {want:.5f} over {len(ids)} tokens")
+        check(abs(got - want) <= 1e-4 * want, "levppl perplexity")
+        r = run([LEVPPL, "-m", stories])
+        check(r.returncode == 2, "levppl without -f exits 2")
 
     # --- bad arguments: usage and exit code 2
     for args in (["-m"], ["-m", stories, "--top-p", "2"], ["-m", stories, "-n", "-5"],
