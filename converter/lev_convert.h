@@ -24,6 +24,7 @@ typedef enum {
   LEV_SRC_F16,      /* IEEE half */
   LEV_SRC_BF16,     /* bfloat16 */
   LEV_SRC_TERNARY,  /* int8 values in {-1, 0, +1}, one per weight; value = t * scale (LevConvTensor.scale) */
+  LEV_SRC_ENCODED,  /* already in the file's encoding (LevConvTensor.encoding), encoded_size bytes: written as is */
 } LevSrcType;
 
 /* One tensor as an importer found it, under its canonical leviathan name. */
@@ -35,6 +36,8 @@ typedef struct LevConvTensor {
   const void *data;     /* n_elements values of `type`, little-endian */
   gpointer owned;       /* g_free()d with the tensor when not NULL (data may point into it) */
   float scale;          /* LEV_SRC_TERNARY only: per-tensor scale */
+  guint32 encoding;     /* LEV_SRC_ENCODED only: the LevEncoding of data */
+  guint64 encoded_size; /* LEV_SRC_ENCODED only: bytes of data */
 } LevConvTensor;
 
 /* A tokenizer as an importer found it. Pieces are raw bytes, NUL-terminated for convenience. */
@@ -136,5 +139,50 @@ gboolean lev_write_model (const LevConvModel *model, const gchar *path, LevOutFo
  * scale per tensor) and embd_format (LEV_OUT_AUTO: the source's precision) to token_embd and output. */
 gboolean lev_write_model_full (const LevConvModel *model, const gchar *path, LevOutFormat format,
                                LevOutFormat embd_format, gboolean vocab_only, GError **error);
+
+/* ---- Quantization with error compensation (lev_quantize.c) ---- */
+
+typedef enum {
+  LEV_COMP_NONE,                /* round each weight on its own */
+  LEV_COMP_EF,                  /* error feedback: GPTQ/OBQ column sweep with the inverse Hessian of the inputs */
+  LEV_COMP_EF_OUTLIERS,         /* and a share of weights kept in f16 as sparse outliers */
+  LEV_COMP_EF_OUTLIERS_LOWRANK, /* and an int8 low-rank adapter of the remaining residual */
+} LevCompensate;
+
+typedef enum {
+  LEV_SCALE_ROW,                /* one scale per output row */
+  LEV_SCALE_TENSOR,             /* one scale per matrix */
+} LevScaleMode;
+
+typedef enum {
+  LEV_FIT_ABSMEAN,              /* mean |w| (BitNet b1.58) */
+  LEV_FIT_LSQ,                  /* least squares: the scale and codes that minimize |w - s q|^2 */
+} LevScaleFit;
+
+typedef struct LevQuantOptions {
+  LevOutFormat format;          /* LEV_OUT_T2, LEV_OUT_T1 or LEV_OUT_B1 */
+  LevCompensate compensate;
+  LevScaleMode scale_mode;
+  LevScaleFit fit;
+  double outlier_share;         /* share of each matrix's weights kept as outliers (0.005 = 0.5%) */
+  guint rank;                   /* rank of the low-rank adapters */
+  const gchar *calib_path;      /* calibration text; NULL = the built-in text */
+  guint calib_tokens;           /* calibration tokens at most */
+  guint calib_ctx;              /* tokens per calibration window (BOS included) */
+  guint n_threads;              /* threads of the calibration run (0 = all CPUs) */
+  gboolean quiet;               /* no progress on stderr */
+} LevQuantOptions;
+
+/* Returns the default options for format: no compensation, row scales by absmean, 0.5% outliers, rank 4. */
+LevQuantOptions lev_quant_default_options (LevOutFormat format);
+/* Returns the built-in calibration text (a few paragraphs of plain English). */
+const gchar *lev_quant_builtin_calibration (void);
+/* Quantizes the float matrices of the model's blocks in place (they become LEV_SRC_ENCODED packed tensors, with
+ * "M.outliers" and "M.lora_a" / "M.lora_b" tensors added as the options ask); natively ternary matrices are left for
+ * the writer's lossless path. Calibration runs the float model (written to a temporary file) over the text. */
+gboolean lev_quantize_model (LevConvModel *model, const LevQuantOptions *opts, GError **error);
+/* Moves the low-rank adapter tensors of model into a new adapter model (same hyperparameters, no tokenizer); returns
+ * NULL when the model has none. */
+LevConvModel *lev_split_adapters (LevConvModel *model);
 
 G_END_DECLS

@@ -35,6 +35,8 @@ is_embedding (const LevConvTensor *t)
 static uint32_t
 choose_encoding (const LevConvTensor *t, LevOutFormat format, LevOutFormat embd_format)
 {
+  if (t->type == LEV_SRC_ENCODED)
+    return t->encoding;
   if (t->n_dims == 1)
     return LEV_ENC_F32;
   gboolean packed_body = format == LEV_OUT_T2 || format == LEV_OUT_T1 || format == LEV_OUT_B1;
@@ -68,6 +70,8 @@ static uint64_t
 encoded_size (uint32_t enc, const LevConvTensor *t)
 {
   uint64_t n = n_elements (t);
+  if (t->type == LEV_SRC_ENCODED)
+    return t->encoded_size;
   switch (enc) {
     case LEV_ENC_F32: return n * 4;
     case LEV_ENC_F16:
@@ -149,6 +153,10 @@ static gboolean
 encode_tensor (const LevConvTensor *t, uint32_t enc, uint8_t *buf, GError **error)
 {
   uint64_t n = n_elements (t);
+  if (t->type == LEV_SRC_ENCODED) {
+    memcpy (buf, t->data, t->encoded_size);
+    return TRUE;
+  }
   if (lev_qenc_is_packed (enc))
     return encode_packed (t, enc, buf, error);
   if (enc == LEV_ENC_Q8) {

@@ -1,6 +1,8 @@
 /* levconvert.c: command-line converter from Hugging Face / llama2.c / bitllama2.c checkpoints to .leviathan. */
 #include "lev_convert.h"
 
+#include <glib/gstdio.h>
+
 #include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
@@ -18,6 +20,16 @@ static gchar *opt_tokenizer = NULL;
 static gchar *opt_name = NULL;
 static gboolean opt_vocab_only = FALSE;
 static gboolean opt_quiet = FALSE;
+static gchar *opt_compensate = NULL;
+static gchar *opt_calib = NULL;
+static gint opt_calib_tokens = 4096;
+static gint opt_calib_ctx = 256;
+static gchar *opt_outliers = NULL;
+static gint opt_rank = 4;
+static gchar *opt_scale = NULL;
+static gchar *opt_scale_fit = NULL;
+static gchar *opt_adapter_out = NULL;
+static gint opt_threads = 0;
 
 static GOptionEntry entries[] = {
   { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Write the model to FILE (required)", "FILE" },
@@ -39,6 +51,46 @@ static GOptionEntry entries[] = {
   { "quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "Print nothing but errors", NULL },
   { NULL }
 };
+
+static GOptionEntry quant_entries[] = {
+  { "compensate", 0, 0, G_OPTION_ARG_STRING, &opt_compensate,
+    "Error compensation when quantizing float matrices to t2/t1/b1: none (default), ef (error feedback with the "
+    "inverse Hessian of the inputs, GPTQ), ef+outliers (and sparse f16 outliers), ef+outliers+lowrank (and int8 "
+    "low-rank adapters of the residual)", "MODE" },
+  { "calib", 0, 0, G_OPTION_ARG_FILENAME, &opt_calib,
+    "UTF-8 calibration text run through the float model (default: a built-in text of about 700 words)", "FILE" },
+  { "calib-tokens", 0, 0, G_OPTION_ARG_INT, &opt_calib_tokens, "Calibration tokens at most (default 4096)", "N" },
+  { "calib-ctx", 0, 0, G_OPTION_ARG_INT, &opt_calib_ctx, "Tokens per calibration window (default 256)", "N" },
+  { "outliers", 0, 0, G_OPTION_ARG_STRING, &opt_outliers,
+    "Share of each matrix's weights kept in f16 as outliers, picked by rounding error times input energy "
+    "(default 0.5%)", "P%" },
+  { "rank", 0, 0, G_OPTION_ARG_INT, &opt_rank, "Rank of the low-rank adapters (default 4, 1..256)", "R" },
+  { "scale", 0, 0, G_OPTION_ARG_STRING, &opt_scale, "Scale granularity: row (default) or tensor", "GRAN" },
+  { "scale-fit", 0, 0, G_OPTION_ARG_STRING, &opt_scale_fit,
+    "How scales are chosen: absmean (mean |w|, default) or lsq (least squares)", "FIT" },
+  { "adapter-out", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter_out,
+    "Write the low-rank adapters to this adapter file instead of the model (mount with levrun --adapter)", "FILE" },
+  { "threads", 0, 0, G_OPTION_ARG_INT, &opt_threads, "Threads of the calibration run (default: all CPUs)", "N" },
+  { NULL }
+};
+
+/* Parses "0.5%" (a percentage) or "0.005" (a fraction) into a fraction in [0, 0.5]; FALSE when malformed. */
+static gboolean
+parse_share (const char *s, double *out)
+{
+  char *end = NULL;
+  double v = g_ascii_strtod (s, &end);
+  if (end == s)
+    return FALSE;
+  if (*end == '%') {
+    v /= 100.0;
+    end++;
+  }
+  if (*end != '\0' || !(v >= 0.0 && v <= 0.5))
+    return FALSE;
+  *out = v;
+  return TRUE;
+}
 
 /* Prints msg and the usage, frees the option context and returns the exit code for bad arguments (2). */
 static int
@@ -135,6 +187,10 @@ main (int argc, char **argv)
     "tokenizer.json),\n"
     "a llama2.c checkpoint (.bin; give --tokenizer), or a bitllama2.c ternary checkpoint (\"ak42\").");
   g_option_context_add_main_entries (octx, entries, NULL);
+  GOptionGroup *qgroup = g_option_group_new ("quant", "Quantization of float checkpoints to t2/t1/b1:",
+                                             "Show the quantization and error-compensation options", NULL, NULL);
+  g_option_group_add_entries (qgroup, quant_entries);
+  g_option_context_add_group (octx, qgroup);
   GError *error = NULL;
   if (!g_option_context_parse (octx, &argc, &argv, &error)) {
     int rc = usage_error (octx, error->message);
@@ -152,6 +208,56 @@ main (int argc, char **argv)
   if (opt_embd_format && (!parse_format (opt_embd_format, &embd_format) || embd_format == LEV_OUT_T2
                           || embd_format == LEV_OUT_T1 || embd_format == LEV_OUT_B1))
     return usage_error (octx, "unknown --embd-format (expected auto, f32, f16, bf16, q8 or q4)");
+  LevQuantOptions qopt = lev_quant_default_options (format);
+  static const char *const comp_names[] = { "none", "ef", "ef+outliers", "ef+outliers+lowrank" };
+  gboolean quantize = FALSE;
+  if (opt_compensate) {
+    guint i = 0;
+    while (i < G_N_ELEMENTS (comp_names) && g_ascii_strcasecmp (opt_compensate, comp_names[i]) != 0)
+      i++;
+    if (i == G_N_ELEMENTS (comp_names))
+      return usage_error (octx, "unknown --compensate (expected none, ef, ef+outliers or ef+outliers+lowrank)");
+    qopt.compensate = (LevCompensate) i;
+    quantize = TRUE;
+  }
+  if (opt_scale) {
+    if (g_ascii_strcasecmp (opt_scale, "row") == 0)
+      qopt.scale_mode = LEV_SCALE_ROW;
+    else if (g_ascii_strcasecmp (opt_scale, "tensor") == 0)
+      qopt.scale_mode = LEV_SCALE_TENSOR;
+    else
+      return usage_error (octx, "unknown --scale (expected row or tensor)");
+    quantize = TRUE;
+  }
+  if (opt_scale_fit) {
+    if (g_ascii_strcasecmp (opt_scale_fit, "absmean") == 0)
+      qopt.fit = LEV_FIT_ABSMEAN;
+    else if (g_ascii_strcasecmp (opt_scale_fit, "lsq") == 0)
+      qopt.fit = LEV_FIT_LSQ;
+    else
+      return usage_error (octx, "unknown --scale-fit (expected absmean or lsq)");
+    quantize = TRUE;
+  }
+  if (opt_outliers && !parse_share (opt_outliers, &qopt.outlier_share))
+    return usage_error (octx, "--outliers must be a share between 0 and 50%, such as 0.5% or 0.005");
+  if (opt_rank < 1 || opt_rank > (gint) LEV_MAX_LORA_RANK)
+    return usage_error (octx, "--rank must be between 1 and 256");
+  if (opt_calib_tokens < 16 || opt_calib_ctx < 8 || opt_threads < 0)
+    return usage_error (octx, "--calib-tokens must be at least 16, --calib-ctx at least 8, --threads positive");
+  if (quantize && format != LEV_OUT_T2 && format != LEV_OUT_T1 && format != LEV_OUT_B1)
+    return usage_error (octx, "--compensate, --scale and --scale-fit need --format t2, t1 or b1");
+  if ((opt_calib || opt_outliers || opt_adapter_out) && qopt.compensate == LEV_COMP_NONE)
+    return usage_error (octx, "--calib, --outliers and --adapter-out need --compensate");
+  if (opt_adapter_out && qopt.compensate != LEV_COMP_EF_OUTLIERS_LOWRANK)
+    return usage_error (octx, "--adapter-out needs --compensate ef+outliers+lowrank (the adapters it writes)");
+  if (opt_vocab_only && quantize)
+    return usage_error (octx, "--vocab-only writes no matrices to quantize");
+  qopt.rank = (guint) opt_rank;
+  qopt.calib_path = opt_calib;
+  qopt.calib_tokens = (guint) opt_calib_tokens;
+  qopt.calib_ctx = (guint) opt_calib_ctx;
+  qopt.n_threads = (guint) opt_threads;
+  qopt.quiet = opt_quiet;
   const char *src = argv[1];
   g_option_context_free (octx);
 
@@ -199,10 +305,34 @@ main (int argc, char **argv)
     model->name = g_strdup (opt_name ? opt_name : base);
     g_free (base);
   }
+  gint64 t_quant = g_get_monotonic_time ();
+  if (model && quantize && !lev_quantize_model (model, &qopt, &error)) {
+    lev_conv_model_free (model);
+    model = NULL;
+  }
+  if (model && quantize && !opt_quiet)
+    g_printerr ("levconvert: quantization took %.1f s\n", (g_get_monotonic_time () - t_quant) / 1e6);
+  LevConvModel *adapter = model && opt_adapter_out ? lev_split_adapters (model) : NULL;
+  gboolean adapter_written = FALSE;
+  if (model && opt_adapter_out) {
+    if (!adapter)
+      g_set_error (&error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
+                   "the model has no float matrices, so there are no low-rank adapters to write");
+    else
+      adapter_written = lev_write_model_full (adapter, opt_adapter_out, LEV_OUT_AUTO, LEV_OUT_AUTO, FALSE, &error);
+    if (!adapter_written) {
+      lev_conv_model_free (model);
+      model = NULL;
+    }
+  }
   if (model)
     cleanup_on_signals (opt_output, TRUE);
   gboolean written = model && lev_write_model_full (model, opt_output, format, embd_format, opt_vocab_only, &error);
   cleanup_on_signals (opt_output, FALSE);
+  if (!written && adapter_written)
+    g_unlink (opt_adapter_out);   /* nothing half-written: the adapter belongs to the model that failed */
+  if (adapter)
+    lev_conv_model_free (adapter);
   if (!written) {
     g_printerr ("levconvert: %s\n", error ? error->message : "conversion failed");
     g_clear_error (&error);
@@ -222,5 +352,11 @@ main (int argc, char **argv)
   g_free (opt_embd_format);
   g_free (opt_tokenizer);
   g_free (opt_name);
+  g_free (opt_compensate);
+  g_free (opt_calib);
+  g_free (opt_outliers);
+  g_free (opt_scale);
+  g_free (opt_scale_fit);
+  g_free (opt_adapter_out);
   return 0;
 }

@@ -166,7 +166,21 @@ typedef enum {
   LEV_ENC_T1 = 5,              /* ternary, 160 weights in 32 bytes (5 trits per byte, 1.6 bits per weight) */
   LEV_ENC_B1 = 6,              /* binary sign bits, 128 weights in 16 bytes */
   LEV_ENC_Q4 = 7,              /* 4-bit, 64 weights in 32 bytes (code q + 8); for output heads and embeddings */
+  /* Sparse outliers of the matrix [rows][cols] with the same base name (blk.N.attn_q.outliers corrects blk.N.attn_q):
+   * uint32 row_ptr[rows + 1] (row r holds entries row_ptr[r] .. row_ptr[r + 1] - 1), then uint32 entries[nnz],
+   * each (f16 value << 16) | column, columns strictly ascending within a row; cols <= 65536. The product with the
+   * matrix adds sum value * x[column] to each row. size = 4 * (rows + 1 + nnz). */
+  LEV_ENC_SPARSE = 8,
 } LevEncoding;
+
+/* Error-compensation tensors beside a body matrix M (docs/format.md, "Outliers and adapters"): "M.outliers"
+ * (LEV_ENC_SPARSE), and a low-rank adapter "M.lora_a" [rows][rank] and "M.lora_b" [rank][cols], both LEV_ENC_Q8;
+ * the product becomes y = M x + outliers x + lora_a (lora_b x). They may live in the model file or in a separate
+ * adapter file (same format, same hyperparameters, only such tensors) mounted when the model is loaded. */
+#define LEV_OUTLIERS_SUFFIX ".outliers"
+#define LEV_LORA_A_SUFFIX ".lora_a"
+#define LEV_LORA_B_SUFFIX ".lora_b"
+#define LEV_MAX_LORA_RANK 256u
 
 typedef struct LevTensorEntry {
   char name[LEV_TENSOR_NAME_MAX]; /* NUL-terminated, NUL-padded */

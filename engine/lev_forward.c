@@ -36,6 +36,10 @@ struct LevContext {
   float *inv_freq;            /* head_dim / 2 RoPE frequencies after scaling */
   float *rope_cos, *rope_sin; /* [batch][head_dim / 2] at the text position of each token */
   float *sink_cos, *sink_sin; /* at the query's place in the cache (differs once the window slides) */
+  float *lora_u;              /* [batch][max lora rank]: B x of the current product's low-rank adapter */
+  uint32_t lora_rank;         /* the model's largest adapter rank */
+  LevLinearObserver observer; /* calibration hook (converter), or NULL */
+  void *observer_data;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -151,6 +155,34 @@ typedef struct {
   uint32_t chunk_rows;        /* rows per chunk of work, a multiple of 16 */
 } LinearJob;
 
+/* Adds the matrix's outliers and low-rank adapter to rows [r0, r1) of y for every token: y += S x + A (B x), with
+ * the float input x and B x already in c->lora_u. */
+static void
+linear_extras (const LinearJob *j, size_t r0, size_t r1)
+{
+  const LevContext *c = j->c;
+  const LevMatrix *m = j->m;
+  const LinearInput *in = j->in;
+  for (uint32_t t = 0; t < in->n; t++) {
+    const float *x = in->x + t * in->ldx;
+    float *y = j->y + t * j->ldy;
+    if (m->sp_rowptr)
+      for (size_t r = r0; r < r1; r++)
+        y[r] += c->kern->sparse_dot (m->sp_entries + m->sp_rowptr[r], m->sp_rowptr[r + 1] - m->sp_rowptr[r], x);
+    if (m->lora_rank) {
+      const float *u = c->lora_u + (size_t) t * c->lora_rank;
+      uint32_t rank = m->lora_rank;
+      for (size_t r = r0; r < r1; r++) {
+        const int8_t *a = m->lora_a + r * rank;
+        float acc = 0.0f;
+        for (uint32_t k = 0; k < rank; k++)
+          acc += (float) a[k] * u[k];
+        y[r] += acc * m->lora_a_scales[r];
+      }
+    }
+  }
+}
+
 /* One chunk of rows of y = W x, for every token of the block. */
 static void
 linear_worker (void *arg, uint32_t chunk, uint32_t slot)
@@ -168,6 +200,8 @@ linear_worker (void *arg, uint32_t chunk, uint32_t slot)
         for (size_t r = r0; r < r1; r++)
           j->y[t * j->ldy + r] = lev_qdot_f32 (&m->q, r, in->x + t * in->ldx);
     }
+    if (m->sp_rowptr || m->lora_rank)
+      linear_extras (j, r0, r1);
     return;
   }
   for (uint32_t t = 0; t < in->n; t++) {
@@ -186,6 +220,8 @@ linear_worker (void *arg, uint32_t chunk, uint32_t slot)
       default: break;
     }
   }
+  if (m->sp_rowptr || m->lora_rank)
+    linear_extras (j, r0, r1);
 }
 
 /* y = W x for every token of the input (y rows ldy floats apart), rows split over the thread pool. Packed
@@ -209,6 +245,11 @@ linear (LevContext *c, const LevMatrix *m, const LinearInput *in, float *y, size
     for (uint32_t t = 0; t < in->n; t++)
       for (uint32_t i = 0; i < in->cols; i++)
         c->xdq[(size_t) t * c->wide + i] = (float) c->xq[t * c->qstride + i] * c->xscale[t];
+  }
+  if (m->lora_rank) {         /* u = B x per token (rank values): small, done before the rows are split */
+    for (uint32_t t = 0; t < in->n; t++)
+      lev_matvec_q8_f32 (m->lora_b, m->lora_b_scales, in->x + t * in->ldx, c->lora_u + (size_t) t * c->lora_rank,
+                         m->cols, 0, m->lora_rank);
   }
   lev_threadpool_run_chunks (c->pool, linear_worker, &job, (m->rows + chunk_rows - 1) / chunk_rows);
 }
@@ -411,6 +452,8 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
       else
         rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->attn_norm, dim, hp->norm_eps);
     }
+    if (c->observer)
+      c->observer (c->observer_data, l, 0, c->xb, W, n, dim);
     LinearInput in = linear_input (c, c->xb, W, n, dim);
     linear (c, &L->wq, &in, c->q, q_dim);
     linear (c, &L->wk, &in, kc, kv_dim);
@@ -443,6 +486,8 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
     if (L->attn_sub_norm)
       for (uint32_t i = 0; i < n; i++)
         rmsnorm (c->xb + (size_t) i * W, c->xb + (size_t) i * W, L->attn_sub_norm, q_dim, hp->norm_eps);
+    if (c->observer)
+      c->observer (c->observer_data, l, 1, c->xb, W, n, q_dim);
     in = linear_input (c, c->xb, W, n, q_dim);
     linear (c, &L->wo, &in, c->xb2, W);
     for (uint32_t i = 0; i < n; i++)
@@ -456,6 +501,8 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
       else
         rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->ffn_norm, dim, hp->norm_eps);
     }
+    if (c->observer)
+      c->observer (c->observer_data, l, 2, c->xb, W, n, dim);
     in = linear_input (c, c->xb, W, n, dim);
     linear (c, &L->w_gate, &in, c->hb, ffn);
     linear (c, &L->w_up, &in, c->hb2, ffn);
@@ -473,6 +520,8 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
     if (L->ffn_sub_norm)
       for (uint32_t i = 0; i < n; i++)
         rmsnorm (c->hb + (size_t) i * ffn, c->hb + (size_t) i * ffn, L->ffn_sub_norm, ffn, hp->norm_eps);
+    if (c->observer)
+      c->observer (c->observer_data, l, 3, c->hb, ffn, n, ffn);
     in = linear_input (c, c->hb, ffn, n, ffn);
     linear (c, &L->w_down, &in, c->xb, W);
     for (uint32_t i = 0; i < n; i++)
@@ -516,6 +565,13 @@ lev_context_eval_batch (LevContext *c, const int32_t *tokens, uint32_t n, GError
     done += k;
   }
   return c->logits;
+}
+
+void
+lev_context_set_linear_observer (LevContext *c, LevLinearObserver fn, void *user)
+{
+  c->observer = fn;
+  c->observer_data = user;
 }
 
 const char *
@@ -641,6 +697,8 @@ lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKv
   c->rope_sin = g_new0 (float, B * half);
   c->sink_cos = g_new0 (float, half);
   c->sink_sin = g_new0 (float, half);
+  c->lora_rank = lev_model_max_lora_rank (model);
+  c->lora_u = g_new0 (float, B * MAX (c->lora_rank, 1u));
   init_rope (c);
   return c;
 }
@@ -677,6 +735,7 @@ lev_context_free (LevContext *c)
   g_free (c->rope_sin);
   g_free (c->sink_cos);
   g_free (c->sink_sin);
+  g_free (c->lora_u);
   g_free (c);
 }
 

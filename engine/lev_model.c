@@ -289,6 +289,87 @@ bind_matrix (const Directory *d, const char *name, uint32_t rows, uint32_t cols,
   return TRUE;
 }
 
+/* Binds the error-compensation tensors of matrix `name` (outliers, low-rank adapter) found in directory d; counts
+ * them in *n_bound. A matrix may get each kind from one file only. */
+static gboolean
+bind_extras (const Directory *d, const char *name, LevMatrix *m, uint32_t *n_bound, GError **error)
+{
+  char n[LEV_TENSOR_NAME_MAX + 16];
+  g_snprintf (n, sizeof n, "%s" LEV_OUTLIERS_SUFFIX, name);
+  const LevTensorEntry *e = find_tensor (d->dir, d->n, n);
+  if (e) {
+    if (e->encoding != LEV_ENC_SPARSE || e->shape[0] != m->rows || e->shape[1] != m->cols)
+      FAIL ("tensor %s must be sparse outliers of shape [%u, %u]", n, m->rows, m->cols);
+    if (m->sp_rowptr)
+      FAIL ("matrix %s has outliers in both the model and the adapter", name);
+    const uint32_t *rp = (const uint32_t *) (d->data + e->offset), *ent = rp + m->rows + 1;
+    uint64_t nnz = (e->size - 4ull * (m->rows + 1)) / 4;
+    if (rp[0] != 0 || rp[m->rows] != nnz)
+      FAIL ("tensor %s: row pointers do not span its %" G_GUINT64_FORMAT " entries", n, nnz);
+    for (uint32_t r = 0; r < m->rows; r++) {
+      if (rp[r + 1] < rp[r])
+        FAIL ("tensor %s: row pointers decrease at row %u", n, r);
+      for (uint32_t k = rp[r]; k < rp[r + 1]; k++) {
+        uint32_t col = ent[k] & 0xffffu;
+        if (col >= m->cols || (k > rp[r] && col <= (ent[k - 1] & 0xffffu)))
+          FAIL ("tensor %s: row %u: columns must be ascending and below %u", n, r, m->cols);
+        if (!isfinite (lev_f16_to_f32 ((uint16_t) (ent[k] >> 16))))
+          FAIL ("tensor %s: row %u holds a non-finite value", n, r);
+      }
+    }
+    m->sp_rowptr = rp;
+    m->sp_entries = ent;
+    m->sp_nnz = (uint32_t) nnz;
+    (*n_bound)++;
+  }
+  char nb[LEV_TENSOR_NAME_MAX + 16];
+  g_snprintf (n, sizeof n, "%s" LEV_LORA_A_SUFFIX, name);
+  g_snprintf (nb, sizeof nb, "%s" LEV_LORA_B_SUFFIX, name);
+  const LevTensorEntry *ea = find_tensor (d->dir, d->n, n), *eb = find_tensor (d->dir, d->n, nb);
+  if (!ea && !eb)
+    return TRUE;
+  if (!ea || !eb)
+    FAIL ("matrix %s has only one half of its low-rank adapter (%s)", name, ea ? nb : n);
+  uint64_t rank = ea->shape[1];
+  if (ea->encoding != LEV_ENC_Q8 || eb->encoding != LEV_ENC_Q8 || ea->shape[0] != m->rows || eb->shape[0] != rank
+      || eb->shape[1] != m->cols || rank == 0 || rank > LEV_MAX_LORA_RANK)
+    FAIL ("the low-rank adapter of %s must be q8 matrices [%u, r] and [r, %u] with 1 <= r <= %u", name, m->rows,
+          m->cols, LEV_MAX_LORA_RANK);
+  if (m->lora_rank)
+    FAIL ("matrix %s has a low-rank adapter in both the model and the adapter file", name);
+  m->lora_rank = (uint32_t) rank;
+  m->lora_a_scales = (const float *) (d->data + ea->offset);
+  m->lora_a = (const int8_t *) (d->data + ea->offset + 4 * m->rows);
+  m->lora_b_scales = (const float *) (d->data + eb->offset);
+  m->lora_b = (const int8_t *) (d->data + eb->offset + 4 * rank);
+  for (uint64_t i = 0; i < m->rows; i++)
+    if (!isfinite (m->lora_a_scales[i]))
+      FAIL ("tensor %s: scale %" G_GUINT64_FORMAT " is not finite", n, i);
+  for (uint64_t i = 0; i < rank; i++)
+    if (!isfinite (m->lora_b_scales[i]))
+      FAIL ("tensor %s: scale %" G_GUINT64_FORMAT " is not finite", nb, i);
+  *n_bound += 2;
+  return TRUE;
+}
+
+/* Binds the outliers and adapters in directory d to every body matrix; returns how many tensors it bound. */
+static gboolean
+bind_all_extras (LevModel *m, const Directory *d, uint32_t *n_bound, GError **error)
+{
+  static const char *const names[] = { "attn_q", "attn_k", "attn_v", "attn_o", "ffn_gate", "ffn_up", "ffn_down" };
+  for (uint32_t l = 0; l < m->hp.n_layers; l++) {
+    LevLayer *L = &m->layers[l];
+    LevMatrix *ms[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    for (guint i = 0; i < G_N_ELEMENTS (ms); i++) {
+      char n[LEV_TENSOR_NAME_MAX];
+      g_snprintf (n, sizeof n, "blk.%u.%s", l, names[i]);
+      if (!bind_extras (d, n, ms[i], n_bound, error))
+        return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 static gboolean
 check_directory (const Directory *d, uint64_t data_size, GError **error)
 {
@@ -307,8 +388,23 @@ check_directory (const Directory *d, uint64_t data_size, GError **error)
         FAIL ("tensor %s: dimension %u (%" G_GUINT64_FORMAT ") is out of range", e->name, k, s);
       n *= s;
     }
-    if (e->encoding > LEV_ENC_Q4)
+    if (e->encoding > LEV_ENC_SPARSE)
       FAIL ("tensor %s: unknown encoding %u", e->name, e->encoding);
+    if (e->encoding == LEV_ENC_SPARSE) {
+      uint64_t head = 4 * (e->shape[0] + 1);
+      if (e->n_dims != 2 || e->shape[1] > 65536)
+        FAIL ("tensor %s: sparse outliers need a matrix of at most 65536 columns", e->name);
+      if (e->size < head || e->size % 4 != 0 || (e->size - head) / 4 > e->shape[0] * e->shape[1])
+        FAIL ("tensor %s: size %" G_GUINT64_FORMAT " does not fit %" G_GUINT64_FORMAT " row pointers and whole "
+              "entries", e->name, e->size, e->shape[0] + 1);
+      if (e->offset % LEV_ALIGN != 0 || !range_ok (e->offset, e->size, data_size))
+        FAIL ("tensor %s: data (offset %" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT " bytes) lies outside the data "
+              "section of %" G_GUINT64_FORMAT " bytes", e->name, e->offset, e->size, data_size);
+      for (uint64_t j = 0; j < i; j++)
+        if (strncmp (d->dir[j].name, e->name, LEV_TENSOR_NAME_MAX) == 0)
+          FAIL ("tensor %s appears twice", e->name);
+      continue;
+    }
     if ((e->encoding == LEV_ENC_Q8 || lev_qenc_is_packed (e->encoding)) && e->n_dims != 2)
       FAIL ("tensor %s: %s needs a matrix", e->name, e->encoding == LEV_ENC_Q8 ? "q8" : lev_qenc_name (e->encoding));
     uint64_t expect = encoding_size (e->encoding, n, e->shape[0]);
@@ -417,7 +513,9 @@ lev_model_load (const char *path, GError **error)
   }
   if (m->has_weights) {
     Directory d = { (const LevTensorEntry *) (m->base + h.tensors_offset), h.n_tensors, m->base + h.data_offset };
-    if (!check_directory (&d, h.data_size, &local) || !bind_tensors (m, &d, &local))
+    uint32_t n_extras = 0;
+    if (!check_directory (&d, h.data_size, &local) || !bind_tensors (m, &d, &local)
+        || !bind_all_extras (m, &d, &n_extras, &local))
       goto fail;
     /* an untied embedding table is read a row at a time with pread: touching the mapping would fault in (and keep
      * resident) the pages around every looked-up row */
@@ -440,11 +538,95 @@ fail:
   return NULL;
 }
 
+/* Maps an adapter file and binds its tensors over m's matrices; every tensor in it must find its matrix. */
+static gboolean
+mount_adapter (LevModel *m, const char *path, GError **error)
+{
+  GError *local = NULL;
+  m->adapter_map = g_mapped_file_new (path, FALSE, &local);
+  if (!m->adapter_map) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open adapter %s: %s", path, local->message);
+    g_error_free (local);
+    return FALSE;
+  }
+  const uint8_t *base = (const uint8_t *) g_mapped_file_get_contents (m->adapter_map);
+  uint64_t size = g_mapped_file_get_length (m->adapter_map);
+  LevFileHeader h;
+  LevHParams hp;
+  gboolean ok = FALSE;
+  if (size < sizeof h) {
+    g_set_error (&local, LEV_ERROR, LEV_ERROR_FORMAT, "file is %" G_GUINT64_FORMAT " bytes, too short for a "
+                 ".leviathan header", size);
+    goto out;
+  }
+  memcpy (&h, base, sizeof h);
+  if (!check_header (&h, size, &local))
+    goto out;
+  memcpy (&hp, base + h.hparams_offset, sizeof hp);
+  if (hp.arch != m->hp.arch || hp.dim != m->hp.dim || hp.n_layers != m->hp.n_layers || hp.n_heads != m->hp.n_heads
+      || hp.n_kv_heads != m->hp.n_kv_heads || hp.head_dim != m->hp.head_dim || hp.ffn_dim != m->hp.ffn_dim
+      || hp.vocab_size != m->hp.vocab_size) {
+    g_set_error (&local, LEV_ERROR, LEV_ERROR_FORMAT, "the adapter was made for a model of another shape");
+    goto out;
+  }
+  if (h.n_tensors == 0) {
+    g_set_error (&local, LEV_ERROR, LEV_ERROR_FORMAT, "the adapter holds no tensors");
+    goto out;
+  }
+  Directory d = { (const LevTensorEntry *) (base + h.tensors_offset), h.n_tensors, base + h.data_offset };
+  uint32_t bound = 0;
+  if (!check_directory (&d, h.data_size, &local) || !bind_all_extras (m, &d, &bound, &local))
+    goto out;
+  if (bound != h.n_tensors) {
+    g_set_error (&local, LEV_ERROR, LEV_ERROR_FORMAT, "%" G_GUINT64_FORMAT " of its tensors are not outliers or "
+                 "adapters of this model's matrices", h.n_tensors - bound);
+    goto out;
+  }
+  ok = TRUE;
+out:
+  if (!ok) {
+    g_set_error (error, LEV_ERROR, local->code, "adapter %s: %s", path, local->message);
+    g_error_free (local);
+  }
+  return ok;
+}
+
+LevModel *
+lev_model_load_with_adapter (const char *path, const char *adapter_path, GError **error)
+{
+  LevModel *m = lev_model_load (path, error);
+  if (!m || !adapter_path)
+    return m;
+  if (!m->has_weights) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds only a tokenizer: no matrices for an adapter",
+                 path);
+  } else if (mount_adapter (m, adapter_path, error)) {
+    return m;
+  }
+  lev_model_free (m);
+  return NULL;
+}
+
+uint32_t
+lev_model_max_lora_rank (const LevModel *model)
+{
+  uint32_t r = 0;
+  for (uint32_t l = 0; model->has_weights && l < model->hp.n_layers; l++) {
+    const LevLayer *L = &model->layers[l];
+    const LevMatrix *ms[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    for (guint i = 0; i < G_N_ELEMENTS (ms); i++)
+      r = MAX (r, ms[i]->lora_rank);
+  }
+  return r;
+}
+
 void
 lev_model_free (LevModel *model)
 {
   if (!model)
     return;
+  if (model->adapter_map)
+    g_mapped_file_unref (model->adapter_map);
   if (model->tok)
     lev_tokenizer_free (model->tok);
   if (model->embd_fd >= 0)
@@ -532,9 +714,11 @@ uint64_t
 lev_matrix_bytes (const LevMatrix *m)
 {
   uint64_t n = (uint64_t) m->rows * m->cols;
+  uint64_t extra = (m->sp_rowptr ? 4ull * (m->rows + 1 + m->sp_nnz) : 0)
+                   + (m->lora_rank ? (uint64_t) m->lora_rank * (m->rows + m->cols) + 4ull * (m->rows + m->lora_rank) : 0);
   if (lev_qenc_is_packed (m->encoding))
-    return (uint64_t) m->rows * m->q.row_bytes + 4ull * m->q.n_scales;
-  return encoding_size (m->encoding, n, m->rows);
+    return (uint64_t) m->rows * m->q.row_bytes + 4ull * m->q.n_scales + extra;
+  return encoding_size (m->encoding, n, m->rows) + extra;
 }
 
 uint64_t

@@ -16,6 +16,13 @@ typedef struct LevMatrix {
   const void *data;      /* f32/f16/bf16 values, int8 codes for Q8, packed codes for T2/T1/B1/Q4 */
   const float *scales;   /* Q8: one per row; packed: 1 or one per row */
   LevQMatrix q;          /* the packed encodings' view for the kernels */
+  /* error compensation (LEV_ENC_SPARSE outliers and an int8 low-rank adapter); NULL / 0 when absent */
+  const uint32_t *sp_rowptr;   /* [rows + 1] */
+  const uint32_t *sp_entries;  /* [nnz]: column in the low 16 bits, f16 value in the high 16 */
+  uint32_t sp_nnz;
+  uint32_t lora_rank;
+  const int8_t *lora_a, *lora_b;            /* A [rows][rank], B [rank][cols] */
+  const float *lora_a_scales, *lora_b_scales; /* one per row of A and of B */
 } LevMatrix;
 
 /* The tensors of one transformer block; absent optional tensors are NULL. */
@@ -28,6 +35,7 @@ typedef struct LevLayer {
 
 struct LevModel {
   GMappedFile *map;
+  GMappedFile *adapter_map;                    /* the mounted adapter file, or NULL */
   const uint8_t *base;
   uint64_t size;
   LevHParams hp;
@@ -49,7 +57,7 @@ void lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out);
 /* Copies the embedding of token into out (dim floats); scratch holds at least 4 * dim + 64 bytes. Untied tables
  * are read with pread, so that looking rows up does not keep the table resident. */
 void lev_model_embedding (const LevModel *model, uint32_t token, float *out, uint8_t *scratch);
-/* Returns the number of bytes of m that a product with it reads (codes and scales). */
+/* Returns the number of bytes of m that a product with it reads (codes, scales, outliers and adapter). */
 uint64_t lev_matrix_bytes (const LevMatrix *m);
 
 /* Element types of the KV cache. */
@@ -70,5 +78,14 @@ uint64_t lev_context_kv_bytes_per_token (const LevContext *ctx);
 const float *lev_context_eval_batch (LevContext *ctx, const int32_t *tokens, uint32_t n, GError **error);
 /* Returns the number of bytes one decoded token reads from weights (body, head, one embedding row). */
 uint64_t lev_model_bytes_per_token (const LevModel *model);
+/* Called with the float input of the linear layers of `layer` (which: 0 = attention q/k/v, 1 = attention output,
+ * 2 = feed-forward gate/up, 3 = feed-forward down): n rows of cols values, ldx floats apart. */
+typedef void (*LevLinearObserver) (void *user, uint32_t layer, uint32_t which, const float *x, size_t ldx, uint32_t n,
+                                   uint32_t cols);
+/* Installs (or, with fn NULL, removes) an observer of every linear input: the converter's calibration. */
+void lev_context_set_linear_observer (LevContext *ctx, LevLinearObserver fn, void *user);
+/* Returns the largest low-rank adapter rank of the model's matrices (0 without adapters). */
+uint32_t lev_model_max_lora_rank (const LevModel *model);
+
 /* Returns the name of the packed kernels in use ("scalar", "avx2", "avx512", "neon"). */
 const char *lev_kernels_name (void);

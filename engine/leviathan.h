@@ -26,6 +26,9 @@ typedef struct LevContext LevContext;
 
 /* Maps and validates a .leviathan file; NULL with error set (one message naming the problem) if it is bad. */
 LevModel *lev_model_load (const char *path, GError **error);
+/* As lev_model_load, then mounts an adapter file (outliers and low-rank adapters made by levconvert --adapter-out)
+ * over the model's matrices; adapter_path NULL loads the model alone. The adapter must match the model's shapes. */
+LevModel *lev_model_load_with_adapter (const char *path, const char *adapter_path, GError **error);
 /* Unmaps the model. Contexts made from it must be freed first. */
 void lev_model_free (LevModel *model);
 /* Returns the model's hyperparameters. */

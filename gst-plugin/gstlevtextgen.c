@@ -26,6 +26,7 @@ GST_DEBUG_CATEGORY_STATIC (lev_text_gen_debug);
 enum {
   PROP_0,
   PROP_MODEL,
+  PROP_ADAPTER,
   PROP_N_THREADS,
   PROP_CONTEXT_LENGTH,
   PROP_MAX_TOKENS,
@@ -64,6 +65,7 @@ struct _LevTextGen {
 
   /* properties (object lock) */
   gchar *model_path;
+  gchar *adapter_path;        /* adapter file mounted over the model, or NULL */
   guint n_threads, context_length, max_tokens, max_queued;
   gfloat temperature, top_p, min_p, repeat_penalty;
   gint top_k;
@@ -342,6 +344,14 @@ lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *value, 
       self->model_path = g_value_dup_string (value);
     }
     break;
+  case PROP_ADAPTER:
+    if (mutable_now (self, pspec, GST_STATE_NULL)) {
+      g_free (self->adapter_path);
+      self->adapter_path = g_value_dup_string (value);
+      if (self->adapter_path && !self->adapter_path[0])
+        g_clear_pointer (&self->adapter_path, g_free);
+    }
+    break;
   case PROP_N_THREADS:
     if (mutable_now (self, pspec, GST_STATE_READY))
       self->n_threads = g_value_get_uint (value);
@@ -396,6 +406,7 @@ lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GParam
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
   case PROP_MODEL: g_value_set_string (value, self->model_path); break;
+  case PROP_ADAPTER: g_value_set_string (value, self->adapter_path); break;
   case PROP_N_THREADS: g_value_set_uint (value, self->n_threads); break;
   case PROP_CONTEXT_LENGTH: g_value_set_uint (value, self->context_length); break;
   case PROP_MAX_TOKENS: g_value_set_uint (value, self->max_tokens); break;
@@ -1008,7 +1019,7 @@ static gboolean
 load_model (LevTextGen *self)
 {
   GST_OBJECT_LOCK (self);
-  gchar *path = g_strdup (self->model_path);
+  gchar *path = g_strdup (self->model_path), *adapter = g_strdup (self->adapter_path);
   GST_OBJECT_UNLOCK (self);
 #ifdef LEV_SOURCE_MODEL
   /* used from a build tree: the default model is in the source tree until it is installed */
@@ -1025,7 +1036,7 @@ load_model (LevTextGen *self)
   if (!path || !path[0])
     g_set_error (&err, LEV_ERROR, LEV_ERROR_IO, "no model given (property 'model')");
   else
-    self->model = lev_model_load (path, &err);
+    self->model = lev_model_load_with_adapter (path, adapter, &err);
   if (self->model && !lev_model_has_weights (self->model)) {
     g_set_error (&err, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", path);
     g_clear_pointer (&self->model, lev_model_free);
@@ -1042,8 +1053,10 @@ load_model (LevTextGen *self)
                          ("model '%s'", path));
     g_error_free (err);
     g_free (path);
+    g_free (adapter);
     return FALSE;
   }
+  g_free (adapter);
   self->vocab_id = lev_session_vocab_id (self->model);
   GST_INFO_OBJECT (self, "loaded %s (%s, vocabulary %s)", path, lev_arch_name (lev_model_hparams (self->model)->arch),
                    self->vocab_id ? self->vocab_id : "none");
@@ -1131,6 +1144,7 @@ lev_text_gen_finalize (GObject *object)
   g_clear_pointer (&self->model, lev_model_free);
   g_free (self->vocab_id);
   g_free (self->model_path);
+  g_free (self->adapter_path);
   g_free (self->system_prompt);
   g_strfreev (self->stop_strings);
   g_queue_clear_full (&self->queue, item_free);
@@ -1198,6 +1212,10 @@ lev_text_gen_class_init (LevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_MODEL,
     g_param_spec_string ("model", "Model", "Path of the .leviathan model file, loaded on NULL→READY "
                          "(changeable only in the NULL state)", LEV_DEFAULT_MODEL, rw));
+  g_object_class_install_property (gobject_class, PROP_ADAPTER,
+    g_param_spec_string ("adapter", "Adapter", "Adapter file (low-rank adapters written by levconvert "
+                         "--adapter-out) mounted over the model when it is loaded; empty or NULL = none "
+                         "(changeable only in the NULL state)", NULL, rw));
   g_object_class_install_property (gobject_class, PROP_N_THREADS,
     g_param_spec_uint ("n-threads", "Threads", "Worker threads of the engine (0 = one per CPU)", 0, 64,
                        DEFAULT_N_THREADS, rw | GST_PARAM_MUTABLE_READY));

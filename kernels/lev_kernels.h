@@ -32,6 +32,9 @@ void lev_matvec_q8_f32 (const int8_t *q, const float *scales, const float *x, fl
 void lev_matvec_q8_i8 (const int8_t *q, const float *scales, const int8_t *xq, float x_scale, float *y,
                        size_t cols, size_t row_begin, size_t row_end);
 
+/* Returns sum value * x[column] over n sparse entries, each (f16 value << 16) | column, with finite values. */
+float lev_sparse_row_dot (const uint32_t *entries, uint32_t n, const float *x);
+
 /* Returns the dot product of two float vectors. */
 float lev_dot_f32 (const float *a, const float *b, size_t n);
 /* y += a * x over n floats. */

@@ -273,7 +273,7 @@ gemm_scalar (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride,
 
 static const LevQKernels scalar_kernels = { "scalar", 0, { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar },
                                          lev_dot_f32, lev_axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8,
-                                         lev_axpy_i8 };
+                                         lev_axpy_i8, lev_sparse_row_dot };
 
 const LevQKernels *
 lev_qkernels_scalar (void)

@@ -89,6 +89,9 @@ typedef struct LevQKernels {
   void (*axpy_f16) (float a, const uint16_t *x, float *y, size_t n);
   float (*dot_i8) (const float *a, const int8_t *b, size_t n);
   void (*axpy_i8) (float a, const int8_t *x, float *y, size_t n);
+  /* sparse outliers: sum value * x[column] over (f16 value << 16 | column) entries (lev_sparse_row_dot); the
+   * SIMD versions sum in another order (float results within rounding of the scalar one) */
+  float (*sparse_dot) (const uint32_t *entries, uint32_t n, const float *x);
 } LevQKernels;
 
 /* Scalar references of the KV helpers: eight lanes like lev_dot_f32, no fused multiply-add. */

@@ -1,5 +1,6 @@
 /* lev_qkernels_avx2.c: AVX2 packed kernels: one row per ymm, unpacked codes times int8 activations (vpmaddubsw). */
 #include "lev_qkernels.h"
+#include "lev_kernels.h"
 
 #if defined(LEV_HAVE_AVX2)
 #include <immintrin.h>
@@ -240,9 +241,29 @@ lev_avx2_axpy_i8 (float a, const int8_t *x, float *y, size_t n)
     y[i] += a * (float) x[i];
 }
 
+/* Sparse outliers, eight entries at a time: gathered activations times F16C-converted values. */
+static float
+sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
+{
+  __m256 acc = _mm256_setzero_ps ();
+  const __m256i lo16 = _mm256_set1_epi32 (0xffff);
+  uint32_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m256i e = _mm256_loadu_si256 ((const __m256i *) (entries + k));
+    __m256 xv = _mm256_i32gather_ps (x, _mm256_and_si256 (e, lo16), 4);
+    __m256i h = _mm256_srli_epi32 (e, 16);
+    __m128i h16 = _mm_packus_epi32 (_mm256_castsi256_si128 (h), _mm256_extracti128_si256 (h, 1));
+    acc = _mm256_fmadd_ps (_mm256_cvtph_ps (h16), xv, acc);
+  }
+  __m128 s4 = _mm_add_ps (_mm256_castps256_ps128 (acc), _mm256_extractf128_ps (acc, 1));
+  s4 = _mm_add_ps (s4, _mm_movehl_ps (s4, s4));
+  s4 = _mm_add_ss (s4, _mm_movehdup_ps (s4));
+  return _mm_cvtss_f32 (s4) + lev_sparse_row_dot (entries + k, n - k, x);
+}
+
 static const LevQKernels avx2_kernels = { "avx2", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16, lev_avx2_dot_i8,
-                                         lev_avx2_axpy_i8 };
+                                         lev_avx2_axpy_i8, sparse_dot };
 
 const LevQKernels *
 lev_qkernels_avx2 (void)

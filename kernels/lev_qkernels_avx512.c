@@ -248,9 +248,25 @@ axpy_f32 (float a, const float *x, float *y, size_t n)
     y[i] += a * x[i];
 }
 
+/* Sparse outliers, sixteen entries at a time (a masked tail): gathered activations times converted halves. */
+static float
+sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
+{
+  __m512 acc = _mm512_setzero_ps ();
+  const __m512i lo16 = _mm512_set1_epi32 (0xffff);
+  for (uint32_t k = 0; k < n; k += 16) {
+    __mmask16 m = n - k >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << (n - k)) - 1);
+    __m512i e = _mm512_maskz_loadu_epi32 (m, entries + k);
+    __m512 xv = _mm512_mask_i32gather_ps (_mm512_setzero_ps (), m, _mm512_and_si512 (e, lo16), x, 4);
+    __m512 v = _mm512_cvtph_ps (_mm512_cvtepi32_epi16 (_mm512_srli_epi32 (e, 16)));
+    acc = _mm512_fmadd_ps (v, xv, acc);
+  }
+  return _mm512_reduce_add_ps (acc);
+}
+
 static const LevQKernels avx512_kernels = { "avx512", 1, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16,
-                                         lev_avx2_dot_i8, lev_avx2_axpy_i8 };
+                                         lev_avx2_dot_i8, lev_avx2_axpy_i8, sparse_dot };
 
 const LevQKernels *
 lev_qkernels_avx512 (void)

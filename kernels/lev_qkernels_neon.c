@@ -1,5 +1,6 @@
 /* lev_qkernels_neon.c: AArch64 NEON (dotprod) packed kernels: codes unpacked to signed weights, vdotq_s32. */
 #include "lev_qkernels.h"
+#include "lev_kernels.h"
 
 #if defined(LEV_HAVE_NEON)
 #include <arm_neon.h>
@@ -168,7 +169,8 @@ axpy_f32 (float a, const float *x, float *y, size_t n)
 }
 
 static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
-                                       dot_f32, axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8, lev_axpy_i8 };
+                                       dot_f32, axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8, lev_axpy_i8,
+                                       lev_sparse_row_dot };
 
 const LevQKernels *
 lev_qkernels_neon (void)

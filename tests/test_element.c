@@ -459,14 +459,14 @@ GST_START_TEST (test_properties)
 }
 GST_END_TEST;
 
-/* Sets a model path, goes to READY and returns the error message posted (g_free it), or NULL. */
+/* Sets a model path (and an adapter, or NULL), goes to READY and returns the error message posted (g_free it). */
 static gchar *
-load_error (const gchar *path, gboolean *saw_progress)
+load_error_adapter (const gchar *path, const gchar *adapter, gboolean *saw_progress)
 {
   GstElement *e = gst_element_factory_make ("levtextgen", NULL);
   GstBus *bus = gst_bus_new ();
   gst_element_set_bus (e, bus);
-  g_object_set (e, "model", path, NULL);
+  g_object_set (e, "model", path, "adapter", adapter, NULL);
   fail_unless_equals_int (gst_element_set_state (e, GST_STATE_READY), GST_STATE_CHANGE_FAILURE);
   gchar *text = NULL;
   *saw_progress = FALSE;
@@ -488,6 +488,13 @@ load_error (const gchar *path, gboolean *saw_progress)
   gst_object_unref (bus);
   gst_object_unref (e);
   return text;
+}
+
+/* As load_error_adapter without an adapter. */
+static gchar *
+load_error (const gchar *path, gboolean *saw_progress)
+{
+  return load_error_adapter (path, NULL, saw_progress);
 }
 
 GST_START_TEST (test_model_errors)
@@ -515,7 +522,14 @@ GST_START_TEST (test_model_errors)
   msg = load_error (path, &progress);
   fail_unless (msg != NULL);
   g_free (msg);
+  /* a good model with a missing adapter file, then with a model file given as the adapter */
   g_unlink (path);
+  msg = load_error_adapter (model_path, path, &progress);
+  fail_unless (msg != NULL && strstr (msg, "cannot open adapter") != NULL, "message: %s", msg);
+  g_free (msg);
+  msg = load_error_adapter (model_path, model_path, &progress);
+  fail_unless (msg != NULL && strstr (msg, "not outliers or adapters") != NULL, "message: %s", msg);
+  g_free (msg);
   g_free (path);
   g_free (data);
 }

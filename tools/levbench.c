@@ -25,6 +25,9 @@ static gint opt_ctx = 2048;
 static gint opt_reps = 3;
 static gboolean opt_json = FALSE;
 static gboolean opt_no_bandwidth = FALSE;
+static gchar *opt_adapter = NULL;
+static gdouble opt_outliers = 0.0;
+static gint opt_rank = 0;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
@@ -42,6 +45,11 @@ static GOptionEntry entries[] = {
   { "kv", 0, 0, G_OPTION_ARG_STRING, &opt_kv, "KV cache type: f32 (default), f16 or q8", "TYPE" },
   { "reps", 'r', 0, G_OPTION_ARG_INT, &opt_reps, "Repetitions of each test (default 3)", "N" },
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "One JSON object per line instead of a table", NULL },
+  { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter, "Adapter file mounted over the model (-m)", "FILE" },
+  { "outliers", 0, 0, G_OPTION_ARG_DOUBLE, &opt_outliers, "Synthetic: sparse f16 outliers per matrix, in percent of "
+    "its weights (levconvert's default is 0.5; default 0 = none)", "PCT" },
+  { "rank", 0, 0, G_OPTION_ARG_INT, &opt_rank, "Synthetic: int8 low-rank adapter of this rank on every matrix "
+    "(levconvert's default is 4; default 0 = none)", "R" },
   { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &opt_no_bandwidth, "Skip the memory bandwidth measurement", NULL },
   { NULL }
 };
@@ -100,6 +108,7 @@ typedef struct {
   char name[LEV_TENSOR_NAME_MAX];
   uint32_t enc, n_dims;
   uint64_t rows, cols;
+  uint64_t per_row;           /* LEV_ENC_SPARSE: entries per row */
 } SynTensor;
 
 static uint64_t
@@ -108,6 +117,7 @@ syn_size (const SynTensor *t)
   if (t->n_dims == 1)
     return t->rows * 4;
   switch (t->enc) {
+    case LEV_ENC_SPARSE: return 4 * (t->rows + 1 + t->rows * t->per_row);
     case LEV_ENC_F16: return t->rows * t->cols * 2;
     case LEV_ENC_Q8: return t->rows * t->cols + t->rows * 4;
     default: return t->rows * lev_qenc_row_bytes (t->enc, t->cols) + t->rows * 4;
@@ -127,6 +137,20 @@ syn_write (FILE *f, const SynTensor *t, uint8_t *buf, size_t buf_size)
     return TRUE;
   }
   float scale = 1.0f / sqrtf ((float) t->cols);
+  if (t->enc == LEV_ENC_SPARSE) {   /* per_row entries per row, spread over the columns, small f16 values */
+    for (uint64_t r = 0; r <= t->rows; r++)
+      if (fwrite (&(uint32_t) { (uint32_t) (r * t->per_row) }, 4, 1, f) != 1)
+        return FALSE;
+    uint64_t span = t->cols / MAX (t->per_row, 1u);
+    for (uint64_t r = 0; r < t->rows; r++)
+      for (uint64_t k = 0; k < t->per_row; k++) {
+        uint64_t rv = rnd64 ();
+        uint32_t e = (uint32_t) (k * span + rv % span) | (uint32_t) (0x2000u | ((rv >> 32) & 0x83ffu)) << 16;
+        if (fwrite (&e, 4, 1, f) != 1)
+          return FALSE;
+      }
+    return TRUE;
+  }
   uint64_t codes = syn_size (t) - t->rows * 4;
   if (t->enc == LEV_ENC_Q8) {
     for (uint64_t r = 0; r < t->rows; r++)
@@ -178,7 +202,7 @@ write_synthetic (const char *path, const LevHParams *hp, uint32_t enc, uint32_t 
 {
   GArray *ts = g_array_new (FALSE, TRUE, sizeof (SynTensor));
   uint64_t q = (uint64_t) hp->n_heads * hp->head_dim, kv = (uint64_t) hp->n_kv_heads * hp->head_dim;
-#define ADD(enc_, r_, c_, ...) G_STMT_START { SynTensor t_ = { { 0 }, enc_, (c_) ? 2 : 1, r_, (c_) ? (c_) : 1 }; \
+#define ADD(enc_, r_, c_, ...) G_STMT_START { SynTensor t_ = { { 0 }, enc_, (c_) ? 2 : 1, r_, (c_) ? (c_) : 1, 0 }; \
     g_snprintf (t_.name, sizeof t_.name, __VA_ARGS__); g_array_append_val (ts, t_); } G_STMT_END
   ADD (embd_enc, hp->vocab_size, hp->dim, "token_embd");
   ADD (LEV_ENC_F32, hp->dim, 0, "output_norm");
@@ -194,6 +218,21 @@ write_synthetic (const char *path, const LevHParams *hp, uint32_t enc, uint32_t 
     ADD (enc, hp->ffn_dim, hp->dim, "blk.%u.ffn_gate", l);
     ADD (enc, hp->ffn_dim, hp->dim, "blk.%u.ffn_up", l);
     ADD (enc, hp->dim, hp->ffn_dim, "blk.%u.ffn_down", l);
+    static const char *const mats[] = { "attn_q", "attn_k", "attn_v", "attn_o", "ffn_gate", "ffn_up", "ffn_down" };
+    uint64_t shapes[7][2] = { { q, hp->dim }, { kv, hp->dim }, { kv, hp->dim }, { hp->dim, q },
+                              { hp->ffn_dim, hp->dim }, { hp->ffn_dim, hp->dim }, { hp->dim, hp->ffn_dim } };
+    for (int m = 0; m < 7 && (opt_outliers > 0.0 || opt_rank > 0); m++) {
+      uint64_t r = shapes[m][0], c = shapes[m][1];
+      if (opt_outliers > 0.0) {
+        SynTensor t = { { 0 }, LEV_ENC_SPARSE, 2, r, c, (uint64_t) MAX (1.0, llround (opt_outliers / 100.0 * c)) };
+        g_snprintf (t.name, sizeof t.name, "blk.%u.%s.outliers", l, mats[m]);
+        g_array_append_val (ts, t);
+      }
+      if (opt_rank > 0) {
+        ADD (LEV_ENC_Q8, r, (uint64_t) opt_rank, "blk.%u.%s.lora_a", l, mats[m]);
+        ADD (LEV_ENC_Q8, (uint64_t) opt_rank, c, "blk.%u.%s.lora_b", l, mats[m]);
+      }
+    }
     if (hp->flags & LEV_HP_QKV_BIAS) {
       ADD (LEV_ENC_F32, q, 0, "blk.%u.attn_q_bias", l);
       ADD (LEV_ENC_F32, kv, 0, "blk.%u.attn_k_bias", l);
@@ -406,7 +445,7 @@ main (int argc, char **argv)
     path = g_strdup (opt_model);
     model_name = opt_model;
   }
-  LevModel *model = lev_model_load (path, &error);
+  LevModel *model = lev_model_load_with_adapter (path, opt_adapter, &error);
   if (opt_synthetic)
     g_unlink (path);           /* the mapping keeps it alive */
   if (!model) {

@@ -10,6 +10,7 @@
 
 static gchar *opt_model = NULL;
 static gchar *opt_base = NULL;
+static gchar *opt_adapter = NULL;
 static gchar *opt_file = NULL;
 static gint opt_ctx = 256;
 static gint opt_stride = 0;
@@ -21,6 +22,7 @@ static gboolean opt_no_act_quant = FALSE;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model to evaluate (.leviathan)", "FILE" },
+  { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter, "Adapter file mounted over the model", "FILE" },
   { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_file, "UTF-8 text to score", "FILE" },
   { "base", 'b', 0, G_OPTION_ARG_FILENAME, &opt_base,
     "Reference model (e.g. the float model) for KL divergence and top-1 agreement; same tokenizer", "FILE" },
@@ -118,7 +120,7 @@ main (int argc, char **argv)
   int32_t *ids = NULL;
   double *p = NULL, *q = NULL;
 
-  if (!(model = lev_model_load (opt_model, &error)) || (opt_base && !(base = lev_model_load (opt_base, &error))))
+  if (!(model = lev_model_load_with_adapter (opt_model, opt_adapter, &error)) || (opt_base && !(base = lev_model_load (opt_base, &error))))
     goto out;
   const LevHParams *hp = lev_model_hparams (model);
   const LevTokenizer *tok = lev_model_tokenizer (model);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 static gchar *opt_model = NULL;
+static gchar *opt_adapter = NULL;
 static gchar *opt_prompt = NULL;
 static gchar *opt_prompt_file = NULL;
 static gint opt_n_predict = -1;
@@ -40,6 +41,8 @@ static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
     "Model file (.leviathan); default: $LEV_MODEL, else the bundled default model", "FILE" },
   /* raw bytes (FILENAME type), so that invalid UTF-8 reaches the tokenizer and gets its message */
+  { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter,
+    "Adapter file (low-rank adapters from levconvert --adapter-out) mounted over the model", "FILE" },
   { "prompt", 'p', 0, G_OPTION_ARG_FILENAME, &opt_prompt, "Prompt text (UTF-8)", "TEXT" },
   { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_prompt_file, "Read the prompt from FILE", "FILE" },
   { "n-predict", 'n', 0, G_OPTION_ARG_INT, &opt_n_predict,
@@ -365,7 +368,7 @@ main (int argc, char **argv)
     return usage_error ("a sampling, thread or context value is out of range");
   int n_predict = opt_n_predict >= 0 ? opt_n_predict : (opt_logits_out ? 0 : 64);
 
-  LevModel *model = lev_model_load (opt_model, &error);
+  LevModel *model = lev_model_load_with_adapter (opt_model, opt_adapter, &error);
   if (!model) {
     g_printerr ("levrun: %s\n", error->message);
     g_error_free (error);

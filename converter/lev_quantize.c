@@ -1,0 +1,837 @@
+/* lev_quantize.c: quantization of float matrices to t2/t1/b1 with error compensation: calibration Hessians from the
+ * float model, GPTQ/OBQ error feedback, sparse f16 outliers and int8 low-rank adapters (docs/quality.md). */
+#include "lev_convert.h"
+#include "lev_model.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Calibration text used when --calib is not given: plain English prose written for this project (narrative,
+ * dialogue, lists and numbers), so that every kind of token position is exercised a little. */
+static const char builtin_calibration[] =
+  "Once upon a time, in a small town by the sea, there lived a girl named Mia. Every morning she walked to the "
+  "harbour with her grandfather to watch the boats come in. The fishermen waved, the gulls cried, and the air "
+  "smelled of salt and rope.\n"
+  "One day a storm came from the west. The sky turned grey and the waves grew tall. \"We must help them tie the "
+  "boats,\" said her grandfather. Mia ran down the steps, took a heavy rope in both hands and pulled as hard as she "
+  "could. When the last boat was safe, everyone cheered, and the baker gave her a warm loaf of bread.\n"
+  "The next spring the town held a fair. There were three tents, twelve tables and more than one hundred people. "
+  "Children played games, old friends told long stories, and a band played until the sun went down. Mia learned "
+  "that a small act of courage can change a whole day, and that kindness is remembered.\n"
+  "In the beginning the earth was quiet. Rivers ran to the sea, and the seasons turned: winter, spring, summer and "
+  "autumn. People planted seed in the fields, gathered the harvest, and gave thanks for what they had. They built "
+  "houses of stone and wood, and they wrote down their laws so that their children would know them.\n"
+  "A teacher asked her class, \"What is the most important thing you learned this year?\" A boy said numbers: one, "
+  "two, three, four, five. A girl said words, because words let you tell others what you think. Another said "
+  "friends, because friends help you when the work is hard. The teacher smiled and wrote all three on the board.\n"
+  "Then the king said unto his servants, Go ye into the city and call all who are there, the poor and the rich, "
+  "and bring them to the feast; for the table is ready and the bread is broken. And they went, and did as he "
+  "commanded them, and the house was filled with guests.\n";
+
+const gchar *
+lev_quant_builtin_calibration (void)
+{
+  return builtin_calibration;
+}
+
+LevQuantOptions
+lev_quant_default_options (LevOutFormat format)
+{
+  LevQuantOptions o = { format, LEV_COMP_NONE, LEV_SCALE_ROW, LEV_FIT_ABSMEAN, 0.005, 4, NULL, 4096, 256, 0, FALSE };
+  return o;
+}
+
+/* The four linear inputs of a block (see LevLinearObserver) and the matrices that read each. */
+static const struct { const char *name; guint which; } body_matrices[] = {
+  { "attn_q", 0 }, { "attn_k", 0 }, { "attn_v", 0 }, { "attn_o", 1 }, { "ffn_gate", 2 }, { "ffn_up", 2 },
+  { "ffn_down", 3 },
+};
+
+/* ---------------------------------------------------------------- calibration */
+
+/* Input statistics of the layers [layer0, layer1): H = sum over tokens of x x^T for each of the four inputs. */
+typedef struct {
+  guint layer0, layer1;
+  guint cols[4];
+  double *H[4 * LEV_MAX_LAYERS];   /* [(layer - layer0) * 4 + which], cols × cols, or NULL */
+  guint64 tokens;
+} Calib;
+
+/* Observer: accumulates x x^T of each token row into the Hessian of (layer, which). */
+static void
+calib_observe (void *user, uint32_t layer, uint32_t which, const float *x, size_t ldx, uint32_t n, uint32_t cols)
+{
+  Calib *cb = user;
+  if (layer < cb->layer0 || layer >= cb->layer1)
+    return;
+  double *H = cb->H[(layer - cb->layer0) * 4 + which];
+  double *xd = g_new (double, cols);
+  for (uint32_t t = 0; t < n; t++) {
+    for (uint32_t i = 0; i < cols; i++)
+      xd[i] = x[t * ldx + i];
+    for (uint32_t i = 0; i < cols; i++) {
+      double xi = xd[i];
+      double *h = H + (size_t) i * cols;
+      for (uint32_t j = 0; j <= i; j++)
+        h[j] += xi * xd[j];
+    }
+  }
+  if (layer == cb->layer0 && which == 0)
+    cb->tokens += n;
+  g_free (xd);
+}
+
+/* Runs the float model over the calibration tokens, collecting the Hessians of layers [cb->layer0, cb->layer1). */
+static gboolean
+calib_run (LevModel *fm, const int32_t *ids, size_t n_ids, const LevQuantOptions *o, Calib *cb, GError **error)
+{
+  const LevHParams *hp = lev_model_hparams (fm);
+  guint q_dim = hp->n_heads * hp->head_dim;
+  guint cols[4] = { hp->dim, q_dim, hp->dim, hp->ffn_dim };
+  memcpy (cb->cols, cols, sizeof cols);
+  for (guint l = cb->layer0; l < cb->layer1; l++)
+    for (guint w = 0; w < 4; w++)
+      cb->H[(l - cb->layer0) * 4 + w] = g_try_new0 (double, (gsize) cols[w] * cols[w]);
+  for (guint i = 0; i < (cb->layer1 - cb->layer0) * 4; i++)
+    if (!cb->H[i]) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "out of memory for the calibration statistics");
+      return FALSE;
+    }
+  LevContextParams p = lev_context_default_params ();
+  p.n_ctx = MIN (o->calib_ctx, hp->max_ctx);
+  p.n_threads = o->n_threads;
+  p.act_quant = LEV_ACT_QUANT_OFF;
+  GError *local = NULL;
+  LevContext *ctx = lev_context_new (fm, &p, &local);
+  if (!ctx) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "calibration: %s", local->message);
+    g_error_free (local);
+    return FALSE;
+  }
+  lev_context_set_linear_observer (ctx, calib_observe, cb);
+  const LevTokenizer *tok = lev_model_tokenizer (fm);
+  int32_t bos = lev_tokenizer_bos (tok);
+  gboolean add_bos = lev_tokenizer_adds_bos (tok) && bos >= 0;
+  size_t win = p.n_ctx - (add_bos ? 1 : 0);
+  int32_t *buf = g_new (int32_t, p.n_ctx);
+  gboolean ok = TRUE;
+  for (size_t at = 0; ok && at < n_ids; at += win) {
+    size_t k = MIN (win, n_ids - at), n = 0;
+    if (add_bos)
+      buf[n++] = bos;
+    memcpy (buf + n, ids + at, k * sizeof (int32_t));
+    n += k;
+    lev_context_reset (ctx);
+    ok = lev_context_eval_batch (ctx, buf, (uint32_t) n, &local) != NULL;
+  }
+  if (!ok) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "calibration: %s", local->message);
+    g_error_free (local);
+  }
+  g_free (buf);
+  lev_context_free (ctx);
+  /* mirror the lower triangle */
+  for (guint i = 0; ok && i < (cb->layer1 - cb->layer0) * 4; i++) {
+    guint c = cols[i % 4];
+    double *H = cb->H[i];
+    for (guint r = 0; r < c; r++)
+      for (guint s = r + 1; s < c; s++)
+        H[(size_t) r * c + s] = H[(size_t) s * c + r];
+  }
+  return ok;
+}
+
+static void
+calib_clear (Calib *cb)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (cb->H); i++)
+    g_clear_pointer (&cb->H[i], g_free);
+}
+
+/* ---------------------------------------------------------------- dense linear algebra (small, in double) */
+
+/* In-place Cholesky factorization A = L L^T of an n × n symmetric positive definite matrix; the lower triangle
+ * becomes L and the upper is zeroed. Returns FALSE when A is not positive definite. */
+static gboolean
+cholesky (double *A, guint n)
+{
+  for (guint j = 0; j < n; j++) {
+    double *aj = A + (size_t) j * n;
+    double d = aj[j];
+    for (guint k = 0; k < j; k++)
+      d -= aj[k] * aj[k];
+    if (!(d > 0.0))
+      return FALSE;
+    d = sqrt (d);
+    aj[j] = d;
+    for (guint i = j + 1; i < n; i++) {
+      double *ai = A + (size_t) i * n;
+      double s = ai[j];
+      for (guint k = 0; k < j; k++)
+        s -= ai[k] * aj[k];
+      ai[j] = s / d;
+    }
+    for (guint k = j + 1; k < n; k++)
+      aj[k] = 0.0;
+  }
+  return TRUE;
+}
+
+/* Inverts a lower-triangular L in place. */
+static void
+invert_lower (double *L, guint n)
+{
+  for (guint j = 0; j < n; j++) {
+    L[(size_t) j * n + j] = 1.0 / L[(size_t) j * n + j];
+    for (guint i = j + 1; i < n; i++) {
+      double s = 0.0;
+      for (guint k = j; k < i; k++)
+        s += L[(size_t) i * n + k] * L[(size_t) k * n + j];
+      L[(size_t) i * n + j] = -s / L[(size_t) i * n + i];
+    }
+  }
+}
+
+/* The damped Hessian H + 1% of its mean diagonal (columns that never saw input get a unit diagonal). */
+static double *
+damped_hessian (const double *H, guint n)
+{
+  double *D = g_memdup2 (H, (gsize) n * n * sizeof (double));
+  double mean = 0.0;
+  for (guint i = 0; i < n; i++)
+    mean += D[(size_t) i * n + i];
+  mean /= n;
+  if (!(mean > 0.0))
+    mean = 1.0;
+  for (guint i = 0; i < n; i++) {
+    double *d = &D[(size_t) i * n + i];
+    if (*d <= 0.0)
+      *d = mean;
+    *d += 0.01 * mean;
+  }
+  return D;
+}
+
+/* ---------------------------------------------------------------- one matrix */
+
+typedef struct {
+  guint rows, cols;
+  gboolean binary;       /* b1: values ±1; else ternary -1, 0, +1 */
+  int8_t *q;             /* [rows][cols] codes */
+  float *scales;         /* [n_scales] */
+  guint n_scales;
+  GArray *sp_rowptr;     /* guint32 [rows + 1], or NULL */
+  GArray *sp_entries;    /* guint32 (f16 << 16 | col) */
+  guint rank;
+  float *lora_a;         /* [rows][rank] */
+  float *lora_b;         /* [rank][cols] */
+} QMat;
+
+static inline int8_t
+quant_value (float w, float s, gboolean binary)
+{
+  if (binary)
+    return w >= 0.0f ? 1 : -1;
+  if (!(s > 0.0f))
+    return 0;
+  float v = rintf (w / s);
+  return (int8_t) (v > 1.0f ? 1 : v < -1.0f ? -1 : v);
+}
+
+static int
+cmp_float_desc (const void *a, const void *b)
+{
+  float x = *(const float *) a, y = *(const float *) b;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The scale of n weights: mean |w| (absmean; also the least-squares scale of sign codes), or for ternary least
+ * squares the s = mean of the k largest |w| that maximizes (sum of those)^2 / k, i.e. minimizes |w - s q|^2. */
+static float
+fit_scale (const float *w, gsize n, gboolean binary, LevScaleFit fit)
+{
+  double asum = 0.0;
+  for (gsize i = 0; i < n; i++)
+    asum += fabsf (w[i]);
+  if (binary || fit == LEV_FIT_ABSMEAN || n == 0)
+    return (float) (asum / (double) MAX (n, 1u));
+  float *a = g_new (float, n);
+  for (gsize i = 0; i < n; i++)
+    a[i] = fabsf (w[i]);
+  qsort (a, n, sizeof (float), cmp_float_desc);
+  double prefix = 0.0, best = -1.0, best_s = 0.0;
+  for (gsize k = 1; k <= n; k++) {
+    prefix += a[k - 1];
+    double gain = prefix * prefix / (double) k;
+    if (gain > best) {
+      best = gain;
+      best_s = prefix / (double) k;
+    }
+  }
+  g_free (a);
+  return (float) best_s;
+}
+
+/* Rounds a value to f16 and back (what the file will hold). */
+static inline float
+f16_round (float v)
+{
+  return lev_f16_to_f32 (lev_f32_to_f16 (fminf (fmaxf (v, -65504.0f), 65504.0f)));
+}
+
+/* Quantizes W (rows × cols, modified) with optional Hessian H (cols × cols) into m as the options say. */
+static gboolean
+quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, const char *name, GError **error)
+{
+  guint rows = m->rows, cols = m->cols;
+  gsize n = (gsize) rows * cols;
+  float *W0 = g_memdup2 (W, n * sizeof (float));
+  gboolean binary = m->binary;
+  /* scales from the original weights */
+  m->n_scales = o->scale_mode == LEV_SCALE_TENSOR ? 1 : rows;
+  m->scales = g_new (float, m->n_scales);
+  if (m->n_scales == 1)
+    m->scales[0] = fit_scale (W, n, binary, o->fit);
+  else
+    for (guint r = 0; r < rows; r++)
+      m->scales[r] = fit_scale (W + (gsize) r * cols, cols, binary, o->fit);
+#define SCALE(r) (m->scales[m->n_scales == 1 ? 0 : (r)])
+
+  /* outliers: the share of weights with the largest rounding error times input energy (diag H) */
+  guint8 *mask = NULL;
+  gboolean want_outliers = o->compensate >= LEV_COMP_EF_OUTLIERS && o->outlier_share > 0.0;
+  if (want_outliers) {
+    gsize k = (gsize) llround (o->outlier_share * (double) n);
+    mask = g_new0 (guint8, n);
+    if (k > 0) {
+      float *score = g_new (float, n), *sorted;
+      for (guint r = 0; r < rows; r++)
+        for (guint c = 0; c < cols; c++) {
+          float w = W[(gsize) r * cols + c], e = w - SCALE (r) * quant_value (w, SCALE (r), binary);
+          score[(gsize) r * cols + c] = e * e * (float) (H ? H[(gsize) c * cols + c] : 1.0);
+        }
+      sorted = g_memdup2 (score, n * sizeof (float));
+      qsort (sorted, n, sizeof (float), cmp_float_desc);
+      float thr = sorted[MIN (k, n) - 1];
+      gsize taken = 0;
+      for (gsize i = 0; i < n && taken < k; i++)
+        if (score[i] > thr)
+          mask[i] = 1, taken++;
+      for (gsize i = 0; i < n && taken < k; i++)
+        if (score[i] == thr && !mask[i])
+          mask[i] = 1, taken++;
+      g_free (sorted);
+      g_free (score);
+    }
+  }
+
+  /* error feedback: U = upper Cholesky factor of H^-1; after column j is rounded, its error (scaled by 1 / U_jj)
+   * moves onto the columns not yet rounded along row j of U (GPTQ) */
+  double *U = NULL;
+  if (H && o->compensate >= LEV_COMP_EF) {
+    double *D = damped_hessian (H, cols);
+    if (!cholesky (D, cols)) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: the input Hessian is not positive "
+                   "definite", name);
+      g_free (D);
+      g_free (W0);
+      g_free (mask);
+      return FALSE;
+    }
+    invert_lower (D, cols);                    /* L^-1 */
+    /* H^-1 = L^-T L^-1 */
+    double *Hinv = g_new0 (double, (gsize) cols * cols);
+    for (guint i = 0; i < cols; i++)
+      for (guint j = 0; j <= i; j++) {
+        double s = 0.0;
+        for (guint k = i; k < cols; k++)
+          s += D[(gsize) k * cols + i] * D[(gsize) k * cols + j];
+        Hinv[(gsize) i * cols + j] = Hinv[(gsize) j * cols + i] = s;
+      }
+    g_free (D);
+    /* Hinv = U^T U with U upper triangular: the factor of Hinv with the order reversed (rows and columns),
+     * U[i][j] = R[n-1-i][n-1-j] where R R^T = P Hinv P */
+    double *P = g_new (double, (gsize) cols * cols);
+    for (guint i = 0; i < cols; i++)
+      for (guint j = 0; j < cols; j++)
+        P[(gsize) i * cols + j] = Hinv[(gsize) (cols - 1 - i) * cols + (cols - 1 - j)];
+    g_free (Hinv);
+    if (!cholesky (P, cols)) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: the inverse Hessian is not positive "
+                   "definite", name);
+      g_free (P);
+      g_free (W0);
+      g_free (mask);
+      return FALSE;
+    }
+    U = g_new0 (double, (gsize) cols * cols);
+    for (guint i = 0; i < cols; i++)
+      for (guint j = i; j < cols; j++)
+        U[(gsize) i * cols + j] = P[(gsize) (cols - 1 - i) * cols + (cols - 1 - j)];
+    g_free (P);
+  }
+
+  m->q = g_new (int8_t, n);
+  if (want_outliers) {
+    m->sp_rowptr = g_array_sized_new (FALSE, FALSE, sizeof (guint32), rows + 1);
+    m->sp_entries = g_array_new (FALSE, FALSE, sizeof (guint32));
+  }
+  float *err = g_new (float, rows);
+  for (guint c = 0; c < cols; c++) {
+    for (guint r = 0; r < rows; r++) {
+      float w = W[(gsize) r * cols + c], s = SCALE (r);
+      int8_t q = quant_value (w, s, binary);
+      m->q[(gsize) r * cols + c] = q;
+      float deq = s * q;
+      if (mask && mask[(gsize) r * cols + c])
+        deq += f16_round (w - deq);            /* kept: the outlier stores the difference */
+      err[r] = w - deq;
+    }
+    if (!U)
+      continue;
+    double ujj = U[(gsize) c * cols + c];
+    const double *urow = U + (gsize) c * cols;
+    for (guint r = 0; r < rows; r++) {
+      float e = (float) (err[r] / ujj);
+      if (e == 0.0f)
+        continue;
+      float *wr = W + (gsize) r * cols;
+      for (guint k = c + 1; k < cols; k++)
+        wr[k] -= e * (float) urow[k];
+    }
+  }
+  g_free (err);
+  g_free (U);
+
+  /* with error feedback the weights moved while the scales stayed: refit each scale to the codes it got, the least
+   * squares fit under the input statistics, s = (q^T H t) / (q^T H q), where q are the codes outside the outliers
+   * and t = W0 minus the kept outliers (whose values stay what the sweep fixed) */
+  if (H && o->compensate >= LEV_COMP_EF) {
+    double *hq = g_new (double, cols);
+    double num_all = 0.0, den_all = 0.0;
+    for (guint r = 0; r < rows; r++) {
+      const int8_t *q = m->q + (gsize) r * cols;
+      const guint8 *mk = mask ? mask + (gsize) r * cols : NULL;
+      for (guint i = 0; i < cols; i++) {
+        double acc = 0.0;
+        const double *h = H + (gsize) i * cols;
+        for (guint j = 0; j < cols; j++)
+          if (q[j] && !(mk && mk[j]))
+            acc += h[j] * q[j];
+        hq[i] = acc;                           /* (H q)_i */
+      }
+      double num = 0.0, den = 0.0;
+      for (guint i = 0; i < cols; i++) {
+        gsize at = (gsize) r * cols + i;
+        double t = W0[at] - (mk && mk[i] ? W[at] : 0.0);
+        num += hq[i] * t;
+        den += hq[i] * (q[i] && !(mk && mk[i]) ? q[i] : 0);
+      }
+      if (m->n_scales > 1) {
+        if (den > 0.0 && num > 0.0)
+          m->scales[r] = (float) (num / den);
+      } else {
+        num_all += num;
+        den_all += den;
+      }
+    }
+    if (m->n_scales == 1 && den_all > 0.0 && num_all > 0.0)
+      m->scales[0] = (float) (num_all / den_all);
+    g_free (hq);
+  }
+
+  /* the outliers' entries in row order (columns ascending) and the dequantized matrix for the residual */
+  float *Wq = g_new (float, n);
+  guint32 zero = 0;
+  if (want_outliers)
+    g_array_append_val (m->sp_rowptr, zero);
+  for (guint r = 0; r < rows; r++) {
+    for (guint c = 0; c < cols; c++) {
+      gsize i = (gsize) r * cols + c;
+      Wq[i] = SCALE (r) * m->q[i];
+      if (mask && mask[i]) {         /* the kept weight is the value the sweep fixed: store its difference */
+        uint16_t h = lev_f32_to_f16 (fminf (fmaxf (W[i] - Wq[i], -65504.0f), 65504.0f));
+        guint32 e = ((guint32) h << 16) | c;
+        g_array_append_val (m->sp_entries, e);
+        Wq[i] += lev_f16_to_f32 (h);
+      }
+    }
+    if (want_outliers) {
+      guint32 end = m->sp_entries->len;
+      g_array_append_val (m->sp_rowptr, end);
+    }
+  }
+  g_free (mask);
+#undef SCALE
+
+  /* low-rank adapter of the residual R = W0 - Wq, weighted by the inputs: with H = L L^T, the best rank-r
+   * approximation of R L (subspace iteration) is A V^T, so R ~ A (V^T L^-1) */
+  guint rank = o->compensate >= LEV_COMP_EF_OUTLIERS_LOWRANK ? MIN (o->rank, MIN (rows, cols)) : 0;
+  if (rank > 0) {
+    double *L = H ? damped_hessian (H, cols) : NULL;
+    if (L && !cholesky (L, cols))
+      g_clear_pointer (&L, g_free);
+    double *M = g_new (double, n);             /* R L */
+    for (guint r = 0; r < rows; r++) {
+      for (guint c = 0; c < cols; c++) {
+        double s = 0.0;
+        if (L) {
+          for (guint k = c; k < cols; k++)
+            s += (double) (W0[(gsize) r * cols + k] - Wq[(gsize) r * cols + k]) * L[(gsize) k * cols + c];
+        } else {
+          s = W0[(gsize) r * cols + c] - Wq[(gsize) r * cols + c];
+        }
+        M[(gsize) r * cols + c] = s;
+      }
+    }
+    double *V = g_new (double, (gsize) cols * rank), *MV = g_new (double, (gsize) rows * rank);
+    GRand *rng = g_rand_new_with_seed (1234);
+    for (gsize i = 0; i < (gsize) cols * rank; i++)
+      V[i] = g_rand_double_range (rng, -1.0, 1.0);
+    g_rand_free (rng);
+    for (guint it = 0; it < 40; it++) {
+      /* orthonormalize the columns of V (modified Gram-Schmidt) */
+      for (guint k = 0; k < rank; k++) {
+        for (guint j = 0; j < k; j++) {
+          double d = 0.0;
+          for (guint c = 0; c < cols; c++)
+            d += V[(gsize) c * rank + k] * V[(gsize) c * rank + j];
+          for (guint c = 0; c < cols; c++)
+            V[(gsize) c * rank + k] -= d * V[(gsize) c * rank + j];
+        }
+        double nn = 0.0;
+        for (guint c = 0; c < cols; c++)
+          nn += V[(gsize) c * rank + k] * V[(gsize) c * rank + k];
+        nn = nn > 0.0 ? 1.0 / sqrt (nn) : 0.0;
+        for (guint c = 0; c < cols; c++)
+          V[(gsize) c * rank + k] *= nn;
+      }
+      /* MV = M V */
+      memset (MV, 0, (gsize) rows * rank * sizeof (double));
+      for (guint r = 0; r < rows; r++)
+        for (guint c = 0; c < cols; c++) {
+          double mrc = M[(gsize) r * cols + c];
+          for (guint k = 0; k < rank; k++)
+            MV[(gsize) r * rank + k] += mrc * V[(gsize) c * rank + k];
+        }
+      if (it == 39)
+        break;
+      /* V = M^T (M V) */
+      memset (V, 0, (gsize) cols * rank * sizeof (double));
+      for (guint r = 0; r < rows; r++)
+        for (guint c = 0; c < cols; c++) {
+          double mrc = M[(gsize) r * cols + c];
+          for (guint k = 0; k < rank; k++)
+            V[(gsize) c * rank + k] += mrc * MV[(gsize) r * rank + k];
+        }
+    }
+    /* B = V^T L^-1: row k solves L^T b = v_k */
+    m->rank = rank;
+    m->lora_a = g_new (float, (gsize) rows * rank);
+    m->lora_b = g_new (float, (gsize) rank * cols);
+    double *b = g_new (double, cols);
+    for (guint k = 0; k < rank; k++) {
+      for (guint c = cols; c-- > 0;) {
+        double s = V[(gsize) c * rank + k];
+        if (L) {
+          for (guint j = c + 1; j < cols; j++)
+            s -= L[(gsize) j * cols + c] * b[j];
+          s /= L[(gsize) c * cols + c];
+        }
+        b[c] = s;
+      }
+      /* balance the two factors so both quantize to int8 with similar relative error */
+      double na = 0.0, nb = 0.0;
+      for (guint r = 0; r < rows; r++)
+        na += MV[(gsize) r * rank + k] * MV[(gsize) r * rank + k];
+      for (guint c = 0; c < cols; c++)
+        nb += b[c] * b[c];
+      double g = na > 0.0 && nb > 0.0 ? sqrt (sqrt (nb / na)) : 1.0;
+      for (guint r = 0; r < rows; r++)
+        m->lora_a[(gsize) r * rank + k] = (float) (MV[(gsize) r * rank + k] * g);
+      for (guint c = 0; c < cols; c++)
+        m->lora_b[(gsize) k * cols + c] = (float) (b[c] / g);
+    }
+    g_free (b);
+    g_free (V);
+    g_free (MV);
+    g_free (M);
+    g_free (L);
+  }
+  g_free (Wq);
+  g_free (W0);
+  return TRUE;
+}
+
+static void
+qmat_clear (QMat *m)
+{
+  g_free (m->q);
+  g_free (m->scales);
+  if (m->sp_rowptr)
+    g_array_unref (m->sp_rowptr);
+  if (m->sp_entries)
+    g_array_unref (m->sp_entries);
+  g_free (m->lora_a);
+  g_free (m->lora_b);
+}
+
+/* ---------------------------------------------------------------- encoding into the model */
+
+/* Adds an already encoded tensor (takes buf) to the model. */
+static void
+add_encoded (LevConvModel *model, const char *name, guint32 enc, guint64 rows, guint64 cols, guint8 *buf,
+             guint64 size)
+{
+  guint64 shape[2] = { rows, cols };
+  LevConvTensor *t = lev_conv_model_add_tensor (model, name, LEV_SRC_ENCODED, 2, shape, buf, buf);
+  t->encoding = enc;
+  t->encoded_size = size;
+}
+
+/* Encodes a float matrix [rows][cols] as q8 (int8 with one absmax scale per row). */
+static guint8 *
+encode_q8 (const float *w, guint rows, guint cols, guint64 *size)
+{
+  *size = (guint64) rows * cols + 4ull * rows;
+  guint8 *buf = g_malloc0 (*size);
+  float *scales = (float *) buf;
+  int8_t *q = (int8_t *) (buf + 4ull * rows);
+  for (guint r = 0; r < rows; r++) {
+    float amax = 0.0f;
+    for (guint c = 0; c < cols; c++)
+      amax = fmaxf (amax, fabsf (w[(gsize) r * cols + c]));
+    scales[r] = amax / 127.0f;
+    float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (guint c = 0; c < cols; c++)
+      q[(gsize) r * cols + c] = (int8_t) lrintf (w[(gsize) r * cols + c] * inv);
+  }
+  return buf;
+}
+
+/* Replaces tensor t's data by the packed encoding of m and adds its outliers and adapter tensors. */
+static void
+store_qmat (LevConvModel *model, LevConvTensor *t, guint32 enc, const QMat *m)
+{
+  size_t rb = lev_qenc_row_bytes (enc, m->cols);
+  guint64 size = (guint64) m->rows * rb + 4ull * m->n_scales;
+  guint8 *buf = g_malloc0 (size);
+  for (guint r = 0; r < m->rows; r++)
+    lev_qpack_row (enc, m->q + (gsize) r * m->cols, m->cols, buf + (gsize) r * rb);
+  memcpy (buf + (gsize) m->rows * rb, m->scales, 4ull * m->n_scales);
+  g_free (t->owned);
+  t->owned = buf;
+  t->data = buf;
+  t->type = LEV_SRC_ENCODED;
+  t->encoding = enc;
+  t->encoded_size = size;
+  gchar *base = g_strdup (t->name);
+  if (m->sp_rowptr) {
+    guint64 sz = 4ull * (m->sp_rowptr->len + m->sp_entries->len);
+    guint8 *sp = g_malloc (MAX (sz, 4u));
+    memcpy (sp, m->sp_rowptr->data, 4ull * m->sp_rowptr->len);
+    memcpy (sp + 4ull * m->sp_rowptr->len, m->sp_entries->data, 4ull * m->sp_entries->len);
+    gchar *n = g_strconcat (base, LEV_OUTLIERS_SUFFIX, NULL);
+    add_encoded (model, n, LEV_ENC_SPARSE, m->rows, m->cols, sp, sz);
+    g_free (n);
+  }
+  if (m->rank) {
+    guint64 sa, sb;
+    guint8 *a = encode_q8 (m->lora_a, m->rows, m->rank, &sa), *b = encode_q8 (m->lora_b, m->rank, m->cols, &sb);
+    gchar *na = g_strconcat (base, LEV_LORA_A_SUFFIX, NULL), *nb = g_strconcat (base, LEV_LORA_B_SUFFIX, NULL);
+    add_encoded (model, na, LEV_ENC_Q8, m->rows, m->rank, a, sa);
+    add_encoded (model, nb, LEV_ENC_Q8, m->rank, m->cols, b, sb);
+    g_free (na);
+    g_free (nb);
+  }
+  g_free (base);
+}
+
+/* Returns tensor t's values as a new float array. */
+static float *
+tensor_floats (const LevConvTensor *t)
+{
+  gsize n = (gsize) t->shape[0] * t->shape[1];
+  float *w = g_new (float, n);
+  for (gsize i = 0; i < n; i++) {
+    if (t->type == LEV_SRC_F32) {
+      memcpy (&w[i], (const guint8 *) t->data + 4 * i, 4);
+    } else {
+      uint16_t h;
+      memcpy (&h, (const guint8 *) t->data + 2 * i, 2);
+      w[i] = t->type == LEV_SRC_F16 ? lev_f16_to_f32 (h) : lev_bf16_to_f32 (h);
+    }
+  }
+  return w;
+}
+
+/* ---------------------------------------------------------------- the whole model */
+
+/* Tokenizes the calibration text with the model's tokenizer; returns the ids (at most opts->calib_tokens). */
+static int32_t *
+calib_tokens (LevModel *fm, const LevQuantOptions *o, size_t *n_ids, GError **error)
+{
+  gchar *text = NULL;
+  gsize len = 0;
+  if (o->calib_path) {
+    GError *local = NULL;
+    if (!g_file_get_contents (o->calib_path, &text, &len, &local)) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot read calibration text: %s",
+                   local->message);
+      g_error_free (local);
+      return NULL;
+    }
+    if (!g_utf8_validate (text, (gssize) len, NULL)) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "calibration text %s is not valid UTF-8",
+                   o->calib_path);
+      g_free (text);
+      return NULL;
+    }
+  } else {
+    text = g_strdup (builtin_calibration);
+    len = strlen (text);
+  }
+  const LevTokenizer *tok = lev_model_tokenizer (fm);
+  int32_t *ids = tok ? lev_tokenizer_encode (tok, text, (gssize) len, FALSE, n_ids, NULL) : NULL;
+  g_free (text);
+  if (!ids || *n_ids < 16) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "the calibration text gives %zu tokens; at "
+                 "least 16 are needed", ids ? *n_ids : (size_t) 0);
+    g_free (ids);
+    return NULL;
+  }
+  *n_ids = MIN (*n_ids, (size_t) o->calib_tokens);
+  return ids;
+}
+
+gboolean
+lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **error)
+{
+  guint32 enc = o->format == LEV_OUT_T2 ? LEV_ENC_T2 : o->format == LEV_OUT_T1 ? LEV_ENC_T1
+              : o->format == LEV_OUT_B1 ? LEV_ENC_B1 : 0;
+  if (!enc) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED, "error compensation and scale choices "
+                 "apply to the t2, t1 and b1 formats only");
+    return FALSE;
+  }
+  const LevHParams *hp = &model->hp;
+  gboolean any_float = FALSE;
+  for (guint l = 0; l < hp->n_layers; l++)
+    for (guint i = 0; i < G_N_ELEMENTS (body_matrices); i++) {
+      gchar *n = g_strdup_printf ("blk.%u.%s", l, body_matrices[i].name);
+      LevConvTensor *t = lev_conv_model_find (model, n);
+      any_float = any_float || (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED);
+      g_free (n);
+    }
+  if (!any_float) {
+    if (!o->quiet && o->compensate != LEV_COMP_NONE)
+      g_printerr ("levconvert: the matrices are natively ternary: nothing to compensate, they convert losslessly\n");
+    return TRUE;
+  }
+
+  /* calibration needs the float model: written to a temporary file and loaded by the engine */
+  gboolean need_calib = o->compensate != LEV_COMP_NONE;
+  gchar *tmp = NULL;
+  LevModel *fm = NULL;
+  int32_t *ids = NULL;
+  size_t n_ids = 0;
+  gboolean ok = TRUE;
+  gint64 t0 = g_get_monotonic_time ();
+  if (need_calib) {
+    int fd = g_file_open_tmp ("levconvert-calib-XXXXXX.leviathan", &tmp, NULL);
+    if (fd >= 0)
+      close (fd);
+    GError *local = NULL;
+    ok = fd >= 0 && lev_write_model_full (model, tmp, LEV_OUT_F32, LEV_OUT_F32, FALSE, error);
+    if (ok) {
+      fm = lev_model_load (tmp, &local);
+      if (!fm) {
+        g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "calibration: %s", local->message);
+        g_error_free (local);
+        ok = FALSE;
+      }
+    } else if (fd < 0) {
+      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot create a temporary file for calibration");
+    }
+    ok = ok && (ids = calib_tokens (fm, o, &n_ids, error)) != NULL;
+  }
+
+  /* layers in groups whose statistics fit in 1 GiB */
+  guint q_dim = hp->n_heads * hp->head_dim;
+  guint64 per_layer = 8ull * (2ull * hp->dim * hp->dim + (guint64) q_dim * q_dim + (guint64) hp->ffn_dim * hp->ffn_dim);
+  guint group = need_calib ? (guint) CLAMP ((1ull << 30) / MAX (per_layer, 1u), 1u, hp->n_layers) : hp->n_layers;
+  Calib cb = { 0 };
+  guint64 n_out = 0, n_weights = 0;
+  for (guint l0 = 0; ok && l0 < hp->n_layers; l0 += group) {
+    guint l1 = MIN (l0 + group, hp->n_layers);
+    memset (&cb, 0, sizeof cb);
+    cb.layer0 = l0;
+    cb.layer1 = l1;
+    if (need_calib)
+      ok = calib_run (fm, ids, n_ids, o, &cb, error);
+    for (guint l = l0; ok && l < l1; l++) {
+      for (guint i = 0; ok && i < G_N_ELEMENTS (body_matrices); i++) {
+        gchar *n = g_strdup_printf ("blk.%u.%s", l, body_matrices[i].name);
+        LevConvTensor *t = lev_conv_model_find (model, n);
+        if (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED) {
+          QMat m = { .rows = (guint) t->shape[0], .cols = (guint) t->shape[1], .binary = enc == LEV_ENC_B1 };
+          float *W = tensor_floats (t);
+          for (gsize k = 0; ok && k < (gsize) m.rows * m.cols; k++)
+            if (!isfinite (W[k])) {
+              g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "tensor %s holds a non-finite "
+                           "value at element %" G_GSIZE_FORMAT, n, k);
+              ok = FALSE;
+            }
+          const double *H = need_calib ? cb.H[(l - l0) * 4 + body_matrices[i].which] : NULL;
+          ok = ok && quantize_matrix (W, H, o, &m, n, error);
+          if (ok) {
+            n_out += m.sp_entries ? m.sp_entries->len : 0;
+            n_weights += (guint64) m.rows * m.cols;
+            store_qmat (model, t, enc, &m);
+          }
+          qmat_clear (&m);
+          g_free (W);
+        }
+        g_free (n);
+      }
+      if (ok && !o->quiet)
+        g_printerr ("levconvert: quantized layer %u of %u (%.1f s)\n", l + 1, hp->n_layers,
+                    (g_get_monotonic_time () - t0) / 1e6);
+    }
+    calib_clear (&cb);
+  }
+  if (ok && !o->quiet && need_calib)
+    g_printerr ("levconvert: calibrated on %zu tokens; %" G_GUINT64_FORMAT " outliers (%.3f%% of %" G_GUINT64_FORMAT
+                " weights)\n", n_ids, n_out, n_weights ? 100.0 * (double) n_out / (double) n_weights : 0.0,
+                n_weights);
+  g_free (ids);
+  lev_model_free (fm);
+  if (tmp) {
+    g_unlink (tmp);
+    g_free (tmp);
+  }
+  return ok;
+}
+
+LevConvModel *
+lev_split_adapters (LevConvModel *model)
+{
+  LevConvModel *ad = NULL;
+  for (guint i = 0; i < model->tensors->len;) {
+    LevConvTensor *t = g_ptr_array_index (model->tensors, i);
+    if (g_str_has_suffix (t->name, LEV_LORA_A_SUFFIX) || g_str_has_suffix (t->name, LEV_LORA_B_SUFFIX)) {
+      if (!ad) {
+        ad = lev_conv_model_new ();
+        ad->hp = model->hp;
+        ad->name = g_strdup_printf ("adapter of %s", model->name ? model->name : "a model");
+      }
+      g_ptr_array_add (ad->tensors, g_ptr_array_steal_index (model->tensors, i));
+    } else {
+      i++;
+    }
+  }
+  return ad;
+}

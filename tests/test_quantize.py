@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""test_quantize.py: levconvert's error compensation on real weights: each step lowers the KL divergence against the
+float model (stories260K), the written outliers and adapters have the documented layout (read here with an
+independent parser), adapter files mount and refuse the wrong model, natively ternary models are unchanged.
+Usage: test_quantize.py LEVCONVERT LEVRUN LEVPPL (fixtures from $LEV_FIXTURES)."""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+LEVCONVERT, LEVRUN, LEVPPL = sys.argv[1:4]
+FIX = os.environ.get("LEV_FIXTURES", "../shared/fixtures")
+failures = []
+passed = 0
+
+
+def fixture(rel):
+    path = os.path.join(FIX, rel)
+    if not os.path.exists(path):
+        if os.environ.get("CI", "").lower() == "true":
+            print(f"FAIL: fixture {path} missing and CI=true")
+            sys.exit(1)
+        print(f"SKIP: fixture {path} not found")
+        sys.exit(77)
+    return path
+
+
+def run(args):
+    return subprocess.run(args, capture_output=True, timeout=600)
+
+
+def check(cond, what):
+    global passed
+    if cond:
+        passed += 1
+    else:
+        failures.append(what)
+        print("FAILED:", what)
+
+
+def read_tensors(path):
+    """The tensor directory of a .leviathan file (docs/format.md), as {name: (encoding, shape, bytes)}."""
+    data = open(path, "rb").read()
+    (magic, version, header_size, file_size, _ho, _hs, _so, _ss, _to, _ts, tensors_offset, n_tensors, data_offset,
+     _data_size) = struct.unpack_from("<8sIIQQQQQQQQQQQ", data, 0)
+    assert magic == b"LEVIATHN" and file_size == len(data)
+    out = {}
+    for i in range(n_tensors):
+        e = tensors_offset + 128 * i
+        name = data[e:e + 64].split(b"\0")[0].decode()
+        enc, n_dims = struct.unpack_from("<II", data, e + 64)
+        shape = struct.unpack_from("<4Q", data, e + 72)[:n_dims]
+        off, size = struct.unpack_from("<QQ", data, e + 104)
+        out[name] = (enc, shape, data[data_offset + off:data_offset + off + size])
+    return out
+
+
+ENC_Q8, ENC_T2, ENC_SPARSE = 3, 4, 8
+tmp = tempfile.mkdtemp(prefix="lev-quant-")
+try:
+    src, tok = fixture("stories260K/stories260K.bin"), fixture("stories260K/tok512.bin")
+    text = fixture("text/kjv_genesis_exodus.txt")
+    f32 = os.path.join(tmp, "f32.leviathan")
+    r = run([LEVCONVERT, src, "-t", tok, "-o", f32, "-q"])
+    check(r.returncode == 0, f"float conversion: {r.stderr.decode()}")
+
+    # --- each compensation step lowers the KL divergence against the float model (t2 and b1)
+    steps = ["none", "ef", "ef+outliers", "ef+outliers+lowrank"]
+    results = {}
+    for fmt in ["t2", "b1"]:
+        prev = None
+        for step in steps:
+            out = os.path.join(tmp, f"{fmt}-{step}.leviathan")
+            r = run([LEVCONVERT, src, "-t", tok, "-f", fmt, "--compensate", step, "-o", out, "-q"])
+            check(r.returncode == 0, f"convert {fmt} {step}: {r.stderr.decode()}")
+            r = run([LEVPPL, "-m", out, "-b", f32, "-f", text, "--max-tokens", "3000", "--json", "-t", "2"])
+            check(r.returncode == 0, f"levppl {fmt} {step}: {r.stderr.decode()}")
+            res = json.loads(r.stdout) if r.returncode == 0 else {"kld": float("inf"), "bits_per_weight": 0}
+            results[(fmt, step)] = res
+            print(f"{fmt} {step:22s} kld {res['kld']:.4f} top1 {res.get('top1', 0):.3f} ppl {res.get('ppl', 0):.1f}"
+                  f" bpw {res['bits_per_weight']:.3f}")
+            if prev is not None:
+                check(res["kld"] < prev["kld"], f"{fmt}: {step} does not lower the KL divergence "
+                      f"({res['kld']:.4f} vs {prev['kld']:.4f})")
+                check(res["bits_per_weight"] >= prev["bits_per_weight"], f"{fmt}: {step} bits per weight went down")
+            prev = res
+
+    # --- the file layout of outliers and adapters, read with this script's own parser
+    full = os.path.join(tmp, "t2-ef+outliers+lowrank.leviathan")
+    ts = read_tensors(full)
+    outl = {n: t for n, t in ts.items() if n.endswith(".outliers")}
+    check(len(outl) == 5 * 7, f"{len(outl)} outlier tensors, expected one per matrix (35)")
+    for name, (enc, shape, raw) in outl.items():
+        rows, cols = shape
+        check(enc == ENC_SPARSE and name[:-len(".outliers")] in ts, f"{name}: encoding {enc} or no base matrix")
+        ptr = struct.unpack_from(f"<{rows + 1}I", raw, 0)
+        nnz = (len(raw) - 4 * (rows + 1)) // 4
+        ent = struct.unpack_from(f"<{nnz}I", raw, 4 * (rows + 1))
+        check(ptr[0] == 0 and ptr[-1] == nnz and all(ptr[i] <= ptr[i + 1] for i in range(rows)),
+              f"{name}: row pointers")
+        asc = all(all((ent[k] & 0xffff) < (ent[k + 1] & 0xffff) for k in range(ptr[r], ptr[r + 1] - 1))
+                  and all((ent[k] & 0xffff) < cols for k in range(ptr[r], ptr[r + 1])) for r in range(rows))
+        check(asc, f"{name}: column indices not strictly ascending in every row")
+        share = nnz / (rows * cols)
+        check(0.004 <= share <= 0.006, f"{name}: {share:.4%} outliers, expected the default 0.5%")
+    adapters = {n: t for n, t in ts.items() if n.endswith(".lora_a") or n.endswith(".lora_b")}
+    check(len(adapters) == 2 * 5 * 7, f"{len(adapters)} adapter tensors, expected 70")
+    for name, (enc, shape, raw) in adapters.items():
+        rows, cols = shape
+        check(enc == ENC_Q8 and len(raw) == rows * cols + 4 * rows, f"{name}: not int8 with one scale per row")
+        base = ts[name[:-len(".lora_a")]]
+        rank = cols if name.endswith(".lora_a") else rows
+        check(rank == 4, f"{name}: rank {rank}, expected the default 4")
+        check(base[0] == ENC_T2, f"{name}: the base matrix is not t2")
+
+    # --- an adapter file: the base model without adapters plus the mounted adapter gives the combined model
+    base = os.path.join(tmp, "base.leviathan")
+    adapter = os.path.join(tmp, "adapter.leviathan")
+    r = run([LEVCONVERT, src, "-t", tok, "-f", "t2", "--compensate", "ef+outliers+lowrank", "--adapter-out", adapter,
+             "-o", base, "-q"])
+    check(r.returncode == 0, f"--adapter-out: {r.stderr.decode()}")
+    bt, at = read_tensors(base), read_tensors(adapter)
+    check(not any(n.endswith((".lora_a", ".lora_b")) for n in bt), "the base model still holds adapters")
+    check(len(at) == 70 and all(n.endswith((".lora_a", ".lora_b")) for n in at), "the adapter file's tensors")
+    ppl = lambda *extra: run([LEVPPL, "-m", *extra, "-f", text, "--max-tokens", "1000", "--json", "-t", "2"])
+    r1, r2, r3 = ppl(full), ppl(base, "--adapter", adapter), ppl(base)
+    if r1.returncode == r2.returncode == r3.returncode == 0:
+        j1, j2, j3 = json.loads(r1.stdout), json.loads(r2.stdout), json.loads(r3.stdout)
+        check(j1["ppl"] == j2["ppl"], f"model + adapter file ppl {j2['ppl']} != combined file {j1['ppl']}")
+        check(j1["bits_per_weight"] == j2["bits_per_weight"], "bits per weight differ with the adapter file")
+        check(j3["ppl"] != j1["ppl"] and j3["bits_per_weight"] < j1["bits_per_weight"], "the adapter changes nothing")
+    else:
+        check(False, f"levppl with adapters: {r1.stderr.decode()} {r2.stderr.decode()} {r3.stderr.decode()}")
+    # the wrong model, a missing file, a model file given as adapter: refused with a message, exit 1
+    other = os.path.join(tmp, "other.leviathan")
+    r = run([LEVCONVERT, fixture("bitnet-tinystories/bit_model_1M.bin"), "-t", tok, "-o", other, "-q"])
+    check(r.returncode == 0, "convert bit_model_1M")
+    for model, ad, want in [(other, adapter, "another shape"), (base, os.path.join(tmp, "none"), "cannot open"),
+                            (base, f32, "not outliers or adapters")]:
+        r = run([LEVRUN, "-m", model, "--adapter", ad, "-p", "Once", "-n", "2"])
+        check(r.returncode == 1 and want in r.stderr.decode(), f"adapter {ad} on {model}: rc {r.returncode} "
+              f"{r.stderr.decode()!r}")
+    # a mounted adapter on a model that has its own: refused
+    r = run([LEVRUN, "-m", full, "--adapter", adapter, "-p", "Once", "-n", "2"])
+    check(r.returncode == 1 and "both" in r.stderr.decode(), f"double adapter: {r.stderr.decode()!r}")
+
+    # --- a corrupt outlier tensor (two columns swapped) is refused by the loader
+    raw = bytearray(open(full, "rb").read())
+    name, (enc, shape, data) = next((n, t) for n, t in outl.items() if len(t[2]) > 4 * (t[1][0] + 1) + 8
+                                    and any(struct.unpack_from("<I", t[2], 4 * (r + 1))[0]
+                                            - struct.unpack_from("<I", t[2], 4 * r)[0] >= 2
+                                            for r in range(t[1][0])))
+    rows = shape[0]
+    ptr = struct.unpack_from(f"<{rows + 1}I", data, 0)
+    row = next(r for r in range(rows) if ptr[r + 1] - ptr[r] >= 2)
+    at_ = raw.find(data)
+    e0 = at_ + 4 * (rows + 1) + 4 * ptr[row]
+    a, b = raw[e0:e0 + 4], raw[e0 + 4:e0 + 8]
+    raw[e0:e0 + 4], raw[e0 + 4:e0 + 8] = b, a
+    bad = os.path.join(tmp, "bad.leviathan")
+    open(bad, "wb").write(raw)
+    r = run([LEVRUN, "-m", bad, "-p", "Once", "-n", "2"])
+    check(r.returncode == 1 and "ascending" in r.stderr.decode(), f"swapped outlier columns: {r.stderr.decode()!r}")
+
+    # --- bad options: exit 2 with a message, no output file
+    for args, want in [(["-f", "q8", "--compensate", "ef"], "need --format t2"),
+                       (["-f", "t2", "--compensate", "gptq"], "unknown --compensate"),
+                       (["-f", "t2", "--compensate", "ef", "--outliers", "70%"], "--outliers"),
+                       (["-f", "t2", "--compensate", "ef", "--adapter-out", adapter], "--adapter-out needs"),
+                       (["-f", "t2", "--rank", "0"], "--rank")]:
+        out = os.path.join(tmp, "bad-opt.leviathan")
+        r = run([LEVCONVERT, src, "-t", tok, "-o", out, *args])
+        check(r.returncode == 2 and want in r.stderr.decode() and not os.path.exists(out),
+              f"levconvert {args}: rc {r.returncode} {r.stderr.decode()[:200]!r}")
+    r = run([LEVCONVERT, src, "-t", tok, "-o", os.path.join(tmp, "x.leviathan"), "-f", "t2", "--compensate", "ef",
+             "--calib", os.path.join(tmp, "missing.txt")])
+    check(r.returncode == 1 and "calibration" in r.stderr.decode(), f"missing --calib: {r.stderr.decode()!r}")
+
+    # --- natively ternary: --compensate changes nothing (same file as plain t2), logits still match the reference
+    t3 = fixture("bitnet-tinystories/bit_model_3M.bin")
+    files = []
+    for extra in [[], ["--compensate", "none"], ["--compensate", "ef+outliers+lowrank"]]:
+        out = os.path.join(tmp, f"3M-{len(files)}.leviathan")
+        r = run([LEVCONVERT, t3, "-t", tok, "-f", "t2", "-o", out, "-q", *extra])
+        check(r.returncode == 0, f"convert 3M {extra}: {r.stderr.decode()}")
+        files.append(open(out, "rb").read() if r.returncode == 0 else b"")
+    check(files[0] == files[1] == files[2] and files[0], "natively ternary model changed by --compensate")
+    ref = json.load(open(fixture("bitnet-tinystories/expected/logits_3M_once_upon_a_time_16x512.json")))
+    logits = os.path.join(tmp, "3M.f32")
+    ids = " ".join(map(str, ref["input_token_at_position"]))
+    r = run([LEVRUN, "-m", os.path.join(tmp, "3M-1.leviathan"), "--ids", ids, "--logits-out", logits, "-t", "2"])
+    check(r.returncode == 0, f"levrun 3M: {r.stderr.decode()}")
+    got = open(logits, "rb").read() if os.path.exists(logits) else b""
+    if len(got) == 16 * 512 * 4:
+        vals = struct.unpack(f"<{16 * 512}f", got)
+        diff = max(abs(vals[p * 512 + i] - ref["logits"][p][i]) for p in range(16) for i in range(512))
+        print(f"bit_model_3M t2 --compensate none: max |logit - reference| = {diff:.3g}")
+        check(diff <= 1e-4, f"3M logits differ from the reference by {diff}")
+    else:
+        check(False, "3M logits file size")
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+print(f"{passed} checks passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
