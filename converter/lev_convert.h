@@ -169,6 +169,7 @@ typedef struct LevQuantOptions {
   const gchar *calib_path;      /* calibration text; NULL = the built-in text */
   guint calib_tokens;           /* calibration tokens at most */
   guint calib_ctx;              /* tokens per calibration window (BOS included) */
+  gboolean calib_lines;         /* each line of the calibration text is a text of its own, ended by EOS */
   guint n_threads;              /* threads of the calibration run (0 = all CPUs) */
   gboolean quiet;               /* no progress on stderr */
 } LevQuantOptions;

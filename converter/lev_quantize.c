@@ -40,7 +40,8 @@ lev_quant_builtin_calibration (void)
 LevQuantOptions
 lev_quant_default_options (LevOutFormat format)
 {
-  LevQuantOptions o = { format, LEV_COMP_NONE, LEV_SCALE_ROW, LEV_FIT_ABSMEAN, 0.005, 4, NULL, 4096, 256, 0, FALSE };
+  LevQuantOptions o = { format, LEV_COMP_NONE, LEV_SCALE_ROW, LEV_FIT_ABSMEAN, 0.005, 4, NULL, 4096, 256, FALSE, 0,
+                       FALSE };
   return o;
 }
 
@@ -275,6 +276,65 @@ fit_scale (const float *w, gsize n, gboolean binary, LevScaleFit fit)
   return (float) best_s;
 }
 
+/* The Hessian whose diagonal orders the columns. */
+typedef struct {
+  const double *H;
+  guint cols;
+} DiagOrder;
+
+/* Orders column indices by falling diagonal of the Hessian, ties by index. */
+static gint
+cmp_diag_desc (gconstpointer a, gconstpointer b, gpointer user)
+{
+  const DiagOrder *d = user;
+  guint i = *(const guint *) a, j = *(const guint *) b;
+  double hi = d->H[(gsize) i * d->cols + i], hj = d->H[(gsize) j * d->cols + j];
+  return hi > hj ? -1 : hi < hj ? 1 : (i > j) - (i < j);
+}
+
+/* Permutes the columns of a rows × cols float matrix: column k takes column ord[k] (inverse: the reverse). */
+static void
+permute_columns (float *W, guint rows, guint cols, const guint *ord, gboolean inverse)
+{
+  float *tmp = g_new (float, cols);
+  for (guint r = 0; r < rows; r++) {
+    float *w = W + (gsize) r * cols;
+    for (guint k = 0; k < cols; k++) {
+      if (inverse)
+        tmp[ord[k]] = w[k];
+      else
+        tmp[k] = w[ord[k]];
+    }
+    memcpy (w, tmp, cols * sizeof (float));
+  }
+  g_free (tmp);
+}
+
+/* As permute_columns for bytes. */
+static void
+permute_columns_u8 (guint8 *M, guint rows, guint cols, const guint *ord, gboolean inverse)
+{
+  guint8 *tmp = g_new (guint8, cols);
+  for (guint r = 0; r < rows; r++) {
+    guint8 *w = M + (gsize) r * cols;
+    for (guint k = 0; k < cols; k++) {
+      if (inverse)
+        tmp[ord[k]] = w[k];
+      else
+        tmp[k] = w[ord[k]];
+    }
+    memcpy (w, tmp, cols);
+  }
+  g_free (tmp);
+}
+
+/* Restores the column order of int8 codes computed in permuted order. */
+static void
+permute_columns_i8 (int8_t *M, guint rows, guint cols, const guint *ord)
+{
+  permute_columns_u8 ((guint8 *) M, rows, cols, ord, TRUE);
+}
+
 /* Rounds a value to f16 and back (what the file will hold). */
 static inline float
 f16_round (float v)
@@ -331,8 +391,24 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   /* error feedback: U = upper Cholesky factor of H^-1; after column j is rounded, its error (scaled by 1 / U_jj)
    * moves onto the columns not yet rounded along row j of U (GPTQ) */
   double *U = NULL;
+  guint *ord = NULL;
   if (H && o->compensate >= LEV_COMP_EF) {
-    double *D = damped_hessian (H, cols);
+    /* columns in order of falling input energy (GPTQ's act-order): the most important are rounded first, while
+     * the most columns are left to take their error; W and the mask are permuted now and restored after */
+    ord = g_new (guint, cols);
+    for (guint c = 0; c < cols; c++)
+      ord[c] = c;
+    DiagOrder dord = { H, cols };
+    g_qsort_with_data (ord, (gint) cols, sizeof (guint), cmp_diag_desc, &dord);
+    double *Hp = g_new (double, (gsize) cols * cols);
+    for (guint i = 0; i < cols; i++)
+      for (guint j = 0; j < cols; j++)
+        Hp[(gsize) i * cols + j] = H[(gsize) ord[i] * cols + ord[j]];
+    permute_columns (W, rows, cols, ord, FALSE);
+    if (mask)
+      permute_columns_u8 (mask, rows, cols, ord, FALSE);
+    double *D = damped_hessian (Hp, cols);
+    g_free (Hp);
     if (!cholesky (D, cols)) {
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: the input Hessian is not positive "
                    "definite", name);
@@ -352,17 +428,11 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
         Hinv[(gsize) i * cols + j] = Hinv[(gsize) j * cols + i] = s;
       }
     g_free (D);
-    /* Hinv = U^T U with U upper triangular: the factor of Hinv with the order reversed (rows and columns),
-     * U[i][j] = R[n-1-i][n-1-j] where R R^T = P Hinv P */
-    double *P = g_new (double, (gsize) cols * cols);
-    for (guint i = 0; i < cols; i++)
-      for (guint j = 0; j < cols; j++)
-        P[(gsize) i * cols + j] = Hinv[(gsize) (cols - 1 - i) * cols + (cols - 1 - j)];
-    g_free (Hinv);
-    if (!cholesky (P, cols)) {
+    /* Hinv = U^T U with U upper triangular: U is the transpose of Hinv's lower Cholesky factor */
+    if (!cholesky (Hinv, cols)) {
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: the inverse Hessian is not positive "
                    "definite", name);
-      g_free (P);
+      g_free (Hinv);
       g_free (W0);
       g_free (mask);
       return FALSE;
@@ -370,8 +440,8 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
     U = g_new0 (double, (gsize) cols * cols);
     for (guint i = 0; i < cols; i++)
       for (guint j = i; j < cols; j++)
-        U[(gsize) i * cols + j] = P[(gsize) (cols - 1 - i) * cols + (cols - 1 - j)];
-    g_free (P);
+        U[(gsize) i * cols + j] = Hinv[(gsize) j * cols + i];
+    g_free (Hinv);
   }
 
   m->q = g_new (int8_t, n);
@@ -405,6 +475,13 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   }
   g_free (err);
   g_free (U);
+  if (ord) {                                   /* back to the file's column order */
+    permute_columns (W, rows, cols, ord, TRUE);
+    permute_columns_i8 (m->q, rows, cols, ord);
+    if (mask)
+      permute_columns_u8 (mask, rows, cols, ord, TRUE);
+    g_free (ord);
+  }
 
   /* with error feedback the weights moved while the scales stayed: refit each scale to the codes it got, the least
    * squares fit under the input statistics, s = (q^T H t) / (q^T H q), where q are the codes outside the outliers
@@ -561,6 +638,28 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
     g_free (M);
     g_free (L);
   }
+  if (H && g_getenv ("LEV_QUANT_DEBUG")) {     /* the layer-wise proxy loss (w - wq)^T H (w - wq), summed */
+    double loss = 0.0, rtn = 0.0, ref = 0.0;
+    double *d = g_new (double, cols), *e = g_new (double, cols);
+    for (guint r = 0; r < rows; r++) {
+      float s0 = fit_scale (W0 + (gsize) r * cols, cols, binary, o->fit);
+      for (guint c = 0; c < cols; c++) {
+        float w = W0[(gsize) r * cols + c];
+        d[c] = w - Wq[(gsize) r * cols + c];
+        e[c] = w - s0 * quant_value (w, s0, binary);
+      }
+      for (guint i = 0; i < cols; i++)
+        for (guint j = 0; j < cols; j++) {
+          double h = H[(gsize) i * cols + j];
+          loss += d[i] * h * d[j];
+          rtn += e[i] * h * e[j];
+          ref += W0[(gsize) r * cols + i] * h * W0[(gsize) r * cols + j];
+        }
+    }
+    g_printerr ("%s: proxy loss %.4g (round to nearest %.4g, output energy %.4g)\n", name, loss, rtn, ref);
+    g_free (d);
+    g_free (e);
+  }
   g_free (Wq);
   g_free (W0);
   return TRUE;
@@ -695,7 +794,26 @@ calib_tokens (LevModel *fm, const LevQuantOptions *o, size_t *n_ids, GError **er
     len = strlen (text);
   }
   const LevTokenizer *tok = lev_model_tokenizer (fm);
-  int32_t *ids = tok ? lev_tokenizer_encode (tok, text, (gssize) len, FALSE, n_ids, NULL) : NULL;
+  int32_t *ids = NULL;
+  int32_t eos = lev_model_hparams (fm)->eos_id;
+  if (tok && o->calib_lines) {       /* each non-empty line a text of its own, ended by EOS (as levppl --lines) */
+    GArray *all = g_array_new (FALSE, FALSE, sizeof (int32_t));
+    gchar **lines = g_strsplit (text, "\n", -1);
+    for (gchar **l = lines; *l; l++) {
+      size_t n = 0;
+      int32_t *li = **l ? lev_tokenizer_encode (tok, *l, -1, FALSE, &n, NULL) : NULL;
+      if (li)
+        g_array_append_vals (all, li, (guint) n);
+      if (li && eos >= 0)
+        g_array_append_val (all, eos);
+      g_free (li);
+    }
+    g_strfreev (lines);
+    *n_ids = all->len;
+    ids = (int32_t *) g_array_free (all, FALSE);
+  } else if (tok) {
+    ids = lev_tokenizer_encode (tok, text, (gssize) len, FALSE, n_ids, NULL);
+  }
   g_free (text);
   if (!ids || *n_ids < 16) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "the calibration text gives %zu tokens; at "

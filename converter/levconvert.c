@@ -24,6 +24,7 @@ static gchar *opt_compensate = NULL;
 static gchar *opt_calib = NULL;
 static gint opt_calib_tokens = 4096;
 static gint opt_calib_ctx = 256;
+static gboolean opt_calib_lines = FALSE;
 static gchar *opt_outliers = NULL;
 static gint opt_rank = 4;
 static gchar *opt_scale = NULL;
@@ -61,6 +62,8 @@ static GOptionEntry quant_entries[] = {
     "UTF-8 calibration text run through the float model (default: a built-in text of about 700 words)", "FILE" },
   { "calib-tokens", 0, 0, G_OPTION_ARG_INT, &opt_calib_tokens, "Calibration tokens at most (default 4096)", "N" },
   { "calib-ctx", 0, 0, G_OPTION_ARG_INT, &opt_calib_ctx, "Tokens per calibration window (default 256)", "N" },
+  { "calib-lines", 0, 0, G_OPTION_ARG_NONE, &opt_calib_lines, "Each line of the calibration text is a text of its "
+    "own followed by EOS (for models trained that way, as levppl --lines scores them)", NULL },
   { "outliers", 0, 0, G_OPTION_ARG_STRING, &opt_outliers,
     "Share of each matrix's weights kept in f16 as outliers, picked by rounding error times input energy "
     "(default 0.5%)", "P%" },
@@ -246,8 +249,8 @@ main (int argc, char **argv)
     return usage_error (octx, "--calib-tokens must be at least 16, --calib-ctx at least 8, --threads positive");
   if (quantize && format != LEV_OUT_T2 && format != LEV_OUT_T1 && format != LEV_OUT_B1)
     return usage_error (octx, "--compensate, --scale and --scale-fit need --format t2, t1 or b1");
-  if ((opt_calib || opt_outliers || opt_adapter_out) && qopt.compensate == LEV_COMP_NONE)
-    return usage_error (octx, "--calib, --outliers and --adapter-out need --compensate");
+  if ((opt_calib || opt_calib_lines || opt_outliers || opt_adapter_out) && qopt.compensate == LEV_COMP_NONE)
+    return usage_error (octx, "--calib, --calib-lines, --outliers and --adapter-out need --compensate");
   if (opt_adapter_out && qopt.compensate != LEV_COMP_EF_OUTLIERS_LOWRANK)
     return usage_error (octx, "--adapter-out needs --compensate ef+outliers+lowrank (the adapters it writes)");
   if (opt_vocab_only && quantize)
@@ -256,6 +259,7 @@ main (int argc, char **argv)
   qopt.calib_path = opt_calib;
   qopt.calib_tokens = (guint) opt_calib_tokens;
   qopt.calib_ctx = (guint) opt_calib_ctx;
+  qopt.calib_lines = opt_calib_lines;
   qopt.n_threads = (guint) opt_threads;
   qopt.quiet = opt_quiet;
   const char *src = argv[1];

@@ -80,19 +80,26 @@ quantize_absmax (const float *x, uint32_t n, int8_t *q, gboolean away)
 
 /* bitllama2.c: x * (1 / rms(x) / n) with no epsilon (written back to x), then a = max|x| / 127 and
  * q = round(x * (1 / a)), in the reference runner's order of float operations; returns a. */
-static float
-quantize_bitlinear (float *x, uint32_t n, int8_t *q)
+/* bitllama2.c's parameter-free norm: x * (1 / rms(x) / n), no epsilon, in place (zero when x is zero). */
+static void
+bitlinear_norm (float *x, uint32_t n)
 {
   float ss = 0.0f;
   for (uint32_t i = 0; i < n; i++)
     ss += x[i] * x[i];
   float scale = 1.0f / sqrtf (ss / (float) n);
   scale /= (float) n;
-  float amax = 0.0f;
-  for (uint32_t i = 0; i < n; i++) {
+  for (uint32_t i = 0; i < n; i++)
     x[i] = isfinite (scale) ? x[i] * scale : 0.0f;
+}
+
+static float
+quantize_bitlinear (float *x, uint32_t n, int8_t *q)
+{
+  bitlinear_norm (x, n);
+  float amax = 0.0f;
+  for (uint32_t i = 0; i < n; i++)
     amax = fmaxf (amax, fabsf (x[i]));
-  }
   float a = (float) (amax / 127.0);
   float inv = a > 0.0f ? (float) (1.0 / a) : 0.0f;
   for (uint32_t i = 0; i < n; i++) {
@@ -128,9 +135,13 @@ static LinearInput
 linear_input (LevContext *c, float *x, size_t ldx, uint32_t n, uint32_t cols)
 {
   LinearInput in = { n, cols, x, ldx, FALSE };
-  if (!c->act_quant && !c->packed_body)
-    return in;
   const LevHParams *hp = &c->model->hp;
+  if (!c->act_quant && !c->packed_body) {
+    if (hp->flags & LEV_HP_BITLINEAR_NORM)   /* the norm belongs to the model, the quantization does not */
+      for (uint32_t t = 0; t < n; t++)
+        bitlinear_norm (x + t * ldx, cols);
+    return in;
+  }
   for (uint32_t t = 0; t < n; t++) {
     int8_t *q = c->xq + t * c->qstride;
     if (!c->act_quant)        /* the same per-product quantization as linear() would do, once for all readers */

@@ -73,9 +73,6 @@ LevContext *lev_context_new_kv (const LevModel *model, const LevContextParams *p
 /* Returns the bytes the KV cache holds per token of context. */
 uint64_t lev_context_kv_bytes_per_token (const LevContext *ctx);
 
-/* Evaluates n tokens at the next positions (a prompt block: every weight tile is unpacked once for all of them)
- * and returns the logits of the last one (as lev_context_eval does for a single token). */
-const float *lev_context_eval_batch (LevContext *ctx, const int32_t *tokens, uint32_t n, GError **error);
 /* Returns the number of bytes one decoded token reads from weights (body, head, one embedding row). */
 uint64_t lev_model_bytes_per_token (const LevModel *model);
 /* Called with the float input of the linear layers of `layer` (which: 0 = attention q/k/v, 1 = attention output,

@@ -72,6 +72,10 @@ uint32_t lev_context_n_ctx (const LevContext *ctx);
 /* Evaluates token at the next position and returns the logits (vocab_size floats, owned by ctx, valid until the
  * next call); NULL with error set if token is out of range. */
 const float *lev_context_eval (LevContext *ctx, int32_t token, GError **error);
+/* Evaluates n tokens at the next positions (a prompt block: every weight tile is unpacked once for all of them)
+ * and returns the logits of the last one (as lev_context_eval does for a single token); NULL with error set if a
+ * token is out of range. */
+const float *lev_context_eval_batch (LevContext *ctx, const int32_t *tokens, uint32_t n, GError **error);
 
 /* ---- Sampling ---- */
 typedef struct LevSamplerParams {

@@ -311,14 +311,20 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
     ok = eval (s, s->pending, &logits, error);
     s->pending = -1;
   }
-  for (size_t i = 0; ok && i < n; i++) {
+  /* the prompt in blocks (each weight tile unpacked once per block), checking for cancellation between blocks */
+  for (size_t i = 0; ok && i < n;) {
     if (is_cancelled (cancel)) {
       st.reason = LEV_STOP_CANCELLED;
       break;
     }
-    ok = eval (s, ids[i], &logits, error);
-    lev_sampler_accept (s->sampler, ids[i]);
-    st.prompt_tokens++;
+    size_t k = MIN (n - i, (size_t) 32);
+    logits = lev_context_eval_batch (s->ctx, ids + i, (uint32_t) k, error);
+    ok = logits != NULL;
+    s->prev = ids[i + k - 1];
+    for (size_t j = 0; ok && j < k; j++)
+      lev_sampler_accept (s->sampler, ids[i + j]);
+    st.prompt_tokens += ok ? (guint) k : 0;
+    i += k;
   }
   g_free (ids);
   s->history = TRUE;

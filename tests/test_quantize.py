@@ -88,6 +88,18 @@ try:
                 check(res["bits_per_weight"] >= prev["bits_per_weight"], f"{fmt}: {step} bits per weight went down")
             prev = res
 
+    # --- error feedback lowers the layer-wise proxy loss (w - wq)^T H (w - wq) well below round-to-nearest's, summed
+    #     over the matrices (GPTQ's objective; LEV_QUANT_DEBUG prints both)
+    env = dict(os.environ, LEV_QUANT_DEBUG="1")
+    r = subprocess.run([LEVCONVERT, src, "-t", tok, "-f", "t2", "--compensate", "ef", "-o",
+                        os.path.join(tmp, "dbg.leviathan")], capture_output=True, timeout=600, env=env)
+    losses = [(float(a), float(b)) for a, b in
+              (l.split("proxy loss ")[1].split(" (round to nearest ")[0:1] + [l.split("nearest ")[1].split(",")[0]]
+               for l in r.stderr.decode().splitlines() if "proxy loss" in l)]
+    ef_loss, rtn_loss = sum(a for a, _ in losses), sum(b for _, b in losses)
+    print(f"proxy loss over {len(losses)} matrices: error feedback {ef_loss:.4g}, round to nearest {rtn_loss:.4g}")
+    check(len(losses) == 35 and ef_loss < 0.7 * rtn_loss, "error feedback does not lower the proxy loss")
+
     # --- the file layout of outliers and adapters, read with this script's own parser
     full = os.path.join(tmp, "t2-ef+outliers+lowrank.leviathan")
     ts = read_tensors(full)

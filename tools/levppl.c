@@ -25,7 +25,8 @@ static GOptionEntry entries[] = {
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter, "Adapter file mounted over the model", "FILE" },
   { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_file, "UTF-8 text to score", "FILE" },
   { "base", 'b', 0, G_OPTION_ARG_FILENAME, &opt_base,
-    "Reference model (e.g. the float model) for KL divergence and top-1 agreement; same tokenizer", "FILE" },
+    "Reference model (e.g. the float model, run as its file says) for KL divergence and top-1 agreement; same "
+    "tokenizer", "FILE" },
   { "ctx", 'c', 0, G_OPTION_ARG_INT, &opt_ctx, "Window length in tokens, BOS included (default 256)", "N" },
   { "stride", 0, 0, G_OPTION_ARG_INT, &opt_stride, "Tokens a window advances; each token is scored once, with at "
     "least ctx - stride tokens of history after the first window (default ctx / 2)", "N" },
@@ -168,8 +169,8 @@ main (int argc, char **argv)
     goto out;
   }
   int32_t bos = hp->bos_id >= 0 ? hp->bos_id : ids[0];
-  if (!(ctx = open_context (model, opt_no_act_quant, &error)) || (base && !(bctx = open_context (base, TRUE,
-                                                                                                  &error))))
+  if (!(ctx = open_context (model, opt_no_act_quant, &error)) || (base && !(bctx = open_context (base, FALSE,
+                                                                                                   &error))))
     goto out;
   p = g_new (double, hp->vocab_size);
   q = g_new (double, hp->vocab_size);

@@ -1,0 +1,115 @@
+#!/bin/bash
+# scripts/quality.sh: the measurements behind docs/quality.md: real float models quantized to t2/t1/b1 with each
+# error-compensation step, scored by levppl (perplexity, KL divergence and top-1 agreement against the float model)
+# on KJV and on in-domain text, with conversion time and decode speed. One JSON object per line on stdout.
+# Usage: scripts/quality.sh [stories|twin|curve|all]   (BUILD=build, FIX=../shared/fixtures, OUT=/tmp/lev-quality)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+FIX=${FIX:-../shared/fixtures}
+OUT=${OUT:-/tmp/lev-quality}
+THREADS=${THREADS:-2}
+what=${1:-all}
+mkdir -p "$OUT"
+ninja -C "$BUILD" converter/levconvert tools/levrun tools/levppl tools/levbench >/dev/null
+CONV=$BUILD/converter/levconvert RUN=$BUILD/tools/levrun PPL=$BUILD/tools/levppl BENCH=$BUILD/tools/levbench
+KJV=$FIX/text/kjv_genesis_exodus.txt
+
+# Prints one JSON line: model label, text label, then levppl's and the conversion's numbers.
+score () {  # label text_label model base text conv_seconds [levppl options...]
+  local label=$1 tl=$2 model=$3 base=$4 text=$5 secs=$6; shift 6
+  local ppl speed
+  if [ "$base" = - ]; then
+    ppl=$("$PPL" -m "$model" -f "$text" --json -t "$THREADS" "$@")
+  else
+    ppl=$("$PPL" -m "$model" -b "$base" -f "$text" --json -t "$THREADS" "$@")
+  fi
+  speed=$("$BENCH" -m "$model" -p tg128 -t 1 -r 3 --no-bandwidth --json | sed -n "s/.*\"tokens_per_s\": \([0-9.]*\).*/\1/p")
+  echo "{\"label\":\"$label\",\"text\":\"$tl\",\"convert_s\":$secs,\"decode_tps_1t\":$speed,\"levppl\":$ppl}"
+}
+
+# Converts SRC with the given options into OUT/NAME.leviathan; prints the seconds it took.
+convert () {  # name src options...
+  local name=$1 src=$2; shift 2
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$CONV" "$src" -o "$OUT/$name.leviathan" -q "$@" >&2
+  t1=$(date +%s.%N)
+  printf "%.3f\n" "$(echo "$t1 - $t0" | bc)"
+}
+
+steps="none ef ef+outliers ef+outliers+lowrank"
+
+if [ "$what" = stories ] || [ "$what" = all ]; then
+  # stories260K (llama2.c, fp32, 260K parameters, TinyStories). In-domain text: stories sampled from the float model
+  # itself (temperature 1, no truncation), seeds 1-40 for calibration and 1001-1040 for scoring.
+  TOK=$FIX/stories260K/tok512.bin
+  SRC=$FIX/stories260K/stories260K.bin
+  "$CONV" "$SRC" -t "$TOK" -o "$OUT/s-f32.leviathan" -q
+  for range in "1 40 calib" "1001 1040 eval"; do
+    set -- $range
+    for s in $(seq "$1" "$2"); do
+      "$RUN" -m "$OUT/s-f32.leviathan" -p "Once upon a time" -n 256 --temp 1 --top-k 0 --top-p 1 --min-p 0 \
+        --seed "$s" -q -t 1
+      echo
+    done > "$OUT/s-$3.txt"
+  done
+  for fmt in t2 t1 b1; do
+    for c in $steps; do
+      secs=$(convert "s-$fmt-$c" "$SRC" -t "$TOK" -f "$fmt" --compensate "$c" $( [ "$c" = none ] || echo --calib "$OUT/s-calib.txt" ))
+      score "stories260K $fmt $c" tinystories-sampled "$OUT/s-$fmt-$c.leviathan" "$OUT/s-f32.leviathan" "$OUT/s-eval.txt" "$secs"
+      score "stories260K $fmt $c" kjv "$OUT/s-$fmt-$c.leviathan" "$OUT/s-f32.leviathan" "$KJV" "$secs" --max-tokens 20000
+    done
+  done
+  # natively ternary models of a similar size (bitllama2.c, TinyStories): no float twin, so scored without --base
+  for m in 1M 3M; do
+    secs=$(convert "s-native-$m" "$FIX/bitnet-tinystories/bit_model_$m.bin" -t "$TOK" -f t2)
+    score "bitllama2c $m t2 (natively ternary)" tinystories-sampled "$OUT/s-native-$m.leviathan" - \
+      "$OUT/s-eval.txt" "$secs"
+  done
+fi
+
+if [ "$what" = twin ] || [ "$what" = all ]; then
+  # The default model's float twin (BitNet b1.58 architecture trained in float on KJV Leviticus-Revelation) and
+  # the natively ternary default model. Scored on the held-out Genesis-Exodus (in-domain, never trained on) with
+  # --lines as in docs/default-model.md; calibration: Matthew from the training text (bible-kjv).
+  bible -f Mat1:1-Mat28:20 | sed 's/^[^ ]* //' > "$OUT/t-calib.txt"
+  "$CONV" models/float-twin -f f32 -o "$OUT/t-f32.leviathan" -q
+  for fmt in t2 t1 b1; do
+    for c in $steps; do
+      secs=$(convert "t-$fmt-$c" models/float-twin -f "$fmt" --compensate "$c" \
+             $( [ "$c" = none ] || echo --calib "$OUT/t-calib.txt" --calib-lines --calib-tokens 16384 ))
+      score "twin $fmt $c" kjv-heldout "$OUT/t-$fmt-$c.leviathan" "$OUT/t-f32.leviathan" "$KJV" "$secs" \
+        --lines --ctx 256 --stride 255 --max-tokens 20000
+    done
+  done
+  score "default model (natively ternary t2)" kjv-heldout models/default.leviathan "$OUT/t-f32.leviathan" "$KJV" 0 \
+    --lines --ctx 256 --stride 255 --max-tokens 20000
+fi
+
+if [ "$what" = curve ] || [ "$what" = all ]; then
+  # quality against bits per weight on the twin: outlier share and adapter rank, t2 and b1 (10,000 tokens each)
+  for fmt in t2 b1; do
+    for o in 0.25% 1% 2%; do
+      secs=$(convert "t-$fmt-o$o" models/float-twin -f "$fmt" --compensate ef+outliers --outliers "$o" \
+             --calib "$OUT/t-calib.txt" --calib-lines --calib-tokens 16384)
+      score "twin $fmt ef+outliers $o" kjv-heldout "$OUT/t-$fmt-o$o.leviathan" "$OUT/t-f32.leviathan" "$KJV" "$secs" \
+        --lines --ctx 256 --stride 255 --max-tokens 10000
+    done
+    for r in 1 8 16; do
+      secs=$(convert "t-$fmt-r$r" models/float-twin -f "$fmt" --compensate ef+outliers+lowrank --rank "$r" \
+             --calib "$OUT/t-calib.txt" --calib-lines --calib-tokens 16384)
+      score "twin $fmt ef+outliers+lowrank rank $r" kjv-heldout "$OUT/t-$fmt-r$r.leviathan" "$OUT/t-f32.leviathan" \
+        "$KJV" "$secs" --lines --ctx 256 --stride 255 --max-tokens 10000
+    done
+    for v in "--scale tensor" "--scale-fit lsq"; do
+      secs=$(convert "t-$fmt-${v##* }" models/float-twin -f "$fmt" $v)
+      score "twin $fmt none $v" kjv-heldout "$OUT/t-$fmt-${v##* }.leviathan" "$OUT/t-f32.leviathan" "$KJV" "$secs" \
+        --lines --ctx 256 --stride 255 --max-tokens 10000
+      secs=$(convert "t-$fmt-ef-${v##* }" models/float-twin -f "$fmt" $v --compensate ef --calib "$OUT/t-calib.txt" \
+             --calib-tokens 16384)
+      score "twin $fmt ef $v" kjv-heldout "$OUT/t-$fmt-ef-${v##* }.leviathan" "$OUT/t-f32.leviathan" "$KJV" "$secs" \
+        --lines --ctx 256 --stride 255 --max-tokens 10000
+    done
+  done
+fi
