@@ -415,6 +415,7 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
       g_free (D);
       g_free (W0);
       g_free (mask);
+      g_free (ord);
       return FALSE;
     }
     invert_lower (D, cols);                    /* L^-1 */
@@ -435,6 +436,7 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
       g_free (Hinv);
       g_free (W0);
       g_free (mask);
+      g_free (ord);
       return FALSE;
     }
     U = g_new0 (double, (gsize) cols * cols);
@@ -915,7 +917,7 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
         }
         g_free (n);
       }
-      if (ok && !o->quiet)
+      if (ok && !o->quiet && need_calib)
         g_printerr ("levconvert: quantized layer %u of %u (%.1f s)\n", l + 1, hp->n_layers,
                     (g_get_monotonic_time () - t0) / 1e6);
     }

@@ -37,7 +37,8 @@ static GOptionEntry entries[] = {
   { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
     "Encoding of matrices: auto (keep the source's f32/f16/bf16), f32, f16, bf16, q8 (int8 per row), q4 (4-bit "
     "per row), or packed t2 (ternary 2 bits), t1 (ternary 1.6 bits), b1 (binary 1 bit) for the blocks' matrices: "
-    "float weights are absmean-quantized per row, ternary weights convert losslessly to t2/t1", "FMT" },
+    "float weights are quantized per row (see --scale-fit and --compensate), ternary weights convert losslessly to "
+    "t2/t1", "FMT" },
   { "embd-format", 0, 0, G_OPTION_ARG_STRING, &opt_embd_format,
     "Encoding of token_embd and output: auto (default: the source's precision with t2/t1/b1, else as --format), "
     "f32, f16, bf16, q8, q4", "FMT" },
@@ -70,7 +71,8 @@ static GOptionEntry quant_entries[] = {
   { "rank", 0, 0, G_OPTION_ARG_INT, &opt_rank, "Rank of the low-rank adapters (default 4, 1..256)", "R" },
   { "scale", 0, 0, G_OPTION_ARG_STRING, &opt_scale, "Scale granularity: row (default) or tensor", "GRAN" },
   { "scale-fit", 0, 0, G_OPTION_ARG_STRING, &opt_scale_fit,
-    "How scales are chosen: absmean (mean |w|, default) or lsq (least squares)", "FIT" },
+    "How scales of float matrices are chosen: lsq (least squares, default) or absmean (mean |w|, BitNet b1.58's "
+    "rule); the same for b1", "FIT" },
   { "adapter-out", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter_out,
     "Write the low-rank adapters to this adapter file instead of the model (mount with levrun --adapter)", "FILE" },
   { "threads", 0, 0, G_OPTION_ARG_INT, &opt_threads, "Threads of the calibration run (default: all CPUs)", "N" },
@@ -212,6 +214,7 @@ main (int argc, char **argv)
                           || embd_format == LEV_OUT_T1 || embd_format == LEV_OUT_B1))
     return usage_error (octx, "unknown --embd-format (expected auto, f32, f16, bf16, q8 or q4)");
   LevQuantOptions qopt = lev_quant_default_options (format);
+  qopt.fit = LEV_FIT_LSQ;      /* measured better than absmean for every float model (docs/quality.md) */
   static const char *const comp_names[] = { "none", "ef", "ef+outliers", "ef+outliers+lowrank" };
   gboolean quantize = FALSE;
   if (opt_compensate) {
@@ -255,6 +258,8 @@ main (int argc, char **argv)
     return usage_error (octx, "--adapter-out needs --compensate ef+outliers+lowrank (the adapters it writes)");
   if (opt_vocab_only && quantize)
     return usage_error (octx, "--vocab-only writes no matrices to quantize");
+  /* float matrices to t2/t1/b1 always go through the quantizer (natively ternary ones stay lossless) */
+  quantize = !opt_vocab_only && (format == LEV_OUT_T2 || format == LEV_OUT_T1 || format == LEV_OUT_B1);
   qopt.rank = (guint) opt_rank;
   qopt.calib_path = opt_calib;
   qopt.calib_tokens = (guint) opt_calib_tokens;
@@ -314,7 +319,7 @@ main (int argc, char **argv)
     lev_conv_model_free (model);
     model = NULL;
   }
-  if (model && quantize && !opt_quiet)
+  if (model && quantize && !opt_quiet && qopt.compensate != LEV_COMP_NONE)
     g_printerr ("levconvert: quantization took %.1f s\n", (g_get_monotonic_time () - t_quant) / 1e6);
   LevConvModel *adapter = model && opt_adapter_out ? lev_split_adapters (model) : NULL;
   gboolean adapter_written = FALSE;

@@ -102,12 +102,12 @@ if [ "$what" = curve ] || [ "$what" = all ]; then
       score "twin $fmt ef+outliers+lowrank rank $r" kjv-heldout "$OUT/t-$fmt-r$r.leviathan" "$OUT/t-f32.leviathan" \
         "$KJV" "$secs" --lines --ctx 256 --stride 255 --max-tokens 10000
     done
-    for v in "--scale tensor" "--scale-fit lsq"; do
+    for v in "--scale tensor" "--scale-fit absmean"; do
       secs=$(convert "t-$fmt-${v##* }" models/float-twin -f "$fmt" $v)
       score "twin $fmt none $v" kjv-heldout "$OUT/t-$fmt-${v##* }.leviathan" "$OUT/t-f32.leviathan" "$KJV" "$secs" \
         --lines --ctx 256 --stride 255 --max-tokens 10000
       secs=$(convert "t-$fmt-ef-${v##* }" models/float-twin -f "$fmt" $v --compensate ef --calib "$OUT/t-calib.txt" \
-             --calib-tokens 16384)
+             --calib-lines --calib-tokens 16384)
       score "twin $fmt ef $v" kjv-heldout "$OUT/t-$fmt-ef-${v##* }.leviathan" "$OUT/t-f32.leviathan" "$KJV" "$secs" \
         --lines --ctx 256 --stride 255 --max-tokens 10000
     done
