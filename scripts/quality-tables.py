@@ -1,0 +1,38 @@
+#!/usr/bin/python3
+"""quality-tables.py: turns the JSON lines of scripts/quality.sh into the Markdown tables of docs/quality.md.
+Usage: scripts/quality-tables.py quality.jsonl"""
+import json
+import sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+
+
+def table(select, title):
+    print(f"\n{title}\n")
+    print("| model, format, compensation | bits/weight | ppl | float ppl | ppl ratio | KL | top-1 | convert s |"
+          " decode t/s (1 thread) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if not select(r):
+            continue
+        p = r["levppl"]
+        base = p.get("base_ppl")
+        ratio = f"{p['ppl'] / base:.2f}×" if base else "–"
+        kld = f"{p['kld']:.3f}" if "kld" in p else "–"
+        top1 = f"{100 * p['top1']:.1f} %" if "top1" in p else "–"
+        tps = f"{r['decode_tps_1t']:.0f}" if r.get("decode_tps_1t") else "–"
+        print(f"| {r['label']} | {p['bits_per_weight']:.2f} | {p['ppl']:.2f} | "
+              f"{base:.2f} | {ratio} | {kld} | {top1} | {r['convert_s']:.2f} | {tps} |" if base else
+              f"| {r['label']} | {p['bits_per_weight']:.2f} | {p['ppl']:.2f} | – | – | {kld} | {top1} | "
+              f"{r['convert_s']:.2f} | {tps} |")
+
+
+table(lambda r: r["label"].startswith("stories260K") and r["text"] == "tinystories-sampled",
+      "stories260K, in-domain text (stories sampled from the float model, 10k tokens):")
+table(lambda r: r["label"].startswith("stories260K") and r["text"] == "kjv",
+      "stories260K, KJV Genesis–Exodus (out of domain, first 20,000 tokens):")
+table(lambda r: r["label"].startswith("bitllama2c"), "Natively ternary TinyStories models (no float twin):")
+table(lambda r: (r["label"].startswith("twin") and r["label"].count(" ") == 2) or r["label"].startswith("default"),
+      "Float twin of the default model, held-out KJV Genesis–Exodus with --lines (first 20,000 tokens):")
+table(lambda r: r["label"].startswith("twin") and r["label"].count(" ") > 2,
+      "Float twin, quality against bits per weight (first 10,000 tokens):")
