@@ -415,74 +415,84 @@ typedef struct {
   uint32_t frozen;         /* a USER_DEFINED match: never merged */
 } Symbol;
 
-/* A possible merge of symbol `left` with its current right neighbour. It is stale when `left` is empty or when
- * left and its right neighbour no longer add up to `size` bytes: lengths only grow, so the sum stays `size`
- * exactly when neither side has changed. */
+/* A possible merge of symbol `left` with its current right neighbour, for both BPE flavours. `prio` orders the
+ * queue (higher first, then the leftmost pair): the piece's score for SentencePiece, minus the merge rank for
+ * byte-level BPE (ranks stay below 2^24, exact in a float). SentencePiece's entry is stale when `left` is empty
+ * or when left and its right neighbour no longer add up to `size` bytes (lengths only grow, so the sum stays
+ * `size` exactly when neither side has changed); byte-level BPE's when the pair's ids are no longer (a, b). */
 typedef struct {
-  float score;
+  float prio;
   int32_t left;
-  uint32_t size;
-} Candidate;
+  uint32_t size;           /* SentencePiece */
+  int32_t a, b;            /* byte-level BPE */
+} MergeCand;
 
+/* A binary heap of merge candidates, the best on top. */
 typedef struct {
-  const LevTokenizer *tok;
-  const char *norm;
-  Symbol *sym;
-  Candidate *heap;
-  size_t n_heap, cap_heap;
-  GHashTable *unused_splits; /* (start << 32 | len) -> left length, for merges that made an UNUSED piece */
-  int32_t *out;
-  size_t n_out;
-  gboolean prev_unk;
-} Encoder;
+  MergeCand *v;
+  size_t n, cap;
+} MergeHeap;
 
-/* TRUE when a goes before b: higher score first, then the leftmost pair. */
+/* TRUE when x goes before y: higher priority first, then the leftmost pair. */
 static inline gboolean
-cand_before (const Candidate *a, const Candidate *b)
+cand_before (const MergeCand *x, const MergeCand *y)
 {
-  return a->score > b->score || (a->score == b->score && a->left < b->left);
+  return x->prio > y->prio || (x->prio == y->prio && x->left < y->left);
 }
 
+/* Adds a candidate to the heap. */
 static void
-heap_push (Encoder *e, const Candidate *c)
+merge_heap_push (MergeHeap *h, const MergeCand *c)
 {
-  if (e->n_heap == e->cap_heap) {
-    e->cap_heap = e->cap_heap ? 2 * e->cap_heap : 64;
-    e->heap = g_renew (Candidate, e->heap, e->cap_heap);
+  if (h->n == h->cap) {
+    h->cap = h->cap ? 2 * h->cap : 64;
+    h->v = g_renew (MergeCand, h->v, h->cap);
   }
-  size_t i = e->n_heap++;
+  size_t i = h->n++;
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (!cand_before (c, &e->heap[parent]))
+    if (!cand_before (c, &h->v[parent]))
       break;
-    e->heap[i] = e->heap[parent];
+    h->v[i] = h->v[parent];
     i = parent;
   }
-  e->heap[i] = *c;
+  h->v[i] = *c;
 }
 
-static Candidate
-heap_pop (Encoder *e)
+/* Removes and returns the best candidate (the heap must not be empty). */
+static MergeCand
+merge_heap_pop (MergeHeap *h)
 {
-  Candidate top = e->heap[0];
-  Candidate last = e->heap[--e->n_heap];
-  size_t n = e->n_heap, i = 0;
+  MergeCand top = h->v[0];
+  MergeCand last = h->v[--h->n];
+  size_t n = h->n, i = 0;
   for (;;) {
     size_t l = 2 * i + 1;
     if (l >= n)
       break;
     size_t best = l;
-    if (l + 1 < n && cand_before (&e->heap[l + 1], &e->heap[l]))
+    if (l + 1 < n && cand_before (&h->v[l + 1], &h->v[l]))
       best = l + 1;
-    if (!cand_before (&e->heap[best], &last))
+    if (!cand_before (&h->v[best], &last))
       break;
-    e->heap[i] = e->heap[best];
+    h->v[i] = h->v[best];
     i = best;
   }
   if (n > 0)
-    e->heap[i] = last;
+    h->v[i] = last;
   return top;
 }
+
+typedef struct {
+  const LevTokenizer *tok;
+  const char *norm;
+  Symbol *sym;
+  MergeHeap heap;
+  GHashTable *unused_splits; /* (start << 32 | len) -> left length, for merges that made an UNUSED piece */
+  int32_t *out;
+  size_t n_out;
+  gboolean prev_unk;
+} Encoder;
 
 /* Queues the pair (left, right) when both symbols exist, neither is frozen and their concatenation is a piece. */
 static void
@@ -499,8 +509,8 @@ maybe_add_pair (Encoder *e, int32_t left, int32_t right)
   int32_t id = lookup (e->tok, e->norm + a->start, size);
   if (id < 0 || !type_merges (e->tok->v.types[id]))
     return;
-  Candidate c = { e->tok->v.scores[id], left, size };
-  heap_push (e, &c);
+  MergeCand c = { e->tok->v.scores[id], left, size, 0, 0 };
+  merge_heap_push (&e->heap, &c);
 }
 
 static inline guint64
@@ -544,11 +554,11 @@ static void
 merge_segment (Encoder *e, int32_t first, int32_t end)
 {
   const LevTokenizer *tok = e->tok;
-  e->n_heap = 0;
+  e->heap.n = 0;
   for (int32_t i = first + 1; i < end; i++)
     maybe_add_pair (e, i - 1, i);
-  while (e->n_heap > 0) {
-    Candidate c = heap_pop (e);
+  while (e->heap.n > 0) {
+    MergeCand c = merge_heap_pop (&e->heap);
     Symbol *a = &e->sym[c.left];
     if (a->len == 0 || a->next < 0)
       continue;
@@ -978,11 +988,6 @@ typedef struct {
   int32_t prev, next;
 } RSym;
 
-typedef struct {
-  uint32_t rank;
-  int32_t left;            /* symbol index; indices grow left to right */
-  int32_t a, b;            /* the pair's ids when queued: stale unless both are unchanged */
-} RCand;
 
 typedef struct {
   const LevTokenizer *tok;
@@ -990,57 +995,10 @@ typedef struct {
   GArray *out;             /* int32_t */
   RSym *sym;
   size_t n_sym, cap_sym;
-  RCand *heap;
-  size_t n_heap, cap_heap;
+  MergeHeap heap;
   gboolean prev_unk;
 } RWork;
 
-static inline gboolean
-rcand_before (const RCand *x, const RCand *y)
-{
-  return x->rank < y->rank || (x->rank == y->rank && x->left < y->left);
-}
-
-static void
-rheap_push (RWork *w, const RCand *c)
-{
-  if (w->n_heap == w->cap_heap) {
-    w->cap_heap = w->cap_heap ? 2 * w->cap_heap : 64;
-    w->heap = g_renew (RCand, w->heap, w->cap_heap);
-  }
-  size_t i = w->n_heap++;
-  while (i > 0) {
-    size_t parent = (i - 1) / 2;
-    if (!rcand_before (c, &w->heap[parent]))
-      break;
-    w->heap[i] = w->heap[parent];
-    i = parent;
-  }
-  w->heap[i] = *c;
-}
-
-static RCand
-rheap_pop (RWork *w)
-{
-  RCand top = w->heap[0];
-  RCand last = w->heap[--w->n_heap];
-  size_t n = w->n_heap, i = 0;
-  for (;;) {
-    size_t l = 2 * i + 1;
-    if (l >= n)
-      break;
-    size_t best = l;
-    if (l + 1 < n && rcand_before (&w->heap[l + 1], &w->heap[l]))
-      best = l + 1;
-    if (!rcand_before (&w->heap[best], &last))
-      break;
-    w->heap[i] = w->heap[best];
-    i = best;
-  }
-  if (n > 0)
-    w->heap[i] = last;
-  return top;
-}
 
 static void
 rsym_push (RWork *w, int32_t id)
@@ -1079,8 +1037,8 @@ maybe_queue (RWork *w, int32_t left)
   int64_t rank = rk_merge (w->tok, w->rk, (uint32_t) a, (uint32_t) b, &res);
   if (rank < 0)
     return;
-  RCand c = { (uint32_t) rank, left, a, b };
-  rheap_push (w, &c);
+  MergeCand c = { -(float) rank, left, 0, a, b };
+  merge_heap_push (&w->heap, &c);
 }
 
 /* Merges the symbols queued in w and appends their ids to w->out. */
@@ -1089,11 +1047,11 @@ merge_and_emit (RWork *w)
 {
   if (w->n_sym == 0)
     return;
-  w->n_heap = 0;
+  w->heap.n = 0;
   for (int32_t i = 0; i + 1 < (int32_t) w->n_sym; i++)
     maybe_queue (w, i);
-  while (w->n_heap > 0) {
-    RCand c = rheap_pop (w);
+  while (w->heap.n > 0) {
+    MergeCand c = merge_heap_pop (&w->heap);
     RSym *x = &w->sym[c.left];
     if (x->id != c.a || x->next < 0 || w->sym[x->next].id != c.b)
       continue;   /* stale: one side has changed since */
@@ -1290,7 +1248,7 @@ encode_ranked (const LevTokenizer *tok, const char *text, size_t n, gboolean add
   if (ok)
     ok = encode_segment (&w, text + seg, n - seg, error);
   g_free (w.sym);
-  g_free (w.heap);
+  g_free (w.heap.v);
   if (!ok) {
     g_array_free (w.out, TRUE);
     return NULL;
@@ -1414,8 +1372,6 @@ lev_tokenizer_encode (const LevTokenizer *tok, const char *text, gssize len, gbo
     }
     e.sym[n_sym - 1].next = -1;
 
-    e.cap_heap = 64;
-    e.heap = g_new (Candidate, e.cap_heap);
     const char *sp = (tok->v.flags & LEV_TOKF_ESCAPE_WS) ? SPACE_SYMBOL : " ";
     const uint32_t spl = (tok->v.flags & LEV_TOKF_ESCAPE_WS) ? SPACE_SYMBOL_LEN : 1;
     int32_t first = 0;
@@ -1435,7 +1391,7 @@ lev_tokenizer_encode (const LevTokenizer *tok, const char *text, gssize len, gbo
       first = i;
     }
     g_free (e.sym);
-    g_free (e.heap);
+    g_free (e.heap.v);
     if (e.unused_splits)
       g_hash_table_destroy (e.unused_splits);
   }
