@@ -292,47 +292,23 @@ cmp_diag_desc (gconstpointer a, gconstpointer b, gpointer user)
   return hi > hj ? -1 : hi < hj ? 1 : (i > j) - (i < j);
 }
 
-/* Permutes the columns of a rows × cols float matrix: column k takes column ord[k] (inverse: the reverse). */
+/* Permutes the columns of a rows × cols matrix of elem-byte values: column k takes column ord[k] (inverse: the
+ * other way round). */
 static void
-permute_columns (float *W, guint rows, guint cols, const guint *ord, gboolean inverse)
+permute_columns (void *M, guint rows, guint cols, gsize elem, const guint *ord, gboolean inverse)
 {
-  float *tmp = g_new (float, cols);
+  guint8 *tmp = g_malloc (cols * elem);
   for (guint r = 0; r < rows; r++) {
-    float *w = W + (gsize) r * cols;
+    guint8 *w = (guint8 *) M + (gsize) r * cols * elem;
     for (guint k = 0; k < cols; k++) {
       if (inverse)
-        tmp[ord[k]] = w[k];
+        memcpy (tmp + ord[k] * elem, w + k * elem, elem);
       else
-        tmp[k] = w[ord[k]];
+        memcpy (tmp + k * elem, w + ord[k] * elem, elem);
     }
-    memcpy (w, tmp, cols * sizeof (float));
+    memcpy (w, tmp, cols * elem);
   }
   g_free (tmp);
-}
-
-/* As permute_columns for bytes. */
-static void
-permute_columns_u8 (guint8 *M, guint rows, guint cols, const guint *ord, gboolean inverse)
-{
-  guint8 *tmp = g_new (guint8, cols);
-  for (guint r = 0; r < rows; r++) {
-    guint8 *w = M + (gsize) r * cols;
-    for (guint k = 0; k < cols; k++) {
-      if (inverse)
-        tmp[ord[k]] = w[k];
-      else
-        tmp[k] = w[ord[k]];
-    }
-    memcpy (w, tmp, cols);
-  }
-  g_free (tmp);
-}
-
-/* Restores the column order of int8 codes computed in permuted order. */
-static void
-permute_columns_i8 (int8_t *M, guint rows, guint cols, const guint *ord)
-{
-  permute_columns_u8 ((guint8 *) M, rows, cols, ord, TRUE);
 }
 
 /* Rounds a value to f16 and back (what the file will hold). */
@@ -404,9 +380,9 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
     for (guint i = 0; i < cols; i++)
       for (guint j = 0; j < cols; j++)
         Hp[(gsize) i * cols + j] = H[(gsize) ord[i] * cols + ord[j]];
-    permute_columns (W, rows, cols, ord, FALSE);
+    permute_columns (W, rows, cols, sizeof (float), ord, FALSE);
     if (mask)
-      permute_columns_u8 (mask, rows, cols, ord, FALSE);
+      permute_columns (mask, rows, cols, 1, ord, FALSE);
     double *D = damped_hessian (Hp, cols);
     g_free (Hp);
     if (!cholesky (D, cols)) {
@@ -478,10 +454,10 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   g_free (err);
   g_free (U);
   if (ord) {                                   /* back to the file's column order */
-    permute_columns (W, rows, cols, ord, TRUE);
-    permute_columns_i8 (m->q, rows, cols, ord);
+    permute_columns (W, rows, cols, sizeof (float), ord, TRUE);
+    permute_columns (m->q, rows, cols, 1, ord, TRUE);
     if (mask)
-      permute_columns_u8 (mask, rows, cols, ord, TRUE);
+      permute_columns (mask, rows, cols, 1, ord, TRUE);
     g_free (ord);
   }
 

@@ -11,35 +11,14 @@ import subprocess
 import sys
 import tempfile
 
+from levtest import check, finish, fixture
+
 LEVCONVERT, LEVRUN = sys.argv[1], sys.argv[2]
 LEVPPL = sys.argv[3] if len(sys.argv) > 3 else None
-FIX = os.environ.get("LEV_FIXTURES", "../shared/fixtures")
-failures = []
-passed = 0
-
-
-def fixture(rel):
-    path = os.path.join(FIX, rel)
-    if not os.path.exists(path):
-        if os.environ.get("CI", "").lower() == "true":
-            print(f"FAIL: fixture {path} missing and CI=true")
-            sys.exit(1)
-        print(f"SKIP: fixture {path} not found")
-        sys.exit(77)
-    return path
 
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, timeout=300, **kw)
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-    else:
-        failures.append(what)
-        print("FAILED:", what)
 
 
 tmp = tempfile.mkdtemp(prefix="lev-cli-")
@@ -238,5 +217,4 @@ try:
 finally:
     shutil.rmtree(tmp)
 
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

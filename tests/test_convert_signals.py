@@ -8,17 +8,11 @@ import subprocess
 import sys
 import tempfile
 
+from levtest import fixture
+
 LEVCONVERT = sys.argv[1]
-FIX = os.environ.get("LEV_FIXTURES", "../shared/fixtures")
-SRC = os.path.join(FIX, "bitnet-tinystories/bit_model_3M.bin")
-TOK = os.path.join(FIX, "stories260K/tok512.bin")
-for path in (SRC, TOK):
-    if not os.path.exists(path):
-        if os.environ.get("CI", "").lower() == "true":
-            print(f"FAIL: fixture {path} missing and CI=true")
-            sys.exit(1)
-        print(f"SKIP: fixture {path} not found")
-        sys.exit(77)
+SRC = fixture("bitnet-tinystories/bit_model_3M.bin")
+TOK = fixture("stories260K/tok512.bin")
 
 tmp = tempfile.mkdtemp(prefix="lev-signals-")
 failures = []

@@ -11,34 +11,9 @@ import subprocess
 import sys
 import tempfile
 
+from levtest import check, finish, fixture, run
+
 LEVCONVERT, LEVRUN, LEVPPL = sys.argv[1:4]
-FIX = os.environ.get("LEV_FIXTURES", "../shared/fixtures")
-failures = []
-passed = 0
-
-
-def fixture(rel):
-    path = os.path.join(FIX, rel)
-    if not os.path.exists(path):
-        if os.environ.get("CI", "").lower() == "true":
-            print(f"FAIL: fixture {path} missing and CI=true")
-            sys.exit(1)
-        print(f"SKIP: fixture {path} not found")
-        sys.exit(77)
-    return path
-
-
-def run(args):
-    return subprocess.run(args, capture_output=True, timeout=600)
-
-
-def check(cond, what):
-    global passed
-    if cond:
-        passed += 1
-    else:
-        failures.append(what)
-        print("FAILED:", what)
 
 
 def read_tensors(path):
@@ -216,5 +191,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-print(f"{passed} checks passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()
