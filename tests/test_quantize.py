@@ -14,6 +14,10 @@ import tempfile
 from levtest import check, finish, fixture, run
 
 LEVCONVERT, LEVRUN, LEVPPL = sys.argv[1:4]
+# under the sanitizers (LEV_TEST_LIGHT, set by meson) the same paths run on fewer tokens: a token costs 100-200x more
+LIGHT = os.environ.get("LEV_TEST_LIGHT") == "1"
+SCORE = ["--max-tokens", "400", "--ctx", "128", "--stride", "127"] if LIGHT else ["--max-tokens", "3000"]
+SCORE_SHORT = ["--max-tokens", "200", "--ctx", "128", "--stride", "127"] if LIGHT else ["--max-tokens", "1000"]
 
 
 def read_tensors(path):
@@ -51,7 +55,7 @@ try:
             out = os.path.join(tmp, f"{fmt}-{step}.leviathan")
             r = run([LEVCONVERT, src, "-t", tok, "-f", fmt, "--compensate", step, "-o", out, "-q"])
             check(r.returncode == 0, f"convert {fmt} {step}: {r.stderr.decode()}")
-            r = run([LEVPPL, "-m", out, "-b", f32, "-f", text, "--max-tokens", "3000", "--json", "-t", "2"])
+            r = run([LEVPPL, "-m", out, "-b", f32, "-f", text, *SCORE, "--json", "-t", "2"])
             check(r.returncode == 0, f"levppl {fmt} {step}: {r.stderr.decode()}")
             res = json.loads(r.stdout) if r.returncode == 0 else {"kld": float("inf"), "bits_per_weight": 0}
             results[(fmt, step)] = res
@@ -112,7 +116,7 @@ try:
     bt, at = read_tensors(base), read_tensors(adapter)
     check(not any(n.endswith((".lora_a", ".lora_b")) for n in bt), "the base model still holds adapters")
     check(len(at) == 70 and all(n.endswith((".lora_a", ".lora_b")) for n in at), "the adapter file's tensors")
-    ppl = lambda *extra: run([LEVPPL, "-m", *extra, "-f", text, "--max-tokens", "1000", "--json", "-t", "2"])
+    ppl = lambda *extra: run([LEVPPL, "-m", *extra, "-f", text, *SCORE_SHORT, "--json", "-t", "2"])
     r1, r2, r3 = ppl(full), ppl(base, "--adapter", adapter), ppl(base)
     if r1.returncode == r2.returncode == r3.returncode == 0:
         j1, j2, j3 = json.loads(r1.stdout), json.loads(r2.stdout), json.loads(r3.stdout)
