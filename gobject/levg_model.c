@@ -4,10 +4,11 @@
 struct _LevGModel {
   GObject parent;
   gchar *path;
+  gchar *adapter;
   LevModel *model;
 };
 
-enum { PROP_0, PROP_PATH, PROP_NAME, PROP_ARCHITECTURE, PROP_VOCAB_SIZE, PROP_CONTEXT_LENGTH, N_PROPS };
+enum { PROP_0, PROP_PATH, PROP_ADAPTER, PROP_NAME, PROP_ARCHITECTURE, PROP_VOCAB_SIZE, PROP_CONTEXT_LENGTH, N_PROPS };
 static GParamSpec *props[N_PROPS];
 
 static void lev_g_model_initable_init (GInitableIface *iface);
@@ -25,7 +26,7 @@ lev_g_model_initable_init_impl (GInitable *initable, GCancellable *cancellable, 
     g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "no model path given");
     return FALSE;
   }
-  self->model = lev_model_load (self->path, error);
+  self->model = lev_model_load_with_adapter (self->path, self->adapter, error);
   if (self->model && !lev_model_has_weights (self->model)) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", self->path);
     g_clear_pointer (&self->model, lev_model_free);
@@ -46,6 +47,9 @@ lev_g_model_set_property (GObject *object, guint prop_id, const GValue *value, G
   if (prop_id == PROP_PATH) {
     g_free (self->path);
     self->path = g_value_dup_string (value);
+  } else if (prop_id == PROP_ADAPTER) {
+    g_free (self->adapter);
+    self->adapter = g_value_dup_string (value);
   } else {
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
   }
@@ -57,6 +61,7 @@ lev_g_model_get_property (GObject *object, guint prop_id, GValue *value, GParamS
   LevGModel *self = LEV_G_MODEL (object);
   switch (prop_id) {
   case PROP_PATH: g_value_set_string (value, self->path); break;
+  case PROP_ADAPTER: g_value_set_string (value, self->adapter); break;
   case PROP_NAME: g_value_set_string (value, self->model ? lev_g_model_get_name (self) : NULL); break;
   case PROP_ARCHITECTURE:
     g_value_set_string (value, self->model ? lev_g_model_get_architecture (self) : NULL);
@@ -75,6 +80,7 @@ lev_g_model_finalize (GObject *object)
   LevGModel *self = LEV_G_MODEL (object);
   g_clear_pointer (&self->model, lev_model_free);
   g_free (self->path);
+  g_free (self->adapter);
   G_OBJECT_CLASS (lev_g_model_parent_class)->finalize (object);
 }
 
@@ -88,6 +94,9 @@ lev_g_model_class_init (LevGModelClass *klass)
   const GParamFlags ro = G_PARAM_READABLE | G_PARAM_STATIC_STRINGS;
   props[PROP_PATH] = g_param_spec_string ("path", "Path", "The .leviathan file", NULL,
                                           G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  props[PROP_ADAPTER] = g_param_spec_string ("adapter", "Adapter", "An adapter file (levconvert --adapter-out) "
+                                             "mounted over the model, or NULL", NULL,
+                                             G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
   props[PROP_NAME] = g_param_spec_string ("name", "Name", "The model's name", NULL, ro);
   props[PROP_ARCHITECTURE] = g_param_spec_string ("architecture", "Architecture", "Architecture", NULL, ro);
   props[PROP_VOCAB_SIZE] = g_param_spec_uint ("vocab-size", "Vocabulary size", "Tokens in the vocabulary", 0,

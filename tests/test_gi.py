@@ -92,6 +92,12 @@ try:
         check(False, "a missing model raised nothing")
     except GLib.Error as e:
         check("missing.leviathan" in e.message, f"missing model message: {e.message}")
+    # an adapter is mounted at construction (Gio.Initable): a missing one is an error naming it
+    try:
+        Lev.Model(path=path, adapter=os.path.join(tmp, "missing-adapter.leviathan")).init(None)
+        check(False, "a missing adapter raised nothing")
+    except GLib.Error as e:
+        check("cannot open adapter" in e.message, f"missing adapter message: {e.message}")
 
     # --- sync generate: the token signal carries the text, in order
     gen = generator(model, max_tokens=24, ignore_eos=True)
