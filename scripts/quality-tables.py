@@ -28,7 +28,7 @@ def table(select, title):
 
 
 table(lambda r: r["label"].startswith("stories260K") and r["text"] == "tinystories-sampled",
-      "stories260K, in-domain text (stories sampled from the float model, 10k tokens):")
+      "stories260K, in-domain text (stories sampled from the float model, 10,391 tokens):")
 table(lambda r: r["label"].startswith("stories260K") and r["text"] == "kjv",
       "stories260K, KJV Genesis–Exodus (out of domain, first 20,000 tokens):")
 table(lambda r: r["label"].startswith("bitllama2c"), "Natively ternary TinyStories models (no float twin):")
