@@ -192,10 +192,7 @@ main (int argc, char **argv)
     "tokenizer.json),\n"
     "a llama2.c checkpoint (.bin; give --tokenizer), or a bitllama2.c ternary checkpoint (\"ak42\").");
   g_option_context_add_main_entries (octx, entries, NULL);
-  GOptionGroup *qgroup = g_option_group_new ("quant", "Quantization of float checkpoints to t2/t1/b1:",
-                                             "Show the quantization and error-compensation options", NULL, NULL);
-  g_option_group_add_entries (qgroup, quant_entries);
-  g_option_context_add_group (octx, qgroup);
+  g_option_context_add_main_entries (octx, quant_entries, NULL);
   GError *error = NULL;
   if (!g_option_context_parse (octx, &argc, &argv, &error)) {
     int rc = usage_error (octx, error->message);
@@ -214,7 +211,7 @@ main (int argc, char **argv)
                           || embd_format == LEV_OUT_T1 || embd_format == LEV_OUT_B1))
     return usage_error (octx, "unknown --embd-format (expected auto, f32, f16, bf16, q8 or q4)");
   LevQuantOptions qopt = lev_quant_default_options (format);
-  qopt.fit = LEV_FIT_LSQ;      /* measured better than absmean for every float model (docs/quality.md) */
+  qopt.fit = LEV_FIT_LSQ;      /* better than absmean on both float models measured (docs/quality.md) */
   static const char *const comp_names[] = { "none", "ef", "ef+outliers", "ef+outliers+lowrank" };
   gboolean quantize = FALSE;
   if (opt_compensate) {

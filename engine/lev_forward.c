@@ -78,8 +78,6 @@ quantize_absmax (const float *x, uint32_t n, int8_t *q, gboolean away)
   return 1.0f / s;
 }
 
-/* bitllama2.c: x * (1 / rms(x) / n) with no epsilon (written back to x), then a = max|x| / 127 and
- * q = round(x * (1 / a)), in the reference runner's order of float operations; returns a. */
 /* bitllama2.c's parameter-free norm: x * (1 / rms(x) / n), no epsilon, in place (zero when x is zero). */
 static void
 bitlinear_norm (float *x, uint32_t n)
@@ -93,6 +91,8 @@ bitlinear_norm (float *x, uint32_t n)
     x[i] = isfinite (scale) ? x[i] * scale : 0.0f;
 }
 
+/* bitllama2.c: the norm above (written back to x), then a = max|x| / 127 and q = round(x * (1 / a)), in the
+ * reference runner's order of float operations; returns a. */
 static float
 quantize_bitlinear (float *x, uint32_t n, int8_t *q)
 {
