@@ -60,7 +60,7 @@ static GOptionEntry quant_entries[] = {
     "inverse Hessian of the inputs, GPTQ), ef+outliers (and sparse f16 outliers), ef+outliers+lowrank (and int8 "
     "low-rank adapters of the residual)", "MODE" },
   { "calib", 0, 0, G_OPTION_ARG_FILENAME, &opt_calib,
-    "UTF-8 calibration text run through the float model (default: a built-in text of about 700 words)", "FILE" },
+    "UTF-8 calibration text run through the float model (default: a built-in text of about 330 words)", "FILE" },
   { "calib-tokens", 0, 0, G_OPTION_ARG_INT, &opt_calib_tokens, "Calibration tokens at most (default 4096)", "N" },
   { "calib-ctx", 0, 0, G_OPTION_ARG_INT, &opt_calib_ctx, "Tokens per calibration window (default 256)", "N" },
   { "calib-lines", 0, 0, G_OPTION_ARG_NONE, &opt_calib_lines, "Each line of the calibration text is a text of its "
