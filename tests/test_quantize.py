@@ -5,6 +5,7 @@ independent parser), adapter files mount and refuse the wrong model, natively te
 Usage: test_quantize.py LEVCONVERT LEVRUN LEVPPL (fixtures from $LEV_FIXTURES)."""
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -48,7 +49,6 @@ try:
 
     # --- each compensation step lowers the KL divergence against the float model (t2 and b1)
     steps = ["none", "ef", "ef+outliers", "ef+outliers+lowrank"]
-    results = {}
     for fmt in ["t2", "b1"]:
         prev = None
         for step in steps:
@@ -58,7 +58,6 @@ try:
             r = run([LEVPPL, "-m", out, "-b", f32, "-f", text, *SCORE, "--json", "-t", "2"])
             check(r.returncode == 0, f"levppl {fmt} {step}: {r.stderr.decode()}")
             res = json.loads(r.stdout) if r.returncode == 0 else {"kld": float("inf"), "bits_per_weight": 0}
-            results[(fmt, step)] = res
             print(f"{fmt} {step:22s} kld {res['kld']:.4f} top1 {res.get('top1', 0):.3f} ppl {res.get('ppl', 0):.1f}"
                   f" bpw {res['bits_per_weight']:.3f}")
             if prev is not None:
@@ -73,8 +72,7 @@ try:
     r = subprocess.run([LEVCONVERT, src, "-t", tok, "-f", "t2", "--compensate", "ef", "-o",
                         os.path.join(tmp, "dbg.leviathan")], capture_output=True, timeout=600, env=env)
     losses = [(float(a), float(b)) for a, b in
-              (l.split("proxy loss ")[1].split(" (round to nearest ")[0:1] + [l.split("nearest ")[1].split(",")[0]]
-               for l in r.stderr.decode().splitlines() if "proxy loss" in l)]
+              re.findall(r"proxy loss ([-+.e0-9]+) \(round to nearest ([-+.e0-9]+)", r.stderr.decode())]
     ef_loss, rtn_loss = sum(a for a, _ in losses), sum(b for _, b in losses)
     print(f"proxy loss over {len(losses)} matrices: error feedback {ef_loss:.4g}, round to nearest {rtn_loss:.4g}")
     check(len(losses) == 35 and ef_loss < 0.7 * rtn_loss, "error feedback does not lower the proxy loss")
