@@ -56,9 +56,7 @@ static const struct { const char *name; guint which; } body_matrices[] = {
 /* Input statistics of the layers [layer0, layer1): H = sum over tokens of x x^T for each of the four inputs. */
 typedef struct {
   guint layer0, layer1;
-  guint cols[4];
   double *H[4 * LEV_MAX_LAYERS];   /* [(layer - layer0) * 4 + which], cols × cols, or NULL */
-  guint64 tokens;
 } Calib;
 
 /* Observer: accumulates x x^T of each token row into the Hessian of (layer, which). */
@@ -80,8 +78,6 @@ calib_observe (void *user, uint32_t layer, uint32_t which, const float *x, size_
         h[j] += xi * xd[j];
     }
   }
-  if (layer == cb->layer0 && which == 0)
-    cb->tokens += n;
   g_free (xd);
 }
 
@@ -92,7 +88,6 @@ calib_run (LevModel *fm, const int32_t *ids, size_t n_ids, const LevQuantOptions
   const LevHParams *hp = lev_model_hparams (fm);
   guint q_dim = hp->n_heads * hp->head_dim;
   guint cols[4] = { hp->dim, q_dim, hp->dim, hp->ffn_dim };
-  memcpy (cb->cols, cols, sizeof cols);
   for (guint l = cb->layer0; l < cb->layer1; l++)
     for (guint w = 0; w < 4; w++)
       cb->H[(l - cb->layer0) * 4 + w] = g_try_new0 (double, (gsize) cols[w] * cols[w]);
