@@ -211,6 +211,42 @@ damped_hessian (const double *H, guint n)
   return D;
 }
 
+/* Returns U, upper triangular with U^T U = (H + damping)^-1 (GPTQ's factor: the transpose of the lower Cholesky
+ * factor of the inverse), or NULL with error set when either factorization fails. */
+static double *
+inverse_upper_factor (const double *H, guint cols, const char *name, GError **error)
+{
+  double *D = damped_hessian (H, cols);
+  if (!cholesky (D, cols)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: the input Hessian is not positive "
+                 "definite", name);
+    g_free (D);
+    return NULL;
+  }
+  invert_lower (D, cols);                      /* L^-1 */
+  double *Hinv = g_new0 (double, (gsize) cols * cols);   /* H^-1 = L^-T L^-1 */
+  for (guint i = 0; i < cols; i++)
+    for (guint j = 0; j <= i; j++) {
+      double s = 0.0;
+      for (guint k = i; k < cols; k++)
+        s += D[(gsize) k * cols + i] * D[(gsize) k * cols + j];
+      Hinv[(gsize) i * cols + j] = Hinv[(gsize) j * cols + i] = s;
+    }
+  g_free (D);
+  if (!cholesky (Hinv, cols)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: the inverse Hessian is not positive "
+                 "definite", name);
+    g_free (Hinv);
+    return NULL;
+  }
+  double *U = g_new0 (double, (gsize) cols * cols);
+  for (guint i = 0; i < cols; i++)
+    for (guint j = i; j < cols; j++)
+      U[(gsize) i * cols + j] = Hinv[(gsize) j * cols + i];
+  g_free (Hinv);
+  return U;
+}
+
 /* ---------------------------------------------------------------- one matrix */
 
 typedef struct {
@@ -378,43 +414,14 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
     permute_columns (W, rows, cols, sizeof (float), ord, FALSE);
     if (mask)
       permute_columns (mask, rows, cols, 1, ord, FALSE);
-    double *D = damped_hessian (Hp, cols);
+    U = inverse_upper_factor (Hp, cols, name, error);
     g_free (Hp);
-    if (!cholesky (D, cols)) {
-      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: the input Hessian is not positive "
-                   "definite", name);
-      g_free (D);
+    if (!U) {
       g_free (W0);
       g_free (mask);
       g_free (ord);
       return FALSE;
     }
-    invert_lower (D, cols);                    /* L^-1 */
-    /* H^-1 = L^-T L^-1 */
-    double *Hinv = g_new0 (double, (gsize) cols * cols);
-    for (guint i = 0; i < cols; i++)
-      for (guint j = 0; j <= i; j++) {
-        double s = 0.0;
-        for (guint k = i; k < cols; k++)
-          s += D[(gsize) k * cols + i] * D[(gsize) k * cols + j];
-        Hinv[(gsize) i * cols + j] = Hinv[(gsize) j * cols + i] = s;
-      }
-    g_free (D);
-    /* Hinv = U^T U with U upper triangular: U is the transpose of Hinv's lower Cholesky factor */
-    if (!cholesky (Hinv, cols)) {
-      g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: the inverse Hessian is not positive "
-                   "definite", name);
-      g_free (Hinv);
-      g_free (W0);
-      g_free (mask);
-      g_free (ord);
-      return FALSE;
-    }
-    U = g_new0 (double, (gsize) cols * cols);
-    for (guint i = 0; i < cols; i++)
-      for (guint j = i; j < cols; j++)
-        U[(gsize) i * cols + j] = Hinv[(gsize) j * cols + i];
-    g_free (Hinv);
   }
 
   m->q = g_new (int8_t, n);
