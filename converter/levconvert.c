@@ -79,6 +79,16 @@ static GOptionEntry quant_entries[] = {
   { NULL }
 };
 
+/* Returns the index of s (case-insensitive) among n names, or -1; the names are listed in enum order. */
+static gint
+parse_choice (const char *s, const char *const *names, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    if (g_ascii_strcasecmp (s, names[i]) == 0)
+      return (gint) i;
+  return -1;
+}
+
 /* Parses "0.5%" (a percentage) or "0.005" (a fraction) into a fraction in [0, 0.5]; FALSE when malformed. */
 static gboolean
 parse_share (const char *s, double *out)
@@ -212,51 +222,43 @@ main (int argc, char **argv)
     return usage_error (octx, "unknown --embd-format (expected auto, f32, f16, bf16, q8 or q4)");
   LevQuantOptions qopt = lev_quant_default_options (format);
   qopt.fit = LEV_FIT_LSQ;      /* better than absmean on both float models measured (docs/quality.md) */
+  /* in the order of LevCompensate, LevScaleMode and LevScaleFit */
   static const char *const comp_names[] = { "none", "ef", "ef+outliers", "ef+outliers+lowrank" };
-  gboolean quantize = FALSE;
+  static const char *const scale_names[] = { "row", "tensor" };
+  static const char *const fit_names[] = { "absmean", "lsq" };
+  gint choice;
   if (opt_compensate) {
-    guint i = 0;
-    while (i < G_N_ELEMENTS (comp_names) && g_ascii_strcasecmp (opt_compensate, comp_names[i]) != 0)
-      i++;
-    if (i == G_N_ELEMENTS (comp_names))
+    if ((choice = parse_choice (opt_compensate, comp_names, G_N_ELEMENTS (comp_names))) < 0)
       return usage_error (octx, "unknown --compensate (expected none, ef, ef+outliers or ef+outliers+lowrank)");
-    qopt.compensate = (LevCompensate) i;
-    quantize = TRUE;
+    qopt.compensate = (LevCompensate) choice;
   }
   if (opt_scale) {
-    if (g_ascii_strcasecmp (opt_scale, "row") == 0)
-      qopt.scale_mode = LEV_SCALE_ROW;
-    else if (g_ascii_strcasecmp (opt_scale, "tensor") == 0)
-      qopt.scale_mode = LEV_SCALE_TENSOR;
-    else
+    if ((choice = parse_choice (opt_scale, scale_names, G_N_ELEMENTS (scale_names))) < 0)
       return usage_error (octx, "unknown --scale (expected row or tensor)");
-    quantize = TRUE;
+    qopt.scale_mode = (LevScaleMode) choice;
   }
   if (opt_scale_fit) {
-    if (g_ascii_strcasecmp (opt_scale_fit, "absmean") == 0)
-      qopt.fit = LEV_FIT_ABSMEAN;
-    else if (g_ascii_strcasecmp (opt_scale_fit, "lsq") == 0)
-      qopt.fit = LEV_FIT_LSQ;
-    else
+    if ((choice = parse_choice (opt_scale_fit, fit_names, G_N_ELEMENTS (fit_names))) < 0)
       return usage_error (octx, "unknown --scale-fit (expected absmean or lsq)");
-    quantize = TRUE;
+    qopt.fit = (LevScaleFit) choice;
   }
+  gboolean quant_options = opt_compensate || opt_scale || opt_scale_fit;   /* they need t2, t1 or b1 */
   if (opt_outliers && !parse_share (opt_outliers, &qopt.outlier_share))
     return usage_error (octx, "--outliers must be a share between 0 and 50%, such as 0.5% or 0.005");
   if (opt_rank < 1 || opt_rank > (gint) LEV_MAX_LORA_RANK)
     return usage_error (octx, "--rank must be between 1 and 256");
   if (opt_calib_tokens < 16 || opt_calib_ctx < 8 || opt_threads < 0)
     return usage_error (octx, "--calib-tokens must be at least 16, --calib-ctx at least 8, --threads positive");
-  if (quantize && format != LEV_OUT_T2 && format != LEV_OUT_T1 && format != LEV_OUT_B1)
+  if (quant_options && format != LEV_OUT_T2 && format != LEV_OUT_T1 && format != LEV_OUT_B1)
     return usage_error (octx, "--compensate, --scale and --scale-fit need --format t2, t1 or b1");
   if ((opt_calib || opt_calib_lines || opt_outliers || opt_adapter_out) && qopt.compensate == LEV_COMP_NONE)
     return usage_error (octx, "--calib, --calib-lines, --outliers and --adapter-out need --compensate");
   if (opt_adapter_out && qopt.compensate != LEV_COMP_EF_OUTLIERS_LOWRANK)
     return usage_error (octx, "--adapter-out needs --compensate ef+outliers+lowrank (the adapters it writes)");
-  if (opt_vocab_only && quantize)
+  if (opt_vocab_only && quant_options)
     return usage_error (octx, "--vocab-only writes no matrices to quantize");
   /* float matrices to t2/t1/b1 always go through the quantizer (natively ternary ones stay lossless) */
-  quantize = !opt_vocab_only && (format == LEV_OUT_T2 || format == LEV_OUT_T1 || format == LEV_OUT_B1);
+  gboolean quantize = !opt_vocab_only && (format == LEV_OUT_T2 || format == LEV_OUT_T1 || format == LEV_OUT_B1);
   qopt.rank = (guint) opt_rank;
   qopt.calib_path = opt_calib;
   qopt.calib_tokens = (guint) opt_calib_tokens;
