@@ -15,26 +15,9 @@ gi.require_version("Lev", "1.0")
 gi.require_version("Gst", "1.0")
 from gi.repository import Gio, GLib, Gst, Lev  # noqa: E402
 
+from levtest import check, finish, fixture  # noqa: E402
+
 LEVCONVERT = sys.argv[1]
-FIX = os.environ.get("LEV_FIXTURES", "../shared/fixtures")
-failures = []
-
-
-def fixture(rel):
-    path = os.path.join(FIX, rel)
-    if not os.path.exists(path):
-        if os.environ.get("CI", "").lower() == "true":
-            print(f"FAIL: fixture {path} missing and CI=true")
-            sys.exit(1)
-        print(f"SKIP: fixture {path} not found")
-        sys.exit(77)
-    return path
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAILED:", what)
 
 
 def generator(model, **props):
@@ -186,7 +169,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    print(f"{len(failures)} check(s) failed")
-    sys.exit(1)
-print("all PyGObject checks passed")
+finish()
