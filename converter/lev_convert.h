@@ -152,6 +152,7 @@ typedef enum {
 typedef enum {
   LEV_SCALE_ROW,                /* one scale per output row */
   LEV_SCALE_TENSOR,             /* one scale per matrix */
+  LEV_SCALE_GROUP,              /* one scale per block of each row: 128 weights (t2, b1), 160 (t1) */
 } LevScaleMode;
 
 typedef enum {

@@ -252,6 +252,7 @@ inverse_upper_factor (const double *H, guint cols, const char *name, GError **er
 typedef struct {
   guint rows, cols;
   gboolean binary;       /* b1: values ±1; else ternary -1, 0, +1 */
+  guint group;           /* weights per scale along a row with per-group scales (the format's block), else 0 */
   int8_t *q;             /* [rows][cols] codes */
   float *scales;         /* [n_scales] */
   guint n_scales;
@@ -357,15 +358,19 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   gsize n = (gsize) rows * cols;
   float *W0 = g_memdup2 (W, n * sizeof (float));
   gboolean binary = m->binary;
-  /* scales from the original weights */
-  m->n_scales = o->scale_mode == LEV_SCALE_TENSOR ? 1 : rows;
+  /* scales from the original weights: gw weights per scale along a row, ng scales per row */
+  guint gw = m->group ? m->group : cols, ng = (cols + gw - 1) / gw;
+  m->n_scales = o->scale_mode == LEV_SCALE_TENSOR ? 1 : rows * ng;
   m->scales = g_new (float, m->n_scales);
   if (m->n_scales == 1)
     m->scales[0] = fit_scale (W, n, binary, o->fit);
   else
     for (guint r = 0; r < rows; r++)
-      m->scales[r] = fit_scale (W + (gsize) r * cols, cols, binary, o->fit);
-#define SCALE(r) (m->scales[m->n_scales == 1 ? 0 : (r)])
+      for (guint g = 0; g < ng; g++)
+        m->scales[(gsize) r * ng + g] = fit_scale (W + (gsize) r * cols + g * gw, MIN (gw, cols - g * gw), binary,
+                                                   o->fit);
+  /* the scale of row r, column c (in the file's column order) */
+#define SCALE(r, c) (m->scales[m->n_scales == 1 ? 0 : (gsize) (r) * ng + (c) / gw])
 
   /* outliers: the share of weights with the largest rounding error times input energy (diag H) */
   guint8 *mask = NULL;
@@ -377,7 +382,7 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
       float *score = g_new (float, n), *sorted;
       for (guint r = 0; r < rows; r++)
         for (guint c = 0; c < cols; c++) {
-          float w = W[(gsize) r * cols + c], e = w - SCALE (r) * quant_value (w, SCALE (r), binary);
+          float w = W[(gsize) r * cols + c], e = w - SCALE (r, c) * quant_value (w, SCALE (r, c), binary);
           score[(gsize) r * cols + c] = e * e * (float) (H ? H[(gsize) c * cols + c] : 1.0);
         }
       sorted = g_memdup2 (score, n * sizeof (float));
@@ -431,8 +436,9 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   }
   float *err = g_new (float, rows);
   for (guint c = 0; c < cols; c++) {
+    guint oc = ord ? ord[c] : c;               /* the column in the file's order, for its scale */
     for (guint r = 0; r < rows; r++) {
-      float w = W[(gsize) r * cols + c], s = SCALE (r);
+      float w = W[(gsize) r * cols + c], s = SCALE (r, oc);
       int8_t q = quant_value (w, s, binary);
       m->q[(gsize) r * cols + c] = q;
       float deq = s * q;
@@ -463,41 +469,87 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
     g_free (ord);
   }
 
-  /* with error feedback the weights moved while the scales stayed: refit each scale to the codes it got, the least
-   * squares fit under the input statistics, s = (q^T H t) / (q^T H q), where q are the codes outside the outliers
-   * and t = W0 minus the kept outliers (whose values stay what the sweep fixed) */
+  /* with error feedback the weights moved while the scales stayed: refit the scales to the codes they got, the
+   * least squares fit under the input statistics. Within a row with groups g of codes q_g (outside the outliers)
+   * the error (t - sum_g s_g q_g)^T H (t - sum_g s_g q_g), t = W0 minus the kept outliers (whose values stay what
+   * the sweep fixed), is least at G s = b with G_gh = q_g^T H q_h and b_g = q_g^T H t; one group per row gives
+   * s = (q^T H t) / (q^T H q), one scale per tensor sums numerator and denominator over the rows */
   if (H && o->compensate >= LEV_COMP_EF) {
-    double *hq = g_new (double, cols);
+    double *hq = g_new (double, (gsize) cols * ng);    /* hq[i][g] = (H q_g)_i */
+    double *G = g_new (double, (gsize) ng * ng), *b = g_new (double, ng), *sol = g_new (double, ng);
+    guint *act = g_new (guint, ng);
     double num_all = 0.0, den_all = 0.0;
     for (guint r = 0; r < rows; r++) {
       const int8_t *q = m->q + (gsize) r * cols;
       const guint8 *mk = mask ? mask + (gsize) r * cols : NULL;
+#define QCODE(j) (mk && mk[j] ? 0 : q[j])
       for (guint i = 0; i < cols; i++) {
-        double acc = 0.0;
         const double *h = H + (gsize) i * cols;
-        for (guint j = 0; j < cols; j++)
-          if (q[j] && !(mk && mk[j]))
-            acc += h[j] * q[j];
-        hq[i] = acc;                           /* (H q)_i */
+        for (guint g = 0; g < ng; g++) {
+          double acc = 0.0;
+          for (guint j = g * gw; j < MIN (cols, (g + 1) * gw); j++)
+            if (QCODE (j))
+              acc += h[j] * QCODE (j);
+          hq[(gsize) i * ng + g] = acc;
+        }
       }
-      double num = 0.0, den = 0.0;
+      memset (G, 0, (gsize) ng * ng * sizeof (double));
+      memset (b, 0, ng * sizeof (double));
       for (guint i = 0; i < cols; i++) {
         gsize at = (gsize) r * cols + i;
         double t = W0[at] - (mk && mk[i] ? W[at] : 0.0);
-        num += hq[i] * t;
-        den += hq[i] * (q[i] && !(mk && mk[i]) ? q[i] : 0);
+        const double *hi = hq + (gsize) i * ng;
+        for (guint g = 0; g < ng; g++) {
+          b[g] += hi[g] * t;
+          if (QCODE (i))
+            G[(gsize) (i / gw) * ng + g] += QCODE (i) * hi[g];
+        }
       }
-      if (m->n_scales > 1) {
-        if (den > 0.0 && num > 0.0)
-          m->scales[r] = (float) (num / den);
-      } else {
-        num_all += num;
-        den_all += den;
+#undef QCODE
+      if (m->n_scales == 1) {
+        num_all += b[0];
+        den_all += G[0];
+        continue;
       }
+      /* solve over the groups that have codes (the others keep their scale, which multiplies nothing) */
+      guint na = 0;
+      for (guint g = 0; g < ng; g++)
+        if (G[(gsize) g * ng + g] > 0.0)
+          act[na++] = g;
+      if (na == 0)
+        continue;
+      double *A = g_new (double, (gsize) na * na);
+      for (guint x = 0; x < na; x++)
+        for (guint y = 0; y < na; y++)
+          A[(gsize) x * na + y] = G[(gsize) act[x] * ng + act[y]];
+      gboolean good = cholesky (A, na);
+      if (good) {                              /* L L^T s = b */
+        for (guint x = 0; x < na; x++) {
+          double v = b[act[x]];
+          for (guint y = 0; y < x; y++)
+            v -= A[(gsize) x * na + y] * sol[y];
+          sol[x] = v / A[(gsize) x * na + x];
+        }
+        for (guint x = na; x-- > 0;) {
+          double v = sol[x];
+          for (guint y = x + 1; y < na; y++)
+            v -= A[(gsize) y * na + x] * sol[y];
+          sol[x] = v / A[(gsize) x * na + x];
+          good = good && isfinite (sol[x]) && sol[x] > 0.0;
+        }
+      }
+      if (good)                                /* else the row keeps its scales */
+        for (guint x = 0; x < na; x++)
+          m->scales[(gsize) r * ng + act[x]] = (float) sol[x];
+      g_free (A);
     }
     if (m->n_scales == 1 && den_all > 0.0 && num_all > 0.0)
       m->scales[0] = (float) (num_all / den_all);
     g_free (hq);
+    g_free (G);
+    g_free (b);
+    g_free (sol);
+    g_free (act);
   }
 
   /* the outliers' entries in row order (columns ascending) and the dequantized matrix for the residual */
@@ -508,7 +560,7 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   for (guint r = 0; r < rows; r++) {
     for (guint c = 0; c < cols; c++) {
       gsize i = (gsize) r * cols + c;
-      Wq[i] = SCALE (r) * m->q[i];
+      Wq[i] = SCALE (r, c) * m->q[i];
       if (mask && mask[i]) {         /* the kept weight is the value the sweep fixed: store its difference */
         uint16_t h = lev_f32_to_f16 (fminf (fmaxf (W[i] - Wq[i], -65504.0f), 65504.0f));
         guint32 e = ((guint32) h << 16) | c;
@@ -622,9 +674,11 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
     double loss = 0.0, rtn = 0.0, ref = 0.0;
     double *d = g_new (double, cols), *e = g_new (double, cols);
     for (guint r = 0; r < rows; r++) {
-      float s0 = fit_scale (W0 + (gsize) r * cols, cols, binary, o->fit);
+      float s0 = 0.0f;
       for (guint c = 0; c < cols; c++) {
         float w = W0[(gsize) r * cols + c];
+        if (c % gw == 0)
+          s0 = fit_scale (W0 + (gsize) r * cols + c, MIN (gw, cols - c), binary, o->fit);
         d[c] = w - Wq[(gsize) r * cols + c];
         e[c] = w - s0 * quant_value (w, s0, binary);
       }
@@ -875,7 +929,8 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
         gchar *n = g_strdup_printf ("blk.%u.%s", l, body_matrices[i].name);
         LevConvTensor *t = lev_conv_model_find (model, n);
         if (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED) {
-          QMat m = { .rows = (guint) t->shape[0], .cols = (guint) t->shape[1], .binary = enc == LEV_ENC_B1 };
+          QMat m = { .rows = (guint) t->shape[0], .cols = (guint) t->shape[1], .binary = enc == LEV_ENC_B1,
+                     .group = o->scale_mode == LEV_SCALE_GROUP ? lev_qenc_block_weights (enc) : 0 };
           float *W = tensor_floats (t);
           for (gsize k = 0; ok && k < (gsize) m.rows * m.cols; k++)
             if (!isfinite (W[k])) {

@@ -69,7 +69,8 @@ static GOptionEntry quant_entries[] = {
     "Share of each matrix's weights kept in f16 as outliers, picked by rounding error times input energy "
     "(default 0.5%)", "P%" },
   { "rank", 0, 0, G_OPTION_ARG_INT, &opt_rank, "Rank of the low-rank adapters (default 4, 1..256)", "R" },
-  { "scale", 0, 0, G_OPTION_ARG_STRING, &opt_scale, "Scale granularity: row (default) or tensor", "GRAN" },
+  { "scale", 0, 0, G_OPTION_ARG_STRING, &opt_scale, "Scale granularity of float matrices: row (default), tensor, "
+    "or group (one per block of a row: 128 weights for t2 and b1, 160 for t1)", "GRAN" },
   { "scale-fit", 0, 0, G_OPTION_ARG_STRING, &opt_scale_fit,
     "How scales of float matrices are chosen: lsq (least squares, default) or absmean (mean |w|, BitNet b1.58's "
     "rule); the same for b1", "FIT" },
@@ -224,7 +225,7 @@ main (int argc, char **argv)
   qopt.fit = LEV_FIT_LSQ;      /* better than absmean on both float models measured (docs/quality.md) */
   /* in the order of LevCompensate, LevScaleMode and LevScaleFit */
   static const char *const comp_names[] = { "none", "ef", "ef+outliers", "ef+outliers+lowrank" };
-  static const char *const scale_names[] = { "row", "tensor" };
+  static const char *const scale_names[] = { "row", "tensor", "group" };
   static const char *const fit_names[] = { "absmean", "lsq" };
   gint choice;
   if (opt_compensate) {
@@ -234,7 +235,7 @@ main (int argc, char **argv)
   }
   if (opt_scale) {
     if ((choice = parse_choice (opt_scale, scale_names, G_N_ELEMENTS (scale_names))) < 0)
-      return usage_error (octx, "unknown --scale (expected row or tensor)");
+      return usage_error (octx, "unknown --scale (expected row, tensor or group)");
     qopt.scale_mode = (LevScaleMode) choice;
   }
   if (opt_scale_fit) {

@@ -32,6 +32,7 @@ struct LevContext {
   size_t qstride;
   int8_t *xq, *xq2;
   int32_t *xsum;
+  int32_t *xcsum;              /* [B][qstride / 32] activation sums per 32-value chunk (per-group scales) */
   float *xscale;
   float *inv_freq;            /* head_dim / 2 RoPE frequencies after scaling */
   float *rope_cos, *rope_sin; /* [batch][head_dim / 2] at the text position of each token */
@@ -117,7 +118,8 @@ finish_quantized (LevContext *c, uint32_t n, uint32_t cols)
   for (uint32_t t = 0; t < n; t++) {
     int8_t *q = c->xq + t * c->qstride;
     memset (q + cols, 0, width - cols);
-    lev_qact_finish_row (q, width, c->kern->needs_q2 ? c->xq2 + 2 * t * c->qstride : NULL, &c->xsum[t]);
+    lev_qact_finish_row (q, width, c->kern->needs_q2 ? c->xq2 + 2 * t * c->qstride : NULL, &c->xsum[t],
+                         c->xcsum + t * (c->qstride / 32));
   }
 }
 
@@ -250,7 +252,7 @@ linear (LevContext *c, const LevMatrix *m, const LinearInput *in, float *y, size
       finish_quantized (c, in->n, in->cols);
     }
     if (in->quantized || !c->float_reference)
-      job.act = (LevQAct) { in->n, c->qstride, c->xq, c->xq2, c->xsum, c->xscale };
+      job.act = (LevQAct) { in->n, c->qstride, c->xq, c->xq2, c->xsum, c->xscale, c->xcsum };
   } else if (in->quantized && m->encoding != LEV_ENC_Q8) {
     /* a float matrix with quantized activations: use the dequantized values */
     for (uint32_t t = 0; t < in->n; t++)
@@ -702,6 +704,7 @@ lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKv
   c->xq = g_new0 (int8_t, B * c->qstride);
   c->xq2 = g_new0 (int8_t, 2 * B * c->qstride);
   c->xsum = g_new0 (int32_t, B);
+  c->xcsum = g_new0 (int32_t, B * (c->qstride / 32));
   c->xscale = g_new0 (float, B);
   c->inv_freq = g_new0 (float, half);
   c->rope_cos = g_new0 (float, B * half);
@@ -740,6 +743,7 @@ lev_context_free (LevContext *c)
   g_free (c->xq);
   g_free (c->xq2);
   g_free (c->xsum);
+  g_free (c->xcsum);
   g_free (c->xscale);
   g_free (c->inv_freq);
   g_free (c->rope_cos);

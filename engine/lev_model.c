@@ -402,9 +402,13 @@ check_directory (const Directory *d, uint64_t data_size, GError **error)
       FAIL ("tensor %s: %s needs a matrix", e->name, e->encoding == LEV_ENC_Q8 ? "q8" : lev_qenc_name (e->encoding));
     uint64_t expect = e->encoding == LEV_ENC_SPARSE ? e->size : encoding_size (e->encoding, n, e->shape[0]);
     if (lev_qenc_is_packed (e->encoding)) {
-      /* codes, then one scale per tensor or one per row */
+      /* codes, then one scale per tensor, one per row, or (t2, t1, b1) one per block of each row */
       uint64_t codes = packed_code_size (e->encoding, e->shape[0], e->shape[1]);
-      expect = codes == 0 ? 0 : e->size == codes + 4 * e->shape[0] ? e->size : codes + 4;
+      uint64_t blocks = lev_qenc_cols_padded (e->encoding, e->shape[1]) / lev_qenc_block_weights (e->encoding);
+      gboolean groups_ok = e->encoding != LEV_ENC_Q4 && blocks <= LEV_QMAX_GROUPS;
+      expect = codes == 0 ? 0
+               : e->size == codes + 4 * e->shape[0] ? e->size
+               : groups_ok && e->size == codes + 4 * e->shape[0] * blocks ? e->size : codes + 4;
     }
     if (expect == 0 || e->size != expect)
       FAIL ("tensor %s: size %" G_GUINT64_FORMAT " does not match its shape and encoding (%" G_GUINT64_FORMAT ")",
@@ -688,10 +692,10 @@ lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out)
       /* one block at a time through a small buffer */
       size_t bw = lev_qenc_block_weights (m->encoding), bb = lev_qenc_block_bytes (m->encoding);
       const uint8_t *codes = m->q.codes + (size_t) row * m->q.row_bytes;
-      float s = lev_qmatrix_scale (&m->q, row);
       int8_t v[160];
       for (size_t b = 0; b * bw < cols; b++) {
         size_t n = MIN (bw, cols - b * bw);
+        float s = lev_qmatrix_block_scale (&m->q, row, b);
         lev_qunpack_row (m->encoding, codes + b * bb, n, v);
         for (size_t i = 0; i < n; i++)
           out[b * bw + i] = (float) v[i] * s;
@@ -743,8 +747,10 @@ lev_model_embedding (const LevModel *model, uint32_t token, float *out, uint8_t 
   row.rows = 1;
   if (lev_qenc_is_packed (e->encoding)) {
     row.q.codes = scratch;
-    row.q.scales = (const float *) ((const uint8_t *) &e->q.scales[e->q.n_scales == 1 ? 0 : token]);
-    row.q.n_scales = 1;
+    uint32_t per_row = lev_qmatrix_grouped (&e->q) ? e->q.n_scales / e->q.rows : 1;
+    row.q.scales = e->q.scales + (e->q.n_scales == 1 ? 0 : (size_t) token * per_row);
+    row.q.n_scales = per_row;
+    row.q.rows = 1;
   } else if (e->encoding == LEV_ENC_Q8) {
     row.data = scratch;
     row.scales = &e->scales[token];

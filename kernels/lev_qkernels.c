@@ -168,11 +168,17 @@ lev_qunpack_row (uint32_t enc, const uint8_t *row, size_t cols, int8_t *vals)
 }
 
 void
-lev_qact_finish_row (const int8_t *q, size_t stride, int8_t *q2, int32_t *sum)
+lev_qact_finish_row (const int8_t *q, size_t stride, int8_t *q2, int32_t *sum, int32_t *csum)
 {
   int32_t s = 0;
-  for (size_t i = 0; i < stride; i++)
-    s += q[i];
+  for (size_t c = 0; c < stride; c += 32) {
+    int32_t cs = 0;
+    for (size_t i = 0; i < 32; i++)
+      cs += q[c + i];
+    if (csum)
+      csum[c / 32] = cs;
+    s += cs;
+  }
   *sum = s;
   if (q2)
     for (size_t c = 0; c < stride; c += 32) {
@@ -181,20 +187,38 @@ lev_qact_finish_row (const int8_t *q, size_t stride, int8_t *q2, int32_t *sum)
     }
 }
 
+void
+lev_qact_block_sums (const LevQAct *act, size_t t0, size_t nt, uint32_t enc, size_t n_blocks, float *gs)
+{
+  size_t per = lev_qenc_block_weights (enc) / 32;
+  for (size_t t = 0; t < nt; t++) {
+    const int32_t *cs = act->csum + (t0 + t) * (act->stride / 32);
+    for (size_t b = 0; b < n_blocks; b++) {
+      int32_t s = 0;
+      for (size_t k = 0; k < per; k++)
+        s += cs[b * per + k];
+      gs[t * n_blocks + b] = (float) s;
+    }
+  }
+}
+
 float
 lev_qdot_f32 (const LevQMatrix *w, size_t r, const float *x)
 {
   size_t bw = lev_qenc_block_weights (w->enc), bb = lev_qenc_block_bytes (w->enc);
   const uint8_t *row = w->codes + r * w->row_bytes;
+  int grouped = lev_qmatrix_grouped (w);
   int8_t v[160];
   float s = 0.0f;
   for (size_t b = 0; b * bw < w->cols; b++) {
     unpack_block (w->enc, row + b * bb, v);
     size_t n = w->cols - b * bw < bw ? w->cols - b * bw : bw;
+    float sb = 0.0f;
     for (size_t i = 0; i < n; i++)
-      s += (float) v[i] * x[b * bw + i];
+      sb += (float) v[i] * x[b * bw + i];
+    s += grouped ? sb * lev_qmatrix_block_scale (w, r, b) : sb;
   }
-  return s * lev_qmatrix_scale (w, r);
+  return grouped ? s : s * lev_qmatrix_scale (w, r);
 }
 
 /* ---------------------------------------------------------------- KV helpers */
@@ -241,32 +265,40 @@ lev_axpy_i8 (float a, const int8_t *x, float *y, size_t n)
 /* ---------------------------------------------------------------- scalar reference kernels */
 
 /* Integer dot products of row r with every token, one block at a time (the block is decoded once for all
- * tokens), then the shared float epilogue. */
+ * tokens), then the shared float epilogue; with per-group scales each block's exact sum is scaled and added in
+ * float, blocks in order. */
 static void
 gemm_scalar (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0, size_t r1)
 {
   size_t bw = lev_qenc_block_weights (w->enc), bb = lev_qenc_block_bytes (w->enc);
   size_t nb = w->cols_pad / bw;
+  int grouped = lev_qmatrix_grouped (w);
   int32_t acc[64];
+  float facc[64];
   int8_t v[160];
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *row = w->codes + r * w->row_bytes;
-    float ws = lev_qmatrix_scale (w, r);
     for (size_t t0 = 0; t0 < act->n; t0 += 64) {
       size_t nt = act->n - t0 < 64 ? act->n - t0 : 64;
       memset (acc, 0, sizeof acc);
+      memset (facc, 0, sizeof facc);
       for (size_t b = 0; b < nb; b++) {
         unpack_block (w->enc, row + b * bb, v);
+        float gsc = grouped ? lev_qmatrix_block_scale (w, r, b) : 0.0f;
         for (size_t t = 0; t < nt; t++) {
           const int8_t *x = act->q + (t0 + t) * act->stride + b * bw;
           int32_t s = 0;
           for (size_t i = 0; i < bw; i++)
             s += (int32_t) v[i] * x[i];
-          acc[t] += s;
+          if (grouped)
+            facc[t] += (float) s * gsc;
+          else
+            acc[t] += s;
         }
       }
       for (size_t t = 0; t < nt; t++)
-        y[(t0 + t) * y_stride + r] = (float) acc[t] * (ws * act->scale[t0 + t]);
+        y[(t0 + t) * y_stride + r] = grouped ? facc[t] * act->scale[t0 + t]
+                                             : (float) acc[t] * (lev_qmatrix_scale (w, r) * act->scale[t0 + t]);
     }
   }
 }

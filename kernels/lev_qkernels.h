@@ -16,8 +16,9 @@ extern "C" {
  *   b1: 128 weights in 16 bytes; bit b of byte j is weight 8j + b: 1 = +1, 0 = -1.
  *   q4: 64 weights in 32 bytes; byte j holds weight j in its low nibble and weight j + 32 in its high nibble,
  *       as code q + 8 with q in -8..7.
- * A packed tensor is codes[rows][row_bytes] followed by float scales[n_scales], n_scales = 1 (one per tensor)
- * or rows (one per row); weight = value * scale. */
+ * A packed tensor is codes[rows][row_bytes] followed by float scales[n_scales], n_scales = 1 (one per tensor),
+ * rows (one per row) or rows * blocks per row (one per block, "per-group": scales[r][b] for block b of row r);
+ * weight = value * scale. */
 enum {
   LEV_QENC_T2 = 4,
   LEV_QENC_T1 = 5,
@@ -27,6 +28,8 @@ enum {
 
 /* The widest block of any packed encoding divides this: activation buffers are padded (with zeros) to it. */
 #define LEV_QPAD 640u
+/* The most blocks per row of a matrix with per-group scales (the kernels keep per-block sums on the stack). */
+#define LEV_QMAX_GROUPS 512u
 
 /* Returns whether enc is one of the packed encodings above. */
 int lev_qenc_is_packed (uint32_t enc);
@@ -55,7 +58,7 @@ typedef struct LevQMatrix {
   size_t row_bytes;
   const uint8_t *codes;       /* [rows][row_bytes] */
   const float *scales;        /* [n_scales] */
-  uint32_t n_scales;          /* 1 or rows */
+  uint32_t n_scales;          /* 1, rows, or rows * cols_pad / block weights (per-group) */
 } LevQMatrix;
 
 /* int8 activations of a block of n tokens (per-token absmax quantized), ready for the kernels. */
@@ -66,13 +69,20 @@ typedef struct LevQAct {
   const int8_t *q2;           /* [n][2 * stride]: every 32-value chunk twice (the AVX-512 kernels' layout) */
   const int32_t *sum;         /* [n] sum of q over the row */
   const float *scale;         /* [n] value = q * scale */
+  const int32_t *csum;        /* [n][stride / 32] sum of each 32-value chunk of q (for per-group scales) */
 } LevQAct;
 
-/* Fills q2 and sum of one token row from its q (stride values, zero past the width). */
-void lev_qact_finish_row (const int8_t *q, size_t stride, int8_t *q2, int32_t *sum);
+/* Fills q2, sum and csum (q2 and csum may be NULL) of one token row from its q (stride values, zero past the
+ * width). */
+void lev_qact_finish_row (const int8_t *q, size_t stride, int8_t *q2, int32_t *sum, int32_t *csum);
+/* Fills gs[t * n_blocks + b] with the activation sum over block b (of enc's width) of token t0 + t, t < nt, from
+ * act->csum: what the per-group kernels subtract for their unsigned codes. */
+void lev_qact_block_sums (const LevQAct *act, size_t t0, size_t nt, uint32_t enc, size_t n_blocks, float *gs);
 
 /* y[t * y_stride + r] = scale(r) * act->scale[t] * sum_c w[r][c] * q[t][c] for rows [r0, r1), all tokens.
- * The integer sums are exact in every implementation; the float product is the same expression everywhere. */
+ * The integer sums are exact in every implementation; the float product is the same expression everywhere.
+ * With per-group scales, y = act->scale[t] * sum_b scale(r, b) * (exact integer sum over block b): the float
+ * sum over blocks is in an order of each implementation's own (results within float rounding of each other). */
 typedef void (*LevQGemmFn) (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0,
                             size_t r1);
 
@@ -133,11 +143,25 @@ lev_qgemm (const LevQKernels *k, const LevQMatrix *w, const LevQAct *act, float 
   k->gemm[w->enc - LEV_QENC_T2] (w, act, y, y_stride, r0, r1);
 }
 
-/* Returns the scale of row r. */
+/* Returns whether w has one scale per block of each row (per-group scales). */
+static inline int
+lev_qmatrix_grouped (const LevQMatrix *w)
+{
+  return w->n_scales > w->rows;
+}
+
+/* Returns the scale of row r (matrices with one scale per tensor or per row). */
 static inline float
 lev_qmatrix_scale (const LevQMatrix *w, size_t r)
 {
   return w->scales[w->n_scales == 1 ? 0 : r];
+}
+
+/* Returns the scale of block b of row r, whatever the scale layout. */
+static inline float
+lev_qmatrix_block_scale (const LevQMatrix *w, size_t r, size_t b)
+{
+  return lev_qmatrix_grouped (w) ? w->scales[r * (w->n_scales / w->rows) + b] : lev_qmatrix_scale (w, r);
 }
 
 /* Returns sum_c w[r][c] * x[c] for float activations x (cols values), the reference path without act quant. */

@@ -112,18 +112,115 @@ gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_
   }
 }
 
+/* Sum of eight float lanes. */
+AI float
+hsum_ps (__m256 v)
+{
+  __m128 s = _mm_add_ps (_mm256_castps256_ps128 (v), _mm256_extractf128_ps (v, 1));
+  s = _mm_add_ps (s, _mm_movehl_ps (s, s));
+  s = _mm_add_ss (s, _mm_movehdup_ps (s));
+  return _mm_cvtss_f32 (s);
+}
+
+/* Dot product of n floats (the per-group offset correction: scales times block sums). */
+AI float
+dot8 (const float *a, const float *b, size_t n)
+{
+  __m256 acc = _mm256_setzero_ps ();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    acc = _mm256_fmadd_ps (_mm256_loadu_ps (a + i), _mm256_loadu_ps (b + i), acc);
+  float s = hsum_ps (acc);
+  for (; i < n; i++)
+    s += a[i] * b[i];
+  return s;
+}
+
+/* gemm_tiles for per-group scales: each block's exact integer sums are converted and scaled in the vector, and
+ * the codes' offset comes off at the end as the scales times the activations' block sums (act->csum). */
+AI void
+gemm_tiles_grouped (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
+                    size_t r0, size_t r1)
+{
+  const int nf = n_fields (enc);
+  const float off = enc == LEV_QENC_Q4 ? 8.0f : 1.0f, gain = enc == LEV_QENC_B1 ? 2.0f : 1.0f;
+  const __m256i ones16 = _mm256_set1_epi16 (1), ones8 = _mm256_set1_epi8 (1);
+  size_t nb = w->cols_pad / lev_qenc_block_weights (enc);
+  const int8_t *xs[4];
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; t++)
+    xs[t] = act->q + (t0 + t) * act->stride;
+  float gs[4 * LEV_QMAX_GROUPS];
+  lev_qact_block_sums (act, t0, (size_t) TT, enc, nb, gs);
+  for (size_t r = r0; r < r1; r++) {
+    const uint8_t *p = w->codes + r * w->row_bytes;
+    const float *sc = w->scales + r * nb;
+    __m256 facc[4];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++)
+      facc[t] = _mm256_setzero_ps ();
+    for (size_t b = 0; b < nb; b++) {
+      __m256 sv = _mm256_set1_ps (sc[b]);
+      __m256i acc[4];
+      if (enc == LEV_QENC_B1) {               /* four 32-weight chunks per block */
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+          acc[t] = _mm256_setzero_si256 ();
+#pragma GCC unroll 4
+        for (size_t c = 4 * b; c < 4 * b + 4; c++) {
+          __m256i m = expand_bits (p + 4 * c);
+#pragma GCC unroll 8
+          for (int t = 0; t < TT; t++) {
+            __m256i sel = _mm256_and_si256 (m, _mm256_loadu_si256 ((const __m256i *) (xs[t] + 32 * c)));
+            acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (_mm256_maddubs_epi16 (ones8, sel), ones16));
+          }
+        }
+      } else {
+        __m256i f[5];
+        decode (enc, _mm256_loadu_si256 ((const __m256i *) (p + 32 * b)), f);
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) {
+          const int8_t *x = xs[t] + 32 * nf * b;
+          __m256i s = _mm256_maddubs_epi16 (f[0], _mm256_loadu_si256 ((const __m256i *) x));
+#pragma GCC unroll 8
+          for (int k = 1; k < nf; k++)
+            s = _mm256_add_epi16 (s, _mm256_maddubs_epi16 (f[k], _mm256_loadu_si256 ((const __m256i *) (x + 32 * k))));
+          acc[t] = _mm256_madd_epi16 (s, ones16);
+        }
+      }
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++)
+        facc[t] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (acc[t]), sv, facc[t]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) {
+      float corr = dot8 (sc, gs + (size_t) t * nb, nb);
+      y[(t0 + t) * ys + r] = (gain * hsum_ps (facc[t]) - off * corr) * act->scale[t0 + t];
+    }
+  }
+}
+
+/* Runs tiles of 4, 2 and 1 tokens through TILES (gemm_tiles or gemm_tiles_grouped). */
+#define FOR_TOKEN_TILES(TILES) \
+  do { \
+    size_t t0 = 0, n = act->n; \
+    for (; t0 + 4 <= n; t0 += 4) \
+      TILES (enc, 4, w, act, t0, y, ys, r0, r1); \
+    if (n - t0 >= 2) { \
+      TILES (enc, 2, w, act, t0, y, ys, r0, r1); \
+      t0 += 2; \
+    } \
+    if (n - t0 >= 1) \
+      TILES (enc, 1, w, act, t0, y, ys, r0, r1); \
+  } while (0)
+
 AI void
 gemm_enc (uint32_t enc, const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
 {
-  size_t t0 = 0, n = act->n;
-  for (; t0 + 4 <= n; t0 += 4)
-    gemm_tiles (enc, 4, w, act, t0, y, ys, r0, r1);
-  if (n - t0 >= 2) {
-    gemm_tiles (enc, 2, w, act, t0, y, ys, r0, r1);
-    t0 += 2;
-  }
-  if (n - t0 >= 1)
-    gemm_tiles (enc, 1, w, act, t0, y, ys, r0, r1);
+  if (lev_qmatrix_grouped (w))
+    FOR_TOKEN_TILES (gemm_tiles_grouped);
+  else
+    FOR_TOKEN_TILES (gemm_tiles);
 }
 
 static void

@@ -122,22 +122,127 @@ gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_
   }
 }
 
+/* Per-group scales: adds to sf0[t] / sf1[t] the scaled sums sum_c scale(row, c) * (codes . x over chunk c) of
+ * rows p0 / p1 (scales s0 / s1, one per 32-byte chunk = block) for chunks [c0, c1); each chunk's exact integer
+ * sums are converted and scaled in the vector, no reduction per chunk. */
+AI void
+pair_tile_grouped (uint32_t enc, int TT, const uint8_t *p0, const uint8_t *p1, const float *s0, const float *s1,
+                   const int8_t *const *xs, size_t c0, size_t c1, float *sf0, float *sf1)
+{
+  const int nf = n_fields (enc);
+  const int na = TT <= 2 ? nf : 1;
+  __m512 facc[8];
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; t++)
+    facc[t] = _mm512_setzero_ps ();
+  for (size_t c = c0; c < c1; c++) {
+    __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm256_loadu_si256 ((const __m256i *) (p0 + 32 * c))),
+                                        _mm256_loadu_si256 ((const __m256i *) (p1 + 32 * c)), 1);
+    __m512 sv = _mm512_castpd_ps (_mm512_insertf64x4 (_mm512_castps_pd (_mm512_set1_ps (s0[c])),
+                                                      _mm256_castps_pd (_mm256_set1_ps (s1[c])), 1));
+    __m512i f[5];
+    decode (enc, codes, f);
+    __m512i acc[8][5];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++)
+#pragma GCC unroll 8
+      for (int k = 0; k < na; k++)
+        acc[t][k] = _mm512_setzero_si512 ();
+#pragma GCC unroll 8
+    for (int k = 0; k < nf; k++)
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++)
+        acc[t][k % na] = _mm512_dpbusd_epi32 (acc[t][k % na], f[k], _mm512_loadu_si512 (xs[t] + 64 * (nf * c + k)));
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) {
+#pragma GCC unroll 8
+      for (int k = 1; k < na; k++)
+        acc[t][0] = _mm512_add_epi32 (acc[t][0], acc[t][k]);
+      facc[t] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[t][0]), sv, facc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; t++) {
+    sf0[t] += _mm512_mask_reduce_add_ps (0x00ff, facc[t]);
+    sf1[t] += _mm512_mask_reduce_add_ps (0xff00, facc[t]);
+  }
+}
+
+/* Dot product of n floats, sixteen lanes (the per-group offset correction: scales times block sums). */
+AI float
+dot16 (const float *a, const float *b, size_t n)
+{
+  __m512 acc = _mm512_setzero_ps ();
+  for (size_t i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << (n - i)) - 1);
+    acc = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, a + i), _mm512_maskz_loadu_ps (m, b + i), acc);
+  }
+  return _mm512_reduce_add_ps (acc);
+}
+
+/* gemm_tiles for per-group scales (a block is one 32-byte chunk): y = act scale * (sum over blocks of scale *
+ * codes . x - code offset * sum over blocks of scale * block sum of x), the second term from act->csum. */
+AI void
+gemm_tiles_grouped (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
+                    size_t r0, size_t r1)
+{
+  const int nf = n_fields (enc);
+  const float off = (float) code_offset (enc);
+  size_t n_chunks = w->row_bytes / 32;
+  size_t kc = 32768 / ((size_t) TT * 64 * nf);
+  const int8_t *xs[8];
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; t++)
+    xs[t] = act->q2 + (t0 + t) * 2 * act->stride;
+  float gs[8 * LEV_QMAX_GROUPS];
+  lev_qact_block_sums (act, t0, (size_t) TT, enc, n_chunks, gs);
+  float sf[RB][8], spare[8];
+  for (size_t rb = r0; rb < r1; rb += RB) {
+    size_t re = rb + RB < r1 ? rb + RB : r1;
+    memset (sf, 0, sizeof sf);
+    for (size_t c0 = 0; c0 < n_chunks; c0 += kc) {
+      size_t c1 = c0 + kc < n_chunks ? c0 + kc : n_chunks;
+      for (size_t r = rb; r < re; r += 2) {
+        const uint8_t *p0 = w->codes + r * w->row_bytes;
+        const uint8_t *p1 = r + 1 < re ? p0 + w->row_bytes : p0;
+        const float *s0 = w->scales + r * n_chunks, *s1 = r + 1 < re ? s0 + n_chunks : s0;
+        pair_tile_grouped (enc, TT, p0, p1, s0, s1, xs, c0, c1, sf[r - rb], r + 1 < re ? sf[r + 1 - rb] : spare);
+      }
+    }
+    for (size_t r = rb; r < re; r++)
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++) {
+        float corr = dot16 (w->scales + r * n_chunks, gs + (size_t) t * n_chunks, n_chunks);
+        y[(t0 + t) * ys + r] = (sf[r - rb][t] - off * corr) * act->scale[t0 + t];
+      }
+  }
+}
+
+/* Runs tiles of 8, 4, 2 and 1 tokens through TILES (gemm_tiles, b1_tiles or their per-group forms). */
+#define FOR_TOKEN_TILES(TILES, ...) \
+  do { \
+    size_t t0 = 0, n = act->n; \
+    for (; t0 + 8 <= n; t0 += 8) \
+      TILES (__VA_ARGS__, 8, w, act, t0, y, ys, r0, r1); \
+    if (n - t0 >= 4) { \
+      TILES (__VA_ARGS__, 4, w, act, t0, y, ys, r0, r1); \
+      t0 += 4; \
+    } \
+    if (n - t0 >= 2) { \
+      TILES (__VA_ARGS__, 2, w, act, t0, y, ys, r0, r1); \
+      t0 += 2; \
+    } \
+    if (n - t0 >= 1) \
+      TILES (__VA_ARGS__, 1, w, act, t0, y, ys, r0, r1); \
+  } while (0)
+
 AI void
 gemm_enc (uint32_t enc, const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
 {
-  size_t t0 = 0, n = act->n;
-  for (; t0 + 8 <= n; t0 += 8)
-    gemm_tiles (enc, 8, w, act, t0, y, ys, r0, r1);
-  if (n - t0 >= 4) {
-    gemm_tiles (enc, 4, w, act, t0, y, ys, r0, r1);
-    t0 += 4;
-  }
-  if (n - t0 >= 2) {
-    gemm_tiles (enc, 2, w, act, t0, y, ys, r0, r1);
-    t0 += 2;
-  }
-  if (n - t0 >= 1)
-    gemm_tiles (enc, 1, w, act, t0, y, ys, r0, r1);
+  if (lev_qmatrix_grouped (w))
+    FOR_TOKEN_TILES (gemm_tiles_grouped, enc);
+  else
+    FOR_TOKEN_TILES (gemm_tiles, enc);
 }
 
 static void
@@ -161,8 +266,10 @@ gemm_q4 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0
 /* b1, one row: each 64-bit mask selects activations with a zero-masked load; their sum (vpdpbusd with ones)
  * is the dot product with the +1 weights: dot = 2 * selected - sum. */
 AI void
-b1_tiles (int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys, size_t r0, size_t r1)
+b1_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys, size_t r0,
+          size_t r1)
 {
+  (void) enc;
   const __m512i ones = _mm512_set1_epi8 (1);
   size_t units = w->cols_pad / 64;
   const int8_t *xs[8];
@@ -198,24 +305,57 @@ b1_tiles (int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, 
   }
 }
 
+/* b1 with per-group scales: each 128-weight block's selected sum is converted and scaled in the vector; y = act
+ * scale * (2 * sum of scaled selected sums - sum of scale * block sum of x). */
+AI void
+b1_tiles_grouped (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
+                  size_t r0, size_t r1)
+{
+  (void) enc;
+  const __m512i ones = _mm512_set1_epi8 (1);
+  size_t units = w->cols_pad / 64, nb = units / 2;
+  const int8_t *xs[8];
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; t++)
+    xs[t] = act->q + (t0 + t) * act->stride;
+  float gs[8 * LEV_QMAX_GROUPS];
+  lev_qact_block_sums (act, t0, (size_t) TT, LEV_QENC_B1, nb, gs);
+  for (size_t r = r0; r < r1; r++) {
+    const uint8_t *p = w->codes + r * w->row_bytes;
+    const float *sc = w->scales + r * nb;
+    __m512 facc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++)
+      facc[t] = _mm512_setzero_ps ();
+    for (size_t u = 0; u < units; u += 2) {
+      uint64_t b0, b1;
+      memcpy (&b0, p + 8 * u, 8);
+      memcpy (&b1, p + 8 * u + 8, 8);
+      __mmask64 k0 = _cvtu64_mask64 (b0), k1 = _cvtu64_mask64 (b1);
+      __m512 sv = _mm512_set1_ps (sc[u / 2]);
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++) {
+        __m512i a = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), ones, _mm512_maskz_loadu_epi8 (k0, xs[t] + 64 * u));
+        a = _mm512_dpbusd_epi32 (a, ones, _mm512_maskz_loadu_epi8 (k1, xs[t] + 64 * (u + 1)));
+        facc[t] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (a), sv, facc[t]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) {
+      float corr = dot16 (sc, gs + (size_t) t * nb, nb);
+      y[(t0 + t) * ys + r] = (2.0f * _mm512_reduce_add_ps (facc[t]) - corr) * act->scale[t0 + t];
+    }
+  }
+}
+
 static void
 gemm_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
 {
-  size_t t0 = 0, n = act->n;
-  for (; t0 + 8 <= n; t0 += 8)
-    b1_tiles (8, w, act, t0, y, ys, r0, r1);
-  if (n - t0 >= 4) {
-    b1_tiles (4, w, act, t0, y, ys, r0, r1);
-    t0 += 4;
-  }
-  if (n - t0 >= 2) {
-    b1_tiles (2, w, act, t0, y, ys, r0, r1);
-    t0 += 2;
-  }
-  if (n - t0 >= 1)
-    b1_tiles (1, w, act, t0, y, ys, r0, r1);
+  if (lev_qmatrix_grouped (w))
+    FOR_TOKEN_TILES (b1_tiles_grouped, LEV_QENC_B1);
+  else
+    FOR_TOKEN_TILES (b1_tiles, LEV_QENC_B1);
 }
-
 
 /* As lev_dot_f32: eight lanes, the same final sums, no fused multiply-add. */
 static float

@@ -99,18 +99,80 @@ gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_
   }
 }
 
+/* gemm_tiles for per-group scales: the weights are signed, so each block's exact integer sums only need
+ * converting and scaling (vfmaq) into a float accumulator. */
+AI void
+gemm_tiles_grouped (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
+                    size_t r0, size_t r1)
+{
+  const int nf = n_fields (enc);
+  size_t nb = w->cols_pad / lev_qenc_block_weights (enc);
+  const int8_t *xs[4];
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; t++)
+    xs[t] = act->q + (t0 + t) * act->stride;
+  for (size_t r = r0; r < r1; r++) {
+    const uint8_t *p = w->codes + r * w->row_bytes;
+    const float *sc = w->scales + r * nb;
+    float32x4_t facc[4];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++)
+      facc[t] = vdupq_n_f32 (0.0f);
+    for (size_t b = 0; b < nb; b++) {
+      int32x4_t acc[4];
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++)
+        acc[t] = vdupq_n_s32 (0);
+      if (enc == LEV_QENC_B1) {               /* eight 16-weight chunks per block */
+        for (size_t c = 8 * b; c < 8 * b + 8; c++) {
+          int8x16_t wv = b1_weights (p + 2 * c);
+#pragma GCC unroll 8
+          for (int t = 0; t < TT; t++)
+            acc[t] = vdotq_s32 (acc[t], wv, vld1q_s8 (xs[t] + 16 * c));
+        }
+      } else {
+#pragma GCC unroll 8
+        for (int h = 0; h < 2; h++) {
+          int8x16_t f[5];
+          decode (enc, vld1q_u8 (p + 32 * b + 16 * h), f);
+#pragma GCC unroll 8
+          for (int k = 0; k < nf; k++)
+#pragma GCC unroll 8
+            for (int t = 0; t < TT; t++)
+              acc[t] = vdotq_s32 (acc[t], f[k], vld1q_s8 (xs[t] + 32 * (nf * b + k) + 16 * h));
+        }
+      }
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++)
+        facc[t] = vfmaq_n_f32 (facc[t], vcvtq_f32_s32 (acc[t]), sc[b]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++)
+      y[(t0 + t) * ys + r] = vaddvq_f32 (facc[t]) * act->scale[t0 + t];
+  }
+}
+
+/* Runs tiles of 4, 2 and 1 tokens through TILES (gemm_tiles or gemm_tiles_grouped). */
+#define FOR_TOKEN_TILES(TILES) \
+  do { \
+    size_t t0 = 0, n = act->n; \
+    for (; t0 + 4 <= n; t0 += 4) \
+      TILES (enc, 4, w, act, t0, y, ys, r0, r1); \
+    if (n - t0 >= 2) { \
+      TILES (enc, 2, w, act, t0, y, ys, r0, r1); \
+      t0 += 2; \
+    } \
+    if (n - t0 >= 1) \
+      TILES (enc, 1, w, act, t0, y, ys, r0, r1); \
+  } while (0)
+
 AI void
 gemm_enc (uint32_t enc, const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
 {
-  size_t t0 = 0, n = act->n;
-  for (; t0 + 4 <= n; t0 += 4)
-    gemm_tiles (enc, 4, w, act, t0, y, ys, r0, r1);
-  if (n - t0 >= 2) {
-    gemm_tiles (enc, 2, w, act, t0, y, ys, r0, r1);
-    t0 += 2;
-  }
-  if (n - t0 >= 1)
-    gemm_tiles (enc, 1, w, act, t0, y, ys, r0, r1);
+  if (lev_qmatrix_grouped (w))
+    FOR_TOKEN_TILES (gemm_tiles_grouped);
+  else
+    FOR_TOKEN_TILES (gemm_tiles);
 }
 
 static void

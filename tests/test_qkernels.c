@@ -73,7 +73,7 @@ test_roundtrip (void)
 typedef struct {
   size_t n, stride;
   int8_t *q, *q2;
-  int32_t *sum;
+  int32_t *sum, *csum;
   float *scale;
   LevQAct act;
 } Acts;
@@ -87,14 +87,15 @@ make_acts (size_t n, size_t cols)
   a.q = calloc (n * a.stride, 1);
   a.q2 = calloc (2 * n * a.stride, 1);
   a.sum = calloc (n, sizeof (int32_t));
+  a.csum = calloc (n * a.stride / 32, sizeof (int32_t));
   a.scale = calloc (n, sizeof (float));
   for (size_t t = 0; t < n; t++) {
     for (size_t c = 0; c < cols; c++)
       a.q[t * a.stride + c] = (int8_t) (rnd () & 0xff);
-    lev_qact_finish_row (a.q + t * a.stride, a.stride, a.q2 + 2 * t * a.stride, &a.sum[t]);
+    lev_qact_finish_row (a.q + t * a.stride, a.stride, a.q2 + 2 * t * a.stride, &a.sum[t], a.csum + t * a.stride / 32);
     a.scale[t] = t % 3 == 0 ? 1.0f : (float) (rnd () % 1000 + 1) / 4096.0f;
   }
-  a.act = (LevQAct) { (uint32_t) n, a.stride, a.q, a.q2, a.sum, a.scale };
+  a.act = (LevQAct) { (uint32_t) n, a.stride, a.q, a.q2, a.sum, a.scale, a.csum };
   return a;
 }
 
@@ -104,6 +105,7 @@ free_acts (Acts *a)
   free (a->q);
   free (a->q2);
   free (a->sum);
+  free (a->csum);
   free (a->scale);
 }
 
@@ -190,6 +192,104 @@ test_kernels (void)
     if (impls[k])
       printf (" %s", impls[k]->name);
   printf (" ), chosen: %s\n", lev_qkernels_get ()->name);
+}
+
+/* Per-group scales (one per block of each row): every implementation, the scalar reference included, within
+ * float rounding of a double-precision sum of the exact per-block integer dot products times their scales. The
+ * bound is 1e-5 of the sum of |scale| times three times the block's sum of |x| (what the codes' offset can
+ * cancel), per token, far below what one misplaced scale costs. */
+static void
+test_grouped_kernels (void)
+{
+  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
+                                 lev_qkernels_neon () };
+  static const uint32_t genc[] = { LEV_QENC_T2, LEV_QENC_T1, LEV_QENC_B1 };
+  static const size_t shapes[][2] = { { 1, 200 }, { 3, 256 }, { 2, 321 }, { 7, 896 }, { 5, 172 }, { 17, 2048 },
+                                      { 65, 640 }, { 3, 5632 } };
+  static const size_t ntoks[] = { 1, 2, 3, 5, 8, 9, 13, 17 };
+  size_t checked = 0;
+  for (size_t e = 0; e < sizeof genc / sizeof genc[0]; e++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+      uint32_t enc = genc[e];
+      size_t rows = shapes[s][0], cols = shapes[s][1], rb = lev_qenc_row_bytes (enc, cols);
+      size_t bw = lev_qenc_block_weights (enc), nb = lev_qenc_cols_padded (enc, cols) / bw;
+      int8_t *vals = malloc (rows * cols);
+      uint8_t *codes = malloc (rows * rb);
+      float *scales = malloc (rows * nb * sizeof (float));
+      for (size_t r = 0; r < rows; r++) {
+        for (size_t c = 0; c < cols; c++)
+          vals[r * cols + c] = rnd_value (enc);
+        lev_qpack_row (enc, vals + r * cols, cols, codes + r * rb);
+        for (size_t b = 0; b < nb; b++)
+          scales[r * nb + b] = (float) (rnd () % 1000 + 1) / 512.0f * (b % 5 == 3 ? -1.0f : 1.0f);
+      }
+      LevQMatrix w = { enc, (uint32_t) rows, (uint32_t) cols, (uint32_t) (nb * bw), rb, codes, scales,
+                       (uint32_t) (rows * nb) };
+      CHECK (lev_qmatrix_grouped (&w), "%zux%zu %s is grouped", rows, cols, lev_qenc_name (enc));
+      size_t n = ntoks[s % (sizeof ntoks / sizeof ntoks[0])];
+      Acts a = make_acts (n, cols);
+      double *ref = malloc (n * rows * sizeof (double)), *tol = malloc (n * rows * sizeof (double));
+      for (size_t t = 0; t < n; t++)
+        for (size_t r = 0; r < rows; r++) {
+          double acc = 0.0, mag = 0.0;
+          for (size_t b = 0; b < nb; b++) {
+            int32_t dot = 0, xabs = 0;
+            for (size_t c = b * bw; c < cols && c < (b + 1) * bw; c++) {
+              dot += vals[r * cols + c] * a.q[t * a.stride + c];
+              xabs += abs (a.q[t * a.stride + c]);
+            }
+            acc += (double) scales[r * nb + b] * dot;
+            mag += fabs (scales[r * nb + b]) * 3.0 * xabs;
+          }
+          ref[t * rows + r] = acc * a.scale[t];
+          tol[t * rows + r] = 1e-5 * mag * a.scale[t] + 1e-30;
+        }
+      float *y = malloc (n * rows * sizeof (float));
+      for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+        if (!impls[k])
+          continue;
+        for (int split = 0; split < 2; split++) {
+          memset (y, 0xff, n * rows * sizeof (float));
+          if (split) {
+            size_t a1 = rows / 3, a2 = rows - rows / 4;
+            lev_qgemm (impls[k], &w, &a.act, y, rows, 0, a1);
+            lev_qgemm (impls[k], &w, &a.act, y, rows, a1, a2);
+            lev_qgemm (impls[k], &w, &a.act, y, rows, a2, rows);
+          } else {
+            lev_qgemm (impls[k], &w, &a.act, y, rows, 0, rows);
+          }
+          for (size_t i = 0; i < n * rows; i++)
+            CHECK (fabs (y[i] - ref[i]) <= tol[i], "%s grouped %s %zux%zu%s, %zu tokens, output %zu: %.9g vs %.9g",
+                   impls[k]->name, lev_qenc_name (enc), rows, cols, split ? " split" : "", n, i, y[i], ref[i]);
+        }
+        checked++;
+      }
+      /* the float-activation path and the dequantized row use the block scales too */
+      float *xf = malloc (cols * sizeof (float));
+      for (size_t c = 0; c < cols; c++)
+        xf[c] = (float) a.q[c] / 64.0f;
+      for (size_t r = 0; r < rows; r++) {
+        double exact = 0.0, mag = 0.0;
+        for (size_t c = 0; c < cols; c++) {
+          double sc = scales[r * nb + c / bw];
+          exact += sc * vals[r * cols + c] * xf[c];
+          mag += fabs (sc * xf[c]);
+          CHECK (lev_qmatrix_block_scale (&w, r, c / bw) == (float) sc, "block scale %zu/%zu", r, c / bw);
+        }
+        double got = lev_qdot_f32 (&w, r, xf);
+        CHECK (fabs (got - exact) <= 1e-5 * mag + 1e-6, "grouped qdot_f32 %s row %zu: %g vs %g", lev_qenc_name (enc),
+               r, got, exact);
+      }
+      free (xf);
+      free (y);
+      free (ref);
+      free (tol);
+      free_acts (&a);
+      free (vals);
+      free (codes);
+      free (scales);
+    }
+  printf ("grouped kernels: %zu comparisons with a double-precision reference\n", checked);
 }
 
 static void
@@ -288,6 +388,7 @@ main (void)
   test_attention_helpers ();
   test_sparse ();
   test_kernels ();
+  test_grouped_kernels ();
   if (failures) {
     fprintf (stderr, "%d failures\n", failures);
     return 1;

@@ -28,6 +28,7 @@ static gboolean opt_no_bandwidth = FALSE;
 static gchar *opt_adapter = NULL;
 static gdouble opt_outliers = 0.0;
 static gint opt_rank = 0;
+static gboolean opt_group_scales = FALSE;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
@@ -50,6 +51,8 @@ static GOptionEntry entries[] = {
     "its weights (levconvert's default is 0.5; default 0 = none)", "PCT" },
   { "rank", 0, 0, G_OPTION_ARG_INT, &opt_rank, "Synthetic: int8 low-rank adapter of this rank on every matrix "
     "(levconvert's default is 4; default 0 = none)", "R" },
+  { "group-scales", 0, 0, G_OPTION_ARG_NONE, &opt_group_scales, "Synthetic: one scale per block of each row of "
+    "the t2 / t1 / b1 matrices (levconvert --scale group) instead of one per row", NULL },
   { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &opt_no_bandwidth, "Skip the memory bandwidth measurement", NULL },
   { NULL }
 };
@@ -111,6 +114,15 @@ typedef struct {
   uint64_t per_row;           /* LEV_ENC_SPARSE: entries per row */
 } SynTensor;
 
+/* Returns the scales per row of a synthetic packed matrix: one, or one per block with --group-scales. */
+static uint64_t
+syn_scales_per_row (const SynTensor *t)
+{
+  if (!opt_group_scales || t->enc == LEV_ENC_Q4 || !lev_qenc_is_packed (t->enc))
+    return 1;
+  return lev_qenc_cols_padded (t->enc, t->cols) / lev_qenc_block_weights (t->enc);
+}
+
 static uint64_t
 syn_size (const SynTensor *t)
 {
@@ -120,7 +132,7 @@ syn_size (const SynTensor *t)
     case LEV_ENC_SPARSE: return 4 * (t->rows + 1 + t->rows * t->per_row);
     case LEV_ENC_F16: return t->rows * t->cols * 2;
     case LEV_ENC_Q8: return t->rows * t->cols + t->rows * 4;
-    default: return t->rows * lev_qenc_row_bytes (t->enc, t->cols) + t->rows * 4;
+    default: return t->rows * lev_qenc_row_bytes (t->enc, t->cols) + t->rows * 4 * syn_scales_per_row (t);
   }
 }
 
@@ -151,7 +163,7 @@ syn_write (FILE *f, const SynTensor *t, uint8_t *buf, size_t buf_size)
       }
     return TRUE;
   }
-  uint64_t codes = syn_size (t) - t->rows * 4;
+  uint64_t codes = syn_size (t) - t->rows * 4 * syn_scales_per_row (t);
   if (t->enc == LEV_ENC_Q8) {
     for (uint64_t r = 0; r < t->rows; r++)
       if (fwrite (&(float) { scale / 64.0f }, 4, 1, f) != 1)
@@ -190,7 +202,7 @@ syn_write (FILE *f, const SynTensor *t, uint8_t *buf, size_t buf_size)
     codes -= n;
   }
   if (t->enc != LEV_ENC_F16 && t->enc != LEV_ENC_Q8)
-    for (uint64_t r = 0; r < t->rows; r++)
+    for (uint64_t r = 0; r < t->rows * syn_scales_per_row (t); r++)
       if (fwrite (&scale, 4, 1, f) != 1)
         return FALSE;
   return TRUE;
@@ -519,10 +531,11 @@ main (int argc, char **argv)
     double share = bw > 0 && !pp ? mean * bpt / bw : 0;
     uint64_t rss = status_bytes ("VmHWM:");
     if (opt_json)
-      g_print ("{\"model\": \"%s\", \"format\": \"%s\", \"embd_format\": \"%s\", \"test\": \"%s\", \"threads\": %u, "
-               "\"ctx\": %d, \"kv\": \"%s\", \"kernels\": \"%s\", \"tokens_per_s\": %.2f, \"stddev\": %.2f, \"peak_rss_bytes\": %"
+      g_print ("{\"model\": \"%s\", \"format\": \"%s\", \"embd_format\": \"%s\", \"group_scales\": %s, "
+               "\"test\": \"%s\", \"threads\": %u, \"ctx\": %d, \"kv\": \"%s\", \"kernels\": \"%s\", \"tokens_per_s\": %.2f, \"stddev\": %.2f, \"peak_rss_bytes\": %"
                G_GUINT64_FORMAT ", \"bytes_per_token\": %" G_GUINT64_FORMAT ", \"bandwidth_bytes_per_s\": %.0f, "
-               "\"bandwidth_share\": %.3f}\n", model_name, format, embd_format, t, threads, opt_ctx, kv_name,
+               "\"bandwidth_share\": %.3f}\n", model_name, format, embd_format,
+               opt_synthetic && opt_group_scales ? "true" : "false", t, threads, opt_ctx, kv_name,
                lev_kernels_name (), mean, sd, rss, bpt, bw, share);
     else
       g_print ("| %s | %.1f | %.1f | %.1f MB | %s%.0f%% | %.1f |\n", t, mean, sd, bpt / 1e6, pp ? "(" : "",
