@@ -1,5 +1,5 @@
 /* lev_qkernels_avx2.c: AVX2 packed kernels: one row per ymm, unpacked codes times int8 activations (vpmaddubsw). */
-#include "lev_qkernels.h"
+#include "lev_qkernels_simd.h"
 #include "lev_kernels.h"
 
 #if defined(LEV_HAVE_AVX2)
@@ -62,56 +62,6 @@ hsum (__m256i v)
   return _mm_cvtsi128_si32 (s);
 }
 
-/* Rows [r0, r1) times tokens [t0, t0 + TT), one row at a time, every chunk decoded once for the TT tokens. */
-AI void
-gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
-            size_t r0, size_t r1)
-{
-  const int nf = n_fields (enc);
-  const int off = enc == LEV_QENC_Q4 ? 8 : enc == LEV_QENC_B1 ? 0 : 1;
-  const __m256i ones16 = _mm256_set1_epi16 (1), ones8 = _mm256_set1_epi8 (1);
-  size_t n_chunks = enc == LEV_QENC_B1 ? w->cols_pad / 32 : w->row_bytes / 32;
-  const int8_t *xs[4];
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; t++)
-    xs[t] = act->q + (t0 + t) * act->stride;
-  for (size_t r = r0; r < r1; r++) {
-    const uint8_t *p = w->codes + r * w->row_bytes;
-    __m256i acc[4];
-#pragma GCC unroll 8
-    for (int t = 0; t < TT; t++)
-      acc[t] = _mm256_setzero_si256 ();
-    for (size_t c = 0; c < n_chunks; c++) {
-      if (enc == LEV_QENC_B1) {
-        __m256i m = expand_bits (p + 4 * c);
-#pragma GCC unroll 8
-        for (int t = 0; t < TT; t++) {
-          __m256i sel = _mm256_and_si256 (m, _mm256_loadu_si256 ((const __m256i *) (xs[t] + 32 * c)));
-          acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (_mm256_maddubs_epi16 (ones8, sel), ones16));
-        }
-        continue;
-      }
-      __m256i f[5];
-      decode (enc, _mm256_loadu_si256 ((const __m256i *) (p + 32 * c)), f);
-#pragma GCC unroll 8
-      for (int t = 0; t < TT; t++) {
-        const int8_t *x = xs[t] + 32 * nf * c;
-        __m256i s = _mm256_maddubs_epi16 (f[0], _mm256_loadu_si256 ((const __m256i *) x));
-#pragma GCC unroll 8
-        for (int k = 1; k < nf; k++)
-          s = _mm256_add_epi16 (s, _mm256_maddubs_epi16 (f[k], _mm256_loadu_si256 ((const __m256i *) (x + 32 * k))));
-        acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (s, ones16));
-      }
-    }
-    float ws = lev_qmatrix_scale (w, r);
-#pragma GCC unroll 8
-    for (int t = 0; t < TT; t++) {
-      int32_t dot = enc == LEV_QENC_B1 ? 2 * hsum (acc[t]) - act->sum[t0 + t] : hsum (acc[t]) - off * act->sum[t0 + t];
-      y[(t0 + t) * ys + r] = (float) dot * (ws * act->scale[t0 + t]);
-    }
-  }
-}
-
 /* Sum of eight float lanes. */
 AI float
 hsum_ps (__m256 v)
@@ -136,117 +86,83 @@ dot8 (const float *a, const float *b, size_t n)
   return s;
 }
 
-/* gemm_tiles for per-group scales: each block's exact integer sums are converted and scaled in the vector, and
- * the codes' offset comes off at the end as the scales times the activations' block sums (act->csum). */
+/* Rows [r0, r1) times tokens [t0, t0 + TT), one row at a time, every chunk decoded once for the TT tokens. With
+ * per-group scales (grouped) each block's exact integer sums are converted and scaled in the vector, and the
+ * codes' offset comes off at the end as the scales times the activations' block sums (act->csum). */
 AI void
-gemm_tiles_grouped (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
-                    size_t r0, size_t r1)
+gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
+            size_t ys, size_t r0, size_t r1)
 {
   const int nf = n_fields (enc);
-  const float off = enc == LEV_QENC_Q4 ? 8.0f : 1.0f, gain = enc == LEV_QENC_B1 ? 2.0f : 1.0f;
+  const int off = enc == LEV_QENC_Q4 ? 8 : enc == LEV_QENC_B1 ? 0 : 1;
   const __m256i ones16 = _mm256_set1_epi16 (1), ones8 = _mm256_set1_epi8 (1);
-  size_t nb = w->cols_pad / lev_qenc_block_weights (enc);
+  size_t n_chunks = enc == LEV_QENC_B1 ? w->cols_pad / 32 : w->row_bytes / 32;
+  size_t per_block = enc == LEV_QENC_B1 ? 4 : 1, nb = n_chunks / per_block;   /* chunks per block, blocks */
   const int8_t *xs[4];
 #pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q + (t0 + t) * act->stride;
   float gs[4 * LEV_QMAX_GROUPS];
-  lev_qact_block_sums (act, t0, (size_t) TT, enc, nb, gs);
+  if (grouped)
+    lev_qact_block_sums (act, t0, (size_t) TT, enc, nb, gs);
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
-    const float *sc = w->scales + r * nb;
+    const float *sc = grouped ? w->scales + r * nb : NULL;
+    __m256i acc[4];
     __m256 facc[4];
 #pragma GCC unroll 8
-    for (int t = 0; t < TT; t++)
+    for (int t = 0; t < TT; t++) {
+      acc[t] = _mm256_setzero_si256 ();
       facc[t] = _mm256_setzero_ps ();
-    for (size_t b = 0; b < nb; b++) {
-      __m256 sv = _mm256_set1_ps (sc[b]);
-      __m256i acc[4];
-      if (enc == LEV_QENC_B1) {               /* four 32-weight chunks per block */
+    }
+    for (size_t c = 0; c < n_chunks; c++) {
+      if (enc == LEV_QENC_B1) {
+        __m256i m = expand_bits (p + 4 * c);
 #pragma GCC unroll 8
-        for (int t = 0; t < TT; t++)
-          acc[t] = _mm256_setzero_si256 ();
-#pragma GCC unroll 4
-        for (size_t c = 4 * b; c < 4 * b + 4; c++) {
-          __m256i m = expand_bits (p + 4 * c);
-#pragma GCC unroll 8
-          for (int t = 0; t < TT; t++) {
-            __m256i sel = _mm256_and_si256 (m, _mm256_loadu_si256 ((const __m256i *) (xs[t] + 32 * c)));
-            acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (_mm256_maddubs_epi16 (ones8, sel), ones16));
-          }
+        for (int t = 0; t < TT; t++) {
+          __m256i sel = _mm256_and_si256 (m, _mm256_loadu_si256 ((const __m256i *) (xs[t] + 32 * c)));
+          acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (_mm256_maddubs_epi16 (ones8, sel), ones16));
         }
       } else {
         __m256i f[5];
-        decode (enc, _mm256_loadu_si256 ((const __m256i *) (p + 32 * b)), f);
+        decode (enc, _mm256_loadu_si256 ((const __m256i *) (p + 32 * c)), f);
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++) {
-          const int8_t *x = xs[t] + 32 * nf * b;
+          const int8_t *x = xs[t] + 32 * nf * c;
           __m256i s = _mm256_maddubs_epi16 (f[0], _mm256_loadu_si256 ((const __m256i *) x));
 #pragma GCC unroll 8
           for (int k = 1; k < nf; k++)
             s = _mm256_add_epi16 (s, _mm256_maddubs_epi16 (f[k], _mm256_loadu_si256 ((const __m256i *) (x + 32 * k))));
-          acc[t] = _mm256_madd_epi16 (s, ones16);
+          acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (s, ones16));
         }
       }
+      if (grouped && c % per_block == per_block - 1) {
+        __m256 sv = _mm256_set1_ps (sc[c / per_block]);
 #pragma GCC unroll 8
-      for (int t = 0; t < TT; t++)
-        facc[t] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (acc[t]), sv, facc[t]);
+        for (int t = 0; t < TT; t++) {
+          facc[t] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (acc[t]), sv, facc[t]);
+          acc[t] = _mm256_setzero_si256 ();
+        }
+      }
     }
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
-      float corr = dot8 (sc, gs + (size_t) t * nb, nb);
-      y[(t0 + t) * ys + r] = (gain * hsum_ps (facc[t]) - off * corr) * act->scale[t0 + t];
+      if (grouped) {
+        float corr = dot8 (sc, gs + (size_t) t * nb, nb);
+        float gain = enc == LEV_QENC_B1 ? 2.0f : 1.0f, coff = enc == LEV_QENC_Q4 ? 8.0f : 1.0f;
+        y[(t0 + t) * ys + r] = (gain * hsum_ps (facc[t]) - coff * corr) * act->scale[t0 + t];
+      } else {
+        int32_t dot = enc == LEV_QENC_B1 ? 2 * hsum (acc[t]) - act->sum[t0 + t] : hsum (acc[t]) - off * act->sum[t0 + t];
+        y[(t0 + t) * ys + r] = (float) dot * (lev_qmatrix_scale (w, r) * act->scale[t0 + t]);
+      }
     }
   }
 }
 
-/* Runs tiles of 4, 2 and 1 tokens through TILES (gemm_tiles or gemm_tiles_grouped). */
-#define FOR_TOKEN_TILES(TILES) \
-  do { \
-    size_t t0 = 0, n = act->n; \
-    for (; t0 + 4 <= n; t0 += 4) \
-      TILES (enc, 4, w, act, t0, y, ys, r0, r1); \
-    if (n - t0 >= 2) { \
-      TILES (enc, 2, w, act, t0, y, ys, r0, r1); \
-      t0 += 2; \
-    } \
-    if (n - t0 >= 1) \
-      TILES (enc, 1, w, act, t0, y, ys, r0, r1); \
-  } while (0)
-
-AI void
-gemm_enc (uint32_t enc, const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  if (lev_qmatrix_grouped (w))
-    FOR_TOKEN_TILES (gemm_tiles_grouped);
-  else
-    FOR_TOKEN_TILES (gemm_tiles);
-}
-
-static void
-gemm_t2 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_T2, w, act, y, ys, r0, r1);
-}
-
-static void
-gemm_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_T1, w, act, y, ys, r0, r1);
-}
-
-static void
-gemm_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_B1, w, act, y, ys, r0, r1);
-}
-
-static void
-gemm_q4 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_Q4, w, act, y, ys, r0, r1);
-}
-
+LEV_QDEFINE_GEMM (gemm_t2, gemm_tiles, LEV_QENC_T2, 4)
+LEV_QDEFINE_GEMM (gemm_t1, gemm_tiles, LEV_QENC_T1, 4)
+LEV_QDEFINE_GEMM (gemm_b1, gemm_tiles, LEV_QENC_B1, 4)
+LEV_QDEFINE_GEMM (gemm_q4, gemm_tiles, LEV_QENC_Q4, 4)
 
 /* As lev_dot_f32: eight lanes, the same final sums, no fused multiply-add. */
 static float

@@ -1,5 +1,5 @@
 /* lev_qkernels_avx512.c: AVX-512 (F, BW, VL, VNNI) packed kernels: two rows per zmm, vpdpbusd on unpacked codes. */
-#include "lev_qkernels.h"
+#include "lev_qkernels_simd.h"
 
 #if defined(LEV_HAVE_AVX512)
 #include <immintrin.h>
@@ -50,20 +50,26 @@ decode (uint32_t enc, __m512i c, __m512i *f)
   }
 }
 
-/* Adds to st0[t] / st1[t] the dot products of chunks [c0, c1) of rows p0 / p1 with TT tokens (q2 layout). */
+/* Adds to st0[t] / st1[t] the dot products of chunks [c0, c1) of rows p0 / p1 with TT tokens (q2 layout). With
+ * per-group scales (grouped; s0 / s1 the rows' scales, one per chunk = block) each chunk's exact integer sums are
+ * converted and scaled in the vector instead, and the float sums go to sf0[t] / sf1[t]. */
 AI void
-pair_tile (uint32_t enc, int TT, const uint8_t *p0, const uint8_t *p1, const int8_t *const *xs, size_t c0,
-           size_t c1, int32_t *st0, int32_t *st1)
+pair_tile (uint32_t enc, int grouped, int TT, const uint8_t *p0, const uint8_t *p1, const float *s0,
+           const float *s1, const int8_t *const *xs, size_t c0, size_t c1, int32_t *st0, int32_t *st1, float *sf0,
+           float *sf1)
 {
   const int nf = n_fields (enc);
   /* with few tokens, one accumulator per field: independent vpdpbusd chains instead of one long chain */
   const int na = TT <= 2 ? nf : 1;
   __m512i acc[8][5];
+  __m512 facc[8];
 #pragma GCC unroll 8
-  for (int t = 0; t < TT; t++)
+  for (int t = 0; t < TT; t++) {
+    facc[t] = _mm512_setzero_ps ();
 #pragma GCC unroll 8
     for (int k = 0; k < na; k++)
       acc[t][k] = _mm512_setzero_si512 ();
+  }
   for (size_t c = c0; c < c1; c++) {
     __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm256_loadu_si256 ((const __m256i *) (p0 + 32 * c))),
                                         _mm256_loadu_si256 ((const __m256i *) (p1 + 32 * c)), 1);
@@ -74,97 +80,33 @@ pair_tile (uint32_t enc, int TT, const uint8_t *p0, const uint8_t *p1, const int
 #pragma GCC unroll 8
       for (int t = 0; t < TT; t++)
         acc[t][k % na] = _mm512_dpbusd_epi32 (acc[t][k % na], f[k], _mm512_loadu_si512 (xs[t] + 64 * (nf * c + k)));
+    if (grouped) {
+      __m512 sv = _mm512_castpd_ps (_mm512_insertf64x4 (_mm512_castps_pd (_mm512_set1_ps (s0[c])),
+                                                        _mm256_castps_pd (_mm256_set1_ps (s1[c])), 1));
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++) {
+#pragma GCC unroll 8
+        for (int k = 1; k < na; k++)
+          acc[t][0] = _mm512_add_epi32 (acc[t][0], acc[t][k]);
+        facc[t] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[t][0]), sv, facc[t]);
+#pragma GCC unroll 8
+        for (int k = 0; k < na; k++)
+          acc[t][k] = _mm512_setzero_si512 ();
+      }
+    }
   }
 #pragma GCC unroll 8
   for (int t = 0; t < TT; t++) {
+    if (grouped) {
+      sf0[t] += _mm512_mask_reduce_add_ps (0x00ff, facc[t]);
+      sf1[t] += _mm512_mask_reduce_add_ps (0xff00, facc[t]);
+      continue;
+    }
 #pragma GCC unroll 8
     for (int k = 1; k < na; k++)
       acc[t][0] = _mm512_add_epi32 (acc[t][0], acc[t][k]);
     st0[t] += _mm512_mask_reduce_add_epi32 (0x00ff, acc[t][0]);
     st1[t] += _mm512_mask_reduce_add_epi32 (0xff00, acc[t][0]);
-  }
-}
-
-/* Rows [r0, r1) times tokens [t0, t0 + TT): row blocks, then column blocks that keep the tokens' activations in
- * L1, then row pairs. */
-AI void
-gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
-            size_t r0, size_t r1)
-{
-  const int nf = n_fields (enc), off = code_offset (enc);
-  size_t n_chunks = w->row_bytes / 32;
-  size_t kc = 32768 / ((size_t) TT * 64 * nf);
-  const int8_t *xs[8];
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; t++)
-    xs[t] = act->q2 + (t0 + t) * 2 * act->stride;
-  int32_t st[RB][8], spare[8];
-  for (size_t rb = r0; rb < r1; rb += RB) {
-    size_t re = rb + RB < r1 ? rb + RB : r1;
-    memset (st, 0, sizeof st);
-    for (size_t c0 = 0; c0 < n_chunks; c0 += kc) {
-      size_t c1 = c0 + kc < n_chunks ? c0 + kc : n_chunks;
-      for (size_t r = rb; r < re; r += 2) {
-        /* an odd last row runs in both halves; the upper half's sums go to a spare slot */
-        const uint8_t *p0 = w->codes + r * w->row_bytes;
-        const uint8_t *p1 = r + 1 < re ? p0 + w->row_bytes : p0;
-        pair_tile (enc, TT, p0, p1, xs, c0, c1, st[r - rb], r + 1 < re ? st[r + 1 - rb] : spare);
-      }
-    }
-    for (size_t r = rb; r < re; r++) {
-      float ws = lev_qmatrix_scale (w, r);
-#pragma GCC unroll 8
-      for (int t = 0; t < TT; t++) {
-        int32_t dot = st[r - rb][t] - off * act->sum[t0 + t];
-        y[(t0 + t) * ys + r] = (float) dot * (ws * act->scale[t0 + t]);
-      }
-    }
-  }
-}
-
-/* Per-group scales: adds to sf0[t] / sf1[t] the scaled sums sum_c scale(row, c) * (codes . x over chunk c) of
- * rows p0 / p1 (scales s0 / s1, one per 32-byte chunk = block) for chunks [c0, c1); each chunk's exact integer
- * sums are converted and scaled in the vector, no reduction per chunk. */
-AI void
-pair_tile_grouped (uint32_t enc, int TT, const uint8_t *p0, const uint8_t *p1, const float *s0, const float *s1,
-                   const int8_t *const *xs, size_t c0, size_t c1, float *sf0, float *sf1)
-{
-  const int nf = n_fields (enc);
-  const int na = TT <= 2 ? nf : 1;
-  __m512 facc[8];
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; t++)
-    facc[t] = _mm512_setzero_ps ();
-  for (size_t c = c0; c < c1; c++) {
-    __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm256_loadu_si256 ((const __m256i *) (p0 + 32 * c))),
-                                        _mm256_loadu_si256 ((const __m256i *) (p1 + 32 * c)), 1);
-    __m512 sv = _mm512_castpd_ps (_mm512_insertf64x4 (_mm512_castps_pd (_mm512_set1_ps (s0[c])),
-                                                      _mm256_castps_pd (_mm256_set1_ps (s1[c])), 1));
-    __m512i f[5];
-    decode (enc, codes, f);
-    __m512i acc[8][5];
-#pragma GCC unroll 8
-    for (int t = 0; t < TT; t++)
-#pragma GCC unroll 8
-      for (int k = 0; k < na; k++)
-        acc[t][k] = _mm512_setzero_si512 ();
-#pragma GCC unroll 8
-    for (int k = 0; k < nf; k++)
-#pragma GCC unroll 8
-      for (int t = 0; t < TT; t++)
-        acc[t][k % na] = _mm512_dpbusd_epi32 (acc[t][k % na], f[k], _mm512_loadu_si512 (xs[t] + 64 * (nf * c + k)));
-#pragma GCC unroll 8
-    for (int t = 0; t < TT; t++) {
-#pragma GCC unroll 8
-      for (int k = 1; k < na; k++)
-        acc[t][0] = _mm512_add_epi32 (acc[t][0], acc[t][k]);
-      facc[t] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[t][0]), sv, facc[t]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; t++) {
-    sf0[t] += _mm512_mask_reduce_add_ps (0x00ff, facc[t]);
-    sf1[t] += _mm512_mask_reduce_add_ps (0xff00, facc[t]);
   }
 }
 
@@ -180,14 +122,14 @@ dot16 (const float *a, const float *b, size_t n)
   return _mm512_reduce_add_ps (acc);
 }
 
-/* gemm_tiles for per-group scales (a block is one 32-byte chunk): y = act scale * (sum over blocks of scale *
- * codes . x - code offset * sum over blocks of scale * block sum of x), the second term from act->csum. */
+/* Rows [r0, r1) times tokens [t0, t0 + TT): row blocks, then column blocks that keep the tokens' activations in
+ * L1, then row pairs. With per-group scales y = act scale * (sum over blocks of scale * codes . x - code offset *
+ * sum over blocks of scale * block sum of x), the block sums from act->csum. */
 AI void
-gemm_tiles_grouped (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
-                    size_t r0, size_t r1)
+gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
+            size_t ys, size_t r0, size_t r1)
 {
-  const int nf = n_fields (enc);
-  const float off = (float) code_offset (enc);
+  const int nf = n_fields (enc), off = code_offset (enc);
   size_t n_chunks = w->row_bytes / 32;
   size_t kc = 32768 / ((size_t) TT * 64 * nf);
   const int8_t *xs[8];
@@ -195,96 +137,77 @@ gemm_tiles_grouped (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *ac
   for (int t = 0; t < TT; t++)
     xs[t] = act->q2 + (t0 + t) * 2 * act->stride;
   float gs[8 * LEV_QMAX_GROUPS];
-  lev_qact_block_sums (act, t0, (size_t) TT, enc, n_chunks, gs);
-  float sf[RB][8], spare[8];
+  if (grouped)
+    lev_qact_block_sums (act, t0, (size_t) TT, enc, n_chunks, gs);
+  int32_t st[RB][8], spare[8];
+  float sf[RB][8], fspare[8];
   for (size_t rb = r0; rb < r1; rb += RB) {
     size_t re = rb + RB < r1 ? rb + RB : r1;
-    memset (sf, 0, sizeof sf);
+    if (grouped)
+      memset (sf, 0, sizeof sf);
+    else
+      memset (st, 0, sizeof st);
     for (size_t c0 = 0; c0 < n_chunks; c0 += kc) {
       size_t c1 = c0 + kc < n_chunks ? c0 + kc : n_chunks;
       for (size_t r = rb; r < re; r += 2) {
+        /* an odd last row runs in both halves; the upper half's sums go to a spare slot */
         const uint8_t *p0 = w->codes + r * w->row_bytes;
         const uint8_t *p1 = r + 1 < re ? p0 + w->row_bytes : p0;
-        const float *s0 = w->scales + r * n_chunks, *s1 = r + 1 < re ? s0 + n_chunks : s0;
-        pair_tile_grouped (enc, TT, p0, p1, s0, s1, xs, c0, c1, sf[r - rb], r + 1 < re ? sf[r + 1 - rb] : spare);
+        const float *s0 = grouped ? w->scales + r * n_chunks : NULL, *s1 = grouped && r + 1 < re ? s0 + n_chunks : s0;
+        pair_tile (enc, grouped, TT, p0, p1, s0, s1, xs, c0, c1, st[r - rb], r + 1 < re ? st[r + 1 - rb] : spare,
+                   sf[r - rb], r + 1 < re ? sf[r + 1 - rb] : fspare);
       }
     }
-    for (size_t r = rb; r < re; r++)
+    for (size_t r = rb; r < re; r++) {
 #pragma GCC unroll 8
       for (int t = 0; t < TT; t++) {
-        float corr = dot16 (w->scales + r * n_chunks, gs + (size_t) t * n_chunks, n_chunks);
-        y[(t0 + t) * ys + r] = (sf[r - rb][t] - off * corr) * act->scale[t0 + t];
+        if (grouped) {
+          float corr = dot16 (w->scales + r * n_chunks, gs + (size_t) t * n_chunks, n_chunks);
+          y[(t0 + t) * ys + r] = (sf[r - rb][t] - (float) off * corr) * act->scale[t0 + t];
+        } else {
+          int32_t dot = st[r - rb][t] - off * act->sum[t0 + t];
+          y[(t0 + t) * ys + r] = (float) dot * (lev_qmatrix_scale (w, r) * act->scale[t0 + t]);
+        }
       }
+    }
   }
 }
 
-/* Runs tiles of 8, 4, 2 and 1 tokens through TILES (gemm_tiles, b1_tiles or their per-group forms). */
-#define FOR_TOKEN_TILES(TILES, ...) \
-  do { \
-    size_t t0 = 0, n = act->n; \
-    for (; t0 + 8 <= n; t0 += 8) \
-      TILES (__VA_ARGS__, 8, w, act, t0, y, ys, r0, r1); \
-    if (n - t0 >= 4) { \
-      TILES (__VA_ARGS__, 4, w, act, t0, y, ys, r0, r1); \
-      t0 += 4; \
-    } \
-    if (n - t0 >= 2) { \
-      TILES (__VA_ARGS__, 2, w, act, t0, y, ys, r0, r1); \
-      t0 += 2; \
-    } \
-    if (n - t0 >= 1) \
-      TILES (__VA_ARGS__, 1, w, act, t0, y, ys, r0, r1); \
-  } while (0)
-
-AI void
-gemm_enc (uint32_t enc, const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  if (lev_qmatrix_grouped (w))
-    FOR_TOKEN_TILES (gemm_tiles_grouped, enc);
-  else
-    FOR_TOKEN_TILES (gemm_tiles, enc);
-}
-
-static void
-gemm_t2 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_T2, w, act, y, ys, r0, r1);
-}
-
-static void
-gemm_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_T1, w, act, y, ys, r0, r1);
-}
-
-static void
-gemm_q4 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_Q4, w, act, y, ys, r0, r1);
-}
+LEV_QDEFINE_GEMM (gemm_t2, gemm_tiles, LEV_QENC_T2, 8)
+LEV_QDEFINE_GEMM (gemm_t1, gemm_tiles, LEV_QENC_T1, 8)
+LEV_QDEFINE_GEMM (gemm_q4, gemm_tiles, LEV_QENC_Q4, 8)
 
 /* b1, one row: each 64-bit mask selects activations with a zero-masked load; their sum (vpdpbusd with ones)
- * is the dot product with the +1 weights: dot = 2 * selected - sum. */
+ * is the dot product with the +1 weights: dot = 2 * selected - sum. With per-group scales each 128-weight
+ * block's selected sums are converted and scaled in the vector: y = act scale * (2 * sum of scaled selected sums
+ * - sum of scale * block sum of x). */
 AI void
-b1_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys, size_t r0,
-          size_t r1)
+b1_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
+          size_t ys, size_t r0, size_t r1)
 {
   (void) enc;
   const __m512i ones = _mm512_set1_epi8 (1);
-  size_t units = w->cols_pad / 64;
+  size_t units = w->cols_pad / 64, nb = units / 2;
   const int8_t *xs[8];
 #pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q + (t0 + t) * act->stride;
+  float gs[8 * LEV_QMAX_GROUPS];
+  if (grouped)
+    lev_qact_block_sums (act, t0, (size_t) TT, LEV_QENC_B1, nb, gs);
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
+    const float *sc = grouped ? w->scales + r * nb : NULL;
     /* units come in pairs (rows are whole 128-weight blocks); with few tokens, one accumulator per unit of the
      * pair */
     const int na = TT <= 2 ? 2 : 1;
     __m512i acc[8][2];
+    __m512 facc[8];
 #pragma GCC unroll 8
-    for (int t = 0; t < TT; t++)
+    for (int t = 0; t < TT; t++) {
       acc[t][0] = acc[t][1] = _mm512_setzero_si512 ();
+      facc[t] = _mm512_setzero_ps ();
+    }
     for (size_t u = 0; u < units; u += 2) {
 #pragma GCC unroll 2
       for (int h = 0; h < 2; h++) {
@@ -295,67 +218,29 @@ b1_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t 
         for (int t = 0; t < TT; t++)
           acc[t][h % na] = _mm512_dpbusd_epi32 (acc[t][h % na], ones, _mm512_maskz_loadu_epi8 (k, xs[t] + 64 * (u + h)));
       }
-    }
-    float ws = lev_qmatrix_scale (w, r);
+      if (grouped) {
+        __m512 sv = _mm512_set1_ps (sc[u / 2]);
 #pragma GCC unroll 8
-    for (int t = 0; t < TT; t++) {
-      int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[t][0], acc[t][1])) - act->sum[t0 + t];
-      y[(t0 + t) * ys + r] = (float) dot * (ws * act->scale[t0 + t]);
-    }
-  }
-}
-
-/* b1 with per-group scales: each 128-weight block's selected sum is converted and scaled in the vector; y = act
- * scale * (2 * sum of scaled selected sums - sum of scale * block sum of x). */
-AI void
-b1_tiles_grouped (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
-                  size_t r0, size_t r1)
-{
-  (void) enc;
-  const __m512i ones = _mm512_set1_epi8 (1);
-  size_t units = w->cols_pad / 64, nb = units / 2;
-  const int8_t *xs[8];
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; t++)
-    xs[t] = act->q + (t0 + t) * act->stride;
-  float gs[8 * LEV_QMAX_GROUPS];
-  lev_qact_block_sums (act, t0, (size_t) TT, LEV_QENC_B1, nb, gs);
-  for (size_t r = r0; r < r1; r++) {
-    const uint8_t *p = w->codes + r * w->row_bytes;
-    const float *sc = w->scales + r * nb;
-    __m512 facc[8];
-#pragma GCC unroll 8
-    for (int t = 0; t < TT; t++)
-      facc[t] = _mm512_setzero_ps ();
-    for (size_t u = 0; u < units; u += 2) {
-      uint64_t b0, b1;
-      memcpy (&b0, p + 8 * u, 8);
-      memcpy (&b1, p + 8 * u + 8, 8);
-      __mmask64 k0 = _cvtu64_mask64 (b0), k1 = _cvtu64_mask64 (b1);
-      __m512 sv = _mm512_set1_ps (sc[u / 2]);
-#pragma GCC unroll 8
-      for (int t = 0; t < TT; t++) {
-        __m512i a = _mm512_dpbusd_epi32 (_mm512_setzero_si512 (), ones, _mm512_maskz_loadu_epi8 (k0, xs[t] + 64 * u));
-        a = _mm512_dpbusd_epi32 (a, ones, _mm512_maskz_loadu_epi8 (k1, xs[t] + 64 * (u + 1)));
-        facc[t] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (a), sv, facc[t]);
+        for (int t = 0; t < TT; t++) {
+          facc[t] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_add_epi32 (acc[t][0], acc[t][1])), sv, facc[t]);
+          acc[t][0] = acc[t][1] = _mm512_setzero_si512 ();
+        }
       }
     }
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
-      float corr = dot16 (sc, gs + (size_t) t * nb, nb);
-      y[(t0 + t) * ys + r] = (2.0f * _mm512_reduce_add_ps (facc[t]) - corr) * act->scale[t0 + t];
+      if (grouped) {
+        float corr = dot16 (sc, gs + (size_t) t * nb, nb);
+        y[(t0 + t) * ys + r] = (2.0f * _mm512_reduce_add_ps (facc[t]) - corr) * act->scale[t0 + t];
+      } else {
+        int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[t][0], acc[t][1])) - act->sum[t0 + t];
+        y[(t0 + t) * ys + r] = (float) dot * (lev_qmatrix_scale (w, r) * act->scale[t0 + t]);
+      }
     }
   }
 }
 
-static void
-gemm_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  if (lev_qmatrix_grouped (w))
-    FOR_TOKEN_TILES (b1_tiles_grouped, LEV_QENC_B1);
-  else
-    FOR_TOKEN_TILES (b1_tiles, LEV_QENC_B1);
-}
+LEV_QDEFINE_GEMM (gemm_b1, b1_tiles, LEV_QENC_B1, 8)
 
 /* As lev_dot_f32: eight lanes, the same final sums, no fused multiply-add. */
 static float

@@ -1,5 +1,5 @@
 /* lev_qkernels_neon.c: AArch64 NEON (dotprod) packed kernels: codes unpacked to signed weights, vdotq_s32. */
-#include "lev_qkernels.h"
+#include "lev_qkernels_simd.h"
 #include "lev_kernels.h"
 
 #if defined(LEV_HAVE_NEON)
@@ -55,149 +55,67 @@ b1_weights (const uint8_t *p)
   return vsubq_s8 (vreinterpretq_s8_u8 (vandq_u8 (m, vdupq_n_u8 (2))), vdupq_n_s8 (1));
 }
 
+/* Rows [r0, r1) times tokens [t0, t0 + TT), one row at a time. The weights are signed, so with per-group scales
+ * (grouped) each block's exact integer sums only need converting and scaling (vfmaq) into a float accumulator. */
 AI void
-gemm_tiles (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
-            size_t r0, size_t r1)
+gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
+            size_t ys, size_t r0, size_t r1)
 {
   const int nf = n_fields (enc);
   size_t n_chunks = enc == LEV_QENC_B1 ? w->cols_pad / 16 : w->row_bytes / 32;
+  size_t per_block = enc == LEV_QENC_B1 ? 8 : 1, nb = n_chunks / per_block;   /* chunks per block, blocks */
   const int8_t *xs[4];
 #pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q + (t0 + t) * act->stride;
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
+    const float *sc = grouped ? w->scales + r * nb : NULL;
     int32x4_t acc[4];
+    float32x4_t facc[4];
 #pragma GCC unroll 8
-    for (int t = 0; t < TT; t++)
+    for (int t = 0; t < TT; t++) {
       acc[t] = vdupq_n_s32 (0);
+      facc[t] = vdupq_n_f32 (0.0f);
+    }
     for (size_t c = 0; c < n_chunks; c++) {
       if (enc == LEV_QENC_B1) {
         int8x16_t wv = b1_weights (p + 2 * c);
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++)
           acc[t] = vdotq_s32 (acc[t], wv, vld1q_s8 (xs[t] + 16 * c));
-        continue;
-      }
-      /* byte j of the 32-byte chunk holds weights j + 32k: the two 16-byte halves cover x[32k + 0..15] and
-       * x[32k + 16..31] */
-#pragma GCC unroll 8
-      for (int h = 0; h < 2; h++) {
-        int8x16_t f[5];
-        decode (enc, vld1q_u8 (p + 32 * c + 16 * h), f);
-#pragma GCC unroll 8
-        for (int k = 0; k < nf; k++)
-#pragma GCC unroll 8
-          for (int t = 0; t < TT; t++)
-            acc[t] = vdotq_s32 (acc[t], f[k], vld1q_s8 (xs[t] + 32 * (nf * c + k) + 16 * h));
-      }
-    }
-    float ws = lev_qmatrix_scale (w, r);
-#pragma GCC unroll 8
-    for (int t = 0; t < TT; t++)
-      y[(t0 + t) * ys + r] = (float) vaddvq_s32 (acc[t]) * (ws * act->scale[t0 + t]);
-  }
-}
-
-/* gemm_tiles for per-group scales: the weights are signed, so each block's exact integer sums only need
- * converting and scaling (vfmaq) into a float accumulator. */
-AI void
-gemm_tiles_grouped (uint32_t enc, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y, size_t ys,
-                    size_t r0, size_t r1)
-{
-  const int nf = n_fields (enc);
-  size_t nb = w->cols_pad / lev_qenc_block_weights (enc);
-  const int8_t *xs[4];
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; t++)
-    xs[t] = act->q + (t0 + t) * act->stride;
-  for (size_t r = r0; r < r1; r++) {
-    const uint8_t *p = w->codes + r * w->row_bytes;
-    const float *sc = w->scales + r * nb;
-    float32x4_t facc[4];
-#pragma GCC unroll 8
-    for (int t = 0; t < TT; t++)
-      facc[t] = vdupq_n_f32 (0.0f);
-    for (size_t b = 0; b < nb; b++) {
-      int32x4_t acc[4];
-#pragma GCC unroll 8
-      for (int t = 0; t < TT; t++)
-        acc[t] = vdupq_n_s32 (0);
-      if (enc == LEV_QENC_B1) {               /* eight 16-weight chunks per block */
-        for (size_t c = 8 * b; c < 8 * b + 8; c++) {
-          int8x16_t wv = b1_weights (p + 2 * c);
-#pragma GCC unroll 8
-          for (int t = 0; t < TT; t++)
-            acc[t] = vdotq_s32 (acc[t], wv, vld1q_s8 (xs[t] + 16 * c));
-        }
       } else {
+        /* byte j of the 32-byte chunk holds weights j + 32k: the two 16-byte halves cover x[32k + 0..15] and
+         * x[32k + 16..31] */
 #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
           int8x16_t f[5];
-          decode (enc, vld1q_u8 (p + 32 * b + 16 * h), f);
+          decode (enc, vld1q_u8 (p + 32 * c + 16 * h), f);
 #pragma GCC unroll 8
           for (int k = 0; k < nf; k++)
 #pragma GCC unroll 8
             for (int t = 0; t < TT; t++)
-              acc[t] = vdotq_s32 (acc[t], f[k], vld1q_s8 (xs[t] + 32 * (nf * b + k) + 16 * h));
+              acc[t] = vdotq_s32 (acc[t], f[k], vld1q_s8 (xs[t] + 32 * (nf * c + k) + 16 * h));
         }
       }
+      if (grouped && c % per_block == per_block - 1)
 #pragma GCC unroll 8
-      for (int t = 0; t < TT; t++)
-        facc[t] = vfmaq_n_f32 (facc[t], vcvtq_f32_s32 (acc[t]), sc[b]);
+        for (int t = 0; t < TT; t++) {
+          facc[t] = vfmaq_n_f32 (facc[t], vcvtq_f32_s32 (acc[t]), sc[c / per_block]);
+          acc[t] = vdupq_n_s32 (0);
+        }
     }
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++)
-      y[(t0 + t) * ys + r] = vaddvq_f32 (facc[t]) * act->scale[t0 + t];
+      y[(t0 + t) * ys + r] = grouped ? vaddvq_f32 (facc[t]) * act->scale[t0 + t]
+                                     : (float) vaddvq_s32 (acc[t]) * (lev_qmatrix_scale (w, r) * act->scale[t0 + t]);
   }
 }
 
-/* Runs tiles of 4, 2 and 1 tokens through TILES (gemm_tiles or gemm_tiles_grouped). */
-#define FOR_TOKEN_TILES(TILES) \
-  do { \
-    size_t t0 = 0, n = act->n; \
-    for (; t0 + 4 <= n; t0 += 4) \
-      TILES (enc, 4, w, act, t0, y, ys, r0, r1); \
-    if (n - t0 >= 2) { \
-      TILES (enc, 2, w, act, t0, y, ys, r0, r1); \
-      t0 += 2; \
-    } \
-    if (n - t0 >= 1) \
-      TILES (enc, 1, w, act, t0, y, ys, r0, r1); \
-  } while (0)
-
-AI void
-gemm_enc (uint32_t enc, const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  if (lev_qmatrix_grouped (w))
-    FOR_TOKEN_TILES (gemm_tiles_grouped);
-  else
-    FOR_TOKEN_TILES (gemm_tiles);
-}
-
-static void
-gemm_t2 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_T2, w, act, y, ys, r0, r1);
-}
-
-static void
-gemm_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_T1, w, act, y, ys, r0, r1);
-}
-
-static void
-gemm_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_B1, w, act, y, ys, r0, r1);
-}
-
-static void
-gemm_q4 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
-{
-  gemm_enc (LEV_QENC_Q4, w, act, y, ys, r0, r1);
-}
+LEV_QDEFINE_GEMM (gemm_t2, gemm_tiles, LEV_QENC_T2, 4)
+LEV_QDEFINE_GEMM (gemm_t1, gemm_tiles, LEV_QENC_T1, 4)
+LEV_QDEFINE_GEMM (gemm_b1, gemm_tiles, LEV_QENC_B1, 4)
+LEV_QDEFINE_GEMM (gemm_q4, gemm_tiles, LEV_QENC_Q4, 4)
 
 /* As lev_dot_f32: eight lanes (two vectors), the same final sums, no fused multiply-add. */
 static float

@@ -26,6 +26,8 @@ rnd (void)
 }
 
 static const uint32_t encs[] = { LEV_QENC_T2, LEV_QENC_T1, LEV_QENC_B1, LEV_QENC_Q4 };
+/* Token counts of the kernel tests: every tile size of every implementation, and their remainders. */
+static const size_t ntoks[] = { 1, 2, 3, 5, 8, 9, 13, 17 };
 
 /* A random weight value allowed by enc. */
 static int8_t
@@ -117,7 +119,6 @@ test_kernels (void)
   static const size_t shapes[][2] = { { 1, 1 }, { 3, 64 }, { 2, 65 }, { 7, 128 }, { 5, 172 }, { 17, 256 },
                                       { 9, 320 }, { 33, 896 }, { 4, 1000 }, { 64, 64 }, { 65, 2048 },
                                       { 130, 160 }, { 3, 5632 } };
-  static const size_t ntoks[] = { 1, 2, 3, 5, 8, 9, 13, 17 };
   size_t checked = 0;
   for (size_t e = 0; e < sizeof encs / sizeof encs[0]; e++)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -206,7 +207,6 @@ test_grouped_kernels (void)
   static const uint32_t genc[] = { LEV_QENC_T2, LEV_QENC_T1, LEV_QENC_B1 };
   static const size_t shapes[][2] = { { 1, 200 }, { 3, 256 }, { 2, 321 }, { 7, 896 }, { 5, 172 }, { 17, 2048 },
                                       { 65, 640 }, { 3, 5632 } };
-  static const size_t ntoks[] = { 1, 2, 3, 5, 8, 9, 13, 17 };
   size_t checked = 0;
   for (size_t e = 0; e < sizeof genc / sizeof genc[0]; e++)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
