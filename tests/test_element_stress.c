@@ -8,30 +8,8 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
-#include "lev_test_common.h"
+#include "lev_test_element.h"
 #include "lev_output.h"
-
-static gchar *model_path, *tmp_dir;
-
-/* Converts the stories260K fixture with levconvert ($LEV_LEVCONVERT) into a temporary directory. */
-static void
-convert_model (void)
-{
-  gchar *bin = lev_test_fixture ("stories260K/stories260K.bin");
-  gchar *tok = lev_test_fixture ("stories260K/tok512.bin");
-  const gchar *levconvert = g_getenv ("LEV_LEVCONVERT");
-  g_assert_nonnull (levconvert);
-  tmp_dir = g_dir_make_tmp ("lev-stress-XXXXXX", NULL);
-  model_path = g_build_filename (tmp_dir, "stories.leviathan", NULL);
-  const gchar *argv[] = { levconvert, bin, "--tokenizer", tok, "-o", model_path, "-q", NULL };
-  gint status = 0;
-  GError *err = NULL;
-  if (!g_spawn_sync (NULL, (gchar **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, NULL, NULL, &status, &err)
-      || !g_spawn_check_wait_status (status, &err))
-    g_error ("levconvert failed: %s", err->message);
-  g_free (bin);
-  g_free (tok);
-}
 
 /* Reads a positive count from the environment, or def. */
 static guint
@@ -480,12 +458,5 @@ stress_suite (void)
 int
 main (int argc, char **argv)
 {
-  gst_check_init (&argc, &argv);
-  convert_model ();
-  int rc = gst_check_run_suite (stress_suite (), "levtextgen-stress", __FILE__);
-  g_unlink (model_path);
-  g_rmdir (tmp_dir);
-  g_free (model_path);
-  g_free (tmp_dir);
-  return rc;
+  return lev_test_run_element_suite (&argc, &argv, stress_suite (), "levtextgen-stress", __FILE__);
 }
