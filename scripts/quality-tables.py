@@ -34,5 +34,7 @@ table(lambda r: r["label"].startswith("stories260K") and r["text"] == "kjv",
 table(lambda r: r["label"].startswith("bitllama2c"), "Natively ternary TinyStories models (no float twin):")
 table(lambda r: (r["label"].startswith("twin") and r["label"].count(" ") == 2) or r["label"].startswith("default"),
       "Float twin of the default model, held-out KJV Genesis–Exodus with --lines (first 20,000 tokens):")
-table(lambda r: r["label"].startswith("twin") and r["label"].count(" ") > 2,
+table(lambda r: r["label"].startswith("twin") and r["label"].count(" ") > 2 and "--scale group" not in r["label"],
       "Float twin, quality against bits per weight (first 10,000 tokens):")
+table(lambda r: r["label"].startswith("twin") and "--scale group" in r["label"],
+      "Float twin, per-group scales, held-out KJV Genesis–Exodus with --lines (first 20,000 tokens):")

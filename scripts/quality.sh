@@ -2,7 +2,7 @@
 # scripts/quality.sh: the measurements behind docs/quality.md: real float models quantized to t2/t1/b1 with each
 # error-compensation step, scored by levppl (perplexity, KL divergence and top-1 agreement against the float model)
 # on KJV and on in-domain text, with conversion time and decode speed. One JSON object per line on stdout.
-# Usage: scripts/quality.sh [stories|twin|curve|all]   (BUILD=build, FIX=../shared/fixtures, OUT=/tmp/lev-quality)
+# Usage: scripts/quality.sh [stories|twin|curve|groups|all]   (BUILD=build, FIX=../shared/fixtures, OUT=/tmp/lev-quality)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -110,6 +110,21 @@ if [ "$what" = curve ] || [ "$what" = all ]; then
              --calib-lines --calib-tokens 16384)
       score "twin $fmt ef $v" kjv-heldout "$OUT/t-$fmt-ef-${v##* }.leviathan" "$OUT/t-f32.leviathan" "$KJV" "$secs" \
         --lines --ctx 256 --stride 255 --max-tokens 10000
+    done
+  done
+fi
+
+if [ "$what" = groups ] || [ "$what" = all ]; then
+  # per-group scales (--scale group: one per 128-weight block of a row, 160 for t1) against the default row scales,
+  # on the twin, as in the main table (first 20,000 tokens)
+  [ -f "$OUT/t-calib.txt" ] || bible -f Mat1:1-Mat28:20 | sed 's/^[^ ]* //' > "$OUT/t-calib.txt"
+  [ -f "$OUT/t-f32.leviathan" ] || "$CONV" models/float-twin -f f32 -o "$OUT/t-f32.leviathan" -q
+  for fmt in t2 t1 b1; do
+    for c in none ef ef+outliers+lowrank; do
+      secs=$(convert "t-$fmt-$c-group" models/float-twin -f "$fmt" --scale group --compensate "$c" \
+             $( [ "$c" = none ] || echo --calib "$OUT/t-calib.txt" --calib-lines --calib-tokens 16384 ))
+      score "twin $fmt $c --scale group" kjv-heldout "$OUT/t-$fmt-$c-group.leviathan" "$OUT/t-f32.leviathan" "$KJV" \
+        "$secs" --lines --ctx 256 --stride 255 --max-tokens 20000
     done
   done
 fi
