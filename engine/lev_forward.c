@@ -27,7 +27,8 @@ struct LevContext {
   /* scratch, LEV_MAX_BATCH rows each (row stride: the width named) */
   uint32_t wide;              /* max (dim, q_dim, ffn_dim) */
   float *x, *xb, *xb2, *q, *hb, *hb2, *xdq, *logits;
-  float *att;                 /* [n_threads][n_ctx] attention weights */
+  float *att;                 /* [n_threads][att_stride]: attention weights [LEV_ATTN_RUN][n_ctx], sink queries */
+  size_t att_stride;
   /* int8 activations of the current linear input: [batch][qstride], the kernels' second layout, sums, scales */
   size_t qstride;
   int8_t *xq, *xq2;
@@ -322,10 +323,15 @@ init_rope (LevContext *c)
 
 /* ---------------------------------------------------------------- attention */
 
+/* The most query heads one attention job handles: the heads of a GQA group share each key and value row. */
+#define LEV_ATTN_RUN 8u
+
 typedef struct {
   LevContext *c;
   uint32_t layer;
   uint32_t n;                 /* tokens of the block, at text positions c->pos .. c->pos + n - 1 */
+  uint32_t run;               /* query heads per job (at most LEV_ATTN_RUN, within one kv head's group) */
+  uint32_t runs;              /* jobs per kv head and token */
 } AttnJob;
 
 /* Returns the cache slot of text position pos. */
@@ -337,7 +343,9 @@ slot_of (const LevContext *c, uint64_t pos)
   return c->n_sink + (uint32_t) ((pos - c->n_sink) % (c->n_ctx - c->n_sink));
 }
 
-/* Attention of one (token, head) pair of the block; `slot` picks the thread's scratch row. */
+/* Attention of one token for a run of query heads that share a kv head (GQA): each key and value row is read once
+ * for all of them (the kernels' dot_heads / axpy_heads, bit-identical to one head at a time); `slot` picks the
+ * thread's scratch (attention weights and sink queries). */
 static void
 attention_worker (void *arg, uint32_t job, uint32_t slot)
 {
@@ -348,52 +356,52 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
   uint32_t group = hp->n_heads / hp->n_kv_heads;
   size_t layer_slot0 = (size_t) j->layer * c->n_ctx;
   float scale = sqrtf ((float) hd);
-  float *att = c->att + (size_t) slot * c->n_ctx;
-  uint32_t i = job / hp->n_heads, h = job % hp->n_heads;
+  uint32_t per_token = hp->n_kv_heads * j->runs;
+  uint32_t i = job / per_token, kvh = job % per_token / j->runs;
+  uint32_t h0 = kvh * group + job % j->runs * j->run, nh = MIN (j->run, kvh * group + group - h0);
+  float *att = c->att + (size_t) slot * c->att_stride;                /* [nh][n_ctx] */
+  float *q_sink = att + (size_t) LEV_ATTN_RUN * c->n_ctx;              /* [nh][hd] */
   uint64_t pos = c->pos + i;
   gboolean wrapped = pos >= c->n_ctx;
   uint32_t n_slots = wrapped ? c->n_ctx : (uint32_t) pos + 1;
-  const float *q = c->q + (size_t) i * q_dim + (size_t) h * hd;      /* rotated at the text position */
-  uint32_t kvh = h / group;
-  float q_sink[1024];
+  const float *q = c->q + (size_t) i * q_dim + (size_t) h0 * hd;     /* rotated at the text position */
   if (wrapped) {
     /* sinks sit at the start of the cache: the query is placed at the end of the cache for them, so that
      * query-key distances stay within the trained context (StreamingLLM) */
-    memcpy (q_sink, c->xb2 + (size_t) i * c->wide + (size_t) h * hd, hd * sizeof (float));
-    rope_apply (q_sink, hd, hp->rope_style, c->sink_cos, c->sink_sin);
+    for (uint32_t g = 0; g < nh; g++) {
+      memcpy (q_sink + (size_t) g * hd, c->xb2 + (size_t) i * c->wide + (size_t) (h0 + g) * hd, hd * sizeof (float));
+      rope_apply (q_sink + (size_t) g * hd, hd, hp->rope_style, c->sink_cos, c->sink_sin);
+    }
   }
-  float maxv = -INFINITY;
+  float maxv[LEV_ATTN_RUN], sum[LEV_ATTN_RUN], d[LEV_ATTN_RUN];
+  for (uint32_t g = 0; g < nh; g++)
+    maxv[g] = -INFINITY, sum[g] = 0.0f;
   for (uint32_t s = 0; s < n_slots; s++) {
     size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * c->kv_elem;
-    const float *qq = wrapped && s < c->n_sink ? q_sink : q;
-    float d;
-    if (c->kv_type == LEV_KV_F16)
-      d = c->kern->dot_f16 (qq, (const uint16_t *) (c->key_cache + at), hd);
-    else if (c->kv_type == LEV_KV_Q8)
-      d = c->kern->dot_i8 (qq, (const int8_t *) (c->key_cache + at), hd)
-          * c->key_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh];
-    else
-      d = c->kern->dot_f32 (qq, (const float *) (c->key_cache + at), hd);
-    d /= scale;
-    att[s] = d;
-    maxv = fmaxf (maxv, d);
+    c->kern->dot_heads (c->kv_type, wrapped && s < c->n_sink ? q_sink : q, hd, nh, c->key_cache + at, hd, d);
+    float ks = c->kv_type == LEV_KV_Q8 ? c->key_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh] : 1.0f;
+    for (uint32_t g = 0; g < nh; g++) {
+      float v = (c->kv_type == LEV_KV_Q8 ? d[g] * ks : d[g]) / scale;
+      att[(size_t) g * c->n_ctx + s] = v;
+      maxv[g] = fmaxf (maxv[g], v);
+    }
   }
-  float sum = 0.0f;
-  for (uint32_t s = 0; s < n_slots; s++) {
-    att[s] = expf (att[s] - maxv);
-    sum += att[s];
+  for (uint32_t g = 0; g < nh; g++) {
+    float *ag = att + (size_t) g * c->n_ctx;
+    for (uint32_t s = 0; s < n_slots; s++) {
+      ag[s] = expf (ag[s] - maxv[g]);
+      sum[g] += ag[s];
+    }
   }
-  float *out = c->xb + (size_t) i * c->wide + (size_t) h * hd;
-  memset (out, 0, hd * sizeof (float));
+  float *out = c->xb + (size_t) i * c->wide + (size_t) h0 * hd;       /* nh head outputs, hd apart */
+  memset (out, 0, (size_t) nh * hd * sizeof (float));
   for (uint32_t s = 0; s < n_slots; s++) {
     size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * c->kv_elem;
-    if (c->kv_type == LEV_KV_F16)
-      c->kern->axpy_f16 (att[s] / sum, (const uint16_t *) (c->value_cache + at), out, hd);
-    else if (c->kv_type == LEV_KV_Q8)
-      c->kern->axpy_i8 (att[s] / sum * c->value_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh],
-                        (const int8_t *) (c->value_cache + at), out, hd);
-    else
-      c->kern->axpy_f32 (att[s] / sum, (const float *) (c->value_cache + at), out, hd);
+    float vs = c->kv_type == LEV_KV_Q8 ? c->value_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh] : 1.0f;
+    float w[LEV_ATTN_RUN];
+    for (uint32_t g = 0; g < nh; g++)
+      w[g] = c->kv_type == LEV_KV_Q8 ? att[(size_t) g * c->n_ctx + s] / sum[g] * vs : att[(size_t) g * c->n_ctx + s] / sum[g];
+    c->kern->axpy_heads (c->kv_type, w, nh, c->value_cache + at, out, hd, hd);
   }
 }
 
@@ -492,8 +500,16 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
       store_kv (c, l, slot, n);
 
     /* multi-head attention over the cache (GQA: heads share kv heads in groups) */
-    AttnJob aj = { c, l, n };
-    lev_threadpool_run_chunks (c->pool, attention_worker, &aj, n * hp->n_heads);
+    AttnJob aj = { c, l, n, 0, 0 };
+    {
+      /* runs of up to LEV_ATTN_RUN heads of one group, halved while that leaves fewer than two jobs a thread */
+      uint32_t group = hp->n_heads / hp->n_kv_heads, nth = lev_threadpool_size (c->pool);
+      aj.run = MIN (group, LEV_ATTN_RUN);
+      while (aj.run > 1 && n * hp->n_kv_heads * ((group + aj.run - 1) / aj.run) < 2 * nth)
+        aj.run = (aj.run + 1) / 2;
+      aj.runs = (group + aj.run - 1) / aj.run;
+    }
+    lev_threadpool_run_chunks (c->pool, attention_worker, &aj, n * hp->n_kv_heads * aj.runs);
 
     /* output projection (BitNet: sub-norm first) and residual */
     if (L->attn_sub_norm)
@@ -698,7 +714,8 @@ lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKv
   }
   c->hb = g_new0 (float, B * hp->ffn_dim);
   c->hb2 = g_new0 (float, B * hp->ffn_dim);
-  c->att = g_new0 (float, (size_t) lev_threadpool_size (c->pool) * n_ctx);
+  c->att_stride = (size_t) LEV_ATTN_RUN * (n_ctx + hp->head_dim);
+  c->att = g_new0 (float, (size_t) lev_threadpool_size (c->pool) * c->att_stride);
   c->logits = g_new0 (float, hp->vocab_size);
   c->embd_scratch = g_new0 (uint8_t, (size_t) hp->dim * 4 + 64);
   c->xq = g_new0 (int8_t, B * c->qstride);

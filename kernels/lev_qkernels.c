@@ -262,6 +262,32 @@ lev_axpy_i8 (float a, const int8_t *x, float *y, size_t n)
     y[i] += a * (float) x[i];
 }
 
+void
+lev_qdot_heads_each (const LevQKernels *k, uint32_t type, const float *q, size_t q_stride, uint32_t nq,
+                     const void *row, size_t n, float *out)
+{
+  for (uint32_t g = 0; g < nq; g++) {
+    const float *qg = q + g * q_stride;
+    out[g] = type == LEV_QVEC_F16 ? k->dot_f16 (qg, row, n)
+             : type == LEV_QVEC_I8 ? k->dot_i8 (qg, row, n) : k->dot_f32 (qg, row, n);
+  }
+}
+
+void
+lev_qaxpy_heads_each (const LevQKernels *k, uint32_t type, const float *a, uint32_t nq, const void *x, float *y,
+                      size_t y_stride, size_t n)
+{
+  for (uint32_t g = 0; g < nq; g++) {
+    float *yg = y + g * y_stride;
+    if (type == LEV_QVEC_F16)
+      k->axpy_f16 (a[g], x, yg, n);
+    else if (type == LEV_QVEC_I8)
+      k->axpy_i8 (a[g], x, yg, n);
+    else
+      k->axpy_f32 (a[g], x, yg, n);
+  }
+}
+
 /* ---------------------------------------------------------------- scalar reference kernels */
 
 /* Integer dot products of row r with every token, one block at a time (the block is decoded once for all
@@ -303,9 +329,27 @@ gemm_scalar (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride,
   }
 }
 
+static void dot_heads_scalar (uint32_t type, const float *q, size_t q_stride, uint32_t nq, const void *k, size_t n,
+                              float *out);
+static void axpy_heads_scalar (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride,
+                               size_t n);
+
 static const LevQKernels scalar_kernels = { "scalar", 0, { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar },
                                          lev_dot_f32, lev_axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8,
-                                         lev_axpy_i8, lev_sparse_row_dot };
+                                         lev_axpy_i8, lev_sparse_row_dot, dot_heads_scalar, axpy_heads_scalar };
+
+/* The scalar dot_heads / axpy_heads: one head at a time. */
+static void
+dot_heads_scalar (uint32_t type, const float *q, size_t q_stride, uint32_t nq, const void *k, size_t n, float *out)
+{
+  lev_qdot_heads_each (&scalar_kernels, type, q, q_stride, nq, k, n, out);
+}
+
+static void
+axpy_heads_scalar (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride, size_t n)
+{
+  lev_qaxpy_heads_each (&scalar_kernels, type, a, nq, x, y, y_stride, n);
+}
 
 const LevQKernels *
 lev_qkernels_scalar (void)

@@ -50,6 +50,13 @@ void lev_qpack_row (uint32_t enc, const int8_t *vals, size_t cols, uint8_t *out)
 /* Unpacks one packed row into cols integer values (b1 gives -1/+1). */
 void lev_qunpack_row (uint32_t enc, const uint8_t *row, size_t cols, int8_t *vals);
 
+/* Element types of a compact vector (a row of the KV cache); the numbers are the engine's LevKvType values. */
+enum {
+  LEV_QVEC_F32 = 0,
+  LEV_QVEC_F16 = 1,           /* IEEE half */
+  LEV_QVEC_I8 = 2,            /* int8 (its scale is applied by the caller) */
+};
+
 /* A packed matrix as the kernels see it. */
 typedef struct LevQMatrix {
   uint32_t enc;
@@ -102,6 +109,14 @@ typedef struct LevQKernels {
   /* sparse outliers: sum value * x[column] over (f16 value << 16 | column) entries (lev_sparse_row_dot); the
    * SIMD versions sum in another order (float results within rounding of the scalar one) */
   float (*sparse_dot) (const uint32_t *entries, uint32_t n, const float *x);
+  /* attention for the nq query heads that share one key / value row of element type `type` (LEV_QVEC_*):
+   * out[g] = dot of query row g (q + g * q_stride) with the row k, and y[g * y_stride + i] += a[g] * x[i]; the row
+   * is read (and converted) once for all the heads, and each head's result is bit-identical to dot_f32 / dot_f16 /
+   * dot_i8 and axpy_f32 / axpy_f16 / axpy_i8 of that head alone */
+  void (*dot_heads) (uint32_t type, const float *q, size_t q_stride, uint32_t nq, const void *k, size_t n,
+                     float *out);
+  void (*axpy_heads) (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride,
+                      size_t n);
 } LevQKernels;
 
 /* Scalar references of the KV helpers: eight lanes like lev_dot_f32, no fused multiply-add. */
@@ -112,6 +127,12 @@ void lev_axpy_f16 (float a, const uint16_t *x, float *y, size_t n);
 float lev_dot_i8 (const float *a, const int8_t *b, size_t n);
 /* y += a * x over n int8 values. */
 void lev_axpy_i8 (float a, const int8_t *x, float *y, size_t n);
+/* dot_heads of kernel set k, one head at a time through its dot_f32 / dot_f16 / dot_i8. */
+void lev_qdot_heads_each (const LevQKernels *k, uint32_t type, const float *q, size_t q_stride, uint32_t nq,
+                          const void *row, size_t n, float *out);
+/* axpy_heads of kernel set k, one head at a time through its axpy_f32 / axpy_f16 / axpy_i8. */
+void lev_qaxpy_heads_each (const LevQKernels *k, uint32_t type, const float *a, uint32_t nq, const void *x, float *y,
+                           size_t y_stride, size_t n);
 
 /* Returns the scalar reference kernels. */
 const LevQKernels *lev_qkernels_scalar (void);
@@ -125,6 +146,12 @@ void lev_avx2_axpy_f16 (float a, const uint16_t *x, float *y, size_t n);
 float lev_avx2_dot_i8 (const float *a, const int8_t *b, size_t n);
 /* y += a * x over n int8 values with AVX2. */
 void lev_avx2_axpy_i8 (float a, const int8_t *x, float *y, size_t n);
+/* dot_heads with AVX2 (the row converted once per eight values for all heads). */
+void lev_avx2_dot_heads (uint32_t type, const float *q, size_t q_stride, uint32_t nq, const void *k, size_t n,
+                         float *out);
+/* axpy_heads with AVX2. */
+void lev_avx2_axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride,
+                          size_t n);
 /* Returns the AVX-512 (F, BW, VL, VNNI) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_avx512 (void);
 /* Returns the NEON (dotprod) kernels, or NULL when not built for or not supported by this CPU. */

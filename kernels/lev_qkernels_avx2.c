@@ -222,7 +222,7 @@ lev_avx2_axpy_f16 (float a, const uint16_t *x, float *y, size_t n)
     y[i] += a * _cvtsh_ss (x[i]);
 }
 
-static inline __m256
+AI __m256
 load_i8 (const int8_t *p)
 {
   return _mm256_cvtepi32_ps (_mm256_cvtepi8_epi32 (_mm_loadl_epi64 ((const __m128i *) p)));
@@ -254,6 +254,101 @@ lev_avx2_axpy_i8 (float a, const int8_t *x, float *y, size_t n)
     y[i] += a * (float) x[i];
 }
 
+/* Eight values of a compact row from index i, as floats (exact conversions). */
+AI __m256
+load8 (uint32_t type, const void *p, size_t i)
+{
+  if (type == LEV_QVEC_F16)
+    return _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) ((const uint16_t *) p + i)));
+  if (type == LEV_QVEC_I8)
+    return load_i8 ((const int8_t *) p + i);
+  return _mm256_loadu_ps ((const float *) p + i);
+}
+
+/* Value i of a compact row as a float. */
+AI float
+load1 (uint32_t type, const void *p, size_t i)
+{
+  if (type == LEV_QVEC_F16)
+    return _cvtsh_ss (((const uint16_t *) p)[i]);
+  if (type == LEV_QVEC_I8)
+    return (float) ((const int8_t *) p)[i];
+  return ((const float *) p)[i];
+}
+
+/* dot_heads for one row type: four heads at a time share each converted chunk of the row; each head keeps the
+ * eight lanes and the final sums of dot_f32, the last two levels of them done for four heads at once with two
+ * horizontal adds ((m0 + m1) + (m2 + m3) of m = low half + high half). */
+AI void
+dot_heads_type (uint32_t type, const float *q, size_t qs, uint32_t nq, const void *k, size_t n, float *out)
+{
+  size_t n8 = n / 8 * 8;
+  for (uint32_t g0 = 0; g0 < nq; g0 += 4) {
+    uint32_t m = nq - g0 < 4 ? nq - g0 : 4;
+    const float *qg[4];
+    for (uint32_t g = 0; g < 4; g++)
+      qg[g] = q + (g0 + (g < m ? g : 0)) * qs;
+    __m256 acc[4] = { _mm256_setzero_ps (), _mm256_setzero_ps (), _mm256_setzero_ps (), _mm256_setzero_ps () };
+    for (size_t i = 0; i < n8; i += 8) {
+      __m256 kv = load8 (type, k, i);
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; g++)
+        acc[g] = _mm256_add_ps (acc[g], _mm256_mul_ps (_mm256_loadu_ps (qg[g] + i), kv));
+    }
+    __m128 h[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++)
+      h[g] = _mm_add_ps (_mm256_castps256_ps128 (acc[g]), _mm256_extractf128_ps (acc[g], 1));
+    float r[4];
+    _mm_storeu_ps (r, _mm_hadd_ps (_mm_hadd_ps (h[0], h[1]), _mm_hadd_ps (h[2], h[3])));
+    for (uint32_t g = 0; g < m; g++) {
+      float s = r[g];
+      for (size_t i = n8; i < n; i++)
+        s += qg[g][i] * load1 (type, k, i);
+      out[g0 + g] = s;
+    }
+  }
+}
+
+void
+lev_avx2_dot_heads (uint32_t type, const float *q, size_t q_stride, uint32_t nq, const void *k, size_t n, float *out)
+{
+  if (type == LEV_QVEC_F16)
+    dot_heads_type (LEV_QVEC_F16, q, q_stride, nq, k, n, out);
+  else if (type == LEV_QVEC_I8)
+    dot_heads_type (LEV_QVEC_I8, q, q_stride, nq, k, n, out);
+  else
+    dot_heads_type (LEV_QVEC_F32, q, q_stride, nq, k, n, out);
+}
+
+/* axpy_heads for one row type: each converted chunk of x is applied to every head's y. */
+AI void
+axpy_heads_type (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t ys, size_t n)
+{
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 xv = load8 (type, x, i);
+    for (uint32_t g = 0; g < nq; g++) {
+      float *yg = y + g * ys + i;
+      _mm256_storeu_ps (yg, _mm256_add_ps (_mm256_loadu_ps (yg), _mm256_mul_ps (_mm256_set1_ps (a[g]), xv)));
+    }
+  }
+  for (; i < n; i++)
+    for (uint32_t g = 0; g < nq; g++)
+      y[g * ys + i] += a[g] * load1 (type, x, i);
+}
+
+void
+lev_avx2_axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride, size_t n)
+{
+  if (type == LEV_QVEC_F16)
+    axpy_heads_type (LEV_QVEC_F16, a, nq, x, y, y_stride, n);
+  else if (type == LEV_QVEC_I8)
+    axpy_heads_type (LEV_QVEC_I8, a, nq, x, y, y_stride, n);
+  else
+    axpy_heads_type (LEV_QVEC_F32, a, nq, x, y, y_stride, n);
+}
+
 /* Sparse outliers, eight entries at a time: gathered activations times F16C-converted values. */
 static float
 sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
@@ -276,7 +371,7 @@ sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
 
 static const LevQKernels avx2_kernels = { "avx2", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16, lev_avx2_dot_i8,
-                                         lev_avx2_axpy_i8, sparse_dot };
+                                         lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads, lev_avx2_axpy_heads };
 
 const LevQKernels *
 lev_qkernels_avx2 (void)

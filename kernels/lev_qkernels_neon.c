@@ -148,9 +148,27 @@ axpy_f32 (float a, const float *x, float *y, size_t n)
     y[i] += a * x[i];
 }
 
+static void dot_heads (uint32_t type, const float *q, size_t q_stride, uint32_t nq, const void *k, size_t n,
+                       float *out);
+static void axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride,
+                        size_t n);
+
 static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                        dot_f32, axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8, lev_axpy_i8,
-                                       lev_sparse_row_dot };
+                                       lev_sparse_row_dot, dot_heads, axpy_heads };
+
+/* dot_heads / axpy_heads: one head at a time through this set's own helpers. */
+static void
+dot_heads (uint32_t type, const float *q, size_t q_stride, uint32_t nq, const void *k, size_t n, float *out)
+{
+  lev_qdot_heads_each (&neon_kernels, type, q, q_stride, nq, k, n, out);
+}
+
+static void
+axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride, size_t n)
+{
+  lev_qaxpy_heads_each (&neon_kernels, type, a, nq, x, y, y_stride, n);
+}
 
 const LevQKernels *
 lev_qkernels_neon (void)

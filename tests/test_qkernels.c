@@ -337,6 +337,63 @@ test_attention_helpers (void)
   }
 }
 
+/* dot_heads / axpy_heads of every implementation (scalar included) equal the scalar per-head dot / axpy bit for
+ * bit, for every row type, head count (tails of four) and length (tails of eight). */
+static void
+test_attention_heads (void)
+{
+  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
+                                 lev_qkernels_neon () };
+  const LevQKernels *scalar = lev_qkernels_scalar ();
+  static const size_t lens[] = { 1, 7, 8, 17, 64, 100, 128 };
+  static const uint32_t nqs[] = { 1, 3, 4, 5, 8, 9 };
+  enum { QS = 131 };          /* query and output row stride, longer than any length */
+  float q[9 * QS], kf[128], y0[9 * QS], y1[9 * QS], a[9], d0[9], d1[9];
+  uint16_t kh[128];
+  int8_t k8[128];
+  for (size_t i = 0; i < 9 * QS; i++)
+    q[i] = (float) ((int) (rnd () % 2001) - 1000) / 317.0f;
+  for (size_t i = 0; i < 128; i++) {
+    kf[i] = (float) ((int) (rnd () % 2001) - 1000) / 113.0f;
+    kh[i] = lev_f32_to_f16 (kf[i]);
+    k8[i] = (int8_t) (rnd () & 0xff);
+  }
+  const void *rows[] = { kf, kh, k8 };
+  size_t checked = 0;
+  for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+    if (!impls[k])
+      continue;
+    for (uint32_t type = LEV_QVEC_F32; type <= LEV_QVEC_I8; type++)
+      for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
+        for (size_t m = 0; m < sizeof nqs / sizeof nqs[0]; m++) {
+          size_t n = lens[l];
+          uint32_t nq = nqs[m];
+          impls[k]->dot_heads (type, q, QS, nq, rows[type], n, d1);
+          for (size_t i = 0; i < 9 * QS; i++)
+            y0[i] = y1[i] = q[(i * 7) % (9 * QS)];
+          for (uint32_t g = 0; g < nq; g++) {
+            const float *qg = q + g * QS;
+            a[g] = (float) ((int) (rnd () % 2001) - 1000) / 997.0f;
+            d0[g] = type == LEV_QVEC_F16 ? scalar->dot_f16 (qg, kh, n)
+                    : type == LEV_QVEC_I8 ? scalar->dot_i8 (qg, k8, n) : scalar->dot_f32 (qg, kf, n);
+            if (type == LEV_QVEC_F16)
+              scalar->axpy_f16 (a[g], kh, y0 + g * QS, n);
+            else if (type == LEV_QVEC_I8)
+              scalar->axpy_i8 (a[g], k8, y0 + g * QS, n);
+            else
+              scalar->axpy_f32 (a[g], kf, y0 + g * QS, n);
+          }
+          impls[k]->axpy_heads (type, a, nq, rows[type], y1, QS, n);
+          CHECK (memcmp (d0, d1, nq * sizeof (float)) == 0, "%s dot_heads type %u, %u heads of %zu", impls[k]->name,
+                 type, nq, n);
+          CHECK (memcmp (y0, y1, sizeof y0) == 0, "%s axpy_heads type %u, %u heads of %zu", impls[k]->name, type, nq,
+                 n);
+          checked++;
+        }
+  }
+  printf ("attention heads: %zu comparisons\n", checked);
+}
+
 static void
 test_sparse (void)
 {
@@ -386,6 +443,7 @@ main (void)
 {
   test_roundtrip ();
   test_attention_helpers ();
+  test_attention_heads ();
   test_sparse ();
   test_kernels ();
   test_grouped_kernels ();
