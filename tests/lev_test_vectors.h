@@ -1,4 +1,4 @@
-/* lev_test_vectors.h: helpers for the tokenizer tests: id lists (format, compare, report) and JSON fixtures. */
+/* lev_test_vectors.h: helpers for the tokenizer and chat tests: id lists (format, compare, report) and JSON fixtures. */
 #pragma once
 
 #include <json-glib/json-glib.h>

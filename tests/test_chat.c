@@ -7,7 +7,7 @@
 #include "lev_chat.h"
 #include "lev_convert.h"
 #include "leviathan.h"
-#include "lev_test_common.h"
+#include "lev_test_vectors.h"
 
 /* ---------------------------------------------------------------- the published templates
  * The chat_template strings of the families' tokenizer_config.json files, as published (used here for detection
@@ -478,16 +478,9 @@ test_detect (void)
 static gchar *
 fixture_chat_template (const char *relpath)
 {
-  gsize len;
-  gchar *data = lev_test_read_fixture (relpath, &len);
-  JsonParser *p = json_parser_new ();
-  GError *error = NULL;
-  json_parser_load_from_data (p, data, (gssize) len, &error);
-  g_assert_no_error (error);
-  JsonObject *o = json_node_get_object (json_parser_get_root (p));
-  gchar *jinja = g_strdup (json_object_get_string_member (o, "chat_template"));
-  g_object_unref (p);
-  g_free (data);
+  JsonNode *root = parse_json_fixture (relpath);
+  gchar *jinja = g_strdup (json_object_get_string_member (json_node_get_object (root), "chat_template"));
+  json_node_unref (root);
   return jinja;
 }
 
