@@ -101,13 +101,20 @@ if LEVCONVERT:
             open(os.path.join(d, "config.json"), "wb").write(cj)
             open(os.path.join(d, "model.safetensors"), "wb").write(st)
             shutil.copy(os.path.join(FIX, "hf", name, "tokenizer.model"), d)
-            jobs.append((name, [d], ["auto", "q8", "t2", "q4"]))
-        for name, src, formats in jobs:
-            for f in formats:
-                o = os.path.join(tmp, f"{name}-{f}.leviathan")
-                r = subprocess.run([LEVCONVERT, *src, "-q", "-f", f, "-o", o], capture_output=True)
+            variants = [(f, ["-f", f]) for f in ["auto", "q8", "t2", "q4"]]
+            if name == "stories260K-llama":      # outliers and adapters
+                variants.append(("t2-compensated", ["-f", "t2", "--compensate", "ef+outliers+lowrank", "--rank", "1",
+                                                     "--calib-tokens", "64", "--calib-ctx", "32"]))
+            jobs.append((name, [d], variants))
+        # per-group scales need rows wider than one block: stories260K itself (ffn_down rows are 172 wide)
+        jobs.append(("stories260K", [fix("stories260K/stories260K.bin"), "-t", fix("stories260K/tok512.bin")],
+                     [("b1-group", ["-f", "b1", "--scale", "group", "--embd-format", "q4"])]))
+        for name, src, variants in jobs:
+            for label, args in variants:
+                o = os.path.join(tmp, f"{name}-{label}.leviathan")
+                r = subprocess.run([LEVCONVERT, *src, "-q", *args, "-o", o], capture_output=True)
                 if r.returncode == 0:
-                    out("loader", f"{name}-{f}", open(o, "rb").read())
+                    out("loader", f"{name}-{label}", open(o, "rb").read())
         o = os.path.join(tmp, "tok512.leviathan")
         r = subprocess.run([LEVCONVERT, fix("stories260K/tok512.model"), "--vocab-only", "-q", "-o", o],
                            capture_output=True)
