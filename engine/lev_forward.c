@@ -379,9 +379,10 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
   for (uint32_t s = 0; s < n_slots; s++) {
     size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * c->kv_elem;
     c->kern->dot_heads (c->kv_type, wrapped && s < c->n_sink ? q_sink : q, hd, nh, c->key_cache + at, hd, d);
+    /* int8 rows: their scale (1 otherwise: multiplying by 1 is exact) */
     float ks = c->kv_type == LEV_KV_Q8 ? c->key_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh] : 1.0f;
     for (uint32_t g = 0; g < nh; g++) {
-      float v = (c->kv_type == LEV_KV_Q8 ? d[g] * ks : d[g]) / scale;
+      float v = d[g] * ks / scale;
       att[(size_t) g * c->n_ctx + s] = v;
       maxv[g] = fmaxf (maxv[g], v);
     }
@@ -400,7 +401,7 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
     float vs = c->kv_type == LEV_KV_Q8 ? c->value_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh] : 1.0f;
     float w[LEV_ATTN_RUN];
     for (uint32_t g = 0; g < nh; g++)
-      w[g] = c->kv_type == LEV_KV_Q8 ? att[(size_t) g * c->n_ctx + s] / sum[g] * vs : att[(size_t) g * c->n_ctx + s] / sum[g];
+      w[g] = att[(size_t) g * c->n_ctx + s] / sum[g] * vs;
     c->kern->axpy_heads (c->kv_type, w, nh, c->value_cache + at, out, hd, hd);
   }
 }
