@@ -139,6 +139,25 @@ try:
     check(len(text.split()) == 2001, "2,000 tokens generated after BOS")
     check(len(set(text.split()[-500:])) > 50, "the text after the window slid is not stuck on a few tokens")
 
+    # --- --chat: one user turn per stdin line, rendered with the template and answered; earlier turns stay in the
+    #     context (greedy, so deterministic): a conversation's first answer is the answer to that line alone, its
+    #     second answer differs from the answer to the second line alone
+    def chat(lines, *extra):
+        return run([LEVRUN, "-m", stories, "--chat", "--chat-template", "zephyr", "--temp", "0", "-n", "16", "-t", "2",
+                    *extra], input="".join(line + "\n" for line in lines).encode())
+    both, first, second = chat(["Once upon a time", "The cat sat"]), chat(["Once upon a time"]), chat(["The cat sat"])
+    check(both.returncode == first.returncode == second.returncode == 0, f"--chat: {both.stderr.decode()!r}")
+    err = both.stderr.decode()
+    check("chat template zephyr" in err and "2 turns" in err, f"--chat stderr: {err!r}")
+    check(first.stdout and both.stdout.startswith(first.stdout.rstrip(b"\n")),
+          f"--chat first answer {first.stdout!r} not the start of {both.stdout!r}")
+    rest = both.stdout[len(first.stdout.rstrip(b"\n")):].strip()
+    check(rest and rest != second.stdout.strip(), f"--chat second answer {rest!r} ignores the first turn")
+    for args, want in [(["--chat", "-p", "x"], "--chat reads the conversation from stdin"),
+                       (["--system", "x"], "--system and --chat-template need --chat")]:
+        r = run([LEVRUN, "-m", stories, *args], input=b"")
+        check(r.returncode == 2 and want in r.stderr.decode(), f"levrun {args}: rc {r.returncode} {r.stderr.decode()!r}")
+
     # --- levppl: its perplexity equals the one computed here from levrun's teacher-forced logits
     if LEVPPL:
         text = "Once upon a time, there was a little girl named Lily. She liked to play in the park."
