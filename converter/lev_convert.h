@@ -153,6 +153,7 @@ typedef enum {
   LEV_SCALE_ROW,                /* one scale per output row */
   LEV_SCALE_TENSOR,             /* one scale per matrix */
   LEV_SCALE_GROUP,              /* one scale per block of each row: 128 weights (t2, b1), 160 (t1) */
+  LEV_SCALE_GROUP64,            /* one scale per 64 weights of each row (half a block; t2, b1) */
 } LevScaleMode;
 
 typedef enum {

@@ -252,7 +252,8 @@ inverse_upper_factor (const double *H, guint cols, const char *name, GError **er
 typedef struct {
   guint rows, cols;
   gboolean binary;       /* b1: values ±1; else ternary -1, 0, +1 */
-  guint group;           /* weights per scale along a row with per-group scales (the format's block), else 0 */
+  guint group;           /* weights per scale along a row with per-group scales (a block or 64), else 0 */
+  guint padded;          /* cols rounded up to whole blocks of the encoding */
   int8_t *q;             /* [rows][cols] codes */
   float *scales;         /* [n_scales] */
   guint n_scales;
@@ -358,8 +359,9 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   gsize n = (gsize) rows * cols;
   float *W0 = g_memdup2 (W, n * sizeof (float));
   gboolean binary = m->binary;
-  /* scales from the original weights: gw weights per scale along a row, ng scales per row */
-  guint gw = m->group ? m->group : cols, ng = (cols + gw - 1) / gw;
+  /* scales from the original weights: gw weights per scale along a row, ng scales per row (groups cover the row
+   * padded to whole blocks; a group that holds only padding keeps scale 0, which multiplies only zeros) */
+  guint gw = m->group ? m->group : cols, ng = m->group ? m->padded / gw : 1;
   m->n_scales = o->scale_mode == LEV_SCALE_TENSOR ? 1 : rows * ng;
   m->scales = g_new (float, m->n_scales);
   if (m->n_scales == 1)
@@ -367,8 +369,8 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   else
     for (guint r = 0; r < rows; r++)
       for (guint g = 0; g < ng; g++)
-        m->scales[(gsize) r * ng + g] = fit_scale (W + (gsize) r * cols + g * gw, MIN (gw, cols - g * gw), binary,
-                                                   o->fit);
+        m->scales[(gsize) r * ng + g] = g * gw < cols ? fit_scale (W + (gsize) r * cols + g * gw,
+                                                                   MIN (gw, cols - g * gw), binary, o->fit) : 0.0f;
   /* the scale of row r, column c (in the file's column order) */
 #define SCALE(r, c) (m->scales[m->n_scales == 1 ? 0 : (gsize) (r) * ng + (c) / gw])
 
@@ -930,7 +932,9 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
         LevConvTensor *t = lev_conv_model_find (model, n);
         if (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED) {
           QMat m = { .rows = (guint) t->shape[0], .cols = (guint) t->shape[1], .binary = enc == LEV_ENC_B1,
-                     .group = o->scale_mode == LEV_SCALE_GROUP ? lev_qenc_block_weights (enc) : 0 };
+                     .group = o->scale_mode == LEV_SCALE_GROUP ? lev_qenc_block_weights (enc)
+                              : o->scale_mode == LEV_SCALE_GROUP64 ? 64 : 0,
+                     .padded = (guint) lev_qenc_cols_padded (enc, t->shape[1]) };
           float *W = tensor_floats (t);
           for (gsize k = 0; ok && k < (gsize) m.rows * m.cols; k++)
             if (!isfinite (W[k])) {

@@ -70,7 +70,8 @@ static GOptionEntry quant_entries[] = {
     "(default 0.5%)", "P%" },
   { "rank", 0, 0, G_OPTION_ARG_INT, &opt_rank, "Rank of the low-rank adapters (default 4, 1..256)", "R" },
   { "scale", 0, 0, G_OPTION_ARG_STRING, &opt_scale, "Scale granularity of float matrices: row (default), tensor, "
-    "or group (one per block of a row: 128 weights for t2 and b1, 160 for t1)", "GRAN" },
+    "group (one per block of a row: 128 weights for t2 and b1, 160 for t1) or group64 (one per 64 weights; t2, b1)",
+    "GRAN" },
   { "scale-fit", 0, 0, G_OPTION_ARG_STRING, &opt_scale_fit,
     "How scales of float matrices are chosen: lsq (least squares, default) or absmean (mean |w|, BitNet b1.58's "
     "rule); the same for b1", "FIT" },
@@ -225,7 +226,7 @@ main (int argc, char **argv)
   qopt.fit = LEV_FIT_LSQ;      /* better than absmean on both float models measured (docs/quality.md) */
   /* in the order of LevCompensate, LevScaleMode and LevScaleFit */
   static const char *const comp_names[] = { "none", "ef", "ef+outliers", "ef+outliers+lowrank" };
-  static const char *const scale_names[] = { "row", "tensor", "group" };
+  static const char *const scale_names[] = { "row", "tensor", "group", "group64" };
   static const char *const fit_names[] = { "absmean", "lsq" };
   gint choice;
   if (opt_compensate) {
@@ -235,7 +236,7 @@ main (int argc, char **argv)
   }
   if (opt_scale) {
     if ((choice = parse_choice (opt_scale, scale_names, G_N_ELEMENTS (scale_names))) < 0)
-      return usage_error (octx, "unknown --scale (expected row, tensor or group)");
+      return usage_error (octx, "unknown --scale (expected row, tensor, group or group64)");
     qopt.scale_mode = (LevScaleMode) choice;
   }
   if (opt_scale_fit) {
@@ -252,6 +253,8 @@ main (int argc, char **argv)
     return usage_error (octx, "--calib-tokens must be at least 16, --calib-ctx at least 8, --threads positive");
   if (quant_options && format != LEV_OUT_T2 && format != LEV_OUT_T1 && format != LEV_OUT_B1)
     return usage_error (octx, "--compensate, --scale and --scale-fit need --format t2, t1 or b1");
+  if (qopt.scale_mode == LEV_SCALE_GROUP64 && format == LEV_OUT_T1)
+    return usage_error (octx, "--scale group64 needs --format t2 or b1 (t1's groups are its 160-weight blocks)");
   if ((opt_calib || opt_calib_lines || opt_outliers || opt_adapter_out) && qopt.compensate == LEV_COMP_NONE)
     return usage_error (octx, "--calib, --calib-lines, --outliers and --adapter-out need --compensate");
   if (opt_adapter_out && qopt.compensate != LEV_COMP_EF_OUTLIERS_LOWRANK)

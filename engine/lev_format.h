@@ -162,7 +162,8 @@ typedef enum {
   LEV_ENC_Q8 = 3,              /* int8 with one float scale per row: float scales[rows], then int8 [rows][cols] */
   /* Packed encodings (kernels/lev_qkernels.h, docs/format.md): codes[rows][row_bytes], rows padded to whole blocks
    * with zero weights, then float scales[n_scales] with n_scales = 1 (per tensor), rows (per row) or, for t2 / t1 /
-   * b1, rows * blocks per row (per group: scales[r][b] for block b of row r, at most LEV_QMAX_GROUPS blocks). */
+   * b1, rows * groups per row (per group: scales[r][g]; a group is a block, or for t2 / b1 half a block of 64
+   * weights; at most LEV_QMAX_GROUPS groups per row). */
   LEV_ENC_T2 = 4,              /* ternary, 128 weights in 32 bytes (2 bits each, code w + 1) */
   LEV_ENC_T1 = 5,              /* ternary, 160 weights in 32 bytes (5 trits per byte, 1.6 bits per weight) */
   LEV_ENC_B1 = 6,              /* binary sign bits, 128 weights in 16 bytes */

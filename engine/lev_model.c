@@ -402,13 +402,17 @@ check_directory (const Directory *d, uint64_t data_size, GError **error)
       FAIL ("tensor %s: %s needs a matrix", e->name, e->encoding == LEV_ENC_Q8 ? "q8" : lev_qenc_name (e->encoding));
     uint64_t expect = e->encoding == LEV_ENC_SPARSE ? e->size : encoding_size (e->encoding, n, e->shape[0]);
     if (lev_qenc_is_packed (e->encoding)) {
-      /* codes, then one scale per tensor, one per row, or (t2, t1, b1) one per block of each row */
+      /* codes, then one scale per tensor, one per row, or one per group of each row: a block (t2, t1, b1) or
+       * half a block (t2, b1: 64 weights) */
       uint64_t codes = packed_code_size (e->encoding, e->shape[0], e->shape[1]);
       uint64_t blocks = lev_qenc_cols_padded (e->encoding, e->shape[1]) / lev_qenc_block_weights (e->encoding);
-      gboolean groups_ok = e->encoding != LEV_ENC_Q4 && blocks <= LEV_QMAX_GROUPS;
+      gboolean halves = e->encoding == LEV_ENC_T2 || e->encoding == LEV_ENC_B1;
+      gboolean by_block = e->encoding != LEV_ENC_Q4 && blocks <= LEV_QMAX_GROUPS;
+      gboolean by_half = halves && 2 * blocks <= LEV_QMAX_GROUPS;
       expect = codes == 0 ? 0
                : e->size == codes + 4 * e->shape[0] ? e->size
-               : groups_ok && e->size == codes + 4 * e->shape[0] * blocks ? e->size : codes + 4;
+               : by_block && e->size == codes + 4 * e->shape[0] * blocks ? e->size
+               : by_half && e->size == codes + 8 * e->shape[0] * blocks ? e->size : codes + 4;
     }
     if (expect == 0 || e->size != expect)
       FAIL ("tensor %s: size %" G_GUINT64_FORMAT " does not match its shape and encoding (%" G_GUINT64_FORMAT ")",
@@ -695,10 +699,9 @@ lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out)
       int8_t v[160];
       for (size_t b = 0; b * bw < cols; b++) {
         size_t n = MIN (bw, cols - b * bw);
-        float s = lev_qmatrix_block_scale (&m->q, row, b);
         lev_qunpack_row (m->encoding, codes + b * bb, n, v);
         for (size_t i = 0; i < n; i++)
-          out[b * bw + i] = (float) v[i] * s;
+          out[b * bw + i] = (float) v[i] * lev_qmatrix_col_scale (&m->q, row, b * bw + i);
       }
       break;
     }

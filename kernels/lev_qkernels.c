@@ -188,16 +188,16 @@ lev_qact_finish_row (const int8_t *q, size_t stride, int8_t *q2, int32_t *sum, i
 }
 
 void
-lev_qact_block_sums (const LevQAct *act, size_t t0, size_t nt, uint32_t enc, size_t n_blocks, float *gs)
+lev_qact_group_sums (const LevQAct *act, size_t t0, size_t nt, size_t group_weights, size_t n_groups, float *gs)
 {
-  size_t per = lev_qenc_block_weights (enc) / 32;
+  size_t per = group_weights / 32;
   for (size_t t = 0; t < nt; t++) {
     const int32_t *cs = act->csum + (t0 + t) * (act->stride / 32);
-    for (size_t b = 0; b < n_blocks; b++) {
+    for (size_t g = 0; g < n_groups; g++) {
       int32_t s = 0;
       for (size_t k = 0; k < per; k++)
-        s += cs[b * per + k];
-      gs[t * n_blocks + b] = (float) s;
+        s += cs[g * per + k];
+      gs[t * n_groups + g] = (float) s;
     }
   }
 }
@@ -206,19 +206,21 @@ float
 lev_qdot_f32 (const LevQMatrix *w, size_t r, const float *x)
 {
   size_t bw = lev_qenc_block_weights (w->enc), bb = lev_qenc_block_bytes (w->enc);
+  size_t gw = lev_qmatrix_grouped (w) ? lev_qmatrix_group_weights (w) : bw;   /* a block or half of it */
   const uint8_t *row = w->codes + r * w->row_bytes;
-  int grouped = lev_qmatrix_grouped (w);
   int8_t v[160];
   float s = 0.0f;
   for (size_t b = 0; b * bw < w->cols; b++) {
     unpack_block (w->enc, row + b * bb, v);
-    size_t n = w->cols - b * bw < bw ? w->cols - b * bw : bw;
-    float sb = 0.0f;
-    for (size_t i = 0; i < n; i++)
-      sb += (float) v[i] * x[b * bw + i];
-    s += grouped ? sb * lev_qmatrix_block_scale (w, r, b) : sb;
+    for (size_t g0 = 0; g0 < bw && b * bw + g0 < w->cols; g0 += gw) {
+      size_t n = w->cols - b * bw - g0 < gw ? w->cols - b * bw - g0 : gw;
+      float sg = 0.0f;
+      for (size_t i = 0; i < n; i++)
+        sg += (float) v[g0 + i] * x[b * bw + g0 + i];
+      s += lev_qmatrix_grouped (w) ? sg * lev_qmatrix_col_scale (w, r, b * bw + g0) : sg;
+    }
   }
-  return grouped ? s : s * lev_qmatrix_scale (w, r);
+  return lev_qmatrix_grouped (w) ? s : s * lev_qmatrix_scale (w, r);
 }
 
 /* ---------------------------------------------------------------- KV helpers */
@@ -291,14 +293,15 @@ lev_qaxpy_heads_each (const LevQKernels *k, uint32_t type, const float *a, uint3
 /* ---------------------------------------------------------------- scalar reference kernels */
 
 /* Integer dot products of row r with every token, one block at a time (the block is decoded once for all
- * tokens), then the shared float epilogue; with per-group scales each block's exact sum is scaled and added in
- * float, blocks in order. */
+ * tokens), then the shared float epilogue; with per-group scales each group's exact sum is scaled and added in
+ * float, groups in order. */
 static void
 gemm_scalar (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0, size_t r1)
 {
   size_t bw = lev_qenc_block_weights (w->enc), bb = lev_qenc_block_bytes (w->enc);
   size_t nb = w->cols_pad / bw;
   int grouped = lev_qmatrix_grouped (w);
+  size_t gw = grouped ? lev_qmatrix_group_weights (w) : bw;   /* a block or half of it */
   int32_t acc[64];
   float facc[64];
   int8_t v[160];
@@ -310,16 +313,18 @@ gemm_scalar (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride,
       memset (facc, 0, sizeof facc);
       for (size_t b = 0; b < nb; b++) {
         unpack_block (w->enc, row + b * bb, v);
-        float gsc = grouped ? lev_qmatrix_block_scale (w, r, b) : 0.0f;
-        for (size_t t = 0; t < nt; t++) {
-          const int8_t *x = act->q + (t0 + t) * act->stride + b * bw;
-          int32_t s = 0;
-          for (size_t i = 0; i < bw; i++)
-            s += (int32_t) v[i] * x[i];
-          if (grouped)
-            facc[t] += (float) s * gsc;
-          else
-            acc[t] += s;
+        for (size_t g0 = 0; g0 < bw; g0 += gw) {
+          float gsc = grouped ? lev_qmatrix_col_scale (w, r, b * bw + g0) : 0.0f;
+          for (size_t t = 0; t < nt; t++) {
+            const int8_t *x = act->q + (t0 + t) * act->stride + b * bw + g0;
+            int32_t s = 0;
+            for (size_t i = 0; i < gw; i++)
+              s += (int32_t) v[g0 + i] * x[i];
+            if (grouped)
+              facc[t] += (float) s * gsc;
+            else
+              acc[t] += s;
+          }
         }
       }
       for (size_t t = 0; t < nt; t++)

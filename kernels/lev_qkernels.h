@@ -17,8 +17,8 @@ extern "C" {
  *   q4: 64 weights in 32 bytes; byte j holds weight j in its low nibble and weight j + 32 in its high nibble,
  *       as code q + 8 with q in -8..7.
  * A packed tensor is codes[rows][row_bytes] followed by float scales[n_scales], n_scales = 1 (one per tensor),
- * rows (one per row) or rows * blocks per row (one per block, "per-group": scales[r][b] for block b of row r);
- * weight = value * scale. */
+ * rows (one per row), or rows * groups per row ("per-group": scales[r][g] for the weights g * G .. g * G + G - 1
+ * of row r), a group G being one block (t2, t1, b1) or half a block (64 weights: t2, b1); weight = value * scale. */
 enum {
   LEV_QENC_T2 = 4,
   LEV_QENC_T1 = 5,
@@ -28,8 +28,9 @@ enum {
 
 /* The widest block of any packed encoding divides this: activation buffers are padded (with zeros) to it. */
 #define LEV_QPAD 640u
-/* The most blocks per row of a matrix with per-group scales (the kernels keep per-block sums on the stack). */
-#define LEV_QMAX_GROUPS 512u
+/* The most scale groups per row of a matrix with per-group scales (the kernels keep per-group sums on the
+ * stack). */
+#define LEV_QMAX_GROUPS 1024u
 
 /* Returns whether enc is one of the packed encodings above. */
 int lev_qenc_is_packed (uint32_t enc);
@@ -82,14 +83,15 @@ typedef struct LevQAct {
 /* Fills q2, sum and csum (q2 and csum may be NULL) of one token row from its q (stride values, zero past the
  * width). */
 void lev_qact_finish_row (const int8_t *q, size_t stride, int8_t *q2, int32_t *sum, int32_t *csum);
-/* Fills gs[t * n_blocks + b] with the activation sum over block b (of enc's width) of token t0 + t, t < nt, from
- * act->csum: what the per-group kernels subtract for their unsigned codes. */
-void lev_qact_block_sums (const LevQAct *act, size_t t0, size_t nt, uint32_t enc, size_t n_blocks, float *gs);
+/* Fills gs[t * n_groups + g] with the activation sum over group g (group_weights wide, a multiple of 32) of token
+ * t0 + t, t < nt, from act->csum: what the per-group kernels subtract for their unsigned codes. */
+void lev_qact_group_sums (const LevQAct *act, size_t t0, size_t nt, size_t group_weights, size_t n_groups,
+                          float *gs);
 
 /* y[t * y_stride + r] = scale(r) * act->scale[t] * sum_c w[r][c] * q[t][c] for rows [r0, r1), all tokens.
  * The integer sums are exact in every implementation; the float product is the same expression everywhere.
- * With per-group scales, y = act->scale[t] * sum_b scale(r, b) * (exact integer sum over block b): the float
- * sum over blocks is in an order of each implementation's own (results within float rounding of each other). */
+ * With per-group scales, y = act->scale[t] * sum_g scale(r, g) * (exact integer sum over group g): the float
+ * sum over groups is in an order of each implementation's own (results within float rounding of each other). */
 typedef void (*LevQGemmFn) (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0,
                             size_t r1);
 
@@ -170,11 +172,18 @@ lev_qgemm (const LevQKernels *k, const LevQMatrix *w, const LevQAct *act, float 
   k->gemm[w->enc - LEV_QENC_T2] (w, act, y, y_stride, r0, r1);
 }
 
-/* Returns whether w has one scale per block of each row (per-group scales). */
+/* Returns whether w has per-group scales (more than one scale per row). */
 static inline int
 lev_qmatrix_grouped (const LevQMatrix *w)
 {
   return w->n_scales > w->rows;
+}
+
+/* Returns the weights per scale group of a matrix with per-group scales (its block or half of it), else cols_pad. */
+static inline uint32_t
+lev_qmatrix_group_weights (const LevQMatrix *w)
+{
+  return lev_qmatrix_grouped (w) ? w->cols_pad / (w->n_scales / w->rows) : w->cols_pad;
 }
 
 /* Returns the scale of row r (matrices with one scale per tensor or per row). */
@@ -184,11 +193,12 @@ lev_qmatrix_scale (const LevQMatrix *w, size_t r)
   return w->scales[w->n_scales == 1 ? 0 : r];
 }
 
-/* Returns the scale of block b of row r, whatever the scale layout. */
+/* Returns the scale of column c of row r, whatever the scale layout. */
 static inline float
-lev_qmatrix_block_scale (const LevQMatrix *w, size_t r, size_t b)
+lev_qmatrix_col_scale (const LevQMatrix *w, size_t r, size_t c)
 {
-  return lev_qmatrix_grouped (w) ? w->scales[r * (w->n_scales / w->rows) + b] : lev_qmatrix_scale (w, r);
+  return lev_qmatrix_grouped (w) ? w->scales[r * (w->n_scales / w->rows) + c / lev_qmatrix_group_weights (w)]
+                                 : lev_qmatrix_scale (w, r);
 }
 
 /* Returns sum_c w[r][c] * x[c] for float activations x (cols values), the reference path without act quant. */

@@ -97,22 +97,25 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
   const int off = enc == LEV_QENC_Q4 ? 8 : enc == LEV_QENC_B1 ? 0 : 1;
   const __m256i ones16 = _mm256_set1_epi16 (1), ones8 = _mm256_set1_epi8 (1);
   size_t n_chunks = enc == LEV_QENC_B1 ? w->cols_pad / 32 : w->row_bytes / 32;
-  size_t per_block = enc == LEV_QENC_B1 ? 4 : 1, nb = n_chunks / per_block;   /* chunks per block, blocks */
+  /* b1: 32-weight chunks, four a block, a group every 4 / grouped of them; the others: a chunk is a block, whose
+   * fields split into halves for half-block groups */
+  size_t per_group = enc == LEV_QENC_B1 && grouped ? 4 / (size_t) grouped : 1;
+  size_t ng = !grouped ? 1 : enc == LEV_QENC_B1 ? n_chunks / per_group : n_chunks * (size_t) grouped;
   const int8_t *xs[4];
 #pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q + (t0 + t) * act->stride;
   float gs[4 * LEV_QMAX_GROUPS];
   if (grouped)
-    lev_qact_block_sums (act, t0, (size_t) TT, enc, nb, gs);
+    lev_qact_group_sums (act, t0, (size_t) TT, lev_qmatrix_group_weights (w), ng, gs);
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
-    const float *sc = grouped ? w->scales + r * nb : NULL;
-    __m256i acc[4];
+    const float *sc = grouped ? w->scales + r * ng : NULL;
+    __m256i acc[4][2];
     __m256 facc[4];
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
-      acc[t] = _mm256_setzero_si256 ();
+      acc[t][0] = acc[t][1] = _mm256_setzero_si256 ();
       facc[t] = _mm256_setzero_ps ();
     }
     for (size_t c = 0; c < n_chunks; c++) {
@@ -121,7 +124,7 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++) {
           __m256i sel = _mm256_and_si256 (m, _mm256_loadu_si256 ((const __m256i *) (xs[t] + 32 * c)));
-          acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (_mm256_maddubs_epi16 (ones8, sel), ones16));
+          acc[t][0] = _mm256_add_epi32 (acc[t][0], _mm256_madd_epi16 (_mm256_maddubs_epi16 (ones8, sel), ones16));
         }
       } else {
         __m256i f[5];
@@ -129,30 +132,41 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++) {
           const int8_t *x = xs[t] + 32 * nf * c;
-          __m256i s = _mm256_maddubs_epi16 (f[0], _mm256_loadu_si256 ((const __m256i *) x));
+          __m256i s[2] = { _mm256_setzero_si256 (), _mm256_setzero_si256 () };   /* the halves of the fields */
 #pragma GCC unroll 8
-          for (int k = 1; k < nf; k++)
-            s = _mm256_add_epi16 (s, _mm256_maddubs_epi16 (f[k], _mm256_loadu_si256 ((const __m256i *) (x + 32 * k))));
-          acc[t] = _mm256_add_epi32 (acc[t], _mm256_madd_epi16 (s, ones16));
+          for (int k = 0; k < nf; k++) {
+            const int h = grouped == 2 && 2 * k >= nf;
+            s[h] = _mm256_add_epi16 (s[h], _mm256_maddubs_epi16 (f[k], _mm256_loadu_si256 ((const __m256i *) (x + 32 * k))));
+          }
+          acc[t][0] = _mm256_add_epi32 (acc[t][0], _mm256_madd_epi16 (s[0], ones16));
+          if (grouped == 2)
+            acc[t][1] = _mm256_add_epi32 (acc[t][1], _mm256_madd_epi16 (s[1], ones16));
         }
       }
-      if (grouped && c % per_block == per_block - 1) {
-        __m256 sv = _mm256_set1_ps (sc[c / per_block]);
+      if (grouped && c % per_group == per_group - 1) {
+        /* b1: the group just completed; the others: the block's one or two groups */
+        size_t g0 = enc == LEV_QENC_B1 ? c / per_group : c * (size_t) grouped;
+        int n_here = enc == LEV_QENC_B1 ? 1 : grouped;
+#pragma GCC unroll 2
+        for (int h = 0; h < n_here; h++) {
+          __m256 sv = _mm256_set1_ps (sc[g0 + (size_t) h]);
 #pragma GCC unroll 8
-        for (int t = 0; t < TT; t++) {
-          facc[t] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (acc[t]), sv, facc[t]);
-          acc[t] = _mm256_setzero_si256 ();
+          for (int t = 0; t < TT; t++) {
+            facc[t] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (acc[t][h]), sv, facc[t]);
+            acc[t][h] = _mm256_setzero_si256 ();
+          }
         }
       }
     }
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
       if (grouped) {
-        float corr = dot8 (sc, gs + (size_t) t * nb, nb);
+        float corr = dot8 (sc, gs + (size_t) t * ng, ng);
         float gain = enc == LEV_QENC_B1 ? 2.0f : 1.0f, coff = enc == LEV_QENC_Q4 ? 8.0f : 1.0f;
         y[(t0 + t) * ys + r] = (gain * hsum_ps (facc[t]) - coff * corr) * act->scale[t0 + t];
       } else {
-        int32_t dot = enc == LEV_QENC_B1 ? 2 * hsum (acc[t]) - act->sum[t0 + t] : hsum (acc[t]) - off * act->sum[t0 + t];
+        int32_t dot = enc == LEV_QENC_B1 ? 2 * hsum (acc[t][0]) - act->sum[t0 + t]
+                                         : hsum (acc[t][0]) - off * act->sum[t0 + t];
         y[(t0 + t) * ys + r] = (float) dot * (lev_qmatrix_scale (w, r) * act->scale[t0 + t]);
       }
     }

@@ -51,16 +51,18 @@ decode (uint32_t enc, __m512i c, __m512i *f)
 }
 
 /* Adds to st0[t] / st1[t] the dot products of chunks [c0, c1) of rows p0 / p1 with TT tokens (q2 layout). With
- * per-group scales (grouped; s0 / s1 the rows' scales, one per chunk = block) each chunk's exact integer sums are
- * converted and scaled in the vector instead, and the float sums go to sf0[t] / sf1[t]. */
+ * per-group scales (grouped: 1 for one per chunk = block, 2 for one per half block, whose first half is the first
+ * half of the fields; s0 / s1 the rows' scales) each group's exact integer sums are converted and scaled in the
+ * vector instead, and the float sums go to sf0[t] / sf1[t]. */
 AI void
 pair_tile (uint32_t enc, int grouped, int TT, const uint8_t *p0, const uint8_t *p1, const float *s0,
            const float *s1, const int8_t *const *xs, size_t c0, size_t c1, int32_t *st0, int32_t *st1, float *sf0,
            float *sf1)
 {
   const int nf = n_fields (enc);
-  /* with few tokens, one accumulator per field: independent vpdpbusd chains instead of one long chain */
-  const int na = TT <= 2 ? nf : 1;
+  /* with few tokens, one accumulator per field: independent vpdpbusd chains instead of one long chain; half-block
+   * groups need at least one per half */
+  const int na = TT <= 2 ? nf : grouped == 2 ? 2 : 1;
   __m512i acc[8][5];
   __m512 facc[8];
 #pragma GCC unroll 8
@@ -76,23 +78,33 @@ pair_tile (uint32_t enc, int grouped, int TT, const uint8_t *p0, const uint8_t *
     __m512i f[5];
     decode (enc, codes, f);
 #pragma GCC unroll 8
-    for (int k = 0; k < nf; k++)
+    for (int k = 0; k < nf; k++) {
+      const int a = na == 2 && grouped == 2 ? (2 * k >= nf) : k % na;
 #pragma GCC unroll 8
       for (int t = 0; t < TT; t++)
-        acc[t][k % na] = _mm512_dpbusd_epi32 (acc[t][k % na], f[k], _mm512_loadu_si512 (xs[t] + 64 * (nf * c + k)));
+        acc[t][a] = _mm512_dpbusd_epi32 (acc[t][a], f[k], _mm512_loadu_si512 (xs[t] + 64 * (nf * c + k)));
+    }
     if (grouped) {
-      __m512 sv = _mm512_castpd_ps (_mm512_insertf64x4 (_mm512_castps_pd (_mm512_set1_ps (s0[c])),
-                                                        _mm256_castps_pd (_mm256_set1_ps (s1[c])), 1));
+#pragma GCC unroll 2
+      for (int g = 0; g < grouped; g++) {     /* the chunk's groups: its fields in one or two halves */
+        size_t si = (size_t) grouped * c + (size_t) g;
+        __m512 sv = _mm512_castpd_ps (_mm512_insertf64x4 (_mm512_castps_pd (_mm512_set1_ps (s0[si])),
+                                                          _mm256_castps_pd (_mm256_set1_ps (s1[si])), 1));
+        int k0 = grouped == 1 ? 0 : na == 2 ? g : g * nf / 2, k1 = grouped == 1 ? na : na == 2 ? g + 1 : (g + 1) * nf / 2;
 #pragma GCC unroll 8
-      for (int t = 0; t < TT; t++) {
+        for (int t = 0; t < TT; t++) {
+          __m512i sum = acc[t][k0];
 #pragma GCC unroll 8
-        for (int k = 1; k < na; k++)
-          acc[t][0] = _mm512_add_epi32 (acc[t][0], acc[t][k]);
-        facc[t] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[t][0]), sv, facc[t]);
+          for (int k = k0 + 1; k < k1; k++)
+            sum = _mm512_add_epi32 (sum, acc[t][k]);
+          facc[t] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (sum), sv, facc[t]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++)
 #pragma GCC unroll 8
         for (int k = 0; k < na; k++)
           acc[t][k] = _mm512_setzero_si512 ();
-      }
     }
   }
 #pragma GCC unroll 8
@@ -123,8 +135,8 @@ dot16 (const float *a, const float *b, size_t n)
 }
 
 /* Rows [r0, r1) times tokens [t0, t0 + TT): row blocks, then column blocks that keep the tokens' activations in
- * L1, then row pairs. With per-group scales y = act scale * (sum over blocks of scale * codes . x - code offset *
- * sum over blocks of scale * block sum of x), the block sums from act->csum. */
+ * L1, then row pairs. With per-group scales y = act scale * (sum over groups of scale * codes . x - code offset *
+ * sum over groups of scale * group sum of x), the group sums from act->csum. */
 AI void
 gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
             size_t ys, size_t r0, size_t r1)
@@ -136,9 +148,10 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
 #pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q2 + (t0 + t) * 2 * act->stride;
+  size_t ng = grouped ? n_chunks * (size_t) grouped : 1;   /* scale groups per row */
   float gs[8 * LEV_QMAX_GROUPS];
   if (grouped)
-    lev_qact_block_sums (act, t0, (size_t) TT, enc, n_chunks, gs);
+    lev_qact_group_sums (act, t0, (size_t) TT, lev_qmatrix_group_weights (w), ng, gs);
   int32_t st[RB][8], spare[8];
   float sf[RB][8], fspare[8];
   for (size_t rb = r0; rb < r1; rb += RB) {
@@ -153,7 +166,7 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
         /* an odd last row runs in both halves; the upper half's sums go to a spare slot */
         const uint8_t *p0 = w->codes + r * w->row_bytes;
         const uint8_t *p1 = r + 1 < re ? p0 + w->row_bytes : p0;
-        const float *s0 = grouped ? w->scales + r * n_chunks : NULL, *s1 = grouped && r + 1 < re ? s0 + n_chunks : s0;
+        const float *s0 = grouped ? w->scales + r * ng : NULL, *s1 = grouped && r + 1 < re ? s0 + ng : s0;
         pair_tile (enc, grouped, TT, p0, p1, s0, s1, xs, c0, c1, st[r - rb], r + 1 < re ? st[r + 1 - rb] : spare,
                    sf[r - rb], r + 1 < re ? sf[r + 1 - rb] : fspare);
       }
@@ -162,7 +175,7 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
 #pragma GCC unroll 8
       for (int t = 0; t < TT; t++) {
         if (grouped) {
-          float corr = dot16 (w->scales + r * n_chunks, gs + (size_t) t * n_chunks, n_chunks);
+          float corr = dot16 (w->scales + r * ng, gs + (size_t) t * ng, ng);
           y[(t0 + t) * ys + r] = (sf[r - rb][t] - (float) off * corr) * act->scale[t0 + t];
         } else {
           int32_t dot = st[r - rb][t] - off * act->sum[t0 + t];
@@ -178,26 +191,26 @@ LEV_QDEFINE_GEMM (gemm_t1, gemm_tiles, LEV_QENC_T1, 8)
 LEV_QDEFINE_GEMM (gemm_q4, gemm_tiles, LEV_QENC_Q4, 8)
 
 /* b1, one row: each 64-bit mask selects activations with a zero-masked load; their sum (vpdpbusd with ones)
- * is the dot product with the +1 weights: dot = 2 * selected - sum. With per-group scales each 128-weight
- * block's selected sums are converted and scaled in the vector: y = act scale * (2 * sum of scaled selected sums
- * - sum of scale * block sum of x). */
+ * is the dot product with the +1 weights: dot = 2 * selected - sum. With per-group scales each group's (128 or
+ * 64 weights) selected sums are converted and scaled in the vector: y = act scale * (2 * sum of scaled selected
+ * sums - sum of scale * group sum of x). */
 AI void
 b1_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
           size_t ys, size_t r0, size_t r1)
 {
   (void) enc;
   const __m512i ones = _mm512_set1_epi8 (1);
-  size_t units = w->cols_pad / 64, nb = units / 2;
+  size_t units = w->cols_pad / 64, ng = grouped == 2 ? units : units / 2;   /* 64-weight units, scale groups */
   const int8_t *xs[8];
 #pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q + (t0 + t) * act->stride;
   float gs[8 * LEV_QMAX_GROUPS];
   if (grouped)
-    lev_qact_block_sums (act, t0, (size_t) TT, LEV_QENC_B1, nb, gs);
+    lev_qact_group_sums (act, t0, (size_t) TT, lev_qmatrix_group_weights (w), ng, gs);
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
-    const float *sc = grouped ? w->scales + r * nb : NULL;
+    const float *sc = grouped ? w->scales + r * ng : NULL;
     /* units come in pairs (rows are whole 128-weight blocks); with few tokens, one accumulator per unit of the
      * pair */
     const int na = TT <= 2 ? 2 : 1;
@@ -217,8 +230,16 @@ b1_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct 
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++)
           acc[t][h % na] = _mm512_dpbusd_epi32 (acc[t][h % na], ones, _mm512_maskz_loadu_epi8 (k, xs[t] + 64 * (u + h)));
+        if (grouped == 2) {                   /* a scale per 64-weight unit */
+          __m512 sv = _mm512_set1_ps (sc[u + h]);
+#pragma GCC unroll 8
+          for (int t = 0; t < TT; t++) {
+            facc[t] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[t][h % na]), sv, facc[t]);
+            acc[t][h % na] = _mm512_setzero_si512 ();
+          }
+        }
       }
-      if (grouped) {
+      if (grouped == 1) {
         __m512 sv = _mm512_set1_ps (sc[u / 2]);
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++) {
@@ -230,7 +251,7 @@ b1_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct 
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
       if (grouped) {
-        float corr = dot16 (sc, gs + (size_t) t * nb, nb);
+        float corr = dot16 (sc, gs + (size_t) t * ng, ng);
         y[(t0 + t) * ys + r] = (2.0f * _mm512_reduce_add_ps (facc[t]) - corr) * act->scale[t0 + t];
       } else {
         int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[t][0], acc[t][1])) - act->sum[t0 + t];

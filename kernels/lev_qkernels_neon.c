@@ -63,19 +63,22 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
 {
   const int nf = n_fields (enc);
   size_t n_chunks = enc == LEV_QENC_B1 ? w->cols_pad / 16 : w->row_bytes / 32;
-  size_t per_block = enc == LEV_QENC_B1 ? 8 : 1, nb = n_chunks / per_block;   /* chunks per block, blocks */
+  /* b1: 16-weight chunks, eight a block, a group every 8 / grouped of them; the others: a chunk is a block, whose
+   * fields split into halves for half-block groups */
+  size_t per_group = enc == LEV_QENC_B1 && grouped ? 8 / (size_t) grouped : 1;
+  size_t ng = !grouped ? 1 : enc == LEV_QENC_B1 ? n_chunks / per_group : n_chunks * (size_t) grouped;
   const int8_t *xs[4];
 #pragma GCC unroll 8
   for (int t = 0; t < TT; t++)
     xs[t] = act->q + (t0 + t) * act->stride;
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
-    const float *sc = grouped ? w->scales + r * nb : NULL;
-    int32x4_t acc[4];
+    const float *sc = grouped ? w->scales + r * ng : NULL;
+    int32x4_t acc[4][2];
     float32x4_t facc[4];
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
-      acc[t] = vdupq_n_s32 (0);
+      acc[t][0] = acc[t][1] = vdupq_n_s32 (0);
       facc[t] = vdupq_n_f32 (0.0f);
     }
     for (size_t c = 0; c < n_chunks; c++) {
@@ -83,7 +86,7 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
         int8x16_t wv = b1_weights (p + 2 * c);
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++)
-          acc[t] = vdotq_s32 (acc[t], wv, vld1q_s8 (xs[t] + 16 * c));
+          acc[t][0] = vdotq_s32 (acc[t][0], wv, vld1q_s8 (xs[t] + 16 * c));
       } else {
         /* byte j of the 32-byte chunk holds weights j + 32k: the two 16-byte halves cover x[32k + 0..15] and
          * x[32k + 16..31] */
@@ -92,23 +95,31 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
           int8x16_t f[5];
           decode (enc, vld1q_u8 (p + 32 * c + 16 * h), f);
 #pragma GCC unroll 8
-          for (int k = 0; k < nf; k++)
+          for (int k = 0; k < nf; k++) {
+            const int a = grouped == 2 && 2 * k >= nf;     /* the half of the fields */
 #pragma GCC unroll 8
             for (int t = 0; t < TT; t++)
-              acc[t] = vdotq_s32 (acc[t], f[k], vld1q_s8 (xs[t] + 32 * (nf * c + k) + 16 * h));
+              acc[t][a] = vdotq_s32 (acc[t][a], f[k], vld1q_s8 (xs[t] + 32 * (nf * c + k) + 16 * h));
+          }
         }
       }
-      if (grouped && c % per_block == per_block - 1)
+      if (grouped && c % per_group == per_group - 1) {
+        /* b1: the group just completed; the others: the block's one or two groups */
+        size_t g0 = enc == LEV_QENC_B1 ? c / per_group : c * (size_t) grouped;
+        int n_here = enc == LEV_QENC_B1 ? 1 : grouped;
+#pragma GCC unroll 2
+        for (int a = 0; a < n_here; a++)
 #pragma GCC unroll 8
-        for (int t = 0; t < TT; t++) {
-          facc[t] = vfmaq_n_f32 (facc[t], vcvtq_f32_s32 (acc[t]), sc[c / per_block]);
-          acc[t] = vdupq_n_s32 (0);
-        }
+          for (int t = 0; t < TT; t++) {
+            facc[t] = vfmaq_n_f32 (facc[t], vcvtq_f32_s32 (acc[t][a]), sc[g0 + (size_t) a]);
+            acc[t][a] = vdupq_n_s32 (0);
+          }
+      }
     }
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++)
       y[(t0 + t) * ys + r] = grouped ? vaddvq_f32 (facc[t]) * act->scale[t0 + t]
-                                     : (float) vaddvq_s32 (acc[t]) * (lev_qmatrix_scale (w, r) * act->scale[t0 + t]);
+                                     : (float) vaddvq_s32 (acc[t][0]) * (lev_qmatrix_scale (w, r) * act->scale[t0 + t]);
   }
 }
 

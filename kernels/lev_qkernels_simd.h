@@ -4,8 +4,9 @@
 #include "lev_qkernels.h"
 
 /* Runs TILES (enc, grouped, tt, w, act, t0, y, ys, r0, r1) over the act->n tokens in tiles of MAXT (8 or 4)
- * tokens, then one tile each of 4 (when MAXT is 8), 2 and 1 for the rest; grouped is a constant, so each tile
- * size and scale layout gets its own inlined copy. */
+ * tokens, then one tile each of 4 (when MAXT is 8), 2 and 1 for the rest; grouped (0: one scale per row or tensor,
+ * 1: one per block, 2: one per half block) is a constant, so each tile size and scale layout gets its own inlined
+ * copy. */
 #define LEV_QFOR_TOKEN_TILES(TILES, ENC, GROUPED, MAXT) \
   do { \
     size_t t0_ = 0, n_ = act->n; \
@@ -23,12 +24,16 @@
       TILES (ENC, GROUPED, 1, w, act, t0_, y, ys, r0, r1); \
   } while (0)
 
-/* Defines the gemm entry of one encoding: TILES with one scale per row or tensor, or with per-group scales. */
+/* Defines the gemm entry of one encoding: TILES with one scale per row or tensor, or with per-group scales (half
+ * blocks for t2 and b1 only). */
 #define LEV_QDEFINE_GEMM(NAME, TILES, ENC, MAXT) \
   static void NAME (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1) \
   { \
-    if (lev_qmatrix_grouped (w)) \
-      LEV_QFOR_TOKEN_TILES (TILES, ENC, 1, MAXT); \
-    else \
+    if (!lev_qmatrix_grouped (w)) \
       LEV_QFOR_TOKEN_TILES (TILES, ENC, 0, MAXT); \
+    else if (((ENC) == LEV_QENC_T2 || (ENC) == LEV_QENC_B1) \
+             && 2 * lev_qmatrix_group_weights (w) == lev_qenc_block_weights (ENC)) \
+      LEV_QFOR_TOKEN_TILES (TILES, ENC, 2, MAXT); \
+    else \
+      LEV_QFOR_TOKEN_TILES (TILES, ENC, 1, MAXT); \
   }

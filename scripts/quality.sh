@@ -115,16 +115,20 @@ if [ "$what" = curve ] || [ "$what" = all ]; then
 fi
 
 if [ "$what" = groups ] || [ "$what" = all ]; then
-  # per-group scales (--scale group: one per 128-weight block of a row, 160 for t1) against the default row scales,
+  # per-group scales (--scale group: one per 128-weight block of a row, 160 for t1; group64: one per 64 weights)
+  # against the default row scales,
   # on the twin, as in the main table (first 20,000 tokens)
   [ -f "$OUT/t-calib.txt" ] || bible -f Mat1:1-Mat28:20 | sed 's/^[^ ]* //' > "$OUT/t-calib.txt"
   [ -f "$OUT/t-f32.leviathan" ] || "$CONV" models/float-twin -f f32 -o "$OUT/t-f32.leviathan" -q
-  for fmt in t2 t1 b1; do
-    for c in none ef ef+outliers+lowrank; do
-      secs=$(convert "t-$fmt-$c-group" models/float-twin -f "$fmt" --scale group --compensate "$c" \
-             $( [ "$c" = none ] || echo --calib "$OUT/t-calib.txt" --calib-lines --calib-tokens 16384 ))
-      score "twin $fmt $c --scale group" kjv-heldout "$OUT/t-$fmt-$c-group.leviathan" "$OUT/t-f32.leviathan" "$KJV" \
-        "$secs" --lines --ctx 256 --stride 255 --max-tokens 20000
+  for g in group group64; do
+    for fmt in t2 t1 b1; do
+      [ "$g$fmt" = group64t1 ] && continue      # t1's groups are its 160-weight blocks
+      for c in none ef ef+outliers+lowrank; do
+        secs=$(convert "t-$fmt-$c-$g" models/float-twin -f "$fmt" --scale "$g" --compensate "$c" \
+               $( [ "$c" = none ] || echo --calib "$OUT/t-calib.txt" --calib-lines --calib-tokens 16384 ))
+        score "twin $fmt $c --scale $g" kjv-heldout "$OUT/t-$fmt-$c-$g.leviathan" "$OUT/t-f32.leviathan" "$KJV" \
+          "$secs" --lines --ctx 256 --stride 255 --max-tokens 20000
+      done
     done
   done
 fi

@@ -195,24 +195,26 @@ test_kernels (void)
   printf (" ), chosen: %s\n", lev_qkernels_get ()->name);
 }
 
-/* Per-group scales (one per block of each row): every implementation, the scalar reference included, within
- * float rounding of a double-precision sum of the exact per-block integer dot products times their scales. The
- * bound is 1e-5 of the sum of |scale| times three times the block's sum of |x| (what the codes' offset can
- * cancel), per token, far below what one misplaced scale costs. */
+/* Per-group scales (one per block or half block of each row): every implementation, the scalar reference
+ * included, within float rounding of a double-precision sum of the exact per-group integer dot products times their
+ * scales. The bound is 1e-5 of the sum of |scale| times three times the group's sum of |x| (what the codes' offset
+ * can cancel), per token, far below what one misplaced scale costs. */
 static void
 test_grouped_kernels (void)
 {
   const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
                                  lev_qkernels_neon () };
-  static const uint32_t genc[] = { LEV_QENC_T2, LEV_QENC_T1, LEV_QENC_B1 };
+  /* every encoding with groups of one block, t2 and b1 also with half blocks */
+  static const uint32_t genc[][2] = { { LEV_QENC_T2, 128 }, { LEV_QENC_T2, 64 }, { LEV_QENC_T1, 160 },
+                                      { LEV_QENC_B1, 128 }, { LEV_QENC_B1, 64 } };
   static const size_t shapes[][2] = { { 1, 200 }, { 3, 256 }, { 2, 321 }, { 7, 896 }, { 5, 172 }, { 17, 2048 },
                                       { 65, 640 }, { 3, 5632 } };
   size_t checked = 0;
   for (size_t e = 0; e < sizeof genc / sizeof genc[0]; e++)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-      uint32_t enc = genc[e];
+      uint32_t enc = genc[e][0];
       size_t rows = shapes[s][0], cols = shapes[s][1], rb = lev_qenc_row_bytes (enc, cols);
-      size_t bw = lev_qenc_block_weights (enc), nb = lev_qenc_cols_padded (enc, cols) / bw;
+      size_t bw = genc[e][1], nb = lev_qenc_cols_padded (enc, cols) / bw;   /* group weights, groups per row */
       int8_t *vals = malloc (rows * cols);
       uint8_t *codes = malloc (rows * rb);
       float *scales = malloc (rows * nb * sizeof (float));
@@ -225,7 +227,8 @@ test_grouped_kernels (void)
       }
       LevQMatrix w = { enc, (uint32_t) rows, (uint32_t) cols, (uint32_t) (nb * bw), rb, codes, scales,
                        (uint32_t) (rows * nb) };
-      CHECK (lev_qmatrix_grouped (&w), "%zux%zu %s is grouped", rows, cols, lev_qenc_name (enc));
+      CHECK (lev_qmatrix_grouped (&w) && lev_qmatrix_group_weights (&w) == bw, "%zux%zu %s is grouped by %zu", rows,
+             cols, lev_qenc_name (enc), bw);
       size_t n = ntoks[s % (sizeof ntoks / sizeof ntoks[0])];
       Acts a = make_acts (n, cols);
       double *ref = malloc (n * rows * sizeof (double)), *tol = malloc (n * rows * sizeof (double));
@@ -259,12 +262,12 @@ test_grouped_kernels (void)
             lev_qgemm (impls[k], &w, &a.act, y, rows, 0, rows);
           }
           for (size_t i = 0; i < n * rows; i++)
-            CHECK (fabs (y[i] - ref[i]) <= tol[i], "%s grouped %s %zux%zu%s, %zu tokens, output %zu: %.9g vs %.9g",
-                   impls[k]->name, lev_qenc_name (enc), rows, cols, split ? " split" : "", n, i, y[i], ref[i]);
+            CHECK (fabs (y[i] - ref[i]) <= tol[i], "%s grouped %s/%zu %zux%zu%s, %zu tokens, output %zu: %.9g vs %.9g",
+                   impls[k]->name, lev_qenc_name (enc), bw, rows, cols, split ? " split" : "", n, i, y[i], ref[i]);
         }
         checked++;
       }
-      /* the float-activation path and the dequantized row use the block scales too */
+      /* the float-activation path uses the group scales too */
       float *xf = malloc (cols * sizeof (float));
       for (size_t c = 0; c < cols; c++)
         xf[c] = (float) a.q[c] / 64.0f;
@@ -274,7 +277,7 @@ test_grouped_kernels (void)
           double sc = scales[r * nb + c / bw];
           exact += sc * vals[r * cols + c] * xf[c];
           mag += fabs (sc * xf[c]);
-          CHECK (lev_qmatrix_block_scale (&w, r, c / bw) == (float) sc, "block scale %zu/%zu", r, c / bw);
+          CHECK (lev_qmatrix_col_scale (&w, r, c) == (float) sc, "column scale %zu/%zu", r, c);
         }
         double got = lev_qdot_f32 (&w, r, xf);
         CHECK (fabs (got - exact) <= 1e-5 * mag + 1e-6, "grouped qdot_f32 %s row %zu: %g vs %g", lev_qenc_name (enc),

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """test_quantize.py: levconvert's error compensation on real weights: each step lowers the KL divergence against the
-float model (stories260K), per-group scales fit the float weights at least as well as row scales, the written
+float model (stories260K), finer scale groups fit the float weights at least as well as coarser ones, the written
 outliers and adapters have the documented layout (read here with an independent parser), adapter files mount and
 refuse the wrong model, natively ternary models are unchanged.
 Usage: test_quantize.py LEVCONVERT LEVRUN LEVPPL (fixtures from $LEV_FIXTURES)."""
@@ -78,9 +78,10 @@ try:
     print(f"proxy loss over {len(losses)} matrices: error feedback {ef_loss:.4g}, round to nearest {rtn_loss:.4g}")
     check(len(losses) == 35 and ef_loss < 0.7 * rtn_loss, "error feedback does not lower the proxy loss")
 
-    # --- per-group scales (--scale group): one f32 scale per 128-weight block of each row after the codes; each
-    #     row's least-squares group scales reconstruct the float weights at least as well as its one row scale
-    #     (the row scale is a candidate for every group); the engine's SIMD and scalar kernels agree on them
+    # --- per-group scales (--scale group / group64): one f32 scale per 128-weight block (or 64 weights) of each row
+    #     after the codes; each row's least-squares scales reconstruct the float weights at least as well as the
+    #     coarser layout's (a coarser scale is a candidate for every finer group): 64 <= 128 <= row; the engine's
+    #     SIMD and scalar kernels agree on them
     def decode_matrix(t, cols):
         """Dequantized rows of a t2 / b1 tensor and its scales per row, read with this script's own decoder."""
         enc, shape, data = t
@@ -89,6 +90,7 @@ try:
         n_scales = (len(data) - rows * rb) // 4
         scales = struct.unpack_from(f"<{n_scales}f", data, rows * rb)
         per_row = n_scales // rows
+        width = blocks * 128 // per_row                   # weights per scale
         out = []
         for r in range(rows):
             row = data[r * rb:(r + 1) * rb]
@@ -100,49 +102,52 @@ try:
                 else:
                     blk = row[16 * b:16 * b + 16]
                     v = [1 if (blk[j // 8] >> (j % 8)) & 1 else -1 for j in range(128)]
-                sc = scales[r * per_row + (b if per_row > 1 else 0)]
-                vals += [sc * x for x in v]
+                vals += [scales[r * per_row + (128 * b + j) // width] * x for j, x in enumerate(v)]
             out.append(vals[:cols])
         return out, per_row
 
     floats = read_tensors(f32)
     for fmt, enc in [("t2", ENC_T2), ("b1", 6)]:
         files = {}
-        for gran in ["row", "group"]:
+        for gran in ["row", "group", "group64"]:
             out = os.path.join(tmp, f"{fmt}-scale-{gran}.leviathan")
             r = run([LEVCONVERT, src, "-t", tok, "-f", fmt, "--scale", gran, "-o", out, "-q"])
             check(r.returncode == 0, f"convert {fmt} --scale {gran}: {r.stderr.decode()}")
             files[gran] = out
-        tr, tg = read_tensors(files["row"]), read_tensors(files["group"])
+        ts = {gran: read_tensors(path) for gran, path in files.items()}
         worse = 0
-        err_row = err_group = 0.0
+        err = {"row": 0.0, "group": 0.0, "group64": 0.0}
         for layer in range(5):
             name = f"blk.{layer}.ffn_down"          # [64][172]: two blocks per row
             fenc, fshape, fdata = floats[name]
             rows, cols = fshape
             w = struct.unpack(f"<{rows * cols}f", fdata)
-            (dr, pr), (dg, pg) = decode_matrix(tr[name], cols), decode_matrix(tg[name], cols)
-            check(tg[name][0] == enc and pr == 1 and pg == 2, f"{fmt} {name}: {pr} and {pg} scales per row")
+            dec = {gran: decode_matrix(t[name], cols) for gran, t in ts.items()}
+            per = tuple(dec[g][1] for g in ["row", "group", "group64"])
+            check(ts["group"][name][0] == enc and per == (1, 2, 4), f"{fmt} {name}: {per} scales per row")
             for r in range(rows):
-                er = sum((w[r * cols + c] - dr[r][c]) ** 2 for c in range(cols))
-                eg = sum((w[r * cols + c] - dg[r][c]) ** 2 for c in range(cols))
-                err_row, err_group = err_row + er, err_group + eg
-                worse += eg > er * (1 + 1e-6) + 1e-12
-        print(f"{fmt} ffn_down squared error: one scale per row {err_row:.5g}, per group {err_group:.5g}")
-        check(worse == 0 and err_group < err_row, f"{fmt}: group scales fit {worse} rows worse than a row scale")
-        res = {}
-        for kern in ["scalar", ""]:
-            env = dict(os.environ, LEV_KERNELS=kern)
-            r = subprocess.run([LEVPPL, "-m", files["group"], "-f", text, *SCORE_SHORT, "--json", "-t", "2"],
-                               capture_output=True, timeout=600, env=env)
-            check(r.returncode == 0, f"levppl {fmt} group ({kern or 'default'} kernels): {r.stderr.decode()}")
-            res[kern] = json.loads(r.stdout) if r.returncode == 0 else {"ppl": 0.0, "bits_per_weight": 0.0}
-        # not bit for bit: the kernels sum the scaled blocks in different orders, and a last-bit difference can flip
-        # the rounding of an int8 activation downstream (measured: 9e-4 here, 8e-5 on the default model's twin);
-        # a misplaced scale moves the perplexity by far more
-        check(abs(res["scalar"]["ppl"] - res[""]["ppl"]) <= 5e-3 * res[""]["ppl"],
-              f"{fmt} group: scalar kernels ppl {res['scalar']['ppl']} vs {res['']['ppl']}")
-        check(res[""]["ppl"] > 0, f"{fmt} group: ppl")
+                e = {g: sum((w[r * cols + c] - dec[g][0][r][c]) ** 2 for c in range(cols)) for g in dec}
+                for g in e:
+                    err[g] += e[g]
+                worse += (e["group"] > e["row"] * (1 + 1e-6) + 1e-12) + (e["group64"] > e["group"] * (1 + 1e-6) + 1e-12)
+        print(f"{fmt} ffn_down squared error: one scale per row {err['row']:.5g}, per 128 {err['group']:.5g}, "
+              f"per 64 {err['group64']:.5g}")
+        check(worse == 0 and err["group64"] < err["group"] < err["row"],
+              f"{fmt}: finer scales fit {worse} rows worse than coarser ones")
+        for gran in ["group", "group64"]:
+            res = {}
+            for kern in ["scalar", ""]:
+                env = dict(os.environ, LEV_KERNELS=kern)
+                r = subprocess.run([LEVPPL, "-m", files[gran], "-f", text, *SCORE_SHORT, "--json", "-t", "2"],
+                                   capture_output=True, timeout=600, env=env)
+                check(r.returncode == 0, f"levppl {fmt} {gran} ({kern or 'default'} kernels): {r.stderr.decode()}")
+                res[kern] = json.loads(r.stdout) if r.returncode == 0 else {"ppl": 0.0, "bits_per_weight": 0.0}
+            # not bit for bit: the kernels sum the scaled groups in different orders, and a last-bit difference can
+            # flip the rounding of an int8 activation downstream (measured: 9e-4 here, 8e-5 on the default model's
+            # twin); a misplaced scale moves the perplexity by far more
+            check(abs(res["scalar"]["ppl"] - res[""]["ppl"]) <= 5e-3 * res[""]["ppl"],
+                  f"{fmt} {gran}: scalar kernels ppl {res['scalar']['ppl']} vs {res['']['ppl']}")
+            check(res[""]["ppl"] > 0, f"{fmt} {gran}: ppl")
 
     # --- the file layout of outliers and adapters, read with this script's own parser
     full = os.path.join(tmp, "t2-ef+outliers+lowrank.leviathan")
@@ -226,7 +231,8 @@ try:
                        (["-f", "t2", "--compensate", "gptq"], "unknown --compensate"),
                        (["-f", "t2", "--compensate", "ef", "--outliers", "70%"], "--outliers"),
                        (["-f", "t2", "--compensate", "ef", "--adapter-out", adapter], "--adapter-out needs"),
-                       (["-f", "t2", "--rank", "0"], "--rank")]:
+                       (["-f", "t2", "--rank", "0"], "--rank"),
+                       (["-f", "t1", "--scale", "group64"], "--scale group64 needs")]:
         out = os.path.join(tmp, "bad-opt.leviathan")
         r = run([LEVCONVERT, src, "-t", tok, "-o", out, *args])
         check(r.returncode == 2 and want in r.stderr.decode() and not os.path.exists(out),
