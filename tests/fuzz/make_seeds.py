@@ -108,7 +108,8 @@ if LEVCONVERT:
             jobs.append((name, [d], variants))
         # per-group scales need rows wider than one block: stories260K itself (ffn_down rows are 172 wide)
         jobs.append(("stories260K", [fix("stories260K/stories260K.bin"), "-t", fix("stories260K/tok512.bin")],
-                     [("b1-group", ["-f", "b1", "--scale", "group", "--embd-format", "q4"])]))
+                     [("b1-group", ["-f", "b1", "--scale", "group", "--embd-format", "q4"]),
+                      ("t2-group64", ["-f", "t2", "--scale", "group64", "--embd-format", "q4"])]))
         for name, src, variants in jobs:
             for label, args in variants:
                 o = os.path.join(tmp, f"{name}-{label}.leviathan")
