@@ -28,7 +28,7 @@ static gboolean opt_no_bandwidth = FALSE;
 static gchar *opt_adapter = NULL;
 static gdouble opt_outliers = 0.0;
 static gint opt_rank = 0;
-static gboolean opt_group_scales = FALSE;
+static gint opt_group_scales = 0;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
@@ -51,8 +51,9 @@ static GOptionEntry entries[] = {
     "its weights (levconvert's default is 0.5; default 0 = none)", "PCT" },
   { "rank", 0, 0, G_OPTION_ARG_INT, &opt_rank, "Synthetic: int8 low-rank adapter of this rank on every matrix "
     "(levconvert's default is 4; default 0 = none)", "R" },
-  { "group-scales", 0, 0, G_OPTION_ARG_NONE, &opt_group_scales, "Synthetic: one scale per block of each row of "
-    "the t2 / t1 / b1 matrices (levconvert --scale group) instead of one per row", NULL },
+  { "group-scales", 0, 0, G_OPTION_ARG_INT, &opt_group_scales, "Synthetic: one scale per G weights of each row of "
+    "the t2 / t1 / b1 matrices instead of one per row: 128 = one per block (levconvert --scale group; t1: 160) or "
+    "64 (--scale group64; t2, b1) (default 0 = per row)", "G" },
   { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &opt_no_bandwidth, "Skip the memory bandwidth measurement", NULL },
   { NULL }
 };
@@ -114,13 +115,14 @@ typedef struct {
   uint64_t per_row;           /* LEV_ENC_SPARSE: entries per row */
 } SynTensor;
 
-/* Returns the scales per row of a synthetic packed matrix: one, or one per block with --group-scales. */
+/* Returns the scales per row of a synthetic packed matrix: one, or one per group with --group-scales. */
 static uint64_t
 syn_scales_per_row (const SynTensor *t)
 {
   if (!opt_group_scales || t->enc == LEV_ENC_Q4 || !lev_qenc_is_packed (t->enc))
     return 1;
-  return lev_qenc_cols_padded (t->enc, t->cols) / lev_qenc_block_weights (t->enc);
+  uint64_t blocks = lev_qenc_cols_padded (t->enc, t->cols) / lev_qenc_block_weights (t->enc);
+  return opt_group_scales == 64 ? 2 * blocks : blocks;
 }
 
 static uint64_t
@@ -439,6 +441,11 @@ main (int argc, char **argv)
     g_printerr ("levbench: unknown --format or --embd-format\n");
     return 2;
   }
+  if ((opt_group_scales != 0 && opt_group_scales != 64 && opt_group_scales != 128)
+      || (opt_group_scales == 64 && enc != LEV_ENC_T2 && enc != LEV_ENC_B1)) {
+    g_printerr ("levbench: --group-scales takes 128, or 64 with --format t2 or b1\n");
+    return 2;
+  }
   LevHParams shape;
   gchar *path = NULL;
   const char *model_name;
@@ -531,11 +538,11 @@ main (int argc, char **argv)
     double share = bw > 0 && !pp ? mean * bpt / bw : 0;
     uint64_t rss = status_bytes ("VmHWM:");
     if (opt_json)
-      g_print ("{\"model\": \"%s\", \"format\": \"%s\", \"embd_format\": \"%s\", \"group_scales\": %s, "
+      g_print ("{\"model\": \"%s\", \"format\": \"%s\", \"embd_format\": \"%s\", \"group_scales\": %d, "
                "\"test\": \"%s\", \"threads\": %u, \"ctx\": %d, \"kv\": \"%s\", \"kernels\": \"%s\", \"tokens_per_s\": %.2f, \"stddev\": %.2f, \"peak_rss_bytes\": %"
                G_GUINT64_FORMAT ", \"bytes_per_token\": %" G_GUINT64_FORMAT ", \"bandwidth_bytes_per_s\": %.0f, "
                "\"bandwidth_share\": %.3f}\n", model_name, format, embd_format,
-               opt_synthetic && opt_group_scales ? "true" : "false", t, threads, opt_ctx, kv_name,
+               opt_synthetic ? opt_group_scales : 0, t, threads, opt_ctx, kv_name,
                lev_kernels_name (), mean, sd, rss, bpt, bw, share);
     else
       g_print ("| %s | %.1f | %.1f | %.1f MB | %s%.0f%% | %.1f |\n", t, mean, sd, bpt / 1e6, pp ? "(" : "",
