@@ -136,7 +136,8 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
 #pragma GCC unroll 8
           for (int k = 0; k < nf; k++) {
             const int h = grouped == 2 && 2 * k >= nf;
-            s[h] = _mm256_add_epi16 (s[h], _mm256_maddubs_epi16 (f[k], _mm256_loadu_si256 ((const __m256i *) (x + 32 * k))));
+            __m256i xk = _mm256_loadu_si256 ((const __m256i *) (x + 32 * k));
+            s[h] = _mm256_add_epi16 (s[h], _mm256_maddubs_epi16 (f[k], xk));
           }
           acc[t][0] = _mm256_add_epi32 (acc[t][0], _mm256_madd_epi16 (s[0], ones16));
           if (grouped == 2)

@@ -90,7 +90,9 @@ pair_tile (uint32_t enc, int grouped, int TT, const uint8_t *p0, const uint8_t *
         size_t si = (size_t) grouped * c + (size_t) g;
         __m512 sv = _mm512_castpd_ps (_mm512_insertf64x4 (_mm512_castps_pd (_mm512_set1_ps (s0[si])),
                                                           _mm256_castps_pd (_mm256_set1_ps (s1[si])), 1));
-        int k0 = grouped == 1 ? 0 : na == 2 ? g : g * nf / 2, k1 = grouped == 1 ? na : na == 2 ? g + 1 : (g + 1) * nf / 2;
+        /* the accumulators of group g: all of them, or its half (one accumulator, or nf / 2 of the fields') */
+        int k0 = grouped == 1 ? 0 : na == 2 ? g : g * nf / 2;
+        int k1 = grouped == 1 ? na : na == 2 ? g + 1 : (g + 1) * nf / 2;
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++) {
           __m512i sum = acc[t][k0];
