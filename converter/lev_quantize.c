@@ -253,7 +253,7 @@ typedef struct {
   guint rows, cols;
   gboolean binary;       /* b1: values ±1; else ternary -1, 0, +1 */
   guint group;           /* weights per scale along a row with per-group scales (a block or 64), else 0 */
-  guint padded;          /* cols rounded up to whole blocks of the encoding */
+  guint groups;          /* scales per row with per-group scales (the groups cover the row padded to blocks) */
   int8_t *q;             /* [rows][cols] codes */
   float *scales;         /* [n_scales] */
   guint n_scales;
@@ -361,7 +361,7 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   gboolean binary = m->binary;
   /* scales from the original weights: gw weights per scale along a row, ng scales per row (groups cover the row
    * padded to whole blocks; a group that holds only padding keeps scale 0, which multiplies only zeros) */
-  guint gw = m->group ? m->group : cols, ng = m->group ? m->padded / gw : 1;
+  guint gw = m->group ? m->group : cols, ng = m->group ? m->groups : 1;
   m->n_scales = o->scale_mode == LEV_SCALE_TENSOR ? 1 : rows * ng;
   m->scales = g_new (float, m->n_scales);
   if (m->n_scales == 1)
@@ -931,10 +931,16 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
         gchar *n = g_strdup_printf ("blk.%u.%s", l, body_matrices[i].name);
         LevConvTensor *t = lev_conv_model_find (model, n);
         if (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED) {
+          guint sgroup = o->scale_mode == LEV_SCALE_GROUP ? lev_qenc_block_weights (enc)
+                        : o->scale_mode == LEV_SCALE_GROUP64 ? 64 : 0;
           QMat m = { .rows = (guint) t->shape[0], .cols = (guint) t->shape[1], .binary = enc == LEV_ENC_B1,
-                     .group = o->scale_mode == LEV_SCALE_GROUP ? lev_qenc_block_weights (enc)
-                              : o->scale_mode == LEV_SCALE_GROUP64 ? 64 : 0,
-                     .padded = (guint) lev_qenc_cols_padded (enc, t->shape[1]) };
+                     .group = sgroup, .groups = (guint) lev_qenc_groups_per_row (enc, t->shape[1], sgroup) };
+          if (sgroup && (m.groups == 0 || m.groups > LEV_QMAX_GROUPS)) {
+            g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "tensor %s: %u-weight scale groups "
+                         "do not fit its %u columns in %s (at most %u groups a row)", n, sgroup, m.cols,
+                         lev_qenc_name (enc), LEV_QMAX_GROUPS);
+            ok = FALSE;
+          }
           float *W = tensor_floats (t);
           for (gsize k = 0; ok && k < (gsize) m.rows * m.cols; k++)
             if (!isfinite (W[k])) {

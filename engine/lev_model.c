@@ -405,14 +405,13 @@ check_directory (const Directory *d, uint64_t data_size, GError **error)
       /* codes, then one scale per tensor, one per row, or one per group of each row: a block (t2, t1, b1) or
        * half a block (t2, b1: 64 weights) */
       uint64_t codes = packed_code_size (e->encoding, e->shape[0], e->shape[1]);
-      uint64_t blocks = lev_qenc_cols_padded (e->encoding, e->shape[1]) / lev_qenc_block_weights (e->encoding);
-      gboolean halves = e->encoding == LEV_ENC_T2 || e->encoding == LEV_ENC_B1;
-      gboolean by_block = e->encoding != LEV_ENC_Q4 && blocks <= LEV_QMAX_GROUPS;
-      gboolean by_half = halves && 2 * blocks <= LEV_QMAX_GROUPS;
+      uint64_t by_block = lev_qenc_groups_per_row (e->encoding, e->shape[1], lev_qenc_block_weights (e->encoding));
+      uint64_t by_half = lev_qenc_groups_per_row (e->encoding, e->shape[1], 64);
       expect = codes == 0 ? 0
                : e->size == codes + 4 * e->shape[0] ? e->size
-               : by_block && e->size == codes + 4 * e->shape[0] * blocks ? e->size
-               : by_half && e->size == codes + 8 * e->shape[0] * blocks ? e->size : codes + 4;
+               : by_block && by_block <= LEV_QMAX_GROUPS && e->size == codes + 4 * e->shape[0] * by_block ? e->size
+               : by_half && by_half <= LEV_QMAX_GROUPS && e->size == codes + 4 * e->shape[0] * by_half ? e->size
+               : codes + 4;
     }
     if (expect == 0 || e->size != expect)
       FAIL ("tensor %s: size %" G_GUINT64_FORMAT " does not match its shape and encoding (%" G_GUINT64_FORMAT ")",

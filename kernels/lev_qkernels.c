@@ -49,6 +49,17 @@ lev_qenc_row_bytes (uint32_t enc, size_t cols)
   return b ? (cols + b - 1) / b * lev_qenc_block_bytes (enc) : 0;
 }
 
+size_t
+lev_qenc_groups_per_row (uint32_t enc, size_t cols, size_t group_weights)
+{
+  if (enc != LEV_QENC_T2 && enc != LEV_QENC_T1 && enc != LEV_QENC_B1)
+    return 0;
+  size_t bw = lev_qenc_block_weights (enc), blocks = (cols + bw - 1) / bw;
+  if (group_weights == bw)
+    return blocks;
+  return enc != LEV_QENC_T1 && 2 * group_weights == bw ? 2 * blocks : 0;
+}
+
 const char *
 lev_qenc_name (uint32_t enc)
 {

@@ -42,6 +42,9 @@ uint32_t lev_qenc_block_bytes (uint32_t enc);
 size_t lev_qenc_cols_padded (uint32_t enc, size_t cols);
 /* Returns the bytes of one packed row of cols weights. */
 size_t lev_qenc_row_bytes (uint32_t enc, size_t cols);
+/* Returns the scale groups per row of a matrix of cols weights a row in enc with groups of group_weights: the
+ * block (t2, t1, b1) or 64 (t2, b1: half a block); 0 when enc takes no groups of that width. */
+size_t lev_qenc_groups_per_row (uint32_t enc, size_t cols, size_t group_weights);
 /* Returns a short name ("t2", "t1", "b1", "q4") or NULL. */
 const char *lev_qenc_name (uint32_t enc);
 
@@ -66,7 +69,7 @@ typedef struct LevQMatrix {
   size_t row_bytes;
   const uint8_t *codes;       /* [rows][row_bytes] */
   const float *scales;        /* [n_scales] */
-  uint32_t n_scales;          /* 1, rows, or rows * cols_pad / block weights (per-group) */
+  uint32_t n_scales;          /* 1, rows, or rows * groups per row (per-group) */
 } LevQMatrix;
 
 /* int8 activations of a block of n tokens (per-token absmax quantized), ready for the kernels. */

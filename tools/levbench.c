@@ -119,10 +119,9 @@ typedef struct {
 static uint64_t
 syn_scales_per_row (const SynTensor *t)
 {
-  if (!opt_group_scales || t->enc == LEV_ENC_Q4 || !lev_qenc_is_packed (t->enc))
-    return 1;
-  uint64_t blocks = lev_qenc_cols_padded (t->enc, t->cols) / lev_qenc_block_weights (t->enc);
-  return opt_group_scales == 64 ? 2 * blocks : blocks;
+  size_t g = opt_group_scales == 64 ? 64 : lev_qenc_block_weights (t->enc);
+  size_t n = opt_group_scales ? lev_qenc_groups_per_row (t->enc, t->cols, g) : 0;
+  return n ? n : 1;
 }
 
 static uint64_t
@@ -442,7 +441,7 @@ main (int argc, char **argv)
     return 2;
   }
   if ((opt_group_scales != 0 && opt_group_scales != 64 && opt_group_scales != 128)
-      || (opt_group_scales == 64 && enc != LEV_ENC_T2 && enc != LEV_ENC_B1)) {
+      || (opt_group_scales == 64 && !lev_qenc_groups_per_row (enc, 1, 64))) {
     g_printerr ("levbench: --group-scales takes 128, or 64 with --format t2 or b1\n");
     return 2;
   }
