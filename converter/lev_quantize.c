@@ -351,6 +351,93 @@ f16_round (float v)
   return lev_f16_to_f32 (lev_f32_to_f16 (fminf (fmaxf (v, -65504.0f), 65504.0f)));
 }
 
+/* After error feedback the weights moved while the scales stayed: refits m's scales (gw weights per scale, ng a
+ * row) to the codes they got, by least squares under the input statistics H. Within a row with groups g of codes
+ * q_g (outside the outliers) the error (t - sum_g s_g q_g)^T H (t - sum_g s_g q_g), t = W0 minus the kept outliers
+ * (whose values W stay what the sweep fixed), is least at G s = b with G_gh = q_g^T H q_h and b_g = q_g^T H t; one
+ * group per row gives s = (q^T H t) / (q^T H q), one scale per tensor sums numerator and denominator over the
+ * rows. A row whose system has no positive solution keeps its scales. */
+static void
+refit_scales (QMat *m, const double *H, const float *W0, const float *W, const guint8 *mask, guint gw, guint ng)
+{
+  guint rows = m->rows, cols = m->cols;
+  double *hq = g_new (double, (gsize) cols * ng);    /* hq[i][g] = (H q_g)_i */
+  double *G = g_new (double, (gsize) ng * ng), *b = g_new (double, ng), *sol = g_new (double, ng);
+  guint *act = g_new (guint, ng);
+  double num_all = 0.0, den_all = 0.0;
+  for (guint r = 0; r < rows; r++) {
+    const int8_t *q = m->q + (gsize) r * cols;
+    const guint8 *mk = mask ? mask + (gsize) r * cols : NULL;
+#define QCODE(j) (mk && mk[j] ? 0 : q[j])
+    for (guint i = 0; i < cols; i++) {
+      const double *h = H + (gsize) i * cols;
+      for (guint g = 0; g < ng; g++) {
+        double acc = 0.0;
+        for (guint j = g * gw; j < MIN (cols, (g + 1) * gw); j++)
+          if (QCODE (j))
+            acc += h[j] * QCODE (j);
+        hq[(gsize) i * ng + g] = acc;
+      }
+    }
+    memset (G, 0, (gsize) ng * ng * sizeof (double));
+    memset (b, 0, ng * sizeof (double));
+    for (guint i = 0; i < cols; i++) {
+      gsize at = (gsize) r * cols + i;
+      double t = W0[at] - (mk && mk[i] ? W[at] : 0.0);
+      const double *hi = hq + (gsize) i * ng;
+      for (guint g = 0; g < ng; g++) {
+        b[g] += hi[g] * t;
+        if (QCODE (i))
+          G[(gsize) (i / gw) * ng + g] += QCODE (i) * hi[g];
+      }
+    }
+#undef QCODE
+    if (m->n_scales == 1) {
+      num_all += b[0];
+      den_all += G[0];
+      continue;
+    }
+    /* solve over the groups that have codes (the others keep their scale, which multiplies nothing) */
+    guint na = 0;
+    for (guint g = 0; g < ng; g++)
+      if (G[(gsize) g * ng + g] > 0.0)
+        act[na++] = g;
+    if (na == 0)
+      continue;
+    double *A = g_new (double, (gsize) na * na);
+    for (guint x = 0; x < na; x++)
+      for (guint y = 0; y < na; y++)
+        A[(gsize) x * na + y] = G[(gsize) act[x] * ng + act[y]];
+    gboolean good = cholesky (A, na);
+    if (good) {                              /* L L^T s = b */
+      for (guint x = 0; x < na; x++) {
+        double v = b[act[x]];
+        for (guint y = 0; y < x; y++)
+          v -= A[(gsize) x * na + y] * sol[y];
+        sol[x] = v / A[(gsize) x * na + x];
+      }
+      for (guint x = na; x-- > 0;) {
+        double v = sol[x];
+        for (guint y = x + 1; y < na; y++)
+          v -= A[(gsize) y * na + x] * sol[y];
+        sol[x] = v / A[(gsize) x * na + x];
+        good = good && isfinite (sol[x]) && sol[x] > 0.0;
+      }
+    }
+    if (good)                                /* else the row keeps its scales */
+      for (guint x = 0; x < na; x++)
+        m->scales[(gsize) r * ng + act[x]] = (float) sol[x];
+    g_free (A);
+  }
+  if (m->n_scales == 1 && den_all > 0.0 && num_all > 0.0)
+    m->scales[0] = (float) (num_all / den_all);
+  g_free (hq);
+  g_free (G);
+  g_free (b);
+  g_free (sol);
+  g_free (act);
+}
+
 /* Quantizes W (rows × cols, modified) with optional Hessian H (cols × cols) into m as the options say. */
 static gboolean
 quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, const char *name, GError **error)
@@ -471,88 +558,8 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
     g_free (ord);
   }
 
-  /* with error feedback the weights moved while the scales stayed: refit the scales to the codes they got, the
-   * least squares fit under the input statistics. Within a row with groups g of codes q_g (outside the outliers)
-   * the error (t - sum_g s_g q_g)^T H (t - sum_g s_g q_g), t = W0 minus the kept outliers (whose values stay what
-   * the sweep fixed), is least at G s = b with G_gh = q_g^T H q_h and b_g = q_g^T H t; one group per row gives
-   * s = (q^T H t) / (q^T H q), one scale per tensor sums numerator and denominator over the rows */
-  if (H && o->compensate >= LEV_COMP_EF) {
-    double *hq = g_new (double, (gsize) cols * ng);    /* hq[i][g] = (H q_g)_i */
-    double *G = g_new (double, (gsize) ng * ng), *b = g_new (double, ng), *sol = g_new (double, ng);
-    guint *act = g_new (guint, ng);
-    double num_all = 0.0, den_all = 0.0;
-    for (guint r = 0; r < rows; r++) {
-      const int8_t *q = m->q + (gsize) r * cols;
-      const guint8 *mk = mask ? mask + (gsize) r * cols : NULL;
-#define QCODE(j) (mk && mk[j] ? 0 : q[j])
-      for (guint i = 0; i < cols; i++) {
-        const double *h = H + (gsize) i * cols;
-        for (guint g = 0; g < ng; g++) {
-          double acc = 0.0;
-          for (guint j = g * gw; j < MIN (cols, (g + 1) * gw); j++)
-            if (QCODE (j))
-              acc += h[j] * QCODE (j);
-          hq[(gsize) i * ng + g] = acc;
-        }
-      }
-      memset (G, 0, (gsize) ng * ng * sizeof (double));
-      memset (b, 0, ng * sizeof (double));
-      for (guint i = 0; i < cols; i++) {
-        gsize at = (gsize) r * cols + i;
-        double t = W0[at] - (mk && mk[i] ? W[at] : 0.0);
-        const double *hi = hq + (gsize) i * ng;
-        for (guint g = 0; g < ng; g++) {
-          b[g] += hi[g] * t;
-          if (QCODE (i))
-            G[(gsize) (i / gw) * ng + g] += QCODE (i) * hi[g];
-        }
-      }
-#undef QCODE
-      if (m->n_scales == 1) {
-        num_all += b[0];
-        den_all += G[0];
-        continue;
-      }
-      /* solve over the groups that have codes (the others keep their scale, which multiplies nothing) */
-      guint na = 0;
-      for (guint g = 0; g < ng; g++)
-        if (G[(gsize) g * ng + g] > 0.0)
-          act[na++] = g;
-      if (na == 0)
-        continue;
-      double *A = g_new (double, (gsize) na * na);
-      for (guint x = 0; x < na; x++)
-        for (guint y = 0; y < na; y++)
-          A[(gsize) x * na + y] = G[(gsize) act[x] * ng + act[y]];
-      gboolean good = cholesky (A, na);
-      if (good) {                              /* L L^T s = b */
-        for (guint x = 0; x < na; x++) {
-          double v = b[act[x]];
-          for (guint y = 0; y < x; y++)
-            v -= A[(gsize) x * na + y] * sol[y];
-          sol[x] = v / A[(gsize) x * na + x];
-        }
-        for (guint x = na; x-- > 0;) {
-          double v = sol[x];
-          for (guint y = x + 1; y < na; y++)
-            v -= A[(gsize) y * na + x] * sol[y];
-          sol[x] = v / A[(gsize) x * na + x];
-          good = good && isfinite (sol[x]) && sol[x] > 0.0;
-        }
-      }
-      if (good)                                /* else the row keeps its scales */
-        for (guint x = 0; x < na; x++)
-          m->scales[(gsize) r * ng + act[x]] = (float) sol[x];
-      g_free (A);
-    }
-    if (m->n_scales == 1 && den_all > 0.0 && num_all > 0.0)
-      m->scales[0] = (float) (num_all / den_all);
-    g_free (hq);
-    g_free (G);
-    g_free (b);
-    g_free (sol);
-    g_free (act);
-  }
+  if (H && o->compensate >= LEV_COMP_EF)
+    refit_scales (m, H, W0, W, mask, gw, ng);
 
   /* the outliers' entries in row order (columns ascending) and the dequantized matrix for the residual */
   float *Wq = g_new (float, n);
