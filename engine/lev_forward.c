@@ -159,27 +159,36 @@ linear_input (LevContext *c, float *x, size_t ldx, uint32_t n, uint32_t cols)
   return in;
 }
 
+/* One matrix of a linear job: y = W x, its rows split into chunks. */
+typedef struct {
+  const LevMatrix *m;
+  float *y;
+  size_t ldy;                 /* floats between y's rows */
+  uint32_t first_chunk;       /* the job's chunks first_chunk .. are this matrix's */
+} LinearPart;
+
+/* Products of up to three matrices with one input (q/k/v, gate/up): one pass of the thread pool over the chunks of
+ * all of them, the input quantized once. */
 typedef struct {
   const LevContext *c;
-  const LevMatrix *m;
   const LinearInput *in;
   LevQAct act;                /* packed matrices: the int8 activations */
-  float *y;
-  size_t ldy;
   uint32_t chunk_rows;        /* rows per chunk of work, a multiple of 16 */
+  uint32_t n_parts;
+  LinearPart part[3];
 } LinearJob;
 
 /* Adds the matrix's outliers and low-rank adapter to rows [r0, r1) of y for every token: y += S x + A (B x), with
  * the float input x and B x already in c->lora_u. */
 static void
-linear_extras (const LinearJob *j, size_t r0, size_t r1)
+linear_extras (const LinearJob *j, const LinearPart *p, size_t r0, size_t r1)
 {
   const LevContext *c = j->c;
-  const LevMatrix *m = j->m;
+  const LevMatrix *m = p->m;
   const LinearInput *in = j->in;
   for (uint32_t t = 0; t < in->n; t++) {
     const float *x = in->x + t * in->ldx;
-    float *y = j->y + t * j->ldy;
+    float *y = p->y + t * p->ldy;
     if (m->sp_rowptr)
       for (size_t r = r0; r < r1; r++)
         y[r] += c->kern->sparse_dot (m->sp_entries + m->sp_rowptr[r], m->sp_rowptr[r + 1] - m->sp_rowptr[r], x);
@@ -197,30 +206,35 @@ linear_extras (const LinearJob *j, size_t r0, size_t r1)
   }
 }
 
-/* One chunk of rows of y = W x, for every token of the block. */
+/* One chunk of rows of one of the job's products, for every token of the block. */
 static void
 linear_worker (void *arg, uint32_t chunk, uint32_t slot)
 {
   LinearJob *j = arg;
   const LevContext *c = j->c;
-  const LevMatrix *m = j->m;
   const LinearInput *in = j->in;
-  size_t r0 = (size_t) chunk * j->chunk_rows, r1 = MIN (r0 + j->chunk_rows, (size_t) m->rows);
+  (void) slot;
+  uint32_t k = 0;
+  while (k + 1 < j->n_parts && chunk >= j->part[k + 1].first_chunk)
+    k++;
+  const LinearPart *p = &j->part[k];
+  const LevMatrix *m = p->m;
+  size_t r0 = (size_t) (chunk - p->first_chunk) * j->chunk_rows, r1 = MIN (r0 + j->chunk_rows, (size_t) m->rows);
   if (lev_qenc_is_packed (m->encoding)) {
     if (j->act.q) {
-      lev_qgemm (c->kern, &m->q, &j->act, j->y, j->ldy, r0, r1);
+      lev_qgemm (c->kern, &m->q, &j->act, p->y, p->ldy, r0, r1);
     } else {                  /* float reference path (activation quantization switched off) */
       for (uint32_t t = 0; t < in->n; t++)
         for (size_t r = r0; r < r1; r++)
-          j->y[t * j->ldy + r] = lev_qdot_f32 (&m->q, r, in->x + t * in->ldx);
+          p->y[t * p->ldy + r] = lev_qdot_f32 (&m->q, r, in->x + t * in->ldx);
     }
     if (m->sp_rowptr || m->lora_rank)
-      linear_extras (j, r0, r1);
+      linear_extras (j, p, r0, r1);
     return;
   }
   for (uint32_t t = 0; t < in->n; t++) {
     const float *x = in->quantized ? c->xdq + (size_t) t * c->wide : in->x + t * in->ldx;
-    float *y = j->y + t * j->ldy;
+    float *y = p->y + t * p->ldy;
     switch (m->encoding) {
       case LEV_ENC_F32: lev_matvec_f32 (m->data, x, y, m->cols, r0, r1); break;
       case LEV_ENC_F16: lev_matvec_f16 (m->data, x, y, m->cols, r0, r1); break;
@@ -235,18 +249,38 @@ linear_worker (void *arg, uint32_t chunk, uint32_t slot)
     }
   }
   if (m->sp_rowptr || m->lora_rank)
-    linear_extras (j, r0, r1);
+    linear_extras (j, p, r0, r1);
 }
 
-/* y = W x for every token of the input (y rows ldy floats apart), rows split over the thread pool. Packed
- * matrices multiply int8 activations: a float input is quantized per token (absmax) for this product. */
+/* y[k] = W[k] x for the n_parts matrices W[k] (at most three) and every token of the input (y[k]'s rows ldy[k]
+ * floats apart): one pass of the thread pool over all their rows, in chunks of about a (2 * threads)th of them, so
+ * that each thread claims a few large chunks (every claim is a cache line that travels between cores). Packed
+ * matrices multiply int8 activations: a float input is quantized per token (absmax) once for all of them. A matrix
+ * with a low-rank adapter gets a pass of its own (its B x lives in the one c->lora_u). */
 static void
-linear (LevContext *c, const LevMatrix *m, const LinearInput *in, float *y, size_t ldy)
+linear_multi (LevContext *c, uint32_t n_parts, const LevMatrix *const *m, const LinearInput *in, float *const *y,
+              const size_t *ldy)
 {
-  /* chunks of 64 rows (16 for small matrices), claimed by whichever thread is free */
-  uint32_t nth = lev_threadpool_size (c->pool), chunk_rows = m->rows >= 64u * 4 * nth ? 64 : 16;
-  LinearJob job = { c, m, in, { 0 }, y, ldy, chunk_rows };
-  if (lev_qenc_is_packed (m->encoding)) {
+  for (uint32_t k = 0; k < n_parts; k++)
+    if (m[k]->lora_rank && n_parts > 1) {
+      for (uint32_t i = 0; i < n_parts; i++)
+        linear_multi (c, 1, &m[i], in, &y[i], &ldy[i]);
+      return;
+    }
+  uint32_t nth = lev_threadpool_size (c->pool), rows = 0;
+  gboolean packed = FALSE, float_in_quantized = FALSE;
+  for (uint32_t k = 0; k < n_parts; k++) {
+    rows += m[k]->rows;
+    packed |= lev_qenc_is_packed (m[k]->encoding);
+    float_in_quantized |= !lev_qenc_is_packed (m[k]->encoding) && in->quantized && m[k]->encoding != LEV_ENC_Q8;
+  }
+  LinearJob job = { c, in, { 0 }, (rows + 2 * nth * 16 - 1) / (2 * nth * 16) * 16, n_parts, { { 0 } } };
+  uint32_t chunks = 0;
+  for (uint32_t k = 0; k < n_parts; k++) {
+    job.part[k] = (LinearPart) { m[k], y[k], ldy[k], chunks };
+    chunks += (m[k]->rows + job.chunk_rows - 1) / job.chunk_rows;
+  }
+  if (packed) {
     if (!in->quantized && !c->float_reference) {
       for (uint32_t t = 0; t < in->n; t++)
         c->xscale[t] = quantize_absmax (in->x + t * in->ldx, in->cols, c->xq + t * c->qstride, FALSE);
@@ -254,18 +288,25 @@ linear (LevContext *c, const LevMatrix *m, const LinearInput *in, float *y, size
     }
     if (in->quantized || !c->float_reference)
       job.act = (LevQAct) { in->n, c->qstride, c->xq, c->xq2, c->xsum, c->xscale, c->xcsum };
-  } else if (in->quantized && m->encoding != LEV_ENC_Q8) {
-    /* a float matrix with quantized activations: use the dequantized values */
+  }
+  if (float_in_quantized) {   /* a float matrix with quantized activations: use the dequantized values */
     for (uint32_t t = 0; t < in->n; t++)
       for (uint32_t i = 0; i < in->cols; i++)
         c->xdq[(size_t) t * c->wide + i] = (float) c->xq[t * c->qstride + i] * c->xscale[t];
   }
-  if (m->lora_rank) {         /* u = B x per token (rank values): small, done before the rows are split */
+  if (m[0]->lora_rank) {      /* u = B x per token (rank values): small, done before the rows are split */
     for (uint32_t t = 0; t < in->n; t++)
-      lev_matvec_q8_f32 (m->lora_b, m->lora_b_scales, in->x + t * in->ldx, c->lora_u + (size_t) t * c->lora_rank,
-                         m->cols, 0, m->lora_rank);
+      lev_matvec_q8_f32 (m[0]->lora_b, m[0]->lora_b_scales, in->x + t * in->ldx,
+                         c->lora_u + (size_t) t * c->lora_rank, m[0]->cols, 0, m[0]->lora_rank);
   }
-  lev_threadpool_run_chunks (c->pool, linear_worker, &job, (m->rows + chunk_rows - 1) / chunk_rows);
+  lev_threadpool_run_chunks (c->pool, linear_worker, &job, chunks);
+}
+
+/* y = W x for every token of the input (y rows ldy floats apart), rows split over the thread pool. */
+static void
+linear (LevContext *c, const LevMatrix *m, const LinearInput *in, float *y, size_t ldy)
+{
+  linear_multi (c, 1, &m, in, &y, &ldy);
 }
 
 /* Rotates one head vector in place with precomputed cos/sin for its position. */
@@ -477,9 +518,12 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
     if (c->observer)
       c->observer (c->observer_data, l, 0, c->xb, W, n, dim);
     LinearInput in = linear_input (c, c->xb, W, n, dim);
-    linear (c, &L->wq, &in, c->q, q_dim);
-    linear (c, &L->wk, &in, kc, kv_dim);
-    linear (c, &L->wv, &in, vc, kv_dim);
+    {
+      const LevMatrix *qkv[3] = { &L->wq, &L->wk, &L->wv };
+      float *const ys[3] = { c->q, kc, vc };
+      const size_t lds[3] = { q_dim, kv_dim, kv_dim };
+      linear_multi (c, 3, qkv, &in, ys, lds);
+    }
     for (uint32_t i = 0; i < n; i++) {
       float *qi = c->q + (size_t) i * q_dim, *ki = kc + (size_t) i * kv_dim, *vi = vc + (size_t) i * kv_dim;
       if (L->bq) {
@@ -534,8 +578,12 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
     if (c->observer)
       c->observer (c->observer_data, l, 2, c->xb, W, n, dim);
     in = linear_input (c, c->xb, W, n, dim);
-    linear (c, &L->w_gate, &in, c->hb, ffn);
-    linear (c, &L->w_up, &in, c->hb2, ffn);
+    {
+      const LevMatrix *gate_up[2] = { &L->w_gate, &L->w_up };
+      float *const ys[2] = { c->hb, c->hb2 };
+      const size_t lds[2] = { ffn, ffn };
+      linear_multi (c, 2, gate_up, &in, ys, lds);
+    }
     for (size_t k = 0; k < (size_t) n * ffn; k++) {
       float g = c->hb[k];
       switch (hp->activation) {
@@ -607,7 +655,7 @@ lev_context_set_linear_observer (LevContext *c, LevLinearObserver fn, void *user
 const char *
 lev_kernels_name (void)
 {
-  return lev_qkernels_get ()->name;
+  return lev_qkernels_choice ();
 }
 
 /* ---------------------------------------------------------------- context lifetime */

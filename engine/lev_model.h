@@ -84,5 +84,3 @@ void lev_context_set_linear_observer (LevContext *ctx, LevLinearObserver fn, voi
 /* Returns the largest low-rank adapter rank of the model's matrices (0 without adapters). */
 uint32_t lev_model_max_lora_rank (const LevModel *model);
 
-/* Returns the name of the packed kernels in use ("scalar", "avx2", "avx512", "neon"). */
-const char *lev_kernels_name (void);

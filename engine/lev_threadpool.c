@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define LEV_SPIN_ROUNDS 20000
 
@@ -17,10 +18,12 @@ struct LevThreadPool {
   pthread_t *threads;
   pthread_mutex_t mutex;
   pthread_cond_t cond;
-  _Atomic uint64_t counter;   /* generation << 32 | next chunk */
-  atomic_uint done;           /* chunks finished in the current job */
-  atomic_uint slots;          /* bit i set: slot i is in use */
-  _Atomic (LevPoolChunkFn) fn;
+  /* each on a cache line of its own: the cores write them in turn, and a line shared with the job's fields would
+   * travel between the cores once more for every claim and every finished chunk */
+  _Alignas (64) _Atomic uint64_t counter;   /* generation << 32 | next chunk */
+  _Alignas (64) atomic_uint done;           /* chunks finished in the current job */
+  _Alignas (64) atomic_uint slots;          /* bit i set: slot i is in use */
+  _Alignas (64) _Atomic (LevPoolChunkFn) fn;   /* the job's fields: a line of their own, read by every worker */
   _Atomic (void *) arg;
   atomic_uint n_chunks;
   atomic_bool quit;
@@ -111,9 +114,10 @@ lev_threadpool_new (uint32_t n_threads)
     n_threads = 1;
   if (n_threads > 32)
     n_threads = 32;
-  LevThreadPool *pool = calloc (1, sizeof *pool);
+  LevThreadPool *pool = aligned_alloc (64, (sizeof *pool + 63) / 64 * 64);   /* the lines above are lines */
   if (!pool)
     return NULL;
+  memset (pool, 0, sizeof *pool);
   pool->n_threads = n_threads;
   pthread_mutex_init (&pool->mutex, NULL);
   pthread_cond_init (&pool->cond, NULL);

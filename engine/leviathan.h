@@ -43,6 +43,9 @@ const char *lev_model_chat_template (const LevModel *model);
 const char *lev_model_name (const LevModel *model);
 /* Returns a short name of the architecture ("llama", "qwen2", "bitnet", "bitllama2c"). */
 const char *lev_arch_name (uint32_t arch);
+/* Returns which packed kernels this process uses: the implementation measured fastest for each encoding, one token
+ * and token tiles ("t2 avx2/avx512, t1 ..."), or the set forced by LEV_KERNELS. */
+const char *lev_kernels_name (void);
 
 typedef enum {
   LEV_ACT_QUANT_AUTO = 0, /* as the model's flags say */

@@ -803,7 +803,8 @@ stats_structure (const char *name, guint64 index, const LevSessionStats *st)
                             prefill_s > 0 ? st->prompt_tokens / prefill_s : 0.0,
                             "decode-tokens-per-second", G_TYPE_DOUBLE,
                             decode_s > 0 ? st->generated_tokens / decode_s : 0.0,
-                            "stop-reason", G_TYPE_STRING, lev_stop_reason_name (st->reason), NULL);
+                            "stop-reason", G_TYPE_STRING, lev_stop_reason_name (st->reason),
+                            "kernels", G_TYPE_STRING, lev_kernels_name (), NULL);
 }
 
 /* Applies changed properties to the session; FALSE (error posted) when they cannot be used. */

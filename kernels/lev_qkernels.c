@@ -351,6 +351,7 @@ static void axpy_heads_scalar (uint32_t type, const float *a, uint32_t nq, const
                                size_t n);
 
 static const LevQKernels scalar_kernels = { "scalar", 0, { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar },
+                                         { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar },
                                          lev_dot_f32, lev_axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8,
                                          lev_axpy_i8, lev_sparse_row_dot, dot_heads_scalar, axpy_heads_scalar };
 
@@ -411,25 +412,4 @@ lev_qkernels_by_name (const char *name)
   if (strcmp (name, "neon") == 0)
     return lev_qkernels_neon ();
   return NULL;
-}
-
-const LevQKernels *
-lev_qkernels_get (void)
-{
-  static const LevQKernels *chosen;
-  const LevQKernels *k = __atomic_load_n (&chosen, __ATOMIC_ACQUIRE);
-  if (k)
-    return k;
-  const char *env = getenv ("LEV_KERNELS");
-  k = env && *env ? lev_qkernels_by_name (env) : NULL;
-  if (!k)
-    k = lev_qkernels_avx512 ();
-  if (!k)
-    k = lev_qkernels_avx2 ();
-  if (!k)
-    k = lev_qkernels_neon ();
-  if (!k)
-    k = lev_qkernels_scalar ();
-  __atomic_store_n (&chosen, k, __ATOMIC_RELEASE);
-  return k;
 }

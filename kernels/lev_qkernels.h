@@ -103,6 +103,7 @@ typedef struct LevQKernels {
   const char *name;           /* "scalar", "avx2", "avx512", "neon" */
   int needs_q2;               /* reads LevQAct.q2 (else only q) */
   LevQGemmFn gemm[4];         /* indexed by enc - LEV_QENC_T2 */
+  LevQGemmFn gemv[4];         /* the same for one token (act->n == 1): the measured choice may differ */
   /* attention helpers, bit-identical to lev_dot_f32 / lev_axpy_f32 (same lanes, same order, no fused ops) */
   float (*dot_f32) (const float *a, const float *b, size_t n);
   void (*axpy_f32) (float a, const float *x, float *y, size_t n);
@@ -161,9 +162,22 @@ void lev_avx2_axpy_heads (uint32_t type, const float *a, uint32_t nq, const void
 const LevQKernels *lev_qkernels_avx512 (void);
 /* Returns the NEON (dotprod) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_neon (void);
-/* Returns the best kernels for this CPU, or those named by LEV_KERNELS (scalar|avx2|avx512|neon) when set and
- * available; chosen once. */
+/* Returns the kernels of this process, chosen once: those named by LEV_KERNELS (scalar|avx2|avx512|neon) when set
+ * and available, else for each encoding the implementation measured fastest here (lev_qkernels_measure). */
 const LevQKernels *lev_qkernels_get (void);
+/* Returns a line naming the implementation lev_qkernels_get chose for each encoding, one token / token tiles, e.g.
+ * "t2 avx2/avx512, t1 avx512/avx512, b1 avx512/avx512, q4 avx512/avx512" (or the forced set's name). */
+const char *lev_qkernels_choice (void);
+/* Times every available SIMD implementation (the scalar one where there is none) of every packed encoding on small
+ * cache-resident matrices, for one token and for 32-token tiles, and fills *out with the fastest of each
+ * (attention helpers from the widest set); writes the choice line to choice (size bytes). A few milliseconds. */
+void lev_qkernels_measure (LevQKernels *out, char *choice, size_t size);
+/* Code rate of k's kernel for enc: GB/s of packed weights on a random cols-wide matrix of about `bytes` bytes (a
+ * pass for n_tokens tokens counts n_tokens times its bytes), scale groups of group_weights weights (0: one scale a
+ * row), the best of `trials` timings of at least min_seconds each; a negative value when the combination is
+ * invalid. */
+double lev_qkernel_rate (const LevQKernels *k, uint32_t enc, uint32_t group_weights, uint32_t n_tokens, size_t cols,
+                         size_t bytes, double min_seconds, int trials);
 /* Returns the kernels called name when available here, else NULL. */
 const LevQKernels *lev_qkernels_by_name (const char *name);
 
@@ -172,7 +186,7 @@ static inline void
 lev_qgemm (const LevQKernels *k, const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0,
            size_t r1)
 {
-  k->gemm[w->enc - LEV_QENC_T2] (w, act, y, y_stride, r0, r1);
+  (act->n == 1 ? k->gemv : k->gemm)[w->enc - LEV_QENC_T2] (w, act, y, y_stride, r0, r1);
 }
 
 /* Returns whether w has per-group scales (more than one scale per row). */

@@ -188,9 +188,155 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
   }
 }
 
-LEV_QDEFINE_GEMM (gemm_t2, gemm_tiles, LEV_QENC_T2, 8)
-LEV_QDEFINE_GEMM (gemm_t1, gemm_tiles, LEV_QENC_T1, 8)
-LEV_QDEFINE_GEMM (gemm_q4, gemm_tiles, LEV_QENC_Q4, 8)
+/* ---------------------------------------------------------------- one token: many rows a pass */
+
+/* Row pairs per pass of the one-token kernel: their accumulators (pairs times fields) stay in registers. */
+AI int
+decode_pairs (uint32_t enc)
+{
+  return enc == LEV_QENC_T1 ? 2 : 4;
+}
+
+/* The left shift of field k's code in a t2 or q4 byte masked in place (0 for t1, whose fields are decoded). */
+AI int
+field_shift (uint32_t enc, int k)
+{
+  return enc == LEV_QENC_T2 ? 2 * k : enc == LEV_QENC_Q4 ? 4 * k : 0;
+}
+
+/* Splits 64 packed bytes into one vector per field, t2 and q4 fields left in place (code << field_shift: one AND
+ * a field, no shift); vpdpbusd's sums of such products are exact multiples of 1 << field_shift. */
+AI void
+decode_in_place (uint32_t enc, __m512i c, __m512i *f)
+{
+  if (enc == LEV_QENC_T1) {
+    decode (enc, c, f);
+    return;
+  }
+  const int nf = n_fields (enc), bits = enc == LEV_QENC_T2 ? 2 : 4;
+#pragma GCC unroll 4
+  for (int k = 0; k < nf; k++)
+    f[k] = _mm512_and_si512 (c, _mm512_set1_epi8 ((char) (((1 << bits) - 1) << (bits * k))));
+}
+
+/* Sum of the field accumulators [k0, k1), each shifted back to code units (exact). */
+AI __m512i
+fields_sum (uint32_t enc, const __m512i *acc, int k0, int k1)
+{
+  __m512i s = _mm512_srai_epi32 (acc[k0], field_shift (enc, k0));
+#pragma GCC unroll 4
+  for (int k = k0 + 1; k < k1; k++)
+    s = _mm512_add_epi32 (s, _mm512_srai_epi32 (acc[k], field_shift (enc, k)));
+  return s;
+}
+
+/* Rows [r, r + 2 * decode_pairs) times token t (q2 layout): the row pairs advance together, each activation vector
+ * is loaded once for all of them, and every pair and field has its own accumulator (independent vpdpbusd chains).
+ * With per-group scales each chunk's group sums are converted and scaled in the vector, as in pair_tile; gs holds
+ * the token's activation sum of every group. */
+AI void
+decode_rows (uint32_t enc, int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs,
+             float *y, size_t ys, size_t r)
+{
+  enum { PMAX = 4 };
+  const int nf = n_fields (enc), np = decode_pairs (enc), off = code_offset (enc);
+  const size_t rbytes = w->row_bytes, n_chunks = rbytes / 32;
+  const size_t ng = grouped ? n_chunks * (size_t) grouped : 1;
+  const int8_t *x = act->q2 + t * 2 * act->stride;
+  const uint8_t *base = w->codes + r * rbytes;
+  __m512i acc[PMAX][5];
+  __m512 facc[PMAX];
+#pragma GCC unroll 4
+  for (int p = 0; p < np; p++) {
+    facc[p] = _mm512_setzero_ps ();
+#pragma GCC unroll 5
+    for (int k = 0; k < nf; k++)
+      acc[p][k] = _mm512_setzero_si512 ();
+  }
+  /* the run of rows two runs ahead (contiguous) is prefetched over this pass: at every chunk as many lines as one
+   * chunk of every row of a run; the rows streamed in 32-byte steps defeat the hardware's stream detection */
+  const size_t run_bytes = 2 * (size_t) np * rbytes;
+  const uint8_t *pf = base + 2 * run_bytes, *pf_end = w->codes + (size_t) w->rows * rbytes;
+  for (size_t c = 0; c < n_chunks; c++) {
+    __m512i a[5];
+    if (pf + run_bytes <= pf_end)
+#pragma GCC unroll 4
+      for (int l = 0; l < np; l++)
+        _mm_prefetch ((const char *) pf + (size_t) np * 64 * c + 64 * (size_t) l, _MM_HINT_T0);
+#pragma GCC unroll 5
+    for (int k = 0; k < nf; k++)
+      a[k] = _mm512_loadu_si512 (x + 64 * (nf * c + k));
+#pragma GCC unroll 4
+    for (int p = 0; p < np; p++) {
+      const uint8_t *p0 = base + 2 * (size_t) p * rbytes + 32 * c;
+      __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm256_loadu_si256 ((const __m256i *) p0)),
+                                          _mm256_loadu_si256 ((const __m256i *) (p0 + rbytes)), 1);
+      __m512i f[5];
+      decode_in_place (enc, codes, f);
+#pragma GCC unroll 5
+      for (int k = 0; k < nf; k++)
+        acc[p][k] = _mm512_dpbusd_epi32 (acc[p][k], f[k], a[k]);
+    }
+    if (grouped) {
+#pragma GCC unroll 4
+      for (int p = 0; p < np; p++) {
+        const float *s0 = w->scales + (r + 2 * (size_t) p) * ng;
+#pragma GCC unroll 2
+        for (int g = 0; g < grouped; g++) {   /* the chunk's groups: all its fields, or each half of them */
+          size_t si = (size_t) grouped * c + (size_t) g;
+          __m512 sv = _mm512_castpd_ps (_mm512_insertf64x4 (_mm512_castps_pd (_mm512_set1_ps (s0[si])),
+                                                            _mm256_castps_pd (_mm256_set1_ps (s0[ng + si])), 1));
+          int k0 = grouped == 1 ? 0 : g * nf / 2, k1 = grouped == 1 ? nf : (g + 1) * nf / 2;
+          facc[p] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (fields_sum (enc, acc[p], k0, k1)), sv, facc[p]);
+        }
+#pragma GCC unroll 5
+        for (int k = 0; k < nf; k++)
+          acc[p][k] = _mm512_setzero_si512 ();
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int p = 0; p < np; p++) {
+    __m512i sum = grouped ? _mm512_setzero_si512 () : fields_sum (enc, acc[p], 0, nf);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+      size_t row = r + 2 * (size_t) p + (size_t) h;
+      __mmask16 half = h ? (__mmask16) 0xff00 : (__mmask16) 0x00ff;
+      if (grouped) {
+        float corr = dot16 (w->scales + row * ng, gs, ng);
+        y[t * ys + row] = (_mm512_mask_reduce_add_ps (half, facc[p]) - (float) off * corr) * act->scale[t];
+      } else {
+        int32_t dot = _mm512_mask_reduce_add_epi32 (half, sum) - off * act->sum[t];
+        y[t * ys + row] = (float) dot * (lev_qmatrix_scale (w, row) * act->scale[t]);
+      }
+    }
+  }
+}
+
+/* Token tiles of t2, t1, q4: one token through decode_rows (the rows past the last whole run as pairs), more
+ * through gemm_tiles. */
+AI void
+qtiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
+        size_t ys, size_t r0, size_t r1)
+{
+  if (TT > 1) {
+    gemm_tiles (enc, grouped, TT, w, act, t0, y, ys, r0, r1);
+    return;
+  }
+  const size_t run = 2 * (size_t) decode_pairs (enc), ng = grouped ? w->row_bytes / 32 * (size_t) grouped : 1;
+  float gs[LEV_QMAX_GROUPS];
+  if (grouped)
+    lev_qact_group_sums (act, t0, 1, lev_qmatrix_group_weights (w), ng, gs);
+  size_t r = r0;
+  for (; r + run <= r1; r += run)
+    decode_rows (enc, grouped, w, act, t0, gs, y, ys, r);
+  if (r < r1)
+    gemm_tiles (enc, grouped, 1, w, act, t0, y, ys, r, r1);
+}
+
+LEV_QDEFINE_GEMM (gemm_t2, qtiles, LEV_QENC_T2, 8)
+LEV_QDEFINE_GEMM (gemm_t1, qtiles, LEV_QENC_T1, 8)
+LEV_QDEFINE_GEMM (gemm_q4, qtiles, LEV_QENC_Q4, 8)
 
 /* b1, one row: each 64-bit mask selects activations with a zero-masked load; their sum (vpdpbusd with ones)
  * is the dot product with the +1 weights: dot = 2 * selected - sum. With per-group scales each group's (128 or
@@ -263,7 +409,89 @@ b1_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct 
   }
 }
 
-LEV_QDEFINE_GEMM (gemm_b1, b1_tiles, LEV_QENC_B1, 8)
+/* b1, one token, rows [r, r + 8): each 64-weight activation vector is loaded once for the eight rows; a row's 64
+ * sign bits (a mask register) pick ones for vpdpbusd (vmovdqu8 with zeroing), two accumulators a row. The next
+ * eight rows two runs ahead are prefetched over the pass. Per-group scales as in b1_tiles; gs holds the token's
+ * activation sum of every group. */
+AI void
+b1_decode_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs, float *y,
+                size_t ys, size_t r)
+{
+  enum { R = 8 };
+  const __m512i ones = _mm512_set1_epi8 (1);
+  const size_t rbytes = w->row_bytes, units = w->cols_pad / 64, ng = grouped == 2 ? units : units / 2;
+  const int8_t *x = act->q + t * act->stride;
+  const uint8_t *base = w->codes + r * rbytes;
+  const uint8_t *pf = base + 2 * R * rbytes, *pf_end = w->codes + (size_t) w->rows * rbytes;
+  __m512i acc[R][2];
+  __m512 facc[R];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; i++) {
+    acc[i][0] = acc[i][1] = _mm512_setzero_si512 ();
+    facc[i] = _mm512_setzero_ps ();
+  }
+  for (size_t u = 0; u < units; u += 2) {
+    if (pf + R * rbytes <= pf_end)            /* 16 bytes of each of 8 rows: two lines a pair of units */
+#pragma GCC unroll 2
+      for (int l = 0; l < 2; l++)
+        _mm_prefetch ((const char *) pf + 64 * u + 64 * (size_t) l, _MM_HINT_T0);
+    __m512i x0 = _mm512_loadu_si512 (x + 64 * u), x1 = _mm512_loadu_si512 (x + 64 * u + 64);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+      uint64_t b[2];
+      memcpy (b, base + (size_t) i * rbytes + 8 * u, 16);
+      acc[i][0] = _mm512_dpbusd_epi32 (acc[i][0], _mm512_maskz_mov_epi8 (_cvtu64_mask64 (b[0]), ones), x0);
+      acc[i][1] = _mm512_dpbusd_epi32 (acc[i][1], _mm512_maskz_mov_epi8 (_cvtu64_mask64 (b[1]), ones), x1);
+    }
+    if (grouped) {
+#pragma GCC unroll 8
+      for (int i = 0; i < R; i++) {
+        const float *sc = w->scales + (r + (size_t) i) * ng;
+        if (grouped == 2) {                   /* a scale per 64-weight unit */
+          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][0]), _mm512_set1_ps (sc[u]), facc[i]);
+          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][1]), _mm512_set1_ps (sc[u + 1]), facc[i]);
+        } else {
+          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_add_epi32 (acc[i][0], acc[i][1])),
+                                     _mm512_set1_ps (sc[u / 2]), facc[i]);
+        }
+        acc[i][0] = acc[i][1] = _mm512_setzero_si512 ();
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; i++) {
+    size_t row = r + (size_t) i;
+    if (grouped) {
+      float corr = dot16 (w->scales + row * ng, gs, ng);
+      y[t * ys + row] = (2.0f * _mm512_reduce_add_ps (facc[i]) - corr) * act->scale[t];
+    } else {
+      int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[i][0], acc[i][1])) - act->sum[t];
+      y[t * ys + row] = (float) dot * (lev_qmatrix_scale (w, row) * act->scale[t]);
+    }
+  }
+}
+
+/* Token tiles of b1: one token through b1_decode_rows (the last rows through b1_tiles), more through b1_tiles. */
+AI void
+b1_qtiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
+           size_t ys, size_t r0, size_t r1)
+{
+  if (TT > 1) {
+    b1_tiles (enc, grouped, TT, w, act, t0, y, ys, r0, r1);
+    return;
+  }
+  const size_t units = w->cols_pad / 64, ng = !grouped ? 1 : grouped == 2 ? units : units / 2;
+  float gs[LEV_QMAX_GROUPS];
+  if (grouped)
+    lev_qact_group_sums (act, t0, 1, lev_qmatrix_group_weights (w), ng, gs);
+  size_t r = r0;
+  for (; r + 8 <= r1; r += 8)
+    b1_decode_rows (grouped, w, act, t0, gs, y, ys, r);
+  if (r < r1)
+    b1_tiles (enc, grouped, 1, w, act, t0, y, ys, r, r1);
+}
+
+LEV_QDEFINE_GEMM (gemm_b1, b1_qtiles, LEV_QENC_B1, 8)
 
 /* As lev_dot_f32: eight lanes, the same final sums, no fused multiply-add. */
 static float
@@ -313,6 +541,7 @@ sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
 }
 
 static const LevQKernels avx512_kernels = { "avx512", 1, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
+                                         { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16,
                                          lev_avx2_dot_i8, lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads,
                                          lev_avx2_axpy_heads };

@@ -165,6 +165,7 @@ static void axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *
                         size_t n);
 
 static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
+                                         { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                        dot_f32, axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8, lev_axpy_i8,
                                        lev_sparse_row_dot, dot_heads, axpy_heads };
 

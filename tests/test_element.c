@@ -601,6 +601,10 @@ GST_START_TEST (test_input_handling)
       gdouble tps = 0;
       fail_unless (gst_structure_get_double (gst_message_get_structure (m), "decode-tokens-per-second", &tps));
       fail_unless (tps > 0);
+      /* which kernels served each encoding: "t2 <impl>/<impl>, t1 ..." or the set LEV_KERNELS forced */
+      const gchar *kern = gst_structure_get_string (gst_message_get_structure (m), "kernels");
+      fail_unless (kern && (g_str_has_prefix (kern, "t2 ") || g_str_has_suffix (kern, "(LEV_KERNELS)")), "kernels %s",
+                   kern ? kern : "(none)");
       stats++;
     }
     gst_message_unref (m);

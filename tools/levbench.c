@@ -1,6 +1,7 @@
 /* levbench.c: throughput benchmark: prompt (pp) and decode (tg) tokens/s, peak RSS, bytes per token, bandwidth share. */
 #include "leviathan.h"
 #include "lev_model.h"
+#include "lev_qkernels.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -29,6 +30,8 @@ static gchar *opt_adapter = NULL;
 static gdouble opt_outliers = 0.0;
 static gint opt_rank = 0;
 static gint opt_group_scales = 0;
+static gboolean opt_kernel_rate = FALSE;
+static gint opt_kernel_kib = 256;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
@@ -55,6 +58,12 @@ static GOptionEntry entries[] = {
     "the t2 / t1 / b1 matrices instead of one per row: 128 = one per block (levconvert --scale group; t1: 160) or "
     "64 (--scale group64; t2, b1) (default 0 = per row)", "G" },
   { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &opt_no_bandwidth, "Skip the memory bandwidth measurement", NULL },
+  { "kernel-rate", 0, 0, G_OPTION_ARG_NONE, &opt_kernel_rate, "Instead of a model: the code rate of every kernel "
+    "implementation and encoding on a cache-resident matrix, one thread, one token and a 32-token tile (GB/s of "
+    "packed weights), and which one the runtime chose", NULL },
+  { "kernel-kib", 0, 0, G_OPTION_ARG_INT, &opt_kernel_kib, "--kernel-rate: size of the matrix in KiB (default 256: "
+    "resident in L2; a size far past the last-level cache measures the kernels reading memory, the scalar reference "
+    "left out past 1 MiB)", "KIB" },
   { NULL }
 };
 
@@ -333,15 +342,26 @@ typedef struct {
   uint64_t sum;
 } ReadJob;
 
+/* Two 64-bit words as one vector (GCC vector extensions: SSE2 on any x86-64, NEON on AArch64). */
+typedef uint64_t ReadVec __attribute__ ((vector_size (16)));
+
+/* Sums the job's words with four vector accumulators a cache line: a read loop that the core's load units, not
+ * its arithmetic, limit, so that it measures what memory delivers. */
 static void *
 read_worker (void *arg)
 {
   ReadJob *j = arg;
-  uint64_t a[8] = { 0 };
-  for (size_t i = 0; i + 8 <= j->n; i += 8)
-    for (int k = 0; k < 8; k++)
-      a[k] += j->p[i + k];
-  j->sum = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+  ReadVec a[4] = { { 0, 0 }, { 0, 0 }, { 0, 0 }, { 0, 0 } };
+  for (size_t i = 0; i + 8 <= j->n; i += 8) {
+    __builtin_prefetch (j->p + i + 512);      /* 4 KiB ahead, as the kernels prefetch */
+    for (int k = 0; k < 4; k++) {
+      ReadVec v;
+      memcpy (&v, j->p + i + 2 * k, sizeof v);
+      a[k] += v;
+    }
+  }
+  ReadVec s = a[0] + a[1] + a[2] + a[3];
+  j->sum = s[0] + s[1];
   return NULL;
 }
 
@@ -419,6 +439,109 @@ enc_name (uint32_t enc)
 }
 
 
+/* ---------------------------------------------------------------- kernel code rates */
+
+/* Returns the CPU's model name from /proc/cpuinfo (or "unknown CPU"); free with g_free. */
+static gchar *
+cpu_model_name (void)
+{
+  gchar *text = NULL;
+  gchar *name = NULL;
+  if (g_file_get_contents ("/proc/cpuinfo", &text, NULL, NULL)) {
+    gchar **lines = g_strsplit (text, "\n", -1);
+    for (guint i = 0; lines[i] && !name; i++)
+      if (g_str_has_prefix (lines[i], "model name") || g_str_has_prefix (lines[i], "Model\t")) {
+        const char *colon = strchr (lines[i], ':');
+        if (colon)
+          name = g_strstrip (g_strdup (colon + 1));
+      }
+    g_strfreev (lines);
+    g_free (text);
+  }
+  return name ? name : g_strdup ("unknown CPU");
+}
+
+/* q8 rows (the generic C kernel of lev_kernels.c): GB/s over `bytes` of a 2048-wide matrix, one token. */
+static double
+q8_rate (size_t bytes)
+{
+  size_t cols = 2048, rows = MAX (bytes / cols, 16);
+  int8_t *w = g_malloc (rows * cols), *x = g_malloc (cols);
+  float *scales = g_new (float, rows), *y = g_new (float, rows);
+  for (size_t i = 0; i < rows * cols; i++)
+    w[i] = (int8_t) rnd64 ();
+  for (size_t i = 0; i < cols; i++)
+    x[i] = (int8_t) rnd64 ();
+  for (size_t r = 0; r < rows; r++)
+    scales[r] = 1.0f;
+  double best = 0;
+  for (int trial = 0; trial < 5; trial++) {
+    int calls = 0;
+    gint64 t0 = g_get_monotonic_time (), t1;
+    do {
+      lev_matvec_q8_i8 (w, scales, x, 1.0f, y, cols, 0, rows);
+      calls++;
+      t1 = g_get_monotonic_time ();
+    } while (t1 - t0 < 20000);
+    double rate = (double) rows * cols * calls / ((t1 - t0) / 1e6) / 1e9;
+    best = MAX (best, rate);
+  }
+  g_free (w);
+  g_free (x);
+  g_free (scales);
+  g_free (y);
+  return best;
+}
+
+/* --kernel-rate: every implementation, encoding and scale layout on one cache-resident matrix, one thread. */
+static int
+kernel_rate (void)
+{
+  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
+                                 lev_qkernels_neon () };
+  static const struct { uint32_t enc, group; const char *scales; } cases[] = {
+    { LEV_QENC_T2, 0, "row" }, { LEV_QENC_T2, 128, "group 128" }, { LEV_QENC_T2, 64, "group 64" },
+    { LEV_QENC_T1, 0, "row" }, { LEV_QENC_T1, 160, "group 160" },
+    { LEV_QENC_B1, 0, "row" }, { LEV_QENC_B1, 128, "group 128" }, { LEV_QENC_B1, 64, "group 64" },
+    { LEV_QENC_Q4, 0, "row" },
+  };
+  size_t bytes = (size_t) MAX (opt_kernel_kib, 1) * 1024;
+  gchar *cpu = cpu_model_name ();
+  const char *choice = lev_qkernels_choice ();
+  if (opt_json) {
+    g_print ("{\"cpu\": \"%s\", \"matrix_bytes\": %zu, \"chosen\": \"%s\"}\n", cpu, bytes, choice);
+  } else {
+    g_print ("levbench --kernel-rate: %s, one thread, a 2048-wide matrix of %zu KiB; GB/s of packed weights (a "
+             "32-token tile counts its weights 32 times)\nchosen (one token/tiles): %s\n\n", cpu, bytes / 1024, choice);
+    g_print ("| encoding | scales | implementation | 1 token GB/s | G weights/s | 32-token tile GB/s |\n"
+             "|---|---|---|---|---|---|\n");
+  }
+  for (size_t c = 0; c < G_N_ELEMENTS (cases); c++)
+    for (size_t i = 0; i < G_N_ELEMENTS (impls); i++) {
+      if (!impls[i] || (i == 0 && bytes > (1u << 20)))   /* the scalar reference on a large matrix: minutes */
+        continue;
+      uint32_t enc = cases[c].enc;
+      double r1 = lev_qkernel_rate (impls[i], enc, cases[c].group, 1, 2048, bytes, 0.02, 5);
+      double r32 = lev_qkernel_rate (impls[i], enc, cases[c].group, 32, 2048, bytes, 0.02, 3);
+      double wps = r1 * 8.0 * lev_qenc_block_weights (enc) / (8.0 * lev_qenc_block_bytes (enc));
+      if (opt_json)
+        g_print ("{\"encoding\": \"%s\", \"scales\": \"%s\", \"kernels\": \"%s\", \"decode_gb_per_s\": %.2f, "
+                 "\"decode_gweights_per_s\": %.1f, \"tile32_gb_per_s\": %.2f}\n", lev_qenc_name (enc),
+                 cases[c].scales, impls[i]->name, r1, wps, r32);
+      else
+        g_print ("| %s | %s | %s | %.1f | %.0f | %.1f |\n", lev_qenc_name (enc), cases[c].scales, impls[i]->name, r1,
+                 wps, r32);
+    }
+  double q8 = q8_rate (bytes);
+  if (opt_json)
+    g_print ("{\"encoding\": \"q8\", \"scales\": \"row\", \"kernels\": \"generic C\", \"decode_gb_per_s\": %.2f, "
+             "\"decode_gweights_per_s\": %.1f}\n", q8, q8);
+  else
+    g_print ("| q8 | row | generic C | %.1f | %.0f | - |\n", q8, q8);
+  g_free (cpu);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -431,6 +554,8 @@ main (int argc, char **argv)
     return 2;
   }
   g_option_context_free (octx);
+  if (opt_kernel_rate)
+    return kernel_rate ();
   if (!opt_model == !opt_synthetic) {
     g_printerr ("levbench: give either -m MODEL or --synthetic SHAPE\n");
     return 2;
@@ -499,8 +624,8 @@ main (int argc, char **argv)
   for (int i = 0; i <= MAX (opt_ctx, 512); i++)
     toks[i] = (int32_t) (rnd64 () % hp->vocab_size);
   if (!opt_json) {
-    g_print ("levbench: %s, body %s, head %s, KV %s, %s kernels, %u threads, ctx %d; memory read bandwidth %.1f "
-             "GB/s\n", model_name, format, embd_format, kv_name, lev_kernels_name (), threads, opt_ctx, bw / 1e9);
+    g_print ("levbench: %s, body %s, head %s, KV %s, kernels (one token/tiles) %s, %u threads, ctx %d; memory read "
+             "bandwidth %.1f GB/s\n", model_name, format, embd_format, kv_name, lev_kernels_name (), threads, opt_ctx, bw / 1e9);
     g_print ("| test | tokens/s | ± | bytes/token | share of bandwidth | peak RSS MiB |\n|---|---|---|---|---|---|\n");
   }
   /* warm-up: fault the weights in */
