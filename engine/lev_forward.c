@@ -767,8 +767,9 @@ lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKv
   c->att = g_new0 (float, (size_t) lev_threadpool_size (c->pool) * c->att_stride);
   c->logits = g_new0 (float, hp->vocab_size);
   c->embd_scratch = g_new0 (uint8_t, (size_t) hp->dim * 4 + 64);
-  c->xq = g_new0 (int8_t, B * c->qstride);
-  c->xq2 = g_new0 (int8_t, 2 * B * c->qstride);
+  /* cache-line aligned: the kernels load whole lines of activations (a 64-byte load across two lines costs two) */
+  c->xq = g_aligned_alloc0 (B, c->qstride, 64);
+  c->xq2 = g_aligned_alloc0 (2 * B, c->qstride, 64);
   c->xsum = g_new0 (int32_t, B);
   c->xcsum = g_new0 (int32_t, B * (c->qstride / 32));
   c->xscale = g_new0 (float, B);
@@ -806,8 +807,8 @@ lev_context_free (LevContext *c)
   g_free (c->att);
   g_free (c->logits);
   g_free (c->embd_scratch);
-  g_free (c->xq);
-  g_free (c->xq2);
+  g_aligned_free (c->xq);
+  g_aligned_free (c->xq2);
   g_free (c->xsum);
   g_free (c->xcsum);
   g_free (c->xscale);

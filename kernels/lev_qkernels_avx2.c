@@ -174,9 +174,96 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
   }
 }
 
+/* b1, one token, rows [r, r + 4): each 32-value activation vector is loaded once for the four rows; a row's 32
+ * sign bits become bytes 0 / 1 (broadcast, vpshufb, AND with the bit, unsigned min with 1), whose vpmaddubsw with
+ * the activations sums the selected pairs; the 16-bit sums (each at most 2 * 128 a chunk) go on for up to 64
+ * chunks, or to a group's end, before they are widened. The four rows two runs ahead are prefetched. */
+AI void
+b1_decode_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs, float *y,
+                size_t ys, size_t r)
+{
+  enum { R = 4 };
+  const __m256i shuf = _mm256_setr_epi8 (0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i sel = _mm256_set1_epi64x ((long long) 0x8040201008040201ull);
+  const __m256i one8 = _mm256_set1_epi8 (1), ones16 = _mm256_set1_epi16 (1);
+  const size_t rbytes = w->row_bytes, n_chunks = w->cols_pad / 32;
+  /* chunks between widenings: a group (4 or 2 chunks) with per-group scales, else 64 */
+  const size_t span = !grouped ? 64 : grouped == 1 ? 4 : 2, ng = grouped ? n_chunks / span : 1;
+  const int8_t *x = act->q + t * act->stride;
+  const uint8_t *base = w->codes + r * rbytes;
+  const uint8_t *pf = base + 2 * R * rbytes, *pf_end = w->codes + (size_t) w->rows * rbytes;
+  __m256i acc[R], acc16[R];
+  __m256 facc[R];
+#pragma GCC unroll 4
+  for (int i = 0; i < R; i++) {
+    acc[i] = acc16[i] = _mm256_setzero_si256 ();
+    facc[i] = _mm256_setzero_ps ();
+  }
+  for (size_t c0 = 0; c0 < n_chunks; c0 += span) {
+    size_t c1 = c0 + span < n_chunks ? c0 + span : n_chunks;
+    for (size_t c = c0; c < c1; c++) {
+      if (c % 16 == 0 && pf + R * rbytes <= pf_end)   /* 64 bytes of each row every 16 chunks */
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++)
+          _mm_prefetch ((const char *) pf + (size_t) i * rbytes + 4 * c, _MM_HINT_T0);
+      __m256i xv = _mm256_loadu_si256 ((const __m256i *) (x + 32 * c));
+#pragma GCC unroll 4
+      for (int i = 0; i < R; i++) {
+        int32_t bits;
+        memcpy (&bits, base + (size_t) i * rbytes + 4 * c, 4);
+        __m256i b = _mm256_and_si256 (_mm256_shuffle_epi8 (_mm256_set1_epi32 (bits), shuf), sel);
+        acc16[i] = _mm256_add_epi16 (acc16[i], _mm256_maddubs_epi16 (_mm256_min_epu8 (b, one8), xv));
+      }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) {
+      __m256i wide = _mm256_madd_epi16 (acc16[i], ones16);
+      acc16[i] = _mm256_setzero_si256 ();
+      if (grouped)
+        facc[i] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (wide),
+                                   _mm256_set1_ps (w->scales[(r + (size_t) i) * ng + c0 / span]), facc[i]);
+      else
+        acc[i] = _mm256_add_epi32 (acc[i], wide);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < R; i++) {
+    size_t row = r + (size_t) i;
+    if (grouped) {
+      float corr = dot8 (w->scales + row * ng, gs, ng);
+      y[t * ys + row] = (2.0f * hsum_ps (facc[i]) - corr) * act->scale[t];
+    } else {
+      int32_t dot = 2 * hsum (acc[i]) - act->sum[t];
+      y[t * ys + row] = (float) dot * (lev_qmatrix_scale (w, row) * act->scale[t]);
+    }
+  }
+}
+
+/* Token tiles: b1 one token through b1_decode_rows (the last rows through gemm_tiles), the rest through
+ * gemm_tiles. */
+AI void
+qtiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
+        size_t ys, size_t r0, size_t r1)
+{
+  if (TT > 1 || enc != LEV_QENC_B1) {
+    gemm_tiles (enc, grouped, TT, w, act, t0, y, ys, r0, r1);
+    return;
+  }
+  const size_t n_chunks = w->cols_pad / 32, ng = !grouped ? 1 : n_chunks / (grouped == 1 ? 4 : 2);
+  float gs[LEV_QMAX_GROUPS];
+  if (grouped)
+    lev_qact_group_sums (act, t0, 1, lev_qmatrix_group_weights (w), ng, gs);
+  size_t r = r0;
+  for (; r + 4 <= r1; r += 4)
+    b1_decode_rows (grouped, w, act, t0, gs, y, ys, r);
+  if (r < r1)
+    gemm_tiles (enc, grouped, 1, w, act, t0, y, ys, r, r1);
+}
+
 LEV_QDEFINE_GEMM (gemm_t2, gemm_tiles, LEV_QENC_T2, 4)
 LEV_QDEFINE_GEMM (gemm_t1, gemm_tiles, LEV_QENC_T1, 4)
-LEV_QDEFINE_GEMM (gemm_b1, gemm_tiles, LEV_QENC_B1, 4)
+LEV_QDEFINE_GEMM (gemm_b1, qtiles, LEV_QENC_B1, 4)
 LEV_QDEFINE_GEMM (gemm_q4, gemm_tiles, LEV_QENC_Q4, 4)
 
 /* As lev_dot_f32: eight lanes, the same final sums, no fused multiply-add. */

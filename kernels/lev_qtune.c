@@ -72,18 +72,20 @@ case_make (RateCase *c, uint32_t enc, uint32_t group_weights, uint32_t n, size_t
     rows = 16;
   size_t stride = (cols + LEV_QPAD - 1) / LEV_QPAD * LEV_QPAD;
   uint64_t seed = 0x9e3779b97f4a7c15ull ^ enc;
-  c->codes = malloc (rows * rb);
+  /* cache-line aligned, as the engine's weights (the file's tensors) and activations are */
+  c->codes = aligned_alloc (64, (rows * rb + 63) / 64 * 64);
   c->scales = malloc (rows * groups * sizeof (float));
   c->y = malloc (rows * n * sizeof (float));
   c->fscale = malloc (n * sizeof (float));
-  c->q = calloc (n * stride, 1);
-  c->q2 = malloc (2 * n * stride);
+  c->q = aligned_alloc (64, n * stride);
+  c->q2 = aligned_alloc (64, 2 * n * stride);
   c->sum = malloc (n * sizeof (int32_t));
   c->csum = malloc (n * stride / 32 * sizeof (int32_t));
   if (!c->codes || !c->scales || !c->y || !c->fscale || !c->q || !c->q2 || !c->sum || !c->csum) {
     case_free (c);
     return 0;
   }
+  memset (c->q, 0, n * stride);
   fill_random (&seed, c->codes, rows * rb);
   for (size_t i = 0; i < rows * groups; i++)
     c->scales[i] = 1.0f / (float) (1 + i % 7);

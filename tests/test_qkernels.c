@@ -194,7 +194,7 @@ test_kernels (void)
   for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++)
     if (impls[k])
       printf (" %s", impls[k]->name);
-  printf (" ), chosen: %s\n", lev_qkernels_get ()->name);
+  printf (" ), chosen: %s\n", lev_qkernels_choice ());
 }
 
 /* Per-group scales (one per block or half block of each row): every implementation, the scalar reference
