@@ -2,6 +2,7 @@
 #include "leviathan.h"
 #include "lev_model.h"
 #include "lev_qkernels.h"
+#include "lev_threadpool.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -32,6 +33,7 @@ static gint opt_rank = 0;
 static gint opt_group_scales = 0;
 static gboolean opt_kernel_rate = FALSE;
 static gint opt_kernel_kib = 256;
+static gboolean opt_fork_join = FALSE;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
@@ -61,6 +63,8 @@ static GOptionEntry entries[] = {
   { "kernel-rate", 0, 0, G_OPTION_ARG_NONE, &opt_kernel_rate, "Instead of a model: the code rate of every kernel "
     "implementation and encoding on a cache-resident matrix, one thread, one token and a 32-token tile (GB/s of "
     "packed weights), and which one the runtime chose", NULL },
+  { "fork-join", 0, 0, G_OPTION_ARG_NONE, &opt_fork_join, "Instead of a model: what one parallel job of the "
+    "engine's thread pool costs (start, claim of chunks that do nothing, join) at -t threads, in microseconds", NULL },
   { "kernel-kib", 0, 0, G_OPTION_ARG_INT, &opt_kernel_kib, "--kernel-rate: size of the matrix in KiB (default 256: "
     "resident in L2; a size far past the last-level cache measures the kernels reading memory, the scalar reference "
     "left out past 1 MiB)", "KIB" },
@@ -542,6 +546,67 @@ kernel_rate (void)
   return 0;
 }
 
+/* --fork-join: the engine's thread pool running jobs whose chunks each do a fixed amount of arithmetic (about
+ * 2 µs): the time a job takes beyond chunks * work / threads is what starting, claiming and joining cost. */
+static void
+busy_chunk (void *arg, uint32_t chunk, uint32_t slot)
+{
+  (void) chunk;
+  (void) slot;
+  volatile uint64_t x = 0;
+  for (uint64_t i = 0, n = *(const uint64_t *) arg; i < n; i++)
+    x = x + i;
+}
+
+static int
+fork_join (uint32_t threads)
+{
+  LevThreadPool *pool = lev_threadpool_new (threads), *one = lev_threadpool_new (1);
+  if (!pool || !one) {
+    g_printerr ("levbench: cannot start %u threads\n", threads);
+    return 1;
+  }
+  /* iterations for about 2 µs on this core */
+  uint64_t iters = 1000;
+  for (;;) {
+    gint64 t0 = g_get_monotonic_time ();
+    for (int k = 0; k < 1000; k++)
+      busy_chunk (&iters, 0, 0);
+    double us = (g_get_monotonic_time () - t0) / 1000.0;
+    if (us > 1.5 || iters > (1u << 30))
+      break;
+    iters *= 2;
+  }
+  gchar *cpu = cpu_model_name ();
+  static const uint32_t chunk_counts[] = { 2, 4, 8, 16, 32, 88 };
+  if (!opt_json)
+    g_print ("levbench --fork-join: %s, %u threads; one job of N chunks of about 2 µs of work each; overhead = job "
+             "time - (one thread's time for the chunks) / threads (best of 5 runs of 5,000 jobs)\n\n"
+             "| chunks | job µs, 1 thread | job µs, %u threads | overhead µs a job |\n|---|---|---|---|\n", cpu,
+             threads, threads);
+  for (size_t i = 0; i < G_N_ELEMENTS (chunk_counts); i++) {
+    double best[2] = { 0, 0 };
+    for (int rep = 0; rep < 5; rep++)
+      for (int p = 0; p < 2; p++) {
+        gint64 t0 = g_get_monotonic_time ();
+        for (int k = 0; k < 5000; k++)
+          lev_threadpool_run_chunks (p ? pool : one, busy_chunk, &iters, chunk_counts[i]);
+        double us = (g_get_monotonic_time () - t0) / 5000.0;
+        best[p] = rep == 0 ? us : MIN (best[p], us);
+      }
+    double overhead = best[1] - best[0] / threads;
+    if (opt_json)
+      g_print ("{\"cpu\": \"%s\", \"threads\": %u, \"chunks\": %u, \"us_one_thread\": %.3f, \"us\": %.3f, "
+               "\"overhead_us\": %.3f}\n", cpu, threads, chunk_counts[i], best[0], best[1], overhead);
+    else
+      g_print ("| %u | %.2f | %.2f | %.2f |\n", chunk_counts[i], best[0], best[1], overhead);
+  }
+  g_free (cpu);
+  lev_threadpool_free (pool);
+  lev_threadpool_free (one);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -556,6 +621,8 @@ main (int argc, char **argv)
   g_option_context_free (octx);
   if (opt_kernel_rate)
     return kernel_rate ();
+  if (opt_fork_join)
+    return fork_join (opt_threads > 0 ? (uint32_t) opt_threads : (uint32_t) MAX (g_get_num_processors (), 1));
   if (!opt_model == !opt_synthetic) {
     g_printerr ("levbench: give either -m MODEL or --synthetic SHAPE\n");
     return 2;
