@@ -390,6 +390,13 @@ lev_qkernels_avx512 (void)
   return NULL;
 }
 #endif
+#if !defined(LEV_HAVE_AVX512VBMI)
+const LevQKernels *
+lev_qkernels_avx512vbmi (void)
+{
+  return NULL;
+}
+#endif
 #if !defined(LEV_HAVE_NEON)
 const LevQKernels *
 lev_qkernels_neon (void)
@@ -409,6 +416,8 @@ lev_qkernels_by_name (const char *name)
     return lev_qkernels_avx2 ();
   if (strcmp (name, "avx512") == 0)
     return lev_qkernels_avx512 ();
+  if (strcmp (name, "avx512vbmi") == 0)
+    return lev_qkernels_avx512vbmi ();
   if (strcmp (name, "neon") == 0)
     return lev_qkernels_neon ();
   return NULL;

@@ -160,9 +160,15 @@ void lev_avx2_axpy_heads (uint32_t type, const float *a, uint32_t nq, const void
                           size_t n);
 /* Returns the AVX-512 (F, BW, VL, VNNI) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_avx512 (void);
+/* Returns the AVX-512 kernels with the one-token t1 kernel of AVX-512 VBMI (trits by table lookup), or NULL when not
+ * built for or not supported by this CPU. */
+const LevQKernels *lev_qkernels_avx512vbmi (void);
+/* The AVX-512 VBMI one-token t1 kernel (lev_qkernels_avx512vbmi.c); any token count, one token at a time. */
+void lev_avx512vbmi_gemv_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0,
+                             size_t r1);
 /* Returns the NEON (dotprod) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_neon (void);
-/* Returns the kernels of this process, chosen once: those named by LEV_KERNELS (scalar|avx2|avx512|neon) when set
+/* Returns the kernels of this process, chosen once: those named by LEV_KERNELS (scalar|avx2|avx512|avx512vbmi|neon) when set
  * and available, else for each encoding the implementation measured fastest here (lev_qkernels_measure). */
 const LevQKernels *lev_qkernels_get (void);
 /* Returns a line naming the implementation lev_qkernels_get chose for each encoding, one token / token tiles, e.g.

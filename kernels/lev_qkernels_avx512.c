@@ -546,6 +546,21 @@ static const LevQKernels avx512_kernels = { "avx512", 1, { gemm_t2, gemm_t1, gem
                                          lev_avx2_dot_i8, lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads,
                                          lev_avx2_axpy_heads };
 
+#if defined(LEV_HAVE_AVX512VBMI)
+/* The same with the VBMI one-token t1 kernel. */
+static const LevQKernels avx512vbmi_kernels = { "avx512vbmi", 1, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
+                                         { gemm_t2, lev_avx512vbmi_gemv_t1, gemm_b1, gemm_q4 },
+                                         dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16,
+                                         lev_avx2_dot_i8, lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads,
+                                         lev_avx2_axpy_heads };
+
+const LevQKernels *
+lev_qkernels_avx512vbmi (void)
+{
+  return lev_qkernels_avx512 () && __builtin_cpu_supports ("avx512vbmi") ? &avx512vbmi_kernels : NULL;
+}
+#endif
+
 const LevQKernels *
 lev_qkernels_avx512 (void)
 {

@@ -167,10 +167,11 @@ lev_qkernel_rate (const LevQKernels *k, uint32_t enc, uint32_t group_weights, ui
 void
 lev_qkernels_measure (LevQKernels *out, char *choice, size_t size)
 {
-  const LevQKernels *all[] = { lev_qkernels_avx512 (), lev_qkernels_avx2 (), lev_qkernels_neon () };
-  const LevQKernels *cand[3];
+  const LevQKernels *all[] = { lev_qkernels_avx512 (), lev_qkernels_avx512vbmi (), lev_qkernels_avx2 (),
+                               lev_qkernels_neon () };
+  const LevQKernels *cand[4];
   int nc = 0;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (all[i])
       cand[nc++] = all[i];
   if (nc == 0)
@@ -187,8 +188,8 @@ lev_qkernels_measure (LevQKernels *out, char *choice, size_t size)
       RateCase c;
       if (!case_make (&c, enc, 0, mode ? TUNE_TILE : 1, TUNE_COLS, TUNE_BYTES))
         continue;
-      int calls[3];
-      double best[3];
+      int calls[4];
+      double best[4];
       for (int i = 0; i < nc; i++)
         calls[i] = case_calls (cand[i], &c, TUNE_SECONDS);
       for (int trial = 0; trial < TUNE_TRIALS; trial++)
@@ -198,7 +199,7 @@ lev_qkernels_measure (LevQKernels *out, char *choice, size_t size)
             best[i] = s;
         }
       for (int i = 1; i < nc; i++)
-        if (best[i] < best[0] * 0.97) {   /* a clear win only: ties go to the wider set */
+        if (best[i] < best[0] * 0.97) {   /* a clear win only: ties go to the earlier set */
           best[0] = best[i];
           pick[mode] = cand[i];
         }

@@ -114,7 +114,8 @@ free_acts (Acts *a)
 static void
 test_kernels (void)
 {
-  const LevQKernels *impls[] = { lev_qkernels_avx2 (), lev_qkernels_avx512 (), lev_qkernels_neon () };
+  const LevQKernels *impls[] = { lev_qkernels_avx2 (), lev_qkernels_avx512 (),
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
   const LevQKernels *scalar = lev_qkernels_scalar ();
   static const size_t shapes[][2] = { { 1, 1 }, { 3, 64 }, { 2, 65 }, { 7, 128 }, { 5, 172 }, { 17, 256 },
                                       { 9, 320 }, { 33, 896 }, { 4, 1000 }, { 64, 64 }, { 65, 2048 },
@@ -205,7 +206,7 @@ static void
 test_grouped_kernels (void)
 {
   const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_neon () };
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
   /* every encoding with groups of one block, t2 and b1 also with half blocks */
   static const uint32_t genc[][2] = { { LEV_QENC_T2, 128 }, { LEV_QENC_T2, 64 }, { LEV_QENC_T1, 160 },
                                       { LEV_QENC_B1, 128 }, { LEV_QENC_B1, 64 } };
@@ -303,7 +304,8 @@ static void
 test_attention_helpers (void)
 {
   /* dot and axpy of every implementation equal the scalar ones bit for bit */
-  const LevQKernels *impls[] = { lev_qkernels_avx2 (), lev_qkernels_avx512 (), lev_qkernels_neon () };
+  const LevQKernels *impls[] = { lev_qkernels_avx2 (), lev_qkernels_avx512 (),
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
   const LevQKernels *scalar = lev_qkernels_scalar ();
   static const size_t lens[] = { 1, 7, 8, 15, 16, 17, 64, 100, 128, 255 };
   float a[256], b[256], y0[256], y1[256];
@@ -350,7 +352,7 @@ static void
 test_attention_heads (void)
 {
   const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_neon () };
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
   const LevQKernels *scalar = lev_qkernels_scalar ();
   static const size_t lens[] = { 1, 7, 8, 17, 64, 100, 128 };
   static const uint32_t nqs[] = { 1, 3, 4, 5, 8, 9 };
@@ -417,7 +419,7 @@ test_sparse (void)
   }
   /* every implementation agrees with a double-precision sum within float rounding */
   const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_neon () };
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
   static const uint32_t lens[] = { 0, 1, 7, 8, 9, 15, 16, 17, 33, 100, 255 };
   float x[256];
   uint32_t ent[256];
@@ -458,7 +460,7 @@ test_choice (void)
     return;
   }
   const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_neon () };
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
   const LevQKernels *chosen = lev_qkernels_get ();
   for (size_t e = 0; e < sizeof encs / sizeof encs[0]; e++)
     for (uint32_t n = 1; n <= 32; n += 31) {

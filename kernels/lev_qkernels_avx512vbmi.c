@@ -1,0 +1,116 @@
+/* lev_qkernels_avx512vbmi.c: the one-token t1 kernel with AVX-512 VBMI: each trit field looked up from the stored
+ * byte in a 256-entry table (two vpermi2b and a blend) instead of decoded by compares. */
+#include "lev_qkernels_simd.h"
+
+#if defined(LEV_HAVE_AVX512VBMI)
+#include <immintrin.h>
+#include <string.h>
+
+#define AI static inline __attribute__ ((always_inline))
+
+/* Code (0..2) of trit i of a stored t1 byte s: the top trit of (t * 3^i) mod 256, t = s XOR 0x80 (lev_qkernels.c). */
+#define T1_POW(i) ((i) == 0 ? 1 : (i) == 1 ? 3 : (i) == 2 ? 9 : (i) == 3 ? 27 : 81)
+#define T1_CODE(i, s) ((((((unsigned) (s) ^ 0x80u) * T1_POW (i)) & 0xffu) * 3u) >> 8)
+#define T1_R1(i, s) T1_CODE (i, s)
+#define T1_R4(i, s) T1_R1 (i, s), T1_R1 (i, (s) + 1), T1_R1 (i, (s) + 2), T1_R1 (i, (s) + 3)
+#define T1_R16(i, s) T1_R4 (i, s), T1_R4 (i, (s) + 4), T1_R4 (i, (s) + 8), T1_R4 (i, (s) + 12)
+#define T1_R64(i, s) T1_R16 (i, s), T1_R16 (i, (s) + 16), T1_R16 (i, (s) + 32), T1_R16 (i, (s) + 48)
+#define T1_R256(i) T1_R64 (i, 0), T1_R64 (i, 64), T1_R64 (i, 128), T1_R64 (i, 192)
+
+/* t1_table[i][s]: the code of trit i of stored byte s. */
+static const uint8_t t1_table[5][256] __attribute__ ((aligned (64))) = {
+  { T1_R256 (0) }, { T1_R256 (1) }, { T1_R256 (2) }, { T1_R256 (3) }, { T1_R256 (4) },
+};
+
+/* Dot product of n floats (the per-group offset correction). */
+AI float
+dot16 (const float *a, const float *b, size_t n)
+{
+  __m512 acc = _mm512_setzero_ps ();
+  for (size_t i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << (n - i)) - 1);
+    acc = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, a + i), _mm512_maskz_loadu_ps (m, b + i), acc);
+  }
+  return _mm512_reduce_add_ps (acc);
+}
+
+/* Rows r and r + 1 (or r twice when r + 1 is past the range: the upper half is dropped) times token t (q2 layout),
+ * as the AVX-512 decode_rows does it for one pair; gs holds the token's group sums when grouped (one scale per
+ * 160-weight block). */
+AI void
+t1_pair (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs, float *y, size_t ys,
+         size_t r, int two)
+{
+  const size_t rbytes = w->row_bytes, n_chunks = rbytes / 32, ng = grouped ? n_chunks : 1;
+  const int8_t *x = act->q2 + t * 2 * act->stride;
+  const uint8_t *p0 = w->codes + r * rbytes, *p1 = two ? p0 + rbytes : p0;
+  const uint8_t *pf = p0 + 4 * rbytes, *pf_end = w->codes + (size_t) w->rows * rbytes;
+  __m512i acc[5];
+  __m512 facc = _mm512_setzero_ps ();
+#pragma GCC unroll 5
+  for (int k = 0; k < 5; k++)
+    acc[k] = _mm512_setzero_si512 ();
+  for (size_t c = 0; c < n_chunks; c++) {
+    if (pf + 2 * rbytes <= pf_end)            /* the pair two pairs ahead: one line a chunk */
+      _mm_prefetch ((const char *) pf + 64 * c, _MM_HINT_T0);
+    __m512i s = _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm256_loadu_si256 ((const __m256i *) (p0 + 32 * c))),
+                                    _mm256_loadu_si256 ((const __m256i *) (p1 + 32 * c)), 1);
+    __mmask64 hi = _mm512_movepi8_mask (s);   /* stored bytes 128..255: the upper half of each table */
+#pragma GCC unroll 5
+    for (int k = 0; k < 5; k++) {
+      const uint8_t *tb = t1_table[k];
+      __m512i lo = _mm512_permutex2var_epi8 (_mm512_load_si512 (tb), s, _mm512_load_si512 (tb + 64));
+      __m512i up = _mm512_permutex2var_epi8 (_mm512_load_si512 (tb + 128), s, _mm512_load_si512 (tb + 192));
+      __m512i f = _mm512_mask_blend_epi8 (hi, lo, up);
+      acc[k] = _mm512_dpbusd_epi32 (acc[k], f, _mm512_loadu_si512 (x + 64 * (5 * c + (size_t) k)));
+    }
+    if (grouped) {
+      __m512 sv = _mm512_castpd_ps (_mm512_insertf64x4 (
+          _mm512_castps_pd (_mm512_set1_ps (w->scales[r * ng + c])),
+          _mm256_castps_pd (_mm256_set1_ps (w->scales[(two ? r + 1 : r) * ng + c])), 1));
+      __m512i sum = _mm512_add_epi32 (_mm512_add_epi32 (acc[0], acc[1]),
+                                      _mm512_add_epi32 (_mm512_add_epi32 (acc[2], acc[3]), acc[4]));
+      facc = _mm512_fmadd_ps (_mm512_cvtepi32_ps (sum), sv, facc);
+#pragma GCC unroll 5
+      for (int k = 0; k < 5; k++)
+        acc[k] = _mm512_setzero_si512 ();
+    }
+  }
+  __m512i sum = _mm512_add_epi32 (_mm512_add_epi32 (acc[0], acc[1]),
+                                  _mm512_add_epi32 (_mm512_add_epi32 (acc[2], acc[3]), acc[4]));
+  for (int h = 0; h < 1 + two; h++) {
+    size_t row = r + (size_t) h;
+    __mmask16 half = h ? (__mmask16) 0xff00 : (__mmask16) 0x00ff;
+    if (grouped) {
+      float corr = dot16 (w->scales + row * ng, gs, ng);
+      y[t * ys + row] = (_mm512_mask_reduce_add_ps (half, facc) - corr) * act->scale[t];
+    } else {
+      int32_t dot = _mm512_mask_reduce_add_epi32 (half, sum) - act->sum[t];
+      y[t * ys + row] = (float) dot * (lev_qmatrix_scale (w, row) * act->scale[t]);
+    }
+  }
+}
+
+/* All rows of [r0, r1) for one token, in pairs. */
+AI void
+t1_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, float *y, size_t ys, size_t r0, size_t r1)
+{
+  const size_t ng = grouped ? w->row_bytes / 32 : 1;
+  float gs[LEV_QMAX_GROUPS];
+  if (grouped)
+    lev_qact_group_sums (act, t, 1, lev_qmatrix_group_weights (w), ng, gs);
+  for (size_t r = r0; r < r1; r += 2)
+    t1_pair (grouped, w, act, t, gs, y, ys, r, r + 1 < r1);
+}
+
+void
+lev_avx512vbmi_gemv_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  for (size_t t = 0; t < act->n; t++) {
+    if (lev_qmatrix_grouped (w))
+      t1_rows (1, w, act, t, y, ys, r0, r1);
+    else
+      t1_rows (0, w, act, t, y, ys, r0, r1);
+  }
+}
+#endif
