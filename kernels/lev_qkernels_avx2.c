@@ -192,7 +192,8 @@ b1_decode_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, 
   const size_t span = !grouped ? 64 : grouped == 1 ? 4 : 2, ng = grouped ? n_chunks / span : 1;
   const int8_t *x = act->q + t * act->stride;
   const uint8_t *base = w->codes + r * rbytes;
-  const uint8_t *pf = base + 2 * R * rbytes, *pf_end = w->codes + (size_t) w->rows * rbytes;
+  const int prefetch = r + 3 * R <= w->rows;   /* the rows two runs ahead exist */
+  const uint8_t *pf = prefetch ? base + 2 * R * rbytes : base;
   __m256i acc[R], acc16[R];
   __m256 facc[R];
 #pragma GCC unroll 4
@@ -203,7 +204,7 @@ b1_decode_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, 
   for (size_t c0 = 0; c0 < n_chunks; c0 += span) {
     size_t c1 = c0 + span < n_chunks ? c0 + span : n_chunks;
     for (size_t c = c0; c < c1; c++) {
-      if (c % 16 == 0 && pf + R * rbytes <= pf_end)   /* 64 bytes of each row every 16 chunks */
+      if (prefetch && c % 16 == 0)            /* 64 bytes of each row every 16 chunks */
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++)
           _mm_prefetch ((const char *) pf + (size_t) i * rbytes + 4 * c, _MM_HINT_T0);

@@ -256,10 +256,11 @@ decode_rows (uint32_t enc, int grouped, const LevQMatrix *w, const LevQAct *act,
   /* the run of rows two runs ahead (contiguous) is prefetched over this pass: at every chunk as many lines as one
    * chunk of every row of a run; the rows streamed in 32-byte steps defeat the hardware's stream detection */
   const size_t run_bytes = 2 * (size_t) np * rbytes;
-  const uint8_t *pf = base + 2 * run_bytes, *pf_end = w->codes + (size_t) w->rows * rbytes;
+  const int prefetch = r + 3 * 2 * (size_t) np <= w->rows;   /* the rows two runs ahead exist */
+  const uint8_t *pf = prefetch ? base + 2 * run_bytes : base;
   for (size_t c = 0; c < n_chunks; c++) {
     __m512i a[5];
-    if (pf + run_bytes <= pf_end)
+    if (prefetch)
 #pragma GCC unroll 4
       for (int l = 0; l < np; l++)
         _mm_prefetch ((const char *) pf + (size_t) np * 64 * c + 64 * (size_t) l, _MM_HINT_T0);
@@ -422,7 +423,8 @@ b1_decode_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, 
   const size_t rbytes = w->row_bytes, units = w->cols_pad / 64, ng = grouped == 2 ? units : units / 2;
   const int8_t *x = act->q + t * act->stride;
   const uint8_t *base = w->codes + r * rbytes;
-  const uint8_t *pf = base + 2 * R * rbytes, *pf_end = w->codes + (size_t) w->rows * rbytes;
+  const int prefetch = r + 3 * R <= w->rows;   /* the rows two runs ahead exist */
+  const uint8_t *pf = prefetch ? base + 2 * R * rbytes : base;
   __m512i acc[R][2];
   __m512 facc[R];
 #pragma GCC unroll 8
@@ -431,7 +433,7 @@ b1_decode_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, 
     facc[i] = _mm512_setzero_ps ();
   }
   for (size_t u = 0; u < units; u += 2) {
-    if (pf + R * rbytes <= pf_end)            /* 16 bytes of each of 8 rows: two lines a pair of units */
+    if (prefetch)                             /* 16 bytes of each of 8 rows: two lines a pair of units */
 #pragma GCC unroll 2
       for (int l = 0; l < 2; l++)
         _mm_prefetch ((const char *) pf + 64 * u + 64 * (size_t) l, _MM_HINT_T0);

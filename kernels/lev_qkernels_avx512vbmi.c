@@ -44,14 +44,15 @@ t1_pair (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const f
   const size_t rbytes = w->row_bytes, n_chunks = rbytes / 32, ng = grouped ? n_chunks : 1;
   const int8_t *x = act->q2 + t * 2 * act->stride;
   const uint8_t *p0 = w->codes + r * rbytes, *p1 = two ? p0 + rbytes : p0;
-  const uint8_t *pf = p0 + 4 * rbytes, *pf_end = w->codes + (size_t) w->rows * rbytes;
+  const int prefetch = r + 6 <= w->rows;       /* the pair two pairs ahead exists */
+  const uint8_t *pf = prefetch ? p0 + 4 * rbytes : p0;
   __m512i acc[5];
   __m512 facc = _mm512_setzero_ps ();
 #pragma GCC unroll 5
   for (int k = 0; k < 5; k++)
     acc[k] = _mm512_setzero_si512 ();
   for (size_t c = 0; c < n_chunks; c++) {
-    if (pf + 2 * rbytes <= pf_end)            /* the pair two pairs ahead: one line a chunk */
+    if (prefetch)                             /* the pair two pairs ahead: one line a chunk */
       _mm_prefetch ((const char *) pf + 64 * c, _MM_HINT_T0);
     __m512i s = _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm256_loadu_si256 ((const __m256i *) (p0 + 32 * c))),
                                     _mm256_loadu_si256 ((const __m256i *) (p1 + 32 * c)), 1);
