@@ -111,17 +111,23 @@ quantize_bitlinear (float *x, uint32_t n, int8_t *q)
   return a;
 }
 
+/* Pads int8 row t of a block with zeros to whole kernel blocks and fills its sums and second layout. */
+static void
+finish_quantized_row (LevContext *c, uint32_t t, uint32_t cols)
+{
+  size_t width = (cols + LEV_QPAD - 1) / LEV_QPAD * LEV_QPAD;
+  int8_t *q = c->xq + t * c->qstride;
+  memset (q + cols, 0, width - cols);
+  lev_qact_finish_row (q, width, c->kern->needs_q2 ? c->xq2 + 2 * t * c->qstride : NULL, &c->xsum[t],
+                       c->xcsum + t * (c->qstride / 32));
+}
+
 /* Pads the int8 rows of a block with zeros to whole kernel blocks and fills their sums and second layout. */
 static void
 finish_quantized (LevContext *c, uint32_t n, uint32_t cols)
 {
-  size_t width = (cols + LEV_QPAD - 1) / LEV_QPAD * LEV_QPAD;
-  for (uint32_t t = 0; t < n; t++) {
-    int8_t *q = c->xq + t * c->qstride;
-    memset (q + cols, 0, width - cols);
-    lev_qact_finish_row (q, width, c->kern->needs_q2 ? c->xq2 + 2 * t * c->qstride : NULL, &c->xsum[t],
-                         c->xcsum + t * (c->qstride / 32));
-  }
+  for (uint32_t t = 0; t < n; t++)
+    finish_quantized_row (c, t, cols);
 }
 
 /* The input of one or more linear layers: n float rows, and their int8 form in c->xq when `quantized`. */
@@ -131,6 +137,34 @@ typedef struct {
   size_t ldx;                 /* floats between rows */
   gboolean quantized;
 } LinearInput;
+
+/* Token rows of a linear input to quantize to int8. */
+typedef struct {
+  LevContext *c;
+  float *x;
+  size_t ldx;
+  uint32_t cols;
+} QuantizeJob;
+
+/* Quantizes token row t (chunk t) of the job the way the model was trained when it quantizes its activations, else
+ * as linear() would for its packed products, and finishes it for the kernels; rows are independent. */
+static void
+quantize_worker (void *arg, uint32_t t, uint32_t slot)
+{
+  QuantizeJob *j = arg;
+  LevContext *c = j->c;
+  const LevHParams *hp = &c->model->hp;
+  int8_t *q = c->xq + t * c->qstride;
+  float *x = j->x + t * j->ldx;
+  (void) slot;
+  if (!c->act_quant)          /* the same per-product quantization as linear() would do, once for all readers */
+    c->xscale[t] = quantize_absmax (x, j->cols, q, FALSE);
+  else if (hp->flags & LEV_HP_BITLINEAR_NORM)
+    c->xscale[t] = quantize_bitlinear (x, j->cols, q);
+  else
+    c->xscale[t] = quantize_absmax (x, j->cols, q, (hp->flags & LEV_HP_ACT_ROUND_AWAY) != 0);
+  finish_quantized_row (c, t, j->cols);
+}
 
 /* Prepares x (n rows of cols values) as a linear input, quantized to int8 per token the way the model was
  * trained when it quantizes its activations. */
@@ -145,16 +179,12 @@ linear_input (LevContext *c, float *x, size_t ldx, uint32_t n, uint32_t cols)
         bitlinear_norm (x + t * ldx, cols);
     return in;
   }
-  for (uint32_t t = 0; t < n; t++) {
-    int8_t *q = c->xq + t * c->qstride;
-    if (!c->act_quant)        /* the same per-product quantization as linear() would do, once for all readers */
-      c->xscale[t] = quantize_absmax (x + t * ldx, cols, q, FALSE);
-    else if (hp->flags & LEV_HP_BITLINEAR_NORM)
-      c->xscale[t] = quantize_bitlinear (x + t * ldx, cols, q);
-    else
-      c->xscale[t] = quantize_absmax (x + t * ldx, cols, q, (hp->flags & LEV_HP_ACT_ROUND_AWAY) != 0);
-  }
-  finish_quantized (c, n, cols);
+  QuantizeJob job = { c, x, ldx, cols };
+  if (n >= 4 && lev_threadpool_size (c->pool) > 1)   /* a prompt block: its tokens over the threads */
+    lev_threadpool_run_chunks (c->pool, quantize_worker, &job, n);
+  else
+    for (uint32_t t = 0; t < n; t++)
+      quantize_worker (&job, t, 0);
   in.quantized = TRUE;
   return in;
 }
