@@ -14,7 +14,7 @@ Never needed at inference time. Uses Debian's python3-torch, python3-numpy, pyth
 
 Training is resumable: `train` continues from WORK/NAME/checkpoint.pt, and --minutes bounds one stage, so a run
 never depends on one long uninterrupted process. Genesis and Exodus are held out of training entirely (they are
-the text of ../shared/fixtures/text/kjv_genesis_exodus.txt, used for held-out perplexity).
+the text of tests/data/text/kjv_genesis_exodus.txt, used for held-out perplexity).
 """
 import argparse
 import json

@@ -10,9 +10,9 @@ scripts/deps.sh
 ninja -C build >/dev/null
 model=models/default.leviathan
 if [ ! -f "$model" ]; then
-  fixtures=../shared/fixtures
+  fixtures=tests/data
   if [ ! -f "$fixtures/stories260K/stories260K.bin" ]; then
-    echo "demo: models/default.leviathan is missing, and so are the fixtures in ../shared: nothing to run." >&2
+    echo "demo: models/default.leviathan is missing, and so is tests/data: nothing to run." >&2
     echo "demo: convert a checkpoint yourself: build/converter/levconvert SRC -o model.leviathan" >&2
     exit 1
   fi

@@ -10,7 +10,7 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(loader hf vocab tokenize chat)
 dir="${FUZZ_BUILD:-build-fuzz}"
-fixtures="$(pwd)/../shared/fixtures"
+fixtures="$(pwd)/tests/data"
 command -v clang >/dev/null || { echo "fuzz: clang is missing (scripts/deps.sh --sanitizers)" >&2; exit 1; }
 opts=(-Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized)
 if [ -d "$dir" ]; then
@@ -20,7 +20,7 @@ else
 fi
 ninja -C "$dir" converter/levconvert $(printf 'tests/fuzz/fuzz_%s ' "${targets[@]}")
 
-# seed corpora: the committed ones plus fuller ones made from the fixtures now (when ../shared is there)
+# seed corpora: the committed ones plus fuller ones made from the test data (tests/data) now
 gen="$dir/fuzz-seeds"
 rm -rf "$gen"
 if [ -d "$fixtures" ]; then

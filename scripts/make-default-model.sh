@@ -34,7 +34,7 @@ train export "$work" --run float -o models/float-twin
 build/converter/levconvert models/default-hf -o models/default.leviathan --name leviathan-default
 train reference models/default-hf -o models/default-reference.json
 train plot "$work" --runs ternary,float -o docs/default-model-loss.png
-heldout=../shared/fixtures/text/kjv_genesis_exodus.txt
+heldout=tests/data/text/kjv_genesis_exodus.txt
 for m in default-hf float-twin; do
   train eval "models/$m" --text "$heldout" --threads 2
 done

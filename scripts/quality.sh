@@ -2,11 +2,11 @@
 # scripts/quality.sh: the measurements behind docs/quality.md: real float models quantized to t2/t1/b1 with each
 # error-compensation step, scored by levppl (perplexity, KL divergence and top-1 agreement against the float model)
 # on KJV and on in-domain text, with conversion time and decode speed. One JSON object per line on stdout.
-# Usage: scripts/quality.sh [stories|twin|curve|groups|all]   (BUILD=build, FIX=../shared/fixtures, OUT=/tmp/lev-quality)
+# Usage: scripts/quality.sh [stories|twin|curve|groups|all]   (BUILD=build, FIX=tests/data, OUT=/tmp/lev-quality)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-FIX=${FIX:-../shared/fixtures}
+FIX=${FIX:-tests/data}
 OUT=${OUT:-/tmp/lev-quality}
 THREADS=${THREADS:-2}
 what=${1:-all}

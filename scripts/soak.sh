@@ -20,7 +20,7 @@ if [ -z "$model" ] && [ -f models/default.leviathan ]; then
   model=models/default.leviathan
 fi
 if [ -z "$model" ] || [ "$model" = fixture ]; then
-  fix=../shared/fixtures/stories260K
+  fix=tests/data/stories260K
   if [ ! -f "$fix/stories260K.bin" ]; then
     echo "soak: no model and no $fix" >&2
     # as the fixture tests: skipped (77, meson's code) on a user's machine, failed under CI

@@ -7,20 +7,20 @@
 #include <string.h>
 #include <math.h>
 
-/* Returns the path of a fixture under ../shared/fixtures (g_free it). When the fixture is missing the test is
+/* Returns the path of a fixture under $LEV_FIXTURES, else tests/data (g_free it). When the fixture is missing the test is
  * skipped (exit 77, meson's skip code) on a user's machine and fails under CI (CI=true). */
 static inline gchar *
 lev_test_fixture (const gchar *relpath)
 {
   const gchar *dir = g_getenv ("LEV_FIXTURES");
-  gchar *path = g_build_filename (dir ? dir : "../shared/fixtures", relpath, NULL);
+  gchar *path = g_build_filename (dir ? dir : "tests/data", relpath, NULL);
   if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
     const gchar *ci = g_getenv ("CI");
     if (ci && g_ascii_strcasecmp (ci, "true") == 0) {
       fprintf (stderr, "FAIL: fixture %s is missing and CI=true\n", path);
       exit (1);
     }
-    fprintf (stderr, "SKIP: fixture %s not found (../shared is absent)\n", path);
+    fprintf (stderr, "SKIP: fixture %s not found (tests/data incomplete?)\n", path);
     exit (77);
   }
   return path;

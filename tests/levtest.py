@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-FIX = os.environ.get("LEV_FIXTURES", "../shared/fixtures")
+FIX = os.environ.get("LEV_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
 failures = []
 passed = 0
 

@@ -490,7 +490,7 @@ static void
 test_detect_fixtures (void)
 {
   const gchar *dir = g_getenv ("LEV_FIXTURES");
-  gchar *probe = g_build_filename (dir ? dir : "../shared/fixtures", "tokenizers", NULL);
+  gchar *probe = g_build_filename (dir ? dir : "tests/data", "tokenizers", NULL);
   gboolean have = g_file_test (probe, G_FILE_TEST_IS_DIR);
   g_free (probe);
   if (!have && g_strcmp0 (g_getenv ("CI"), "true") != 0) {

@@ -11,7 +11,7 @@ import tempfile
 
 MODE, BUILD = sys.argv[1], os.path.abspath(sys.argv[2])
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIX = os.environ.get("LEV_FIXTURES", "../shared/fixtures")
+FIX = os.environ.get("LEV_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
 CI = os.environ.get("CI", "").lower() == "true"
 failures = []
 
@@ -27,7 +27,7 @@ def skip_or_fail(why):
 def fixture(rel):
     path = os.path.join(FIX, rel)
     if not os.path.exists(path):
-        skip_or_fail(f"fixture {path} not found (../shared is absent)")
+        skip_or_fail(f"fixture {path} not found (tests/data incomplete?)")
     return path
 
 

@@ -91,7 +91,7 @@ fuzz_write (const gchar *name, const void *data, size_t len)
   return path;
 }
 
-/* Returns the path of a fixture under $LEV_FIXTURES (or LEV_FUZZ_FIXTURES, the source tree's ../shared/fixtures);
+/* Returns the path of a fixture under $LEV_FIXTURES (or LEV_FUZZ_FIXTURES, the source tree's tests/data);
  * when it is missing the program exits 77 (meson's skip), or 1 under CI=true. g_free the result. */
 static inline gchar *
 fuzz_fixture (const gchar *rel)
@@ -101,7 +101,7 @@ fuzz_fixture (const gchar *rel)
   if (dir == NULL)
     dir = LEV_FUZZ_FIXTURES;
 #endif
-  gchar *path = g_build_filename (dir ? dir : "../shared/fixtures", rel, NULL);
+  gchar *path = g_build_filename (dir ? dir : "tests/data", rel, NULL);
   if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
     const gchar *ci = g_getenv ("CI");
     gboolean in_ci = ci && g_ascii_strcasecmp (ci, "true") == 0;

@@ -1,5 +1,5 @@
 /* fuzz_tokenize.c: libFuzzer target: encode and decode arbitrary bytes with the Llama 2 (SentencePiece) and
- * Llama 3 (byte-level BPE) tokenizers of ../shared/fixtures, loaded once. */
+ * Llama 3 (byte-level BPE) tokenizers of tests/data, loaded once. */
 #include "fuzz_common.h"
 #include "lev_convert.h"
 #include "leviathan.h"

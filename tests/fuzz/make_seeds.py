@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""make_seeds.py: writes the fuzz targets' seed corpora from ../shared/fixtures (tiny shrunk copies).
+"""make_seeds.py: writes the fuzz targets' seed corpora from tests/data (tiny shrunk copies).
 Usage: make_seeds.py FIXTURES OUTDIR [LEVCONVERT]   (OUTDIR/<target>/...; LEVCONVERT makes the loader's seeds)."""
 import json
 import os
