@@ -168,8 +168,8 @@ void lev_avx512vbmi_gemv_t1 (const LevQMatrix *w, const LevQAct *act, float *y, 
                              size_t r1);
 /* Returns the NEON (dotprod) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_neon (void);
-/* Returns the kernels of this process, chosen once: those named by LEV_KERNELS (scalar|avx2|avx512|avx512vbmi|neon) when set
- * and available, else for each encoding the implementation measured fastest here (lev_qkernels_measure). */
+/* Returns the kernels of this process, chosen once: those named by LEV_KERNELS (scalar|avx2|avx512|avx512vbmi|neon)
+ * when set and available, else for each encoding the implementation measured fastest here (lev_qkernels_measure). */
 const LevQKernels *lev_qkernels_get (void);
 /* Returns a line naming the implementation lev_qkernels_get chose for each encoding, one token / token tiles, e.g.
  * "t2 avx2/avx512, t1 avx512/avx512, b1 avx512/avx512, q4 avx512/avx512" (or the forced set's name). */
