@@ -449,7 +449,8 @@ test_sparse (void)
 
 /* The run-time choice (lev_qkernels_get, made by timing the implementations once): for every encoding, one token
  * and a 32-token tile, the chosen kernel is never more than 10 % slower than the fastest available implementation
- * on the same cache-resident matrix. Timings are noisy on a shared machine, so a shortfall is measured again (three
+ * on the same cache-resident matrix. Timings are noisy on a shared machine: each rate is the best of seven rounds
+ * that time the chosen kernel and every implementation in turn, and a shortfall is measured again (up to three
  * times) before it counts. */
 static void
 test_choice (void)
@@ -461,21 +462,29 @@ test_choice (void)
   }
   const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
                                  lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  enum { N_IMPLS = sizeof impls / sizeof impls[0] };
   const LevQKernels *chosen = lev_qkernels_get ();
   for (size_t e = 0; e < sizeof encs / sizeof encs[0]; e++)
     for (uint32_t n = 1; n <= 32; n += 31) {
       double got = 0.0, best = 0.0;
       const char *best_name = "";
       for (int attempt = 0; attempt < 3; attempt++) {
-        got = lev_qkernel_rate (chosen, encs[e], 0, n, 2048, 65536, 0.004, 5);
-        best = 0.0;
-        for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
-          double r = impls[k] ? lev_qkernel_rate (impls[k], encs[e], 0, n, 2048, 65536, 0.004, 5) : 0.0;
-          if (r > best) {
-            best = r;
-            best_name = impls[k]->name;
+        double rate[N_IMPLS] = { 0 };
+        got = 0.0;
+        for (int round = 0; round < 7; round++) {
+          double r = lev_qkernel_rate (chosen, encs[e], 0, n, 2048, 65536, 0.003, 1);
+          got = r > got ? r : got;
+          for (size_t k = 0; k < N_IMPLS; k++) {
+            r = impls[k] ? lev_qkernel_rate (impls[k], encs[e], 0, n, 2048, 65536, 0.003, 1) : 0.0;
+            rate[k] = r > rate[k] ? r : rate[k];
           }
         }
+        best = 0.0;
+        for (size_t k = 0; k < N_IMPLS; k++)
+          if (rate[k] > best) {
+            best = rate[k];
+            best_name = impls[k]->name;
+          }
         if (got >= 0.9 * best)
           break;
       }
