@@ -455,7 +455,7 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
     for (uint32_t g = 0; g < nh; g++) {
       float v = d[g] * ks / scale;
       att[(size_t) g * c->n_ctx + s] = v;
-      maxv[g] = fmaxf (maxv[g], v);
+      maxv[g] = v > maxv[g] ? v : maxv[g];   /* fmaxf's result (a NaN score is skipped), without its call */
     }
   }
   for (uint32_t g = 0; g < nh; g++) {
