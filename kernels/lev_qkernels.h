@@ -209,6 +209,13 @@ lev_qmatrix_group_weights (const LevQMatrix *w)
   return lev_qmatrix_grouped (w) ? w->cols_pad / (w->n_scales / w->rows) : w->cols_pad;
 }
 
+/* Returns the scale groups per row of a matrix with per-group scales, else 1. */
+static inline uint32_t
+lev_qmatrix_groups (const LevQMatrix *w)
+{
+  return lev_qmatrix_grouped (w) ? w->n_scales / w->rows : 1;
+}
+
 /* Returns the scale of row r (matrices with one scale per tensor or per row). */
 static inline float
 lev_qmatrix_scale (const LevQMatrix *w, size_t r)

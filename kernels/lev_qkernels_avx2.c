@@ -179,17 +179,18 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
  * the activations sums the selected pairs; the 16-bit sums (each at most 2 * 128 a chunk) go on for up to 64
  * chunks, or to a group's end, before they are widened. The four rows two runs ahead are prefetched. */
 AI void
-b1_decode_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs, float *y,
-                size_t ys, size_t r)
+b1_decode_rows (uint32_t enc, int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs,
+                float *y, size_t ys, size_t r)
 {
   enum { R = 4 };
+  (void) enc;
   const __m256i shuf = _mm256_setr_epi8 (0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   const __m256i sel = _mm256_set1_epi64x ((long long) 0x8040201008040201ull);
   const __m256i one8 = _mm256_set1_epi8 (1), ones16 = _mm256_set1_epi16 (1);
   const size_t rbytes = w->row_bytes, n_chunks = w->cols_pad / 32;
   /* chunks between widenings: a group (4 or 2 chunks) with per-group scales, else 64 */
-  const size_t span = !grouped ? 64 : grouped == 1 ? 4 : 2, ng = grouped ? n_chunks / span : 1;
+  const size_t span = !grouped ? 64 : grouped == 1 ? 4 : 2, ng = lev_qmatrix_groups (w);
   const int8_t *x = act->q + t * act->stride;
   const uint8_t *base = w->codes + r * rbytes;
   const int prefetch = r + 3 * R <= w->rows;   /* the rows two runs ahead exist */
@@ -247,19 +248,10 @@ AI void
 qtiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
         size_t ys, size_t r0, size_t r1)
 {
-  if (TT > 1 || enc != LEV_QENC_B1) {
+  if (TT > 1 || enc != LEV_QENC_B1)
     gemm_tiles (enc, grouped, TT, w, act, t0, y, ys, r0, r1);
-    return;
-  }
-  const size_t n_chunks = w->cols_pad / 32, ng = !grouped ? 1 : n_chunks / (grouped == 1 ? 4 : 2);
-  float gs[LEV_QMAX_GROUPS];
-  if (grouped)
-    lev_qact_group_sums (act, t0, 1, lev_qmatrix_group_weights (w), ng, gs);
-  size_t r = r0;
-  for (; r + 4 <= r1; r += 4)
-    b1_decode_rows (grouped, w, act, t0, gs, y, ys, r);
-  if (r < r1)
-    gemm_tiles (enc, grouped, 1, w, act, t0, y, ys, r, r1);
+  else
+    LEV_QDECODE_RUNS (b1_decode_rows, 4, gemm_tiles, enc, grouped);
 }
 
 LEV_QDEFINE_GEMM (gemm_t2, gemm_tiles, LEV_QENC_T2, 4)

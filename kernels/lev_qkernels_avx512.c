@@ -124,18 +124,6 @@ pair_tile (uint32_t enc, int grouped, int TT, const uint8_t *p0, const uint8_t *
   }
 }
 
-/* Dot product of n floats, sixteen lanes (the per-group offset correction: scales times block sums). */
-AI float
-dot16 (const float *a, const float *b, size_t n)
-{
-  __m512 acc = _mm512_setzero_ps ();
-  for (size_t i = 0; i < n; i += 16) {
-    __mmask16 m = n - i >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << (n - i)) - 1);
-    acc = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, a + i), _mm512_maskz_loadu_ps (m, b + i), acc);
-  }
-  return _mm512_reduce_add_ps (acc);
-}
-
 /* Rows [r0, r1) times tokens [t0, t0 + TT): row blocks, then column blocks that keep the tokens' activations in
  * L1, then row pairs. With per-group scales y = act scale * (sum over groups of scale * codes . x - code offset *
  * sum over groups of scale * group sum of x), the group sums from act->csum. */
@@ -177,7 +165,7 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
 #pragma GCC unroll 8
       for (int t = 0; t < TT; t++) {
         if (grouped) {
-          float corr = dot16 (w->scales + r * ng, gs + (size_t) t * ng, ng);
+          float corr = lev_qdot16 (w->scales + r * ng, gs + (size_t) t * ng, ng);
           y[(t0 + t) * ys + r] = (sf[r - rb][t] - (float) off * corr) * act->scale[t0 + t];
         } else {
           int32_t dot = st[r - rb][t] - off * act->sum[t0 + t];
@@ -241,7 +229,7 @@ decode_rows (uint32_t enc, int grouped, const LevQMatrix *w, const LevQAct *act,
   enum { PMAX = 4 };
   const int nf = n_fields (enc), np = decode_pairs (enc), off = code_offset (enc);
   const size_t rbytes = w->row_bytes, n_chunks = rbytes / 32;
-  const size_t ng = grouped ? n_chunks * (size_t) grouped : 1;
+  const size_t ng = lev_qmatrix_groups (w);
   const int8_t *x = act->q2 + t * 2 * act->stride;
   const uint8_t *base = w->codes + r * rbytes;
   __m512i acc[PMAX][5];
@@ -304,7 +292,7 @@ decode_rows (uint32_t enc, int grouped, const LevQMatrix *w, const LevQAct *act,
       size_t row = r + 2 * (size_t) p + (size_t) h;
       __mmask16 half = h ? (__mmask16) 0xff00 : (__mmask16) 0x00ff;
       if (grouped) {
-        float corr = dot16 (w->scales + row * ng, gs, ng);
+        float corr = lev_qdot16 (w->scales + row * ng, gs, ng);
         y[t * ys + row] = (_mm512_mask_reduce_add_ps (half, facc[p]) - (float) off * corr) * act->scale[t];
       } else {
         int32_t dot = _mm512_mask_reduce_add_epi32 (half, sum) - off * act->sum[t];
@@ -320,19 +308,10 @@ AI void
 qtiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
         size_t ys, size_t r0, size_t r1)
 {
-  if (TT > 1) {
+  if (TT > 1)
     gemm_tiles (enc, grouped, TT, w, act, t0, y, ys, r0, r1);
-    return;
-  }
-  const size_t run = 2 * (size_t) decode_pairs (enc), ng = grouped ? w->row_bytes / 32 * (size_t) grouped : 1;
-  float gs[LEV_QMAX_GROUPS];
-  if (grouped)
-    lev_qact_group_sums (act, t0, 1, lev_qmatrix_group_weights (w), ng, gs);
-  size_t r = r0;
-  for (; r + run <= r1; r += run)
-    decode_rows (enc, grouped, w, act, t0, gs, y, ys, r);
-  if (r < r1)
-    gemm_tiles (enc, grouped, 1, w, act, t0, y, ys, r, r1);
+  else
+    LEV_QDECODE_RUNS (decode_rows, 2 * (size_t) decode_pairs (enc), gemm_tiles, enc, grouped);
 }
 
 LEV_QDEFINE_GEMM (gemm_t2, qtiles, LEV_QENC_T2, 8)
@@ -400,7 +379,7 @@ b1_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct 
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
       if (grouped) {
-        float corr = dot16 (sc, gs + (size_t) t * ng, ng);
+        float corr = lev_qdot16 (sc, gs + (size_t) t * ng, ng);
         y[(t0 + t) * ys + r] = (2.0f * _mm512_reduce_add_ps (facc[t]) - corr) * act->scale[t0 + t];
       } else {
         int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[t][0], acc[t][1])) - act->sum[t0 + t];
@@ -415,12 +394,13 @@ b1_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct 
  * eight rows two runs ahead are prefetched over the pass. Per-group scales as in b1_tiles; gs holds the token's
  * activation sum of every group. */
 AI void
-b1_decode_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs, float *y,
-                size_t ys, size_t r)
+b1_decode_rows (uint32_t enc, int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs,
+                float *y, size_t ys, size_t r)
 {
   enum { R = 8 };
+  (void) enc;
   const __m512i ones = _mm512_set1_epi8 (1);
-  const size_t rbytes = w->row_bytes, units = w->cols_pad / 64, ng = grouped == 2 ? units : units / 2;
+  const size_t rbytes = w->row_bytes, units = w->cols_pad / 64, ng = lev_qmatrix_groups (w);
   const int8_t *x = act->q + t * act->stride;
   const uint8_t *base = w->codes + r * rbytes;
   const int prefetch = r + 3 * R <= w->rows;   /* the rows two runs ahead exist */
@@ -464,7 +444,7 @@ b1_decode_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, 
   for (int i = 0; i < R; i++) {
     size_t row = r + (size_t) i;
     if (grouped) {
-      float corr = dot16 (w->scales + row * ng, gs, ng);
+      float corr = lev_qdot16 (w->scales + row * ng, gs, ng);
       y[t * ys + row] = (2.0f * _mm512_reduce_add_ps (facc[i]) - corr) * act->scale[t];
     } else {
       int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[i][0], acc[i][1])) - act->sum[t];
@@ -478,19 +458,10 @@ AI void
 b1_qtiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct *act, size_t t0, float *y,
            size_t ys, size_t r0, size_t r1)
 {
-  if (TT > 1) {
+  if (TT > 1)
     b1_tiles (enc, grouped, TT, w, act, t0, y, ys, r0, r1);
-    return;
-  }
-  const size_t units = w->cols_pad / 64, ng = !grouped ? 1 : grouped == 2 ? units : units / 2;
-  float gs[LEV_QMAX_GROUPS];
-  if (grouped)
-    lev_qact_group_sums (act, t0, 1, lev_qmatrix_group_weights (w), ng, gs);
-  size_t r = r0;
-  for (; r + 8 <= r1; r += 8)
-    b1_decode_rows (grouped, w, act, t0, gs, y, ys, r);
-  if (r < r1)
-    b1_tiles (enc, grouped, 1, w, act, t0, y, ys, r, r1);
+  else
+    LEV_QDECODE_RUNS (b1_decode_rows, 8, b1_tiles, enc, grouped);
 }
 
 LEV_QDEFINE_GEMM (gemm_b1, b1_qtiles, LEV_QENC_B1, 8)

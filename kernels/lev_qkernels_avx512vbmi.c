@@ -22,18 +22,6 @@ static const uint8_t t1_table[5][256] __attribute__ ((aligned (64))) = {
   { T1_R256 (0) }, { T1_R256 (1) }, { T1_R256 (2) }, { T1_R256 (3) }, { T1_R256 (4) },
 };
 
-/* Dot product of n floats (the per-group offset correction). */
-AI float
-dot16 (const float *a, const float *b, size_t n)
-{
-  __m512 acc = _mm512_setzero_ps ();
-  for (size_t i = 0; i < n; i += 16) {
-    __mmask16 m = n - i >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << (n - i)) - 1);
-    acc = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, a + i), _mm512_maskz_loadu_ps (m, b + i), acc);
-  }
-  return _mm512_reduce_add_ps (acc);
-}
-
 /* Rows r and r + 1 (or r twice when r + 1 is past the range: the upper half is dropped) times token t (q2 layout),
  * as the AVX-512 decode_rows does it for one pair; gs holds the token's group sums when grouped (one scale per
  * 160-weight block). */
@@ -41,7 +29,7 @@ AI void
 t1_pair (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs, float *y, size_t ys,
          size_t r, int two)
 {
-  const size_t rbytes = w->row_bytes, n_chunks = rbytes / 32, ng = grouped ? n_chunks : 1;
+  const size_t rbytes = w->row_bytes, n_chunks = rbytes / 32, ng = lev_qmatrix_groups (w);
   const int8_t *x = act->q2 + t * 2 * act->stride;
   const uint8_t *p0 = w->codes + r * rbytes, *p1 = two ? p0 + rbytes : p0;
   const int prefetch = r + 6 <= w->rows;       /* the pair two pairs ahead exists */
@@ -83,7 +71,7 @@ t1_pair (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const f
     size_t row = r + (size_t) h;
     __mmask16 half = h ? (__mmask16) 0xff00 : (__mmask16) 0x00ff;
     if (grouped) {
-      float corr = dot16 (w->scales + row * ng, gs, ng);
+      float corr = lev_qdot16 (w->scales + row * ng, gs, ng);
       y[t * ys + row] = (_mm512_mask_reduce_add_ps (half, facc) - corr) * act->scale[t];
     } else {
       int32_t dot = _mm512_mask_reduce_add_epi32 (half, sum) - act->sum[t];
@@ -96,10 +84,9 @@ t1_pair (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const f
 AI void
 t1_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, float *y, size_t ys, size_t r0, size_t r1)
 {
-  const size_t ng = grouped ? w->row_bytes / 32 : 1;
   float gs[LEV_QMAX_GROUPS];
   if (grouped)
-    lev_qact_group_sums (act, t, 1, lev_qmatrix_group_weights (w), ng, gs);
+    lev_qact_group_sums (act, t, 1, lev_qmatrix_group_weights (w), lev_qmatrix_groups (w), gs);
   for (size_t r = r0; r < r1; r += 2)
     t1_pair (grouped, w, act, t, gs, y, ys, r, r + 1 < r1);
 }
