@@ -446,7 +446,7 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
   }
   float maxv[LEV_ATTN_RUN], sum[LEV_ATTN_RUN], d[LEV_ATTN_RUN];
   for (uint32_t g = 0; g < nh; g++)
-    maxv[g] = -INFINITY, sum[g] = 0.0f;
+    maxv[g] = -INFINITY;
   for (uint32_t s = 0; s < n_slots; s++) {
     size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * c->kv_elem;
     c->kern->dot_heads (c->kv_type, wrapped && s < c->n_sink ? q_sink : q, hd, nh, c->key_cache + at, hd, d);
@@ -460,21 +460,18 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
   }
   for (uint32_t g = 0; g < nh; g++) {
     float *ag = att + (size_t) g * c->n_ctx;
-    for (uint32_t s = 0; s < n_slots; s++) {
-      ag[s] = expf (ag[s] - maxv[g]);
-      sum[g] += ag[s];
-    }
+    sum[g] = c->kern->exp_sum (ag, n_slots, maxv[g]);
+    for (uint32_t s = 0; s < n_slots; s++)
+      ag[s] /= sum[g];
   }
+  /* out[g] = sum over slots of weight * value row (int8 rows: weight * row scale), slot by slot */
   float *out = c->xb + (size_t) i * c->wide + (size_t) h0 * hd;       /* nh head outputs, hd apart */
   memset (out, 0, (size_t) nh * hd * sizeof (float));
-  for (uint32_t s = 0; s < n_slots; s++) {
-    size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * c->kv_elem;
-    float vs = c->kv_type == LEV_KV_Q8 ? c->value_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh] : 1.0f;
-    float w[LEV_ATTN_RUN];
-    for (uint32_t g = 0; g < nh; g++)
-      w[g] = att[(size_t) g * c->n_ctx + s] / sum[g] * vs;
-    c->kern->axpy_heads (c->kv_type, w, nh, c->value_cache + at, out, hd, hd);
-  }
+  c->kern->attend_values (c->kv_type, att, c->n_ctx, nh,
+                          c->value_cache + (layer_slot0 * kv_dim + (size_t) kvh * hd) * c->kv_elem,
+                          kv_dim * c->kv_elem,
+                          c->kv_type == LEV_KV_Q8 ? c->value_scale + layer_slot0 * hp->n_kv_heads + kvh : NULL,
+                          hp->n_kv_heads, n_slots, out, hd, hd);
 }
 
 /* Stores n new keys and values (rows of c->kbuf / c->vbuf) into a compact cache at slots slot .. slot + n - 1. */

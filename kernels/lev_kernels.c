@@ -101,6 +101,40 @@ lev_axpy_f32 (float a, const float *x, float *y, size_t n)
     y[i] += a * x[i];
 }
 
+/* exp(t) for t <= 0 as lev_exp_sum computes it (k from the rounded double's bits: no conversion of a NaN to an
+ * integer). */
+static float
+exp_nonpositive (float tf)
+{
+  double t = tf < LEV_EXP_MIN ? LEV_EXP_MIN : (double) tf;   /* a NaN goes on as a NaN */
+  double kd = t * LEV_EXP_LOG2E + LEV_EXP_MAGIC, magic = LEV_EXP_MAGIC;
+  uint64_t kbits, mbits;
+  memcpy (&kbits, &kd, 8);
+  memcpy (&mbits, &magic, 8);
+  double k = kd - LEV_EXP_MAGIC;
+  double r = t - k * LEV_EXP_LN2;
+  double p = 1.0 / 39916800.0;                               /* Horner from 1/11! down to 1 */
+  static const double inv_fact[] = { 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0,
+                                     1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0 };
+  for (int i = 0; i < 11; i++)
+    p = p * r + inv_fact[i];
+  uint64_t sbits = (kbits - mbits + 1023u) << 52;
+  double scale;
+  memcpy (&scale, &sbits, 8);
+  return (float) (p * scale);
+}
+
+float
+lev_exp_sum (float *x, size_t n, float shift)
+{
+  float s = 0.0f;
+  for (size_t i = 0; i < n; i++) {
+    x[i] = exp_nonpositive (x[i] - shift);
+    s += x[i];
+  }
+  return s;
+}
+
 void
 lev_matvec_f32 (const float *w, const float *x, float *y, size_t cols, size_t row_begin, size_t row_end)
 {

@@ -40,6 +40,18 @@ float lev_dot_f32 (const float *a, const float *b, size_t n);
 /* y += a * x over n floats. */
 void lev_axpy_f32 (float a, const float *x, float *y, size_t n);
 
+/* Constants of lev_exp_sum's exponential, evaluated in double: t = k ln 2 + r with |r| <= ln 2 / 2, e^r by its
+ * Taylor series to r^11 / 11! (truncation below 1e-13), 2^k from the exponent bits. */
+#define LEV_EXP_LOG2E 1.4426950408889634
+#define LEV_EXP_LN2 0.6931471805599453
+#define LEV_EXP_MAGIC 6755399441055744.0        /* 1.5 * 2^52: adding and removing it rounds to an integer */
+#define LEV_EXP_MIN (-104.0)                    /* e^-104 rounds to float 0: lower inputs are taken as -104 */
+/* Softmax's exponentials: x[i] = exp(x[i] - shift) for x[i] <= shift, computed in double and rounded once to float
+ * (the correctly rounded expf but for results within about 1e-5 ulp of a rounding boundary: the C library's expf
+ * gives the same floats, which the int8-activation models' reference logits need; NaN stays NaN); the SIMD
+ * versions repeat the operations lane by lane; returns their float sum in index order. */
+float lev_exp_sum (float *x, size_t n, float shift);
+
 #ifdef __cplusplus
 }
 #endif

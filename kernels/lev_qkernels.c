@@ -345,6 +345,26 @@ gemm_scalar (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride,
   }
 }
 
+void
+lev_qattend_values_each (const LevQKernels *k, uint32_t type, const float *a, size_t a_stride, uint32_t nq,
+                         const void *v, size_t v_stride, const float *vscale, size_t vscale_stride, uint32_t n_rows,
+                         float *y, size_t y_stride, size_t n)
+{
+  for (uint32_t s = 0; s < n_rows; s++) {
+    const void *row = (const uint8_t *) v + (size_t) s * v_stride;
+    for (uint32_t g0 = 0; g0 < nq; g0 += 8) {
+      uint32_t m = nq - g0 < 8 ? nq - g0 : 8;
+      float w[8];
+      for (uint32_t g = 0; g < m; g++)
+        w[g] = vscale ? a[(g0 + g) * a_stride + s] * vscale[(size_t) s * vscale_stride] : a[(g0 + g) * a_stride + s];
+      k->axpy_heads (type, w, m, row, y + g0 * y_stride, y_stride, n);
+    }
+  }
+}
+
+static void attend_values_scalar (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v,
+                                  size_t v_stride, const float *vscale, size_t vscale_stride, uint32_t n_rows,
+                                  float *y, size_t y_stride, size_t n);
 static void dot_heads_scalar (uint32_t type, const float *q, size_t q_stride, uint32_t nq, const void *k, size_t n,
                               float *out);
 static void axpy_heads_scalar (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride,
@@ -353,7 +373,17 @@ static void axpy_heads_scalar (uint32_t type, const float *a, uint32_t nq, const
 static const LevQKernels scalar_kernels = { "scalar", 0, { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar },
                                          { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar },
                                          lev_dot_f32, lev_axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8,
-                                         lev_axpy_i8, lev_sparse_row_dot, dot_heads_scalar, axpy_heads_scalar };
+                                         lev_axpy_i8, lev_sparse_row_dot, dot_heads_scalar, axpy_heads_scalar,
+                                         attend_values_scalar, lev_exp_sum };
+
+/* The scalar attend_values: one row at a time. */
+static void
+attend_values_scalar (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v, size_t v_stride,
+                      const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y, size_t y_stride, size_t n)
+{
+  lev_qattend_values_each (&scalar_kernels, type, a, a_stride, nq, v, v_stride, vscale, vscale_stride, n_rows, y,
+                           y_stride, n);
+}
 
 /* The scalar dot_heads / axpy_heads: one head at a time. */
 static void

@@ -123,6 +123,14 @@ typedef struct LevQKernels {
                      float *out);
   void (*axpy_heads) (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride,
                       size_t n);
+  /* axpy_heads over n_rows value rows v + s * v_stride bytes (s = 0 .. n_rows - 1), in that order: for each row,
+   * w[g] = a[g * a_stride + s] * vscale[s * vscale_stride] (times nothing when vscale is NULL) and
+   * y[g * y_stride + i] += w[g] * row[i]; bit-identical to calling axpy_heads row by row with those w */
+  void (*attend_values) (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v, size_t v_stride,
+                         const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y, size_t y_stride,
+                         size_t n);
+  /* softmax: x[i] = exp(x[i] - shift), returns the sum; bit-identical to lev_exp_sum */
+  float (*exp_sum) (float *x, size_t n, float shift);
 } LevQKernels;
 
 /* Scalar references of the KV helpers: eight lanes like lev_dot_f32, no fused multiply-add. */
@@ -139,6 +147,11 @@ void lev_qdot_heads_each (const LevQKernels *k, uint32_t type, const float *q, s
 /* axpy_heads of kernel set k, one head at a time through its axpy_f32 / axpy_f16 / axpy_i8. */
 void lev_qaxpy_heads_each (const LevQKernels *k, uint32_t type, const float *a, uint32_t nq, const void *x, float *y,
                            size_t y_stride, size_t n);
+
+/* attend_values of kernel set k, one row at a time through its axpy_heads. */
+void lev_qattend_values_each (const LevQKernels *k, uint32_t type, const float *a, size_t a_stride, uint32_t nq,
+                              const void *v, size_t v_stride, const float *vscale, size_t vscale_stride,
+                              uint32_t n_rows, float *y, size_t y_stride, size_t n);
 
 /* Returns the scalar reference kernels. */
 const LevQKernels *lev_qkernels_scalar (void);
@@ -158,6 +171,12 @@ void lev_avx2_dot_heads (uint32_t type, const float *q, size_t q_stride, uint32_
 /* axpy_heads with AVX2. */
 void lev_avx2_axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride,
                           size_t n);
+/* attend_values with AVX2 (four heads by sixteen columns in registers over all the rows). */
+void lev_avx2_attend_values (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v,
+                             size_t v_stride, const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y,
+                             size_t y_stride, size_t n);
+/* lev_exp_sum with AVX2, four values at a time. */
+float lev_avx2_exp_sum (float *x, size_t n, float shift);
 /* Returns the AVX-512 (F, BW, VL, VNNI) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_avx512 (void);
 /* Returns the AVX-512 kernels with the one-token t1 kernel of AVX-512 VBMI (trits by table lookup), or NULL when not

@@ -444,6 +444,125 @@ lev_avx2_axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *x, 
     axpy_heads_type (LEV_QVEC_F32, a, nq, x, y, y_stride, n);
 }
 
+/* attend_values for one row type: four heads by sixteen (or eight) columns stay in registers while every row passes,
+ * so y is loaded and stored once; each y element still takes its rows' terms in row order, each term the product
+ * of the broadcast weight and the converted value, added without fusing: the sums of axpy_heads row by row. */
+AI void
+attend_values_type (uint32_t type, const float *a, size_t as, uint32_t nq, const uint8_t *v, size_t vs,
+                    const float *vsc, size_t vscs, uint32_t rows, float *y, size_t ys, size_t n)
+{
+  for (uint32_t g0 = 0; g0 < nq; g0 += 4) {
+    uint32_t m = nq - g0 < 4 ? nq - g0 : 4;
+    const float *ag[4];
+    for (uint32_t g = 0; g < 4; g++)
+      ag[g] = a + (g0 + (g < m ? g : 0)) * as;          /* missing heads repeat head 0: computed, not stored */
+    float *yg = y + g0 * ys;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      __m256 lo[4], hi[4];
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; g++) {
+        lo[g] = _mm256_loadu_ps (yg + (g < (int) m ? g : 0) * ys + i);
+        hi[g] = _mm256_loadu_ps (yg + (g < (int) m ? g : 0) * ys + i + 8);
+      }
+      for (uint32_t s = 0; s < rows; s++) {
+        const void *row = v + (size_t) s * vs;
+        __m256 x0 = load8 (type, row, i), x1 = load8 (type, row, i + 8);
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+          __m256 w = _mm256_set1_ps (vsc ? ag[g][s] * vsc[(size_t) s * vscs] : ag[g][s]);
+          lo[g] = _mm256_add_ps (lo[g], _mm256_mul_ps (w, x0));
+          hi[g] = _mm256_add_ps (hi[g], _mm256_mul_ps (w, x1));
+        }
+      }
+      for (uint32_t g = 0; g < m; g++) {
+        _mm256_storeu_ps (yg + g * ys + i, lo[g]);
+        _mm256_storeu_ps (yg + g * ys + i + 8, hi[g]);
+      }
+    }
+    for (; i + 8 <= n; i += 8) {
+      __m256 acc[4];
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; g++)
+        acc[g] = _mm256_loadu_ps (yg + (g < (int) m ? g : 0) * ys + i);
+      for (uint32_t s = 0; s < rows; s++) {
+        __m256 x0 = load8 (type, v + (size_t) s * vs, i);
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+          __m256 w = _mm256_set1_ps (vsc ? ag[g][s] * vsc[(size_t) s * vscs] : ag[g][s]);
+          acc[g] = _mm256_add_ps (acc[g], _mm256_mul_ps (w, x0));
+        }
+      }
+      for (uint32_t g = 0; g < m; g++)
+        _mm256_storeu_ps (yg + g * ys + i, acc[g]);
+    }
+    for (; i < n; i++)
+      for (uint32_t g = 0; g < m; g++) {
+        float acc = yg[g * ys + i];
+        for (uint32_t s = 0; s < rows; s++)
+          acc += (vsc ? ag[g][s] * vsc[(size_t) s * vscs] : ag[g][s]) * load1 (type, v + (size_t) s * vs, i);
+        yg[g * ys + i] = acc;
+      }
+  }
+}
+
+void
+lev_avx2_attend_values (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v, size_t v_stride,
+                        const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y, size_t y_stride,
+                        size_t n)
+{
+  if (type == LEV_QVEC_F16)
+    attend_values_type (LEV_QVEC_F16, a, a_stride, nq, v, v_stride, vscale, vscale_stride, n_rows, y, y_stride, n);
+  else if (type == LEV_QVEC_I8)
+    attend_values_type (LEV_QVEC_I8, a, a_stride, nq, v, v_stride, vscale, vscale_stride, n_rows, y, y_stride, n);
+  else
+    attend_values_type (LEV_QVEC_F32, a, a_stride, nq, v, v_stride, vscale, vscale_stride, n_rows, y, y_stride, n);
+}
+
+/* Four exponentials of t <= 0 in double, the operations of lev_kernels.c's exp_nonpositive lane by lane. */
+AI __m128
+exp4_nonpositive (__m128 tf)
+{
+  const __m256d magic = _mm256_set1_pd (LEV_EXP_MAGIC);
+  __m256d t = _mm256_max_pd (_mm256_set1_pd (LEV_EXP_MIN), _mm256_cvtps_pd (tf));   /* a NaN (second) stays */
+  __m256d kd = _mm256_add_pd (_mm256_mul_pd (t, _mm256_set1_pd (LEV_EXP_LOG2E)), magic);
+  __m256d k = _mm256_sub_pd (kd, magic);
+  __m256d r = _mm256_sub_pd (t, _mm256_mul_pd (k, _mm256_set1_pd (LEV_EXP_LN2)));
+  static const double inv_fact[] = { 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0,
+                                     1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0 };
+  __m256d p = _mm256_set1_pd (1.0 / 39916800.0);
+#pragma GCC unroll 11
+  for (int i = 0; i < 11; i++)
+    p = _mm256_add_pd (_mm256_mul_pd (p, r), _mm256_set1_pd (inv_fact[i]));
+  __m256i sbits = _mm256_slli_epi64 (_mm256_add_epi64 (_mm256_sub_epi64 (_mm256_castpd_si256 (kd),
+                                                                         _mm256_castpd_si256 (magic)),
+                                                        _mm256_set1_epi64x (1023)), 52);
+  return _mm256_cvtpd_ps (_mm256_mul_pd (p, _mm256_castsi256_pd (sbits)));
+}
+
+float
+lev_avx2_exp_sum (float *x, size_t n, float shift)
+{
+  __m128 sh = _mm_set1_ps (shift);
+  float s = 0.0f;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    _mm_storeu_ps (x + i, exp4_nonpositive (_mm_sub_ps (_mm_loadu_ps (x + i), sh)));
+    s = (((s + x[i]) + x[i + 1]) + x[i + 2]) + x[i + 3];
+  }
+  if (i < n) {                 /* the tail, four lanes wide through a buffer */
+    float buf[4] = { 0 };
+    for (size_t k = 0; k < n - i; k++)
+      buf[k] = x[i + k];
+    _mm_storeu_ps (buf, exp4_nonpositive (_mm_sub_ps (_mm_loadu_ps (buf), sh)));
+    for (size_t k = 0; k < n - i; k++) {
+      x[i + k] = buf[k];
+      s += buf[k];
+    }
+  }
+  return s;
+}
+
 /* Sparse outliers, eight entries at a time: gathered activations times F16C-converted values. */
 static float
 sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
@@ -467,7 +586,8 @@ sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
 static const LevQKernels avx2_kernels = { "avx2", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16, lev_avx2_dot_i8,
-                                         lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads, lev_avx2_axpy_heads };
+                                         lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads, lev_avx2_axpy_heads,
+                                         lev_avx2_attend_values, lev_avx2_exp_sum };
 
 const LevQKernels *
 lev_qkernels_avx2 (void)

@@ -164,10 +164,15 @@ static void dot_heads (uint32_t type, const float *q, size_t q_stride, uint32_t 
 static void axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride,
                         size_t n);
 
+static void attend_values (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v,
+                           size_t v_stride, const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y,
+                           size_t y_stride, size_t n);
+
 static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                        dot_f32, axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8, lev_axpy_i8,
-                                       lev_sparse_row_dot, dot_heads, axpy_heads };
+                                       lev_sparse_row_dot, dot_heads, axpy_heads, attend_values,
+                                       lev_exp_sum };
 
 /* dot_heads / axpy_heads: one head at a time through this set's own helpers. */
 static void
@@ -180,6 +185,15 @@ static void
 axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride, size_t n)
 {
   lev_qaxpy_heads_each (&neon_kernels, type, a, nq, x, y, y_stride, n);
+}
+
+/* attend_values: one row at a time through axpy_heads. */
+static void
+attend_values (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v, size_t v_stride,
+               const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y, size_t y_stride, size_t n)
+{
+  lev_qattend_values_each (&neon_kernels, type, a, a_stride, nq, v, v_stride, vscale, vscale_stride, n_rows, y,
+                           y_stride, n);
 }
 
 const LevQKernels *

@@ -346,6 +346,114 @@ test_attention_helpers (void)
   }
 }
 
+/* exp_sum: the C library's expf (a reference we did not write) to the last bit but for rare rounding boundaries
+ * over softmax's range (at most one in a thousand results one ulp apart), NaN kept; and every implementation bit-identical to the scalar one, sum included, for lengths with tails. */
+static void
+test_exp_sum (void)
+{
+  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  enum { N = 4099 };
+  static float x[N], x0[N], x1[N];
+  size_t differ = 0, worst_ulp = 0;
+  for (size_t i = 0; i < N; i++)
+    x[i] = -(float) i * (110.0f / (N - 1));            /* 0 .. -110 evenly, denormal results and zeros too */
+  memcpy (x0, x, sizeof x);
+  lev_exp_sum (x0, N, 0.0f);
+  for (size_t i = 0; i < N; i++) {
+    float ref = expf (x[i]);
+    int32_t a, b;
+    memcpy (&a, &ref, 4);
+    memcpy (&b, &x0[i], 4);
+    size_t ulp = (size_t) (a > b ? a - b : b - a);
+    differ += ulp != 0;
+    worst_ulp = ulp > worst_ulp ? ulp : worst_ulp;
+  }
+  CHECK (worst_ulp <= 1 && differ * 1000 <= N, "exp_sum against expf: %zu of %d differ, by up to %zu ulp", differ, N,
+         worst_ulp);
+  float edge[] = { -104.5f, -INFINITY, NAN, 0.0f, -1e-30f };
+  lev_exp_sum (edge, 5, 0.0f);
+  CHECK (edge[0] == 0.0f && edge[1] == 0.0f && isnan (edge[2]) && edge[3] == 1.0f && edge[4] == 1.0f,
+         "exp_sum edges: %g %g %g %g %g", edge[0], edge[1], edge[2], edge[3], edge[4]);
+  static const size_t lens[] = { 1, 5, 8, 13, 64, 1000, N };
+  size_t checked = 0;
+  for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+    if (!impls[k])
+      continue;
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+      for (size_t i = 0; i < lens[l]; i++)
+        x0[i] = x1[i] = (float) ((int) (rnd () % 20001) - 10000) / 97.0f;
+      float shift = 103.2f;
+      float s0 = lev_exp_sum (x0, lens[l], shift), s1 = impls[k]->exp_sum (x1, lens[l], shift);
+      CHECK (memcmp (&s0, &s1, 4) == 0 && memcmp (x0, x1, lens[l] * 4) == 0, "%s exp_sum of %zu", impls[k]->name,
+             lens[l]);
+      checked++;
+    }
+  }
+  printf ("exp_sum: %zu of %d results differ from expf's (by up to %zu ulp), %zu comparisons\n", differ, N, worst_ulp,
+          checked);
+}
+
+/* attend_values of every implementation equals the scalar axpy of each head, row after row, bit for bit: every row
+ * type, with and without int8 row scales, head counts with tails of four and eight, lengths with tails of eight
+ * and sixteen, row counts from one. */
+static void
+test_attend_values (void)
+{
+  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *scalar = lev_qkernels_scalar ();
+  static const size_t lens[] = { 1, 8, 17, 24, 64, 100, 128 };
+  static const uint32_t nqs[] = { 1, 3, 4, 7, 8, 9 };
+  static const uint32_t nrows[] = { 1, 2, 13, 40 };
+  enum { QS = 131, ROWS = 40, VS = 160, AS = 43 };   /* output, value row (elements) and weight strides */
+  static float vf[ROWS * VS], y0[9 * QS], y1[9 * QS], a[9 * AS], vsc[ROWS * 3];
+  static uint16_t vh[ROWS * VS];
+  static int8_t v8[ROWS * VS];
+  for (size_t i = 0; i < ROWS * VS; i++) {
+    vf[i] = (float) ((int) (rnd () % 2001) - 1000) / 113.0f;
+    vh[i] = lev_f32_to_f16 (vf[i]);
+    v8[i] = (int8_t) (rnd () & 0xff);
+  }
+  for (size_t i = 0; i < 9 * AS; i++)
+    a[i] = (float) (rnd () % 1000) / 997.0f;
+  for (size_t i = 0; i < ROWS * 3; i++)
+    vsc[i] = (float) (rnd () % 1000 + 1) / 12700.0f;
+  const void *rows[] = { vf, vh, v8 };
+  const size_t elem[] = { 4, 2, 1 };
+  size_t checked = 0;
+  for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+    if (!impls[k])
+      continue;
+    for (uint32_t type = LEV_QVEC_F32; type <= LEV_QVEC_I8; type++)
+      for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
+        for (size_t m = 0; m < sizeof nqs / sizeof nqs[0]; m++)
+          for (size_t r = 0; r < sizeof nrows / sizeof nrows[0]; r++)
+            for (int scaled = 0; scaled < 2; scaled++) {
+              size_t n = lens[l];
+              uint32_t nq = nqs[m], nr = nrows[r];
+              const float *sc = scaled ? vsc + 1 : NULL;       /* every third scale */
+              for (size_t i = 0; i < 9 * QS; i++)
+                y0[i] = y1[i] = (float) ((int) (i * 7 % 2001) - 1000) / 317.0f;
+              for (uint32_t s = 0; s < nr; s++)
+                for (uint32_t g = 0; g < nq; g++) {
+                  float w = sc ? a[g * AS + s] * sc[s * 3] : a[g * AS + s];
+                  if (type == LEV_QVEC_F16)
+                    scalar->axpy_f16 (w, vh + s * VS, y0 + g * QS, n);
+                  else if (type == LEV_QVEC_I8)
+                    scalar->axpy_i8 (w, v8 + s * VS, y0 + g * QS, n);
+                  else
+                    scalar->axpy_f32 (w, vf + s * VS, y0 + g * QS, n);
+                }
+              impls[k]->attend_values (type, a, AS, nq, rows[type], VS * elem[type], sc, 3, nr, y1, QS, n);
+              CHECK (memcmp (y0, y1, sizeof y0) == 0, "%s attend_values type %u, %u heads of %zu, %u rows%s",
+                     impls[k]->name, type, nq, n, nr, scaled ? ", scaled" : "");
+              checked++;
+            }
+  }
+  printf ("attend_values: %zu comparisons\n", checked);
+}
+
 /* dot_heads / axpy_heads of every implementation (scalar included) equal the scalar per-head dot / axpy bit for
  * bit, for every row type, head count (tails of four) and length (tails of eight). */
 static void
@@ -502,6 +610,8 @@ main (void)
   test_roundtrip ();
   test_attention_helpers ();
   test_attention_heads ();
+  test_attend_values ();
+  test_exp_sum ();
   test_sparse ();
   test_kernels ();
   test_grouped_kernels ();
