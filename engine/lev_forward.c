@@ -58,28 +58,6 @@ rmsnorm (float *out, const float *x, const float *w, uint32_t n, float eps)
     out[i] = w ? w[i] * (inv * x[i]) : inv * x[i];
 }
 
-/* Quantizes x (n values) to int8 codes q per token with absmax (BitNet b1.58: s = 127 / max(|x|, 1e-5),
- * q = clamp(round(x * s), -128, 127), halves to even or away from zero); returns the scale 1 / s. */
-static float
-quantize_absmax (const float *x, uint32_t n, int8_t *q, gboolean away)
-{
-  float amax = 0.0f;
-  for (uint32_t i = 0; i < n; i++) {
-    float a = fabsf (x[i]);
-    amax = a > amax ? a : amax;
-  }
-  float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
-  for (uint32_t i = 0; i < n; i++) {
-    float v = x[i] * s, r;
-    if (away)
-      r = roundf (v);
-    else                      /* |v| <= 127: adding and removing 1.5 * 2^23 rounds to nearest, halves to even */
-      r = (v + 12582912.0f) - 12582912.0f;
-    q[i] = (int8_t) (r >= -128.0f ? (r <= 127.0f ? r : 127.0f) : -128.0f);   /* NaN gives -128 */
-  }
-  return 1.0f / s;
-}
-
 /* bitllama2.c's parameter-free norm: x * (1 / rms(x) / n), no epsilon, in place (zero when x is zero). */
 static void
 bitlinear_norm (float *x, uint32_t n)
@@ -158,11 +136,11 @@ quantize_worker (void *arg, uint32_t t, uint32_t slot)
   float *x = j->x + t * j->ldx;
   (void) slot;
   if (!c->act_quant)          /* the same per-product quantization as linear() would do, once for all readers */
-    c->xscale[t] = quantize_absmax (x, j->cols, q, FALSE);
+    c->xscale[t] = c->kern->quantize_absmax (x, j->cols, q, 0);
   else if (hp->flags & LEV_HP_BITLINEAR_NORM)
     c->xscale[t] = quantize_bitlinear (x, j->cols, q);
   else
-    c->xscale[t] = quantize_absmax (x, j->cols, q, (hp->flags & LEV_HP_ACT_ROUND_AWAY) != 0);
+    c->xscale[t] = c->kern->quantize_absmax (x, j->cols, q, (hp->flags & LEV_HP_ACT_ROUND_AWAY) != 0);
   finish_quantized_row (c, t, j->cols);
 }
 
@@ -313,7 +291,7 @@ linear_multi (LevContext *c, uint32_t n_parts, const LevMatrix *const *m, const 
   if (packed) {
     if (!in->quantized && !c->float_reference) {
       for (uint32_t t = 0; t < in->n; t++)
-        c->xscale[t] = quantize_absmax (in->x + t * in->ldx, in->cols, c->xq + t * c->qstride, FALSE);
+        c->xscale[t] = c->kern->quantize_absmax (in->x + t * in->ldx, in->cols, c->xq + t * c->qstride, 0);
       finish_quantized (c, in->n, in->cols);
     }
     if (in->quantized || !c->float_reference)

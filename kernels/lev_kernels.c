@@ -101,6 +101,26 @@ lev_axpy_f32 (float a, const float *x, float *y, size_t n)
     y[i] += a * x[i];
 }
 
+float
+lev_quantize_absmax (const float *x, size_t n, int8_t *q, int away)
+{
+  float amax = 0.0f;
+  for (size_t i = 0; i < n; i++) {
+    float a = fabsf (x[i]);
+    amax = a > amax ? a : amax;                        /* a NaN is skipped */
+  }
+  float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i] * s, r;
+    if (away)
+      r = roundf (v);
+    else                      /* |v| <= 127: adding and removing 1.5 * 2^23 rounds to nearest, halves to even */
+      r = (v + 12582912.0f) - 12582912.0f;
+    q[i] = (int8_t) (r >= -128.0f ? (r <= 127.0f ? r : 127.0f) : -128.0f);   /* NaN gives -128 */
+  }
+  return 1.0f / s;
+}
+
 /* exp(t) for t <= 0 as lev_exp_sum computes it (k from the rounded double's bits: no conversion of a NaN to an
  * integer). */
 static float

@@ -40,6 +40,10 @@ float lev_dot_f32 (const float *a, const float *b, size_t n);
 /* y += a * x over n floats. */
 void lev_axpy_f32 (float a, const float *x, float *y, size_t n);
 
+/* Quantizes x (n values) to int8 codes q with absmax, as BitNet b1.58 does per token: s = 127 / max(|x|, 1e-5),
+ * q = clamp(round(x * s), -128, 127), halves to even (away != 0: away from zero; NaN codes as -128); returns 1 / s. */
+float lev_quantize_absmax (const float *x, size_t n, int8_t *q, int away);
+
 /* Constants of lev_exp_sum's exponential, evaluated in double: t = k ln 2 + r with |r| <= ln 2 / 2, e^r by its
  * Taylor series to r^11 / 11! (truncation below 1e-13), 2^k from the exponent bits. */
 #define LEV_EXP_LOG2E 1.4426950408889634

@@ -131,6 +131,8 @@ typedef struct LevQKernels {
                          size_t n);
   /* softmax: x[i] = exp(x[i] - shift), returns the sum; bit-identical to lev_exp_sum */
   float (*exp_sum) (float *x, size_t n, float shift);
+  /* a token's int8 activations: bit-identical to lev_quantize_absmax */
+  float (*quantize_absmax) (const float *x, size_t n, int8_t *q, int away);
 } LevQKernels;
 
 /* Scalar references of the KV helpers: eight lanes like lev_dot_f32, no fused multiply-add. */
@@ -177,6 +179,8 @@ void lev_avx2_attend_values (uint32_t type, const float *a, size_t a_stride, uin
                              size_t y_stride, size_t n);
 /* lev_exp_sum with AVX2, four values at a time. */
 float lev_avx2_exp_sum (float *x, size_t n, float shift);
+/* lev_quantize_absmax with AVX2. */
+float lev_avx2_quantize_absmax (const float *x, size_t n, int8_t *q, int away);
 /* Returns the AVX-512 (F, BW, VL, VNNI) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_avx512 (void);
 /* Returns the AVX-512 kernels with the one-token t1 kernel of AVX-512 VBMI (trits by table lookup), or NULL when not

@@ -4,6 +4,7 @@
 
 #if defined(LEV_HAVE_AVX2)
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define AI static inline __attribute__ ((always_inline))
@@ -563,6 +564,67 @@ lev_avx2_exp_sum (float *x, size_t n, float shift)
   return s;
 }
 
+/* Eight int8 codes of x * s (lev_quantize_absmax's rounding and clamp) as int32 lanes. */
+AI __m256i
+absmax_codes8 (__m256 x, __m256 s, int away)
+{
+  __m256 v = _mm256_mul_ps (x, s), r;
+  if (away) {                  /* roundf: the integer part, one more step away from zero from a half on */
+    __m256 t = _mm256_round_ps (v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_andnot_ps (_mm256_set1_ps (-0.0f), _mm256_sub_ps (v, t));
+    __m256 step = _mm256_or_ps (_mm256_and_ps (v, _mm256_set1_ps (-0.0f)), _mm256_set1_ps (1.0f));
+    r = _mm256_add_ps (t, _mm256_and_ps (_mm256_cmp_ps (frac, _mm256_set1_ps (0.5f), _CMP_GE_OQ), step));
+  } else {
+    const __m256 magic = _mm256_set1_ps (12582912.0f);
+    r = _mm256_sub_ps (_mm256_add_ps (v, magic), magic);
+  }
+  __m256 hi = _mm256_blendv_ps (_mm256_set1_ps (127.0f), r, _mm256_cmp_ps (r, _mm256_set1_ps (127.0f), _CMP_LE_OQ));
+  __m256 c = _mm256_blendv_ps (_mm256_set1_ps (-128.0f), hi, _mm256_cmp_ps (r, _mm256_set1_ps (-128.0f), _CMP_GE_OQ));
+  return _mm256_cvtps_epi32 (c);
+}
+
+float
+lev_avx2_quantize_absmax (const float *x, size_t n, int8_t *q, int away)
+{
+  const __m256 abs_mask = _mm256_castsi256_ps (_mm256_set1_epi32 (0x7fffffff));
+  __m256 m = _mm256_setzero_ps ();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)   /* maxps gives its second operand when either is NaN: a NaN is skipped */
+    m = _mm256_max_ps (_mm256_and_ps (_mm256_loadu_ps (x + i), abs_mask), m);
+  float l[8], amax = 0.0f;
+  _mm256_storeu_ps (l, m);
+  for (int k = 0; k < 8; k++)
+    amax = l[k] > amax ? l[k] : amax;
+  for (size_t k = i; k < n; k++) {
+    float a = fabsf (x[k]);
+    amax = a > amax ? a : amax;
+  }
+  float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+  __m256 sv = _mm256_set1_ps (s);
+  i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i a = absmax_codes8 (_mm256_loadu_ps (x + i), sv, away);
+    __m256i b = absmax_codes8 (_mm256_loadu_ps (x + i + 8), sv, away);
+    __m256i c = absmax_codes8 (_mm256_loadu_ps (x + i + 16), sv, away);
+    __m256i d = absmax_codes8 (_mm256_loadu_ps (x + i + 24), sv, away);
+    /* the packs work within 128-bit halves: put the four quarters back in order */
+    __m256i p = _mm256_packs_epi16 (_mm256_packs_epi32 (a, b), _mm256_packs_epi32 (c, d));
+    p = _mm256_permutevar8x32_epi32 (p, _mm256_setr_epi32 (0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256 ((__m256i *) (q + i), p);
+  }
+  if (i < n) {                 /* the tail through a buffer of 32 */
+    float buf[32] = { 0 };
+    int32_t codes[32];
+    for (size_t k = i; k < n; k++)
+      buf[k - i] = x[k];
+    for (int k = 0; k < 32; k += 8)
+      _mm256_storeu_si256 ((__m256i *) (codes + k), absmax_codes8 (_mm256_loadu_ps (buf + k), sv, away));
+    for (size_t k = i; k < n; k++)
+      q[k] = (int8_t) codes[k - i];
+  }
+  return 1.0f / s;
+}
+
 /* Sparse outliers, eight entries at a time: gathered activations times F16C-converted values. */
 static float
 sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
@@ -587,7 +649,7 @@ static const LevQKernels avx2_kernels = { "avx2", 0, { gemm_t2, gemm_t1, gemm_b1
                                          { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16, lev_avx2_dot_i8,
                                          lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads, lev_avx2_axpy_heads,
-                                         lev_avx2_attend_values, lev_avx2_exp_sum };
+                                         lev_avx2_attend_values, lev_avx2_exp_sum, lev_avx2_quantize_absmax };
 
 const LevQKernels *
 lev_qkernels_avx2 (void)

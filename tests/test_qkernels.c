@@ -346,6 +346,52 @@ test_attention_helpers (void)
   }
 }
 
+/* quantize_absmax of every implementation equals the scalar lev_quantize_absmax (codes and scale, both roundings):
+ * exact halves, values past the clamp's ends by rounding, NaN and infinity, all zeros, lengths with tails. */
+static void
+test_quantize_absmax (void)
+{
+  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  enum { N = 300 };
+  static const size_t lens[] = { 1, 7, 8, 31, 32, 33, 64, 100, N };
+  static float x[N];
+  int8_t q0[N], q1[N];
+  size_t checked = 0;
+  for (int kind = 0; kind < 5; kind++) {
+    for (size_t i = 0; i < N; i++) {
+      switch (kind) {
+      case 0: x[i] = (float) ((int) (rnd () % 255) - 127) + 0.5f * (float) (rnd () % 2); break;   /* halves */
+      case 1: x[i] = (float) ((int) (rnd () % 20001) - 10000) / 77.0f; break;
+      case 2: x[i] = 0.0f; break;
+      case 3: x[i] = i % 37 == 5 ? NAN : (float) ((int) (rnd () % 2001) - 1000) / 7.0f; break;
+      default: x[i] = i % 41 == 3 ? -INFINITY : (float) ((int) (rnd () % 2001) - 1000) * 1e-9f; break;
+      }
+    }
+    if (kind == 0)
+      x[0] = 127.0f;          /* scale 1: the halves stay halves */
+    for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+      if (!impls[k])
+        continue;
+      for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
+        for (int away = 0; away < 2; away++) {
+          float s0 = lev_quantize_absmax (x, lens[l], q0, away);
+          float s1 = impls[k]->quantize_absmax (x, lens[l], q1, away);
+          CHECK (memcmp (&s0, &s1, 4) == 0 && memcmp (q0, q1, lens[l]) == 0, "%s quantize_absmax kind %d of %zu%s",
+                 impls[k]->name, kind, lens[l], away ? " (away)" : "");
+          checked++;
+        }
+    }
+  }
+  /* the two roundings differ exactly on the even halves: 2.5 -> 2 and 3 */
+  float h[] = { 127.0f, 2.5f, -2.5f, 3.5f };
+  lev_quantize_absmax (h, 4, q0, 0);
+  lev_quantize_absmax (h, 4, q1, 1);
+  CHECK (q0[1] == 2 && q0[2] == -2 && q0[3] == 4 && q1[1] == 3 && q1[2] == -3 && q1[3] == 4,
+         "quantize_absmax halves: %d %d %d / %d %d %d", q0[1], q0[2], q0[3], q1[1], q1[2], q1[3]);
+  printf ("quantize_absmax: %zu comparisons\n", checked);
+}
+
 /* exp_sum: the C library's expf (a reference we did not write) to the last bit but for rare rounding boundaries
  * over softmax's range (at most one in a thousand results one ulp apart), NaN kept; and every implementation bit-identical to the scalar one, sum included, for lengths with tails. */
 static void
@@ -612,6 +658,7 @@ main (void)
   test_attention_heads ();
   test_attend_values ();
   test_exp_sum ();
+  test_quantize_absmax ();
   test_sparse ();
   test_kernels ();
   test_grouped_kernels ();
