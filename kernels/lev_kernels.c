@@ -147,8 +147,15 @@ exp_nonpositive (float tf)
 float
 lev_exp_sum (float *x, size_t n, float shift)
 {
-  float s = 0.0f;
-  for (size_t i = 0; i < n; i++) {
+  float acc[8] = { 0 };
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) {
+      x[i + k] = exp_nonpositive (x[i + k] - shift);
+      acc[k] += x[i + k];
+    }
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; i++) {
     x[i] = exp_nonpositive (x[i] - shift);
     s += x[i];
   }

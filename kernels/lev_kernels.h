@@ -53,7 +53,7 @@ float lev_quantize_absmax (const float *x, size_t n, int8_t *q, int away);
 /* Softmax's exponentials: x[i] = exp(x[i] - shift) for x[i] <= shift, computed in double and rounded once to float
  * (the correctly rounded expf but for results within about 1e-5 ulp of a rounding boundary: the C library's expf
  * gives the same floats, which the int8-activation models' reference logits need; NaN stays NaN); the SIMD
- * versions repeat the operations lane by lane; returns their float sum in index order. */
+ * versions repeat the operations lane by lane; returns their sum in eight lanes, as lev_dot_f32 sums. */
 float lev_exp_sum (float *x, size_t n, float shift);
 
 #ifdef __cplusplus

@@ -544,19 +544,26 @@ exp4_nonpositive (__m128 tf)
 float
 lev_avx2_exp_sum (float *x, size_t n, float shift)
 {
-  __m128 sh = _mm_set1_ps (shift);
-  float s = 0.0f;
+  __m256 sh = _mm256_set1_ps (shift), acc = _mm256_setzero_ps ();
   size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    _mm_storeu_ps (x + i, exp4_nonpositive (_mm_sub_ps (_mm_loadu_ps (x + i), sh)));
-    s = (((s + x[i]) + x[i + 1]) + x[i + 2]) + x[i + 3];
+  for (; i + 8 <= n; i += 8) {
+    __m256 t = _mm256_sub_ps (_mm256_loadu_ps (x + i), sh);
+    __m256 e = _mm256_set_m128 (exp4_nonpositive (_mm256_extractf128_ps (t, 1)),
+                                exp4_nonpositive (_mm256_castps256_ps128 (t)));
+    _mm256_storeu_ps (x + i, e);
+    acc = _mm256_add_ps (acc, e);
   }
-  if (i < n) {                 /* the tail, four lanes wide through a buffer */
+  float l[8];
+  _mm256_storeu_ps (l, acc);
+  float s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+  __m128 sh4 = _mm_set1_ps (shift);
+  for (; i < n; i += 4) {      /* the tail, four lanes at a time through a buffer, summed in order */
     float buf[4] = { 0 };
-    for (size_t k = 0; k < n - i; k++)
+    size_t m = n - i < 4 ? n - i : 4;
+    for (size_t k = 0; k < m; k++)
       buf[k] = x[i + k];
-    _mm_storeu_ps (buf, exp4_nonpositive (_mm_sub_ps (_mm_loadu_ps (buf), sh)));
-    for (size_t k = 0; k < n - i; k++) {
+    _mm_storeu_ps (buf, exp4_nonpositive (_mm_sub_ps (_mm_loadu_ps (buf), sh4)));
+    for (size_t k = 0; k < m; k++) {
       x[i + k] = buf[k];
       s += buf[k];
     }
