@@ -589,17 +589,17 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
       const size_t lds[2] = { ffn, ffn };
       linear_multi (c, 2, gate_up, &in, ys, lds);
     }
-    for (size_t k = 0; k < (size_t) n * ffn; k++) {
-      float g = c->hb[k];
-      switch (hp->activation) {
-        case LEV_ACT_RELU2: g = g > 0.0f ? g * g : 0.0f; break;
-        case LEV_ACT_GELU:
+    if (hp->activation != LEV_ACT_RELU2 && hp->activation != LEV_ACT_GELU)
+      c->kern->silu_mul (c->hb, c->hb2, (size_t) n * ffn);      /* g / (1 + exp(-g)) * up */
+    else
+      for (size_t k = 0; k < (size_t) n * ffn; k++) {
+        float g = c->hb[k];
+        if (hp->activation == LEV_ACT_RELU2)
+          g = g > 0.0f ? g * g : 0.0f;
+        else
           g = 0.5f * g * (1.0f + tanhf (0.7978845608f * (g + 0.044715f * g * g * g)));
-          break;
-        default: g = g / (1.0f + expf (-g)); break;
+        c->hb[k] = g * c->hb2[k];
       }
-      c->hb[k] = g * c->hb2[k];
-    }
     if (L->ffn_sub_norm)
       for (uint32_t i = 0; i < n; i++)
         rmsnorm (c->hb + (size_t) i * ffn, c->hb + (size_t) i * ffn, L->ffn_sub_norm, ffn, hp->norm_eps);

@@ -121,12 +121,12 @@ lev_quantize_absmax (const float *x, size_t n, int8_t *q, int away)
   return 1.0f / s;
 }
 
-/* exp(t) for t <= 0 as lev_exp_sum computes it (k from the rounded double's bits: no conversion of a NaN to an
+/* exp(t) as lev_exp_sum and lev_silu_mul compute it (k from the rounded double's bits: no conversion of a NaN to an
  * integer). */
 static float
-exp_nonpositive (float tf)
+exp_clamped (float tf)
 {
-  double t = tf < LEV_EXP_MIN ? LEV_EXP_MIN : (double) tf;   /* a NaN goes on as a NaN */
+  double t = tf < LEV_EXP_MIN ? LEV_EXP_MIN : tf > LEV_EXP_MAX ? LEV_EXP_MAX : (double) tf;   /* NaN goes on */
   double kd = t * LEV_EXP_LOG2E + LEV_EXP_MAGIC, magic = LEV_EXP_MAGIC;
   uint64_t kbits, mbits;
   memcpy (&kbits, &kd, 8);
@@ -151,15 +151,22 @@ lev_exp_sum (float *x, size_t n, float shift)
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
     for (int k = 0; k < 8; k++) {
-      x[i + k] = exp_nonpositive (x[i + k] - shift);
+      x[i + k] = exp_clamped (x[i + k] - shift);
       acc[k] += x[i + k];
     }
   float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
   for (; i < n; i++) {
-    x[i] = exp_nonpositive (x[i] - shift);
+    x[i] = exp_clamped (x[i] - shift);
     s += x[i];
   }
   return s;
+}
+
+void
+lev_silu_mul (float *g, const float *up, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    g[i] = g[i] / (1.0f + exp_clamped (-g[i])) * up[i];
 }
 
 void

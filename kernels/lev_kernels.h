@@ -50,11 +50,14 @@ float lev_quantize_absmax (const float *x, size_t n, int8_t *q, int away);
 #define LEV_EXP_LN2 0.6931471805599453
 #define LEV_EXP_MAGIC 6755399441055744.0        /* 1.5 * 2^52: adding and removing it rounds to an integer */
 #define LEV_EXP_MIN (-104.0)                    /* e^-104 rounds to float 0: lower inputs are taken as -104 */
+#define LEV_EXP_MAX 89.0                        /* e^89 rounds to float infinity: higher inputs are taken as 89 */
 /* Softmax's exponentials: x[i] = exp(x[i] - shift) for x[i] <= shift, computed in double and rounded once to float
  * (the correctly rounded expf but for results within about 1e-5 ulp of a rounding boundary: the C library's expf
  * gives the same floats, which the int8-activation models' reference logits need; NaN stays NaN); the SIMD
  * versions repeat the operations lane by lane; returns their sum in eight lanes, as lev_dot_f32 sums. */
 float lev_exp_sum (float *x, size_t n, float shift);
+/* SwiGLU's product: g[i] = g[i] / (1 + exp(-g[i])) * up[i], the exponential as lev_exp_sum's (so expf's floats). */
+void lev_silu_mul (float *g, const float *up, size_t n);
 
 #ifdef __cplusplus
 }

@@ -131,6 +131,8 @@ typedef struct LevQKernels {
                          size_t n);
   /* softmax: x[i] = exp(x[i] - shift), returns the sum; bit-identical to lev_exp_sum */
   float (*exp_sum) (float *x, size_t n, float shift);
+  /* SwiGLU: g = silu(g) * up; bit-identical to lev_silu_mul */
+  void (*silu_mul) (float *g, const float *up, size_t n);
   /* a token's int8 activations: bit-identical to lev_quantize_absmax */
   float (*quantize_absmax) (const float *x, size_t n, int8_t *q, int away);
 } LevQKernels;
@@ -179,6 +181,8 @@ void lev_avx2_attend_values (uint32_t type, const float *a, size_t a_stride, uin
                              size_t y_stride, size_t n);
 /* lev_exp_sum with AVX2, four values at a time. */
 float lev_avx2_exp_sum (float *x, size_t n, float shift);
+/* lev_silu_mul with AVX2. */
+void lev_avx2_silu_mul (float *g, const float *up, size_t n);
 /* lev_quantize_absmax with AVX2. */
 float lev_avx2_quantize_absmax (const float *x, size_t n, int8_t *q, int away);
 /* Returns the AVX-512 (F, BW, VL, VNNI) kernels, or NULL when not built for or not supported by this CPU. */

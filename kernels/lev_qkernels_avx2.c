@@ -520,12 +520,13 @@ lev_avx2_attend_values (uint32_t type, const float *a, size_t a_stride, uint32_t
     attend_values_type (LEV_QVEC_F32, a, a_stride, nq, v, v_stride, vscale, vscale_stride, n_rows, y, y_stride, n);
 }
 
-/* Four exponentials of t <= 0 in double, the operations of lev_kernels.c's exp_nonpositive lane by lane. */
+/* Four exponentials in double, the operations of lev_kernels.c's exp_clamped lane by lane. */
 AI __m128
-exp4_nonpositive (__m128 tf)
+exp4_clamped (__m128 tf)
 {
   const __m256d magic = _mm256_set1_pd (LEV_EXP_MAGIC);
   __m256d t = _mm256_max_pd (_mm256_set1_pd (LEV_EXP_MIN), _mm256_cvtps_pd (tf));   /* a NaN (second) stays */
+  t = _mm256_min_pd (_mm256_set1_pd (LEV_EXP_MAX), t);
   __m256d kd = _mm256_add_pd (_mm256_mul_pd (t, _mm256_set1_pd (LEV_EXP_LOG2E)), magic);
   __m256d k = _mm256_sub_pd (kd, magic);
   __m256d r = _mm256_sub_pd (t, _mm256_mul_pd (k, _mm256_set1_pd (LEV_EXP_LN2)));
@@ -548,8 +549,8 @@ lev_avx2_exp_sum (float *x, size_t n, float shift)
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256 t = _mm256_sub_ps (_mm256_loadu_ps (x + i), sh);
-    __m256 e = _mm256_set_m128 (exp4_nonpositive (_mm256_extractf128_ps (t, 1)),
-                                exp4_nonpositive (_mm256_castps256_ps128 (t)));
+    __m256 e = _mm256_set_m128 (exp4_clamped (_mm256_extractf128_ps (t, 1)),
+                                exp4_clamped (_mm256_castps256_ps128 (t)));
     _mm256_storeu_ps (x + i, e);
     acc = _mm256_add_ps (acc, e);
   }
@@ -562,13 +563,34 @@ lev_avx2_exp_sum (float *x, size_t n, float shift)
     size_t m = n - i < 4 ? n - i : 4;
     for (size_t k = 0; k < m; k++)
       buf[k] = x[i + k];
-    _mm_storeu_ps (buf, exp4_nonpositive (_mm_sub_ps (_mm_loadu_ps (buf), sh4)));
+    _mm_storeu_ps (buf, exp4_clamped (_mm_sub_ps (_mm_loadu_ps (buf), sh4)));
     for (size_t k = 0; k < m; k++) {
       x[i + k] = buf[k];
       s += buf[k];
     }
   }
   return s;
+}
+
+void
+lev_avx2_silu_mul (float *g, const float *up, size_t n)
+{
+  const __m256 one = _mm256_set1_ps (1.0f), neg = _mm256_set1_ps (-0.0f);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps (g + i), t = _mm256_xor_ps (v, neg);
+    __m256 e = _mm256_set_m128 (exp4_clamped (_mm256_extractf128_ps (t, 1)), exp4_clamped (_mm256_castps256_ps128 (t)));
+    _mm256_storeu_ps (g + i, _mm256_mul_ps (_mm256_div_ps (v, _mm256_add_ps (one, e)), _mm256_loadu_ps (up + i)));
+  }
+  for (; i < n; i += 4) {      /* the tail, four lanes at a time through a buffer */
+    float buf[4] = { 0 };
+    size_t m = n - i < 4 ? n - i : 4;
+    for (size_t k = 0; k < m; k++)
+      buf[k] = -g[i + k];
+    _mm_storeu_ps (buf, exp4_clamped (_mm_loadu_ps (buf)));
+    for (size_t k = 0; k < m; k++)
+      g[i + k] = g[i + k] / (1.0f + buf[k]) * up[i + k];
+  }
 }
 
 /* Eight int8 codes of x * s (lev_quantize_absmax's rounding and clamp) as int32 lanes. */
@@ -656,7 +678,8 @@ static const LevQKernels avx2_kernels = { "avx2", 0, { gemm_t2, gemm_t1, gemm_b1
                                          { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16, lev_avx2_dot_i8,
                                          lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads, lev_avx2_axpy_heads,
-                                         lev_avx2_attend_values, lev_avx2_exp_sum, lev_avx2_quantize_absmax };
+                                         lev_avx2_attend_values, lev_avx2_exp_sum, lev_avx2_silu_mul,
+                                         lev_avx2_quantize_absmax };
 
 const LevQKernels *
 lev_qkernels_avx2 (void)

@@ -172,7 +172,7 @@ static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1
                                          { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                        dot_f32, axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8, lev_axpy_i8,
                                        lev_sparse_row_dot, dot_heads, axpy_heads, attend_values,
-                                       lev_exp_sum, lev_quantize_absmax };
+                                       lev_exp_sum, lev_silu_mul, lev_quantize_absmax };
 
 /* dot_heads / axpy_heads: one head at a time through this set's own helpers. */
 static void

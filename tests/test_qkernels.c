@@ -436,8 +436,40 @@ test_exp_sum (void)
       checked++;
     }
   }
-  printf ("exp_sum: %zu of %d results differ from expf's (by up to %zu ulp), %zu comparisons\n", differ, N, worst_ulp,
-          checked);
+  /* silu_mul: the same exponential on both sides of zero, saturating to 0 and -0 far out */
+  static float g0[N], g1[N], up[N];
+  for (size_t i = 0; i < N; i++) {
+    g0[i] = g1[i] = (float) ((int) (rnd () % 40001) - 20000) / 100.0f;
+    up[i] = (float) ((int) (rnd () % 2001) - 1000) / 300.0f;
+  }
+  g0[7] = g1[7] = NAN;
+  for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+    if (!impls[k])
+      continue;
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+      memcpy (g1, g0, sizeof g0);
+      float ref[N];
+      memcpy (ref, g0, sizeof g0);
+      lev_silu_mul (ref, up, lens[l]);
+      impls[k]->silu_mul (g1, up, lens[l]);
+      CHECK (memcmp (ref, g1, lens[l] * 4) == 0, "%s silu_mul of %zu", impls[k]->name, lens[l]);
+      checked++;
+    }
+  }
+  size_t silu_differ = 0;
+  memcpy (g1, g0, sizeof g0);
+  lev_silu_mul (g1, up, N);
+  for (size_t i = 0; i < N; i++) {
+    if (i == 7) {
+      CHECK (isnan (g1[i]), "silu_mul of NaN: %g", g1[i]);
+      continue;
+    }
+    float want = g0[i] / (1.0f + expf (-g0[i])) * up[i];
+    silu_differ += memcmp (&want, &g1[i], 4) != 0;
+  }
+  CHECK (silu_differ * 1000 <= N, "silu_mul against expf: %zu of %d differ", silu_differ, N);
+  printf ("exp_sum: %zu of %d results differ from expf's (by up to %zu ulp); silu_mul: %zu of %d differ from "
+          "expf's; %zu comparisons\n", differ, N, worst_ulp, silu_differ, N, checked);
 }
 
 /* attend_values of every implementation equals the scalar axpy of each head, row after row, bit for bit: every row
