@@ -193,6 +193,9 @@ const LevQKernels *lev_qkernels_avx512vbmi (void);
 /* The AVX-512 VBMI one-token t1 kernel (lev_qkernels_avx512vbmi.c); any token count, one token at a time. */
 void lev_avx512vbmi_gemv_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0,
                              size_t r1);
+/* The one-token b1 kernel of AVX-512 VBMI + GFNI (sign bits spread to bytes by vgf2p8affineqb). */
+void lev_avx512vbmi_gemv_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0,
+                             size_t r1);
 /* Returns the NEON (dotprod) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_neon (void);
 /* Returns the kernels of this process, chosen once: those named by LEV_KERNELS (scalar|avx2|avx512|avx512vbmi|neon)

@@ -517,22 +517,23 @@ static const LevQKernels avx512_kernels = { "avx512", 1, { gemm_t2, gemm_t1, gem
                                          { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16,
                                          lev_avx2_dot_i8, lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads,
-                                         lev_avx2_axpy_heads, lev_avx2_attend_values, lev_avx2_exp_sum, lev_avx2_silu_mul,
-                                         lev_avx2_quantize_absmax };
+                                         lev_avx2_axpy_heads, lev_avx2_attend_values, lev_avx2_exp_sum,
+                                         lev_avx2_silu_mul, lev_avx2_quantize_absmax };
 
 #if defined(LEV_HAVE_AVX512VBMI)
-/* The same with the VBMI one-token t1 kernel. */
+/* The same with the one-token t1 kernel of VBMI and the b1 one of VBMI + GFNI. */
 static const LevQKernels avx512vbmi_kernels = { "avx512vbmi", 1, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
-                                         { gemm_t2, lev_avx512vbmi_gemv_t1, gemm_b1, gemm_q4 },
+                                         { gemm_t2, lev_avx512vbmi_gemv_t1, lev_avx512vbmi_gemv_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16,
                                          lev_avx2_dot_i8, lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads,
-                                         lev_avx2_axpy_heads, lev_avx2_attend_values, lev_avx2_exp_sum, lev_avx2_silu_mul,
-                                         lev_avx2_quantize_absmax };
+                                         lev_avx2_axpy_heads, lev_avx2_attend_values, lev_avx2_exp_sum,
+                                         lev_avx2_silu_mul, lev_avx2_quantize_absmax };
 
 const LevQKernels *
 lev_qkernels_avx512vbmi (void)
 {
-  return lev_qkernels_avx512 () && __builtin_cpu_supports ("avx512vbmi") ? &avx512vbmi_kernels : NULL;
+  return lev_qkernels_avx512 () && __builtin_cpu_supports ("avx512vbmi") && __builtin_cpu_supports ("gfni")
+         ? &avx512vbmi_kernels : NULL;
 }
 #endif
 

@@ -1,5 +1,6 @@
-/* lev_qkernels_avx512vbmi.c: the one-token t1 kernel with AVX-512 VBMI: each trit field looked up from the stored
- * byte in a 256-entry table (two vpermi2b and a blend) instead of decoded by compares. */
+/* lev_qkernels_avx512vbmi.c: one-token kernels with AVX-512 VBMI and GFNI: t1 with each trit field looked up from
+ * the stored byte in a 256-entry table (two vpermi2b and a blend) instead of decoded by compares; b1 with each sign
+ * bit spread to a byte by one Galois-field affine instruction instead of through a mask register. */
 #include "lev_qkernels_simd.h"
 
 #if defined(LEV_HAVE_AVX512VBMI)
@@ -99,6 +100,108 @@ lev_avx512vbmi_gemv_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_
       t1_rows (1, w, act, t, y, ys, r0, r1);
     else
       t1_rows (0, w, act, t, y, ys, r0, r1);
+  }
+}
+/* b1: vgf2p8affineqb with qword j of this matrix makes byte i of that qword bit j of byte i of the source (its
+ * row byte 7 picks the output's bit 0). */
+#define B1_BIT(j) ((long long) (1ull << (j)) << 56)
+
+/* b1, one token, rows r .. r + 7 (rows past `nrows` repeat row r: computed, not stored). Each row's 64 sign bits of
+ * a unit, broadcast to the eight qwords, become 64 bytes of 0/1 by one affine instruction, in transposed order
+ * (byte 8j + i = weight 8i + j); the unit's activations are put in that order once for the eight rows (vpermb),
+ * and vpdpbusd sums the selected ones. Per-group scales as the AVX-512 b1 kernel applies them. */
+AI void
+b1_rows8 (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs, float *y, size_t ys,
+          size_t r, size_t nrows)
+{
+  enum { R = 8 };
+  const __m512i bits = _mm512_set_epi64 (B1_BIT (7), B1_BIT (6), B1_BIT (5), B1_BIT (4), B1_BIT (3), B1_BIT (2),
+                                         B1_BIT (1), B1_BIT (0));
+  uint8_t tr[64];
+  for (int p = 0; p < 64; p++)
+    tr[p] = (uint8_t) (8 * (p % 8) + p / 8);
+  const __m512i transpose = _mm512_loadu_si512 (tr);
+  const size_t rbytes = w->row_bytes, units = w->cols_pad / 64, ng = lev_qmatrix_groups (w);
+  const int8_t *x = act->q + t * act->stride;
+  const uint8_t *row[R];
+  for (size_t i = 0; i < R; i++)
+    row[i] = w->codes + (r + (i < nrows ? i : 0)) * rbytes;
+  const int prefetch = r + 3 * R <= w->rows;   /* the rows two runs ahead exist */
+  const uint8_t *pf = prefetch ? row[0] + 2 * R * rbytes : row[0];
+  __m512i acc[R][2];
+  __m512 facc[R];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; i++) {
+    acc[i][0] = acc[i][1] = _mm512_setzero_si512 ();
+    facc[i] = _mm512_setzero_ps ();
+  }
+  for (size_t u = 0; u < units; u += 2) {
+    if (prefetch)                             /* 16 bytes of each of 8 rows: two lines a pair of units */
+#pragma GCC unroll 2
+      for (int l = 0; l < 2; l++)
+        _mm_prefetch ((const char *) pf + 64 * u + 64 * (size_t) l, _MM_HINT_T0);
+    __m512i x0 = _mm512_permutexvar_epi8 (transpose, _mm512_loadu_si512 (x + 64 * u));
+    __m512i x1 = _mm512_permutexvar_epi8 (transpose, _mm512_loadu_si512 (x + 64 * u + 64));
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+      uint64_t b[2];
+      memcpy (b, row[i] + 8 * u, 16);
+      __m512i s0 = _mm512_gf2p8affine_epi64_epi8 (_mm512_set1_epi64 ((long long) b[0]), bits, 0);
+      __m512i s1 = _mm512_gf2p8affine_epi64_epi8 (_mm512_set1_epi64 ((long long) b[1]), bits, 0);
+      acc[i][0] = _mm512_dpbusd_epi32 (acc[i][0], s0, x0);
+      acc[i][1] = _mm512_dpbusd_epi32 (acc[i][1], s1, x1);
+    }
+    if (grouped) {
+#pragma GCC unroll 8
+      for (int i = 0; i < R; i++) {
+        const float *sc = w->scales + (r + (size_t) (i < (int) nrows ? i : 0)) * ng;
+        if (grouped == 2) {                   /* a scale per 64-weight unit */
+          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][0]), _mm512_set1_ps (sc[u]), facc[i]);
+          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][1]), _mm512_set1_ps (sc[u + 1]), facc[i]);
+        } else {
+          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_add_epi32 (acc[i][0], acc[i][1])),
+                                     _mm512_set1_ps (sc[u / 2]), facc[i]);
+        }
+        acc[i][0] = acc[i][1] = _mm512_setzero_si512 ();
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; i++) {
+    if ((size_t) i >= nrows)
+      break;
+    size_t rr = r + (size_t) i;
+    if (grouped) {
+      float corr = lev_qdot16 (w->scales + rr * ng, gs, ng);
+      y[t * ys + rr] = (2.0f * _mm512_reduce_add_ps (facc[i]) - corr) * act->scale[t];
+    } else {
+      int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[i][0], acc[i][1])) - act->sum[t];
+      y[t * ys + rr] = (float) dot * (lev_qmatrix_scale (w, rr) * act->scale[t]);
+    }
+  }
+}
+
+/* All rows of [r0, r1) for one token, eight at a time. */
+AI void
+b1_rows (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, float *y, size_t ys, size_t r0, size_t r1)
+{
+  float gs[LEV_QMAX_GROUPS];
+  if (grouped)
+    lev_qact_group_sums (act, t, 1, lev_qmatrix_group_weights (w), lev_qmatrix_groups (w), gs);
+  for (size_t r = r0; r < r1; r += 8)
+    b1_rows8 (grouped, w, act, t, gs, y, ys, r, r1 - r < 8 ? r1 - r : 8);
+}
+
+void
+lev_avx512vbmi_gemv_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t ys, size_t r0, size_t r1)
+{
+  for (size_t t = 0; t < act->n; t++) {
+    if (!lev_qmatrix_grouped (w))
+      b1_rows (0, w, act, t, y, ys, r0, r1);
+    else if (2 * lev_qmatrix_group_weights (w) == lev_qenc_block_weights (LEV_QENC_B1))
+      b1_rows (2, w, act, t, y, ys, r0, r1);
+    else
+      b1_rows (1, w, act, t, y, ys, r0, r1);
   }
 }
 #endif
