@@ -199,10 +199,13 @@ void lev_avx512vbmi_gemv_b1 (const LevQMatrix *w, const LevQAct *act, float *y, 
 /* Returns the NEON (dotprod) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_neon (void);
 /* Returns the kernels of this process, chosen once: those named by LEV_KERNELS (scalar|avx2|avx512|avx512vbmi|neon)
- * when set and available, else for each encoding the implementation measured fastest here (lev_qkernels_measure). */
+ * when set and available, else for each encoding the implementation measured fastest on this CPU model
+ * (lev_qkernels_measure), the choice kept in $XDG_CACHE_HOME/leviathan/kernels-* (else ~/.cache) and reused by later
+ * processes on the same CPU model and kernels; LEV_KERNELS=measure measures again and rewrites it. */
 const LevQKernels *lev_qkernels_get (void);
 /* Returns a line naming the implementation lev_qkernels_get chose for each encoding, one token / token tiles, e.g.
- * "t2 avx2/avx512, t1 avx512/avx512, b1 avx512/avx512, q4 avx512/avx512" (or the forced set's name). */
+ * "t2 avx2/avx512, t1 avx512/avx512, b1 avx512/avx512, q4 avx512/avx512" (" (cached)" after it when read from the
+ * cache; the forced set's name and " (LEV_KERNELS)" when forced). */
 const char *lev_qkernels_choice (void);
 /* Times every available SIMD implementation (the scalar one where there is none) of every packed encoding on small
  * cache-resident matrices, for one token and for 32-token tiles, and fills *out with the fastest of each

@@ -3,11 +3,14 @@
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime under -std=c17 */
 #include "lev_qkernels.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- timing cases */
 
@@ -216,24 +219,169 @@ lev_qkernels_measure (LevQKernels *out, char *choice, size_t size)
   out->name = "measured";
 }
 
+/* ---------------------------------------------------------------- the choice, cached per CPU model */
+
+/* Bump when a kernel changes speed (a new or rewritten implementation): cached choices made before are dropped. */
+#define LEV_QTUNE_REVISION 2
+
+/* Builds from its choice line (as lev_qkernels_measure writes it) the kernels it names into *out; FALSE when the
+ * line names an encoding or an implementation this process does not have. */
+static int
+kernels_from_choice (const char *line, LevQKernels *out)
+{
+  const LevQKernels *widest = NULL, *all[] = { lev_qkernels_avx512 (), lev_qkernels_avx512vbmi (),
+                                               lev_qkernels_avx2 (), lev_qkernels_neon () };
+  for (int i = 0; i < 4 && !widest; i++)
+    widest = all[i];
+  *out = widest ? *widest : *lev_qkernels_scalar ();
+  int needs_q2 = 0;
+  const char *p = line;
+  for (uint32_t e = 0; e < 4; e++) {
+    char enc[8], one[24], tiles[24];
+    int used = 0;
+    if (sscanf (p, e ? ", %7s %23[^/]/%23[^,]%n" : "%7s %23[^/]/%23[^,]%n", enc, one, tiles, &used) != 3)
+      return 0;
+    p += used;
+    const LevQKernels *k1 = lev_qkernels_by_name (one), *kt = lev_qkernels_by_name (tiles);
+    if (strcmp (enc, lev_qenc_name (LEV_QENC_T2 + e)) != 0 || !k1 || !kt)
+      return 0;
+    out->gemv[e] = k1->gemv[e];
+    out->gemm[e] = kt->gemm[e];
+    needs_q2 |= k1->needs_q2 | kt->needs_q2;
+  }
+  out->needs_q2 = needs_q2;
+  out->name = "measured";
+  return *p == 0;
+}
+
+/* Writes the CPU's identity into buf: the first processor's model name, family, model and stepping (x86) or
+ * implementer, variant and part (ARM) as /proc/cpuinfo gives them: guests of one "model name" differ in family. */
+static void
+cpu_identity (char *buf, size_t size)
+{
+  static const char *const fields[] = { "model name", "cpu family", "model", "stepping", "CPU implementer",
+                                        "CPU variant", "CPU part" };
+  size_t used = 0;
+  buf[0] = 0;
+  FILE *f = fopen ("/proc/cpuinfo", "r");
+  char line[256];
+  while (f && fgets (line, sizeof line, f) && line[0] != '\n') {    /* the first processor's block */
+    char *colon = strchr (line, ':');
+    if (!colon)
+      continue;
+    size_t name_len = (size_t) (colon - line);
+    while (name_len > 0 && (line[name_len - 1] == '\t' || line[name_len - 1] == ' '))
+      name_len--;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+      if (strlen (fields[i]) == name_len && strncmp (line, fields[i], name_len) == 0 && used < size) {
+        char *v = colon + 1 + (colon[1] == ' ');
+        v[strcspn (v, "\n")] = 0;
+        used += (size_t) snprintf (buf + used, size - used, "%s%s", used ? "/" : "", v);
+      }
+  }
+  if (f)
+    fclose (f);
+  if (!buf[0])
+    snprintf (buf, size, "unknown");
+}
+
+/* Fills path with the cache file of this CPU and these kernels, and key with what its first line must say;
+ * FALSE when there is no cache directory ($XDG_CACHE_HOME or $HOME/.cache). */
+static int
+cache_location (char *path, size_t psize, char *key, size_t ksize)
+{
+  char cpu[200], sets[96] = "";
+  cpu_identity (cpu, sizeof cpu);
+  const LevQKernels *all[] = { lev_qkernels_avx512 (), lev_qkernels_avx512vbmi (), lev_qkernels_avx2 (),
+                               lev_qkernels_neon () };
+  for (int i = 0; i < 4; i++)
+    if (all[i]) {
+      strncat (sets, " ", sizeof sets - strlen (sets) - 1);
+      strncat (sets, all[i]->name, sizeof sets - strlen (sets) - 1);
+    }
+  snprintf (key, ksize, "leviathan kernels %d: %s:%s", LEV_QTUNE_REVISION, cpu, sets);
+  uint64_t h = 0xcbf29ce484222325ull;                   /* FNV-1a of the key names the file */
+  for (const char *c = key; *c; c++)
+    h = (h ^ (uint8_t) *c) * 0x100000001b3ull;
+  const char *xdg = getenv ("XDG_CACHE_HOME"), *home = getenv ("HOME");
+  int n;
+  if (xdg && xdg[0] == '/')
+    n = snprintf (path, psize, "%s/leviathan/kernels-%016llx", xdg, (unsigned long long) h);
+  else if (home && home[0] == '/')
+    n = snprintf (path, psize, "%s/.cache/leviathan/kernels-%016llx", home, (unsigned long long) h);
+  else
+    return 0;
+  return n > 0 && (size_t) n < psize;
+}
+
+/* Reads a cached choice line for key from path into line; FALSE when there is none that fits. */
+static int
+cache_read (const char *path, const char *key, char *line, size_t size)
+{
+  FILE *f = fopen (path, "r");
+  if (!f)
+    return 0;
+  char first[512];
+  int ok = fgets (first, sizeof first, f) && strncmp (first, key, strlen (key)) == 0 && first[strlen (key)] == '\n'
+           && fgets (line, (int) size, f) && strlen (line) > 1 && line[strlen (line) - 1] == '\n';
+  fclose (f);
+  if (ok)
+    line[strlen (line) - 1] = 0;
+  return ok;
+}
+
+/* Stores the choice line for key at path (the directories made as needed; a temporary file renamed over it, so
+ * that a reader never sees half a file); failures leave no file and are not errors. */
+static void
+cache_write (const char *path, const char *key, const char *line)
+{
+  char dir[4096], tmp[4200];
+  snprintf (dir, sizeof dir, "%s", path);
+  for (char *slash = strchr (dir + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
+    *slash = 0;
+    if (mkdir (dir, 0755) != 0 && errno != EEXIST)
+      return;
+    *slash = '/';
+  }
+  snprintf (tmp, sizeof tmp, "%s.%ld.tmp", path, (long) getpid ());
+  FILE *f = fopen (tmp, "w");
+  if (!f)
+    return;
+  int ok = fprintf (f, "%s\n%s\n", key, line) > 0;
+  ok = fclose (f) == 0 && ok;
+  if (!ok || rename (tmp, path) != 0)
+    unlink (tmp);
+}
+
 static LevQKernels measured;
 static const LevQKernels *chosen;
-static char choice_line[128];
+static char choice_line[160];
 static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 
-/* Makes the choice of this process (once). */
+/* Makes the choice of this process (once): LEV_KERNELS's set; else the choice cached for this CPU model and these
+ * kernels; else a measurement, then cached (LEV_KERNELS=measure: measured again, cache rewritten). */
 static void
 choose (void)
 {
   const char *env = getenv ("LEV_KERNELS");
-  const LevQKernels *k = env && *env ? lev_qkernels_by_name (env) : NULL;
+  int remeasure = env && strcmp (env, "measure") == 0;
+  const LevQKernels *k = env && *env && !remeasure ? lev_qkernels_by_name (env) : NULL;
   if (k) {
     chosen = k;
     snprintf (choice_line, sizeof choice_line, "%s (LEV_KERNELS)", k->name);
     return;
   }
+  char path[4096], key[384], line[128];
+  int cacheable = cache_location (path, sizeof path, key, sizeof key);
+  if (cacheable && !remeasure && cache_read (path, key, line, sizeof line) && kernels_from_choice (line, &measured)) {
+    chosen = &measured;
+    snprintf (choice_line, sizeof choice_line, "%s (cached)", line);
+    return;
+  }
   lev_qkernels_measure (&measured, choice_line, sizeof choice_line);
   chosen = &measured;
+  if (cacheable)
+    cache_write (path, key, choice_line);
 }
 
 const LevQKernels *

@@ -34,6 +34,7 @@ static gint opt_group_scales = 0;
 static gboolean opt_kernel_rate = FALSE;
 static gint opt_kernel_kib = 256;
 static gboolean opt_fork_join = FALSE;
+static gboolean opt_kernel_choice = FALSE;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
@@ -51,6 +52,9 @@ static GOptionEntry entries[] = {
   { "kv", 0, 0, G_OPTION_ARG_STRING, &opt_kv, "KV cache type: f32 (default), f16 or q8", "TYPE" },
   { "reps", 'r', 0, G_OPTION_ARG_INT, &opt_reps, "Repetitions of each test (default 3)", "N" },
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "One JSON object per line instead of a table", NULL },
+  { "kernel-choice", 0, 0, G_OPTION_ARG_NONE, &opt_kernel_choice, "Instead of a model: print which kernel "
+    "implementation serves each encoding here (one token/tiles; measured, or \"(cached)\" from "
+    "$XDG_CACHE_HOME/leviathan) and exit", NULL },
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter, "Adapter file mounted over the model (-m)", "FILE" },
   { "outliers", 0, 0, G_OPTION_ARG_DOUBLE, &opt_outliers, "Synthetic: sparse f16 outliers per matrix, in percent of "
     "its weights (levconvert's default is 0.5; default 0 = none)", "PCT" },
@@ -619,6 +623,10 @@ main (int argc, char **argv)
     return 2;
   }
   g_option_context_free (octx);
+  if (opt_kernel_choice) {
+    g_print ("%s\n", lev_qkernels_choice ());
+    return 0;
+  }
   if (opt_kernel_rate)
     return kernel_rate ();
   if (opt_fork_join)
