@@ -1,5 +1,6 @@
 /* test_qkernels.c: packed layouts round-trip; scalar, AVX2, AVX-512 and NEON kernels give identical integer results.
  * Plain C and libc only, so that CI can cross-compile it for AArch64 and run it under qemu-aarch64. */
+#define _POSIX_C_SOURCE 200809L   /* setenv under -std=c17 */
 #include "lev_qkernels.h"
 #include "lev_kernels.h"
 
