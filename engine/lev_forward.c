@@ -422,26 +422,18 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
       rope_apply (q_sink + (size_t) g * hd, hd, hp->rope_style, c->sink_cos, c->sink_sin);
     }
   }
-  float maxv[LEV_ATTN_RUN], sum[LEV_ATTN_RUN], d[LEV_ATTN_RUN];
-  for (uint32_t g = 0; g < nh; g++)
-    maxv[g] = -INFINITY;
+  float d[LEV_ATTN_RUN];
   for (uint32_t s = 0; s < n_slots; s++) {
     size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * c->kv_elem;
     c->kern->dot_heads (c->kv_type, wrapped && s < c->n_sink ? q_sink : q, hd, nh, c->key_cache + at, hd, d);
     /* int8 rows: their scale (1 otherwise: multiplying by 1 is exact) */
     float ks = c->kv_type == LEV_KV_Q8 ? c->key_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh] : 1.0f;
-    for (uint32_t g = 0; g < nh; g++) {
-      float v = d[g] * ks / scale;
-      att[(size_t) g * c->n_ctx + s] = v;
-      maxv[g] = v > maxv[g] ? v : maxv[g];   /* fmaxf's result (a NaN score is skipped), without its call */
-    }
+    for (uint32_t g = 0; g < nh; g++)
+      att[(size_t) g * c->n_ctx + s] = d[g] * ks;
   }
-  for (uint32_t g = 0; g < nh; g++) {
-    float *ag = att + (size_t) g * c->n_ctx;
-    sum[g] = c->kern->exp_sum (ag, n_slots, maxv[g]);
-    for (uint32_t s = 0; s < n_slots; s++)
-      ag[s] /= sum[g];
-  }
+  /* scores / sqrt(head_dim), their maximum (NaN skipped), exponentials, normalized */
+  for (uint32_t g = 0; g < nh; g++)
+    c->kern->softmax (att + (size_t) g * c->n_ctx, n_slots, scale);
   /* out[g] = sum over slots of weight * value row (int8 rows: weight * row scale), slot by slot */
   float *out = c->xb + (size_t) i * c->wide + (size_t) h0 * hd;       /* nh head outputs, hd apart */
   memset (out, 0, (size_t) nh * hd * sizeof (float));

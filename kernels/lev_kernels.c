@@ -163,6 +163,19 @@ lev_exp_sum (float *x, size_t n, float shift)
 }
 
 void
+lev_softmax (float *x, size_t n, float div)
+{
+  float m = -INFINITY;
+  for (size_t i = 0; i < n; i++) {
+    x[i] = x[i] / div;
+    m = x[i] > m ? x[i] : m;
+  }
+  float sum = lev_exp_sum (x, n, m);
+  for (size_t i = 0; i < n; i++)
+    x[i] /= sum;
+}
+
+void
 lev_silu_mul (float *g, const float *up, size_t n)
 {
   for (size_t i = 0; i < n; i++)

@@ -56,6 +56,9 @@ float lev_quantize_absmax (const float *x, size_t n, int8_t *q, int away);
  * gives the same floats, which the int8-activation models' reference logits need; NaN stays NaN); the SIMD
  * versions repeat the operations lane by lane; returns their sum in eight lanes, as lev_dot_f32 sums. */
 float lev_exp_sum (float *x, size_t n, float shift);
+/* Attention's softmax over one row of scores: x[i] = x[i] / div, then exp(x[i] - max) / their sum, the max skipping
+ * NaN scores and the exponentials and sum those of lev_exp_sum. */
+void lev_softmax (float *x, size_t n, float div);
 /* SwiGLU's product: g[i] = g[i] / (1 + exp(-g[i])) * up[i], the exponential as lev_exp_sum's (so expf's floats). */
 void lev_silu_mul (float *g, const float *up, size_t n);
 

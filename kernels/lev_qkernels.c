@@ -374,7 +374,7 @@ static const LevQKernels scalar_kernels = { "scalar", 0, { gemm_scalar, gemm_sca
                                          { gemm_scalar, gemm_scalar, gemm_scalar, gemm_scalar },
                                          lev_dot_f32, lev_axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8,
                                          lev_axpy_i8, lev_sparse_row_dot, dot_heads_scalar, axpy_heads_scalar,
-                                         attend_values_scalar, lev_exp_sum, lev_silu_mul,
+                                         attend_values_scalar, lev_softmax, lev_silu_mul,
                                          lev_quantize_absmax };
 
 /* The scalar attend_values: one row at a time. */

@@ -129,8 +129,8 @@ typedef struct LevQKernels {
   void (*attend_values) (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v, size_t v_stride,
                          const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y, size_t y_stride,
                          size_t n);
-  /* softmax: x[i] = exp(x[i] - shift), returns the sum; bit-identical to lev_exp_sum */
-  float (*exp_sum) (float *x, size_t n, float shift);
+  /* attention's softmax of a row of scores divided by div; bit-identical to lev_softmax */
+  void (*softmax) (float *x, size_t n, float div);
   /* SwiGLU: g = silu(g) * up; bit-identical to lev_silu_mul */
   void (*silu_mul) (float *g, const float *up, size_t n);
   /* a token's int8 activations: bit-identical to lev_quantize_absmax */
@@ -179,8 +179,8 @@ void lev_avx2_axpy_heads (uint32_t type, const float *a, uint32_t nq, const void
 void lev_avx2_attend_values (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v,
                              size_t v_stride, const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y,
                              size_t y_stride, size_t n);
-/* lev_exp_sum with AVX2, four values at a time. */
-float lev_avx2_exp_sum (float *x, size_t n, float shift);
+/* lev_softmax with AVX2. */
+void lev_avx2_softmax (float *x, size_t n, float div);
 /* lev_silu_mul with AVX2. */
 void lev_avx2_silu_mul (float *g, const float *up, size_t n);
 /* lev_quantize_absmax with AVX2. */

@@ -542,8 +542,9 @@ exp4_clamped (__m128 tf)
   return _mm256_cvtpd_ps (_mm256_mul_pd (p, _mm256_castsi256_pd (sbits)));
 }
 
-float
-lev_avx2_exp_sum (float *x, size_t n, float shift)
+/* lev_exp_sum: eight lanes, four exponentials at a time. */
+static float
+exp_sum (float *x, size_t n, float shift)
 {
   __m256 sh = _mm256_set1_ps (shift), acc = _mm256_setzero_ps ();
   size_t i = 0;
@@ -570,6 +571,32 @@ lev_avx2_exp_sum (float *x, size_t n, float shift)
     }
   }
   return s;
+}
+
+void
+lev_avx2_softmax (float *x, size_t n, float div)
+{
+  __m256 dv = _mm256_set1_ps (div), m = _mm256_set1_ps (-INFINITY);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_div_ps (_mm256_loadu_ps (x + i), dv);
+    _mm256_storeu_ps (x + i, v);
+    m = _mm256_max_ps (v, m);  /* maxps gives its second operand when the first is NaN: a NaN is skipped */
+  }
+  float l[8], mx = -INFINITY;
+  _mm256_storeu_ps (l, m);
+  for (int k = 0; k < 8; k++)
+    mx = l[k] > mx ? l[k] : mx;
+  for (; i < n; i++) {
+    x[i] = x[i] / div;
+    mx = x[i] > mx ? x[i] : mx;
+  }
+  float sum = exp_sum (x, n, mx);
+  __m256 sv = _mm256_set1_ps (sum);
+  for (i = 0; i + 8 <= n; i += 8)
+    _mm256_storeu_ps (x + i, _mm256_div_ps (_mm256_loadu_ps (x + i), sv));
+  for (; i < n; i++)
+    x[i] /= sum;
 }
 
 void
@@ -678,7 +705,7 @@ static const LevQKernels avx2_kernels = { "avx2", 0, { gemm_t2, gemm_t1, gemm_b1
                                          { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16, lev_avx2_dot_i8,
                                          lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads, lev_avx2_axpy_heads,
-                                         lev_avx2_attend_values, lev_avx2_exp_sum, lev_avx2_silu_mul,
+                                         lev_avx2_attend_values, lev_avx2_softmax, lev_avx2_silu_mul,
                                          lev_avx2_quantize_absmax };
 
 const LevQKernels *

@@ -517,7 +517,7 @@ static const LevQKernels avx512_kernels = { "avx512", 1, { gemm_t2, gemm_t1, gem
                                          { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16,
                                          lev_avx2_dot_i8, lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads,
-                                         lev_avx2_axpy_heads, lev_avx2_attend_values, lev_avx2_exp_sum,
+                                         lev_avx2_axpy_heads, lev_avx2_attend_values, lev_avx2_softmax,
                                          lev_avx2_silu_mul, lev_avx2_quantize_absmax };
 
 #if defined(LEV_HAVE_AVX512VBMI)
@@ -526,7 +526,7 @@ static const LevQKernels avx512vbmi_kernels = { "avx512vbmi", 1, { gemm_t2, gemm
                                          { gemm_t2, lev_avx512vbmi_gemv_t1, lev_avx512vbmi_gemv_b1, gemm_q4 },
                                          dot_f32, axpy_f32, lev_avx2_dot_f16, lev_avx2_axpy_f16,
                                          lev_avx2_dot_i8, lev_avx2_axpy_i8, sparse_dot, lev_avx2_dot_heads,
-                                         lev_avx2_axpy_heads, lev_avx2_attend_values, lev_avx2_exp_sum,
+                                         lev_avx2_axpy_heads, lev_avx2_attend_values, lev_avx2_softmax,
                                          lev_avx2_silu_mul, lev_avx2_quantize_absmax };
 
 const LevQKernels *

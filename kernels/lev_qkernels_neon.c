@@ -168,14 +168,14 @@ static void axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *
 static void attend_values (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v,
                            size_t v_stride, const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y,
                            size_t y_stride, size_t n);
-static float exp_sum (float *x, size_t n, float shift);
+static void softmax (float *x, size_t n, float div);
 static void silu_mul (float *g, const float *up, size_t n);
 static float quantize_absmax (const float *x, size_t n, int8_t *q, int away);
 
 static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                          { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                        dot_f32, axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8, lev_axpy_i8,
-                                       lev_sparse_row_dot, dot_heads, axpy_heads, attend_values, exp_sum,
+                                       lev_sparse_row_dot, dot_heads, axpy_heads, attend_values, softmax,
                                        silu_mul, quantize_absmax };
 
 /* dot_heads / axpy_heads: one head at a time through this set's own helpers. */
@@ -329,6 +329,30 @@ exp_sum (float *x, size_t n, float shift)
     }
   }
   return s;
+}
+
+/* lev_softmax: vmaxnm skips a NaN as the scalar comparison does. */
+static void
+softmax (float *x, size_t n, float div)
+{
+  float32x4_t dv = vdupq_n_f32 (div), m = vdupq_n_f32 (-INFINITY);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    float32x4_t v = vdivq_f32 (vld1q_f32 (x + i), dv);
+    vst1q_f32 (x + i, v);
+    m = vmaxnmq_f32 (m, v);
+  }
+  float mx = vmaxnmvq_f32 (m);
+  for (; i < n; i++) {
+    x[i] = x[i] / div;
+    mx = x[i] > mx ? x[i] : mx;
+  }
+  float sum = exp_sum (x, n, mx);
+  float32x4_t sv = vdupq_n_f32 (sum);
+  for (i = 0; i + 4 <= n; i += 4)
+    vst1q_f32 (x + i, vdivq_f32 (vld1q_f32 (x + i), sv));
+  for (; i < n; i++)
+    x[i] /= sum;
 }
 
 /* lev_silu_mul, four values at a time. */

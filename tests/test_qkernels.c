@@ -393,10 +393,12 @@ test_quantize_absmax (void)
   printf ("quantize_absmax: %zu comparisons\n", checked);
 }
 
-/* exp_sum: the C library's expf (a reference we did not write) to the last bit but for rare rounding boundaries
- * over softmax's range (at most one in a thousand results one ulp apart), NaN kept; and every implementation bit-identical to the scalar one, sum included, for lengths with tails. */
+/* lev_exp_sum: the C library's expf (a reference we did not write) to the last bit but for rare rounding boundaries
+ * over softmax's range (at most one in a thousand results one ulp apart), NaN kept; softmax: a distribution (sum 1
+ * within rounding, the maximum's weight the largest) and every implementation bit-identical to the scalar one for
+ * lengths with tails, with a NaN score and without; silu_mul likewise, and against expf. */
 static void
-test_exp_sum (void)
+test_exponentials (void)
 {
   const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
                                  lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
@@ -427,15 +429,24 @@ test_exp_sum (void)
   for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
     if (!impls[k])
       continue;
-    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
-      for (size_t i = 0; i < lens[l]; i++)
-        x0[i] = x1[i] = (float) ((int) (rnd () % 20001) - 10000) / 97.0f;
-      float shift = 103.2f;
-      float s0 = lev_exp_sum (x0, lens[l], shift), s1 = impls[k]->exp_sum (x1, lens[l], shift);
-      CHECK (memcmp (&s0, &s1, 4) == 0 && memcmp (x0, x1, lens[l] * 4) == 0, "%s exp_sum of %zu", impls[k]->name,
-             lens[l]);
-      checked++;
-    }
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
+      for (int with_nan = 0; with_nan < 2; with_nan++) {
+        for (size_t i = 0; i < lens[l]; i++)
+          x0[i] = x1[i] = (float) ((int) (rnd () % 20001) - 10000) / 97.0f;
+        if (with_nan)
+          x0[lens[l] / 2] = x1[lens[l] / 2] = NAN;
+        lev_softmax (x0, lens[l], 8.0f);
+        impls[k]->softmax (x1, lens[l], 8.0f);
+        CHECK (memcmp (x0, x1, lens[l] * 4) == 0, "%s softmax of %zu%s", impls[k]->name, lens[l],
+               with_nan ? " with a NaN" : "");
+        if (k == 0 && !with_nan) {
+          double total = 0.0;
+          for (size_t i = 0; i < lens[l]; i++)
+            total += x0[i];
+          CHECK (fabs (total - 1.0) < 1e-5, "softmax of %zu sums to %.9g", lens[l], total);
+        }
+        checked++;
+      }
   }
   /* silu_mul: the same exponential on both sides of zero, saturating to 0 and -0 far out */
   static float g0[N], g1[N], up[N];
@@ -470,7 +481,7 @@ test_exp_sum (void)
   }
   CHECK (silu_differ * 1000 <= N, "silu_mul against expf: %zu of %d differ", silu_differ, N);
   printf ("exp_sum: %zu of %d results differ from expf's (by up to %zu ulp); silu_mul: %zu of %d differ from "
-          "expf's; %zu comparisons\n", differ, N, worst_ulp, silu_differ, N, checked);
+          "expf's; softmax and silu_mul: %zu comparisons\n", differ, N, worst_ulp, silu_differ, N, checked);
 }
 
 /* attend_values of every implementation equals the scalar axpy of each head, row after row, bit for bit: every row
@@ -693,7 +704,7 @@ main (void)
   test_attention_helpers ();
   test_attention_heads ();
   test_attend_values ();
-  test_exp_sum ();
+  test_exponentials ();
   test_quantize_absmax ();
   test_sparse ();
   test_kernels ();
