@@ -679,7 +679,7 @@ map_tensors (LevConvModel *model, GgufFile *f, GError **error)
     if (name == NULL) {
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
                    "%s: tensor %s is not part of the %s layout this converter knows", fname, t->name,
-                   model->hp.arch == LEV_ARCH_QWEN2 ? "qwen2" : "llama");
+                   model->hp.arch == LEV_ARCH_QWEN2 ? "qwen2" : model->hp.arch == LEV_ARCH_BITNET ? "bitnet" : "llama");
       return FALSE;
     }
     /* drop trailing dimensions of 1; ggml's ne[0] is the row length, so the shape reverses */
@@ -767,9 +767,16 @@ parse_hparams (LevConvModel *model, GgufFile *f)
     hp->arch = LEV_ARCH_QWEN2;
     hp->rope_style = LEV_ROPE_HALF;   /* llama.cpp's NEOX rotation, weights not permuted */
     hp->flags |= LEV_HP_QKV_BIAS;
+  } else if (strcmp (arch, "bitnet") == 0) {
+    /* llama.cpp's BitNet b1.58 (1bitLLM layout, convert_hf_to_gguf.py BitnetModel): weights already ternary-valued
+     * floats, sub-norms before attn_output and ffn_down, NEOX rotation; llama.cpp does not quantize activations,
+     * so neither does the imported model (no LEV_HP_ACT_QUANT) */
+    hp->arch = LEV_ARCH_BITNET;
+    hp->rope_style = LEV_ROPE_HALF;
+    hp->flags |= LEV_HP_SUB_NORMS;
   } else {
     return rd_fail (&f->rd, LEV_CONVERT_ERROR_UNSUPPORTED,
-                    "architecture %s is not supported (llama and qwen2 are)", arch);
+                    "architecture %s is not supported (llama, qwen2 and bitnet are)", arch);
   }
   guint32 rope_dims = 0, head_dim_v = 0;
   if (!hp_uint (f, arch, "embedding_length", TRUE, 0, &hp->dim) ||
@@ -1073,7 +1080,7 @@ lev_import_gguf_data (const guint8 *data, gsize size, const gchar *name, GError 
   return model;
 }
 
-/* Reads a GGUF model (architectures llama and qwen2; tensor types F32, F16, BF16, Q8_0, Q4_0, TQ1_0, TQ2_0). */
+/* Reads a GGUF model (architectures llama, qwen2 and bitnet; tensor types F32, F16, BF16, Q8_0, Q4_0, TQ1_0, TQ2_0). */
 LevConvModel *
 lev_import_gguf (const gchar *path, GError **error)
 {
