@@ -87,7 +87,7 @@ lev_conv_model_find (LevConvModel *model, const gchar *name)
 typedef enum {
   KIND_FLOAT,   /* F32, F16 or BF16 */
   KIND_TERNARY, /* LEV_SRC_TERNARY */
-  KIND_LINEAR,  /* float, or ternary (a ternary-valued float model, e.g. a GGUF in TQ1_0 / TQ2_0) */
+  KIND_LINEAR,  /* float, ternary or already encoded (a GGUF in TQ1_0 / TQ2_0 of a float architecture) */
 } ExpectKind;
 
 typedef struct {
@@ -269,7 +269,7 @@ lev_conv_model_validate (LevConvModel *model, GError **error)
                    have, want);
       ok = FALSE;
     } else if ((e->kind != KIND_LINEAR && (e->kind == KIND_TERNARY) != (t->type == LEV_SRC_TERNARY)) ||
-               t->type > LEV_SRC_TERNARY) {
+               (t->type > LEV_SRC_TERNARY && !(e->kind == KIND_LINEAR && t->type == LEV_SRC_ENCODED))) {
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE, "tensor %s is %s, expected %s", e->name,
                    src_type_name (t->type), e->kind == KIND_TERNARY ? "ternary" : "F32, F16 or BF16");
       ok = FALSE;
@@ -314,7 +314,7 @@ lev_import_any (const gchar *path, GError **error)
                  "%s is part of a Hugging Face checkpoint: pass its directory instead", path);
     return NULL;
   }
-  if (lev_gguf_probe (path))
+  if (lev_gguf_probe (path) || g_str_has_suffix (base, ".gguf"))
     return lev_import_gguf (path, error);
   /* lev_llama2c_probe reads the header and checks the exact file size of every .bin layout it knows. */
   switch (lev_llama2c_probe (path, error)) {

@@ -1,6 +1,7 @@
 /* lev_import_gguf.c: importer for GGUF files (llama.cpp's format, v2 and v3): metadata, tensors, tokenizer. */
 #include "lev_import_gguf.h"
 #include "lev_kernels.h"
+#include "lev_qkernels.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -571,8 +572,54 @@ dequant_q (const GgufTensor *t)
   return out;
 }
 
+/* Adds a TQ1_0 / TQ2_0 matrix whose blocks have different scales as a packed t2 matrix with one scale per
+ * 128-weight group (docs/format.md): the same codes and the same scales, so the values are unchanged. FALSE (nothing
+ * added) when a code is 3 (a weight of +2), a scale is not finite, or a row has more groups than t2 allows. */
+static gboolean
+add_t2_groups (LevConvModel *model, const gchar *name, const GgufTensor *t, const guint64 *shape)
+{
+  guint64 rows = shape[0], cols = shape[1], groups = cols / 128, blocks_per_row = cols / 256;
+  guint32 bsize = t->type == GT_TQ1_0 ? 54 : 66;
+  if (groups == 0 || groups > LEV_QMAX_GROUPS)
+    return FALSE;
+  guint64 code_bytes = rows * groups * 32, n_scales = rows * groups;
+  guint8 *buf = g_malloc (code_bytes + 4 * n_scales);
+  float *scales = (float *) (buf + code_bytes);
+  guint8 code[256];
+  for (guint64 r = 0; r < rows; r++)
+    for (guint64 b = 0; b < blocks_per_row; b++) {
+      const guint8 *blk = t->data + (r * blocks_per_row + b) * bsize;
+      float d = f16_at (blk + bsize - 2);
+      if (t->type == GT_TQ1_0)
+        tq1_block (blk, code);
+      else
+        tq2_block (blk, code);
+      for (guint g = 0; g < 2; g++) {
+        guint8 *out = buf + (r * groups + 2 * b + g) * 32;
+        for (guint j = 0; j < 32; j++) {
+          guint8 byte = 0;
+          for (guint k = 0; k < 4; k++) {
+            guint8 c = code[128 * g + j + 32 * k];
+            if (c > 2 || !isfinite (d)) {
+              g_free (buf);
+              return FALSE;
+            }
+            byte |= (guint8) (c << (2 * k));   /* t2: weight j + 32k of the block in bits 2k..2k+1, code w + 1 */
+          }
+          out[j] = byte;
+        }
+        scales[r * groups + 2 * b + g] = d;
+      }
+    }
+  LevConvTensor *ct = lev_conv_model_add_tensor (model, name, LEV_SRC_ENCODED, 2, shape, buf, buf);
+  ct->encoding = LEV_ENC_T2;
+  ct->encoded_size = code_bytes + 4 * n_scales;
+  return TRUE;
+}
+
 /* Adds a TQ1_0 / TQ2_0 tensor: as ternary (codes and one scale, lossless) when every block that holds a non-zero
- * weight has the same scale, which is what a ternary model quantized to TQ gives; else as exact float32 values. */
+ * weight has the same scale, which is what a ternary model quantized to TQ gives; else a matrix as packed t2 with
+ * the blocks' scales (lossless), and anything else (embeddings, codes of +2) as exact float32 values. */
 static void
 add_ternary (LevConvModel *model, const gchar *name, const GgufTensor *t, guint32 n_dims, const guint64 *shape,
              gboolean allow_ternary)
@@ -580,7 +627,6 @@ add_ternary (LevConvModel *model, const gchar *name, const GgufTensor *t, guint3
   guint64 n_blocks = t->numel / 256;
   guint32 bsize = t->type == GT_TQ1_0 ? 54 : 66;
   gint8 *trit = g_malloc (t->numel);
-  float *f = NULL;
   guint16 common = 0;
   gboolean have_common = FALSE, uniform = allow_ternary;
   guint8 code[256];
@@ -611,8 +657,11 @@ add_ternary (LevConvModel *model, const gchar *name, const GgufTensor *t, guint3
     ct->scale = scale;
     return;
   }
+  g_free (trit);
+  if (allow_ternary && add_t2_groups (model, name, t, shape))
+    return;
   /* float32 values exactly as gguf-py's dequantize gives them (d * (code - 1)) */
-  f = g_new (float, t->numel);
+  float *f = g_new (float, t->numel);
   for (guint64 i = 0; i < n_blocks; i++) {
     const guint8 *b = t->data + bsize * i;
     float d = f16_at (b + bsize - 2);
@@ -623,7 +672,6 @@ add_ternary (LevConvModel *model, const gchar *name, const GgufTensor *t, guint3
     for (guint j = 0; j < 256; j++)
       f[256 * i + j] = d * (float) ((gint) code[j] - 1);
   }
-  g_free (trit);
   lev_conv_model_add_tensor (model, name, LEV_SRC_F32, n_dims, shape, f, f);
 }
 
