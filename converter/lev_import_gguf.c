@@ -951,6 +951,11 @@ parse_tokenizer (GgufFile *f, LevConvVocab **vocab, gchar **chat_template)
       guint32 u;
       ok = rd_u32 (&sr, &u, "tokenizer.ggml.scores");
       memcpy (&score, &u, 4);
+      if (ok && !isfinite (score)) {
+        ok = rd_fail (&f->rd, LEV_CONVERT_ERROR_FORMAT, "token %" G_GUINT64_FORMAT " has a score that is not a finite "
+                      "number", i);
+        break;
+      }
     }
     if (ok && have_types) {
       guint32 u;
