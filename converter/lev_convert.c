@@ -1,5 +1,6 @@
 /* lev_convert.c: the converter's in-memory model (tensors, validation against the architecture) and format detection. */
 #include "lev_convert.h"
+#include "lev_import_gguf.h"
 
 #include <string.h>
 
@@ -86,6 +87,7 @@ lev_conv_model_find (LevConvModel *model, const gchar *name)
 typedef enum {
   KIND_FLOAT,   /* F32, F16 or BF16 */
   KIND_TERNARY, /* LEV_SRC_TERNARY */
+  KIND_LINEAR,  /* float, ternary or already encoded (a GGUF in TQ1_0 / TQ2_0 of a float architecture) */
 } ExpectKind;
 
 typedef struct {
@@ -196,7 +198,7 @@ lev_conv_model_validate (LevConvModel *model, GError **error)
   guint64 q = (guint64) hp->n_heads * hp->head_dim, kv = (guint64) hp->n_kv_heads * hp->head_dim;
   /* natively ternary linear weights; a BitNet float twin (no activation quantization) has float ones */
   gboolean bit = hp->arch == LEV_ARCH_BITLLAMA2C || (hp->arch == LEV_ARCH_BITNET && (hp->flags & LEV_HP_ACT_QUANT));
-  ExpectKind lin = bit ? KIND_TERNARY : KIND_FLOAT;
+  ExpectKind lin = bit ? KIND_TERNARY : KIND_LINEAR;
 
   GArray *exp = g_array_new (FALSE, TRUE, sizeof (Expect));
   g_array_set_clear_func (exp, expect_clear);
@@ -266,7 +268,8 @@ lev_conv_model_validate (LevConvModel *model, GError **error)
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE, "tensor %s has shape %s, expected %s", e->name,
                    have, want);
       ok = FALSE;
-    } else if ((e->kind == KIND_TERNARY) != (t->type == LEV_SRC_TERNARY) || t->type > LEV_SRC_TERNARY) {
+    } else if ((e->kind != KIND_LINEAR && (e->kind == KIND_TERNARY) != (t->type == LEV_SRC_TERNARY)) ||
+               (t->type > LEV_SRC_TERNARY && !(e->kind == KIND_LINEAR && t->type == LEV_SRC_ENCODED))) {
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE, "tensor %s is %s, expected %s", e->name,
                    src_type_name (t->type), e->kind == KIND_TERNARY ? "ternary" : "F32, F16 or BF16");
       ok = FALSE;
@@ -311,6 +314,8 @@ lev_import_any (const gchar *path, GError **error)
                  "%s is part of a Hugging Face checkpoint: pass its directory instead", path);
     return NULL;
   }
+  if (lev_gguf_probe (path) || g_str_has_suffix (base, ".gguf"))
+    return lev_import_gguf (path, error);
   /* lev_llama2c_probe reads the header and checks the exact file size of every .bin layout it knows. */
   switch (lev_llama2c_probe (path, error)) {
   case 1: /* llama2.c legacy */

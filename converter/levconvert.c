@@ -1,5 +1,6 @@
 /* levconvert.c: command-line converter from Hugging Face / llama2.c / bitllama2.c checkpoints to .leviathan. */
 #include "lev_convert.h"
+#include "lev_import_gguf.h"
 
 #include <glib/gstdio.h>
 
@@ -80,6 +81,13 @@ static GOptionEntry quant_entries[] = {
   { "threads", 0, 0, G_OPTION_ARG_INT, &opt_threads, "Threads of the calibration run (default: all CPUs)", "N" },
   { NULL }
 };
+
+/* Reads a tokenizer file: a GGUF's tokenizer.ggml.* metadata, else what lev_import_vocab reads. */
+static LevConvVocab *
+import_vocab_file (const gchar *path, GError **error)
+{
+  return lev_gguf_probe (path) ? lev_import_gguf_vocab (path, error) : lev_import_vocab (path, error);
+}
 
 /* Returns the index of s (case-insensitive) among n names, or -1; the names are listed in enum order. */
 static gint
@@ -202,7 +210,8 @@ main (int argc, char **argv)
   g_option_context_set_summary (octx,
     "SRC is a Hugging Face model directory (config.json + model.safetensors or shards, tokenizer.model or\n"
     "tokenizer.json),\n"
-    "a llama2.c checkpoint (.bin; give --tokenizer), or a bitllama2.c ternary checkpoint (\"ak42\").");
+    "a llama2.c checkpoint (.bin; give --tokenizer), a bitllama2.c ternary checkpoint (\"ak42\"),\n"
+    "or a GGUF file (llama / qwen2; F32, F16, BF16, Q8_0, Q4_0, TQ1_0, TQ2_0; see docs/models.md).");
   g_option_context_add_main_entries (octx, entries, NULL);
   g_option_context_add_main_entries (octx, quant_entries, NULL);
   GError *error = NULL;
@@ -275,7 +284,7 @@ main (int argc, char **argv)
 
   LevConvModel *model = NULL;
   if (opt_vocab_only) {
-    LevConvVocab *vocab = lev_import_vocab (opt_tokenizer ? opt_tokenizer : src, &error);
+    LevConvVocab *vocab = import_vocab_file (opt_tokenizer ? opt_tokenizer : src, &error);
     if (vocab) {
       model = lev_conv_model_new ();
       model->vocab = vocab;
@@ -283,7 +292,7 @@ main (int argc, char **argv)
   } else {
     model = lev_import_any (src, &error);
     if (model && opt_tokenizer) {
-      LevConvVocab *vocab = lev_import_vocab (opt_tokenizer, &error);
+      LevConvVocab *vocab = import_vocab_file (opt_tokenizer, &error);
       if (vocab) {
         if (model->vocab)
           lev_conv_vocab_free (model->vocab);

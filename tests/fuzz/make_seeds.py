@@ -186,3 +186,10 @@ chat("zephyr", "\x0c<|user|> <|assistant|>", "user", "Tell me a story", "assista
 chat("bitnet", "\x15<|eot_id|> Assistant: User: ", "user", "2+2?")
 chat("names", "chatml", "tool", "x", "user", "\U0001f600")
 chat("empty", "")
+
+# ---------------------------------------------------------------- gguf: llama.cpp's GGUF fixtures, whole
+gguf_dir = fix("gguf")
+if os.path.isdir(gguf_dir):
+    for name in sorted(os.listdir(gguf_dir)):
+        if name.endswith(".gguf"):
+            out("gguf", name, open(os.path.join(gguf_dir, name), "rb").read())
