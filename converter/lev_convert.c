@@ -192,40 +192,17 @@ lev_conv_model_validate (LevConvModel *model, GError **error)
   if (!check_hparams (hp, error))
     return FALSE;
 
-  guint64 d = hp->dim, v = hp->vocab_size, f = hp->ffn_dim;
-  guint64 q = (guint64) hp->n_heads * hp->head_dim, kv = (guint64) hp->n_kv_heads * hp->head_dim;
-  /* natively ternary linear weights; a BitNet float twin (no activation quantization) has float ones */
-  gboolean bit = hp->arch == LEV_ARCH_BITLLAMA2C || (hp->arch == LEV_ARCH_BITNET && (hp->flags & LEV_HP_ACT_QUANT));
-  ExpectKind lin = bit ? KIND_TERNARY : KIND_FLOAT;
-
+  /* the tensors the architecture needs (lev_schema.h); a writer writes no optional ones */
+  ExpectKind lin = lev_schema_ternary_linears (hp) ? KIND_TERNARY : KIND_FLOAT;
+  size_t n_schema;
+  LevSchemaTensor *schema = lev_schema_tensors (hp, &n_schema);
   GArray *exp = g_array_new (FALSE, TRUE, sizeof (Expect));
   g_array_set_clear_func (exp, expect_clear);
-  expect_add (exp, KIND_FLOAT, v, d, "token_embd");
-  expect_add (exp, KIND_FLOAT, d, 0, "output_norm");
-  if (!(hp->flags & LEV_HP_TIED_EMBEDDINGS))
-    expect_add (exp, KIND_FLOAT, v, d, "output");
-  for (guint32 l = 0; l < hp->n_layers; l++) {
-    if (!(hp->flags & LEV_HP_BITLINEAR_NORM)) {
-      expect_add (exp, KIND_FLOAT, d, 0, "blk.%u.attn_norm", l);
-      expect_add (exp, KIND_FLOAT, d, 0, "blk.%u.ffn_norm", l);
-    }
-    expect_add (exp, lin, q, d, "blk.%u.attn_q", l);
-    expect_add (exp, lin, kv, d, "blk.%u.attn_k", l);
-    expect_add (exp, lin, kv, d, "blk.%u.attn_v", l);
-    expect_add (exp, lin, d, q, "blk.%u.attn_o", l);
-    expect_add (exp, lin, f, d, "blk.%u.ffn_gate", l);
-    expect_add (exp, lin, f, d, "blk.%u.ffn_up", l);
-    expect_add (exp, lin, d, f, "blk.%u.ffn_down", l);
-    if (hp->flags & LEV_HP_QKV_BIAS) {
-      expect_add (exp, KIND_FLOAT, q, 0, "blk.%u.attn_q_bias", l);
-      expect_add (exp, KIND_FLOAT, kv, 0, "blk.%u.attn_k_bias", l);
-      expect_add (exp, KIND_FLOAT, kv, 0, "blk.%u.attn_v_bias", l);
-    }
-    if (hp->flags & LEV_HP_SUB_NORMS) {
-      expect_add (exp, KIND_FLOAT, q, 0, "blk.%u.attn_sub_norm", l);
-      expect_add (exp, KIND_FLOAT, f, 0, "blk.%u.ffn_sub_norm", l);
-    }
-  }
+  for (size_t i = 0; i < n_schema; i++)
+    if (schema[i].required)
+      expect_add (exp, schema[i].role == LEV_TENSOR_LINEAR ? lin : KIND_FLOAT, schema[i].shape[0],
+                  schema[i].n_dims == 2 ? schema[i].shape[1] : 0, "%s", schema[i].name);
+  g_free (schema);
 
   gboolean ok = TRUE;
   /* name -> tensor, refusing duplicates */

@@ -2,8 +2,7 @@
 #pragma once
 
 #include <glib.h>
-#include "lev_format.h"
-#include "lev_tokenizer.h"
+#include "leviathan-ext.h"
 
 G_BEGIN_DECLS
 

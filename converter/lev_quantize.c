@@ -1,7 +1,8 @@
 /* lev_quantize.c: quantization of float matrices to t2/t1/b1 with error compensation: calibration Hessians from the
  * float model, GPTQ/OBQ error feedback, sparse f16 outliers and int8 low-rank adapters (docs/quality.md). */
 #include "lev_convert.h"
-#include "lev_model.h"
+#include "lev_kernels.h"
+#include "lev_qkernels.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -45,18 +46,13 @@ lev_quant_default_options (LevOutFormat format)
   return o;
 }
 
-/* The four linear inputs of a block (see LevLinearObserver) and the matrices that read each. */
-static const struct { const char *name; guint which; } body_matrices[] = {
-  { "attn_q", 0 }, { "attn_k", 0 }, { "attn_v", 0 }, { "attn_o", 1 }, { "ffn_gate", 2 }, { "ffn_up", 2 },
-  { "ffn_down", 3 },
-};
-
 /* ---------------------------------------------------------------- calibration */
 
 /* Input statistics of the layers [layer0, layer1): H = sum over tokens of x x^T for each of the four inputs. */
 typedef struct {
   guint layer0, layer1;
-  double *H[4 * LEV_MAX_LAYERS];   /* [(layer - layer0) * 4 + which], cols × cols, or NULL */
+  /* [(layer - layer0) * LEV_N_LINEAR_INPUTS + LevLinearInput], cols × cols, or NULL */
+  double *H[LEV_N_LINEAR_INPUTS * LEV_MAX_LAYERS];
 } Calib;
 
 /* Observer: accumulates x x^T of each token row into the Hessian of (layer, which). */
@@ -66,7 +62,7 @@ calib_observe (void *user, uint32_t layer, uint32_t which, const float *x, size_
   Calib *cb = user;
   if (layer < cb->layer0 || layer >= cb->layer1)
     return;
-  double *H = cb->H[(layer - cb->layer0) * 4 + which];
+  double *H = cb->H[(layer - cb->layer0) * LEV_N_LINEAR_INPUTS + which];
   double *xd = g_new (double, cols);
   for (uint32_t t = 0; t < n; t++) {
     for (uint32_t i = 0; i < cols; i++)
@@ -87,11 +83,12 @@ calib_run (LevModel *fm, const int32_t *ids, size_t n_ids, const LevQuantOptions
 {
   const LevHParams *hp = lev_model_hparams (fm);
   guint q_dim = hp->n_heads * hp->head_dim;
-  guint cols[4] = { hp->dim, q_dim, hp->dim, hp->ffn_dim };
+  guint cols[LEV_N_LINEAR_INPUTS] = { [LEV_LINEAR_INPUT_QKV] = hp->dim, [LEV_LINEAR_INPUT_ATTN_OUT] = q_dim,
+                                      [LEV_LINEAR_INPUT_GATE_UP] = hp->dim, [LEV_LINEAR_INPUT_DOWN] = hp->ffn_dim };
   for (guint l = cb->layer0; l < cb->layer1; l++)
-    for (guint w = 0; w < 4; w++)
-      cb->H[(l - cb->layer0) * 4 + w] = g_try_new0 (double, (gsize) cols[w] * cols[w]);
-  for (guint i = 0; i < (cb->layer1 - cb->layer0) * 4; i++)
+    for (guint w = 0; w < LEV_N_LINEAR_INPUTS; w++)
+      cb->H[(l - cb->layer0) * LEV_N_LINEAR_INPUTS + w] = g_try_new0 (double, (gsize) cols[w] * cols[w]);
+  for (guint i = 0; i < (cb->layer1 - cb->layer0) * LEV_N_LINEAR_INPUTS; i++)
     if (!cb->H[i]) {
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "out of memory for the calibration statistics");
       return FALSE;
@@ -130,8 +127,8 @@ calib_run (LevModel *fm, const int32_t *ids, size_t n_ids, const LevQuantOptions
   g_free (buf);
   lev_context_free (ctx);
   /* mirror the lower triangle */
-  for (guint i = 0; ok && i < (cb->layer1 - cb->layer0) * 4; i++) {
-    guint c = cols[i % 4];
+  for (guint i = 0; ok && i < (cb->layer1 - cb->layer0) * LEV_N_LINEAR_INPUTS; i++) {
+    guint c = cols[i % LEV_N_LINEAR_INPUTS];
     double *H = cb->H[i];
     for (guint r = 0; r < c; r++)
       for (guint s = r + 1; s < c; s++)
@@ -881,8 +878,8 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
   const LevHParams *hp = &model->hp;
   gboolean any_float = FALSE;
   for (guint l = 0; l < hp->n_layers; l++)
-    for (guint i = 0; i < G_N_ELEMENTS (body_matrices); i++) {
-      gchar *n = g_strdup_printf ("blk.%u.%s", l, body_matrices[i].name);
+    for (guint i = 0; i < LEV_N_LINEAR; i++) {
+      gchar *n = g_strdup_printf ("blk.%u.%s", l, lev_linear_name ((LevLinear) i));
       LevConvTensor *t = lev_conv_model_find (model, n);
       any_float = any_float || (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED);
       g_free (n);
@@ -934,12 +931,12 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
     if (need_calib)
       ok = calib_run (fm, ids, n_ids, o, &cb, error);
     for (guint l = l0; ok && l < l1; l++) {
-      for (guint i = 0; ok && i < G_N_ELEMENTS (body_matrices); i++) {
-        gchar *n = g_strdup_printf ("blk.%u.%s", l, body_matrices[i].name);
+      for (guint i = 0; ok && i < LEV_N_LINEAR; i++) {
+        gchar *n = g_strdup_printf ("blk.%u.%s", l, lev_linear_name ((LevLinear) i));
         LevConvTensor *t = lev_conv_model_find (model, n);
         if (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED) {
           guint sgroup = o->scale_mode == LEV_SCALE_GROUP ? lev_qenc_block_weights (enc)
-                        : o->scale_mode == LEV_SCALE_GROUP64 ? 64 : 0;
+                        : o->scale_mode == LEV_SCALE_GROUP64 ? LEV_HALF_BLOCK_GROUP_WEIGHTS : 0;
           QMat m = { .rows = (guint) t->shape[0], .cols = (guint) t->shape[1], .binary = enc == LEV_ENC_B1,
                      .group = sgroup, .groups = (guint) lev_qenc_groups_per_row (enc, t->shape[1], sgroup) };
           if (sgroup && (m.groups == 0 || m.groups > LEV_QMAX_GROUPS)) {
@@ -955,7 +952,7 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
                            "value at element %" G_GSIZE_FORMAT, n, k);
               ok = FALSE;
             }
-          const double *H = need_calib ? cb.H[(l - l0) * 4 + body_matrices[i].which] : NULL;
+          const double *H = need_calib ? cb.H[(l - l0) * LEV_N_LINEAR_INPUTS + lev_linear_input ((LevLinear) i)] : NULL;
           ok = ok && quantize_matrix (W, H, o, &m, n, error);
           if (ok) {
             n_out += m.sp_entries ? m.sp_entries->len : 0;
