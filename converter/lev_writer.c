@@ -1,5 +1,5 @@
 /* lev_writer.c: serializes a LevConvModel into a .leviathan file (temporary file, renamed when complete). */
-#include "lev_convert.h"
+#include "lev_writer.h"
 #include "lev_kernels.h"
 #include "lev_qkernels.h"
 

@@ -16,6 +16,7 @@
 #define LEV_MAX_LAYERS 1024u
 #define LEV_TENSOR_NAME_MAX 64u  /* including the terminating NUL */
 #define LEV_MAX_DIMS 4u
+#define LEV_MAX_TOKENS (1u << 24) /* the most tokens a vocabulary (and vocab_size) may have */
 
 /* ---- File header: 128 bytes at offset 0. ---- */
 typedef struct LevFileHeader {

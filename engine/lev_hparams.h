@@ -1,4 +1,4 @@
-/* lev_hparams.h: the hyperparameter block of a .leviathan file (LevHParams, 256 bytes) and the enums and flags in it. */
+/* lev_hparams.h: the hyperparameter block of a .leviathan file (LevHParams, 256 bytes), its enums and flags. */
 #pragma once
 
 #include <stdint.h>

@@ -102,7 +102,7 @@ check_hparams (const LevHParams *hp, gboolean has_weights, GError **error)
     FAIL ("hyperparameters: head_dim %u must be even and at most 1024", hp->head_dim);
   if (hp->ffn_dim == 0 || hp->ffn_dim > (1u << 20))
     FAIL ("hyperparameters: ffn_dim %u is out of range", hp->ffn_dim);
-  if (hp->vocab_size == 0 || hp->vocab_size > (1u << 24))
+  if (hp->vocab_size == 0 || hp->vocab_size > LEV_MAX_TOKENS)
     FAIL ("hyperparameters: vocab_size %u is out of range", hp->vocab_size);
   if (hp->max_ctx == 0 || hp->max_ctx > (1u << 24))
     FAIL ("hyperparameters: max_ctx %u is out of range", hp->max_ctx);
@@ -152,7 +152,7 @@ load_tokenizer (LevModel *m, const uint8_t *sec, uint64_t size, GError **error)
   memcpy (&th, sec, sizeof th);
   if (th.kind != LEV_TOK_SPM_BPE && th.kind != LEV_TOK_BYTE_BPE)
     FAIL ("tokenizer: unknown kind %u", th.kind);
-  if (th.n_tokens == 0 || th.n_tokens > (1u << 24))
+  if (th.n_tokens == 0 || th.n_tokens > LEV_MAX_TOKENS)
     FAIL ("tokenizer: n_tokens %u is out of range", th.n_tokens);
   if (th.n_merges > (1u << 24))
     FAIL ("tokenizer: n_merges %u is out of range", th.n_merges);
