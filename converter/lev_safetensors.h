@@ -7,6 +7,7 @@ G_BEGIN_DECLS
 
 #define LEV_ST_MAX_DIMS 8u
 
+/* The element types the importer reads (F32, F16, BF16; U8 for packed ternary codes). */
 typedef enum {
   LEV_ST_F32,
   LEV_ST_F16,
