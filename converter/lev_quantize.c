@@ -800,7 +800,7 @@ add_encoded (LevConvModel *model, const char *name, guint32 enc, guint64 rows, g
 static guint8 *
 encode_q8 (const float *w, guint rows, guint cols, guint64 *size)
 {
-  *size = (guint64) rows * cols + 4ull * rows;
+  *size = lev_encoding_size (LEV_ENC_Q8, rows, cols, 0);
   guint8 *buf = g_malloc0 (*size);
   float *scales = (float *) buf;
   int8_t *q = (int8_t *) (buf + 4ull * rows);
@@ -821,7 +821,7 @@ static void
 store_qmat (LevConvModel *model, LevConvTensor *t, guint32 enc, const QMat *m)
 {
   size_t rb = lev_qenc_row_bytes (enc, m->cols);
-  guint64 size = (guint64) m->rows * rb + 4ull * m->n_scales;
+  guint64 size = lev_encoding_size (enc, m->rows, m->cols, m->n_scales);
   guint8 *buf = g_malloc0 (size);
   for (guint r = 0; r < m->rows; r++)
     lev_qpack_row (enc, m->q + (gsize) r * m->cols, m->cols, buf + (gsize) r * rb);
@@ -834,7 +834,7 @@ store_qmat (LevConvModel *model, LevConvTensor *t, guint32 enc, const QMat *m)
   t->encoded_size = size;
   gchar *base = g_strdup (t->name);
   if (m->sp_rowptr) {
-    guint64 sz = 4ull * (m->sp_rowptr->len + m->sp_entries->len);
+    guint64 sz = lev_encoding_size (LEV_ENC_SPARSE, m->rows, m->cols, m->sp_entries->len);
     guint8 *sp = g_malloc (MAX (sz, 4u));
     memcpy (sp, m->sp_rowptr->data, 4ull * m->sp_rowptr->len);
     memcpy (sp + 4ull * m->sp_rowptr->len, m->sp_entries->data, 4ull * m->sp_entries->len);
