@@ -1,5 +1,5 @@
 /* lev_import_llama2c.c: importers for llama2.c checkpoints (legacy and version-1 float) and bitllama2.c "ak42" files. */
-#include "lev_convert.h"
+#include "lev_import.h"
 
 #include <string.h>
 
@@ -22,9 +22,6 @@ typedef struct {
   gboolean shared;     /* classifier tied to the token embedding */
   guint64 head_size, kv_dim;
 } BinHeader;
-
-/* Also declared in lev_convert.c, which uses it for format detection. */
-int lev_llama2c_probe (const gchar *path, GError **error);
 
 static guint32
 rd_u32 (const guint8 *p)
@@ -230,6 +227,8 @@ map_file (const gchar *path, GError **error)
   }
   return mf;
 }
+
+_Static_assert (BIN_LEGACY == 1 && BIN_V1_FLOAT == 2 && BIN_BITLLAMA2C == 3, "the kinds lev_import.h documents");
 
 /* Maps path and returns its kind (1 legacy, 2 llama2.c version-1 float, 3 bitllama2.c), or 0 with error set. */
 int

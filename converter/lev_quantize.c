@@ -1,7 +1,8 @@
 /* lev_quantize.c: quantization of float matrices to t2/t1/b1 with error compensation: calibration Hessians from the
  * float model, GPTQ/OBQ error feedback, sparse f16 outliers and int8 low-rank adapters (docs/quality.md). */
-#include "lev_convert.h"
-#include "lev_model.h"
+#include "lev_quantize.h"
+#include "lev_kernels.h"
+#include "lev_qkernels.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -45,18 +46,13 @@ lev_quant_default_options (LevOutFormat format)
   return o;
 }
 
-/* The four linear inputs of a block (see LevLinearObserver) and the matrices that read each. */
-static const struct { const char *name; guint which; } body_matrices[] = {
-  { "attn_q", 0 }, { "attn_k", 0 }, { "attn_v", 0 }, { "attn_o", 1 }, { "ffn_gate", 2 }, { "ffn_up", 2 },
-  { "ffn_down", 3 },
-};
-
 /* ---------------------------------------------------------------- calibration */
 
 /* Input statistics of the layers [layer0, layer1): H = sum over tokens of x x^T for each of the four inputs. */
 typedef struct {
   guint layer0, layer1;
-  double *H[4 * LEV_MAX_LAYERS];   /* [(layer - layer0) * 4 + which], cols × cols, or NULL */
+  /* [(layer - layer0) * LEV_N_LINEAR_INPUTS + LevLinearInput], cols × cols, or NULL */
+  double *H[LEV_N_LINEAR_INPUTS * LEV_MAX_LAYERS];
 } Calib;
 
 /* Observer: accumulates x x^T of each token row into the Hessian of (layer, which). */
@@ -66,7 +62,7 @@ calib_observe (void *user, uint32_t layer, uint32_t which, const float *x, size_
   Calib *cb = user;
   if (layer < cb->layer0 || layer >= cb->layer1)
     return;
-  double *H = cb->H[(layer - cb->layer0) * 4 + which];
+  double *H = cb->H[(layer - cb->layer0) * LEV_N_LINEAR_INPUTS + which];
   double *xd = g_new (double, cols);
   for (uint32_t t = 0; t < n; t++) {
     for (uint32_t i = 0; i < cols; i++)
@@ -87,11 +83,12 @@ calib_run (LevModel *fm, const int32_t *ids, size_t n_ids, const LevQuantOptions
 {
   const LevHParams *hp = lev_model_hparams (fm);
   guint q_dim = hp->n_heads * hp->head_dim;
-  guint cols[4] = { hp->dim, q_dim, hp->dim, hp->ffn_dim };
+  guint cols[LEV_N_LINEAR_INPUTS] = { [LEV_LINEAR_INPUT_QKV] = hp->dim, [LEV_LINEAR_INPUT_ATTN_OUT] = q_dim,
+                                      [LEV_LINEAR_INPUT_GATE_UP] = hp->dim, [LEV_LINEAR_INPUT_DOWN] = hp->ffn_dim };
   for (guint l = cb->layer0; l < cb->layer1; l++)
-    for (guint w = 0; w < 4; w++)
-      cb->H[(l - cb->layer0) * 4 + w] = g_try_new0 (double, (gsize) cols[w] * cols[w]);
-  for (guint i = 0; i < (cb->layer1 - cb->layer0) * 4; i++)
+    for (guint w = 0; w < LEV_N_LINEAR_INPUTS; w++)
+      cb->H[(l - cb->layer0) * LEV_N_LINEAR_INPUTS + w] = g_try_new0 (double, (gsize) cols[w] * cols[w]);
+  for (guint i = 0; i < (cb->layer1 - cb->layer0) * LEV_N_LINEAR_INPUTS; i++)
     if (!cb->H[i]) {
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "out of memory for the calibration statistics");
       return FALSE;
@@ -130,8 +127,8 @@ calib_run (LevModel *fm, const int32_t *ids, size_t n_ids, const LevQuantOptions
   g_free (buf);
   lev_context_free (ctx);
   /* mirror the lower triangle */
-  for (guint i = 0; ok && i < (cb->layer1 - cb->layer0) * 4; i++) {
-    guint c = cols[i % 4];
+  for (guint i = 0; ok && i < (cb->layer1 - cb->layer0) * LEV_N_LINEAR_INPUTS; i++) {
+    guint c = cols[i % LEV_N_LINEAR_INPUTS];
     double *H = cb->H[i];
     for (guint r = 0; r < c; r++)
       for (guint s = r + 1; s < c; s++)
@@ -438,16 +435,21 @@ refit_scales (QMat *m, const double *H, const float *W0, const float *W, const g
   g_free (act);
 }
 
-/* Quantizes W (rows × cols, modified) with optional Hessian H (cols × cols) into m as the options say. */
-static gboolean
-quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, const char *name, GError **error)
+/* The scale of row r, column c (in the file's column order) of m, with gw weights per scale and ng scales a row. */
+static inline float
+qmat_scale (const QMat *m, guint ng, guint gw, guint r, guint c)
+{
+  return m->scales[m->n_scales == 1 ? 0 : (gsize) r * ng + c / gw];
+}
+
+/* Fits m's scales to the original weights W: gw weights per scale along a row, ng scales per row (groups cover the
+ * row padded to whole blocks; a group that holds only padding keeps scale 0, which multiplies only zeros). */
+static void
+fit_initial_scales (const float *W, const LevQuantOptions *o, QMat *m, guint *gw_out, guint *ng_out)
 {
   guint rows = m->rows, cols = m->cols;
   gsize n = (gsize) rows * cols;
-  float *W0 = g_memdup2 (W, n * sizeof (float));
   gboolean binary = m->binary;
-  /* scales from the original weights: gw weights per scale along a row, ng scales per row (groups cover the row
-   * padded to whole blocks; a group that holds only padding keeps scale 0, which multiplies only zeros) */
   guint gw = m->group ? m->group : cols, ng = m->group ? m->groups : 1;
   m->n_scales = o->scale_mode == LEV_SCALE_TENSOR ? 1 : rows * ng;
   m->scales = g_new (float, m->n_scales);
@@ -458,37 +460,54 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
       for (guint g = 0; g < ng; g++)
         m->scales[(gsize) r * ng + g] = g * gw < cols ? fit_scale (W + (gsize) r * cols + g * gw,
                                                                    MIN (gw, cols - g * gw), binary, o->fit) : 0.0f;
-  /* the scale of row r, column c (in the file's column order) */
-#define SCALE(r, c) (m->scales[m->n_scales == 1 ? 0 : (gsize) (r) * ng + (c) / gw])
+  *gw_out = gw;
+  *ng_out = ng;
+}
 
-  /* outliers: the share of weights with the largest rounding error times input energy (diag H) */
-  guint8 *mask = NULL;
-  gboolean want_outliers = o->compensate >= LEV_COMP_EF_OUTLIERS && o->outlier_share > 0.0;
-  if (want_outliers) {
-    gsize k = (gsize) llround (o->outlier_share * (double) n);
-    mask = g_new0 (guint8, n);
-    if (k > 0) {
-      float *score = g_new (float, n), *sorted;
-      for (guint r = 0; r < rows; r++)
-        for (guint c = 0; c < cols; c++) {
-          float w = W[(gsize) r * cols + c], e = w - SCALE (r, c) * quant_value (w, SCALE (r, c), binary);
-          score[(gsize) r * cols + c] = e * e * (float) (H ? H[(gsize) c * cols + c] : 1.0);
-        }
-      sorted = g_memdup2 (score, n * sizeof (float));
-      qsort (sorted, n, sizeof (float), cmp_float_desc);
-      float thr = sorted[MIN (k, n) - 1];
-      gsize taken = 0;
-      for (gsize i = 0; i < n && taken < k; i++)
-        if (score[i] > thr)
-          mask[i] = 1, taken++;
-      for (gsize i = 0; i < n && taken < k; i++)
-        if (score[i] == thr && !mask[i])
-          mask[i] = 1, taken++;
-      g_free (sorted);
-      g_free (score);
-    }
+/* Returns the outlier mask (n bytes, 1 = kept in f16): the share of weights with the largest rounding error times
+ * input energy (diag H). */
+static guint8 *
+pick_outliers (const float *W, const double *H, const LevQuantOptions *o, const QMat *m, guint gw, guint ng)
+{
+  guint rows = m->rows, cols = m->cols;
+  gsize n = (gsize) rows * cols;
+  gboolean binary = m->binary;
+  gsize k = (gsize) llround (o->outlier_share * (double) n);
+  guint8 *mask = g_new0 (guint8, n);
+  if (k > 0) {
+    float *score = g_new (float, n), *sorted;
+    for (guint r = 0; r < rows; r++)
+      for (guint c = 0; c < cols; c++) {
+        float w = W[(gsize) r * cols + c], s = qmat_scale (m, ng, gw, r, c), e = w - s * quant_value (w, s, binary);
+        score[(gsize) r * cols + c] = e * e * (float) (H ? H[(gsize) c * cols + c] : 1.0);
+      }
+    sorted = g_memdup2 (score, n * sizeof (float));
+    qsort (sorted, n, sizeof (float), cmp_float_desc);
+    float thr = sorted[MIN (k, n) - 1];
+    gsize taken = 0;
+    for (gsize i = 0; i < n && taken < k; i++)
+      if (score[i] > thr)
+        mask[i] = 1, taken++;
+    for (gsize i = 0; i < n && taken < k; i++)
+      if (score[i] == thr && !mask[i])
+        mask[i] = 1, taken++;
+    g_free (sorted);
+    g_free (score);
   }
+  return mask;
+}
 
+/* Rounds W (modified) into m->q column by column with m's scales; outliers (mask) keep their f16 difference; with
+ * error feedback (H and o->compensate), each column's error moves onto the columns not yet rounded, and the scales
+ * are refitted against the original weights W0 at the end. FALSE with error set when H cannot be factored. */
+static gboolean
+round_columns (float *W, const float *W0, const double *H, const LevQuantOptions *o, QMat *m, guint8 *mask, guint gw,
+               guint ng, const char *name, GError **error)
+{
+  guint rows = m->rows, cols = m->cols;
+  gsize n = (gsize) rows * cols;
+  gboolean binary = m->binary;
+  gboolean want_outliers = mask != NULL;
   /* error feedback: U = upper Cholesky factor of H^-1; after column j is rounded, its error (scaled by 1 / U_jj)
    * moves onto the columns not yet rounded along row j of U (GPTQ) */
   double *U = NULL;
@@ -511,8 +530,6 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
     U = inverse_upper_factor (Hp, cols, name, error);
     g_free (Hp);
     if (!U) {
-      g_free (W0);
-      g_free (mask);
       g_free (ord);
       return FALSE;
     }
@@ -527,7 +544,7 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   for (guint c = 0; c < cols; c++) {
     guint oc = ord ? ord[c] : c;               /* the column in the file's order, for its scale */
     for (guint r = 0; r < rows; r++) {
-      float w = W[(gsize) r * cols + c], s = SCALE (r, oc);
+      float w = W[(gsize) r * cols + c], s = qmat_scale (m, ng, gw, r, oc);
       int8_t q = quant_value (w, s, binary);
       m->q[(gsize) r * cols + c] = q;
       float deq = s * q;
@@ -561,7 +578,16 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   if (H && o->compensate >= LEV_COMP_EF)
     refit_scales (m, H, W0, W, mask, gw, ng);
 
-  /* the outliers' entries in row order (columns ascending) and the dequantized matrix for the residual */
+  return TRUE;
+}
+
+/* Writes m's outlier entries (row order, columns ascending) and returns the dequantized matrix Wq (with them). */
+static float *
+store_outliers (const float *W, QMat *m, const guint8 *mask, guint gw, guint ng)
+{
+  guint rows = m->rows, cols = m->cols;
+  gsize n = (gsize) rows * cols;
+  gboolean want_outliers = mask != NULL;
   float *Wq = g_new (float, n);
   guint32 zero = 0;
   if (want_outliers)
@@ -569,7 +595,7 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   for (guint r = 0; r < rows; r++) {
     for (guint c = 0; c < cols; c++) {
       gsize i = (gsize) r * cols + c;
-      Wq[i] = SCALE (r, c) * m->q[i];
+      Wq[i] = qmat_scale (m, ng, gw, r, c) * m->q[i];
       if (mask && mask[i]) {         /* the kept weight is the value the sweep fixed: store its difference */
         uint16_t h = lev_f32_to_f16 (fminf (fmaxf (W[i] - Wq[i], -65504.0f), 65504.0f));
         guint32 e = ((guint32) h << 16) | c;
@@ -582,103 +608,115 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
       g_array_append_val (m->sp_rowptr, end);
     }
   }
-  g_free (mask);
-#undef SCALE
 
-  /* low-rank adapter of the residual R = W0 - Wq, weighted by the inputs: with H = L L^T, the best rank-r
-   * approximation of R L (subspace iteration) is A V^T, so R ~ A (V^T L^-1) */
-  guint rank = o->compensate >= LEV_COMP_EF_OUTLIERS_LOWRANK ? MIN (o->rank, MIN (rows, cols)) : 0;
-  if (rank > 0) {
-    double *L = H ? damped_hessian (H, cols) : NULL;
-    if (L && !cholesky (L, cols))
-      g_clear_pointer (&L, g_free);
-    double *M = g_new (double, n);             /* R L */
-    for (guint r = 0; r < rows; r++) {
-      for (guint c = 0; c < cols; c++) {
-        double s = 0.0;
-        if (L) {
-          for (guint k = c; k < cols; k++)
-            s += (double) (W0[(gsize) r * cols + k] - Wq[(gsize) r * cols + k]) * L[(gsize) k * cols + c];
-        } else {
-          s = W0[(gsize) r * cols + c] - Wq[(gsize) r * cols + c];
-        }
-        M[(gsize) r * cols + c] = s;
+  return Wq;
+}
+
+/* Fits m's low-rank adapter (rank factors lora_a, lora_b) to the residual R = W0 - Wq, weighted by the inputs: with
+ * H = L L^T, the best rank-r approximation of R L (subspace iteration) is A V^T, so R ~ A (V^T L^-1). */
+static void
+fit_lowrank (const float *W0, const float *Wq, const double *H, QMat *m, guint rank)
+{
+  guint rows = m->rows, cols = m->cols;
+  gsize n = (gsize) rows * cols;
+  double *L = H ? damped_hessian (H, cols) : NULL;
+  if (L && !cholesky (L, cols))
+    g_clear_pointer (&L, g_free);
+  double *M = g_new (double, n);             /* R L */
+  for (guint r = 0; r < rows; r++) {
+    for (guint c = 0; c < cols; c++) {
+      double s = 0.0;
+      if (L) {
+        for (guint k = c; k < cols; k++)
+          s += (double) (W0[(gsize) r * cols + k] - Wq[(gsize) r * cols + k]) * L[(gsize) k * cols + c];
+      } else {
+        s = W0[(gsize) r * cols + c] - Wq[(gsize) r * cols + c];
       }
+      M[(gsize) r * cols + c] = s;
     }
-    double *V = g_new (double, (gsize) cols * rank), *MV = g_new (double, (gsize) rows * rank);
-    GRand *rng = g_rand_new_with_seed (1234);
-    for (gsize i = 0; i < (gsize) cols * rank; i++)
-      V[i] = g_rand_double_range (rng, -1.0, 1.0);
-    g_rand_free (rng);
-    for (guint it = 0; it < 40; it++) {
-      /* orthonormalize the columns of V (modified Gram-Schmidt) */
-      for (guint k = 0; k < rank; k++) {
-        for (guint j = 0; j < k; j++) {
-          double d = 0.0;
-          for (guint c = 0; c < cols; c++)
-            d += V[(gsize) c * rank + k] * V[(gsize) c * rank + j];
-          for (guint c = 0; c < cols; c++)
-            V[(gsize) c * rank + k] -= d * V[(gsize) c * rank + j];
-        }
-        double nn = 0.0;
-        for (guint c = 0; c < cols; c++)
-          nn += V[(gsize) c * rank + k] * V[(gsize) c * rank + k];
-        nn = nn > 0.0 ? 1.0 / sqrt (nn) : 0.0;
-        for (guint c = 0; c < cols; c++)
-          V[(gsize) c * rank + k] *= nn;
-      }
-      /* MV = M V */
-      memset (MV, 0, (gsize) rows * rank * sizeof (double));
-      for (guint r = 0; r < rows; r++)
-        for (guint c = 0; c < cols; c++) {
-          double mrc = M[(gsize) r * cols + c];
-          for (guint k = 0; k < rank; k++)
-            MV[(gsize) r * rank + k] += mrc * V[(gsize) c * rank + k];
-        }
-      if (it == 39)
-        break;
-      /* V = M^T (M V) */
-      memset (V, 0, (gsize) cols * rank * sizeof (double));
-      for (guint r = 0; r < rows; r++)
-        for (guint c = 0; c < cols; c++) {
-          double mrc = M[(gsize) r * cols + c];
-          for (guint k = 0; k < rank; k++)
-            V[(gsize) c * rank + k] += mrc * MV[(gsize) r * rank + k];
-        }
-    }
-    /* B = V^T L^-1: row k solves L^T b = v_k */
-    m->rank = rank;
-    m->lora_a = g_new (float, (gsize) rows * rank);
-    m->lora_b = g_new (float, (gsize) rank * cols);
-    double *b = g_new (double, cols);
-    for (guint k = 0; k < rank; k++) {
-      for (guint c = cols; c-- > 0;) {
-        double s = V[(gsize) c * rank + k];
-        if (L) {
-          for (guint j = c + 1; j < cols; j++)
-            s -= L[(gsize) j * cols + c] * b[j];
-          s /= L[(gsize) c * cols + c];
-        }
-        b[c] = s;
-      }
-      /* balance the two factors so both quantize to int8 with similar relative error */
-      double na = 0.0, nb = 0.0;
-      for (guint r = 0; r < rows; r++)
-        na += MV[(gsize) r * rank + k] * MV[(gsize) r * rank + k];
-      for (guint c = 0; c < cols; c++)
-        nb += b[c] * b[c];
-      double g = na > 0.0 && nb > 0.0 ? sqrt (sqrt (nb / na)) : 1.0;
-      for (guint r = 0; r < rows; r++)
-        m->lora_a[(gsize) r * rank + k] = (float) (MV[(gsize) r * rank + k] * g);
-      for (guint c = 0; c < cols; c++)
-        m->lora_b[(gsize) k * cols + c] = (float) (b[c] / g);
-    }
-    g_free (b);
-    g_free (V);
-    g_free (MV);
-    g_free (M);
-    g_free (L);
   }
+  double *V = g_new (double, (gsize) cols * rank), *MV = g_new (double, (gsize) rows * rank);
+  GRand *rng = g_rand_new_with_seed (1234);
+  for (gsize i = 0; i < (gsize) cols * rank; i++)
+    V[i] = g_rand_double_range (rng, -1.0, 1.0);
+  g_rand_free (rng);
+  for (guint it = 0; it < 40; it++) {
+    /* orthonormalize the columns of V (modified Gram-Schmidt) */
+    for (guint k = 0; k < rank; k++) {
+      for (guint j = 0; j < k; j++) {
+        double d = 0.0;
+        for (guint c = 0; c < cols; c++)
+          d += V[(gsize) c * rank + k] * V[(gsize) c * rank + j];
+        for (guint c = 0; c < cols; c++)
+          V[(gsize) c * rank + k] -= d * V[(gsize) c * rank + j];
+      }
+      double nn = 0.0;
+      for (guint c = 0; c < cols; c++)
+        nn += V[(gsize) c * rank + k] * V[(gsize) c * rank + k];
+      nn = nn > 0.0 ? 1.0 / sqrt (nn) : 0.0;
+      for (guint c = 0; c < cols; c++)
+        V[(gsize) c * rank + k] *= nn;
+    }
+    /* MV = M V */
+    memset (MV, 0, (gsize) rows * rank * sizeof (double));
+    for (guint r = 0; r < rows; r++)
+      for (guint c = 0; c < cols; c++) {
+        double mrc = M[(gsize) r * cols + c];
+        for (guint k = 0; k < rank; k++)
+          MV[(gsize) r * rank + k] += mrc * V[(gsize) c * rank + k];
+      }
+    if (it == 39)
+      break;
+    /* V = M^T (M V) */
+    memset (V, 0, (gsize) cols * rank * sizeof (double));
+    for (guint r = 0; r < rows; r++)
+      for (guint c = 0; c < cols; c++) {
+        double mrc = M[(gsize) r * cols + c];
+        for (guint k = 0; k < rank; k++)
+          V[(gsize) c * rank + k] += mrc * MV[(gsize) r * rank + k];
+      }
+  }
+  /* B = V^T L^-1: row k solves L^T b = v_k */
+  m->rank = rank;
+  m->lora_a = g_new (float, (gsize) rows * rank);
+  m->lora_b = g_new (float, (gsize) rank * cols);
+  double *b = g_new (double, cols);
+  for (guint k = 0; k < rank; k++) {
+    for (guint c = cols; c-- > 0;) {
+      double s = V[(gsize) c * rank + k];
+      if (L) {
+        for (guint j = c + 1; j < cols; j++)
+          s -= L[(gsize) j * cols + c] * b[j];
+        s /= L[(gsize) c * cols + c];
+      }
+      b[c] = s;
+    }
+    /* balance the two factors so both quantize to int8 with similar relative error */
+    double na = 0.0, nb = 0.0;
+    for (guint r = 0; r < rows; r++)
+      na += MV[(gsize) r * rank + k] * MV[(gsize) r * rank + k];
+    for (guint c = 0; c < cols; c++)
+      nb += b[c] * b[c];
+    double g = na > 0.0 && nb > 0.0 ? sqrt (sqrt (nb / na)) : 1.0;
+    for (guint r = 0; r < rows; r++)
+      m->lora_a[(gsize) r * rank + k] = (float) (MV[(gsize) r * rank + k] * g);
+    for (guint c = 0; c < cols; c++)
+      m->lora_b[(gsize) k * cols + c] = (float) (b[c] / g);
+  }
+  g_free (b);
+  g_free (V);
+  g_free (MV);
+  g_free (M);
+  g_free (L);
+}
+
+/* LEV_QUANT_DEBUG: prints the layer-wise proxy loss (w - wq)^T H (w - wq), summed, against round to nearest. */
+static void
+print_proxy_loss (const float *W0, const float *Wq, const double *H, const LevQuantOptions *o, const QMat *m,
+                  guint gw, const char *name)
+{
+  guint rows = m->rows, cols = m->cols;
+  gboolean binary = m->binary;
   if (H && g_getenv ("LEV_QUANT_DEBUG")) {     /* the layer-wise proxy loss (w - wq)^T H (w - wq), summed */
     double loss = 0.0, rtn = 0.0, ref = 0.0;
     double *d = g_new (double, cols), *e = g_new (double, cols);
@@ -703,6 +741,30 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
     g_free (d);
     g_free (e);
   }
+}
+
+/* Quantizes W (rows × cols, modified) with optional Hessian H (cols × cols) into m as the options say. */
+static gboolean
+quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, const char *name, GError **error)
+{
+  guint rows = m->rows, cols = m->cols;
+  gsize n = (gsize) rows * cols;
+  float *W0 = g_memdup2 (W, n * sizeof (float));
+  guint gw, ng;
+  fit_initial_scales (W, o, m, &gw, &ng);
+  gboolean want_outliers = o->compensate >= LEV_COMP_EF_OUTLIERS && o->outlier_share > 0.0;
+  guint8 *mask = want_outliers ? pick_outliers (W, H, o, m, gw, ng) : NULL;
+  if (!round_columns (W, W0, H, o, m, mask, gw, ng, name, error)) {
+    g_free (W0);
+    g_free (mask);
+    return FALSE;
+  }
+  float *Wq = store_outliers (W, m, mask, gw, ng);
+  g_free (mask);
+  guint rank = o->compensate >= LEV_COMP_EF_OUTLIERS_LOWRANK ? MIN (o->rank, MIN (rows, cols)) : 0;
+  if (rank > 0)
+    fit_lowrank (W0, Wq, H, m, rank);
+  print_proxy_loss (W0, Wq, H, o, m, gw, name);
   g_free (Wq);
   g_free (W0);
   return TRUE;
@@ -738,7 +800,7 @@ add_encoded (LevConvModel *model, const char *name, guint32 enc, guint64 rows, g
 static guint8 *
 encode_q8 (const float *w, guint rows, guint cols, guint64 *size)
 {
-  *size = (guint64) rows * cols + 4ull * rows;
+  *size = lev_encoding_size (LEV_ENC_Q8, rows, cols, 0);
   guint8 *buf = g_malloc0 (*size);
   float *scales = (float *) buf;
   int8_t *q = (int8_t *) (buf + 4ull * rows);
@@ -759,7 +821,7 @@ static void
 store_qmat (LevConvModel *model, LevConvTensor *t, guint32 enc, const QMat *m)
 {
   size_t rb = lev_qenc_row_bytes (enc, m->cols);
-  guint64 size = (guint64) m->rows * rb + 4ull * m->n_scales;
+  guint64 size = lev_encoding_size (enc, m->rows, m->cols, m->n_scales);
   guint8 *buf = g_malloc0 (size);
   for (guint r = 0; r < m->rows; r++)
     lev_qpack_row (enc, m->q + (gsize) r * m->cols, m->cols, buf + (gsize) r * rb);
@@ -772,7 +834,7 @@ store_qmat (LevConvModel *model, LevConvTensor *t, guint32 enc, const QMat *m)
   t->encoded_size = size;
   gchar *base = g_strdup (t->name);
   if (m->sp_rowptr) {
-    guint64 sz = 4ull * (m->sp_rowptr->len + m->sp_entries->len);
+    guint64 sz = lev_encoding_size (LEV_ENC_SPARSE, m->rows, m->cols, m->sp_entries->len);
     guint8 *sp = g_malloc (MAX (sz, 4u));
     memcpy (sp, m->sp_rowptr->data, 4ull * m->sp_rowptr->len);
     memcpy (sp + 4ull * m->sp_rowptr->len, m->sp_entries->data, 4ull * m->sp_entries->len);
@@ -881,8 +943,8 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
   const LevHParams *hp = &model->hp;
   gboolean any_float = FALSE;
   for (guint l = 0; l < hp->n_layers; l++)
-    for (guint i = 0; i < G_N_ELEMENTS (body_matrices); i++) {
-      gchar *n = g_strdup_printf ("blk.%u.%s", l, body_matrices[i].name);
+    for (guint i = 0; i < LEV_N_LINEAR; i++) {
+      gchar *n = g_strdup_printf ("blk.%u.%s", l, lev_linear_name ((LevLinear) i));
       LevConvTensor *t = lev_conv_model_find (model, n);
       any_float = any_float || (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED);
       g_free (n);
@@ -934,12 +996,12 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
     if (need_calib)
       ok = calib_run (fm, ids, n_ids, o, &cb, error);
     for (guint l = l0; ok && l < l1; l++) {
-      for (guint i = 0; ok && i < G_N_ELEMENTS (body_matrices); i++) {
-        gchar *n = g_strdup_printf ("blk.%u.%s", l, body_matrices[i].name);
+      for (guint i = 0; ok && i < LEV_N_LINEAR; i++) {
+        gchar *n = g_strdup_printf ("blk.%u.%s", l, lev_linear_name ((LevLinear) i));
         LevConvTensor *t = lev_conv_model_find (model, n);
         if (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED) {
           guint sgroup = o->scale_mode == LEV_SCALE_GROUP ? lev_qenc_block_weights (enc)
-                        : o->scale_mode == LEV_SCALE_GROUP64 ? 64 : 0;
+                        : o->scale_mode == LEV_SCALE_GROUP64 ? LEV_HALF_BLOCK_GROUP_WEIGHTS : 0;
           QMat m = { .rows = (guint) t->shape[0], .cols = (guint) t->shape[1], .binary = enc == LEV_ENC_B1,
                      .group = sgroup, .groups = (guint) lev_qenc_groups_per_row (enc, t->shape[1], sgroup) };
           if (sgroup && (m.groups == 0 || m.groups > LEV_QMAX_GROUPS)) {
@@ -955,7 +1017,7 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
                            "value at element %" G_GSIZE_FORMAT, n, k);
               ok = FALSE;
             }
-          const double *H = need_calib ? cb.H[(l - l0) * 4 + body_matrices[i].which] : NULL;
+          const double *H = need_calib ? cb.H[(l - l0) * LEV_N_LINEAR_INPUTS + lev_linear_input ((LevLinear) i)] : NULL;
           ok = ok && quantize_matrix (W, H, o, &m, n, error);
           if (ok) {
             n_out += m.sp_entries ? m.sp_entries->len : 0;

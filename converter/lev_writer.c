@@ -1,5 +1,5 @@
 /* lev_writer.c: serializes a LevConvModel into a .leviathan file (temporary file, renamed when complete). */
-#include "lev_convert.h"
+#include "lev_writer.h"
 #include "lev_kernels.h"
 #include "lev_qkernels.h"
 
@@ -72,18 +72,7 @@ encoded_size (uint32_t enc, const LevConvTensor *t)
   uint64_t n = n_elements (t);
   if (t->type == LEV_SRC_ENCODED)
     return t->encoded_size;
-  switch (enc) {
-    case LEV_ENC_F32: return n * 4;
-    case LEV_ENC_F16:
-    case LEV_ENC_BF16: return n * 2;
-    case LEV_ENC_Q8: return n + t->shape[0] * 4;
-    case LEV_ENC_T2:
-    case LEV_ENC_T1:
-    case LEV_ENC_B1:
-    case LEV_ENC_Q4:
-      return t->shape[0] * lev_qenc_row_bytes (enc, t->shape[1]) + 4 * packed_n_scales (enc, t);
-    default: return 0;
-  }
+  return lev_encoding_size (enc, t->shape[0], n / t->shape[0], packed_n_scales (enc, t));
 }
 
 /* Returns element i of a source tensor as float. */

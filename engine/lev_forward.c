@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#define LEV_MAX_BATCH 32u      /* prompt tokens evaluated together (one pass over the weights) */
+#define LEV_MAX_BATCH LEV_PREFILL_BLOCK /* prompt tokens evaluated together (one pass over the weights) */
 
 struct LevContext {
   const LevModel *model;
@@ -513,7 +513,7 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
         rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->attn_norm, dim, hp->norm_eps);
     }
     if (c->observer)
-      c->observer (c->observer_data, l, 0, c->xb, W, n, dim);
+      c->observer (c->observer_data, l, LEV_LINEAR_INPUT_QKV, c->xb, W, n, dim);
     LinearInput in = linear_input (c, c->xb, W, n, dim);
     {
       const LevMatrix *qkv[3] = { &L->wq, &L->wk, &L->wv };
@@ -558,7 +558,7 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
       for (uint32_t i = 0; i < n; i++)
         rmsnorm (c->xb + (size_t) i * W, c->xb + (size_t) i * W, L->attn_sub_norm, q_dim, hp->norm_eps);
     if (c->observer)
-      c->observer (c->observer_data, l, 1, c->xb, W, n, q_dim);
+      c->observer (c->observer_data, l, LEV_LINEAR_INPUT_ATTN_OUT, c->xb, W, n, q_dim);
     in = linear_input (c, c->xb, W, n, q_dim);
     linear (c, &L->wo, &in, c->xb2, W);
     for (uint32_t i = 0; i < n; i++)
@@ -573,7 +573,7 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
         rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->ffn_norm, dim, hp->norm_eps);
     }
     if (c->observer)
-      c->observer (c->observer_data, l, 2, c->xb, W, n, dim);
+      c->observer (c->observer_data, l, LEV_LINEAR_INPUT_GATE_UP, c->xb, W, n, dim);
     in = linear_input (c, c->xb, W, n, dim);
     {
       const LevMatrix *gate_up[2] = { &L->w_gate, &L->w_up };
@@ -596,7 +596,7 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
       for (uint32_t i = 0; i < n; i++)
         rmsnorm (c->hb + (size_t) i * ffn, c->hb + (size_t) i * ffn, L->ffn_sub_norm, ffn, hp->norm_eps);
     if (c->observer)
-      c->observer (c->observer_data, l, 3, c->hb, ffn, n, ffn);
+      c->observer (c->observer_data, l, LEV_LINEAR_INPUT_DOWN, c->hb, ffn, n, ffn);
     in = linear_input (c, c->hb, ffn, n, ffn);
     linear (c, &L->w_down, &in, c->xb, W);
     for (uint32_t i = 0; i < n; i++)

@@ -29,27 +29,6 @@ range_ok (uint64_t off, uint64_t size, uint64_t region_size)
   return off <= region_size && size <= region_size - off;
 }
 
-/* Returns the byte size of n elements of encoding enc with `rows` rows, or 0 on overflow or unknown encoding. */
-static uint64_t
-encoding_size (uint32_t enc, uint64_t n, uint64_t rows)
-{
-  switch (enc) {
-    case LEV_ENC_F32: return n > UINT64_MAX / 4 ? 0 : n * 4;
-    case LEV_ENC_F16:
-    case LEV_ENC_BF16: return n > UINT64_MAX / 2 ? 0 : n * 2;
-    case LEV_ENC_Q8: return rows > UINT64_MAX / 4 || n > UINT64_MAX - rows * 4 ? 0 : n + rows * 4;
-    default: return 0;
-  }
-}
-
-/* Returns the code bytes of a packed [rows][cols] matrix (without scales), 0 on overflow. */
-static uint64_t
-packed_code_size (uint32_t enc, uint64_t rows, uint64_t cols)
-{
-  uint64_t rb = lev_qenc_row_bytes (enc, cols);
-  return rb == 0 || rows > UINT64_MAX / rb / 2 ? 0 : rows * rb;
-}
-
 static gboolean
 check_header (const LevFileHeader *h, uint64_t file_size, GError **error)
 {
@@ -123,7 +102,7 @@ check_hparams (const LevHParams *hp, gboolean has_weights, GError **error)
     FAIL ("hyperparameters: head_dim %u must be even and at most 1024", hp->head_dim);
   if (hp->ffn_dim == 0 || hp->ffn_dim > (1u << 20))
     FAIL ("hyperparameters: ffn_dim %u is out of range", hp->ffn_dim);
-  if (hp->vocab_size == 0 || hp->vocab_size > (1u << 24))
+  if (hp->vocab_size == 0 || hp->vocab_size > LEV_MAX_TOKENS)
     FAIL ("hyperparameters: vocab_size %u is out of range", hp->vocab_size);
   if (hp->max_ctx == 0 || hp->max_ctx > (1u << 24))
     FAIL ("hyperparameters: max_ctx %u is out of range", hp->max_ctx);
@@ -173,7 +152,7 @@ load_tokenizer (LevModel *m, const uint8_t *sec, uint64_t size, GError **error)
   memcpy (&th, sec, sizeof th);
   if (th.kind != LEV_TOK_SPM_BPE && th.kind != LEV_TOK_BYTE_BPE)
     FAIL ("tokenizer: unknown kind %u", th.kind);
-  if (th.n_tokens == 0 || th.n_tokens > (1u << 24))
+  if (th.n_tokens == 0 || th.n_tokens > LEV_MAX_TOKENS)
     FAIL ("tokenizer: n_tokens %u is out of range", th.n_tokens);
   if (th.n_merges > (1u << 24))
     FAIL ("tokenizer: n_merges %u is out of range", th.n_merges);
@@ -352,18 +331,23 @@ bind_extras (const Directory *d, const char *name, LevMatrix *m, uint32_t *n_bou
   return TRUE;
 }
 
+/* Returns the matrix of linear layer `which` of a block. */
+static LevMatrix *
+layer_linear (LevLayer *L, LevLinear which)
+{
+  LevMatrix *ms[LEV_N_LINEAR] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+  return ms[which];
+}
+
 /* Binds the outliers and adapters in directory d to every body matrix; returns how many tensors it bound. */
 static gboolean
 bind_all_extras (LevModel *m, const Directory *d, uint32_t *n_bound, GError **error)
 {
-  static const char *const names[] = { "attn_q", "attn_k", "attn_v", "attn_o", "ffn_gate", "ffn_up", "ffn_down" };
   for (uint32_t l = 0; l < m->hp.n_layers; l++) {
-    LevLayer *L = &m->layers[l];
-    LevMatrix *ms[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
-    for (guint i = 0; i < G_N_ELEMENTS (ms); i++) {
+    for (guint i = 0; i < LEV_N_LINEAR; i++) {
       char n[LEV_TENSOR_NAME_MAX];
-      g_snprintf (n, sizeof n, "blk.%u.%s", l, names[i]);
-      if (!bind_extras (d, n, ms[i], n_bound, error))
+      g_snprintf (n, sizeof n, "blk.%u.%s", l, lev_linear_name ((LevLinear) i));
+      if (!bind_extras (d, n, layer_linear (&m->layers[l], (LevLinear) i), n_bound, error))
         return FALSE;
     }
   }
@@ -399,19 +383,18 @@ check_directory (const Directory *d, uint64_t data_size, GError **error)
               "entries", e->name, e->size, e->shape[0] + 1);
     }
     if ((e->encoding == LEV_ENC_Q8 || lev_qenc_is_packed (e->encoding)) && e->n_dims != 2)
-      FAIL ("tensor %s: %s needs a matrix", e->name, e->encoding == LEV_ENC_Q8 ? "q8" : lev_qenc_name (e->encoding));
-    uint64_t expect = e->encoding == LEV_ENC_SPARSE ? e->size : encoding_size (e->encoding, n, e->shape[0]);
+      FAIL ("tensor %s: %s needs a matrix", e->name, lev_encoding_name (e->encoding));
+    uint64_t expect = e->encoding == LEV_ENC_SPARSE ? e->size : lev_encoding_size (e->encoding, e->shape[0],
+                                                                                   n / e->shape[0], 0);
     if (lev_qenc_is_packed (e->encoding)) {
-      /* codes, then one scale per tensor, one per row, or one per group of each row: a block (t2, t1, b1) or
-       * half a block (t2, b1: 64 weights) */
-      uint64_t codes = packed_code_size (e->encoding, e->shape[0], e->shape[1]);
-      uint64_t by_block = lev_qenc_groups_per_row (e->encoding, e->shape[1], lev_qenc_block_weights (e->encoding));
-      uint64_t by_half = lev_qenc_groups_per_row (e->encoding, e->shape[1], 64);
-      expect = codes == 0 ? 0
-               : e->size == codes + 4 * e->shape[0] ? e->size
-               : by_block && by_block <= LEV_QMAX_GROUPS && e->size == codes + 4 * e->shape[0] * by_block ? e->size
-               : by_half && by_half <= LEV_QMAX_GROUPS && e->size == codes + 4 * e->shape[0] * by_half ? e->size
-               : codes + 4;
+      /* codes, then one scale per tensor, one per row, or one per group of each row (lev_encoding_scale_counts);
+       * a size that fits none is reported against the per-tensor size */
+      uint64_t counts[4];
+      guint n_counts = lev_encoding_scale_counts (e->encoding, e->shape[0], e->shape[1], counts);
+      expect = lev_encoding_size (e->encoding, e->shape[0], e->shape[1], 1);
+      for (guint k = 0; expect != 0 && k < n_counts; k++)
+        if (e->size == lev_encoding_size (e->encoding, e->shape[0], e->shape[1], counts[k]))
+          expect = e->size;
     }
     if (expect == 0 || e->size != expect)
       FAIL ("tensor %s: size %" G_GUINT64_FORMAT " does not match its shape and encoding (%" G_GUINT64_FORMAT ")",
@@ -426,45 +409,46 @@ check_directory (const Directory *d, uint64_t data_size, GError **error)
   return TRUE;
 }
 
+/* Returns where the vector of a schema tensor goes in the model. */
+static const float **
+vector_slot (LevModel *m, const LevSchemaTensor *t)
+{
+  LevLayer *L = t->layer >= 0 ? &m->layers[t->layer] : NULL;
+  switch (t->role) {
+    case LEV_TENSOR_OUTPUT_NORM: return &m->output_norm;
+    case LEV_TENSOR_ATTN_NORM: return &L->attn_norm;
+    case LEV_TENSOR_FFN_NORM: return &L->ffn_norm;
+    case LEV_TENSOR_ATTN_Q_BIAS: return &L->bq;
+    case LEV_TENSOR_ATTN_K_BIAS: return &L->bk;
+    case LEV_TENSOR_ATTN_V_BIAS: return &L->bv;
+    case LEV_TENSOR_ATTN_SUB_NORM: return &L->attn_sub_norm;
+    case LEV_TENSOR_FFN_SUB_NORM: return &L->ffn_sub_norm;
+    default: return NULL;
+  }
+}
+
+/* Binds every tensor of the architecture (lev_schema_tensors) to the model's fields. */
 static gboolean
 bind_tensors (LevModel *m, const Directory *d, GError **error)
 {
   const LevHParams *hp = &m->hp;
-  uint32_t q_dim = hp->n_heads * hp->head_dim, kv_dim = hp->n_kv_heads * hp->head_dim;
-  gboolean tied = (hp->flags & LEV_HP_TIED_EMBEDDINGS) != 0;
-  gboolean layer_norms = hp->arch != LEV_ARCH_BITLLAMA2C;
-  gboolean sub_norms = (hp->flags & LEV_HP_SUB_NORMS) != 0;
-  gboolean bias = (hp->flags & LEV_HP_QKV_BIAS) != 0;
-  if (!bind_matrix (d, "token_embd", hp->vocab_size, hp->dim, &m->tok_embd, error)
-      || !bind_vector (d, "output_norm", hp->dim, TRUE, &m->output_norm, error))
-    return FALSE;
-  if (tied)
-    m->output = m->tok_embd;
-  else if (!bind_matrix (d, "output", hp->vocab_size, hp->dim, &m->output, error))
-    return FALSE;
+  size_t n;
+  LevSchemaTensor *ts = lev_schema_tensors (hp, &n);
+  gboolean ok = TRUE;
   m->layers = g_new0 (LevLayer, hp->n_layers);
-  for (uint32_t l = 0; l < hp->n_layers; l++) {
-    LevLayer *L = &m->layers[l];
-    char n[LEV_TENSOR_NAME_MAX];
-#define NAME(s) (g_snprintf (n, sizeof n, "blk.%u." s, l), n)
-    if (!bind_vector (d, NAME ("attn_norm"), hp->dim, layer_norms, &L->attn_norm, error)
-        || !bind_vector (d, NAME ("ffn_norm"), hp->dim, layer_norms, &L->ffn_norm, error)
-        || !bind_vector (d, NAME ("attn_sub_norm"), q_dim, sub_norms, &L->attn_sub_norm, error)
-        || !bind_vector (d, NAME ("ffn_sub_norm"), hp->ffn_dim, sub_norms, &L->ffn_sub_norm, error)
-        || !bind_vector (d, NAME ("attn_q_bias"), q_dim, bias, &L->bq, error)
-        || !bind_vector (d, NAME ("attn_k_bias"), kv_dim, bias, &L->bk, error)
-        || !bind_vector (d, NAME ("attn_v_bias"), kv_dim, bias, &L->bv, error)
-        || !bind_matrix (d, NAME ("attn_q"), q_dim, hp->dim, &L->wq, error)
-        || !bind_matrix (d, NAME ("attn_k"), kv_dim, hp->dim, &L->wk, error)
-        || !bind_matrix (d, NAME ("attn_v"), kv_dim, hp->dim, &L->wv, error)
-        || !bind_matrix (d, NAME ("attn_o"), hp->dim, q_dim, &L->wo, error)
-        || !bind_matrix (d, NAME ("ffn_gate"), hp->ffn_dim, hp->dim, &L->w_gate, error)
-        || !bind_matrix (d, NAME ("ffn_up"), hp->ffn_dim, hp->dim, &L->w_up, error)
-        || !bind_matrix (d, NAME ("ffn_down"), hp->dim, hp->ffn_dim, &L->w_down, error))
-      return FALSE;
-#undef NAME
+  for (size_t i = 0; ok && i < n; i++) {
+    const LevSchemaTensor *t = &ts[i];
+    if (t->n_dims == 1)
+      ok = bind_vector (d, t->name, (uint32_t) t->shape[0], t->required, vector_slot (m, t), error);
+    else
+      ok = bind_matrix (d, t->name, (uint32_t) t->shape[0], (uint32_t) t->shape[1],
+                        t->role == LEV_TENSOR_TOKEN_EMBD ? &m->tok_embd : t->role == LEV_TENSOR_OUTPUT ? &m->output
+                        : layer_linear (&m->layers[t->layer], t->linear), error);
   }
-  return TRUE;
+  g_free (ts);
+  if (ok && (hp->flags & LEV_HP_TIED_EMBEDDINGS))
+    m->output = m->tok_embd;
+  return ok;
 }
 
 LevModel *
@@ -644,6 +628,36 @@ lev_model_hparams (const LevModel *model)
   return &model->hp;
 }
 
+uint32_t
+lev_model_arch (const LevModel *model)
+{
+  return model->hp.arch;
+}
+
+uint32_t
+lev_model_vocab_size (const LevModel *model)
+{
+  return model->hp.vocab_size;
+}
+
+uint32_t
+lev_model_max_ctx (const LevModel *model)
+{
+  return model->hp.max_ctx;
+}
+
+int32_t
+lev_model_bos_id (const LevModel *model)
+{
+  return model->hp.bos_id;
+}
+
+int32_t
+lev_model_eos_id (const LevModel *model)
+{
+  return model->hp.eos_id;
+}
+
 const LevTokenizer *
 lev_model_tokenizer (const LevModel *model)
 {
@@ -712,12 +726,11 @@ lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out)
 uint64_t
 lev_matrix_bytes (const LevMatrix *m)
 {
-  uint64_t n = (uint64_t) m->rows * m->cols;
   uint64_t extra = (m->sp_rowptr ? 4ull * (m->rows + 1 + m->sp_nnz) : 0)
                    + (m->lora_rank ? (uint64_t) m->lora_rank * (m->rows + m->cols) + 4ull * (m->rows + m->lora_rank) : 0);
   if (lev_qenc_is_packed (m->encoding))
     return (uint64_t) m->rows * m->q.row_bytes + 4ull * m->q.n_scales + extra;
-  return encoding_size (m->encoding, n, m->rows) + extra;
+  return lev_encoding_size (m->encoding, m->rows, m->cols, 0) + extra;
 }
 
 uint64_t

@@ -1,13 +1,10 @@
-/* lev_model.h: the engine's internal view of a loaded model (tensors bound to layers) and of a context. */
+/* lev_model.h: the engine's internal view of a loaded model (tensors bound to layers); not for use outside engine/
+ * (the converter and the tools use leviathan-ext.h). */
 #pragma once
 
-#include "leviathan.h"
+#include "leviathan-ext.h"
 #include "lev_kernels.h"
 #include "lev_qkernels.h"
-
-_Static_assert ((int) LEV_ENC_T2 == (int) LEV_QENC_T2 && (int) LEV_ENC_T1 == (int) LEV_QENC_T1
-                && (int) LEV_ENC_B1 == (int) LEV_QENC_B1 && (int) LEV_ENC_Q4 == (int) LEV_QENC_Q4,
-                "file encodings and kernel encodings agree");
 
 /* A weight matrix [rows][cols] read in place from the mapped file. */
 typedef struct LevMatrix {
@@ -59,28 +56,4 @@ void lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out);
 void lev_model_embedding (const LevModel *model, uint32_t token, float *out, uint8_t *scratch);
 /* Returns the number of bytes of m that a product with it reads (codes, scales, outliers and adapter). */
 uint64_t lev_matrix_bytes (const LevMatrix *m);
-
-/* Element types of the KV cache. */
-typedef enum {
-  LEV_KV_F32 = 0,        /* exact (the default) */
-  LEV_KV_F16 = 1,        /* IEEE half: half the memory and bytes read */
-  LEV_KV_Q8 = 2,         /* int8 with one float scale per token and kv head (absmax): a quarter */
-} LevKvType;
-
-/* As lev_context_new, with the KV cache stored as kv_type. */
-LevContext *lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKvType kv_type,
-                                GError **error);
-/* Returns the bytes the KV cache holds per token of context. */
-uint64_t lev_context_kv_bytes_per_token (const LevContext *ctx);
-
-/* Returns the number of bytes one decoded token reads from weights (body, head, one embedding row). */
-uint64_t lev_model_bytes_per_token (const LevModel *model);
-/* Called with the float input of the linear layers of `layer` (which: 0 = attention q/k/v, 1 = attention output,
- * 2 = feed-forward gate/up, 3 = feed-forward down): n rows of cols values, ldx floats apart. */
-typedef void (*LevLinearObserver) (void *user, uint32_t layer, uint32_t which, const float *x, size_t ldx, uint32_t n,
-                                   uint32_t cols);
-/* Installs (or, with fn NULL, removes) an observer of every linear input: the converter's calibration. */
-void lev_context_set_linear_observer (LevContext *ctx, LevLinearObserver fn, void *user);
-/* Returns the largest low-rank adapter rank of the model's matrices (0 without adapters). */
-uint32_t lev_model_max_lora_rank (const LevModel *model);
 

@@ -3,9 +3,49 @@
 
 #include <glib.h>
 #include <stdint.h>
-#include "lev_format.h"
 
 G_BEGIN_DECLS
+
+/* ---- The tokenizer's enums and flags, as stored in the tokenizer section of a .leviathan file (lev_format.h). ---- */
+
+typedef enum {
+  LEV_TOK_NONE = 0,
+  LEV_TOK_SPM_BPE = 1,         /* SentencePiece BPE: merge the adjacent pair with the highest score */
+  LEV_TOK_BYTE_BPE = 2,        /* byte-level BPE with a ranked merge list (GPT-2 / Llama 3 / Qwen2) */
+} LevTokenizerKind;
+
+/* Tokenizer flags (LevTokenizerHeader.flags). */
+enum {
+  LEV_TOKF_ADD_DUMMY_PREFIX = 1u << 0,   /* prepend one "▁" (SentencePiece add_dummy_prefix) */
+  LEV_TOKF_REMOVE_EXTRA_WS = 1u << 1,    /* strip and collapse runs of spaces before encoding */
+  LEV_TOKF_BYTE_FALLBACK = 1u << 2,      /* unknown characters become <0xXX> byte tokens */
+  LEV_TOKF_ESCAPE_WS = 1u << 3,          /* spaces are written as "▁" (U+2581) */
+  LEV_TOKF_ADD_BOS = 1u << 4,            /* a prompt starts with bos_id by default */
+  LEV_TOKF_ADD_EOS = 1u << 5,
+  LEV_TOKF_NFC = 1u << 6,                /* NFC-normalize input text */
+  LEV_TOKF_SPLIT_ADDED = 1u << 7,        /* Hugging Face: control, user-defined and unknown pieces written in the
+                                          * text are matched (longest first) before normalization and splitting */
+  LEV_TOKF_IGNORE_MERGES = 1u << 8,      /* byte-level BPE: a pre-token that is a whole piece skips the merges */
+};
+
+/* Pre-tokenizer split rules of byte-level BPE (LevTokenizerHeader.pretokenizer). */
+typedef enum {
+  LEV_PRETOK_NONE = 0,         /* the whole text (between added tokens) is one pre-token */
+  LEV_PRETOK_GPT2 = 1,         /* GPT-2's pattern: 's|'t|..| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+  LEV_PRETOK_LLAMA3 = 2,       /* Llama 3 (tiktoken cl100k): case-insensitive contractions, \p{N}{1,3}, ... */
+  LEV_PRETOK_QWEN2 = 3,        /* Qwen2: the Llama 3 pattern with single digits (\p{N}) */
+} LevPretokenizer;
+
+/* SentencePiece piece types (same numbers as sentencepiece_model.proto). */
+typedef enum {
+  LEV_TOKTYPE_NORMAL = 1,
+  LEV_TOKTYPE_UNKNOWN = 2,
+  LEV_TOKTYPE_CONTROL = 3,
+  LEV_TOKTYPE_USER_DEFINED = 4,
+  LEV_TOKTYPE_UNUSED = 5,
+  LEV_TOKTYPE_BYTE = 6,
+} LevTokenType;
+
 
 /* A read-only view of a vocabulary: arrays that live in the mapped model file or in the converter's memory. */
 typedef struct LevVocabView {

@@ -3,7 +3,7 @@
 
 #include <glib.h>
 #include <stdint.h>
-#include "lev_format.h"
+#include "lev_hparams.h"
 #include "lev_tokenizer.h"
 
 G_BEGIN_DECLS
@@ -19,6 +19,12 @@ typedef enum {
 /* Returns the GQuark of LEV_ERROR. */
 GQuark lev_error_quark (void);
 
+/* Prompt tokens the engine evaluates together in one pass over the weights: front ends that feed a prompt to
+ * lev_context_eval_batch in pieces use blocks of this many tokens. */
+#define LEV_PREFILL_BLOCK 32u
+/* Context slots a front end allocates when the user gives no context length: the model's max_ctx, at most this. */
+#define LEV_DEFAULT_CONTEXT_CAP 4096u
+
 /* A loaded model: the mapped file plus views into it. Immutable and shareable between contexts. */
 typedef struct LevModel LevModel;
 /* Per-sequence state: KV cache, scratch buffers, worker threads. One thread at a time. */
@@ -31,8 +37,18 @@ LevModel *lev_model_load (const char *path, GError **error);
 LevModel *lev_model_load_with_adapter (const char *path, const char *adapter_path, GError **error);
 /* Unmaps the model. Contexts made from it must be freed first. */
 void lev_model_free (LevModel *model);
-/* Returns the model's hyperparameters. */
+/* Returns the model's hyperparameters (the file's hyperparameter block, lev_hparams.h); prefer the accessors below. */
 const LevHParams *lev_model_hparams (const LevModel *model);
+/* Returns the model's architecture (LevArch). */
+uint32_t lev_model_arch (const LevModel *model);
+/* Returns the number of token ids the model scores (the length of a logits vector). */
+uint32_t lev_model_vocab_size (const LevModel *model);
+/* Returns the context length the model was trained with. */
+uint32_t lev_model_max_ctx (const LevModel *model);
+/* Returns the model's beginning-of-sequence token id, or -1 when it has none. */
+int32_t lev_model_bos_id (const LevModel *model);
+/* Returns the model's end-of-sequence token id, or -1 when it has none. */
+int32_t lev_model_eos_id (const LevModel *model);
 /* Returns the model's tokenizer, or NULL when the file has none. Owned by the model. */
 const LevTokenizer *lev_model_tokenizer (const LevModel *model);
 /* Returns whether the file holds weights (FALSE for a tokenizer-only file). */

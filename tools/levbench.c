@@ -136,7 +136,8 @@ typedef struct {
 static uint64_t
 syn_scales_per_row (const SynTensor *t)
 {
-  size_t g = opt_group_scales == 64 ? 64 : lev_qenc_block_weights (t->enc);
+  size_t g = opt_group_scales == LEV_HALF_BLOCK_GROUP_WEIGHTS ? LEV_HALF_BLOCK_GROUP_WEIGHTS
+             : lev_qenc_block_weights (t->enc);
   size_t n = opt_group_scales ? lev_qenc_groups_per_row (t->enc, t->cols, g) : 0;
   return n ? n : 1;
 }
@@ -145,13 +146,9 @@ static uint64_t
 syn_size (const SynTensor *t)
 {
   if (t->n_dims == 1)
-    return t->rows * 4;
-  switch (t->enc) {
-    case LEV_ENC_SPARSE: return 4 * (t->rows + 1 + t->rows * t->per_row);
-    case LEV_ENC_F16: return t->rows * t->cols * 2;
-    case LEV_ENC_Q8: return t->rows * t->cols + t->rows * 4;
-    default: return t->rows * lev_qenc_row_bytes (t->enc, t->cols) + t->rows * 4 * syn_scales_per_row (t);
-  }
+    return lev_encoding_size (LEV_ENC_F32, t->rows, 1, 0);
+  uint64_t extra = t->enc == LEV_ENC_SPARSE ? t->rows * t->per_row : t->rows * syn_scales_per_row (t);
+  return lev_encoding_size (t->enc, t->rows, t->cols, extra);
 }
 
 /* Writes the data of one tensor: valid random codes, scales 1/sqrt(cols), norm weights 1. */
@@ -231,49 +228,42 @@ static gboolean
 write_synthetic (const char *path, const LevHParams *hp, uint32_t enc, uint32_t embd_enc, GError **error)
 {
   GArray *ts = g_array_new (FALSE, TRUE, sizeof (SynTensor));
-  uint64_t q = (uint64_t) hp->n_heads * hp->head_dim, kv = (uint64_t) hp->n_kv_heads * hp->head_dim;
-#define ADD(enc_, r_, c_, ...) G_STMT_START { SynTensor t_ = { { 0 }, enc_, (c_) ? 2 : 1, r_, (c_) ? (c_) : 1, 0 }; \
-    g_snprintf (t_.name, sizeof t_.name, __VA_ARGS__); g_array_append_val (ts, t_); } G_STMT_END
-  ADD (embd_enc, hp->vocab_size, hp->dim, "token_embd");
-  ADD (LEV_ENC_F32, hp->dim, 0, "output_norm");
-  if (!(hp->flags & LEV_HP_TIED_EMBEDDINGS))
-    ADD (embd_enc, hp->vocab_size, hp->dim, "output");
-  for (uint32_t l = 0; l < hp->n_layers; l++) {
-    ADD (LEV_ENC_F32, hp->dim, 0, "blk.%u.attn_norm", l);
-    ADD (LEV_ENC_F32, hp->dim, 0, "blk.%u.ffn_norm", l);
-    ADD (enc, q, hp->dim, "blk.%u.attn_q", l);
-    ADD (enc, kv, hp->dim, "blk.%u.attn_k", l);
-    ADD (enc, kv, hp->dim, "blk.%u.attn_v", l);
-    ADD (enc, hp->dim, q, "blk.%u.attn_o", l);
-    ADD (enc, hp->ffn_dim, hp->dim, "blk.%u.ffn_gate", l);
-    ADD (enc, hp->ffn_dim, hp->dim, "blk.%u.ffn_up", l);
-    ADD (enc, hp->dim, hp->ffn_dim, "blk.%u.ffn_down", l);
-    static const char *const mats[] = { "attn_q", "attn_k", "attn_v", "attn_o", "ffn_gate", "ffn_up", "ffn_down" };
-    uint64_t shapes[7][2] = { { q, hp->dim }, { kv, hp->dim }, { kv, hp->dim }, { hp->dim, q },
-                              { hp->ffn_dim, hp->dim }, { hp->ffn_dim, hp->dim }, { hp->dim, hp->ffn_dim } };
-    for (int m = 0; m < 7 && (opt_outliers > 0.0 || opt_rank > 0); m++) {
-      uint64_t r = shapes[m][0], c = shapes[m][1];
-      if (opt_outliers > 0.0) {
-        SynTensor t = { { 0 }, LEV_ENC_SPARSE, 2, r, c, (uint64_t) MAX (1.0, llround (opt_outliers / 100.0 * c)) };
-        g_snprintf (t.name, sizeof t.name, "blk.%u.%s.outliers", l, mats[m]);
-        g_array_append_val (ts, t);
-      }
-      if (opt_rank > 0) {
-        ADD (LEV_ENC_Q8, r, (uint64_t) opt_rank, "blk.%u.%s.lora_a", l, mats[m]);
-        ADD (LEV_ENC_Q8, (uint64_t) opt_rank, c, "blk.%u.%s.lora_b", l, mats[m]);
-      }
+  size_t n_schema;
+  LevSchemaTensor *schema = lev_schema_tensors (hp, &n_schema);
+  GArray *extras = g_array_new (FALSE, TRUE, sizeof (SynTensor));
+  for (size_t i = 0; i < n_schema; i++) {
+    const LevSchemaTensor *st = &schema[i];
+    if (!st->required)
+      continue;
+    gboolean embd = st->role == LEV_TENSOR_TOKEN_EMBD || st->role == LEV_TENSOR_OUTPUT;
+    SynTensor t = { { 0 }, st->n_dims == 1 ? LEV_ENC_F32 : embd ? embd_enc : enc, st->n_dims, st->shape[0],
+                    st->shape[1], 0 };
+    g_strlcpy (t.name, st->name, sizeof t.name);
+    g_array_append_val (ts, t);
+    if (st->role != LEV_TENSOR_LINEAR)
+      continue;
+    /* the error compensation of the block's matrices, after the last of them */
+    uint64_t r = st->shape[0], c = st->shape[1];
+    if (opt_outliers > 0.0) {
+      SynTensor o = { { 0 }, LEV_ENC_SPARSE, 2, r, c, (uint64_t) MAX (1.0, llround (opt_outliers / 100.0 * c)) };
+      g_snprintf (o.name, sizeof o.name, "%s" LEV_OUTLIERS_SUFFIX, st->name);
+      g_array_append_val (extras, o);
     }
-    if (hp->flags & LEV_HP_QKV_BIAS) {
-      ADD (LEV_ENC_F32, q, 0, "blk.%u.attn_q_bias", l);
-      ADD (LEV_ENC_F32, kv, 0, "blk.%u.attn_k_bias", l);
-      ADD (LEV_ENC_F32, kv, 0, "blk.%u.attn_v_bias", l);
+    if (opt_rank > 0) {
+      SynTensor a = { { 0 }, LEV_ENC_Q8, 2, r, (uint64_t) opt_rank, 0 }, b = { { 0 }, LEV_ENC_Q8, 2,
+                                                                               (uint64_t) opt_rank, c, 0 };
+      g_snprintf (a.name, sizeof a.name, "%s" LEV_LORA_A_SUFFIX, st->name);
+      g_snprintf (b.name, sizeof b.name, "%s" LEV_LORA_B_SUFFIX, st->name);
+      g_array_append_val (extras, a);
+      g_array_append_val (extras, b);
     }
-    if (hp->flags & LEV_HP_SUB_NORMS) {
-      ADD (LEV_ENC_F32, q, 0, "blk.%u.attn_sub_norm", l);
-      ADD (LEV_ENC_F32, hp->ffn_dim, 0, "blk.%u.ffn_sub_norm", l);
+    if (st->linear == LEV_N_LINEAR - 1) {
+      g_array_append_vals (ts, extras->data, extras->len);
+      g_array_set_size (extras, 0);
     }
   }
-#undef ADD
+  g_array_unref (extras);
+  g_free (schema);
   LevFileHeader h;
   memset (&h, 0, sizeof h);
   memcpy (h.magic, LEV_MAGIC, 8);
@@ -442,8 +432,8 @@ parse_enc (const char *s, uint32_t *enc)
 static const char *
 enc_name (uint32_t enc)
 {
-  static const char *names[] = { "f32", "f16", "bf16", "q8", "t2", "t1", "b1", "q4" };
-  return enc < G_N_ELEMENTS (names) ? names[enc] : "?";
+  const char *name = lev_encoding_name (enc);
+  return name ? name : "?";
 }
 
 

@@ -1,6 +1,6 @@
 /* fuzz_loader.c: libFuzzer target: lev_model_load on arbitrary bytes; what loads is used (tokenizer, a few tokens). */
 #include "fuzz_common.h"
-#include "leviathan.h"
+#include "leviathan-ext.h"
 
 /* Nothing to prepare. */
 int

@@ -1,13 +1,11 @@
-/* lev_convert.c: the converter's in-memory model (tensors, validation against the architecture) and format detection. */
-#include "lev_convert.h"
-#include "lev_import_gguf.h"
+/* lev_convmodel.c: the converter's in-memory model: tensors, vocabulary (and its flattening into the file's arrays),
+ * validation against the architecture's tensor list (lev_schema.h). */
+#include "lev_convmodel.h"
 
 #include <string.h>
 
 G_DEFINE_QUARK (lev-convert-error-quark, lev_convert_error)
 
-/* Shared with lev_import_llama2c.c: which kind of .bin a file is (see there). */
-int lev_llama2c_probe (const gchar *path, GError **error);
 
 static void
 conv_tensor_free (gpointer p)
@@ -194,40 +192,17 @@ lev_conv_model_validate (LevConvModel *model, GError **error)
   if (!check_hparams (hp, error))
     return FALSE;
 
-  guint64 d = hp->dim, v = hp->vocab_size, f = hp->ffn_dim;
-  guint64 q = (guint64) hp->n_heads * hp->head_dim, kv = (guint64) hp->n_kv_heads * hp->head_dim;
-  /* natively ternary linear weights; a BitNet float twin (no activation quantization) has float ones */
-  gboolean bit = hp->arch == LEV_ARCH_BITLLAMA2C || (hp->arch == LEV_ARCH_BITNET && (hp->flags & LEV_HP_ACT_QUANT));
-  ExpectKind lin = bit ? KIND_TERNARY : KIND_LINEAR;
-
+  /* the tensors the architecture needs (lev_schema.h); a writer writes no optional ones */
+  ExpectKind lin = lev_schema_ternary_linears (hp) ? KIND_TERNARY : KIND_LINEAR;
+  size_t n_schema;
+  LevSchemaTensor *schema = lev_schema_tensors (hp, &n_schema);
   GArray *exp = g_array_new (FALSE, TRUE, sizeof (Expect));
   g_array_set_clear_func (exp, expect_clear);
-  expect_add (exp, KIND_FLOAT, v, d, "token_embd");
-  expect_add (exp, KIND_FLOAT, d, 0, "output_norm");
-  if (!(hp->flags & LEV_HP_TIED_EMBEDDINGS))
-    expect_add (exp, KIND_FLOAT, v, d, "output");
-  for (guint32 l = 0; l < hp->n_layers; l++) {
-    if (!(hp->flags & LEV_HP_BITLINEAR_NORM)) {
-      expect_add (exp, KIND_FLOAT, d, 0, "blk.%u.attn_norm", l);
-      expect_add (exp, KIND_FLOAT, d, 0, "blk.%u.ffn_norm", l);
-    }
-    expect_add (exp, lin, q, d, "blk.%u.attn_q", l);
-    expect_add (exp, lin, kv, d, "blk.%u.attn_k", l);
-    expect_add (exp, lin, kv, d, "blk.%u.attn_v", l);
-    expect_add (exp, lin, d, q, "blk.%u.attn_o", l);
-    expect_add (exp, lin, f, d, "blk.%u.ffn_gate", l);
-    expect_add (exp, lin, f, d, "blk.%u.ffn_up", l);
-    expect_add (exp, lin, d, f, "blk.%u.ffn_down", l);
-    if (hp->flags & LEV_HP_QKV_BIAS) {
-      expect_add (exp, KIND_FLOAT, q, 0, "blk.%u.attn_q_bias", l);
-      expect_add (exp, KIND_FLOAT, kv, 0, "blk.%u.attn_k_bias", l);
-      expect_add (exp, KIND_FLOAT, kv, 0, "blk.%u.attn_v_bias", l);
-    }
-    if (hp->flags & LEV_HP_SUB_NORMS) {
-      expect_add (exp, KIND_FLOAT, q, 0, "blk.%u.attn_sub_norm", l);
-      expect_add (exp, KIND_FLOAT, f, 0, "blk.%u.ffn_sub_norm", l);
-    }
-  }
+  for (size_t i = 0; i < n_schema; i++)
+    if (schema[i].required)
+      expect_add (exp, schema[i].role == LEV_TENSOR_LINEAR ? lin : KIND_FLOAT, schema[i].shape[0],
+                  schema[i].n_dims == 2 ? schema[i].shape[1] : 0, "%s", schema[i].name);
+  g_free (schema);
 
   gboolean ok = TRUE;
   /* name -> tensor, refusing duplicates */
@@ -294,36 +269,123 @@ lev_conv_model_validate (LevConvModel *model, GError **error)
   return ok;
 }
 
-/* ---- detection ---- */
+/* ---------------------------------------------------------------- LevConvVocab */
 
-/* Detects the source kind of path and calls the matching importer. */
-LevConvModel *
-lev_import_any (const gchar *path, GError **error)
+/* Returns a new empty vocabulary of the given kind (bos/eos/unk/pad = -1). */
+LevConvVocab *
+lev_conv_vocab_new (guint32 kind)
 {
-  g_return_val_if_fail (path != NULL, NULL);
-  if (g_file_test (path, G_FILE_TEST_IS_DIR))
-    return lev_import_hf_dir (path, error);
-  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "%s: no such file or directory", path);
+  LevConvVocab *v = g_new0 (LevConvVocab, 1);
+  v->kind = kind;
+  v->pieces = g_ptr_array_new_with_free_func (g_free);
+  v->piece_lens = g_array_new (FALSE, FALSE, sizeof (guint32));
+  v->scores = g_array_new (FALSE, FALSE, sizeof (float));
+  v->types = g_byte_array_new ();
+  /* Element = one guint32: merge r is elements 2r (left id) and 2r + 1 (right id); append both with
+   * g_array_append_vals (v->merges, pair, 2). lev_conv_vocab_flatten also accepts 8-byte pair elements. */
+  v->merges = g_array_new (FALSE, FALSE, sizeof (guint32));
+  v->bos_id = v->eos_id = v->unk_id = v->pad_id = -1;
+  return v;
+}
+
+/* Appends a piece (copied) with its score and type; returns its id. */
+guint32
+lev_conv_vocab_add (LevConvVocab *vocab, const gchar *piece, gsize len, float score, guint8 type)
+{
+  g_return_val_if_fail (vocab != NULL && (piece != NULL || len == 0), G_MAXUINT32);
+  g_return_val_if_fail (len < G_MAXUINT32, G_MAXUINT32);
+  gchar *copy = g_malloc (len + 1);
+  if (len > 0)
+    memcpy (copy, piece, len);
+  copy[len] = '\0';
+  guint32 id = vocab->pieces->len;
+  guint32 l = (guint32) len;
+  g_ptr_array_add (vocab->pieces, copy);
+  g_array_append_val (vocab->piece_lens, l);
+  g_array_append_val (vocab->scores, score);
+  g_byte_array_append (vocab->types, &type, 1);
+  return id;
+}
+
+/* Frees a vocabulary. */
+void
+lev_conv_vocab_free (LevConvVocab *vocab)
+{
+  if (vocab == NULL)
+    return;
+  g_ptr_array_unref (vocab->pieces);
+  g_array_unref (vocab->piece_lens);
+  g_array_unref (vocab->scores);
+  g_byte_array_unref (vocab->types);
+  g_array_unref (vocab->merges);
+  g_free (vocab);
+}
+
+/* Flattens vocab (which must outlive the result) into file-format arrays. */
+LevConvVocabFlat *
+lev_conv_vocab_flatten (const LevConvVocab *vocab)
+{
+  g_return_val_if_fail (vocab != NULL, NULL);
+  guint32 n = vocab->pieces->len;
+  g_return_val_if_fail (vocab->piece_lens->len == n && vocab->scores->len == n && vocab->types->len == n, NULL);
+  guint64 total = 0;
+  for (guint32 i = 0; i < n; i++)
+    total += g_array_index (vocab->piece_lens, guint32, i);
+  if (total >= G_MAXUINT32) {
+    g_critical ("vocabulary pieces take %" G_GUINT64_FORMAT " bytes, over the 4 GiB the format allows", total);
     return NULL;
   }
-  g_autofree gchar *base = g_path_get_basename (path);
-  if (g_str_has_suffix (base, ".safetensors") || g_str_has_suffix (base, ".safetensors.index.json") ||
-      strcmp (base, "config.json") == 0) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED,
-                 "%s is part of a Hugging Face checkpoint: pass its directory instead", path);
-    return NULL;
+  LevConvVocabFlat *flat = g_new0 (LevConvVocabFlat, 1);
+  flat->bytes = g_byte_array_sized_new ((guint) total + 1);
+  flat->offsets = g_array_sized_new (FALSE, FALSE, sizeof (guint32), n + 1);
+  guint32 off = 0;
+  g_array_append_val (flat->offsets, off);
+  for (guint32 i = 0; i < n; i++) {
+    guint32 len = g_array_index (vocab->piece_lens, guint32, i);
+    g_byte_array_append (flat->bytes, g_ptr_array_index (vocab->pieces, i), len);
+    off += len;
+    g_array_append_val (flat->offsets, off);
   }
-  if (lev_gguf_probe (path) || g_str_has_suffix (base, ".gguf"))
-    return lev_import_gguf (path, error);
-  /* lev_llama2c_probe reads the header and checks the exact file size of every .bin layout it knows. */
-  switch (lev_llama2c_probe (path, error)) {
-  case 1: /* llama2.c legacy */
-  case 2: /* llama2.c version 1 (float32) */
-    return lev_import_llama2c (path, error);
-  case 3: /* bitllama2.c ternary */
-    return lev_import_ak42 (path, error);
-  default:
-    return NULL;
+  LevVocabView *v = &flat->view;
+  v->kind = vocab->kind;
+  v->flags = vocab->flags;
+  v->n_tokens = n;
+  v->piece_offsets = (const uint32_t *) flat->offsets->data;
+  v->piece_bytes = (const char *) flat->bytes->data;
+  v->scores = (const float *) vocab->scores->data;
+  v->types = vocab->types->data;
+  guint elt = g_array_get_element_size (vocab->merges);
+  v->n_merges = (uint32_t) ((guint64) vocab->merges->len * elt / (2 * sizeof (guint32)));
+  v->merges = v->n_merges > 0 ? (const uint32_t *) vocab->merges->data : NULL;
+  v->pretokenizer = vocab->pretokenizer;
+  v->bos_id = vocab->bos_id;
+  v->eos_id = vocab->eos_id;
+  v->unk_id = vocab->unk_id;
+  v->pad_id = vocab->pad_id;
+  return flat;
+}
+
+/* Frees a flattened vocabulary. */
+void
+lev_conv_vocab_flat_free (LevConvVocabFlat *flat)
+{
+  if (flat == NULL)
+    return;
+  g_byte_array_unref (flat->bytes);
+  g_array_unref (flat->offsets);
+  g_free (flat);
+}
+
+/* ---------------------------------------------------------------- files */
+
+gboolean
+lev_conv_read_file (const gchar *path, gchar **data, gsize *len, GError **error)
+{
+  GError *e = NULL;
+  if (!g_file_get_contents (path, data, len, &e)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot read %s: %s", path, e->message);
+    g_error_free (e);
+    return FALSE;
   }
+  return TRUE;
 }
