@@ -11,39 +11,18 @@ GST_DEBUG_CATEGORY_STATIC (lev_text_gen_debug);
 #define LEV_DEFAULT_MODEL "/usr/local/share/leviathan/models/default.leviathan"
 #endif
 
-#define DEFAULT_N_THREADS 0
-#define DEFAULT_CONTEXT_LENGTH 0
-#define DEFAULT_MAX_TOKENS 256
-#define DEFAULT_TEMPERATURE 0.8f
-#define DEFAULT_TOP_K 40
-#define DEFAULT_TOP_P 0.95f
-#define DEFAULT_MIN_P 0.05f
-#define DEFAULT_REPEAT_PENALTY 1.0f
-#define DEFAULT_SEED (-1)
 #define DEFAULT_MAX_QUEUED 8
-#define MAX_CONTEXT_LENGTH (1u << 20)
 
 enum {
   PROP_0,
   PROP_MODEL,
   PROP_ADAPTER,
-  PROP_N_THREADS,
-  PROP_CONTEXT_LENGTH,
-  PROP_MAX_TOKENS,
-  PROP_TEMPERATURE,
-  PROP_TOP_K,
-  PROP_TOP_P,
-  PROP_MIN_P,
-  PROP_REPEAT_PENALTY,
-  PROP_SEED,
-  PROP_SYSTEM_PROMPT,
-  PROP_CHAT_TEMPLATE,
-  PROP_KEEP_HISTORY,
-  PROP_STOP_STRINGS,
   PROP_PROMPT_MODE,
   PROP_OUTPUT_MODE,
   PROP_MAX_QUEUED,
-  PROP_IGNORE_EOS,
+  /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
+  PROP_GEN,
+  PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
 };
 
 /* A queued prompt: text (valid UTF-8) or token ids, with the timing of the buffer it came from. */
@@ -66,14 +45,8 @@ struct _LevTextGen {
   /* properties (object lock) */
   gchar *model_path;
   gchar *adapter_path;        /* adapter file mounted over the model, or NULL */
-  guint n_threads, context_length, max_tokens, max_queued;
-  gfloat temperature, top_p, min_p, repeat_penalty;
-  gint top_k;
-  gint64 seed;
-  gchar *system_prompt;
-  LevTextGenTemplate chat_template;
-  gboolean keep_history, ignore_eos;
-  gchar **stop_strings;
+  guint max_queued;
+  LevGenSettings settings;      /* the generation properties */
   LevTextGenPromptMode prompt_mode;
   LevUnitMode output_mode;
   gboolean params_changed;      /* the task applies the properties before the next prompt */
@@ -147,25 +120,6 @@ lev_text_gen_output_mode_get_type (void)
   return type;
 }
 
-static GType
-lev_text_gen_template_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    { LEV_TEXT_GEN_TEMPLATE_AUTO, "The template named in the model file (none when it has none)", "auto" },
-    { LEV_TEXT_GEN_TEMPLATE_NONE, "No template: the prompt text is used as it is", "none" },
-    { LEV_TEXT_GEN_TEMPLATE_LLAMA2, "Llama 2 chat ([INST] ... [/INST])", "llama2" },
-    { LEV_TEXT_GEN_TEMPLATE_LLAMA3, "Llama 3 (<|start_header_id|> ... <|eot_id|>)", "llama3" },
-    { LEV_TEXT_GEN_TEMPLATE_CHATML, "ChatML (<|im_start|> ... <|im_end|>, Qwen)", "chatml" },
-    { LEV_TEXT_GEN_TEMPLATE_ZEPHYR, "Zephyr (<|user|> ... </s>, TinyLlama-Chat)", "zephyr" },
-    { LEV_TEXT_GEN_TEMPLATE_BITNET, "BitNet b1.58 2B4T (Role: content<|eot_id|>)", "bitnet" },
-    { 0, NULL, NULL },
-  };
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("LevTextGenTemplate", values));
-  return type;
-}
-
 /* ---- queue items ---- */
 
 static void
@@ -206,7 +160,7 @@ effective_n_ctx (LevTextGen *self)
   if (self->session)
     return lev_session_n_ctx (self->session);
   GST_OBJECT_LOCK (self);
-  guint n = self->context_length;
+  guint n = self->settings.p.n_ctx;
   GST_OBJECT_UNLOCK (self);
   if (n == 0 && self->model) {
     guint max_ctx = lev_model_hparams (self->model)->max_ctx;
@@ -352,42 +306,24 @@ lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *value, 
         g_clear_pointer (&self->adapter_path, g_free);
     }
     break;
-  case PROP_N_THREADS:
-    if (mutable_now (self, pspec, GST_STATE_READY))
-      self->n_threads = g_value_get_uint (value);
-    break;
-  case PROP_CONTEXT_LENGTH:
-    if (mutable_now (self, pspec, GST_STATE_READY))
-      self->context_length = g_value_get_uint (value);
-    break;
-  case PROP_MAX_TOKENS: self->max_tokens = g_value_get_uint (value); break;
-  case PROP_TEMPERATURE: self->temperature = g_value_get_float (value); break;
-  case PROP_TOP_K: self->top_k = g_value_get_int (value); break;
-  case PROP_TOP_P: self->top_p = g_value_get_float (value); break;
-  case PROP_MIN_P: self->min_p = g_value_get_float (value); break;
-  case PROP_REPEAT_PENALTY: self->repeat_penalty = g_value_get_float (value); break;
-  case PROP_SEED: self->seed = g_value_get_int64 (value); break;
-  case PROP_SYSTEM_PROMPT:
-    g_free (self->system_prompt);
-    self->system_prompt = g_value_dup_string (value);
-    break;
-  case PROP_CHAT_TEMPLATE: self->chat_template = g_value_get_enum (value); break;
-  case PROP_KEEP_HISTORY: self->keep_history = g_value_get_boolean (value); break;
-  case PROP_STOP_STRINGS: {
-    guint n = gst_value_array_get_size (value);
-    gchar **v = g_new0 (gchar *, n + 1);
-    for (guint i = 0; i < n; i++)
-      v[i] = g_value_dup_string (gst_value_array_get_value (value, i));
-    g_strfreev (self->stop_strings);
-    self->stop_strings = v;
-    break;
-  }
   case PROP_PROMPT_MODE: self->prompt_mode = g_value_get_enum (value); break;
   case PROP_OUTPUT_MODE: self->output_mode = g_value_get_enum (value); break;
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
-  case PROP_IGNORE_EOS: self->ignore_eos = g_value_get_boolean (value); break;
+  case PROP_GEN + LEV_GEN_PROP_STOP_STRINGS: {
+    guint n = gst_value_array_get_size (value);
+    const gchar **v = g_new0 (const gchar *, n + 1);
+    for (guint i = 0; i < n; i++)
+      v[i] = g_value_get_string (gst_value_array_get_value (value, i));
+    lev_gen_settings_set_stop_strings (&self->settings, v);
+    g_free (v);
+    break;
+  }
   default:
-    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    if (prop_id < PROP_GEN || prop_id >= PROP_GEN_END)
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    else if (lev_gen_prop_mutability ((LevGenProp) (prop_id - PROP_GEN)) == LEV_GEN_MUTABLE_ALWAYS
+             || mutable_now (self, pspec, GST_STATE_READY))
+      lev_gen_settings_set (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
     break;
   }
   self->params_changed = TRUE;
@@ -407,57 +343,32 @@ lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GParam
   switch (prop_id) {
   case PROP_MODEL: g_value_set_string (value, self->model_path); break;
   case PROP_ADAPTER: g_value_set_string (value, self->adapter_path); break;
-  case PROP_N_THREADS: g_value_set_uint (value, self->n_threads); break;
-  case PROP_CONTEXT_LENGTH: g_value_set_uint (value, self->context_length); break;
-  case PROP_MAX_TOKENS: g_value_set_uint (value, self->max_tokens); break;
-  case PROP_TEMPERATURE: g_value_set_float (value, self->temperature); break;
-  case PROP_TOP_K: g_value_set_int (value, self->top_k); break;
-  case PROP_TOP_P: g_value_set_float (value, self->top_p); break;
-  case PROP_MIN_P: g_value_set_float (value, self->min_p); break;
-  case PROP_REPEAT_PENALTY: g_value_set_float (value, self->repeat_penalty); break;
-  case PROP_SEED: g_value_set_int64 (value, self->seed); break;
-  case PROP_SYSTEM_PROMPT: g_value_set_string (value, self->system_prompt); break;
-  case PROP_CHAT_TEMPLATE: g_value_set_enum (value, self->chat_template); break;
-  case PROP_KEEP_HISTORY: g_value_set_boolean (value, self->keep_history); break;
-  case PROP_STOP_STRINGS:
-    for (guint i = 0; self->stop_strings && self->stop_strings[i]; i++) {
+  case PROP_GEN + LEV_GEN_PROP_STOP_STRINGS:
+    for (guint i = 0; self->settings.stop_strings && self->settings.stop_strings[i]; i++) {
       GValue s = G_VALUE_INIT;
       g_value_init (&s, G_TYPE_STRING);
-      g_value_set_string (&s, self->stop_strings[i]);
+      g_value_set_string (&s, self->settings.stop_strings[i]);
       gst_value_array_append_and_take_value (value, &s);
     }
     break;
   case PROP_PROMPT_MODE: g_value_set_enum (value, self->prompt_mode); break;
   case PROP_OUTPUT_MODE: g_value_set_enum (value, self->output_mode); break;
   case PROP_MAX_QUEUED: g_value_set_uint (value, self->max_queued); break;
-  case PROP_IGNORE_EOS: g_value_set_boolean (value, self->ignore_eos); break;
   default:
-    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
+      lev_gen_settings_get (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
+    else
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     break;
   }
   GST_OBJECT_UNLOCK (self);
 }
 
-/* Session parameters from the properties; call with the object lock held. */
+/* Session parameters from the properties (strings owned by the element); call with the object lock held. */
 static LevSessionParams
 session_params_locked (LevTextGen *self)
 {
-  LevSessionParams p = lev_session_default_params ();
-  p.n_threads = self->n_threads;
-  p.n_ctx = self->context_length;
-  p.max_tokens = self->max_tokens;
-  p.temperature = self->temperature;
-  p.top_k = self->top_k;
-  p.top_p = self->top_p;
-  p.min_p = self->min_p;
-  p.repeat_penalty = self->repeat_penalty;
-  p.seed = self->seed;
-  p.keep_history = self->keep_history;
-  p.ignore_eos = self->ignore_eos;
-  p.chat_template = self->chat_template == LEV_TEXT_GEN_TEMPLATE_AUTO ? LEV_SESSION_TEMPLATE_AUTO
-                                                                       : (int) self->chat_template - 1;
-  p.system_prompt = self->system_prompt;
-  p.stop_strings = (const char *const *) self->stop_strings;
+  LevSessionParams p = self->settings.p;
   p.unit_mode = self->output_mode;
   return p;
 }
@@ -816,7 +727,7 @@ apply_params (LevTextGen *self)
   self->params_changed = FALSE;
   LevSessionParams p = session_params_locked (self);
   gchar *sys = g_strdup (p.system_prompt);
-  gchar **stops = g_strdupv (self->stop_strings);
+  gchar **stops = g_strdupv ((gchar **) p.stop_strings);
   GST_OBJECT_UNLOCK (self);
   p.system_prompt = sys;
   p.stop_strings = (const char *const *) stops;
@@ -1075,7 +986,7 @@ start_session (LevTextGen *self)
   LevSessionParams p = session_params_locked (self);
   self->params_changed = FALSE;
   gchar *sys = g_strdup (p.system_prompt);
-  gchar **stops = g_strdupv (self->stop_strings);
+  gchar **stops = g_strdupv ((gchar **) p.stop_strings);
   GST_OBJECT_UNLOCK (self);
   p.system_prompt = sys;
   p.stop_strings = (const char *const *) stops;
@@ -1146,8 +1057,7 @@ lev_text_gen_finalize (GObject *object)
   g_free (self->vocab_id);
   g_free (self->model_path);
   g_free (self->adapter_path);
-  g_free (self->system_prompt);
-  g_strfreev (self->stop_strings);
+  lev_gen_settings_clear (&self->settings);
   g_queue_clear_full (&self->queue, item_free);
   g_string_free (self->line, TRUE);
   g_mutex_clear (&self->lock);
@@ -1172,20 +1082,10 @@ lev_text_gen_init (LevTextGen *self)
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
   self->model_path = g_strdup (LEV_DEFAULT_MODEL);
-  self->n_threads = DEFAULT_N_THREADS;
-  self->context_length = DEFAULT_CONTEXT_LENGTH;
-  self->max_tokens = DEFAULT_MAX_TOKENS;
-  self->temperature = DEFAULT_TEMPERATURE;
-  self->top_k = DEFAULT_TOP_K;
-  self->top_p = DEFAULT_TOP_P;
-  self->min_p = DEFAULT_MIN_P;
-  self->repeat_penalty = DEFAULT_REPEAT_PENALTY;
-  self->seed = DEFAULT_SEED;
-  self->chat_template = LEV_TEXT_GEN_TEMPLATE_AUTO;
+  lev_gen_settings_init (&self->settings);
   self->prompt_mode = LEV_TEXT_GEN_PROMPT_BUFFER;
   self->output_mode = LEV_UNIT_TOKEN;
   self->max_queued = DEFAULT_MAX_QUEUED;
-  self->stop_strings = g_new0 (gchar *, 1);
   self->params_changed = TRUE;
   g_mutex_init (&self->lock);
   g_cond_init (&self->item_add);
@@ -1196,6 +1096,14 @@ lev_text_gen_init (LevTextGen *self)
   self->line = g_string_new (NULL);
   self->last_end = GST_CLOCK_TIME_NONE;
   gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
+}
+
+/* The stop-strings property as a GstValueArray of strings (gst-launch syntax <"a","b">). */
+static GParamSpec *
+stop_strings_spec (const char *name, const char *nick, const char *blurb, GParamFlags flags)
+{
+  return gst_param_spec_array (name, nick, blurb, g_param_spec_string ("stop-string", "Stop string",
+                               "A stop string", NULL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS), flags);
 }
 
 static void
@@ -1217,48 +1125,8 @@ lev_text_gen_class_init (LevTextGenClass *klass)
     g_param_spec_string ("adapter", "Adapter", "Adapter file (low-rank adapters written by levconvert "
                          "--adapter-out) mounted over the model when it is loaded; empty or NULL = none "
                          "(changeable only in the NULL state)", NULL, rw));
-  g_object_class_install_property (gobject_class, PROP_N_THREADS,
-    g_param_spec_uint ("n-threads", "Threads", "Worker threads of the engine (0 = one per CPU)", 0, 64,
-                       DEFAULT_N_THREADS, rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property (gobject_class, PROP_CONTEXT_LENGTH,
-    g_param_spec_uint ("context-length", "Context length", "KV cache slots (0 = the model's trained context, at "
-                       "most 4096); generation goes on past it in a ring buffer", 0, MAX_CONTEXT_LENGTH,
-                       DEFAULT_CONTEXT_LENGTH, rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property (gobject_class, PROP_MAX_TOKENS,
-    g_param_spec_uint ("max-tokens", "Maximum tokens", "Most tokens generated per prompt", 1, 1u << 24,
-                       DEFAULT_MAX_TOKENS, live));
-  g_object_class_install_property (gobject_class, PROP_TEMPERATURE,
-    g_param_spec_float ("temperature", "Temperature", "Sampling temperature (0 = greedy)", 0.0f, 100.0f,
-                        DEFAULT_TEMPERATURE, live));
-  g_object_class_install_property (gobject_class, PROP_TOP_K,
-    g_param_spec_int ("top-k", "Top-k", "Sample from the K most likely tokens (0 = all)", 0, G_MAXINT,
-                      DEFAULT_TOP_K, live));
-  g_object_class_install_property (gobject_class, PROP_TOP_P,
-    g_param_spec_float ("top-p", "Top-p", "Nucleus sampling: the smallest set of tokens with this probability "
-                        "mass (1 = off)", 0.01f, 1.0f, DEFAULT_TOP_P, live));
-  g_object_class_install_property (gobject_class, PROP_MIN_P,
-    g_param_spec_float ("min-p", "Min-p", "Drop tokens less likely than this fraction of the best (0 = off)", 0.0f,
-                        1.0f, DEFAULT_MIN_P, live));
-  g_object_class_install_property (gobject_class, PROP_REPEAT_PENALTY,
-    g_param_spec_float ("repeat-penalty", "Repetition penalty", "Penalty for recently seen tokens (1 = off)",
-                        0.05f, 10.0f, DEFAULT_REPEAT_PENALTY, live));
-  g_object_class_install_property (gobject_class, PROP_SEED,
-    g_param_spec_int64 ("seed", "Seed", "Random seed; the same seed and prompt give the same text "
-                        "(-1 = a new random seed for every prompt)", -1, G_MAXINT64, DEFAULT_SEED, live));
-  g_object_class_install_property (gobject_class, PROP_SYSTEM_PROMPT,
-    g_param_spec_string ("system-prompt", "System prompt", "Instructions placed before the first prompt of a "
-                         "conversation (a system message with a chat template)", NULL, live));
-  g_object_class_install_property (gobject_class, PROP_CHAT_TEMPLATE,
-    g_param_spec_enum ("chat-template", "Chat template", "How prompts are wrapped as chat messages",
-                       lev_text_gen_template_get_type (), LEV_TEXT_GEN_TEMPLATE_AUTO, live));
-  g_object_class_install_property (gobject_class, PROP_KEEP_HISTORY,
-    g_param_spec_boolean ("keep-history", "Keep history", "Keep the conversation in the context across prompts "
-                          "(the context is a ring buffer); otherwise every prompt starts afresh", FALSE, live));
-  g_object_class_install_property (gobject_class, PROP_STOP_STRINGS,
-    gst_param_spec_array ("stop-strings", "Stop strings", "A response ends where one of these strings appears "
-                          "(the string itself is not output), e.g. <\"\\n\\n\",\"User:\">",
-                          g_param_spec_string ("stop-string", "Stop string", "A stop string", NULL,
-                                               G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS), live));
+  lev_gen_props_install (gobject_class, PROP_GEN, GST_PARAM_MUTABLE_PLAYING, GST_PARAM_MUTABLE_READY,
+                         stop_strings_spec);
   g_object_class_install_property (gobject_class, PROP_PROMPT_MODE,
     g_param_spec_enum ("prompt-mode", "Prompt mode", "What makes a text prompt", lev_text_gen_prompt_mode_get_type (),
                        LEV_TEXT_GEN_PROMPT_BUFFER, live));
@@ -1268,9 +1136,6 @@ lev_text_gen_class_init (LevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_MAX_QUEUED,
     g_param_spec_uint ("max-queued", "Maximum queued prompts", "Prompts waiting for generation before the sink "
                        "pad blocks upstream", 1, 65536, DEFAULT_MAX_QUEUED, live));
-  g_object_class_install_property (gobject_class, PROP_IGNORE_EOS,
-    g_param_spec_boolean ("ignore-eos", "Ignore end of text", "Do not stop at the model's end-of-text token "
-                          "(generate max-tokens tokens)", FALSE, live));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -1280,7 +1145,7 @@ lev_text_gen_class_init (LevTextGenClass *klass)
                                          "Leviathan developers");
   gst_type_mark_as_plugin_api (lev_text_gen_prompt_mode_get_type (), 0);
   gst_type_mark_as_plugin_api (lev_text_gen_output_mode_get_type (), 0);
-  gst_type_mark_as_plugin_api (lev_text_gen_template_get_type (), 0);
+  gst_type_mark_as_plugin_api (LEV_G_TYPE_CHAT_TEMPLATE, 0);
   GST_DEBUG_CATEGORY_INIT (lev_text_gen_debug, "levtextgen", 0, "Leviathan text generator");
 }
 

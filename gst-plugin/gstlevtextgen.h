@@ -4,6 +4,7 @@
 #include <gst/gst.h>
 #include "leviathan.h"
 #include "lev_session.h"
+#include "lev_gen_props.h"
 
 G_BEGIN_DECLS
 
@@ -15,17 +16,6 @@ typedef enum {
   LEV_TEXT_GEN_PROMPT_BUFFER = 0,   /* each buffer is one prompt */
   LEV_TEXT_GEN_PROMPT_LINE = 1,     /* each line is one prompt (lines may span buffers) */
 } LevTextGenPromptMode;
-
-/* The chat-template property: auto (from the model file), none, or a named family (LevChatTemplate + 1). */
-typedef enum {
-  LEV_TEXT_GEN_TEMPLATE_AUTO = 0,
-  LEV_TEXT_GEN_TEMPLATE_NONE = 1,
-  LEV_TEXT_GEN_TEMPLATE_LLAMA2 = 2,
-  LEV_TEXT_GEN_TEMPLATE_LLAMA3 = 3,
-  LEV_TEXT_GEN_TEMPLATE_CHATML = 4,
-  LEV_TEXT_GEN_TEMPLATE_ZEPHYR = 5,
-  LEV_TEXT_GEN_TEMPLATE_BITNET = 6,
-} LevTextGenTemplate;
 
 /* Media type of token ids (int32, little-endian); field "vocab" identifies the vocabulary. */
 #define LEV_TOKENS_MEDIA_TYPE "application/x-leviathan-tokens"

@@ -60,7 +60,8 @@ def with_generator(model, prompt, chat, temp, seed, n):
     gen.props.seed = seed
     gen.props.max_tokens = n
     gen.props.n_threads = 2
-    gen.set_property("chat-template", "zephyr" if chat else "none")
+    # chat-template is the LevGChatTemplate GEnum shared with the element (Lev.ChatTemplate in Python)
+    gen.props.chat_template = Lev.ChatTemplate.ZEPHYR if chat else Lev.ChatTemplate.NONE
     return gen.generate(prompt, None).encode()
 
 
