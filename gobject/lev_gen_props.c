@@ -2,6 +2,12 @@
 #include "lev_gen_props.h"
 
 #include <stddef.h>
+#include "lev_chat.h"
+
+/* the chat-template enum is the session's choice plus one: auto, then the engine's families in their order */
+G_STATIC_ASSERT (LEV_G_CHAT_TEMPLATE_AUTO == LEV_SESSION_TEMPLATE_AUTO + 1);
+G_STATIC_ASSERT (LEV_G_CHAT_TEMPLATE_NONE == LEV_CHAT_NONE + 1);
+G_STATIC_ASSERT (LEV_G_CHAT_TEMPLATE_BITNET == LEV_CHAT_BITNET + 1);
 
 typedef enum { KIND_UINT, KIND_INT, KIND_INT64, KIND_DOUBLE, KIND_BOOL, KIND_STRING, KIND_TEMPLATE, KIND_STRV } Kind;
 

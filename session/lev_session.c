@@ -40,21 +40,19 @@ lev_session_default_params (void)
   return p;
 }
 
-/* Parses a template choice (names in LevChatTemplate order). */
+/* Parses a template choice: "auto" or a family name. */
 gboolean
 lev_session_template_from_name (const char *name, int *out)
 {
-  static const char *const names[] = { "none", "llama2", "llama3", "chatml", "zephyr", "bitnet" };
   if (!name || g_ascii_strcasecmp (name, "auto") == 0) {
     *out = LEV_SESSION_TEMPLATE_AUTO;
     return TRUE;
   }
-  for (int i = 0; i < (int) G_N_ELEMENTS (names); i++)
-    if (g_ascii_strcasecmp (name, names[i]) == 0) {
-      *out = LEV_CHAT_NONE + i;
-      return TRUE;
-    }
-  return FALSE;
+  LevChatTemplate t;          /* the family names are the engine's (lev_chat.c) */
+  if (!lev_chat_template_from_name (name, &t))
+    return FALSE;
+  *out = (int) t;
+  return TRUE;
 }
 
 static gboolean
