@@ -1,31 +1,23 @@
 /* levg_generator.c: Lev.Generator: a conversation with a Lev.Model; sync and GTask-based async generation. */
 #include "levg_generator.h"
 #include "levg_private.h"
-#include "lev_session.h"
+#include "lev_gen_props.h"
 
 struct _LevGGenerator {
   GObject parent;
   LevGModel *model;
   GMutex lock;                  /* properties and the session */
-  guint max_tokens, n_threads, context_length;
-  gdouble temperature, top_p, min_p, repeat_penalty;
-  gint top_k;
-  gint64 seed;
-  gboolean keep_history, ignore_eos;
-  gchar *system_prompt, *chat_template;
-  gchar **stop_strings;
+  LevGenSettings settings;       /* the generation properties (lev_gen_props.c's table) */
   LevSession *session;
   gint busy;                    /* atomic: a generation is running */
   LevSessionStats last;
 };
 
+/* the generation properties are PROP_GEN + LevGenProp, installed from lev_gen_props.c's table */
 enum {
-  PROP_0, PROP_MODEL, PROP_MAX_TOKENS, PROP_N_THREADS, PROP_CONTEXT_LENGTH, PROP_TEMPERATURE, PROP_TOP_K,
-  PROP_TOP_P, PROP_MIN_P, PROP_REPEAT_PENALTY, PROP_SEED, PROP_KEEP_HISTORY, PROP_IGNORE_EOS, PROP_SYSTEM_PROMPT,
-  PROP_CHAT_TEMPLATE, PROP_STOP_STRINGS, PROP_PROMPT_TOKENS, PROP_GENERATED_TOKENS, PROP_TIME_TO_FIRST_TOKEN,
-  PROP_DECODE_TOKENS_PER_SECOND, N_PROPS
+  PROP_0, PROP_MODEL, PROP_PROMPT_TOKENS, PROP_GENERATED_TOKENS, PROP_TIME_TO_FIRST_TOKEN,
+  PROP_DECODE_TOKENS_PER_SECOND, PROP_GEN, PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS
 };
-static GParamSpec *props[N_PROPS];
 
 enum { SIGNAL_TOKEN, N_SIGNALS };
 static guint signals[N_SIGNALS];
@@ -39,30 +31,12 @@ lev_g_generator_set_property (GObject *object, guint prop_id, const GValue *valu
   g_mutex_lock (&self->lock);
   switch (prop_id) {
   case PROP_MODEL: self->model = g_value_dup_object (value); break;
-  case PROP_MAX_TOKENS: self->max_tokens = g_value_get_uint (value); break;
-  case PROP_N_THREADS: self->n_threads = g_value_get_uint (value); break;
-  case PROP_CONTEXT_LENGTH: self->context_length = g_value_get_uint (value); break;
-  case PROP_TEMPERATURE: self->temperature = g_value_get_double (value); break;
-  case PROP_TOP_K: self->top_k = g_value_get_int (value); break;
-  case PROP_TOP_P: self->top_p = g_value_get_double (value); break;
-  case PROP_MIN_P: self->min_p = g_value_get_double (value); break;
-  case PROP_REPEAT_PENALTY: self->repeat_penalty = g_value_get_double (value); break;
-  case PROP_SEED: self->seed = g_value_get_int64 (value); break;
-  case PROP_KEEP_HISTORY: self->keep_history = g_value_get_boolean (value); break;
-  case PROP_IGNORE_EOS: self->ignore_eos = g_value_get_boolean (value); break;
-  case PROP_SYSTEM_PROMPT:
-    g_free (self->system_prompt);
-    self->system_prompt = g_value_dup_string (value);
+  default:
+    if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
+      lev_gen_settings_set (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
+    else
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     break;
-  case PROP_CHAT_TEMPLATE:
-    g_free (self->chat_template);
-    self->chat_template = g_value_dup_string (value);
-    break;
-  case PROP_STOP_STRINGS:
-    g_strfreev (self->stop_strings);
-    self->stop_strings = g_value_dup_boxed (value);
-    break;
-  default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec); break;
   }
   g_mutex_unlock (&self->lock);
 }
@@ -74,20 +48,6 @@ lev_g_generator_get_property (GObject *object, guint prop_id, GValue *value, GPa
   g_mutex_lock (&self->lock);
   switch (prop_id) {
   case PROP_MODEL: g_value_set_object (value, self->model); break;
-  case PROP_MAX_TOKENS: g_value_set_uint (value, self->max_tokens); break;
-  case PROP_N_THREADS: g_value_set_uint (value, self->n_threads); break;
-  case PROP_CONTEXT_LENGTH: g_value_set_uint (value, self->context_length); break;
-  case PROP_TEMPERATURE: g_value_set_double (value, self->temperature); break;
-  case PROP_TOP_K: g_value_set_int (value, self->top_k); break;
-  case PROP_TOP_P: g_value_set_double (value, self->top_p); break;
-  case PROP_MIN_P: g_value_set_double (value, self->min_p); break;
-  case PROP_REPEAT_PENALTY: g_value_set_double (value, self->repeat_penalty); break;
-  case PROP_SEED: g_value_set_int64 (value, self->seed); break;
-  case PROP_KEEP_HISTORY: g_value_set_boolean (value, self->keep_history); break;
-  case PROP_IGNORE_EOS: g_value_set_boolean (value, self->ignore_eos); break;
-  case PROP_SYSTEM_PROMPT: g_value_set_string (value, self->system_prompt); break;
-  case PROP_CHAT_TEMPLATE: g_value_set_string (value, self->chat_template); break;
-  case PROP_STOP_STRINGS: g_value_set_boxed (value, self->stop_strings); break;
   case PROP_PROMPT_TOKENS: g_value_set_uint (value, self->last.prompt_tokens); break;
   case PROP_GENERATED_TOKENS: g_value_set_uint (value, self->last.generated_tokens); break;
   case PROP_TIME_TO_FIRST_TOKEN: g_value_set_double (value, self->last.ttft_us / 1e6); break;
@@ -95,7 +55,12 @@ lev_g_generator_get_property (GObject *object, guint prop_id, GValue *value, GPa
     g_value_set_double (value, self->last.decode_us > 0 ? self->last.generated_tokens / (self->last.decode_us / 1e6)
                                                         : 0.0);
     break;
-  default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec); break;
+  default:
+    if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
+      lev_gen_settings_get (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
+    else
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    break;
   }
   g_mutex_unlock (&self->lock);
 }
@@ -106,9 +71,7 @@ lev_g_generator_finalize (GObject *object)
   LevGGenerator *self = LEV_G_GENERATOR (object);
   lev_session_free (self->session);
   g_clear_object (&self->model);
-  g_free (self->system_prompt);
-  g_free (self->chat_template);
-  g_strfreev (self->stop_strings);
+  lev_gen_settings_clear (&self->settings);
   g_mutex_clear (&self->lock);
   G_OBJECT_CLASS (lev_g_generator_parent_class)->finalize (object);
 }
@@ -120,43 +83,18 @@ lev_g_generator_class_init (LevGGeneratorClass *klass)
   oc->set_property = lev_g_generator_set_property;
   oc->get_property = lev_g_generator_get_property;
   oc->finalize = lev_g_generator_finalize;
-  const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
   const GParamFlags ro = G_PARAM_READABLE | G_PARAM_STATIC_STRINGS;
-  props[PROP_MODEL] = g_param_spec_object ("model", "Model", "The model", LEV_G_TYPE_MODEL,
-                                           G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-  props[PROP_MAX_TOKENS] = g_param_spec_uint ("max-tokens", "Maximum tokens", "Most tokens per response", 1,
-                                              1u << 24, 256, rw);
-  props[PROP_N_THREADS] = g_param_spec_uint ("n-threads", "Threads", "Worker threads (0 = one per CPU), used "
-                                             "when the context is made", 0, 64, 0, rw);
-  props[PROP_CONTEXT_LENGTH] = g_param_spec_uint ("context-length", "Context length", "KV cache slots (0 = the "
-                                                  "model's, at most 4096), used when the context is made", 0,
-                                                  1u << 20, 0, rw);
-  props[PROP_TEMPERATURE] = g_param_spec_double ("temperature", "Temperature", "0 = greedy", 0, 100, 0.8, rw);
-  props[PROP_TOP_K] = g_param_spec_int ("top-k", "Top-k", "0 = off", 0, G_MAXINT, 40, rw);
-  props[PROP_TOP_P] = g_param_spec_double ("top-p", "Top-p", "1 = off", 0.01, 1, 0.95, rw);
-  props[PROP_MIN_P] = g_param_spec_double ("min-p", "Min-p", "0 = off", 0, 1, 0.05, rw);
-  props[PROP_REPEAT_PENALTY] = g_param_spec_double ("repeat-penalty", "Repetition penalty", "1 = off", 0.05, 10,
-                                                    1, rw);
-  props[PROP_SEED] = g_param_spec_int64 ("seed", "Seed", "-1 = random for every prompt", -1, G_MAXINT64, -1, rw);
-  props[PROP_KEEP_HISTORY] = g_param_spec_boolean ("keep-history", "Keep history", "Keep the conversation "
-                                                   "across prompts", FALSE, rw);
-  props[PROP_IGNORE_EOS] = g_param_spec_boolean ("ignore-eos", "Ignore end of text", "Do not stop at the "
-                                                 "end-of-text token", FALSE, rw);
-  props[PROP_SYSTEM_PROMPT] = g_param_spec_string ("system-prompt", "System prompt", "Placed before the first "
-                                                   "prompt", NULL, rw);
-  props[PROP_CHAT_TEMPLATE] = g_param_spec_string ("chat-template", "Chat template", "auto, none, llama2, "
-                                                   "llama3, chatml, zephyr or bitnet", "auto", rw);
-  props[PROP_STOP_STRINGS] = g_param_spec_boxed ("stop-strings", "Stop strings", "A response ends before any of "
-                                                 "these", G_TYPE_STRV, rw);
-  props[PROP_PROMPT_TOKENS] = g_param_spec_uint ("prompt-tokens", "Prompt tokens", "Of the last response", 0,
-                                                 G_MAXUINT, 0, ro);
-  props[PROP_GENERATED_TOKENS] = g_param_spec_uint ("generated-tokens", "Generated tokens", "Of the last "
-                                                    "response", 0, G_MAXUINT, 0, ro);
-  props[PROP_TIME_TO_FIRST_TOKEN] = g_param_spec_double ("time-to-first-token", "Time to first token", "Seconds, "
-                                                         "of the last response", 0, G_MAXDOUBLE, 0, ro);
-  props[PROP_DECODE_TOKENS_PER_SECOND] = g_param_spec_double ("decode-tokens-per-second", "Decode speed",
-                                                              "Of the last response", 0, G_MAXDOUBLE, 0, ro);
-  g_object_class_install_properties (oc, N_PROPS, props);
+  g_object_class_install_property (oc, PROP_MODEL, g_param_spec_object ("model", "Model", "The model",
+      LEV_G_TYPE_MODEL, G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS));
+  lev_gen_props_install (oc, PROP_GEN, 0, 0, NULL);
+  g_object_class_install_property (oc, PROP_PROMPT_TOKENS, g_param_spec_uint ("prompt-tokens", "Prompt tokens",
+      "Of the last response", 0, G_MAXUINT, 0, ro));
+  g_object_class_install_property (oc, PROP_GENERATED_TOKENS, g_param_spec_uint ("generated-tokens",
+      "Generated tokens", "Of the last response", 0, G_MAXUINT, 0, ro));
+  g_object_class_install_property (oc, PROP_TIME_TO_FIRST_TOKEN, g_param_spec_double ("time-to-first-token",
+      "Time to first token", "Seconds, of the last response", 0, G_MAXDOUBLE, 0, ro));
+  g_object_class_install_property (oc, PROP_DECODE_TOKENS_PER_SECOND, g_param_spec_double (
+      "decode-tokens-per-second", "Decode speed", "Of the last response", 0, G_MAXDOUBLE, 0, ro));
 
   /**
    * LevGGenerator::token:
@@ -174,15 +112,7 @@ static void
 lev_g_generator_init (LevGGenerator *self)
 {
   g_mutex_init (&self->lock);
-  LevSessionParams p = lev_session_default_params ();
-  self->max_tokens = p.max_tokens;
-  self->temperature = p.temperature;
-  self->top_k = p.top_k;
-  self->top_p = p.top_p;
-  self->min_p = p.min_p;
-  self->repeat_penalty = p.repeat_penalty;
-  self->seed = -1;
-  self->chat_template = g_strdup ("auto");
+  lev_gen_settings_init (&self->settings);
 }
 
 /* Creates a generator. */
@@ -264,26 +194,8 @@ on_cancelled (GCancellable *cancellable, gpointer user_data)
 static gboolean
 prepare_session_locked (LevGGenerator *self, GError **error)
 {
-  LevSessionParams p = lev_session_default_params ();
-  p.n_threads = self->n_threads;
-  p.n_ctx = self->context_length;
-  p.max_tokens = self->max_tokens;
-  p.temperature = (float) self->temperature;
-  p.top_k = self->top_k;
-  p.top_p = (float) self->top_p;
-  p.min_p = (float) self->min_p;
-  p.repeat_penalty = (float) self->repeat_penalty;
-  p.seed = self->seed;
-  p.keep_history = self->keep_history;
-  p.ignore_eos = self->ignore_eos;
-  p.system_prompt = self->system_prompt;
-  p.stop_strings = (const char *const *) self->stop_strings;
+  LevSessionParams p = self->settings.p;
   p.unit_mode = LEV_UNIT_TOKEN;
-  if (!lev_session_template_from_name (self->chat_template, &p.chat_template)) {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "unknown chat template '%s'",
-                 self->chat_template);
-    return FALSE;
-  }
   if (!self->session) {
     self->session = lev_session_new (lev_g_model_peek (self->model), &p, error);
     return self->session != NULL;

@@ -1,49 +1,56 @@
 /* gstlevtextgen.c: levtextgen, a GstElement that queues prompts from its sink pad and generates the responses
- * with the Leviathan engine in a GstTask on its src pad (see docs/element.md). */
+ * with the Leviathan engine, through the session layer (session/), in a GstTask on its src pad (docs/element.md). */
+
+/**
+ * SECTION:element-levtextgen
+ * @title: levtextgen
+ * @short_description: generates text with a 1-bit/ternary language model
+ *
+ * levtextgen takes prompts on its sink pad (UTF-8 text, one per buffer or per line with prompt-mode=line, or
+ * token ids as application/x-leviathan-tokens) and pushes the generated response on its src pad: one buffer per
+ * token, word, sentence or response (output-mode), as valid UTF-8 text or as token ids. Each response ends with
+ * a custom downstream event "leviathan/end-of-response" and a "leviathan/stats" element message on the bus.
+ * Generation runs in a GstTask on the src pad; a flush cancels it within one token. The model file is loaded
+ * on NULL→READY; the generation properties (temperature, top-k, top-p, min-p, seed, chat-template, ...) may
+ * change while playing and apply to the next prompt. levrun and Lev.Generator give the same text for the same
+ * model, prompt, seed and settings.
+ *
+ * ## Example launch lines
+ * |[
+ * echo "Once upon a time" | gst-launch-1.0 -q fdsrc fd=0 ! levtextgen model=stories.leviathan \
+ *     prompt-mode=line temperature=0 ! fdsink fd=1
+ * ]| Continues each line of stdin, greedily, and writes the text as it is generated.
+ * |[
+ * gst-launch-1.0 -q filesrc location=prompt.txt ! levtextgen chat-template=auto system-prompt="Be brief." \
+ *     output-mode=response max-tokens=200 seed=42 ! filesink location=answer.txt
+ * ]| Answers the prompt in the file as a chat message with the model's template, the whole answer in one buffer.
+ * |[
+ * gst-launch-1.0 -m fdsrc fd=0 ! levtextgen prompt-mode=line output-mode=sentence ! fakesink
+ * ]| Posts the statistics of every response (leviathan/stats) on the bus.
+ */
 #include "gstlevtextgen.h"
 
 #include <string.h>
 
-GST_DEBUG_CATEGORY_STATIC (lev_text_gen_debug);
-#define GST_CAT_DEFAULT lev_text_gen_debug
+GST_DEBUG_CATEGORY_STATIC (gst_lev_text_gen_debug);
+#define GST_CAT_DEFAULT gst_lev_text_gen_debug
 
 #ifndef LEV_DEFAULT_MODEL
 #define LEV_DEFAULT_MODEL "/usr/local/share/leviathan/models/default.leviathan"
 #endif
 
-#define DEFAULT_N_THREADS 0
-#define DEFAULT_CONTEXT_LENGTH 0
-#define DEFAULT_MAX_TOKENS 256
-#define DEFAULT_TEMPERATURE 0.8f
-#define DEFAULT_TOP_K 40
-#define DEFAULT_TOP_P 0.95f
-#define DEFAULT_MIN_P 0.05f
-#define DEFAULT_REPEAT_PENALTY 1.0f
-#define DEFAULT_SEED (-1)
 #define DEFAULT_MAX_QUEUED 8
-#define MAX_CONTEXT_LENGTH (1u << 20)
 
 enum {
   PROP_0,
   PROP_MODEL,
   PROP_ADAPTER,
-  PROP_N_THREADS,
-  PROP_CONTEXT_LENGTH,
-  PROP_MAX_TOKENS,
-  PROP_TEMPERATURE,
-  PROP_TOP_K,
-  PROP_TOP_P,
-  PROP_MIN_P,
-  PROP_REPEAT_PENALTY,
-  PROP_SEED,
-  PROP_SYSTEM_PROMPT,
-  PROP_CHAT_TEMPLATE,
-  PROP_KEEP_HISTORY,
-  PROP_STOP_STRINGS,
   PROP_PROMPT_MODE,
   PROP_OUTPUT_MODE,
   PROP_MAX_QUEUED,
-  PROP_IGNORE_EOS,
+  /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
+  PROP_GEN,
+  PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
 };
 
 /* A queued prompt: text (valid UTF-8) or token ids, with the timing of the buffer it came from. */
@@ -51,30 +58,24 @@ typedef struct {
   gchar *text;
   GArray *ids;                  /* gint32, when the input is token ids */
   GstClockTime pts, duration;   /* valid only when the input segment is in TIME */
-} LevPrompt;
+} GstLevTextGenPrompt;
 
 /* An entry of the queue between the streaming thread and the task: a prompt or a serialized event. */
 typedef struct {
-  LevPrompt *prompt;
+  GstLevTextGenPrompt *prompt;
   GstEvent *event;
-} LevItem;
+} GstLevTextGenItem;
 
-struct _LevTextGen {
+struct _GstLevTextGen {
   GstElement parent;
   GstPad *sinkpad, *srcpad;
 
   /* properties (object lock) */
   gchar *model_path;
   gchar *adapter_path;        /* adapter file mounted over the model, or NULL */
-  guint n_threads, context_length, max_tokens, max_queued;
-  gfloat temperature, top_p, min_p, repeat_penalty;
-  gint top_k;
-  gint64 seed;
-  gchar *system_prompt;
-  LevTextGenTemplate chat_template;
-  gboolean keep_history, ignore_eos;
-  gchar **stop_strings;
-  LevTextGenPromptMode prompt_mode;
+  guint max_queued;
+  LevGenSettings settings;      /* the generation properties */
+  GstLevTextGenPromptMode prompt_mode;
   LevUnitMode output_mode;
   gboolean params_changed;      /* the task applies the properties before the next prompt */
 
@@ -86,7 +87,7 @@ struct _LevTextGen {
   /* queue (lock) */
   GMutex lock;
   GCond item_add, item_del;
-  GQueue queue;                 /* LevItem* */
+  GQueue queue;                 /* GstLevTextGenItem* */
   guint n_prompts;
   gboolean flushing;
   gboolean reset_session;       /* forget the conversation before the next prompt (after a flush) */
@@ -105,7 +106,8 @@ struct _LevTextGen {
   guint64 n_responses;
 };
 
-G_DEFINE_TYPE (LevTextGen, lev_text_gen, GST_TYPE_ELEMENT)
+G_DEFINE_TYPE (GstLevTextGen, gst_lev_text_gen, GST_TYPE_ELEMENT)
+GST_ELEMENT_REGISTER_DEFINE (levtextgen, "levtextgen", GST_RANK_NONE, GST_TYPE_LEV_TEXT_GEN);
 
 #define SINK_CAPS "text/x-raw, format = (string) utf8; text/plain; " LEV_TOKENS_MEDIA_TYPE
 #define SRC_CAPS "text/x-raw, format = (string) utf8; " LEV_TOKENS_MEDIA_TYPE
@@ -118,21 +120,21 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src", GST_P
 /* ---- enums ---- */
 
 static GType
-lev_text_gen_prompt_mode_get_type (void)
+gst_lev_text_gen_prompt_mode_get_type (void)
 {
   static GType type = 0;
   static const GEnumValue values[] = {
-    { LEV_TEXT_GEN_PROMPT_BUFFER, "Each buffer is one prompt", "buffer" },
-    { LEV_TEXT_GEN_PROMPT_LINE, "Each line is one prompt (lines may span buffers)", "line" },
+    { GST_LEV_TEXT_GEN_PROMPT_BUFFER, "Each buffer is one prompt", "buffer" },
+    { GST_LEV_TEXT_GEN_PROMPT_LINE, "Each line is one prompt (lines may span buffers)", "line" },
     { 0, NULL, NULL },
   };
   if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("LevTextGenPromptMode", values));
+    g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenPromptMode", values));
   return type;
 }
 
 static GType
-lev_text_gen_output_mode_get_type (void)
+gst_lev_text_gen_output_mode_get_type (void)
 {
   static GType type = 0;
   static const GEnumValue values[] = {
@@ -143,33 +145,14 @@ lev_text_gen_output_mode_get_type (void)
     { 0, NULL, NULL },
   };
   if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("LevTextGenOutputMode", values));
-  return type;
-}
-
-static GType
-lev_text_gen_template_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    { LEV_TEXT_GEN_TEMPLATE_AUTO, "The template named in the model file (none when it has none)", "auto" },
-    { LEV_TEXT_GEN_TEMPLATE_NONE, "No template: the prompt text is used as it is", "none" },
-    { LEV_TEXT_GEN_TEMPLATE_LLAMA2, "Llama 2 chat ([INST] ... [/INST])", "llama2" },
-    { LEV_TEXT_GEN_TEMPLATE_LLAMA3, "Llama 3 (<|start_header_id|> ... <|eot_id|>)", "llama3" },
-    { LEV_TEXT_GEN_TEMPLATE_CHATML, "ChatML (<|im_start|> ... <|im_end|>, Qwen)", "chatml" },
-    { LEV_TEXT_GEN_TEMPLATE_ZEPHYR, "Zephyr (<|user|> ... </s>, TinyLlama-Chat)", "zephyr" },
-    { LEV_TEXT_GEN_TEMPLATE_BITNET, "BitNet b1.58 2B4T (Role: content<|eot_id|>)", "bitnet" },
-    { 0, NULL, NULL },
-  };
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("LevTextGenTemplate", values));
+    g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenOutputMode", values));
   return type;
 }
 
 /* ---- queue items ---- */
 
 static void
-prompt_free (LevPrompt *p)
+prompt_free (GstLevTextGenPrompt *p)
 {
   if (!p)
     return;
@@ -182,7 +165,7 @@ prompt_free (LevPrompt *p)
 static void
 item_free (gpointer data)
 {
-  LevItem *it = data;
+  GstLevTextGenItem *it = data;
   prompt_free (it->prompt);
   if (it->event)
     gst_event_unref (it->event);
@@ -191,7 +174,7 @@ item_free (gpointer data)
 
 /* Empties the queue; called with the lock held. */
 static void
-clear_queue (LevTextGen *self)
+clear_queue (GstLevTextGen *self)
 {
   g_queue_clear_full (&self->queue, item_free);
   self->n_prompts = 0;
@@ -201,12 +184,12 @@ clear_queue (LevTextGen *self)
 /* ---- caps ---- */
 
 static guint
-effective_n_ctx (LevTextGen *self)
+effective_n_ctx (GstLevTextGen *self)
 {
   if (self->session)
     return lev_session_n_ctx (self->session);
   GST_OBJECT_LOCK (self);
-  guint n = self->context_length;
+  guint n = self->settings.p.n_ctx;
   GST_OBJECT_UNLOCK (self);
   if (n == 0 && self->model) {
     guint max_ctx = lev_model_hparams (self->model)->max_ctx;
@@ -217,7 +200,7 @@ effective_n_ctx (LevTextGen *self)
 
 /* The token-id caps structure of this model's vocabulary. */
 static GstStructure *
-tokens_structure (LevTextGen *self)
+tokens_structure (GstLevTextGen *self)
 {
   GstStructure *s = gst_structure_new_empty (LEV_TOKENS_MEDIA_TYPE);
   if (self->vocab_id)
@@ -227,7 +210,7 @@ tokens_structure (LevTextGen *self)
 
 /* Caps the src pad can produce: text with the model's facts, or token ids. */
 static GstCaps *
-src_caps (LevTextGen *self)
+src_caps (GstLevTextGen *self)
 {
   if (!self->model)
     return gst_static_pad_template_get_caps (&src_template);
@@ -252,7 +235,7 @@ src_caps (LevTextGen *self)
 
 /* Caps the sink pad accepts: text, or token ids of this model's vocabulary. */
 static GstCaps *
-sink_caps (LevTextGen *self)
+sink_caps (GstLevTextGen *self)
 {
   if (!self->model)
     return gst_static_pad_template_get_caps (&sink_template);
@@ -278,7 +261,7 @@ answer_caps_query (GstQuery *query, GstCaps *caps)
 
 /* Chooses src caps with downstream (text first) and sets them; called from the task. */
 static gboolean
-negotiate (LevTextGen *self)
+negotiate (GstLevTextGen *self)
 {
   GstCaps *ours = src_caps (self);
   GstCaps *peer = gst_pad_peer_query_caps (self->srcpad, ours);
@@ -298,7 +281,7 @@ negotiate (LevTextGen *self)
 
 /* Pushes what must precede data (stream-start, caps, segment); called from the task. */
 static GstFlowReturn
-ensure_output_ready (LevTextGen *self, gboolean need_segment)
+ensure_output_ready (GstLevTextGen *self, gboolean need_segment)
 {
   if (!self->sent_stream_start) {
     gchar *id = gst_pad_create_stream_id (self->srcpad, GST_ELEMENT (self), NULL);
@@ -322,7 +305,7 @@ ensure_output_ready (LevTextGen *self, gboolean need_segment)
 /* ---- properties ---- */
 
 static gboolean
-mutable_now (LevTextGen *self, GParamSpec *pspec, GstState max_state)
+mutable_now (GstLevTextGen *self, GParamSpec *pspec, GstState max_state)
 {
   GstState state = GST_STATE (self);
   if (state <= max_state)
@@ -333,9 +316,9 @@ mutable_now (LevTextGen *self, GParamSpec *pspec, GstState max_state)
 }
 
 static void
-lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
 {
-  LevTextGen *self = LEV_TEXT_GEN (object);
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (object);
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
   case PROP_MODEL:
@@ -352,42 +335,24 @@ lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *value, 
         g_clear_pointer (&self->adapter_path, g_free);
     }
     break;
-  case PROP_N_THREADS:
-    if (mutable_now (self, pspec, GST_STATE_READY))
-      self->n_threads = g_value_get_uint (value);
-    break;
-  case PROP_CONTEXT_LENGTH:
-    if (mutable_now (self, pspec, GST_STATE_READY))
-      self->context_length = g_value_get_uint (value);
-    break;
-  case PROP_MAX_TOKENS: self->max_tokens = g_value_get_uint (value); break;
-  case PROP_TEMPERATURE: self->temperature = g_value_get_float (value); break;
-  case PROP_TOP_K: self->top_k = g_value_get_int (value); break;
-  case PROP_TOP_P: self->top_p = g_value_get_float (value); break;
-  case PROP_MIN_P: self->min_p = g_value_get_float (value); break;
-  case PROP_REPEAT_PENALTY: self->repeat_penalty = g_value_get_float (value); break;
-  case PROP_SEED: self->seed = g_value_get_int64 (value); break;
-  case PROP_SYSTEM_PROMPT:
-    g_free (self->system_prompt);
-    self->system_prompt = g_value_dup_string (value);
-    break;
-  case PROP_CHAT_TEMPLATE: self->chat_template = g_value_get_enum (value); break;
-  case PROP_KEEP_HISTORY: self->keep_history = g_value_get_boolean (value); break;
-  case PROP_STOP_STRINGS: {
-    guint n = gst_value_array_get_size (value);
-    gchar **v = g_new0 (gchar *, n + 1);
-    for (guint i = 0; i < n; i++)
-      v[i] = g_value_dup_string (gst_value_array_get_value (value, i));
-    g_strfreev (self->stop_strings);
-    self->stop_strings = v;
-    break;
-  }
   case PROP_PROMPT_MODE: self->prompt_mode = g_value_get_enum (value); break;
   case PROP_OUTPUT_MODE: self->output_mode = g_value_get_enum (value); break;
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
-  case PROP_IGNORE_EOS: self->ignore_eos = g_value_get_boolean (value); break;
+  case PROP_GEN + LEV_GEN_PROP_STOP_STRINGS: {
+    guint n = gst_value_array_get_size (value);
+    const gchar **v = g_new0 (const gchar *, n + 1);
+    for (guint i = 0; i < n; i++)
+      v[i] = g_value_get_string (gst_value_array_get_value (value, i));
+    lev_gen_settings_set_stop_strings (&self->settings, v);
+    g_free (v);
+    break;
+  }
   default:
-    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    if (prop_id < PROP_GEN || prop_id >= PROP_GEN_END)
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    else if (lev_gen_prop_mutability ((LevGenProp) (prop_id - PROP_GEN)) == LEV_GEN_MUTABLE_ALWAYS
+             || mutable_now (self, pspec, GST_STATE_READY))
+      lev_gen_settings_set (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
     break;
   }
   self->params_changed = TRUE;
@@ -400,76 +365,51 @@ lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *value, 
 }
 
 static void
-lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
-  LevTextGen *self = LEV_TEXT_GEN (object);
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (object);
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
   case PROP_MODEL: g_value_set_string (value, self->model_path); break;
   case PROP_ADAPTER: g_value_set_string (value, self->adapter_path); break;
-  case PROP_N_THREADS: g_value_set_uint (value, self->n_threads); break;
-  case PROP_CONTEXT_LENGTH: g_value_set_uint (value, self->context_length); break;
-  case PROP_MAX_TOKENS: g_value_set_uint (value, self->max_tokens); break;
-  case PROP_TEMPERATURE: g_value_set_float (value, self->temperature); break;
-  case PROP_TOP_K: g_value_set_int (value, self->top_k); break;
-  case PROP_TOP_P: g_value_set_float (value, self->top_p); break;
-  case PROP_MIN_P: g_value_set_float (value, self->min_p); break;
-  case PROP_REPEAT_PENALTY: g_value_set_float (value, self->repeat_penalty); break;
-  case PROP_SEED: g_value_set_int64 (value, self->seed); break;
-  case PROP_SYSTEM_PROMPT: g_value_set_string (value, self->system_prompt); break;
-  case PROP_CHAT_TEMPLATE: g_value_set_enum (value, self->chat_template); break;
-  case PROP_KEEP_HISTORY: g_value_set_boolean (value, self->keep_history); break;
-  case PROP_STOP_STRINGS:
-    for (guint i = 0; self->stop_strings && self->stop_strings[i]; i++) {
+  case PROP_GEN + LEV_GEN_PROP_STOP_STRINGS:
+    for (guint i = 0; self->settings.stop_strings && self->settings.stop_strings[i]; i++) {
       GValue s = G_VALUE_INIT;
       g_value_init (&s, G_TYPE_STRING);
-      g_value_set_string (&s, self->stop_strings[i]);
+      g_value_set_string (&s, self->settings.stop_strings[i]);
       gst_value_array_append_and_take_value (value, &s);
     }
     break;
   case PROP_PROMPT_MODE: g_value_set_enum (value, self->prompt_mode); break;
   case PROP_OUTPUT_MODE: g_value_set_enum (value, self->output_mode); break;
   case PROP_MAX_QUEUED: g_value_set_uint (value, self->max_queued); break;
-  case PROP_IGNORE_EOS: g_value_set_boolean (value, self->ignore_eos); break;
   default:
-    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
+      lev_gen_settings_get (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
+    else
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     break;
   }
   GST_OBJECT_UNLOCK (self);
 }
 
-/* Session parameters from the properties; call with the object lock held. */
+/* Session parameters from the properties (strings owned by the element); call with the object lock held. */
 static LevSessionParams
-session_params_locked (LevTextGen *self)
+session_params_locked (GstLevTextGen *self)
 {
-  LevSessionParams p = lev_session_default_params ();
-  p.n_threads = self->n_threads;
-  p.n_ctx = self->context_length;
-  p.max_tokens = self->max_tokens;
-  p.temperature = self->temperature;
-  p.top_k = self->top_k;
-  p.top_p = self->top_p;
-  p.min_p = self->min_p;
-  p.repeat_penalty = self->repeat_penalty;
-  p.seed = self->seed;
-  p.keep_history = self->keep_history;
-  p.ignore_eos = self->ignore_eos;
-  p.chat_template = self->chat_template == LEV_TEXT_GEN_TEMPLATE_AUTO ? LEV_SESSION_TEMPLATE_AUTO
-                                                                       : (int) self->chat_template - 1;
-  p.system_prompt = self->system_prompt;
-  p.stop_strings = (const char *const *) self->stop_strings;
+  LevSessionParams p = self->settings.p;
   p.unit_mode = self->output_mode;
   return p;
 }
 
-static void lev_text_gen_loop (GstPad *pad);
+static void gst_lev_text_gen_loop (GstPad *pad);
 
 /* ---- the streaming thread: prompts in ---- */
 
 /* Makes a text prompt from len bytes: whitespace trimmed, invalid UTF-8 replaced by U+FFFD with a warning.
  * Returns NULL for an empty prompt. */
-static LevPrompt *
-text_prompt (LevTextGen *self, const gchar *data, gsize len, GstClockTime pts, GstClockTime duration)
+static GstLevTextGenPrompt *
+text_prompt (GstLevTextGen *self, const gchar *data, gsize len, GstClockTime pts, GstClockTime duration)
 {
   gchar *text;
   if (!g_utf8_validate_len (data, len, NULL)) {
@@ -484,7 +424,7 @@ text_prompt (LevTextGen *self, const gchar *data, gsize len, GstClockTime pts, G
     g_free (text);
     return NULL;
   }
-  LevPrompt *p = g_new0 (LevPrompt, 1);
+  GstLevTextGenPrompt *p = g_new0 (GstLevTextGenPrompt, 1);
   p->text = text;
   p->pts = pts;
   p->duration = duration;
@@ -493,7 +433,7 @@ text_prompt (LevTextGen *self, const gchar *data, gsize len, GstClockTime pts, G
 
 /* Appends the prompts found in one buffer to out. */
 static void
-buffer_prompts (LevTextGen *self, GstBuffer *buf, GPtrArray *out)
+buffer_prompts (GstLevTextGen *self, GstBuffer *buf, GPtrArray *out)
 {
   GstMapInfo map;
   if (!gst_buffer_map (buf, &map, GST_MAP_READ)) {
@@ -507,7 +447,7 @@ buffer_prompts (LevTextGen *self, GstBuffer *buf, GPtrArray *out)
       GST_ELEMENT_WARNING (self, STREAM, FORMAT, ("A token buffer of %" G_GSIZE_FORMAT " bytes is not a whole "
                                                   "number of int32 ids; the rest was ignored.", map.size), (NULL));
     if (map.size >= 4) {
-      LevPrompt *p = g_new0 (LevPrompt, 1);
+      GstLevTextGenPrompt *p = g_new0 (GstLevTextGenPrompt, 1);
       p->ids = g_array_sized_new (FALSE, FALSE, sizeof (gint32), (guint) (map.size / 4));
       for (gsize i = 0; i + 4 <= map.size; i += 4) {
         gint32 v;
@@ -521,10 +461,10 @@ buffer_prompts (LevTextGen *self, GstBuffer *buf, GPtrArray *out)
     }
   } else {
     GST_OBJECT_LOCK (self);
-    LevTextGenPromptMode mode = self->prompt_mode;
+    GstLevTextGenPromptMode mode = self->prompt_mode;
     GST_OBJECT_UNLOCK (self);
-    if (mode == LEV_TEXT_GEN_PROMPT_BUFFER) {
-      LevPrompt *p = text_prompt (self, (const gchar *) map.data, map.size, pts, dur);
+    if (mode == GST_LEV_TEXT_GEN_PROMPT_BUFFER) {
+      GstLevTextGenPrompt *p = text_prompt (self, (const gchar *) map.data, map.size, pts, dur);
       if (p)
         g_ptr_array_add (out, p);
     } else {
@@ -532,7 +472,7 @@ buffer_prompts (LevTextGen *self, GstBuffer *buf, GPtrArray *out)
       gchar *nl;
       while ((nl = memchr (self->line->str, '\n', self->line->len))) {
         gsize n = (gsize) (nl - self->line->str);
-        LevPrompt *p = text_prompt (self, self->line->str, n, pts, dur);
+        GstLevTextGenPrompt *p = text_prompt (self, self->line->str, n, pts, dur);
         if (p)
           g_ptr_array_add (out, p);
         g_string_erase (self->line, 0, (gssize) n + 1);
@@ -544,12 +484,12 @@ buffer_prompts (LevTextGen *self, GstBuffer *buf, GPtrArray *out)
 
 /* Queues prompts, waiting while the queue is full (backpressure); takes ownership of prompts. */
 static GstFlowReturn
-enqueue_prompts (LevTextGen *self, GPtrArray *prompts)
+enqueue_prompts (GstLevTextGen *self, GPtrArray *prompts)
 {
   GstFlowReturn ret = GST_FLOW_OK;
   g_mutex_lock (&self->lock);
   for (guint i = 0; i < prompts->len; i++) {
-    LevPrompt *p = g_ptr_array_index (prompts, i);
+    GstLevTextGenPrompt *p = g_ptr_array_index (prompts, i);
     for (;;) {
       if (self->flushing || self->srcresult != GST_FLOW_OK)
         break;
@@ -566,7 +506,7 @@ enqueue_prompts (LevTextGen *self, GPtrArray *prompts)
       prompt_free (p);
       continue;
     }
-    LevItem *it = g_new0 (LevItem, 1);
+    GstLevTextGenItem *it = g_new0 (GstLevTextGenItem, 1);
     it->prompt = p;
     g_queue_push_tail (&self->queue, it);
     self->n_prompts++;
@@ -578,9 +518,9 @@ enqueue_prompts (LevTextGen *self, GPtrArray *prompts)
 }
 
 static GstFlowReturn
-lev_text_gen_chain (GstPad *pad, GstObject *parent, GstBuffer *buf)
+gst_lev_text_gen_chain (GstPad *pad, GstObject *parent, GstBuffer *buf)
 {
-  LevTextGen *self = LEV_TEXT_GEN (parent);
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (parent);
   GPtrArray *prompts = g_ptr_array_new ();
   if (gst_buffer_get_size (buf) > 0)
     buffer_prompts (self, buf, prompts);
@@ -597,7 +537,7 @@ lev_text_gen_chain (GstPad *pad, GstObject *parent, GstBuffer *buf)
 
 /* Queues a serialized event for the task; FALSE (event dropped) while flushing. */
 static gboolean
-enqueue_event (LevTextGen *self, GstEvent *event)
+enqueue_event (GstLevTextGen *self, GstEvent *event)
 {
   g_mutex_lock (&self->lock);
   if (self->flushing) {
@@ -610,7 +550,7 @@ enqueue_event (LevTextGen *self, GstEvent *event)
     g_mutex_unlock (&self->lock);
     return gst_pad_push_event (self->srcpad, event);
   }
-  LevItem *it = g_new0 (LevItem, 1);
+  GstLevTextGenItem *it = g_new0 (GstLevTextGenItem, 1);
   it->event = event;
   g_queue_push_tail (&self->queue, it);
   g_cond_signal (&self->item_add);
@@ -619,7 +559,7 @@ enqueue_event (LevTextGen *self, GstEvent *event)
 }
 
 static gboolean
-set_sink_caps (LevTextGen *self, GstCaps *caps)
+set_sink_caps (GstLevTextGen *self, GstCaps *caps)
 {
   GstStructure *s = gst_caps_get_structure (caps, 0);
   if (gst_structure_has_name (s, LEV_TOKENS_MEDIA_TYPE)) {
@@ -638,9 +578,9 @@ set_sink_caps (LevTextGen *self, GstCaps *caps)
 }
 
 static gboolean
-lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
+gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
 {
-  LevTextGen *self = LEV_TEXT_GEN (parent);
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (parent);
   GST_LOG_OBJECT (self, "sink event %" GST_PTR_FORMAT, event);
   switch (GST_EVENT_TYPE (event)) {
   case GST_EVENT_FLUSH_START: {
@@ -669,7 +609,8 @@ lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     self->last_end = GST_CLOCK_TIME_NONE;
     gboolean res = gst_pad_push_event (self->srcpad, event);
     if (GST_PAD_MODE (self->srcpad) == GST_PAD_MODE_PUSH)
-      gst_pad_start_task (self->srcpad, (GstTaskFunction) lev_text_gen_loop, self->srcpad, NULL);
+      gst_pad_start_task (self->srcpad, (GstTaskFunction) GST_DEBUG_FUNCPTR (gst_lev_text_gen_loop), self->srcpad,
+                          NULL);
     return res;
   }
   case GST_EVENT_CAPS: {
@@ -688,7 +629,7 @@ lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
   case GST_EVENT_EOS:
     if (!self->in_tokens && self->line->len > 0) {
       GPtrArray *prompts = g_ptr_array_new ();
-      LevPrompt *p = text_prompt (self, self->line->str, self->line->len, GST_CLOCK_TIME_NONE,
+      GstLevTextGenPrompt *p = text_prompt (self, self->line->str, self->line->len, GST_CLOCK_TIME_NONE,
                                   GST_CLOCK_TIME_NONE);
       g_string_truncate (self->line, 0);
       if (p)
@@ -704,9 +645,9 @@ lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
 }
 
 static gboolean
-lev_text_gen_sink_query (GstPad *pad, GstObject *parent, GstQuery *query)
+gst_lev_text_gen_sink_query (GstPad *pad, GstObject *parent, GstQuery *query)
 {
-  LevTextGen *self = LEV_TEXT_GEN (parent);
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (parent);
   switch (GST_QUERY_TYPE (query)) {
   case GST_QUERY_CAPS:
     return answer_caps_query (query, sink_caps (self));
@@ -718,7 +659,7 @@ lev_text_gen_sink_query (GstPad *pad, GstObject *parent, GstQuery *query)
 /* ---- the task: responses out ---- */
 
 typedef struct {
-  LevTextGen *self;
+  GstLevTextGen *self;
   GstClockTime base;            /* PTS of the response's start */
   gint64 t_start, t_prev;       /* monotonic µs: start of the response, end of the previous unit */
   guint64 n_ids;                /* tokens pushed so far in this response */
@@ -730,7 +671,7 @@ static gboolean
 push_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer user_data)
 {
   LevGenState *g = user_data;
-  LevTextGen *self = g->self;
+  GstLevTextGen *self = g->self;
   GstBuffer *buf;
   if (self->out_tokens) {
     if (n_ids == 0)
@@ -762,7 +703,7 @@ push_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointe
 
 /* The output time at which a response to p starts (see docs/element.md, "Timestamps"). */
 static GstClockTime
-response_base (LevTextGen *self, const LevPrompt *p)
+response_base (GstLevTextGen *self, const GstLevTextGenPrompt *p)
 {
   GstClockTime base = GST_CLOCK_TIME_NONE;
   if (GST_CLOCK_TIME_IS_VALID (p->pts) && self->out_segment.format == GST_FORMAT_TIME)
@@ -809,14 +750,14 @@ stats_structure (const char *name, guint64 index, const LevSessionStats *st)
 
 /* Applies changed properties to the session; FALSE (error posted) when they cannot be used. */
 static gboolean
-apply_params (LevTextGen *self)
+apply_params (GstLevTextGen *self)
 {
   GST_OBJECT_LOCK (self);
   gboolean changed = self->params_changed;
   self->params_changed = FALSE;
   LevSessionParams p = session_params_locked (self);
   gchar *sys = g_strdup (p.system_prompt);
-  gchar **stops = g_strdupv (self->stop_strings);
+  gchar **stops = g_strdupv ((gchar **) p.stop_strings);
   GST_OBJECT_UNLOCK (self);
   p.system_prompt = sys;
   p.stop_strings = (const char *const *) stops;
@@ -833,7 +774,7 @@ apply_params (LevTextGen *self)
 
 /* Generates and pushes the response to one prompt. */
 static GstFlowReturn
-generate (LevTextGen *self, LevPrompt *p)
+generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
 {
   if (!apply_params (self))
     return GST_FLOW_ERROR;
@@ -880,7 +821,7 @@ generate (LevTextGen *self, LevPrompt *p)
 
 /* Pushes a serialized event taken from the queue. */
 static GstFlowReturn
-push_event (LevTextGen *self, GstEvent *event)
+push_event (GstLevTextGen *self, GstEvent *event)
 {
   switch (GST_EVENT_TYPE (event)) {
   case GST_EVENT_STREAM_START:
@@ -922,9 +863,9 @@ push_event (LevTextGen *self, GstEvent *event)
 }
 
 static void
-lev_text_gen_loop (GstPad *pad)
+gst_lev_text_gen_loop (GstPad *pad)
 {
-  LevTextGen *self = LEV_TEXT_GEN (GST_PAD_PARENT (pad));
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (GST_PAD_PARENT (pad));
   g_mutex_lock (&self->lock);
   while (g_queue_is_empty (&self->queue) && !self->flushing)
     g_cond_wait (&self->item_add, &self->lock);
@@ -933,7 +874,7 @@ lev_text_gen_loop (GstPad *pad)
     gst_pad_pause_task (pad);
     return;
   }
-  LevItem *it = g_queue_pop_head (&self->queue);
+  GstLevTextGenItem *it = g_queue_pop_head (&self->queue);
   if (it->prompt) {
     self->n_prompts--;
     g_cond_signal (&self->item_del);
@@ -965,9 +906,9 @@ lev_text_gen_loop (GstPad *pad)
 }
 
 static gboolean
-lev_text_gen_src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode mode, gboolean active)
+gst_lev_text_gen_src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode mode, gboolean active)
 {
-  LevTextGen *self = LEV_TEXT_GEN (parent);
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (parent);
   if (mode != GST_PAD_MODE_PUSH)
     return FALSE;
   if (active) {
@@ -976,7 +917,7 @@ lev_text_gen_src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode mode,
     self->srcresult = GST_FLOW_OK;
     g_atomic_int_set (&self->cancel, 0);
     g_mutex_unlock (&self->lock);
-    return gst_pad_start_task (pad, (GstTaskFunction) lev_text_gen_loop, pad, NULL);
+    return gst_pad_start_task (pad, (GstTaskFunction) GST_DEBUG_FUNCPTR (gst_lev_text_gen_loop), pad, NULL);
   }
   g_mutex_lock (&self->lock);
   self->flushing = TRUE;
@@ -993,9 +934,9 @@ lev_text_gen_src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode mode,
 }
 
 static gboolean
-lev_text_gen_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
+gst_lev_text_gen_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
 {
-  LevTextGen *self = LEV_TEXT_GEN (parent);
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (parent);
   switch (GST_QUERY_TYPE (query)) {
   case GST_QUERY_CAPS:
     return answer_caps_query (query, src_caps (self));
@@ -1017,7 +958,7 @@ lev_text_gen_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
 /* ---- states ---- */
 
 static gboolean
-load_model (LevTextGen *self)
+load_model (GstLevTextGen *self)
 {
   GST_OBJECT_LOCK (self);
   gchar *path = g_strdup (self->model_path), *adapter = g_strdup (self->adapter_path);
@@ -1069,13 +1010,13 @@ load_model (LevTextGen *self)
 }
 
 static gboolean
-start_session (LevTextGen *self)
+start_session (GstLevTextGen *self)
 {
   GST_OBJECT_LOCK (self);
   LevSessionParams p = session_params_locked (self);
   self->params_changed = FALSE;
   gchar *sys = g_strdup (p.system_prompt);
-  gchar **stops = g_strdupv (self->stop_strings);
+  gchar **stops = g_strdupv ((gchar **) p.stop_strings);
   GST_OBJECT_UNLOCK (self);
   p.system_prompt = sys;
   p.stop_strings = (const char *const *) stops;
@@ -1101,9 +1042,9 @@ start_session (LevTextGen *self)
 }
 
 static GstStateChangeReturn
-lev_text_gen_change_state (GstElement *element, GstStateChange transition)
+gst_lev_text_gen_change_state (GstElement *element, GstStateChange transition)
 {
-  LevTextGen *self = LEV_TEXT_GEN (element);
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (element);
   switch (transition) {
   case GST_STATE_CHANGE_NULL_TO_READY:
     if (!load_model (self))
@@ -1116,7 +1057,7 @@ lev_text_gen_change_state (GstElement *element, GstStateChange transition)
   default:
     break;
   }
-  GstStateChangeReturn ret = GST_ELEMENT_CLASS (lev_text_gen_parent_class)->change_state (element, transition);
+  GstStateChangeReturn ret = GST_ELEMENT_CLASS (gst_lev_text_gen_parent_class)->change_state (element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE)
     return ret;
   switch (transition) {
@@ -1138,54 +1079,43 @@ lev_text_gen_change_state (GstElement *element, GstStateChange transition)
 /* ---- object ---- */
 
 static void
-lev_text_gen_finalize (GObject *object)
+gst_lev_text_gen_finalize (GObject *object)
 {
-  LevTextGen *self = LEV_TEXT_GEN (object);
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (object);
   g_clear_pointer (&self->session, lev_session_free);
   g_clear_pointer (&self->model, lev_model_free);
   g_free (self->vocab_id);
   g_free (self->model_path);
   g_free (self->adapter_path);
-  g_free (self->system_prompt);
-  g_strfreev (self->stop_strings);
+  lev_gen_settings_clear (&self->settings);
   g_queue_clear_full (&self->queue, item_free);
   g_string_free (self->line, TRUE);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->item_add);
   g_cond_clear (&self->item_del);
-  G_OBJECT_CLASS (lev_text_gen_parent_class)->finalize (object);
+  G_OBJECT_CLASS (gst_lev_text_gen_parent_class)->finalize (object);
 }
 
 static void
-lev_text_gen_init (LevTextGen *self)
+gst_lev_text_gen_init (GstLevTextGen *self)
 {
   self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
-  gst_pad_set_chain_function (self->sinkpad, lev_text_gen_chain);
-  gst_pad_set_event_function (self->sinkpad, lev_text_gen_sink_event);
-  gst_pad_set_query_function (self->sinkpad, lev_text_gen_sink_query);
+  gst_pad_set_chain_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_lev_text_gen_chain));
+  gst_pad_set_event_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_lev_text_gen_sink_event));
+  gst_pad_set_query_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_lev_text_gen_sink_query));
   gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
 
   self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
-  gst_pad_set_activatemode_function (self->srcpad, lev_text_gen_src_activate_mode);
-  gst_pad_set_query_function (self->srcpad, lev_text_gen_src_query);
+  gst_pad_set_activatemode_function (self->srcpad, GST_DEBUG_FUNCPTR (gst_lev_text_gen_src_activate_mode));
+  gst_pad_set_query_function (self->srcpad, GST_DEBUG_FUNCPTR (gst_lev_text_gen_src_query));
   gst_pad_use_fixed_caps (self->srcpad);
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
   self->model_path = g_strdup (LEV_DEFAULT_MODEL);
-  self->n_threads = DEFAULT_N_THREADS;
-  self->context_length = DEFAULT_CONTEXT_LENGTH;
-  self->max_tokens = DEFAULT_MAX_TOKENS;
-  self->temperature = DEFAULT_TEMPERATURE;
-  self->top_k = DEFAULT_TOP_K;
-  self->top_p = DEFAULT_TOP_P;
-  self->min_p = DEFAULT_MIN_P;
-  self->repeat_penalty = DEFAULT_REPEAT_PENALTY;
-  self->seed = DEFAULT_SEED;
-  self->chat_template = LEV_TEXT_GEN_TEMPLATE_AUTO;
-  self->prompt_mode = LEV_TEXT_GEN_PROMPT_BUFFER;
+  lev_gen_settings_init (&self->settings);
+  self->prompt_mode = GST_LEV_TEXT_GEN_PROMPT_BUFFER;
   self->output_mode = LEV_UNIT_TOKEN;
   self->max_queued = DEFAULT_MAX_QUEUED;
-  self->stop_strings = g_new0 (gchar *, 1);
   self->params_changed = TRUE;
   g_mutex_init (&self->lock);
   g_cond_init (&self->item_add);
@@ -1198,15 +1128,23 @@ lev_text_gen_init (LevTextGen *self)
   gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
 }
 
+/* The stop-strings property as a GstValueArray of strings (gst-launch syntax <"a","b">). */
+static GParamSpec *
+stop_strings_spec (const char *name, const char *nick, const char *blurb, GParamFlags flags)
+{
+  return gst_param_spec_array (name, nick, blurb, g_param_spec_string ("stop-string", "Stop string",
+                               "A stop string", NULL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS), flags);
+}
+
 static void
-lev_text_gen_class_init (LevTextGenClass *klass)
+gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
-  gobject_class->set_property = lev_text_gen_set_property;
-  gobject_class->get_property = lev_text_gen_get_property;
-  gobject_class->finalize = lev_text_gen_finalize;
-  element_class->change_state = lev_text_gen_change_state;
+  gobject_class->set_property = gst_lev_text_gen_set_property;
+  gobject_class->get_property = gst_lev_text_gen_get_property;
+  gobject_class->finalize = gst_lev_text_gen_finalize;
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_lev_text_gen_change_state);
 
   const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
   const GParamFlags live = rw | GST_PARAM_MUTABLE_PLAYING;
@@ -1217,60 +1155,17 @@ lev_text_gen_class_init (LevTextGenClass *klass)
     g_param_spec_string ("adapter", "Adapter", "Adapter file (low-rank adapters written by levconvert "
                          "--adapter-out) mounted over the model when it is loaded; empty or NULL = none "
                          "(changeable only in the NULL state)", NULL, rw));
-  g_object_class_install_property (gobject_class, PROP_N_THREADS,
-    g_param_spec_uint ("n-threads", "Threads", "Worker threads of the engine (0 = one per CPU)", 0, 64,
-                       DEFAULT_N_THREADS, rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property (gobject_class, PROP_CONTEXT_LENGTH,
-    g_param_spec_uint ("context-length", "Context length", "KV cache slots (0 = the model's trained context, at "
-                       "most 4096); generation goes on past it in a ring buffer", 0, MAX_CONTEXT_LENGTH,
-                       DEFAULT_CONTEXT_LENGTH, rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property (gobject_class, PROP_MAX_TOKENS,
-    g_param_spec_uint ("max-tokens", "Maximum tokens", "Most tokens generated per prompt", 1, 1u << 24,
-                       DEFAULT_MAX_TOKENS, live));
-  g_object_class_install_property (gobject_class, PROP_TEMPERATURE,
-    g_param_spec_float ("temperature", "Temperature", "Sampling temperature (0 = greedy)", 0.0f, 100.0f,
-                        DEFAULT_TEMPERATURE, live));
-  g_object_class_install_property (gobject_class, PROP_TOP_K,
-    g_param_spec_int ("top-k", "Top-k", "Sample from the K most likely tokens (0 = all)", 0, G_MAXINT,
-                      DEFAULT_TOP_K, live));
-  g_object_class_install_property (gobject_class, PROP_TOP_P,
-    g_param_spec_float ("top-p", "Top-p", "Nucleus sampling: the smallest set of tokens with this probability "
-                        "mass (1 = off)", 0.01f, 1.0f, DEFAULT_TOP_P, live));
-  g_object_class_install_property (gobject_class, PROP_MIN_P,
-    g_param_spec_float ("min-p", "Min-p", "Drop tokens less likely than this fraction of the best (0 = off)", 0.0f,
-                        1.0f, DEFAULT_MIN_P, live));
-  g_object_class_install_property (gobject_class, PROP_REPEAT_PENALTY,
-    g_param_spec_float ("repeat-penalty", "Repetition penalty", "Penalty for recently seen tokens (1 = off)",
-                        0.05f, 10.0f, DEFAULT_REPEAT_PENALTY, live));
-  g_object_class_install_property (gobject_class, PROP_SEED,
-    g_param_spec_int64 ("seed", "Seed", "Random seed; the same seed and prompt give the same text "
-                        "(-1 = a new random seed for every prompt)", -1, G_MAXINT64, DEFAULT_SEED, live));
-  g_object_class_install_property (gobject_class, PROP_SYSTEM_PROMPT,
-    g_param_spec_string ("system-prompt", "System prompt", "Instructions placed before the first prompt of a "
-                         "conversation (a system message with a chat template)", NULL, live));
-  g_object_class_install_property (gobject_class, PROP_CHAT_TEMPLATE,
-    g_param_spec_enum ("chat-template", "Chat template", "How prompts are wrapped as chat messages",
-                       lev_text_gen_template_get_type (), LEV_TEXT_GEN_TEMPLATE_AUTO, live));
-  g_object_class_install_property (gobject_class, PROP_KEEP_HISTORY,
-    g_param_spec_boolean ("keep-history", "Keep history", "Keep the conversation in the context across prompts "
-                          "(the context is a ring buffer); otherwise every prompt starts afresh", FALSE, live));
-  g_object_class_install_property (gobject_class, PROP_STOP_STRINGS,
-    gst_param_spec_array ("stop-strings", "Stop strings", "A response ends where one of these strings appears "
-                          "(the string itself is not output), e.g. <\"\\n\\n\",\"User:\">",
-                          g_param_spec_string ("stop-string", "Stop string", "A stop string", NULL,
-                                               G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS), live));
+  lev_gen_props_install (gobject_class, PROP_GEN, GST_PARAM_MUTABLE_PLAYING, GST_PARAM_MUTABLE_READY,
+                         stop_strings_spec);
   g_object_class_install_property (gobject_class, PROP_PROMPT_MODE,
-    g_param_spec_enum ("prompt-mode", "Prompt mode", "What makes a text prompt", lev_text_gen_prompt_mode_get_type (),
-                       LEV_TEXT_GEN_PROMPT_BUFFER, live));
+    g_param_spec_enum ("prompt-mode", "Prompt mode", "What makes a text prompt",
+                       gst_lev_text_gen_prompt_mode_get_type (), GST_LEV_TEXT_GEN_PROMPT_BUFFER, live));
   g_object_class_install_property (gobject_class, PROP_OUTPUT_MODE,
     g_param_spec_enum ("output-mode", "Output mode", "How generated text is split into buffers",
-                       lev_text_gen_output_mode_get_type (), LEV_UNIT_TOKEN, live));
+                       gst_lev_text_gen_output_mode_get_type (), LEV_UNIT_TOKEN, live));
   g_object_class_install_property (gobject_class, PROP_MAX_QUEUED,
     g_param_spec_uint ("max-queued", "Maximum queued prompts", "Prompts waiting for generation before the sink "
                        "pad blocks upstream", 1, 65536, DEFAULT_MAX_QUEUED, live));
-  g_object_class_install_property (gobject_class, PROP_IGNORE_EOS,
-    g_param_spec_boolean ("ignore-eos", "Ignore end of text", "Do not stop at the model's end-of-text token "
-                          "(generate max-tokens tokens)", FALSE, live));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -1278,15 +1173,8 @@ lev_text_gen_class_init (LevTextGenClass *klass)
                                          "Generates text with a 1-bit/ternary language model: prompts in, one "
                                          "buffer per token (or word, sentence, response) out",
                                          "Leviathan developers");
-  gst_type_mark_as_plugin_api (lev_text_gen_prompt_mode_get_type (), 0);
-  gst_type_mark_as_plugin_api (lev_text_gen_output_mode_get_type (), 0);
-  gst_type_mark_as_plugin_api (lev_text_gen_template_get_type (), 0);
-  GST_DEBUG_CATEGORY_INIT (lev_text_gen_debug, "levtextgen", 0, "Leviathan text generator");
-}
-
-/* Registers the element. */
-gboolean
-lev_text_gen_register (GstPlugin *plugin)
-{
-  return gst_element_register (plugin, "levtextgen", GST_RANK_NONE, LEV_TYPE_TEXT_GEN);
+  gst_type_mark_as_plugin_api (gst_lev_text_gen_prompt_mode_get_type (), 0);
+  gst_type_mark_as_plugin_api (gst_lev_text_gen_output_mode_get_type (), 0);
+  gst_type_mark_as_plugin_api (LEV_G_TYPE_CHAT_TEMPLATE, 0);
+  GST_DEBUG_CATEGORY_INIT (gst_lev_text_gen_debug, "levtextgen", 0, "Leviathan text generator");
 }

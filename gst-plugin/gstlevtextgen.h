@@ -4,28 +4,18 @@
 #include <gst/gst.h>
 #include "leviathan.h"
 #include "lev_session.h"
+#include "lev_gen_props.h"
 
 G_BEGIN_DECLS
 
-#define LEV_TYPE_TEXT_GEN (lev_text_gen_get_type ())
-G_DECLARE_FINAL_TYPE (LevTextGen, lev_text_gen, LEV, TEXT_GEN, GstElement)
+#define GST_TYPE_LEV_TEXT_GEN (gst_lev_text_gen_get_type ())
+G_DECLARE_FINAL_TYPE (GstLevTextGen, gst_lev_text_gen, GST, LEV_TEXT_GEN, GstElement)
 
 /* What one input buffer of text becomes. */
 typedef enum {
-  LEV_TEXT_GEN_PROMPT_BUFFER = 0,   /* each buffer is one prompt */
-  LEV_TEXT_GEN_PROMPT_LINE = 1,     /* each line is one prompt (lines may span buffers) */
-} LevTextGenPromptMode;
-
-/* The chat-template property: auto (from the model file), none, or a named family (LevChatTemplate + 1). */
-typedef enum {
-  LEV_TEXT_GEN_TEMPLATE_AUTO = 0,
-  LEV_TEXT_GEN_TEMPLATE_NONE = 1,
-  LEV_TEXT_GEN_TEMPLATE_LLAMA2 = 2,
-  LEV_TEXT_GEN_TEMPLATE_LLAMA3 = 3,
-  LEV_TEXT_GEN_TEMPLATE_CHATML = 4,
-  LEV_TEXT_GEN_TEMPLATE_ZEPHYR = 5,
-  LEV_TEXT_GEN_TEMPLATE_BITNET = 6,
-} LevTextGenTemplate;
+  GST_LEV_TEXT_GEN_PROMPT_BUFFER = 0,   /* each buffer is one prompt */
+  GST_LEV_TEXT_GEN_PROMPT_LINE = 1,     /* each line is one prompt (lines may span buffers) */
+} GstLevTextGenPromptMode;
 
 /* Media type of token ids (int32, little-endian); field "vocab" identifies the vocabulary. */
 #define LEV_TOKENS_MEDIA_TYPE "application/x-leviathan-tokens"
@@ -33,7 +23,7 @@ typedef enum {
 #define LEV_END_OF_RESPONSE "leviathan/end-of-response"
 #define LEV_STATS_MESSAGE "leviathan/stats"
 
-/* Registers levtextgen with plugin. */
-gboolean lev_text_gen_register (GstPlugin *plugin);
+/* Declares the registration of levtextgen (GST_ELEMENT_REGISTER (levtextgen, plugin) in plugin_init). */
+GST_ELEMENT_REGISTER_DECLARE (levtextgen);
 
 G_END_DECLS

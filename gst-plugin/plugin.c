@@ -9,7 +9,7 @@
 static gboolean
 plugin_init (GstPlugin *plugin)
 {
-  return lev_text_gen_register (plugin);
+  return GST_ELEMENT_REGISTER (levtextgen, plugin);
 }
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, leviathan,

@@ -389,7 +389,7 @@ GST_START_TEST (test_properties)
 {
   GstElement *e = gst_element_factory_make ("levtextgen", NULL);
   guint u;
-  gfloat f;
+  gdouble f;    /* temperature and top-p are gdouble (one type with Lev.Generator's) */
   gint64 seed;
   gchar *s;
   g_object_get (e, "max-tokens", &u, "temperature", &f, "seed", &seed, "model", &s, NULL);

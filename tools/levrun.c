@@ -1,6 +1,7 @@
-/* levrun.c: command-line text generation, tokenization and logit dumps with the Leviathan engine. */
+/* levrun.c: command-line text generation (through the session layer), tokenization and logit dumps. */
 #include "leviathan.h"
 #include "lev_chat.h"
+#include "lev_session.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -14,16 +15,16 @@ static gchar *opt_adapter = NULL;
 static gchar *opt_prompt = NULL;
 static gchar *opt_prompt_file = NULL;
 static gint opt_n_predict = -1;
-static gdouble opt_temp = 0.8;
-static gint opt_top_k = 40;
-static gdouble opt_top_p = 0.95;
-static gdouble opt_min_p = 0.05;
-static gdouble opt_repeat_penalty = 1.0;
-static gint opt_repeat_last_n = 64;
+static gdouble opt_temp;
+static gint opt_top_k;
+static gdouble opt_top_p;
+static gdouble opt_min_p;
+static gdouble opt_repeat_penalty;
+static gint opt_repeat_last_n;
 static gint64 opt_seed = -1;
 static gint opt_threads = 0;
 static gint opt_ctx = 0;
-static gint opt_sink = 4;
+static gint opt_sink;
 static gboolean opt_tokenize = FALSE;
 static gboolean opt_bos = FALSE;
 static gboolean opt_no_bos = FALSE;
@@ -47,20 +48,20 @@ static GOptionEntry entries[] = {
   { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_prompt_file, "Read the prompt from FILE", "FILE" },
   { "n-predict", 'n', 0, G_OPTION_ARG_INT, &opt_n_predict,
     "Tokens to generate (default 64; 0 with --logits-out)", "N" },
-  { "temp", 0, 0, G_OPTION_ARG_DOUBLE, &opt_temp, "Temperature, 0 = greedy (default 0.8)", "T" },
-  { "top-k", 0, 0, G_OPTION_ARG_INT, &opt_top_k, "Keep the K most likely tokens, 0 = all (default 40)", "K" },
-  { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &opt_top_p, "Nucleus sampling mass, 1 = off (default 0.95)", "P" },
-  { "min-p", 0, 0, G_OPTION_ARG_DOUBLE, &opt_min_p, "Drop tokens below P times the best, 0 = off (default 0.05)",
+  { "temp", 0, 0, G_OPTION_ARG_DOUBLE, &opt_temp, NULL, "T" },
+  { "top-k", 0, 0, G_OPTION_ARG_INT, &opt_top_k, NULL, "K" },
+  { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &opt_top_p, NULL, "P" },
+  { "min-p", 0, 0, G_OPTION_ARG_DOUBLE, &opt_min_p, NULL,
     "P" },
-  { "repeat-penalty", 0, 0, G_OPTION_ARG_DOUBLE, &opt_repeat_penalty, "Repetition penalty, 1 = off (default 1)",
+  { "repeat-penalty", 0, 0, G_OPTION_ARG_DOUBLE, &opt_repeat_penalty, NULL,
     "R" },
-  { "repeat-last-n", 0, 0, G_OPTION_ARG_INT, &opt_repeat_last_n, "Tokens the penalty looks back (default 64)",
+  { "repeat-last-n", 0, 0, G_OPTION_ARG_INT, &opt_repeat_last_n, NULL,
     "N" },
   { "seed", 's', 0, G_OPTION_ARG_INT64, &opt_seed, "Random seed (default: from the clock)", "SEED" },
   { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads (default: all CPUs)", "N" },
   { "ctx", 'c', 0, G_OPTION_ARG_INT, &opt_ctx, "Context (KV cache) size; generation goes on past it (default: "
-    "the model's)", "N" },
-  { "sinks", 0, 0, G_OPTION_ARG_INT, &opt_sink, "Attention-sink tokens kept when the context slides (default 4)",
+    "the model's, at most 4096)", "N" },
+  { "sinks", 0, 0, G_OPTION_ARG_INT, &opt_sink, NULL,
     "N" },
   { "tokenize", 0, 0, G_OPTION_ARG_NONE, &opt_tokenize, "Print the prompt's token ids and exit", NULL },
   { "bos", 0, 0, G_OPTION_ARG_NONE, &opt_bos, "With --tokenize: prepend BOS", NULL },
@@ -84,6 +85,36 @@ static GOptionEntry entries[] = {
 };
 
 static GOptionContext *octx;
+
+/* Sets an option's help text (defaults come from the session's parameters, stated there once). */
+static void
+set_help (const char *long_name, gchar *text)
+{
+  for (GOptionEntry *e = entries; e->long_name; e++)
+    if (strcmp (e->long_name, long_name) == 0)
+      e->description = text;      /* kept until exit */
+}
+
+/* Takes the sampling and context defaults from lev_session_default_params and writes them into the help. */
+static void
+init_defaults (void)
+{
+  LevSessionParams d = lev_session_default_params ();
+  opt_temp = d.temperature;
+  opt_top_k = d.top_k;
+  opt_top_p = d.top_p;
+  opt_min_p = d.min_p;
+  opt_repeat_penalty = d.repeat_penalty;
+  opt_repeat_last_n = (gint) d.repeat_last_n;
+  opt_sink = (gint) d.n_sink;
+  set_help ("temp", g_strdup_printf ("Temperature, 0 = greedy (default %g)", opt_temp));
+  set_help ("top-k", g_strdup_printf ("Keep the K most likely tokens, 0 = all (default %d)", opt_top_k));
+  set_help ("top-p", g_strdup_printf ("Nucleus sampling mass, 1 = off (default %g)", opt_top_p));
+  set_help ("min-p", g_strdup_printf ("Drop tokens below P times the best, 0 = off (default %g)", opt_min_p));
+  set_help ("repeat-penalty", g_strdup_printf ("Repetition penalty, 1 = off (default %g)", opt_repeat_penalty));
+  set_help ("repeat-last-n", g_strdup_printf ("Tokens the penalty looks back (default %d)", opt_repeat_last_n));
+  set_help ("sinks", g_strdup_printf ("Attention-sink tokens kept when the context slides (default %d)", opt_sink));
+}
 
 #ifndef LEV_DEFAULT_MODEL
 #define LEV_DEFAULT_MODEL ""
@@ -142,57 +173,45 @@ parse_ids (const char *s, GArray *out)
   return out->len > 0;
 }
 
-/* Streams decoded bytes to stdout, holding back an incomplete UTF-8 sequence until it is complete. */
-typedef struct {
-  GString *pending;
-} TextOut;
-
-static void
-text_out_push (TextOut *t, const char *bytes, gsize len, gboolean final)
+/* Builds the session parameters from the options. */
+static LevSessionParams
+session_params (int n_predict)
 {
-  g_string_append_len (t->pending, bytes, (gssize) len);
-  const gchar *end;
-  while (t->pending->len > 0) {
-    g_utf8_validate (t->pending->str, (gssize) t->pending->len, &end);
-    gsize good = (gsize) (end - t->pending->str);
-    fwrite (t->pending->str, 1, good, stdout);
-    g_string_erase (t->pending, 0, (gssize) good);
-    if (t->pending->len == 0)
-      break;
-    /* an incomplete sequence at the end may still be completed by the next token */
-    gunichar c = g_utf8_get_char_validated (t->pending->str, (gssize) t->pending->len);
-    if (c == (gunichar) -2 && !final)
-      break;
-    fputs ("\xef\xbf\xbd", stdout);   /* U+FFFD for an invalid byte */
-    g_string_erase (t->pending, 0, 1);
+  LevSessionParams p = lev_session_default_params ();
+  p.n_threads = (uint32_t) opt_threads;
+  p.n_ctx = (uint32_t) opt_ctx;
+  p.n_sink = (uint32_t) opt_sink;
+  p.act_quant = opt_no_act_quant ? LEV_ACT_QUANT_OFF : LEV_ACT_QUANT_AUTO;
+  p.max_tokens = (uint32_t) n_predict;
+  p.temperature = (float) opt_temp;
+  p.top_k = opt_top_k;
+  p.top_p = (float) opt_top_p;
+  p.min_p = (float) opt_min_p;
+  p.repeat_penalty = (float) opt_repeat_penalty;
+  p.repeat_last_n = (uint32_t) opt_repeat_last_n;
+  p.seed = opt_seed;
+  p.ignore_eos = opt_ignore_eos;
+  return p;
+}
+
+/* Prints one output unit of the session (valid UTF-8 text, or its ids with --print-ids). */
+static gboolean
+print_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer user_data)
+{
+  if (opt_print_ids) {
+    for (guint i = 0; i < n_ids; i++)
+      printf (" %d", ids[i]);
+  } else {
+    fwrite (text, 1, len, stdout);
   }
   fflush (stdout);
+  return TRUE;
 }
 
-/* Evaluates ids in ctx (the sampler sees them); the logits after the last one, or NULL with error set. */
-static const float *
-feed (LevContext *ctx, LevSampler *sampler, const int32_t *ids, size_t n, GError **error)
+/* Writes the teacher-forced logits of ids (one row per position) to path; FALSE with a message printed. */
+static gboolean
+write_logits (LevModel *model, const GArray *ids, const char *path)
 {
-  const float *logits = NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (!(logits = lev_context_eval (ctx, ids[i], error)))
-      return NULL;
-    lev_sampler_accept (sampler, ids[i]);
-  }
-  return logits;
-}
-
-/* One conversation on stdin (--chat): each non-empty line is a user turn, rendered with the chat template (the
- * first with the system message, the later ones as continuations of the conversation, whose earlier turns stay in
- * the context) and answered; an answer ends at a control token (end of turn, EOS) or after n_predict tokens.
- * Returns the exit status. */
-static int
-chat_main (LevModel *model, const LevTokenizer *tok, LevChatTemplate tmpl, int n_predict)
-{
-  if (!tok) {
-    g_printerr ("levrun: %s has no tokenizer, which --chat needs\n", opt_model);
-    return 1;
-  }
   GError *error = NULL;
   LevContextParams cp = lev_context_default_params ();
   cp.n_ctx = (uint32_t) opt_ctx;
@@ -200,39 +219,65 @@ chat_main (LevModel *model, const LevTokenizer *tok, LevChatTemplate tmpl, int n
   cp.n_threads = (uint32_t) opt_threads;
   cp.act_quant = opt_no_act_quant ? LEV_ACT_QUANT_OFF : LEV_ACT_QUANT_AUTO;
   LevContext *ctx = lev_context_new (model, &cp, &error);
-  if (!ctx) {
+  FILE *f = ctx ? fopen (path, "wb") : NULL;
+  gboolean ok = f != NULL;
+  if (!ctx)
+    g_printerr ("levrun: %s\n", error->message);
+  else if (!f)
+    g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
+  uint32_t n_vocab = lev_model_hparams (model)->vocab_size;
+  for (guint i = 0; ok && i < ids->len; i++) {
+    const float *logits = lev_context_eval (ctx, g_array_index (ids, gint32, i), &error);
+    if (!logits) {
+      g_printerr ("levrun: %s\n", error->message);
+      ok = FALSE;
+    } else if (fwrite (logits, sizeof (float), n_vocab, f) != n_vocab) {
+      g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
+      ok = FALSE;
+    }
+  }
+  if (f && fclose (f) != 0 && ok) {
+    g_printerr ("levrun: cannot write %s\n", path);
+    ok = FALSE;
+  }
+  g_clear_error (&error);
+  lev_context_free (ctx);
+  return ok;
+}
+
+/* One conversation on stdin (--chat) through the session: each non-empty line is a user turn, rendered with the
+ * chat template (the first with the system message, the later ones as continuations of the conversation, whose
+ * earlier turns stay in the context) and answered under the session's stop rules. Returns the exit status. */
+static int
+chat_main (LevModel *model, int n_predict)
+{
+  if (!lev_model_tokenizer (model)) {
+    g_printerr ("levrun: %s has no tokenizer, which --chat needs\n", opt_model);
+    return 1;
+  }
+  GError *error = NULL;
+  LevSessionParams p = session_params (n_predict);
+  p.keep_history = TRUE;
+  p.system_prompt = opt_system;
+  if (opt_chat_template && !lev_session_template_from_name (opt_chat_template, &p.chat_template))
+    return usage_error ("unknown chat template '%s' (auto, none, llama2, llama3, chatml, zephyr, bitnet)",
+                        opt_chat_template);
+  LevSession *session = lev_session_new (model, &p, &error);
+  if (!session) {
     g_printerr ("levrun: %s\n", error->message);
     g_clear_error (&error);
     return 1;
   }
-  const LevHParams *hp = lev_model_hparams (model);
-  LevSamplerParams sp = lev_sampler_default_params ();
-  sp.temperature = (float) opt_temp;
-  sp.top_k = opt_top_k;
-  sp.top_p = (float) opt_top_p;
-  sp.min_p = (float) opt_min_p;
-  sp.repeat_penalty = (float) opt_repeat_penalty;
-  sp.repeat_last_n = (uint32_t) opt_repeat_last_n;
-  sp.seed = opt_seed >= 0 ? (uint64_t) opt_seed : (uint64_t) g_get_real_time ();
-  LevSampler *sampler = lev_sampler_new (&sp, hp->vocab_size);
-
-  const char *model_tmpl = lev_model_chat_template (model);
-  gchar *system = opt_system ? g_strdup (opt_system) : NULL;
-  if (system == NULL && tmpl == LEV_CHAT_CHATML)
-    system = lev_chat_template_default_system (model_tmpl);   /* Qwen2 / Qwen2.5 write one when there is none */
-  int32_t bos = lev_tokenizer_bos (tok);
-  size_t bos_len = 0;
-  const char *bos_piece = bos >= 0 ? lev_tokenizer_piece (tok, bos, &bos_len) : NULL;
-  gchar *bos_text = bos_piece && lev_tokenizer_is_control (tok, bos) ? g_strndup (bos_piece, bos_len) : NULL;
   if (!opt_quiet)
-    g_printerr ("levrun: chat template %s; one user turn per line, end with EOF\n", lev_chat_template_name (tmpl));
+    g_printerr ("levrun: chat template %s; one user turn per line, end with EOF\n",
+                lev_chat_template_name ((LevChatTemplate) lev_session_template (session)));
 
   gboolean interactive = isatty (STDIN_FILENO) && isatty (STDERR_FILENO);
   GIOChannel *in = g_io_channel_unix_new (STDIN_FILENO);
   g_io_channel_set_encoding (in, NULL, NULL);
-  GString *line = g_string_new (NULL), *piece = g_string_new (NULL);
-  TextOut text = { g_string_new (NULL) };
-  int rc = 0, turn = 0, n_prompt = 0, n_gen = 0;
+  GString *line = g_string_new (NULL);
+  int rc = 0, turn = 0;
+  guint n_prompt = 0, n_gen = 0;
   gint64 t_start = g_get_monotonic_time ();
   for (;;) {
     if (interactive)
@@ -252,82 +297,94 @@ chat_main (LevModel *model, const LevTokenizer *tok, LevChatTemplate tmpl, int n
       g_string_truncate (line, line->len - 1);
     if (line->len == 0)
       continue;
-
-    /* the turn's text: the conversation before it is already in the context */
-    LevChatMessage msgs[2];
-    gsize n = 0;
-    if (turn == 0 && system && system[0])
-      msgs[n++] = (LevChatMessage) { "system", system };
-    msgs[n++] = (LevChatMessage) { "user", line->str };
-    gchar *rendered = turn == 0 ? lev_chat_render (tmpl, msgs, n, TRUE, bos_text)
-                                : lev_chat_render_continuation (tmpl, msgs, n, TRUE, bos_text);
-    /* BOS where the tokenizer adds one and the template did not write it (Zephyr on TinyLlama, for instance) */
-    gboolean add_bos = turn == 0 && !opt_no_bos && lev_tokenizer_adds_bos (tok)
-                    && !(bos_text && g_str_has_prefix (rendered, bos_text));
-    size_t n_ids = 0;
-    int32_t *ids = lev_tokenizer_encode_special (tok, rendered, -1, add_bos, &n_ids, &error);
-    g_free (rendered);
-    if (!ids) {
-      g_printerr ("levrun: cannot encode the turn: %s\n", error->message);
-      g_clear_error (&error);
-      rc = 1;
-      break;
-    }
-    const float *logits = n_ids ? feed (ctx, sampler, ids, n_ids, &error) : NULL;
-    n_prompt += (int) n_ids;
-    g_free (ids);
+    LevSessionStats stats;
+    gboolean ok = lev_session_generate (session, line->str, (gssize) line->len, NULL, 0, NULL, print_unit, NULL,
+                                        &stats, &error);
     turn++;
-    if (n_ids && !logits) {
+    printf ("\n");
+    fflush (stdout);
+    if (!ok) {
       g_printerr ("levrun: %s\n", error->message);
       g_clear_error (&error);
       rc = 1;
       break;
     }
-    if (!logits)
-      continue;
-
-    /* the answer; its leading white space is not shown */
-    int32_t prev = -1;
-    gboolean lead = TRUE;
-    for (int k = 0; k < n_predict; k++) {
-      int32_t next = lev_sampler_sample (sampler, logits);
-      if (!opt_ignore_eos && (next == hp->eos_id || next == hp->bos_id || lev_tokenizer_is_control (tok, next)))
-        break;
-      n_gen++;
-      g_string_truncate (piece, 0);
-      lev_tokenizer_decode_token (tok, prev, next, piece);
-      const char *p = piece->str;
-      if (lead) {
-        while (*p == ' ' || *p == '\n')
-          p++;
-        lead = *p == '\0';
-      }
-      text_out_push (&text, p, strlen (p), FALSE);
-      prev = next;
-      if (!(logits = feed (ctx, sampler, &next, 1, &error))) {
-        g_printerr ("levrun: %s\n", error->message);
-        g_clear_error (&error);
-        rc = 1;
-        break;
-      }
-    }
-    text_out_push (&text, "", 0, TRUE);
-    printf ("\n");
-    fflush (stdout);
-    if (rc)
-      break;
+    n_prompt += stats.prompt_tokens;
+    n_gen += stats.generated_tokens;
   }
   if (!opt_quiet)
-    g_printerr ("levrun: %d turns, %d prompt tokens, %d generated tokens in %.3f s\n", turn, n_prompt, n_gen,
+    g_printerr ("levrun: %d turns, %u prompt tokens, %u generated tokens in %.3f s\n", turn, n_prompt, n_gen,
                 (g_get_monotonic_time () - t_start) / 1e6);
-  g_string_free (text.pending, TRUE);
-  g_string_free (piece, TRUE);
   g_string_free (line, TRUE);
   g_io_channel_unref (in);
-  g_free (bos_text);
-  g_free (system);
-  lev_sampler_free (sampler);
-  lev_context_free (ctx);
+  lev_session_free (session);
+  return rc;
+}
+
+/* Generates from a prompt (text, or ids with --ids/--bos/--no-bos) through the session and prints the prompt and
+ * the response (or their ids). Returns the exit status. */
+static int
+generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
+{
+  GError *error = NULL;
+  LevSessionParams p = session_params (n_predict);
+  p.chat_template = LEV_CHAT_NONE;
+  LevSession *session = lev_session_new (model, &p, &error);
+  if (!session) {
+    g_printerr ("levrun: %s\n", error->message);
+    g_clear_error (&error);
+    return 1;
+  }
+  const LevTokenizer *tok = lev_model_tokenizer (model);
+  if (!opt_ids && !opt_bos && !opt_no_bos) {
+    /* the session's own prompt rule (BOS where the tokenizer adds one) */
+    size_t n = 0;
+    int32_t *enc = lev_session_encode_prompt (session, prompt, -1, &n, &error);
+    if (!enc) {
+      g_printerr ("levrun: cannot encode the prompt: %s\n", error->message);
+      g_clear_error (&error);
+      lev_session_free (session);
+      return 1;
+    }
+    g_array_append_vals (ids, enc, (guint) n);
+    g_free (enc);
+  }
+  if (ids->len == 0) {
+    /* an empty prompt without BOS: start from BOS when there is one */
+    gint32 bos = lev_model_hparams (model)->bos_id;
+    if (bos < 0) {
+      g_printerr ("levrun: the prompt is empty and the model has no BOS token to start from\n");
+      lev_session_free (session);
+      return 1;
+    }
+    g_array_append_val (ids, bos);
+  }
+  if (opt_print_ids) {
+    for (guint i = 0; i < ids->len; i++)
+      printf ("%s%d", i ? " " : "", g_array_index (ids, gint32, i));
+  } else if (tok && !opt_ids) {
+    fputs (prompt, stdout);
+  }
+  fflush (stdout);
+  LevSessionStats st;
+  gboolean ok = lev_session_generate (session, NULL, 0, (const int32_t *) ids->data, ids->len, NULL, print_unit,
+                                      NULL, &st, &error);
+  if (ok && opt_print_ids && st.reason == LEV_STOP_EOS)
+    printf (" %d", st.stop_token);
+  printf ("\n");
+  fflush (stdout);
+  int rc = 0;
+  if (!ok) {
+    g_printerr ("levrun: %s\n", error->message);
+    g_clear_error (&error);
+    rc = 1;
+  } else if (!opt_quiet) {
+    double pre = st.prefill_us / 1e6, dec = st.decode_us / 1e6;
+    g_printerr ("levrun: prompt %u tokens in %.3f s (%.1f t/s), generated %u tokens in %.3f s (%.1f t/s)\n",
+                st.prompt_tokens, pre, st.prompt_tokens / MAX (pre, 1e-9), st.generated_tokens, dec,
+                st.generated_tokens / MAX (dec, 1e-9));
+  }
+  lev_session_free (session);
   return rc;
 }
 
@@ -335,6 +392,7 @@ int
 main (int argc, char **argv)
 {
   setlocale (LC_ALL, "");
+  init_defaults ();
   octx = g_option_context_new ("- run a .leviathan model");
   g_option_context_add_main_entries (octx, entries, NULL);
   GError *error = NULL;
@@ -349,14 +407,14 @@ main (int argc, char **argv)
     return usage_error ("no -m MODEL given and no default model found (set LEV_MODEL or install one)");
   if ((opt_prompt != NULL) + (opt_prompt_file != NULL) + (opt_ids != NULL) > 1)
     return usage_error ("give only one of -p, -f and --ids");
-  LevChatTemplate chat_tmpl = LEV_CHAT_NONE;
   if (opt_chat && (opt_prompt || opt_prompt_file || opt_ids || opt_tokenize || opt_logits_out || opt_print_ids))
     return usage_error ("--chat reads the conversation from stdin: it takes no -p, -f, --ids, --tokenize, "
                         "--logits-out or --print-ids");
   if (!opt_chat && (opt_system || opt_chat_template))
     return usage_error ("--system and --chat-template need --chat");
-  if (opt_chat_template && !lev_chat_template_from_name (opt_chat_template, &chat_tmpl))
-    return usage_error ("unknown chat template '%s' (none, llama2, llama3, chatml, zephyr, bitnet)",
+  int chat_tmpl;
+  if (opt_chat_template && !lev_session_template_from_name (opt_chat_template, &chat_tmpl))
+    return usage_error ("unknown chat template '%s' (auto, none, llama2, llama3, chatml, zephyr, bitnet)",
                         opt_chat_template);
   if (opt_tokenize && opt_ids)
     return usage_error ("--tokenize needs a text prompt, not --ids");
@@ -379,9 +437,7 @@ main (int argc, char **argv)
   GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
   gchar *prompt = NULL;
   if (opt_chat) {
-    if (!opt_chat_template)
-      chat_tmpl = lev_chat_template_detect (lev_model_chat_template (model));
-    rc = chat_main (model, tok, chat_tmpl, opt_n_predict >= 0 ? opt_n_predict : 512);
+    rc = chat_main (model, opt_n_predict >= 0 ? opt_n_predict : 512);
     goto out;
   }
   if (opt_prompt_file) {
@@ -400,12 +456,12 @@ main (int argc, char **argv)
       rc = usage_error ("--ids must be a list of non-negative integers");
       goto out;
     }
-  } else {
-    if (!tok) {
-      g_printerr ("levrun: %s has no tokenizer; use --ids\n", opt_model);
-      rc = 1;
-      goto out;
-    }
+  } else if (!tok) {
+    g_printerr ("levrun: %s has no tokenizer; use --ids\n", opt_model);
+    rc = 1;
+    goto out;
+  } else if (opt_tokenize || opt_bos || opt_no_bos) {
+    /* the tokenizer alone: --tokenize prints what it makes of the text, --bos/--no-bos override the BOS rule */
     gboolean add_bos = opt_tokenize ? opt_bos : (lev_tokenizer_adds_bos (tok) && !opt_no_bos) || opt_bos;
     size_t n = 0;
     gint32 *enc = lev_tokenizer_encode (tok, prompt, -1, add_bos, &n, &error);
@@ -424,121 +480,14 @@ main (int argc, char **argv)
     printf ("\n");
     goto out;
   }
-  if (ids->len == 0) {
-    /* an empty prompt without BOS: start from BOS when there is one */
-    gint32 bos = lev_model_hparams (model)->bos_id;
-    if (bos < 0) {
-      g_printerr ("levrun: the prompt is empty and the model has no BOS token to start from\n");
-      rc = 1;
-      goto out;
-    }
-    g_array_append_val (ids, bos);
-  }
-
-  LevContextParams cp = lev_context_default_params ();
-  cp.n_ctx = (uint32_t) opt_ctx;
-  cp.n_sink = (uint32_t) opt_sink;
-  cp.n_threads = (uint32_t) opt_threads;
-  cp.act_quant = opt_no_act_quant ? LEV_ACT_QUANT_OFF : LEV_ACT_QUANT_AUTO;
-  LevContext *ctx = lev_context_new (model, &cp, &error);
-  if (!ctx) {
-    g_printerr ("levrun: %s\n", error->message);
-    g_clear_error (&error);
+  /* --logits-out: the teacher-forced logits of the given ids, straight from the engine */
+  if (opt_logits_out && !write_logits (model, ids, opt_logits_out)) {
     rc = 1;
     goto out;
   }
-  const LevHParams *hp = lev_model_hparams (model);
-  LevSamplerParams sp = lev_sampler_default_params ();
-  sp.temperature = (float) opt_temp;
-  sp.top_k = opt_top_k;
-  sp.top_p = (float) opt_top_p;
-  sp.min_p = (float) opt_min_p;
-  sp.repeat_penalty = (float) opt_repeat_penalty;
-  sp.repeat_last_n = (uint32_t) opt_repeat_last_n;
-  sp.seed = opt_seed >= 0 ? (uint64_t) opt_seed : (uint64_t) g_get_real_time ();
-  LevSampler *sampler = lev_sampler_new (&sp, hp->vocab_size);
+  if (!opt_logits_out || n_predict > 0)
+    rc = generate_main (model, prompt, ids, n_predict);
 
-  FILE *logits_file = NULL;
-  if (opt_logits_out && !(logits_file = fopen (opt_logits_out, "wb"))) {
-    g_printerr ("levrun: cannot write %s: %s\n", opt_logits_out, g_strerror (errno));
-    rc = 1;
-    goto done;
-  }
-
-  /* prompt */
-  gint64 t0 = g_get_monotonic_time ();
-  const float *logits = NULL;
-  for (guint i = 0; i < ids->len; i++) {
-    gint32 id = g_array_index (ids, gint32, i);
-    logits = lev_context_eval (ctx, id, &error);
-    if (!logits) {
-      g_printerr ("levrun: %s\n", error->message);
-      g_clear_error (&error);
-      rc = 1;
-      goto done;
-    }
-    lev_sampler_accept (sampler, id);
-    if (logits_file && fwrite (logits, sizeof (float), hp->vocab_size, logits_file) != hp->vocab_size) {
-      g_printerr ("levrun: cannot write %s: %s\n", opt_logits_out, g_strerror (errno));
-      rc = 1;
-      goto done;
-    }
-  }
-  gint64 t1 = g_get_monotonic_time ();
-
-  /* generation */
-  TextOut text = { g_string_new (NULL) };
-  GString *piece = g_string_new (NULL);
-  if (opt_print_ids) {
-    for (guint i = 0; i < ids->len; i++)
-      printf ("%s%d", i ? " " : "", g_array_index (ids, gint32, i));
-    fflush (stdout);
-  } else if (tok && !opt_ids) {
-    text_out_push (&text, prompt, strlen (prompt), FALSE);
-  }
-  gint32 prev = g_array_index (ids, gint32, ids->len - 1);
-  int n_gen = 0;
-  for (; n_gen < n_predict; n_gen++) {
-    gint32 next = lev_sampler_sample (sampler, logits);
-    if (opt_print_ids) {
-      printf (" %d", next);
-      fflush (stdout);
-    }
-    if (!opt_ignore_eos && (next == hp->eos_id || next == hp->bos_id)) {
-      n_gen++;
-      break;
-    }
-    if (!opt_print_ids && tok) {
-      g_string_truncate (piece, 0);
-      lev_tokenizer_decode_token (tok, prev, next, piece);
-      text_out_push (&text, piece->str, piece->len, FALSE);
-    }
-    lev_sampler_accept (sampler, next);
-    prev = next;
-    if (n_gen + 1 < n_predict && !(logits = lev_context_eval (ctx, next, &error))) {
-      g_printerr ("levrun: %s\n", error->message);
-      g_clear_error (&error);
-      rc = 1;
-      break;
-    }
-  }
-  text_out_push (&text, "", 0, TRUE);
-  printf ("\n");
-  gint64 t2 = g_get_monotonic_time ();
-  if (!opt_quiet)
-    g_printerr ("levrun: prompt %u tokens in %.3f s (%.1f t/s), generated %d tokens in %.3f s (%.1f t/s)\n",
-                ids->len, (t1 - t0) / 1e6, ids->len / MAX ((t1 - t0) / 1e6, 1e-9), n_gen, (t2 - t1) / 1e6,
-                n_gen / MAX ((t2 - t1) / 1e6, 1e-9));
-  g_string_free (piece, TRUE);
-  g_string_free (text.pending, TRUE);
-
-done:
-  if (logits_file && fclose (logits_file) != 0 && rc == 0) {
-    g_printerr ("levrun: cannot write %s\n", opt_logits_out);
-    rc = 1;
-  }
-  lev_sampler_free (sampler);
-  lev_context_free (ctx);
 out:
   g_free (prompt);
   g_array_free (ids, TRUE);

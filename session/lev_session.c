@@ -1,4 +1,5 @@
-/* lev_session.c: prompt → response with the engine: chat template, truncation, sampling, units, statistics. */
+/* lev_session.c: prompt → response with the engine: chat template, truncation, sampling, stop rules, units,
+ * statistics (the one generation loop of every front end; its rules are in docs/architecture.md, "Session"). */
 #include "lev_session.h"
 
 #include <string.h>
@@ -13,6 +14,7 @@ struct LevSession {
   gboolean sampler_dirty;        /* parameters changed: make a new sampler before the next prompt */
   LevSessionParams p;            /* strings below are owned copies */
   gchar *system_prompt;
+  gchar *default_system;         /* the template's own system message when none is given (Qwen), or NULL */
   gchar **stops;
   LevChatTemplate tmpl;          /* resolved template */
   LevOutput *out;
@@ -27,31 +29,30 @@ LevSessionParams
 lev_session_default_params (void)
 {
   LevSamplerParams sp = lev_sampler_default_params ();
+  LevContextParams cp = lev_context_default_params ();
   LevSessionParams p = {
-    .n_threads = 0, .n_ctx = 0, .max_tokens = 256,
+    .n_threads = cp.n_threads, .n_ctx = 0, .n_sink = cp.n_sink, .act_quant = cp.act_quant, .max_tokens = 256,
     .temperature = sp.temperature, .top_p = sp.top_p, .min_p = sp.min_p, .repeat_penalty = sp.repeat_penalty,
-    .top_k = sp.top_k, .seed = -1, .keep_history = FALSE, .ignore_eos = FALSE,
+    .top_k = sp.top_k, .repeat_last_n = sp.repeat_last_n, .seed = -1, .keep_history = FALSE, .ignore_eos = FALSE,
     .chat_template = LEV_SESSION_TEMPLATE_AUTO, .system_prompt = NULL, .stop_strings = NULL,
     .unit_mode = LEV_UNIT_TOKEN,
   };
   return p;
 }
 
-/* Parses a template choice (names in LevChatTemplate order). */
+/* Parses a template choice: "auto" or a family name. */
 gboolean
 lev_session_template_from_name (const char *name, int *out)
 {
-  static const char *const names[] = { "none", "llama2", "llama3", "chatml", "zephyr", "bitnet" };
   if (!name || g_ascii_strcasecmp (name, "auto") == 0) {
     *out = LEV_SESSION_TEMPLATE_AUTO;
     return TRUE;
   }
-  for (int i = 0; i < (int) G_N_ELEMENTS (names); i++)
-    if (g_ascii_strcasecmp (name, names[i]) == 0) {
-      *out = LEV_CHAT_NONE + i;
-      return TRUE;
-    }
-  return FALSE;
+  LevChatTemplate t;          /* the family names are the engine's (lev_chat.c) */
+  if (!lev_chat_template_from_name (name, &t))
+    return FALSE;
+  *out = (int) t;
+  return TRUE;
 }
 
 static gboolean
@@ -80,6 +81,8 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
   const LevHParams *hp = lev_model_hparams (model);
   LevContextParams cp = lev_context_default_params ();
   cp.n_threads = params->n_threads;
+  cp.n_sink = params->n_sink;
+  cp.act_quant = params->act_quant;
   cp.n_ctx = params->n_ctx ? params->n_ctx : MIN (hp->max_ctx ? hp->max_ctx : 4096u, 4096u);
   LevContext *ctx = lev_context_new (model, &cp, error);
   if (!ctx)
@@ -108,6 +111,7 @@ lev_session_free (LevSession *s)
   lev_context_free (s->ctx);
   lev_output_free (s->out);
   g_free (s->system_prompt);
+  g_free (s->default_system);
   g_free (s->bos_text);
   g_strfreev (s->stops);
   g_free (s);
@@ -125,6 +129,9 @@ lev_session_set_params (LevSession *s, const LevSessionParams *params, GError **
   g_free (s->system_prompt);
   s->system_prompt = g_strdup (params->system_prompt);
   s->p.system_prompt = s->system_prompt;
+  g_free (s->default_system);
+  s->default_system = tmpl == LEV_CHAT_CHATML ? lev_chat_template_default_system (lev_model_chat_template (s->model))
+                                              : NULL;
   g_strfreev (s->stops);
   s->stops = g_strdupv ((gchar **) params->stop_strings);
   s->p.stop_strings = (const char *const *) s->stops;
@@ -144,6 +151,13 @@ lev_session_reset (LevSession *s)
   s->sampler_dirty = TRUE;
 }
 
+/* Returns the chat template in use. */
+int
+lev_session_template (const LevSession *s)
+{
+  return (int) s->tmpl;
+}
+
 /* Returns the context length. */
 uint32_t
 lev_session_n_ctx (const LevSession *s)
@@ -160,6 +174,7 @@ new_sampler (LevSession *s)
   sp.top_p = s->p.top_p;
   sp.min_p = s->p.min_p;
   sp.repeat_penalty = s->p.repeat_penalty;
+  sp.repeat_last_n = s->p.repeat_last_n;
   sp.seed = s->p.seed >= 0 ? (uint64_t) s->p.seed : ((uint64_t) g_random_int () << 32 | g_random_int ());
   lev_sampler_free (s->sampler);
   s->sampler = lev_sampler_new (&sp, s->hp->vocab_size);
@@ -184,7 +199,10 @@ static gchar *
 render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
 {
   gchar *user = len < 0 ? g_strdup (text) : g_strndup (text, (gsize) len);
-  const char *sys = s->system_prompt && s->system_prompt[0] ? s->system_prompt : NULL;
+  /* no system prompt given: the template's own default, as its Jinja source writes one (Qwen2's ChatML) */
+  const char *sys = s->system_prompt ? s->system_prompt : s->default_system;
+  if (sys && !sys[0])
+    sys = NULL;
   if (s->tmpl != LEV_CHAT_NONE) {
     LevChatMessage msgs[2];
     gsize n = 0;
@@ -204,6 +222,41 @@ render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
     return r;
   }
   return user;
+}
+
+/* Encodes a text prompt: template, then BOS where the tokenizer adds one unless the template already wrote it;
+ * control tokens a template wrote (</s>, <|im_end|>) become their ids. */
+static int32_t *
+encode_prompt (LevSession *s, const char *text, gssize len, gboolean first, size_t *n, GError **error)
+{
+  if (!s->tok) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the model has no tokenizer: give token ids");
+    return NULL;
+  }
+  gchar *r = render_prompt (s, text, len, first);
+  const char *bos_piece = bos_text (s);
+  gboolean add_bos = first && lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));
+  int32_t *ids = s->tmpl != LEV_CHAT_NONE ? lev_tokenizer_encode_special (s->tok, r, -1, add_bos, n, error)
+                                          : lev_tokenizer_encode (s->tok, r, -1, add_bos, n, error);
+  g_free (r);
+  return ids;
+}
+
+/* Returns the ids of a first-turn prompt. */
+int32_t *
+lev_session_encode_prompt (LevSession *s, const char *text, gssize len, size_t *n_ids, GError **error)
+{
+  return encode_prompt (s, text, len, TRUE, n_ids, error);
+}
+
+/* The stop rule: end-of-text, BOS and every other control token (end-of-turn markers such as <|im_end|>,
+ * <|eot_id|>) end a response; they are never text. */
+static gboolean
+is_stop_token (const LevSession *s, int32_t id)
+{
+  if (id == s->hp->eos_id || id == s->hp->bos_id)
+    return TRUE;
+  return s->tok && (id == lev_tokenizer_eos (s->tok) || lev_tokenizer_is_control (s->tok, id));
 }
 
 static gboolean
@@ -241,6 +294,7 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
                       GError **error)
 {
   LevSessionStats st = { 0 };
+  st.stop_token = -1;
   gint64 t0 = g_get_monotonic_time ();
   if (!s->p.keep_history)
     lev_session_reset (s);
@@ -253,20 +307,7 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
   int32_t *ids = NULL;
   size_t n = 0;
   if (text) {
-    if (!s->tok) {
-      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the model has no tokenizer: give token ids");
-      return FALSE;
-    }
-    gchar *r = render_prompt (s, text, len, first);
-    const char *bos_piece = bos_text (s);
-    /* BOS where the tokenizer adds one, unless a chat template already wrote it */
-    gboolean add_bos = first && lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));
-    if (s->tmpl != LEV_CHAT_NONE)   /* control tokens the template wrote (</s>, <|im_end|>) become their ids */
-      ids = lev_tokenizer_encode_special (s->tok, r, -1, add_bos, &n, error);
-    else
-      ids = lev_tokenizer_encode (s->tok, r, -1, add_bos, &n, error);
-    g_free (r);
-    if (!ids)
+    if (!(ids = encode_prompt (s, text, len, first, &n, error)))
       return FALSE;
   } else {
     ids = g_memdup2 (in_ids, n_in * sizeof (int32_t));
@@ -341,6 +382,8 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
   GArray *uids = g_array_new (FALSE, FALSE, sizeof (int32_t));
   GString *piece = g_string_new (NULL);
   gint64 t_first = 0;
+  /* a chat answer's leading white space is turn formatting (the template's "Assistant: ", a newline), not text */
+  gboolean lead = s->tmpl != LEV_CHAT_NONE;
   for (guint k = 0; st.reason != LEV_STOP_CANCELLED && k < s->p.max_tokens; k++) {
     if (is_cancelled (cancel)) {
       st.reason = LEV_STOP_CANCELLED;
@@ -351,10 +394,12 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
       t_first = g_get_monotonic_time ();
       st.ttft_us = t_first - t0;
     }
-    if (!s->p.ignore_eos && (next == s->hp->eos_id || next == s->hp->bos_id
-                             || (s->tok && next == lev_tokenizer_eos (s->tok)))) {
+    if (!s->p.ignore_eos && is_stop_token (s, next)) {
       st.reason = LEV_STOP_EOS;
-      s->pending = next;
+      st.stop_token = next;
+      /* with a template the next turn's rendering closes this one (lev_chat_render_continuation), so the stop
+       * token is not evaluated; without one it stays the last token of the sequence */
+      s->pending = s->tmpl != LEV_CHAT_NONE ? -1 : next;
       break;
     }
     lev_sampler_accept (s->sampler, next);
@@ -363,7 +408,13 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
       g_string_truncate (piece, 0);
       lev_tokenizer_decode_token (s->tok, s->prev, next, piece);
     }
-    gboolean stop = lev_output_push (s->out, next, piece->str, piece->len);
+    gsize skip = 0;
+    if (lead) {
+      while (skip < piece->len && (piece->str[skip] == ' ' || piece->str[skip] == '\n'))
+        skip++;
+      lead = skip == piece->len;
+    }
+    gboolean stop = lev_output_push (s->out, next, piece->str + skip, piece->len - skip);
     if (!drain_units (s, func, user_data, utext, uids)) {
       st.reason = LEV_STOP_CALLBACK;
       s->pending = next;

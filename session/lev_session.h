@@ -1,5 +1,6 @@
-/* lev_session.h: one conversation with a model (context, sampler, chat template, stop strings, statistics),
- * shared by the GStreamer element and the GObject layer. Not thread-safe: one thread at a time. */
+/* lev_session.h: the session layer: one conversation with a model (context, sampler, chat template and history,
+ * stop rules, output units, statistics), the one generation loop of levrun, Lev.Generator and levtextgen.
+ * Not thread-safe: one thread at a time. */
 #pragma once
 
 #include <glib.h>
@@ -11,24 +12,29 @@ G_BEGIN_DECLS
 /* Chat template choice: LEV_SESSION_TEMPLATE_AUTO (from the model file) or a LevChatTemplate value. */
 #define LEV_SESSION_TEMPLATE_AUTO (-1)
 
+/* Every generation setting with its default in one place (lev_session_default_params: the sampling defaults are the
+ * engine's lev_sampler_default_params, the context ones lev_context_default_params). */
 typedef struct LevSessionParams {
   uint32_t n_threads;            /* 0 = all CPUs; fixed at creation */
   uint32_t n_ctx;                /* context (KV cache) length, 0 = the model's, at most 4096; fixed at creation */
+  uint32_t n_sink;               /* attention-sink tokens kept when the context slides; fixed at creation */
+  uint32_t act_quant;            /* LevActQuantMode; fixed at creation */
   uint32_t max_tokens;           /* most tokens generated per prompt */
   float temperature, top_p, min_p, repeat_penalty;
   int32_t top_k;
+  uint32_t repeat_last_n;        /* tokens the repetition penalty looks back */
   int64_t seed;                  /* -1 = a new random seed for every prompt */
   gboolean keep_history;         /* keep the conversation in the context across prompts */
-  gboolean ignore_eos;           /* do not stop at end-of-text tokens */
+  gboolean ignore_eos;           /* do not stop at end-of-text or end-of-turn (control) tokens */
   int chat_template;             /* LEV_SESSION_TEMPLATE_AUTO or a LevChatTemplate */
-  const char *system_prompt;     /* may be NULL */
+  const char *system_prompt;     /* NULL: the template's own default (Qwen's ChatML writes one); "": none */
   const char *const *stop_strings; /* NULL-terminated, may be NULL */
   LevUnitMode unit_mode;
 } LevSessionParams;
 
 /* Why a response ended. */
 typedef enum {
-  LEV_STOP_EOS,                  /* the model produced its end-of-text token */
+  LEV_STOP_EOS,                  /* the model produced an end-of-text, BOS or other control (end-of-turn) token */
   LEV_STOP_MAX_TOKENS,
   LEV_STOP_STRING,               /* a stop string was generated */
   LEV_STOP_CANCELLED,            /* *cancel was set */
@@ -43,6 +49,7 @@ typedef struct LevSessionStats {
   gint64 ttft_us;                /* from the call to the first generated token */
   gint64 decode_us;              /* from the end of the prompt to the end (levrun's "generated ... t/s") */
   LevStopReason reason;
+  int32_t stop_token;            /* with LEV_STOP_EOS: the token that ended the response; else -1 */
 } LevSessionStats;
 
 /* Receives one output unit: valid UTF-8 text and the ids it came from. Return FALSE to stop generating. */
@@ -62,6 +69,12 @@ void lev_session_free (LevSession *session);
 gboolean lev_session_set_params (LevSession *session, const LevSessionParams *params, GError **error);
 /* Forgets the conversation. */
 void lev_session_reset (LevSession *session);
+/* Returns the chat template in use (LEV_CHAT_NONE: the prompt is used as it is). */
+int lev_session_template (const LevSession *session);
+/* Returns the ids a text prompt becomes at the start of a conversation (template, system message, BOS), as
+ * lev_session_generate evaluates them, newly allocated with their number in *n_ids; NULL with error set. */
+int32_t *lev_session_encode_prompt (LevSession *session, const char *text, gssize len, size_t *n_ids,
+                                    GError **error);
 /* Returns the context length in use. */
 uint32_t lev_session_n_ctx (const LevSession *session);
 /* Parses a template choice: "auto", "none" or a family name ("llama2", "llama3", "chatml", "zephyr", "bitnet");
