@@ -104,7 +104,7 @@ lev_avx512vbmi_gemv_t1 (const LevQMatrix *w, const LevQAct *act, float *y, size_
 }
 /* b1: vgf2p8affineqb with qword j of this matrix makes byte i of that qword bit j of byte i of the source (its
  * row byte 7 picks the output's bit 0). */
-#define B1_BIT(j) ((long long) (1ull << (j)) << 56)
+#define B1_BIT(j) ((long long) ((1ull << (j)) << 56))
 
 /* b1, one token, rows r .. r + 7 (rows past `nrows` repeat row r: computed, not stored). Each row's 64 sign bits of
  * a unit, broadcast to the eight qwords, become 64 bytes of 0/1 by one affine instruction, in transposed order
