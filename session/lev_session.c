@@ -7,7 +7,8 @@
 
 struct LevSession {
   const LevModel *model;
-  const LevHParams *hp;
+  uint32_t vocab_size;           /* the model's, cached */
+  int32_t bos_id, eos_id;        /* the model's, cached (-1: none) */
   const LevTokenizer *tok;
   LevContext *ctx;
   LevSampler *sampler;
@@ -23,6 +24,14 @@ struct LevSession {
   gboolean history;              /* the context holds a conversation */
   gchar *bos_text;               /* the BOS piece, looked up once (NULL: not yet, or none) */
 };
+
+/* Returns the context length used when none is given: the model's max_ctx, at most LEV_DEFAULT_CONTEXT_CAP. */
+uint32_t
+lev_session_default_n_ctx (const LevModel *model)
+{
+  uint32_t max_ctx = lev_model_max_ctx (model);
+  return max_ctx ? MIN (max_ctx, LEV_DEFAULT_CONTEXT_CAP) : LEV_DEFAULT_CONTEXT_CAP;
+}
 
 /* Returns default parameters. */
 LevSessionParams
@@ -78,18 +87,19 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
     g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "the model file holds no weights (tokenizer only)");
     return NULL;
   }
-  const LevHParams *hp = lev_model_hparams (model);
   LevContextParams cp = lev_context_default_params ();
   cp.n_threads = params->n_threads;
   cp.n_sink = params->n_sink;
   cp.act_quant = params->act_quant;
-  cp.n_ctx = params->n_ctx ? params->n_ctx : MIN (hp->max_ctx ? hp->max_ctx : 4096u, 4096u);
+  cp.n_ctx = params->n_ctx ? params->n_ctx : lev_session_default_n_ctx (model);
   LevContext *ctx = lev_context_new (model, &cp, error);
   if (!ctx)
     return NULL;
   LevSession *s = g_new0 (LevSession, 1);
   s->model = model;
-  s->hp = hp;
+  s->vocab_size = lev_model_vocab_size (model);
+  s->bos_id = lev_model_bos_id (model);
+  s->eos_id = lev_model_eos_id (model);
   s->tok = lev_model_tokenizer (model);
   s->ctx = ctx;
   s->pending = s->prev = -1;
@@ -177,7 +187,7 @@ new_sampler (LevSession *s)
   sp.repeat_last_n = s->p.repeat_last_n;
   sp.seed = s->p.seed >= 0 ? (uint64_t) s->p.seed : ((uint64_t) g_random_int () << 32 | g_random_int ());
   lev_sampler_free (s->sampler);
-  s->sampler = lev_sampler_new (&sp, s->hp->vocab_size);
+  s->sampler = lev_sampler_new (&sp, s->vocab_size);
   s->sampler_dirty = FALSE;
 }
 
@@ -254,7 +264,7 @@ lev_session_encode_prompt (LevSession *s, const char *text, gssize len, size_t *
 static gboolean
 is_stop_token (const LevSession *s, int32_t id)
 {
-  if (id == s->hp->eos_id || id == s->hp->bos_id)
+  if (id == s->eos_id || id == s->bos_id)
     return TRUE;
   return s->tok && (id == lev_tokenizer_eos (s->tok) || lev_tokenizer_is_control (s->tok, id));
 }
@@ -301,7 +311,7 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
   if (s->sampler_dirty || !s->p.keep_history)
     new_sampler (s);
   gboolean first = !s->history;
-  int32_t bos = s->tok ? lev_tokenizer_bos (s->tok) : s->hp->bos_id;
+  int32_t bos = s->tok ? lev_tokenizer_bos (s->tok) : s->bos_id;
 
   /* the prompt's ids */
   int32_t *ids = NULL;
@@ -314,9 +324,9 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
     n = n_in;
   }
   for (size_t i = 0; i < n; i++)
-    if (ids[i] < 0 || (uint32_t) ids[i] >= s->hp->vocab_size) {
+    if (ids[i] < 0 || (uint32_t) ids[i] >= s->vocab_size) {
       g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "token id %d is out of range (vocabulary of %u)", ids[i],
-                   s->hp->vocab_size);
+                   s->vocab_size);
       g_free (ids);
       return FALSE;
     }
@@ -358,7 +368,7 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
       st.reason = LEV_STOP_CANCELLED;
       break;
     }
-    size_t k = MIN (n - i, (size_t) 32);
+    size_t k = MIN (n - i, (size_t) LEV_PREFILL_BLOCK);
     logits = lev_context_eval_batch (s->ctx, ids + i, (uint32_t) k, error);
     ok = logits != NULL;
     s->prev = ids[i + k - 1];

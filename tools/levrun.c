@@ -225,7 +225,7 @@ write_logits (LevModel *model, const GArray *ids, const char *path)
     g_printerr ("levrun: %s\n", error->message);
   else if (!f)
     g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
-  uint32_t n_vocab = lev_model_hparams (model)->vocab_size;
+  uint32_t n_vocab = lev_model_vocab_size (model);
   for (guint i = 0; ok && i < ids->len; i++) {
     const float *logits = lev_context_eval (ctx, g_array_index (ids, gint32, i), &error);
     if (!logits) {
@@ -351,7 +351,7 @@ generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
   }
   if (ids->len == 0) {
     /* an empty prompt without BOS: start from BOS when there is one */
-    gint32 bos = lev_model_hparams (model)->bos_id;
+    gint32 bos = lev_model_bos_id (model);
     if (bos < 0) {
       g_printerr ("levrun: the prompt is empty and the model has no BOS token to start from\n");
       lev_session_free (session);
