@@ -378,6 +378,7 @@ lev_conv_vocab_flat_free (LevConvVocabFlat *flat)
 
 /* ---------------------------------------------------------------- files */
 
+/* Reads a whole file. */
 gboolean
 lev_conv_read_file (const gchar *path, gchar **data, gsize *len, GError **error)
 {

@@ -52,6 +52,7 @@ static const LevImporter importers[] = {
   { "ak42", probe_ak42, lev_import_ak42 },
 };
 
+/* Returns the importer table. */
 const LevImporter *
 lev_importers (guint *n)
 {

@@ -26,6 +26,7 @@ st_set_new (void)
   return s;
 }
 
+/* Frees a set of safetensors files. */
 void
 lev_st_set_free (LevStSet *s)
 {

@@ -3,9 +3,9 @@
 
 #include <stdint.h>
 
-/* Part of the file format (docs/format.md): little-endian, written to and read from the file as is. The public API
- * (leviathan.h) still hands it out through lev_model_hparams, which the front ends read; new code should use the
- * accessors there (lev_model_vocab_size, ...) instead. */
+/* Part of the file format (docs/format.md): little-endian, written to and read from the file as is. Not part of the
+ * public API (leviathan.h, whose accessors lev_model_vocab_size, ... give the front ends what they need): the
+ * converter and the tools reach it through leviathan-ext.h (lev_model_hparams). */
 
 /* Architectures (what the forward pass does between the shapes). */
 typedef enum {

@@ -13,12 +13,14 @@ _Static_assert ((int) LEV_ENC_T2 == (int) LEV_QENC_T2 && (int) LEV_ENC_T1 == (in
 static const char *const encoding_names[] = { "f32", "f16", "bf16", "q8", "t2", "t1", "b1", "q4", "sparse" };
 _Static_assert (G_N_ELEMENTS (encoding_names) == LEV_ENC_SPARSE + 1, "one name per encoding");
 
+/* Returns an encoding's name. */
 const char *
 lev_encoding_name (uint32_t enc)
 {
   return enc < G_N_ELEMENTS (encoding_names) ? encoding_names[enc] : NULL;
 }
 
+/* Parses an encoding's name. */
 gboolean
 lev_encoding_from_name (const char *name, uint32_t *enc)
 {
@@ -30,6 +32,7 @@ lev_encoding_from_name (const char *name, uint32_t *enc)
   return FALSE;
 }
 
+/* Returns the bytes a tensor of this encoding and shape takes. */
 uint64_t
 lev_encoding_size (uint32_t enc, uint64_t rows, uint64_t cols, uint64_t extra)
 {
@@ -60,6 +63,7 @@ lev_encoding_size (uint32_t enc, uint64_t rows, uint64_t cols, uint64_t extra)
   }
 }
 
+/* Returns the scale counts an encoding allows for a shape. */
 guint
 lev_encoding_scale_counts (uint32_t enc, uint64_t rows, uint64_t cols, uint64_t counts[4])
 {
@@ -85,18 +89,21 @@ static const struct { const char *name; LevLinearInput input; } linears[LEV_N_LI
   { "ffn_up", LEV_LINEAR_INPUT_GATE_UP }, { "ffn_down", LEV_LINEAR_INPUT_DOWN },
 };
 
+/* Returns a linear layer's name. */
 const char *
 lev_linear_name (LevLinear which)
 {
   return (guint) which < LEV_N_LINEAR ? linears[which].name : NULL;
 }
 
+/* Returns which input a linear layer reads. */
 LevLinearInput
 lev_linear_input (LevLinear which)
 {
   return (guint) which < LEV_N_LINEAR ? linears[which].input : LEV_LINEAR_INPUT_QKV;
 }
 
+/* Returns whether a model's block matrices are natively ternary in its checkpoint. */
 gboolean
 lev_schema_ternary_linears (const LevHParams *hp)
 {
@@ -115,6 +122,7 @@ schema_add (GArray *out, LevTensorRole role, LevLinear linear, int32_t layer, ui
   g_array_append_val (out, t);
 }
 
+/* Returns the tensors an architecture's file holds. */
 LevSchemaTensor *
 lev_schema_tensors (const LevHParams *hp, size_t *n)
 {

@@ -1,5 +1,6 @@
 /* leviathan-ext.h: the engine's extension API for the converter and the tools (not for applications): the file
- * format (lev_format.h) and its facts (lev_schema.h), KV cache types, byte counts and the calibration hook. */
+ * format (lev_format.h, its hyperparameter block lev_hparams.h) and its facts (lev_schema.h), KV cache types, byte
+ * counts and the calibration hook. */
 #pragma once
 
 #include "leviathan.h"
@@ -21,6 +22,9 @@ LevContext *lev_context_new_kv (const LevModel *model, const LevContextParams *p
 /* Returns the bytes the KV cache holds per token of context. */
 uint64_t lev_context_kv_bytes_per_token (const LevContext *ctx);
 
+/* Returns the model's hyperparameters (the file's hyperparameter block, lev_hparams.h), for the tools that need the
+ * model's shape; applications use the accessors of leviathan.h (lev_model_vocab_size, ...). */
+const LevHParams *lev_model_hparams (const LevModel *model);
 /* Returns the number of bytes one decoded token reads from weights (body, head, one embedding row). */
 uint64_t lev_model_bytes_per_token (const LevModel *model);
 /* Called with the float input of the linear layers of `layer` (which: a LevLinearInput, lev_schema.h): n rows of

@@ -3,7 +3,6 @@
 
 #include <glib.h>
 #include <stdint.h>
-#include "lev_hparams.h"
 #include "lev_tokenizer.h"
 
 G_BEGIN_DECLS
@@ -37,9 +36,7 @@ LevModel *lev_model_load (const char *path, GError **error);
 LevModel *lev_model_load_with_adapter (const char *path, const char *adapter_path, GError **error);
 /* Unmaps the model. Contexts made from it must be freed first. */
 void lev_model_free (LevModel *model);
-/* Returns the model's hyperparameters (the file's hyperparameter block, lev_hparams.h); prefer the accessors below. */
-const LevHParams *lev_model_hparams (const LevModel *model);
-/* Returns the model's architecture (LevArch). */
+/* Returns the model's architecture (a LevArch value; lev_arch_name names it). */
 uint32_t lev_model_arch (const LevModel *model);
 /* Returns the number of token ids the model scores (the length of a logits vector). */
 uint32_t lev_model_vocab_size (const LevModel *model);

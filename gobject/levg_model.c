@@ -138,7 +138,7 @@ const char *
 lev_g_model_get_architecture (LevGModel *self)
 {
   g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, NULL);
-  return lev_arch_name (lev_model_hparams (self->model)->arch);
+  return lev_arch_name (lev_model_arch (self->model));
 }
 
 /* Returns the vocabulary size. */
@@ -146,7 +146,7 @@ guint
 lev_g_model_get_vocab_size (LevGModel *self)
 {
   g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, 0);
-  return lev_model_hparams (self->model)->vocab_size;
+  return lev_model_vocab_size (self->model);
 }
 
 /* Returns the trained context length. */
@@ -154,7 +154,7 @@ guint
 lev_g_model_get_context_length (LevGModel *self)
 {
   g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, 0);
-  return lev_model_hparams (self->model)->max_ctx;
+  return lev_model_max_ctx (self->model);
 }
 
 /* Encodes text. */

@@ -191,10 +191,8 @@ effective_n_ctx (GstLevTextGen *self)
   GST_OBJECT_LOCK (self);
   guint n = self->settings.p.n_ctx;
   GST_OBJECT_UNLOCK (self);
-  if (n == 0 && self->model) {
-    guint max_ctx = lev_model_hparams (self->model)->max_ctx;
-    n = MIN (max_ctx ? max_ctx : 4096u, 4096u);
-  }
+  if (n == 0 && self->model)
+    n = lev_session_default_n_ctx (self->model);
   return n;
 }
 
@@ -214,7 +212,6 @@ src_caps (GstLevTextGen *self)
 {
   if (!self->model)
     return gst_static_pad_template_get_caps (&src_template);
-  const LevHParams *hp = lev_model_hparams (self->model);
   const char *name = lev_model_name (self->model);
   gchar *base = NULL;
   if (!name || !name[0]) {
@@ -224,9 +221,9 @@ src_caps (GstLevTextGen *self)
     name = base;
   }
   GstCaps *caps = gst_caps_new_simple ("text/x-raw", "format", G_TYPE_STRING, "utf8",
-                                       "architecture", G_TYPE_STRING, lev_arch_name (hp->arch),
+                                       "architecture", G_TYPE_STRING, lev_arch_name (lev_model_arch (self->model)),
                                        "context-length", G_TYPE_INT, (gint) effective_n_ctx (self),
-                                       "vocab-size", G_TYPE_INT, (gint) hp->vocab_size,
+                                       "vocab-size", G_TYPE_INT, (gint) lev_model_vocab_size (self->model),
                                        "model", G_TYPE_STRING, name, NULL);
   g_free (base);
   gst_caps_append_structure (caps, tokens_structure (self));
@@ -1000,7 +997,7 @@ load_model (GstLevTextGen *self)
   }
   g_free (adapter);
   self->vocab_id = lev_session_vocab_id (self->model);
-  GST_INFO_OBJECT (self, "loaded %s (%s, vocabulary %s)", path, lev_arch_name (lev_model_hparams (self->model)->arch),
+  GST_INFO_OBJECT (self, "loaded %s (%s, vocabulary %s)", path, lev_arch_name (lev_model_arch (self->model)),
                    self->vocab_id ? self->vocab_id : "none");
   gst_element_post_message (GST_ELEMENT (self),
                             gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_COMPLETE, "load-model",

@@ -7,7 +7,8 @@
 
 struct LevSession {
   const LevModel *model;
-  const LevHParams *hp;
+  uint32_t vocab_size;           /* the model's, cached */
+  int32_t bos_id, eos_id;        /* the model's, cached (-1: none) */
   const LevTokenizer *tok;
   LevContext *ctx;
   LevSampler *sampler;
@@ -23,6 +24,14 @@ struct LevSession {
   gboolean history;              /* the context holds a conversation */
   gchar *bos_text;               /* the BOS piece, looked up once (NULL: not yet, or none) */
 };
+
+/* Returns the context length used when none is given: the model's max_ctx, at most LEV_DEFAULT_CONTEXT_CAP. */
+uint32_t
+lev_session_default_n_ctx (const LevModel *model)
+{
+  uint32_t max_ctx = lev_model_max_ctx (model);
+  return max_ctx ? MIN (max_ctx, LEV_DEFAULT_CONTEXT_CAP) : LEV_DEFAULT_CONTEXT_CAP;
+}
 
 /* Returns default parameters. */
 LevSessionParams
@@ -78,18 +87,19 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
     g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "the model file holds no weights (tokenizer only)");
     return NULL;
   }
-  const LevHParams *hp = lev_model_hparams (model);
   LevContextParams cp = lev_context_default_params ();
   cp.n_threads = params->n_threads;
   cp.n_sink = params->n_sink;
   cp.act_quant = params->act_quant;
-  cp.n_ctx = params->n_ctx ? params->n_ctx : MIN (hp->max_ctx ? hp->max_ctx : 4096u, 4096u);
+  cp.n_ctx = params->n_ctx ? params->n_ctx : lev_session_default_n_ctx (model);
   LevContext *ctx = lev_context_new (model, &cp, error);
   if (!ctx)
     return NULL;
   LevSession *s = g_new0 (LevSession, 1);
   s->model = model;
-  s->hp = hp;
+  s->vocab_size = lev_model_vocab_size (model);
+  s->bos_id = lev_model_bos_id (model);
+  s->eos_id = lev_model_eos_id (model);
   s->tok = lev_model_tokenizer (model);
   s->ctx = ctx;
   s->pending = s->prev = -1;
@@ -177,7 +187,7 @@ new_sampler (LevSession *s)
   sp.repeat_last_n = s->p.repeat_last_n;
   sp.seed = s->p.seed >= 0 ? (uint64_t) s->p.seed : ((uint64_t) g_random_int () << 32 | g_random_int ());
   lev_sampler_free (s->sampler);
-  s->sampler = lev_sampler_new (&sp, s->hp->vocab_size);
+  s->sampler = lev_sampler_new (&sp, s->vocab_size);
   s->sampler_dirty = FALSE;
 }
 
@@ -254,7 +264,7 @@ lev_session_encode_prompt (LevSession *s, const char *text, gssize len, size_t *
 static gboolean
 is_stop_token (const LevSession *s, int32_t id)
 {
-  if (id == s->hp->eos_id || id == s->hp->bos_id)
+  if (id == s->eos_id || id == s->bos_id)
     return TRUE;
   return s->tok && (id == lev_tokenizer_eos (s->tok) || lev_tokenizer_is_control (s->tok, id));
 }
@@ -287,6 +297,167 @@ drain_units (LevSession *s, LevSessionUnitFunc func, gpointer user_data, GString
   return TRUE;
 }
 
+/* The prompt's ids: the text encoded (template, BOS) or the given ids copied, each checked against the vocabulary;
+ * an empty prompt with nothing pending becomes BOS. Newly allocated in *out (NULL when empty), their number in *n;
+ * FALSE with error set. */
+static gboolean
+prompt_ids (LevSession *s, const char *text, gssize len, const int32_t *in_ids, gsize n_in, gboolean first,
+            int32_t bos, int32_t **out, size_t *n, GError **error)
+{
+  int32_t *ids = NULL;
+  *out = NULL;
+  *n = 0;
+  if (text) {
+    if (!(ids = encode_prompt (s, text, len, first, n, error)))
+      return FALSE;
+  } else {
+    ids = g_memdup2 (in_ids, n_in * sizeof (int32_t));
+    *n = n_in;
+  }
+  for (size_t i = 0; i < *n; i++)
+    if (ids[i] < 0 || (uint32_t) ids[i] >= s->vocab_size) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "token id %d is out of range (vocabulary of %u)", ids[i],
+                   s->vocab_size);
+      g_free (ids);
+      return FALSE;
+    }
+  if (*n == 0 && s->pending < 0) {
+    if (bos < 0) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the prompt is empty and the model has no BOS token");
+      g_free (ids);
+      return FALSE;
+    }
+    ids = g_renew (int32_t, ids, 1);
+    ids[0] = bos;
+    *n = 1;
+  }
+  *out = ids;
+  return TRUE;
+}
+
+/* Cuts a prompt longer than the context allows (room kept for max_tokens, up to half the context) to its end, a
+ * first prompt's leading BOS kept; returns the number of tokens dropped. */
+static guint
+truncate_prompt (const LevSession *s, int32_t *ids, size_t *n, gboolean first, int32_t bos)
+{
+  uint32_t n_ctx = lev_context_n_ctx (s->ctx);
+  size_t limit = n_ctx - MIN (s->p.max_tokens, n_ctx / 2);
+  if (limit < 1)
+    limit = 1;
+  if (*n <= limit)
+    return 0;
+  size_t keep_first = (first && ids[0] == bos && limit > 1) ? 1 : 0;
+  size_t drop = *n - limit;
+  memmove (ids + keep_first, ids + keep_first + drop, (*n - keep_first - drop) * sizeof (int32_t));
+  *n = limit;
+  return (guint) drop;
+}
+
+/* Evaluates the token left pending by the last response, then the prompt in blocks of LEV_PREFILL_BLOCK (each
+ * weight tile unpacked once per block), checking for cancellation between blocks; the last logits in *logits.
+ * Counts prompt tokens in st and sets st->reason to LEV_STOP_CANCELLED when cancelled. FALSE with error set. */
+static gboolean
+prefill (LevSession *s, const int32_t *ids, size_t n, const gint *cancel, const float **logits, LevSessionStats *st,
+         GError **error)
+{
+  gboolean ok = TRUE;
+  if (s->pending >= 0) {
+    ok = eval (s, s->pending, logits, error);
+    s->pending = -1;
+  }
+  for (size_t i = 0; ok && i < n;) {
+    if (is_cancelled (cancel)) {
+      st->reason = LEV_STOP_CANCELLED;
+      break;
+    }
+    size_t k = MIN (n - i, (size_t) LEV_PREFILL_BLOCK);
+    *logits = lev_context_eval_batch (s->ctx, ids + i, (uint32_t) k, error);
+    ok = *logits != NULL;
+    s->prev = ids[i + k - 1];
+    for (size_t j = 0; ok && j < k; j++)
+      lev_sampler_accept (s->sampler, ids[i + j]);
+    st->prompt_tokens += ok ? (guint) k : 0;
+    i += k;
+  }
+  return ok;
+}
+
+/* Samples, checks the stop rules, splits the text into units for func and evaluates each new token, from the
+ * prompt's logits until a stop rule, max_tokens, cancellation or func ends the response; fills st's reason, stop
+ * token, generated tokens and ttft (from t0), *t_first when the first token was sampled. FALSE with error set when
+ * the engine failed. */
+static gboolean
+decode (LevSession *s, const float *logits, const gint *cancel, LevSessionUnitFunc func, gpointer user_data,
+        gint64 t0, gint64 *t_first, LevSessionStats *st, GError **error)
+{
+  gboolean ok = TRUE;
+  lev_output_reset (s->out);
+  GString *utext = g_string_new (NULL);
+  GArray *uids = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  GString *piece = g_string_new (NULL);
+  /* a chat answer's leading white space is turn formatting (the template's "Assistant: ", a newline), not text */
+  gboolean lead = s->tmpl != LEV_CHAT_NONE;
+  for (guint k = 0; st->reason != LEV_STOP_CANCELLED && k < s->p.max_tokens; k++) {
+    if (is_cancelled (cancel)) {
+      st->reason = LEV_STOP_CANCELLED;
+      break;
+    }
+    int32_t next = lev_sampler_sample (s->sampler, logits);
+    if (k == 0) {
+      *t_first = g_get_monotonic_time ();
+      st->ttft_us = *t_first - t0;
+    }
+    if (!s->p.ignore_eos && is_stop_token (s, next)) {
+      st->reason = LEV_STOP_EOS;
+      st->stop_token = next;
+      /* with a template the next turn's rendering closes this one (lev_chat_render_continuation), so the stop
+       * token is not evaluated; without one it stays the last token of the sequence */
+      s->pending = s->tmpl != LEV_CHAT_NONE ? -1 : next;
+      break;
+    }
+    lev_sampler_accept (s->sampler, next);
+    st->generated_tokens++;
+    if (s->tok) {
+      g_string_truncate (piece, 0);
+      lev_tokenizer_decode_token (s->tok, s->prev, next, piece);
+    }
+    gsize skip = 0;
+    if (lead) {
+      while (skip < piece->len && (piece->str[skip] == ' ' || piece->str[skip] == '\n'))
+        skip++;
+      lead = skip == piece->len;
+    }
+    gboolean stop = lev_output_push (s->out, next, piece->str + skip, piece->len - skip);
+    if (!drain_units (s, func, user_data, utext, uids)) {
+      st->reason = LEV_STOP_CALLBACK;
+      s->pending = next;
+      break;
+    }
+    if (stop) {
+      st->reason = LEV_STOP_STRING;
+      s->pending = next;
+      break;
+    }
+    if (k + 1 < s->p.max_tokens) {
+      if (!eval (s, next, &logits, error)) {
+        ok = FALSE;
+        break;
+      }
+    } else {
+      s->pending = next;
+    }
+  }
+  if (ok && st->reason != LEV_STOP_CANCELLED && st->reason != LEV_STOP_CALLBACK) {
+    lev_output_finish (s->out);
+    if (!drain_units (s, func, user_data, utext, uids))
+      st->reason = LEV_STOP_CALLBACK;
+  }
+  g_string_free (utext, TRUE);
+  g_string_free (piece, TRUE);
+  g_array_free (uids, TRUE);
+  return ok;
+}
+
 /* Generates a response. */
 gboolean
 lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t *in_ids, gsize n_in,
@@ -301,72 +472,17 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
   if (s->sampler_dirty || !s->p.keep_history)
     new_sampler (s);
   gboolean first = !s->history;
-  int32_t bos = s->tok ? lev_tokenizer_bos (s->tok) : s->hp->bos_id;
+  int32_t bos = s->tok ? lev_tokenizer_bos (s->tok) : s->bos_id;
 
-  /* the prompt's ids */
   int32_t *ids = NULL;
   size_t n = 0;
-  if (text) {
-    if (!(ids = encode_prompt (s, text, len, first, &n, error)))
-      return FALSE;
-  } else {
-    ids = g_memdup2 (in_ids, n_in * sizeof (int32_t));
-    n = n_in;
-  }
-  for (size_t i = 0; i < n; i++)
-    if (ids[i] < 0 || (uint32_t) ids[i] >= s->hp->vocab_size) {
-      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "token id %d is out of range (vocabulary of %u)", ids[i],
-                   s->hp->vocab_size);
-      g_free (ids);
-      return FALSE;
-    }
-  if (n == 0 && s->pending < 0) {
-    if (bos < 0) {
-      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the prompt is empty and the model has no BOS token");
-      g_free (ids);
-      return FALSE;
-    }
-    ids = g_renew (int32_t, ids, 1);
-    ids[0] = bos;
-    n = 1;
-  }
+  if (!prompt_ids (s, text, len, in_ids, n_in, first, bos, &ids, &n, error))
+    return FALSE;
+  st.truncated_tokens = truncate_prompt (s, ids, &n, first, bos);
 
-  /* a prompt longer than the context allows loses its start (BOS kept) */
-  uint32_t n_ctx = lev_context_n_ctx (s->ctx);
-  size_t limit = n_ctx - MIN (s->p.max_tokens, n_ctx / 2);
-  if (limit < 1)
-    limit = 1;
-  if (n > limit) {
-    size_t keep_first = (first && ids[0] == bos && limit > 1) ? 1 : 0;
-    size_t drop = n - limit;
-    memmove (ids + keep_first, ids + keep_first + drop, (n - keep_first - drop) * sizeof (int32_t));
-    n = limit;
-    st.truncated_tokens = (guint) drop;
-  }
-
-  /* prefill */
   const float *logits = NULL;
-  gboolean ok = TRUE;
   st.reason = LEV_STOP_MAX_TOKENS;
-  if (s->pending >= 0) {
-    ok = eval (s, s->pending, &logits, error);
-    s->pending = -1;
-  }
-  /* the prompt in blocks (each weight tile unpacked once per block), checking for cancellation between blocks */
-  for (size_t i = 0; ok && i < n;) {
-    if (is_cancelled (cancel)) {
-      st.reason = LEV_STOP_CANCELLED;
-      break;
-    }
-    size_t k = MIN (n - i, (size_t) 32);
-    logits = lev_context_eval_batch (s->ctx, ids + i, (uint32_t) k, error);
-    ok = logits != NULL;
-    s->prev = ids[i + k - 1];
-    for (size_t j = 0; ok && j < k; j++)
-      lev_sampler_accept (s->sampler, ids[i + j]);
-    st.prompt_tokens += ok ? (guint) k : 0;
-    i += k;
-  }
+  gboolean ok = prefill (s, ids, n, cancel, &logits, &st, error);
   g_free (ids);
   s->history = TRUE;
   gint64 t1 = g_get_monotonic_time ();
@@ -376,75 +492,10 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
     return FALSE;
   }
 
-  /* decode */
-  lev_output_reset (s->out);
-  GString *utext = g_string_new (NULL);
-  GArray *uids = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  GString *piece = g_string_new (NULL);
   gint64 t_first = 0;
-  /* a chat answer's leading white space is turn formatting (the template's "Assistant: ", a newline), not text */
-  gboolean lead = s->tmpl != LEV_CHAT_NONE;
-  for (guint k = 0; st.reason != LEV_STOP_CANCELLED && k < s->p.max_tokens; k++) {
-    if (is_cancelled (cancel)) {
-      st.reason = LEV_STOP_CANCELLED;
-      break;
-    }
-    int32_t next = lev_sampler_sample (s->sampler, logits);
-    if (k == 0) {
-      t_first = g_get_monotonic_time ();
-      st.ttft_us = t_first - t0;
-    }
-    if (!s->p.ignore_eos && is_stop_token (s, next)) {
-      st.reason = LEV_STOP_EOS;
-      st.stop_token = next;
-      /* with a template the next turn's rendering closes this one (lev_chat_render_continuation), so the stop
-       * token is not evaluated; without one it stays the last token of the sequence */
-      s->pending = s->tmpl != LEV_CHAT_NONE ? -1 : next;
-      break;
-    }
-    lev_sampler_accept (s->sampler, next);
-    st.generated_tokens++;
-    if (s->tok) {
-      g_string_truncate (piece, 0);
-      lev_tokenizer_decode_token (s->tok, s->prev, next, piece);
-    }
-    gsize skip = 0;
-    if (lead) {
-      while (skip < piece->len && (piece->str[skip] == ' ' || piece->str[skip] == '\n'))
-        skip++;
-      lead = skip == piece->len;
-    }
-    gboolean stop = lev_output_push (s->out, next, piece->str + skip, piece->len - skip);
-    if (!drain_units (s, func, user_data, utext, uids)) {
-      st.reason = LEV_STOP_CALLBACK;
-      s->pending = next;
-      break;
-    }
-    if (stop) {
-      st.reason = LEV_STOP_STRING;
-      s->pending = next;
-      break;
-    }
-    if (k + 1 < s->p.max_tokens) {
-      if (!eval (s, next, &logits, error)) {
-        ok = FALSE;
-        break;
-      }
-    } else {
-      s->pending = next;
-    }
-  }
-  if (ok && st.reason != LEV_STOP_CANCELLED && st.reason != LEV_STOP_CALLBACK) {
-    lev_output_finish (s->out);
-    if (!drain_units (s, func, user_data, utext, uids))
-      st.reason = LEV_STOP_CALLBACK;
-  }
-  gint64 t2 = g_get_monotonic_time ();
+  ok = decode (s, logits, cancel, func, user_data, t0, &t_first, &st, error);
   if (t_first)
-    st.decode_us = t2 - t1;     /* as levrun counts: from the end of the prompt to the last token */
-  g_string_free (utext, TRUE);
-  g_string_free (piece, TRUE);
-  g_array_free (uids, TRUE);
+    st.decode_us = g_get_monotonic_time () - t1;     /* as levrun counts: from the end of the prompt to the last token */
   if (!ok)
     lev_session_reset (s);
   if (stats)

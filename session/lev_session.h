@@ -16,7 +16,7 @@ G_BEGIN_DECLS
  * engine's lev_sampler_default_params, the context ones lev_context_default_params). */
 typedef struct LevSessionParams {
   uint32_t n_threads;            /* 0 = all CPUs; fixed at creation */
-  uint32_t n_ctx;                /* context (KV cache) length, 0 = the model's, at most 4096; fixed at creation */
+  uint32_t n_ctx;                /* context (KV cache) length, 0 = lev_session_default_n_ctx; fixed at creation */
   uint32_t n_sink;               /* attention-sink tokens kept when the context slides; fixed at creation */
   uint32_t act_quant;            /* LevActQuantMode; fixed at creation */
   uint32_t max_tokens;           /* most tokens generated per prompt */
@@ -60,6 +60,9 @@ typedef struct LevSession LevSession;
 
 /* Returns parameters with the engine's sampling defaults (max_tokens 256, template auto, token units). */
 LevSessionParams lev_session_default_params (void);
+/* Returns the context length a session uses when none is given: the model's max_ctx, at most
+ * LEV_DEFAULT_CONTEXT_CAP. */
+uint32_t lev_session_default_n_ctx (const LevModel *model);
 /* Creates a session (context and sampler) over model, which must outlive it; NULL with error set. */
 LevSession *lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error);
 /* Frees a session. */

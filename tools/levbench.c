@@ -660,7 +660,6 @@ main (int argc, char **argv)
     g_printerr ("levbench: %s\n", error->message);
     return 1;
   }
-  const LevHParams *hp = lev_model_hparams (model);
   const char *format = enc_name (model->layers[0].w_up.encoding);
   const char *embd_format = enc_name (model->output.encoding);
   LevContextParams cp = lev_context_default_params ();
@@ -687,7 +686,7 @@ main (int argc, char **argv)
   gchar **tests = g_strsplit (opt_tests ? opt_tests : "pp128,pp512,tg128", ",", -1);
   int32_t *toks = g_new (int32_t, MAX ((uint32_t) opt_ctx, 512u) + 1);
   for (int i = 0; i <= MAX (opt_ctx, 512); i++)
-    toks[i] = (int32_t) (rnd64 () % hp->vocab_size);
+    toks[i] = (int32_t) (rnd64 () % lev_model_vocab_size (model));
   if (!opt_json) {
     g_print ("levbench: %s, body %s, head %s, KV %s, kernels (one token/tiles) %s, %u threads, ctx %d; memory read "
              "bandwidth %.1f GB/s\n", model_name, format, embd_format, kv_name, lev_kernels_name (), threads, opt_ctx, bw / 1e9);

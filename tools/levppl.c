@@ -129,9 +129,9 @@ main (int argc, char **argv)
     g_set_error (&error, LEV_ERROR, LEV_ERROR_FORMAT, "%s has no tokenizer", opt_model);
     goto out;
   }
-  if (base && lev_model_hparams (base)->vocab_size != hp->vocab_size) {
+  if (base && lev_model_vocab_size (base) != hp->vocab_size) {
     g_set_error (&error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the base model's vocabulary (%u) differs from the model's "
-                 "(%u)", lev_model_hparams (base)->vocab_size, hp->vocab_size);
+                 "(%u)", lev_model_vocab_size (base), hp->vocab_size);
     goto out;
   }
   gsize len;

@@ -225,7 +225,7 @@ write_logits (LevModel *model, const GArray *ids, const char *path)
     g_printerr ("levrun: %s\n", error->message);
   else if (!f)
     g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
-  uint32_t n_vocab = lev_model_hparams (model)->vocab_size;
+  uint32_t n_vocab = lev_model_vocab_size (model);
   for (guint i = 0; ok && i < ids->len; i++) {
     const float *logits = lev_context_eval (ctx, g_array_index (ids, gint32, i), &error);
     if (!logits) {
@@ -351,7 +351,7 @@ generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
   }
   if (ids->len == 0) {
     /* an empty prompt without BOS: start from BOS when there is one */
-    gint32 bos = lev_model_hparams (model)->bos_id;
+    gint32 bos = lev_model_bos_id (model);
     if (bos < 0) {
       g_printerr ("levrun: the prompt is empty and the model has no BOS token to start from\n");
       lev_session_free (session);
@@ -388,21 +388,21 @@ generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
   return rc;
 }
 
-int
-main (int argc, char **argv)
+/* Parses the command line and checks the options against each other; returns -1 when they are fine, else the exit
+ * status (a usage error printed). */
+static int
+parse_options (int *argc, char ***argv)
 {
-  setlocale (LC_ALL, "");
-  init_defaults ();
   octx = g_option_context_new ("- run a .leviathan model");
   g_option_context_add_main_entries (octx, entries, NULL);
   GError *error = NULL;
-  if (!g_option_context_parse (octx, &argc, &argv, &error)) {
+  if (!g_option_context_parse (octx, argc, argv, &error)) {
     int rc = usage_error ("%s", error->message);
     g_error_free (error);
     return rc;
   }
-  if (argc > 1)
-    return usage_error ("unexpected argument '%s'", argv[1]);
+  if (*argc > 1)
+    return usage_error ("unexpected argument '%s'", (*argv)[1]);
   if (!opt_model && !(opt_model = default_model_path ()))
     return usage_error ("no -m MODEL given and no default model found (set LEV_MODEL or install one)");
   if ((opt_prompt != NULL) + (opt_prompt_file != NULL) + (opt_ids != NULL) > 1)
@@ -424,74 +424,94 @@ main (int argc, char **argv)
       || opt_repeat_penalty <= 0 || opt_repeat_last_n < 0 || opt_threads < 0 || opt_threads > 64 || opt_ctx < 0
       || opt_sink < 0 || opt_n_predict < -1)
     return usage_error ("a sampling, thread or context value is out of range");
-  int n_predict = opt_n_predict >= 0 ? opt_n_predict : (opt_logits_out ? 0 : 64);
+  return -1;
+}
 
-  LevModel *model = lev_model_load_with_adapter (opt_model, opt_adapter, &error);
-  if (!model) {
-    g_printerr ("levrun: %s\n", error->message);
-    g_error_free (error);
-    return 1;
-  }
+/* The prompt of -p or -f in *prompt (newly allocated, "" without one) and the ids the options give in ids: those of
+ * --ids, or, with --tokenize, --bos or --no-bos, the tokenizer's encoding of the prompt (otherwise the session
+ * encodes it later). Returns -1 when fine, else the exit status (a message printed). */
+static int
+read_prompt (const LevModel *model, gchar **prompt, GArray *ids)
+{
+  GError *error = NULL;
   const LevTokenizer *tok = lev_model_tokenizer (model);
-  int rc = 0;
-  GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
-  gchar *prompt = NULL;
-  if (opt_chat) {
-    rc = chat_main (model, opt_n_predict >= 0 ? opt_n_predict : 512);
-    goto out;
-  }
   if (opt_prompt_file) {
-    if (!g_file_get_contents (opt_prompt_file, &prompt, NULL, &error)) {
+    if (!g_file_get_contents (opt_prompt_file, prompt, NULL, &error)) {
       g_printerr ("levrun: %s\n", error->message);
       g_clear_error (&error);
-      rc = 1;
-      goto out;
+      return 1;
     }
   } else {
-    prompt = g_strdup (opt_prompt ? opt_prompt : "");
+    *prompt = g_strdup (opt_prompt ? opt_prompt : "");
   }
 
   if (opt_ids) {
-    if (!parse_ids (opt_ids, ids)) {
-      rc = usage_error ("--ids must be a list of non-negative integers");
-      goto out;
-    }
+    if (!parse_ids (opt_ids, ids))
+      return usage_error ("--ids must be a list of non-negative integers");
   } else if (!tok) {
     g_printerr ("levrun: %s has no tokenizer; use --ids\n", opt_model);
-    rc = 1;
-    goto out;
+    return 1;
   } else if (opt_tokenize || opt_bos || opt_no_bos) {
     /* the tokenizer alone: --tokenize prints what it makes of the text, --bos/--no-bos override the BOS rule */
     gboolean add_bos = opt_tokenize ? opt_bos : (lev_tokenizer_adds_bos (tok) && !opt_no_bos) || opt_bos;
     size_t n = 0;
-    gint32 *enc = lev_tokenizer_encode (tok, prompt, -1, add_bos, &n, &error);
+    gint32 *enc = lev_tokenizer_encode (tok, *prompt, -1, add_bos, &n, &error);
     if (!enc) {
       g_printerr ("levrun: cannot encode the prompt: %s\n", error->message);
       g_clear_error (&error);
-      rc = 1;
-      goto out;
+      return 1;
     }
     g_array_append_vals (ids, enc, (guint) n);
     g_free (enc);
   }
-  if (opt_tokenize) {
+  return -1;
+}
+
+/* Runs what the options ask for on a loaded model: a chat, the prompt's ids (--tokenize), its logits
+ * (--logits-out) and/or a generation. Returns the exit status. */
+static int
+run_model (LevModel *model)
+{
+  if (opt_chat)
+    return chat_main (model, opt_n_predict >= 0 ? opt_n_predict : 512);
+  int n_predict = opt_n_predict >= 0 ? opt_n_predict : (opt_logits_out ? 0 : 64);
+  GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
+  gchar *prompt = NULL;
+  int rc = read_prompt (model, &prompt, ids);
+  if (rc < 0 && opt_tokenize) {
     for (guint i = 0; i < ids->len; i++)
       printf ("%s%d", i ? " " : "", g_array_index (ids, gint32, i));
     printf ("\n");
-    goto out;
+    rc = 0;
   }
   /* --logits-out: the teacher-forced logits of the given ids, straight from the engine */
-  if (opt_logits_out && !write_logits (model, ids, opt_logits_out)) {
+  if (rc < 0 && opt_logits_out && !write_logits (model, ids, opt_logits_out))
     rc = 1;
-    goto out;
-  }
-  if (!opt_logits_out || n_predict > 0)
-    rc = generate_main (model, prompt, ids, n_predict);
-
-out:
+  if (rc < 0)
+    rc = !opt_logits_out || n_predict > 0 ? generate_main (model, prompt, ids, n_predict) : 0;
   g_free (prompt);
   g_array_free (ids, TRUE);
-  lev_model_free (model);
+  return rc;
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  init_defaults ();
+  int rc = parse_options (&argc, &argv);
+  if (rc < 0) {
+    GError *error = NULL;
+    LevModel *model = lev_model_load_with_adapter (opt_model, opt_adapter, &error);
+    if (model) {
+      rc = run_model (model);
+      lev_model_free (model);
+    } else {
+      g_printerr ("levrun: %s\n", error->message);
+      g_error_free (error);
+      rc = 1;
+    }
+  }
   g_option_context_free (octx);
   return rc;
 }
