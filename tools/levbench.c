@@ -671,6 +671,8 @@ main (int argc, char **argv)
     g_unlink (path);           /* the mapping keeps it alive */
   if (!model) {
     g_printerr ("levbench: %s\n", error->message);
+    g_error_free (error);
+    g_free (path);
     return 1;
   }
   const LevHParams *hp = lev_model_hparams (model);
