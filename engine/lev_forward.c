@@ -612,8 +612,8 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
 }
 
 /* A scan of the step's logits (one pass over vocab floats): a NaN or infinity in them is an error naming, when a
- * weight vector is the cause, that tensor (the cheap check, done only once a bad value was seen), instead of garbage
- * sampled as token 0. The context's cache then holds the bad values too: reset it before another use. */
+ * weight is the cause, that tensor and so its layer (a pass over the weights, done only once a bad value was seen),
+ * instead of garbage sampled as token 0. The context's cache then holds the bad values too: reset it before reuse. */
 static gboolean
 check_logits (const LevContext *c, GError **error)
 {
@@ -622,11 +622,11 @@ check_logits (const LevContext *c, GError **error)
     i++;
   if (i == n)
     return TRUE;
-  gchar *cause = lev_model_find_nonfinite_vector (c->model);
+  gchar *cause = lev_model_find_nonfinite_weight (c->model);
   g_set_error (error, LEV_ERROR, LEV_ERROR_NUMERIC, "the model produced a logit that is not a finite number (token "
                "id %u is %s) at position %" G_GUINT64_FORMAT ": %s", i, isnan (c->logits[i]) ? "NaN" : "infinite",
                (guint64) c->pos - 1,
-               cause ? cause : "its weights or activations overflow (levppl --check-tensors scans every weight)");
+               cause ? cause : "every weight is finite, so the activations overflow");
   g_free (cause);
   return FALSE;
 }

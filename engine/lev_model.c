@@ -571,10 +571,10 @@ check_tensor_values (const LevModel *m, gboolean matrices, GError **error)
 }
 
 gchar *
-lev_model_find_nonfinite_vector (const LevModel *model)
+lev_model_find_nonfinite_weight (const LevModel *model)
 {
   GError *e = NULL;
-  if (check_tensor_values (model, FALSE, &e))
+  if (check_tensor_values (model, TRUE, &e))
     return NULL;
   gchar *what = g_strdup (e->message);
   g_error_free (e);

@@ -100,6 +100,20 @@ try:
     check(r.returncode == 1 and "not a finite number" in err and "blk.2" in err and not r.stdout,
           f"levppl on a NaN weight: {r.returncode} {r.stdout[:100]!r} {err[:300]!r}")
     print("NaN weight:", err.strip())
+    # a NaN in a matrix (blk.1.ffn_down's first weight) is named too
+    b, e = json.loads(st[8:8 + hlen])["model.layers.1.mlp.down_proj.weight"]["data_offsets"]
+    down = st[8 + hlen + b:8 + hlen + b + 256]
+    data = bytearray(open(model, "rb").read())
+    at = data.find(down)
+    check(at > 0 and data.find(down, at + 1) < 0, "blk.1.ffn_down found once in the converted model")
+    data[at:at + 4] = struct.pack("<f", math.nan)
+    nan_matrix = os.path.join(tmp, "nan-matrix.leviathan")
+    open(nan_matrix, "wb").write(data)
+    r = run([LEVPPL, "-m", nan_matrix, "-f", short, "-t", "1", "--ctx", "64"])
+    err = r.stderr.decode()
+    check(r.returncode == 1 and "not a finite number" in err and "blk.1.ffn_down" in err and not r.stdout,
+          f"levppl on a NaN matrix weight: {r.returncode} {r.stdout[:100]!r} {err[:300]!r}")
+    print("NaN matrix weight:", err.strip())
     r = run([LEVPPL, "-m", model, "-b", nan_model, "-f", short, "-t", "1", "--ctx", "64", "--json"])
     check(r.returncode == 1 and b"not a finite number" in r.stderr and not r.stdout,
           f"levppl against a NaN base: {r.returncode} {r.stdout[:100]!r}")
