@@ -4,10 +4,12 @@
 #include "lev_qkernels.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static uint64_t
@@ -370,8 +372,16 @@ lev_write_model_full (const LevConvModel *model, const gchar *path, LevOutFormat
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "no tokenizer to write");
     return FALSE;
   }
+  struct stat old;
+  gboolean replacing = g_stat (path, &old) == 0;
+  if (replacing && !S_ISREG (old.st_mode)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "will not write %s: it exists and is not a regular "
+                 "file", path);
+    return FALSE;
+  }
+  /* created 0666 less the umask like any tool's output (mkstemp's 0600 would hide it from the group) */
   gchar *tmp = g_strdup_printf ("%s.XXXXXX", path);
-  int fd = g_mkstemp (tmp);
+  int fd = g_mkstemp_full (tmp, O_RDWR | O_CLOEXEC, 0666);
   if (fd < 0) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot create %s: %s", tmp, g_strerror (errno));
     g_free (tmp);
@@ -393,8 +403,8 @@ lev_write_model_full (const LevConvModel *model, const gchar *path, LevOutFormat
     }
     fclose (o.f);
   }
-  /* mkstemp made the file 0600: give it the usual permissions, then put it in place */
-  if (ok && (g_chmod (tmp, 0644) != 0 || g_rename (tmp, path) != 0)) {
+  /* a file replaced keeps its permissions (a 0600 model stays private); then the result is put in place */
+  if (ok && ((replacing && g_chmod (tmp, old.st_mode & 07777) != 0) || g_rename (tmp, path) != 0)) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot move %s to %s: %s", tmp, path,
                  g_strerror (errno));
     ok = FALSE;

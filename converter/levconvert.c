@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -148,7 +149,12 @@ parse_format (const char *s, LevOutFormat *out)
  * then dies of the signal as it would have. */
 static char tmp_prefix[PATH_MAX];   /* the output's canonical path followed by "." */
 static size_t tmp_prefix_len;
-static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
+/* the signals whose default action ends the process without a core dump or with one (SIGQUIT); SIGPIPE and SIGXFSZ
+ * are ignored instead, so that a write to a closed pipe or past `ulimit -f` fails with EPIPE/EFBIG and the writer
+ * removes its temporary file on the error path */
+static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM,
+                                       SIGPROF, SIGXCPU };
+static const int ignored_signals[] = { SIGPIPE, SIGXFSZ };
 
 /* Removes this process's open OUT.XXXXXX file, then re-raises the signal with its default action. */
 static void
@@ -200,6 +206,69 @@ cleanup_on_signals (const char *output, gboolean install)
     sigaddset (&sa.sa_mask, cleanup_signals[i]);
   for (guint i = 0; i < G_N_ELEMENTS (cleanup_signals); i++)
     sigaction (cleanup_signals[i], &sa, NULL);
+  sa.sa_handler = install ? SIG_IGN : SIG_DFL;
+  for (guint i = 0; i < G_N_ELEMENTS (ignored_signals); i++)
+    sigaction (ignored_signals[i], &sa, NULL);
+}
+
+/* TRUE when path names a file that is the same file (device and inode) as st. */
+static gboolean
+same_file (const char *path, const struct stat *st)
+{
+  struct stat in;
+  return path && g_stat (path, &in) == 0 && in.st_dev == st->st_dev && in.st_ino == st->st_ino;
+}
+
+/* Refuses an input (SRC, --tokenizer, --calib) that exists but is neither a regular file nor a directory (SRC only):
+ * a FIFO would block the reader forever, a device would be read without end. */
+static gboolean
+check_input (const char *path, const char *what, gboolean dir_ok, GError **error)
+{
+  struct stat st;
+  if (!path || g_stat (path, &st) != 0)
+    return TRUE;                /* a missing file gets the reader's own message */
+  if (S_ISREG (st.st_mode) || (dir_ok && S_ISDIR (st.st_mode)))
+    return TRUE;
+  g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "%s %s is not a regular file%s", what, path,
+               S_ISDIR (st.st_mode) ? " (a directory)" : S_ISFIFO (st.st_mode) ? " (a FIFO)" :
+               S_ISCHR (st.st_mode) || S_ISBLK (st.st_mode) ? " (a device)" : "");
+  return FALSE;
+}
+
+/* Refuses an output path (-o or --adapter-out) that exists and is not a regular file (a device node, FIFO, socket or
+ * directory, or a symlink to one: the rename that puts the result in place would replace it), or that is one of the
+ * inputs (SRC or a file directly inside the SRC directory, --tokenizer, --calib, the other output): the conversion
+ * would destroy what it reads. */
+static gboolean
+check_output (const char *out, const char *src, const char *const *others, guint n_others, GError **error)
+{
+  struct stat st;
+  if (g_stat (out, &st) != 0)
+    return TRUE;                /* a new file (or a dangling symlink, which the rename replaces) */
+  if (!S_ISREG (st.st_mode)) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO,
+                 "will not write %s: it exists and is not a regular file%s", out,
+                 S_ISDIR (st.st_mode) ? " (a directory)" : S_ISFIFO (st.st_mode) ? " (a FIFO)" :
+                 S_ISCHR (st.st_mode) || S_ISBLK (st.st_mode) ? " (a device)" : "");
+    return FALSE;
+  }
+  gboolean clash = same_file (src, &st);
+  for (guint i = 0; i < n_others && !clash; i++)
+    clash = same_file (others[i], &st);
+  GDir *dir = !clash && g_file_test (src, G_FILE_TEST_IS_DIR) ? g_dir_open (src, 0, NULL) : NULL;
+  for (const gchar *name; dir && !clash && (name = g_dir_read_name (dir)) != NULL;) {
+    gchar *p = g_build_filename (src, name, NULL);
+    clash = same_file (p, &st);
+    g_free (p);
+  }
+  if (dir)
+    g_dir_close (dir);
+  if (clash) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO,
+                 "will not write %s: it is one of the input files (the conversion would destroy it)", out);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 int
@@ -281,6 +350,27 @@ main (int argc, char **argv)
   qopt.quiet = opt_quiet;
   const char *src = argv[1];
   g_option_context_free (octx);
+  /* an output that is a symlink to a regular file is written through: the file it points to is replaced (as a
+   * shell's redirection would write it), not the link */
+  if (g_file_test (opt_output, G_FILE_TEST_IS_SYMLINK) && g_file_test (opt_output, G_FILE_TEST_IS_REGULAR)) {
+    char real[PATH_MAX];
+    if (realpath (opt_output, real) != NULL) {
+      g_free (opt_output);
+      opt_output = g_strdup (real);
+    }
+  }
+  /* before any work: nothing is read from a FIFO or device and nothing written over one, or over an input */
+  const char *const out_others[] = { opt_tokenizer, opt_calib, opt_adapter_out };
+  const char *const adapter_others[] = { opt_tokenizer, opt_calib, opt_output };
+  if (!check_input (src, "SRC", TRUE, &error) || !check_input (opt_tokenizer, "--tokenizer", FALSE, &error)
+      || !check_input (opt_calib, "--calib", FALSE, &error)
+      || !check_output (opt_output, src, out_others, G_N_ELEMENTS (out_others), &error)
+      || (opt_adapter_out && (!check_output (opt_adapter_out, src, adapter_others, G_N_ELEMENTS (adapter_others),
+                                             &error) || strcmp (opt_adapter_out, opt_output) == 0))) {
+    g_printerr ("levconvert: %s\n", error ? error->message : "--adapter-out and -o name the same file");
+    g_clear_error (&error);
+    return 1;
+  }
 
   LevConvModel *model = NULL;
   if (opt_vocab_only) {

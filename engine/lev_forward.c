@@ -611,6 +611,26 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
   linear (c, &m->output, &out_in, c->logits, hp->vocab_size);
 }
 
+/* A scan of the step's logits (one pass over vocab floats): a NaN or infinity in them is an error naming, when a
+ * weight is the cause, that tensor and so its layer (a pass over the weights, done only once a bad value was seen),
+ * instead of garbage sampled as token 0. The context's cache then holds the bad values too: reset it before reuse. */
+static gboolean
+check_logits (const LevContext *c, GError **error)
+{
+  uint32_t n = c->model->hp.vocab_size, i = 0;
+  while (i < n && isfinite (c->logits[i]))
+    i++;
+  if (i == n)
+    return TRUE;
+  gchar *cause = lev_model_find_nonfinite_weight (c->model);
+  g_set_error (error, LEV_ERROR, LEV_ERROR_NUMERIC, "the model produced a logit that is not a finite number (token "
+               "id %u is %s) at position %" G_GUINT64_FORMAT ": %s", i, isnan (c->logits[i]) ? "NaN" : "infinite",
+               (guint64) c->pos - 1,
+               cause ? cause : "every weight is finite, so the activations overflow");
+  g_free (cause);
+  return FALSE;
+}
+
 const float *
 lev_context_eval (LevContext *c, int32_t token, GError **error)
 {
@@ -639,7 +659,7 @@ lev_context_eval_batch (LevContext *c, const int32_t *tokens, uint32_t n, GError
     c->pos += k;
     done += k;
   }
-  return c->logits;
+  return check_logits (c, error) ? c->logits : NULL;
 }
 
 void

@@ -1,9 +1,11 @@
 /* lev_model.c: maps a .leviathan file, checks every field, offset and shape, and binds tensors to layers. */
 #include "lev_model.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 G_DEFINE_QUARK (lev-error-quark, lev_error)
@@ -451,21 +453,152 @@ bind_tensors (LevModel *m, const Directory *d, GError **error)
   return ok;
 }
 
+static LevModel *load_model (const char *path, uint32_t flags, GError **error);
+
+/* The name of a file type that is not a regular file, for messages. */
+static const char *
+file_type_name (mode_t mode)
+{
+  return S_ISDIR (mode) ? "a directory" : S_ISFIFO (mode) ? "a FIFO" : S_ISCHR (mode) || S_ISBLK (mode) ? "a device"
+         : S_ISSOCK (mode) ? "a socket" : "not a regular file";
+}
+
+/* TRUE when two fstat results describe the same, unchanged file: device, inode, size and modification time. */
+static gboolean
+same_identity (const struct stat *a, const struct stat *b)
+{
+  return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size
+         && a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Opens path (a regular file only: a FIFO would block and a device never end), then maps it or, with
+ * LEV_MODEL_NO_MMAP, reads it into memory; the file's identity taken at open must still hold afterwards. */
+static gboolean
+open_model_file (LevModel *m, const char *path, uint32_t flags, GError **error)
+{
+  /* O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer; regular files ignore it */
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat st, after;
+  if (fd < 0) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open model %s: %s", path, g_strerror (errno));
+    return FALSE;
+  }
+  gboolean stat_ok = fstat (fd, &st) == 0;
+  if (!stat_ok || !S_ISREG (st.st_mode)) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open model %s: %s", path,
+                 stat_ok ? file_type_name (st.st_mode) : g_strerror (errno));
+    close (fd);
+    return FALSE;
+  }
+  gboolean ok = TRUE;
+  if (flags & LEV_MODEL_NO_MMAP) {
+    size_t n = (size_t) st.st_size;
+    m->owned = g_aligned_alloc (MAX (n, 1), 1, 4096);   /* page-aligned like a mapping: tensors keep their alignment */
+    size_t done = 0;
+    while (ok && done < n) {
+      ssize_t r = pread (fd, m->owned + done, n - done, (off_t) done);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0) {
+        g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read model %s: %s", path,
+                     r < 0 ? g_strerror (errno) : "the file became shorter while it was read");
+        ok = FALSE;
+      }
+      done += r > 0 ? (size_t) r : 0;
+    }
+    m->base = m->owned;
+    m->size = n;
+  } else {
+    GError *local = NULL;
+    m->map = g_mapped_file_new_from_fd (fd, FALSE, &local);
+    if (!m->map) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot map model %s: %s", path, local->message);
+      g_error_free (local);
+      ok = FALSE;
+    } else {
+      m->base = (const uint8_t *) g_mapped_file_get_contents (m->map);
+      m->size = g_mapped_file_get_length (m->map);
+    }
+  }
+  if (ok && (fstat (fd, &after) != 0 || !same_identity (&st, &after) || m->size != (uint64_t) st.st_size)) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "model %s changed while it was opened (written or replaced at the "
+                 "same time?)", path);
+    ok = FALSE;
+  }
+  m->file_fd = fd;
+  return ok;
+}
+
+/* Scans the model's weights (the vectors, and with matrices TRUE the matrices too, dequantized a row at a time) for
+ * NaN and infinities; FALSE with error naming the first tensor that holds one. */
+static gboolean
+check_tensor_values (const LevModel *m, gboolean matrices, GError **error)
+{
+  size_t n;
+  LevSchemaTensor *ts = lev_schema_tensors (&m->hp, &n);
+  gboolean ok = TRUE;
+  float *row = NULL;
+  for (size_t i = 0; ok && i < n; i++) {
+    const LevSchemaTensor *t = &ts[i];
+    if (t->n_dims == 1) {
+      const float *v = *vector_slot ((LevModel *) m, t);
+      uint64_t k = 0;
+      while (v && k < t->shape[0] && isfinite (v[k]))
+        k++;
+      ok = !v || k == t->shape[0];
+      if (!ok)
+        g_set_error (error, LEV_ERROR, LEV_ERROR_FORMAT, "tensor %s holds a value that is not finite (element %"
+                     G_GUINT64_FORMAT ")", t->name, (guint64) k);
+      continue;
+    }
+    const LevMatrix *mat = t->role == LEV_TENSOR_TOKEN_EMBD ? &m->tok_embd : t->role == LEV_TENSOR_OUTPUT
+                           ? &m->output : layer_linear (&m->layers[t->layer], t->linear);
+    if (!matrices || !mat->data)
+      continue;
+    row = g_renew (float, row, mat->cols);
+    for (uint32_t r = 0; ok && r < mat->rows; r++) {
+      lev_matrix_get_row (mat, r, row);
+      for (uint32_t k = 0; ok && k < mat->cols; k++)
+        ok = isfinite (row[k]);
+      if (!ok)
+        g_set_error (error, LEV_ERROR, LEV_ERROR_FORMAT, "tensor %s holds a value that is not finite (row %u)",
+                     t->name, r);
+    }
+  }
+  g_free (row);
+  g_free (ts);
+  return ok;
+}
+
+gchar *
+lev_model_find_nonfinite_weight (const LevModel *model)
+{
+  GError *e = NULL;
+  if (check_tensor_values (model, TRUE, &e))
+    return NULL;
+  gchar *what = g_strdup (e->message);
+  g_error_free (e);
+  return what;
+}
+
 LevModel *
 lev_model_load (const char *path, GError **error)
 {
+  return load_model (path, 0, error);
+}
+
+/* Opens, validates and binds a model file (lev_model_load_full without the adapter). */
+static LevModel *
+load_model (const char *path, uint32_t flags, GError **error)
+{
   GError *local = NULL;
-  GMappedFile *map = g_mapped_file_new (path, FALSE, &local);
-  if (!map) {
-    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open model %s: %s", path, local->message);
-    g_error_free (local);
-    return NULL;
-  }
   LevModel *m = g_new0 (LevModel, 1);
   m->embd_fd = -1;
-  m->map = map;
-  m->base = (const uint8_t *) g_mapped_file_get_contents (map);
-  m->size = g_mapped_file_get_length (map);
+  m->file_fd = -1;
+  if (!open_model_file (m, path, flags, error)) {
+    lev_model_free (m);
+    return NULL;
+  }
   LevFileHeader h;
   if (m->size < sizeof h) {
     g_set_error (&local, LEV_ERROR, LEV_ERROR_FORMAT, "file is %" G_GUINT64_FORMAT " bytes, too short for a "
@@ -504,7 +637,7 @@ lev_model_load (const char *path, GError **error)
     /* an untied embedding table is read a row at a time with pread: touching the mapping would fault in (and keep
      * resident) the pages around every looked-up row */
     if (!(m->hp.flags & LEV_HP_TIED_EMBEDDINGS)) {
-      m->embd_fd = open (path, O_RDONLY | O_CLOEXEC);
+      m->embd_fd = fcntl (m->file_fd, F_DUPFD_CLOEXEC, 0);   /* the file opened above, not the path again */
       m->embd_offset = (uint64_t) ((const uint8_t *) m->tok_embd.data - m->base);
       m->embd_row_bytes = (size_t) (lev_matrix_bytes (&m->tok_embd) - 4ull * (m->tok_embd.encoding == LEV_ENC_Q8
                                     ? m->tok_embd.rows : m->tok_embd.q.n_scales)) / m->tok_embd.rows;
@@ -513,6 +646,8 @@ lev_model_load (const char *path, GError **error)
         m->embd_row_bytes = (size_t) (lev_matrix_bytes (&m->tok_embd) / m->tok_embd.rows);
     }
   }
+  if (m->has_weights && (flags & LEV_MODEL_CHECK_TENSORS) && !check_tensor_values (m, TRUE, &local))
+    goto fail;
   return m;
 
 fail:
@@ -578,7 +713,16 @@ out:
 LevModel *
 lev_model_load_with_adapter (const char *path, const char *adapter_path, GError **error)
 {
-  LevModel *m = lev_model_load (path, error);
+  LevModelParams params = { 0 };
+  params.adapter_path = adapter_path;
+  return lev_model_load_full (path, &params, error);
+}
+
+LevModel *
+lev_model_load_full (const char *path, const LevModelParams *params, GError **error)
+{
+  const char *adapter_path = params->adapter_path;
+  LevModel *m = load_model (path, params->flags, error);
   if (!m || !adapter_path)
     return m;
   if (!m->has_weights) {
@@ -618,7 +762,11 @@ lev_model_free (LevModel *model)
   g_free (model->layers);
   g_free (model->chat_template);
   g_free (model->name);
-  g_mapped_file_unref (model->map);
+  if (model->map)
+    g_mapped_file_unref (model->map);
+  g_aligned_free (model->owned);
+  if (model->file_fd >= 0)
+    close (model->file_fd);
   g_free (model);
 }
 

@@ -31,7 +31,9 @@ typedef struct LevLayer {
 } LevLayer;
 
 struct LevModel {
-  GMappedFile *map;
+  GMappedFile *map;                            /* the mapped file, or NULL when read into owned */
+  uint8_t *owned;                              /* LEV_MODEL_NO_MMAP: the file read into memory (page-aligned) */
+  int file_fd;                                 /* the model file, open for the model's life */
   GMappedFile *adapter_map;                    /* the mounted adapter file, or NULL */
   const uint8_t *base;
   uint64_t size;
@@ -51,6 +53,10 @@ struct LevModel {
 
 /* Copies row `row` of m into out as floats (m->cols values). */
 void lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out);
+/* Names the first weight (vectors and matrices in layer order) holding NaN or infinity ("tensor blk.3.attn_norm holds
+ * ..."), newly allocated, or NULL when all are finite: a full pass over the weights, for the error path once a forward
+ * pass produced non-finite logits. */
+gchar *lev_model_find_nonfinite_weight (const LevModel *model);
 /* Copies the embedding of token into out (dim floats); scratch holds at least 4 * dim + 64 bytes. Untied tables
  * are read with pread, so that looking rows up does not keep the table resident. */
 void lev_model_embedding (const LevModel *model, uint32_t token, float *out, uint8_t *scratch);

@@ -13,6 +13,7 @@ typedef enum {
   LEV_ERROR_FORMAT,    /* the file is not a valid .leviathan file (the message says what is wrong) */
   LEV_ERROR_NO_WEIGHTS,/* a tokenizer-only file was used where weights are needed */
   LEV_ERROR_ARGUMENT,  /* an invalid parameter (context size, token id, ...) */
+  LEV_ERROR_NUMERIC,   /* the model produced a logit that is NaN or infinite (bad weights or overflow) */
 } LevError;
 
 /* Returns the GQuark of LEV_ERROR. */
@@ -34,6 +35,27 @@ LevModel *lev_model_load (const char *path, GError **error);
 /* As lev_model_load, then mounts an adapter file (outliers and low-rank adapters made by levconvert --adapter-out)
  * over the model's matrices; adapter_path NULL loads the model alone. The adapter must match the model's shapes. */
 LevModel *lev_model_load_with_adapter (const char *path, const char *adapter_path, GError **error);
+/* Worker threads a context runs at most (front ends refuse more than this in their --threads). */
+#define LEV_MAX_THREADS 64u
+
+/* Flags of LevModelParams. */
+typedef enum {
+  /* read the file into memory instead of mapping it: a mapped file truncated or rewritten by another process kills
+   * this one with SIGBUS (docs/robustness.md); read, it costs the file's size in memory and a read at load */
+  LEV_MODEL_NO_MMAP = 1u << 0,
+  /* scan every weight at load and refuse a model holding NaN or infinity (a full pass over the file) */
+  LEV_MODEL_CHECK_TENSORS = 1u << 1,
+} LevModelFlags;
+
+/* How lev_model_load_full opens a model; all zero is lev_model_load's behaviour. */
+typedef struct {
+  uint32_t flags;              /* LevModelFlags */
+  const char *adapter_path;    /* an adapter file to mount (lev_model_load_with_adapter), or NULL */
+} LevModelParams;
+
+/* Loads a model as params say (mapped or read, weights scanned, adapter mounted); NULL with error set. In every mode
+ * the file must be a regular file and keep its identity (device, inode, size, mtime) between open and map/read. */
+LevModel *lev_model_load_full (const char *path, const LevModelParams *params, GError **error);
 /* Unmaps the model. Contexts made from it must be freed first. */
 void lev_model_free (LevModel *model);
 /* Returns the model's architecture (a LevArch value; lev_arch_name names it). */
@@ -69,7 +91,7 @@ typedef enum {
 typedef struct LevContextParams {
   uint32_t n_ctx;        /* KV cache slots; 0 = the model's max_ctx */
   uint32_t n_sink;       /* attention-sink positions kept when the window slides (default 4) */
-  uint32_t n_threads;    /* worker threads, 0 = number of CPUs (at most 64) */
+  uint32_t n_threads;    /* worker threads, 0 = number of CPUs; more than LEV_MAX_THREADS run as LEV_MAX_THREADS */
   uint32_t act_quant;    /* LevActQuantMode */
 } LevContextParams;
 

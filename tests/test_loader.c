@@ -1,10 +1,12 @@
-/* test_loader.c: a .leviathan file truncated in every section or with corrupted fields is refused with a message. */
+/* test_loader.c: a .leviathan file truncated in every section or with corrupted fields is refused with a message; a
+ * FIFO or directory as the model too; a model read into memory (LEV_MODEL_NO_MMAP) is the mapped one. */
 #include "lev_convert.h"
 #include "leviathan.h"
 #include "lev_test_common.h"
 
 #include <stddef.h>
 #include <glib/gstdio.h>
+#include <sys/stat.h>
 
 static gchar *tmp_dir, *good_path, *bad_path;
 static guint8 *good;
@@ -202,6 +204,59 @@ test_missing_file (void)
   g_error_free (error);
 }
 
+/* A FIFO or a directory as the model is refused at once with a message naming what it is (open() of a FIFO used to
+ * block until a writer came; a directory gave GLib's "mmap() failed: No such device"). */
+static void
+test_not_regular (void)
+{
+  GError *error = NULL;
+  gchar *fifo = g_build_filename (tmp_dir, "fifo.leviathan", NULL);
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  for (guint flags = 0; flags <= LEV_MODEL_NO_MMAP; flags += LEV_MODEL_NO_MMAP) {
+    LevModelParams params = { flags, NULL };
+    g_assert_null (lev_model_load_full (fifo, &params, &error));
+    g_assert_error (error, LEV_ERROR, LEV_ERROR_IO);
+    g_assert_nonnull (strstr (error->message, "a FIFO"));
+    g_clear_error (&error);
+    g_assert_null (lev_model_load_full (tmp_dir, &params, &error));
+    g_assert_error (error, LEV_ERROR, LEV_ERROR_IO);
+    g_assert_nonnull (strstr (error->message, "a directory"));
+    g_clear_error (&error);
+  }
+  g_unlink (fifo);
+  g_free (fifo);
+}
+
+/* LEV_MODEL_NO_MMAP reads the file instead of mapping it: the same model (the same logits to the bit), the same
+ * refusals of a damaged file; LEV_MODEL_CHECK_TENSORS passes a sound one. */
+static void
+test_no_mmap (void)
+{
+  GError *error = NULL;
+  LevModelParams mapped = { 0, NULL }, read = { LEV_MODEL_NO_MMAP | LEV_MODEL_CHECK_TENSORS, NULL };
+  LevModel *a = lev_model_load_full (good_path, &mapped, &error);
+  g_assert_no_error (error);
+  LevModel *b = lev_model_load_full (good_path, &read, &error);
+  g_assert_no_error (error);
+  LevContextParams cp = lev_context_default_params ();
+  cp.n_ctx = 16;
+  cp.n_threads = 1;
+  LevContext *ca = lev_context_new (a, &cp, &error), *cb = lev_context_new (b, &cp, &error);
+  g_assert_no_error (error);
+  const int32_t ids[] = { 1, 403, 407, 261 };
+  const float *la = lev_context_eval_batch (ca, ids, 4, &error), *lb = lev_context_eval_batch (cb, ids, 4, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (la, 4 * lev_model_vocab_size (a), lb, 4 * lev_model_vocab_size (b));
+  lev_context_free (ca);
+  lev_context_free (cb);
+  lev_model_free (a);
+  lev_model_free (b);
+  g_assert_true (g_file_set_contents (bad_path, (const gchar *) good, (gssize) (good_len - 1), NULL));
+  g_assert_null (lev_model_load_full (bad_path, &read, &error));
+  g_assert_error (error, LEV_ERROR, LEV_ERROR_FORMAT);
+  g_clear_error (&error);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -225,6 +280,8 @@ main (int argc, char **argv)
   g_test_add_func ("/loader/tokenizer-fields", test_tokenizer_fields);
   g_test_add_func ("/loader/tensor-fields", test_tensor_fields);
   g_test_add_func ("/loader/missing-file", test_missing_file);
+  g_test_add_func ("/loader/not-regular", test_not_regular);
+  g_test_add_func ("/loader/no-mmap", test_no_mmap);
   int rc = g_test_run ();
   g_unlink (good_path);
   g_unlink (bad_path);

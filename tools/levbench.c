@@ -35,6 +35,8 @@ static gboolean opt_kernel_rate = FALSE;
 static gint opt_kernel_kib = 256;
 static gboolean opt_fork_join = FALSE;
 static gboolean opt_kernel_choice = FALSE;
+static gboolean opt_no_mmap = FALSE;
+static gboolean opt_check_tensors = FALSE;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
@@ -56,6 +58,10 @@ static GOptionEntry entries[] = {
     "implementation serves each encoding here (one token/tiles; measured, or \"(cached)\" from "
     "$XDG_CACHE_HOME/leviathan) and exit", NULL },
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter, "Adapter file mounted over the model (-m)", "FILE" },
+  { "no-mmap", 0, 0, G_OPTION_ARG_NONE, &opt_no_mmap, "Read the model into memory instead of mapping it (a mapped "
+    "file truncated by another process kills levbench with SIGBUS)", NULL },
+  { "check-tensors", 0, 0, G_OPTION_ARG_NONE, &opt_check_tensors, "Scan every weight at load and refuse a model "
+    "holding NaN or infinity", NULL },
   { "outliers", 0, 0, G_OPTION_ARG_DOUBLE, &opt_outliers, "Synthetic: sparse f16 outliers per matrix, in percent of "
     "its weights (levconvert's default is 0.5; default 0 = none)", "PCT" },
   { "rank", 0, 0, G_OPTION_ARG_INT, &opt_rank, "Synthetic: int8 low-rank adapter of this rank on every matrix "
@@ -613,6 +619,10 @@ main (int argc, char **argv)
     return 2;
   }
   g_option_context_free (octx);
+  if (opt_threads < 0 || opt_threads > (gint) LEV_MAX_THREADS) {
+    g_printerr ("levbench: --threads must be between 0 (all CPUs) and %u\n", LEV_MAX_THREADS);
+    return 2;
+  }
   if (opt_kernel_choice) {
     g_print ("%s\n", lev_qkernels_choice ());
     return 0;
@@ -653,11 +663,16 @@ main (int argc, char **argv)
     path = g_strdup (opt_model);
     model_name = opt_model;
   }
-  LevModel *model = lev_model_load_with_adapter (path, opt_adapter, &error);
+  LevModelParams mp = { 0 };
+  mp.flags = (opt_no_mmap ? LEV_MODEL_NO_MMAP : 0u) | (opt_check_tensors ? LEV_MODEL_CHECK_TENSORS : 0u);
+  mp.adapter_path = opt_adapter;
+  LevModel *model = lev_model_load_full (path, &mp, &error);
   if (opt_synthetic)
     g_unlink (path);           /* the mapping keeps it alive */
   if (!model) {
     g_printerr ("levbench: %s\n", error->message);
+    g_error_free (error);
+    g_free (path);
     return 1;
   }
   const char *format = enc_name (model->layers[0].w_up.encoding);

@@ -2,11 +2,18 @@
  * against a base (float) model over the same tokens. */
 #include "lev_model.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <json-glib/json-glib.h>
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* The largest text levppl scores: what it reads is bounded (a device such as /dev/zero is refused anyway). */
+#define LEVPPL_MAX_TEXT_BYTES (1024u * 1024u * 1024u)
 
 static gchar *opt_model = NULL;
 static gchar *opt_base = NULL;
@@ -19,6 +26,8 @@ static gint opt_max_tokens = 0;
 static gboolean opt_json = FALSE;
 static gboolean opt_lines = FALSE;
 static gboolean opt_no_act_quant = FALSE;
+static gboolean opt_no_mmap = FALSE;
+static gboolean opt_check_tensors = FALSE;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model to evaluate (.leviathan)", "FILE" },
@@ -36,6 +45,10 @@ static GOptionEntry entries[] = {
   { "lines", 0, 0, G_OPTION_ARG_NONE, &opt_lines,
     "Each non-empty line is a text that ends with EOS (as the default model was trained) instead of raw text", NULL },
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "Print one JSON object", NULL },
+  { "no-mmap", 0, 0, G_OPTION_ARG_NONE, &opt_no_mmap, "Read the models into memory instead of mapping them (a "
+    "mapped file truncated by another process kills levppl with SIGBUS)", NULL },
+  { "check-tensors", 0, 0, G_OPTION_ARG_NONE, &opt_check_tensors, "Scan every weight at load and refuse a model "
+    "holding NaN or infinity", NULL },
   { NULL }
 };
 
@@ -86,6 +99,112 @@ bits_per_weight (const LevModel *m)
   return weights ? 8.0 * (double) bytes / (double) weights : 0.0;
 }
 
+/* Reads the text to score: a regular file only (a FIFO or device is refused at once instead of blocking or reading
+ * for ever) of at most LEVPPL_MAX_TEXT_BYTES. */
+static gboolean
+read_text (const char *path, gchar **text, gsize *len, GError **error)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat st;
+  if (fd < 0) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open %s: %s", path, g_strerror (errno));
+    return FALSE;
+  }
+  gboolean ok = FALSE;
+  if (fstat (fd, &st) != 0)
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
+  else if (!S_ISREG (st.st_mode))
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is not a regular file (%s): give -f a text file", path,
+                 S_ISDIR (st.st_mode) ? "a directory" : S_ISFIFO (st.st_mode) ? "a FIFO" : "a device or socket");
+  else if ((uint64_t) st.st_size > LEVPPL_MAX_TEXT_BYTES)
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is larger than %u MiB: score a part of it", path,
+                 LEVPPL_MAX_TEXT_BYTES >> 20);
+  else {
+    size_t n = (size_t) st.st_size, done = 0;
+    *text = g_malloc (n + 1);
+    ssize_t r = 1;
+    while (done < n && (r = read (fd, *text + done, n - done)) != 0)
+      if (r > 0)
+        done += (size_t) r;
+      else if (errno != EINTR)
+        break;
+    (*text)[done] = '\0';
+    *len = done;
+    ok = r >= 0;
+    if (!ok)
+      g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
+  }
+  close (fd);
+  return ok;
+}
+
+/* Checks the numeric options and the required ones; NULL when they are fine, else a message saying which is not. */
+static const char *
+check_options (int argc)
+{
+  if (!opt_model)
+    return "missing -m MODEL";
+  if (!opt_file)
+    return "missing -f TEXT";
+  if (argc > 1)
+    return "unexpected arguments (levppl takes no positional arguments)";
+  if (opt_ctx < 2)
+    return "--ctx must be at least 2";
+  if (opt_stride < 0 || opt_stride >= opt_ctx)
+    return "--stride must be between 0 (ctx / 2) and ctx - 1";
+  static char threads_msg[64];
+  g_snprintf (threads_msg, sizeof threads_msg, "--threads must be between 0 (all CPUs) and %u", LEV_MAX_THREADS);
+  if (opt_threads < 0 || opt_threads > (gint) LEV_MAX_THREADS)
+    return threads_msg;
+  if (opt_max_tokens < 0)
+    return "--max-tokens must be 0 (all) or positive";
+  return NULL;
+}
+
+/* Prints the result as one JSON object (json-glib's generator: strings escaped); the figures are finite. */
+static void
+print_json (guint64 scored, int stride, double ppl, double bpw, gboolean with_base, double base_ppl, double kld,
+            double top1, double secs)
+{
+  JsonBuilder *b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "model");
+  json_builder_add_string_value (b, opt_model);
+  json_builder_set_member_name (b, "file");
+  json_builder_add_string_value (b, opt_file);
+  json_builder_set_member_name (b, "lines");
+  json_builder_add_boolean_value (b, opt_lines);
+  json_builder_set_member_name (b, "tokens");
+  json_builder_add_int_value (b, (gint64) scored);
+  json_builder_set_member_name (b, "ctx");
+  json_builder_add_int_value (b, opt_ctx);
+  json_builder_set_member_name (b, "stride");
+  json_builder_add_int_value (b, stride);
+  json_builder_set_member_name (b, "ppl");
+  json_builder_add_double_value (b, ppl);
+  json_builder_set_member_name (b, "bits_per_weight");
+  json_builder_add_double_value (b, bpw);
+  if (with_base) {
+    json_builder_set_member_name (b, "base");
+    json_builder_add_string_value (b, opt_base);
+    json_builder_set_member_name (b, "base_ppl");
+    json_builder_add_double_value (b, base_ppl);
+    json_builder_set_member_name (b, "kld");
+    json_builder_add_double_value (b, kld);
+    json_builder_set_member_name (b, "top1");
+    json_builder_add_double_value (b, top1);
+  }
+  json_builder_set_member_name (b, "seconds");
+  json_builder_add_double_value (b, secs);
+  json_builder_end_object (b);
+  JsonNode *root = json_builder_get_root (b);
+  gchar *s = json_to_string (root, FALSE);
+  printf ("%s\n", s);
+  g_free (s);
+  json_node_unref (root);
+  g_object_unref (b);
+}
+
 static LevContext *
 open_context (LevModel *m, gboolean act_quant_off, GError **error)
 {
@@ -103,10 +222,10 @@ main (int argc, char **argv)
   GOptionContext *octx = g_option_context_new ("- perplexity, KL divergence and top-1 agreement over a text");
   g_option_context_add_main_entries (octx, entries, NULL);
   GError *error = NULL;
-  if (!g_option_context_parse (octx, &argc, &argv, &error) || !opt_model || !opt_file || argc > 1 || opt_ctx < 2
-      || opt_stride < 0 || opt_stride >= opt_ctx || opt_threads < 0 || opt_max_tokens < 0) {
+  const char *bad = NULL;
+  if (!g_option_context_parse (octx, &argc, &argv, &error) || (bad = check_options (argc)) != NULL) {
     gchar *help = g_option_context_get_help (octx, TRUE, NULL);
-    g_printerr ("levppl: %s\n\n%s", error ? error->message : "bad or missing arguments (need -m and -f)", help);
+    g_printerr ("levppl: %s\n\n%s", error ? error->message : bad, help);
     g_free (help);
     g_clear_error (&error);
     g_option_context_free (octx);
@@ -121,7 +240,11 @@ main (int argc, char **argv)
   int32_t *ids = NULL;
   double *p = NULL, *q = NULL;
 
-  if (!(model = lev_model_load_with_adapter (opt_model, opt_adapter, &error)) || (opt_base && !(base = lev_model_load (opt_base, &error))))
+  LevModelParams mp = { 0 }, bp = { 0 };
+  mp.flags = bp.flags = (opt_no_mmap ? LEV_MODEL_NO_MMAP : 0u) | (opt_check_tensors ? LEV_MODEL_CHECK_TENSORS : 0u);
+  mp.adapter_path = opt_adapter;
+  if (!(model = lev_model_load_full (opt_model, &mp, &error))
+      || (opt_base && !(base = lev_model_load_full (opt_base, &bp, &error))))
     goto out;
   const LevHParams *hp = lev_model_hparams (model);
   const LevTokenizer *tok = lev_model_tokenizer (model);
@@ -135,7 +258,7 @@ main (int argc, char **argv)
     goto out;
   }
   gsize len;
-  if (!g_file_get_contents (opt_file, &text, &len, &error))
+  if (!read_text (opt_file, &text, &len, &error))
     goto out;
   size_t n_ids = 0;
   if (opt_lines) {
@@ -217,14 +340,15 @@ main (int argc, char **argv)
   }
   double secs = (g_get_monotonic_time () - t0) / 1e6;
   double ppl = exp (nll / scored);
+  /* the engine refuses non-finite logits; a figure that still is not finite (an overflow in the sums) is an error,
+   * not a "nan" in the report */
+  if (!isfinite (ppl) || (base && (!isfinite (base_nll) || !isfinite (kld)))) {
+    g_set_error (&error, LEV_ERROR, LEV_ERROR_NUMERIC, "the perplexity or KL divergence is not a finite number");
+    goto out;
+  }
   if (opt_json) {
-    printf ("{\"model\":\"%s\",\"file\":\"%s\",\"lines\":%s,\"tokens\":%" G_GUINT64_FORMAT ",\"ctx\":%d,\"stride\":%d,"
-            "\"ppl\":%.6f,\"bits_per_weight\":%.4f", opt_model, opt_file, opt_lines ? "true" : "false", scored, opt_ctx, stride, ppl,
-            bits_per_weight (model));
-    if (base)
-      printf (",\"base\":\"%s\",\"base_ppl\":%.6f,\"kld\":%.6f,\"top1\":%.6f", opt_base, exp (base_nll / scored),
-              kld / scored, (double) top1 / scored);
-    printf (",\"seconds\":%.2f}\n", secs);
+    print_json (scored, stride, ppl, bits_per_weight (model), base != NULL, exp (base_nll / scored), kld / scored,
+                (double) top1 / scored, secs);
   } else {
     if (isatty (2))
       g_printerr ("\n");
