@@ -205,6 +205,87 @@ print_json (guint64 scored, int stride, double ppl, double bpw, gboolean with_ba
   g_object_unref (b);
 }
 
+/* Token ids of the text: the whole text, or with --lines each non-empty line followed by EOS (when the model has
+ * one); NULL with error set when the tokenizer refuses it. */
+static int32_t *
+tokenize_text (const LevTokenizer *tok, const gchar *text, gsize len, int32_t eos_id, size_t *n_ids, GError **error)
+{
+  if (!opt_lines)
+    return lev_tokenizer_encode (tok, text, (gssize) len, FALSE, n_ids, error);
+  GArray *all = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  gchar **lines = g_strsplit (text, "\n", -1);
+  for (gchar **l = lines; *l; l++) {
+    if (!**l)
+      continue;
+    size_t n = 0;
+    int32_t *li = lev_tokenizer_encode (tok, *l, -1, FALSE, &n, error);
+    if (!li) {
+      g_strfreev (lines);
+      g_array_free (all, TRUE);
+      return NULL;
+    }
+    g_array_append_vals (all, li, (guint) n);
+    g_free (li);
+    if (eos_id >= 0)
+      g_array_append_val (all, eos_id);
+  }
+  g_strfreev (lines);
+  *n_ids = all->len;
+  return (int32_t *) g_array_free (all, FALSE);
+}
+
+/* Sums over the scored tokens: negative log-likelihoods of the model and the base, KL(base || model), top-1
+ * agreements. */
+typedef struct {
+  double nll, base_nll, kld;
+  uint64_t scored, top1;
+} Scores;
+
+/* Scores every token of ids once, in windows of --ctx tokens after a BOS that advance by stride (the base context,
+ * when given, alongside); p and q are vocab-sized scratch. FALSE with error set when an evaluation fails. */
+static gboolean
+score_windows (LevContext *ctx, LevContext *bctx, const int32_t *ids, size_t n_ids, int32_t bos, uint32_t vocab,
+               int stride, double *p, double *q, Scores *sc, GError **error)
+{
+  /* window w covers text tokens [start, start + ctx - 1) after a BOS; it scores those not scored before */
+  size_t next_unscored = 0;
+  for (size_t start = 0; next_unscored < n_ids; start += (size_t) stride) {
+    size_t end = MIN (start + (size_t) opt_ctx - 1, n_ids);
+    lev_context_reset (ctx);
+    if (bctx)
+      lev_context_reset (bctx);
+    const float *lg = lev_context_eval (ctx, bos, error), *blg = bctx ? lev_context_eval (bctx, bos, error) : NULL;
+    if (!lg || (bctx && !blg))
+      return FALSE;
+    for (size_t i = start; i < end; i++) {
+      if (i >= next_unscored) {
+        sc->nll -= log_prob (lg, vocab, ids[i], bctx ? p : NULL);
+        if (bctx) {
+          sc->base_nll -= log_prob (blg, vocab, ids[i], q);
+          double k = 0.0;
+          for (uint32_t v = 0; v < vocab; v++)
+            if (q[v] > 0.0)
+              k += q[v] * (log (q[v]) - log (MAX (p[v], 1e-300)));
+          sc->kld += k;
+          sc->top1 += argmax (lg, vocab) == argmax (blg, vocab);
+        }
+        sc->scored++;
+        next_unscored = i + 1;
+      }
+      if (i + 1 < end) {
+        if (!(lg = lev_context_eval (ctx, ids[i], error)) || (bctx && !(blg = lev_context_eval (bctx, ids[i], error))))
+          return FALSE;
+      }
+    }
+    if (!opt_json && isatty (2))
+      g_printerr ("\rlevppl: %" G_GUINT64_FORMAT " / %zu tokens, ppl %.4f", sc->scored, n_ids,
+                  exp (sc->nll / sc->scored));
+    if (end == n_ids)
+      break;
+  }
+  return TRUE;
+}
+
 static LevContext *
 open_context (LevModel *m, gboolean act_quant_off, GError **error)
 {
@@ -261,30 +342,8 @@ main (int argc, char **argv)
   if (!read_text (opt_file, &text, &len, &error))
     goto out;
   size_t n_ids = 0;
-  if (opt_lines) {
-    GArray *all = g_array_new (FALSE, FALSE, sizeof (int32_t));
-    gchar **lines = g_strsplit (text, "\n", -1);
-    for (gchar **l = lines; *l; l++) {
-      if (!**l)
-        continue;
-      size_t n = 0;
-      int32_t *li = lev_tokenizer_encode (tok, *l, -1, FALSE, &n, &error);
-      if (!li) {
-        g_strfreev (lines);
-        g_array_free (all, TRUE);
-        goto out;
-      }
-      g_array_append_vals (all, li, (guint) n);
-      g_free (li);
-      if (hp->eos_id >= 0)
-        g_array_append_val (all, hp->eos_id);
-    }
-    g_strfreev (lines);
-    n_ids = all->len;
-    ids = (int32_t *) g_array_free (all, FALSE);
-  } else if (!(ids = lev_tokenizer_encode (tok, text, (gssize) len, FALSE, &n_ids, &error))) {
+  if (!(ids = tokenize_text (tok, text, len, hp->eos_id, &n_ids, &error)))
     goto out;
-  }
   if (opt_max_tokens && n_ids > (size_t) opt_max_tokens)
     n_ids = (size_t) opt_max_tokens;
   if (n_ids < 2) {
@@ -298,67 +357,31 @@ main (int argc, char **argv)
   p = g_new (double, hp->vocab_size);
   q = g_new (double, hp->vocab_size);
 
-  /* window w covers text tokens [start, start + ctx - 1) after a BOS; it scores those not scored before */
-  double nll = 0.0, base_nll = 0.0, kld = 0.0;
-  uint64_t scored = 0, top1 = 0;
-  size_t next_unscored = 0;
+  Scores sc = { 0 };
   gint64 t0 = g_get_monotonic_time ();
-  for (size_t start = 0; next_unscored < n_ids; start += (size_t) stride) {
-    size_t end = MIN (start + (size_t) opt_ctx - 1, n_ids);
-    lev_context_reset (ctx);
-    if (bctx)
-      lev_context_reset (bctx);
-    const float *lg = lev_context_eval (ctx, bos, &error), *blg = bctx ? lev_context_eval (bctx, bos, &error) : NULL;
-    if (!lg || (bctx && !blg))
-      goto out;
-    for (size_t i = start; i < end; i++) {
-      if (i >= next_unscored) {
-        double lp = log_prob (lg, hp->vocab_size, ids[i], base ? p : NULL);
-        nll -= lp;
-        if (base) {
-          base_nll -= log_prob (blg, hp->vocab_size, ids[i], q);
-          double k = 0.0;
-          for (uint32_t v = 0; v < hp->vocab_size; v++)
-            if (q[v] > 0.0)
-              k += q[v] * (log (q[v]) - log (MAX (p[v], 1e-300)));
-          kld += k;
-          top1 += argmax (lg, hp->vocab_size) == argmax (blg, hp->vocab_size);
-        }
-        scored++;
-        next_unscored = i + 1;
-      }
-      if (i + 1 < end) {
-        if (!(lg = lev_context_eval (ctx, ids[i], &error)) || (bctx && !(blg = lev_context_eval (bctx, ids[i],
-                                                                                                   &error))))
-          goto out;
-      }
-    }
-    if (!opt_json && isatty (2))
-      g_printerr ("\rlevppl: %" G_GUINT64_FORMAT " / %zu tokens, ppl %.4f", scored, n_ids, exp (nll / scored));
-    if (end == n_ids)
-      break;
-  }
+  if (!score_windows (ctx, bctx, ids, n_ids, bos, hp->vocab_size, stride, p, q, &sc, &error))
+    goto out;
   double secs = (g_get_monotonic_time () - t0) / 1e6;
-  double ppl = exp (nll / scored);
+  double ppl = exp (sc.nll / sc.scored);
   /* the engine refuses non-finite logits; a figure that still is not finite (an overflow in the sums) is an error,
    * not a "nan" in the report */
-  if (!isfinite (ppl) || (base && (!isfinite (base_nll) || !isfinite (kld)))) {
+  if (!isfinite (ppl) || (base && (!isfinite (sc.base_nll) || !isfinite (sc.kld)))) {
     g_set_error (&error, LEV_ERROR, LEV_ERROR_NUMERIC, "the perplexity or KL divergence is not a finite number");
     goto out;
   }
   if (opt_json) {
-    print_json (scored, stride, ppl, bits_per_weight (model), base != NULL, exp (base_nll / scored), kld / scored,
-                (double) top1 / scored, secs);
+    print_json (sc.scored, stride, ppl, bits_per_weight (model), base != NULL, exp (sc.base_nll / sc.scored),
+                sc.kld / sc.scored, (double) sc.top1 / sc.scored, secs);
   } else {
     if (isatty (2))
       g_printerr ("\n");
-    printf ("tokens scored     %" G_GUINT64_FORMAT " (window %d, stride %d)\n", scored, opt_ctx, stride);
+    printf ("tokens scored     %" G_GUINT64_FORMAT " (window %d, stride %d)\n", sc.scored, opt_ctx, stride);
     printf ("perplexity        %.4f\n", ppl);
     printf ("bits per weight   %.3f\n", bits_per_weight (model));
     if (base) {
-      printf ("base perplexity   %.4f\n", exp (base_nll / scored));
-      printf ("mean KL(base||m)  %.6f nats\n", kld / scored);
-      printf ("top-1 agreement   %.2f%%\n", 100.0 * top1 / scored);
+      printf ("base perplexity   %.4f\n", exp (sc.base_nll / sc.scored));
+      printf ("mean KL(base||m)  %.6f nats\n", sc.kld / sc.scored);
+      printf ("top-1 agreement   %.2f%%\n", 100.0 * sc.top1 / sc.scored);
     }
     printf ("time              %.1f s\n", secs);
   }
