@@ -53,6 +53,14 @@ enum {
   PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
 };
 
+enum {
+  SIGNAL_CANCEL,
+  SIGNAL_CLEAR_HISTORY,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
 /* A queued prompt: text (valid UTF-8) or token ids, with the timing of the buffer it came from. */
 typedef struct {
   gchar *text;
@@ -93,6 +101,8 @@ struct _GstLevTextGen {
   gboolean reset_session;       /* forget the conversation before the next prompt (after a flush) */
   GstFlowReturn srcresult;
   gint cancel;                  /* atomic: set by FLUSH_START, seen by the engine loop within one token */
+  gboolean generating;          /* the task is in a response (the "cancel" action applies) */
+  gboolean cancel_response;     /* the "cancel" action stopped the current response (not a flush) */
 
   /* streaming thread */
   gboolean in_tokens;           /* sink caps are token ids */
@@ -295,7 +305,6 @@ ensure_output_ready (GstLevTextGen *self, gboolean need_segment)
     return gst_pad_is_linked (self->srcpad) ? GST_FLOW_NOT_NEGOTIATED : GST_FLOW_NOT_LINKED;
   }
   if (need_segment && !self->sent_segment) {
-    gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
     gst_pad_push_event (self->srcpad, gst_event_new_segment (&self->out_segment));
     self->sent_segment = TRUE;
   }
@@ -340,11 +349,16 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
   case PROP_GEN + LEV_GEN_PROP_STOP_STRINGS: {
     guint n = gst_value_array_get_size (value);
-    const gchar **v = g_new0 (const gchar *, n + 1);
-    for (guint i = 0; i < n; i++)
-      v[i] = g_value_get_string (gst_value_array_get_value (value, i));
-    lev_gen_settings_set_stop_strings (&self->settings, v);
-    g_free (v);
+    gchar **v = g_new0 (gchar *, n + 1);
+    /* C escapes (backslash-n, backslash-t, octal, double backslash) are interpreted: a gst-launch line cannot
+     * carry a newline otherwise (docs/element.md, "Stop strings on a gst-launch line") */
+    for (guint i = 0, k = 0; i < n; i++) {
+      const gchar *str = g_value_get_string (gst_value_array_get_value (value, i));
+      if (str)
+        v[k++] = g_strcompress (str);
+    }
+    lev_gen_settings_set_stop_strings (&self->settings, (const char *const *) v);
+    g_strfreev ((gchar **) v);
     break;
   }
   default:
@@ -607,6 +621,13 @@ gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     g_mutex_unlock (&self->lock);
     self->discont = TRUE;
     self->last_end = GST_CLOCK_TIME_NONE;
+    /* FLUSH_STOP removes the segment downstream: the next data must be preceded by one again, whatever format
+     * upstream's segment has (a BYTES segment is replaced by our TIME one, which is kept) */
+    self->sent_segment = FALSE;
+    gboolean reset_time = FALSE;
+    gst_event_parse_flush_stop (event, &reset_time);
+    if (reset_time)
+      self->out_segment.base = 0;
     gboolean res = gst_pad_push_event (self->srcpad, event);
     if (GST_PAD_MODE (self->srcpad) == GST_PAD_MODE_PUSH)
       gst_pad_start_task (self->srcpad, (GstTaskFunction) GST_DEBUG_FUNCPTR (gst_lev_text_gen_loop), self->srcpad,
@@ -772,6 +793,8 @@ apply_params (GstLevTextGen *self)
   return ok;
 }
 
+static GstFlowReturn finish_response (GstLevTextGen *self, const LevSessionStats *stp);
+
 /* Generates and pushes the response to one prompt. */
 static GstFlowReturn
 generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
@@ -793,8 +816,22 @@ generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
   LevSessionStats st = { 0 };
   GError *err = NULL;
   GST_DEBUG_OBJECT (self, "prompt %s", p->text ? p->text : "(token ids)");
+  g_mutex_lock (&self->lock);
+  self->generating = TRUE;
+  g_mutex_unlock (&self->lock);
   gboolean ok = lev_session_generate (self->session, p->text, -1, p->ids ? (const int32_t *) p->ids->data : NULL,
                                       p->ids ? p->ids->len : 0, &self->cancel, push_unit, &g, &st, &err);
+  g_mutex_lock (&self->lock);
+  self->generating = FALSE;
+  gboolean cancelled_by_action = self->cancel_response && !self->flushing;
+  if (self->cancel_response && !self->flushing)
+    g_atomic_int_set (&self->cancel, 0);
+  self->cancel_response = FALSE;
+  g_mutex_unlock (&self->lock);
+  if (ok && st.reason == LEV_STOP_CANCELLED && cancelled_by_action) {
+    /* the "cancel" action: this response ends here, the queue goes on; a half-evaluated turn is not kept */
+    lev_session_reset (self->session);
+  }
   if (!ok) {
     GST_ELEMENT_WARNING (self, STREAM, FAILED, ("A prompt was skipped: %s", err->message), (NULL));
     g_error_free (err);
@@ -805,8 +842,17 @@ generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
                                                 "tokens.", st.truncated_tokens), (NULL));
   if (g.ret != GST_FLOW_OK)
     return g.ret;
-  if (st.reason == LEV_STOP_CANCELLED)
+  if (st.reason == LEV_STOP_CANCELLED && !cancelled_by_action)
     return GST_FLOW_FLUSHING;
+  return finish_response (self, &st);
+}
+
+/* Posts the statistics of a finished response and pushes its end-of-response event (a response the "cancel"
+ * action ended says stop-reason "cancelled"). */
+static GstFlowReturn
+finish_response (GstLevTextGen *self, const LevSessionStats *stp)
+{
+  LevSessionStats st = *stp;
   guint64 index = self->n_responses++;
   GST_DEBUG_OBJECT (self, "response %" G_GUINT64_FORMAT ": %u prompt tokens, %u generated, %s", index,
                     st.prompt_tokens, st.generated_tokens, lev_stop_reason_name (st.reason));
@@ -843,7 +889,6 @@ push_event (GstLevTextGen *self, GstEvent *event)
       gst_event_unref (event);
       if (self->sent_segment)
         return GST_FLOW_OK;
-      gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
       event = gst_event_new_segment (&self->out_segment);
     }
     self->sent_segment = TRUE;
@@ -953,6 +998,30 @@ gst_lev_text_gen_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
   default:
     return gst_pad_query_default (pad, parent, query);
   }
+}
+
+/* ---- action signals ---- */
+
+/* The "cancel" action: ends the response being generated (within one token); queued prompts are kept. */
+static void
+gst_lev_text_gen_cancel (GstLevTextGen *self)
+{
+  g_mutex_lock (&self->lock);
+  if (self->generating && !self->flushing) {
+    GST_DEBUG_OBJECT (self, "cancelling the current response");
+    self->cancel_response = TRUE;
+    g_atomic_int_set (&self->cancel, 1);
+  }
+  g_mutex_unlock (&self->lock);
+}
+
+/* The "clear-history" action: the next prompt starts a new conversation (keep-history). */
+static void
+gst_lev_text_gen_clear_history (GstLevTextGen *self)
+{
+  g_mutex_lock (&self->lock);
+  self->reset_session = TRUE;
+  g_mutex_unlock (&self->lock);
 }
 
 /* ---- states ---- */
@@ -1128,10 +1197,16 @@ gst_lev_text_gen_init (GstLevTextGen *self)
   gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
 }
 
-/* The stop-strings property as a GstValueArray of strings (gst-launch syntax <"a","b">). */
+/* The stop-strings property as a GstValueArray of strings (gst-launch syntax <"a","b">), whose C escapes the
+ * element interprets. */
 static GParamSpec *
 stop_strings_spec (const char *name, const char *nick, const char *blurb, GParamFlags flags)
 {
+  gchar *full = g_strconcat (blurb, ". C escapes in the strings are read (\\n newline, \\t tab, \\\\ backslash); "
+                             "on a gst-launch line write them with two backslashes: "
+                             "'stop-strings=<\"\\\\n\\\\n\",\"User:\">'", NULL);
+  blurb = g_intern_string (full);
+  g_free (full);
   return gst_param_spec_array (name, nick, blurb, g_param_spec_string ("stop-string", "Stop string",
                                "A stop string", NULL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS), flags);
 }
@@ -1166,6 +1241,28 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_MAX_QUEUED,
     g_param_spec_uint ("max-queued", "Maximum queued prompts", "Prompts waiting for generation before the sink "
                        "pad blocks upstream", 1, 65536, DEFAULT_MAX_QUEUED, live));
+
+  /**
+   * GstLevTextGen::cancel:
+   * @levtextgen: the element
+   *
+   * Ends the response being generated within one token, as if it had stopped there (its end-of-response event
+   * says stop-reason "cancelled"); the prompts queued behind it are answered. Does nothing between responses.
+   */
+  signals[SIGNAL_CANCEL] = g_signal_new_class_handler ("cancel", G_TYPE_FROM_CLASS (klass),
+                                                       G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION,
+                                                       G_CALLBACK (gst_lev_text_gen_cancel), NULL, NULL, NULL,
+                                                       G_TYPE_NONE, 0);
+  /**
+   * GstLevTextGen::clear-history:
+   * @levtextgen: the element
+   *
+   * Forgets the conversation (keep-history): the next prompt starts from an empty context.
+   */
+  signals[SIGNAL_CLEAR_HISTORY] = g_signal_new_class_handler ("clear-history", G_TYPE_FROM_CLASS (klass),
+                                                              G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION,
+                                                              G_CALLBACK (gst_lev_text_gen_clear_history), NULL,
+                                                              NULL, NULL, G_TYPE_NONE, 0);
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);

@@ -700,6 +700,147 @@ GST_START_TEST (test_chat_template)
 }
 GST_END_TEST;
 
+/* Stop strings set as gst-launch sets them: GStreamer's own value parser gives backslash-n inside a quoted
+ * string as "n"; the element reads C escapes, so "\\n" on the line (backslash-n after parsing) is a newline. */
+GST_START_TEST (test_stop_string_escapes)
+{
+  GstElement *e = make_element (NULL);
+  /* the characters of the gst-launch argument stop-strings='<"\\n\\n","User:","\012","a\\\\b">' */
+  gst_util_set_object_arg (G_OBJECT (e), "stop-strings", "<\"\\\\n\\\\n\",\"User:\",\"\\012\",\"a\\\\\\\\b\">");
+  GValue v = G_VALUE_INIT;
+  g_value_init (&v, GST_TYPE_ARRAY);
+  g_object_get_property (G_OBJECT (e), "stop-strings", &v);
+  fail_unless_equals_int (gst_value_array_get_size (&v), 4);
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (&v, 0)), "\n\n");
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (&v, 1)), "User:");
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (&v, 2)), "\n");
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (&v, 3)), "a\\b");
+  g_value_unset (&v);
+  /* the old, broken spelling: GStreamer's parser turns a quoted backslash-n into a plain "n" */
+  gst_util_set_object_arg (G_OBJECT (e), "stop-strings", "<\"\\n\">");
+  g_value_init (&v, GST_TYPE_ARRAY);
+  g_object_get_property (G_OBJECT (e), "stop-strings", &v);
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (&v, 0)), "n");
+  g_value_unset (&v);
+  gst_object_unref (e);
+}
+GST_END_TEST;
+
+/* Waits for the next end-of-response event and returns its stop reason (free it). */
+static gchar *
+pull_reason (GstHarness *h)
+{
+  GstEvent *ev = pull_end_of_response (h);
+  gchar *r = g_strdup (gst_structure_get_string (gst_event_get_structure (ev), "stop-reason"));
+  gst_event_unref (ev);
+  return r;
+}
+
+GST_START_TEST (test_cancel_action)
+{
+  /* an endless response, then a second prompt queued behind it */
+  GstElement *e = make_element ("max-tokens", 1 << 24, "ignore-eos", TRUE, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  gst_buffer_unref (gst_harness_pull (h));
+  g_object_set (h->element, "max-tokens", 8, NULL);    /* for the next prompt */
+  fail_unless_equals_int (push_text (h, "The dog"), GST_FLOW_OK);
+  g_signal_emit_by_name (h->element, "cancel");
+  gchar *r = pull_reason (h);
+  fail_unless_equals_string (r, "cancelled");
+  g_free (r);
+  g_free (take_text (h, NULL));
+  /* the queue was kept: the second prompt is answered in full */
+  r = pull_reason (h);
+  fail_unless_equals_string (r, "max-tokens");
+  g_free (r);
+  guint n = 0;
+  g_free (take_text (h, &n));
+  fail_unless (n == 8, "%u buffers", n);
+  /* between responses cancel does nothing: the next answer is whole */
+  g_signal_emit_by_name (h->element, "cancel");
+  g_free (answer (h, "Once upon a time", &n));
+  fail_unless (n == 8, "%u buffers", n);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+/* Answers prompt; returns the answer's text and *prompt_tokens the tokens evaluated for it. */
+static gchar *
+answer_counted (GstHarness *h, const gchar *prompt, guint *prompt_tokens)
+{
+  fail_unless_equals_int (push_text (h, prompt), GST_FLOW_OK);
+  GstEvent *ev = pull_end_of_response (h);
+  fail_unless (gst_structure_get_uint (gst_event_get_structure (ev), "prompt-tokens", prompt_tokens));
+  gst_event_unref (ev);
+  return take_text (h, NULL);
+}
+
+GST_START_TEST (test_clear_history_action)
+{
+  GstElement *e = make_element ("max-tokens", 12, "ignore-eos", TRUE, "keep-history", TRUE, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  guint fresh = 0, again = 0, cleared = 0;
+  gchar *t_fresh = answer_counted (h, "Once upon a time", &fresh);
+  gchar *t_again = answer_counted (h, "Once upon a time", &again);
+  g_signal_emit_by_name (h->element, "clear-history");
+  gchar *t_cleared = answer_counted (h, "Once upon a time", &cleared);
+  /* with the history the prompt continues the conversation (no BOS); cleared, it starts one: the same answer */
+  fail_unless (again != fresh, "%u then %u prompt tokens", fresh, again);
+  fail_unless_equals_int (cleared, fresh);
+  fail_unless_equals_string (t_cleared, t_fresh);
+  g_free (t_fresh);
+  g_free (t_again);
+  g_free (t_cleared);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+/* After a flush the element pushes a segment before data again, also when upstream's segment is not in TIME
+ * (fdsrc, filesrc): FLUSH_STOP removes the segment downstream. */
+GST_START_TEST (test_flush_bytes_segment)
+{
+  GstElement *e = make_element ("max-tokens", 4, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstSegment bytes;
+  gst_segment_init (&bytes, GST_FORMAT_BYTES);
+  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&bytes)));
+  g_free (answer (h, "Once upon a time", NULL));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  for (guint round = 0; round < 2; round++) {
+    /* upstream sends its BYTES segment again (after a flush-stop with and without reset-time) */
+    fail_unless (gst_harness_push_event (h, gst_event_new_segment (&bytes)));
+    fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+    gboolean flush_stop = FALSE, segment = FALSE;
+    for (;;) {
+      GstEvent *ev = gst_harness_pull_event (h);
+      fail_unless (ev != NULL);
+      if (GST_EVENT_TYPE (ev) == GST_EVENT_FLUSH_STOP)
+        flush_stop = TRUE;
+      if (GST_EVENT_TYPE (ev) == GST_EVENT_SEGMENT && flush_stop) {
+        const GstSegment *seg;
+        gst_event_parse_segment (ev, &seg);
+        fail_unless_equals_int (seg->format, GST_FORMAT_TIME);
+        segment = TRUE;
+      }
+      gboolean end = is_end_of_response (ev);
+      gst_event_unref (ev);
+      if (end)
+        break;
+    }
+    fail_unless (flush_stop && segment, "round %u: no segment after the flush", round);
+    GstEvent *sticky = gst_pad_get_sticky_event (h->sinkpad, GST_EVENT_SEGMENT, 0);
+    fail_unless (sticky != NULL);
+    gst_event_unref (sticky);
+    g_free (take_text (h, NULL));
+    fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+    fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (FALSE)));
+  }
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
 static Suite *
 levtextgen_suite (void)
 {
@@ -720,6 +861,10 @@ levtextgen_suite (void)
   tcase_add_test (tc, test_timestamps);
   tcase_add_test (tc, test_chat_template);
   tcase_add_test (tc, test_long_prompt_and_latency);
+  tcase_add_test (tc, test_stop_string_escapes);
+  tcase_add_test (tc, test_cancel_action);
+  tcase_add_test (tc, test_clear_history_action);
+  tcase_add_test (tc, test_flush_bytes_segment);
   return s;
 }
 

@@ -70,6 +70,16 @@ try:
         want = r.stdout.decode()[len(prompt):].rstrip("\n")
         check(got == want, f"element {got!r} != levrun {want!r}")
 
+        # stop strings on a gst-launch line, as a shell user writes them: '<"\\n\\n","User:">'; GStreamer's parser
+        # unquotes \\n to backslash-n, which the element reads as a newline (with a single backslash the parser
+        # alone gives the stop string "nn", issue 20)
+        r = run(["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!", "levtextgen", f"model={model}", "temperature=0",
+                 "n-threads=1", "max-tokens=40", "ignore-eos=true", 'stop-strings=<"\\\\n\\\\n","User:">', "!",
+                 "fdsink", "fd=1"], input=(prompt + "\n").encode())
+        cut = want.split("\n\n")[0].split("User:")[0]
+        check(r.returncode == 0 and "n" in cut and r.stdout.decode() == cut,
+              f"stop-strings with escapes: {r.stdout.decode()!r} != {cut!r} ({r.stderr.decode()})")
+
         # two lines, two answers; statistics and end-of-response on the bus/downstream (gst-launch -m, -v)
         r = run(["gst-launch-1.0", "-m", "fdsrc", "fd=0", "!", "levtextgen", f"model={model}", "prompt-mode=line",
                  "temperature=0", "n-threads=1", "max-tokens=16", "!", "fakesink", "silent=false", "-v"],
