@@ -51,6 +51,7 @@ enum {
   PROP_MAX_QUEUED,
   PROP_LATENCY,
   PROP_MAX_OBSERVED_DELAY,
+  PROP_RESPONSE_SEPARATOR,
   /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
   PROP_GEN,
   PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
@@ -63,7 +64,7 @@ enum {
 };
 
 static guint signals[N_SIGNALS];
-static GParamSpec *properties[PROP_MAX_OBSERVED_DELAY + 1];
+static GParamSpec *properties[PROP_RESPONSE_SEPARATOR + 1];
 
 /* A queued prompt: text (valid UTF-8) or token ids, with the timing of the buffer it came from. */
 typedef struct {
@@ -91,6 +92,7 @@ typedef struct {
   GstClockTime pts, duration;
   guint64 offset;
   gboolean discont;
+  gboolean separator;           /* the response separator: text output only */
 } GstLevTextGenOut;
 
 struct _GstLevTextGen {
@@ -103,6 +105,7 @@ struct _GstLevTextGen {
   guint max_queued;
   GstClockTime latency;         /* added to the latency query; a unit later than this gives a warning */
   GstClockTime max_observed_delay;
+  gchar *response_separator;    /* NULL: "\n" in prompt-mode=line, none otherwise */
   LevGenSettings settings;      /* the generation properties */
   GstLevTextGenPromptMode prompt_mode;
   LevUnitMode output_mode;
@@ -130,7 +133,8 @@ struct _GstLevTextGen {
   /* streaming thread */
   gboolean in_tokens;           /* sink caps are token ids */
   gboolean in_time;             /* the input segment is in TIME */
-  GString *line;                /* the unfinished line in prompt-mode=line */
+  GString *line;                /* the unfinished line (prompt-mode=line) or utterance (prompt-mode=utterance) */
+  GstClockTime utt_pts, utt_end; /* the timing of the utterance collected so far */
 
   /* generation task (gen_task): takes the queue, runs the engine, fills outq; never waits for downstream */
   GstTask *gen_task;
@@ -166,6 +170,9 @@ gst_lev_text_gen_prompt_mode_get_type (void)
   static const GEnumValue values[] = {
     { GST_LEV_TEXT_GEN_PROMPT_BUFFER, "Each buffer is one prompt", "buffer" },
     { GST_LEV_TEXT_GEN_PROMPT_LINE, "Each line is one prompt (lines may span buffers)", "line" },
+    { GST_LEV_TEXT_GEN_PROMPT_UTTERANCE, "Text (one word per buffer, say) is collected until an end-of-utterance "
+      "event (rstranscribe/final-transcript, leviathan/end-of-utterance or leviathan/end-of-response)",
+      "utterance" },
     { 0, NULL, NULL },
   };
   if (g_once_init_enter (&type))
@@ -409,6 +416,12 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
   case PROP_OUTPUT_MODE: self->output_mode = g_value_get_enum (value); break;
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
   case PROP_LATENCY: self->latency = g_value_get_uint64 (value); break;
+  case PROP_RESPONSE_SEPARATOR:
+    g_free (self->response_separator);
+    self->response_separator = g_strcompress (g_value_get_string (value) ? g_value_get_string (value) : "");
+    if (!g_value_get_string (value))
+      g_clear_pointer (&self->response_separator, g_free);
+    break;
   case PROP_GEN + LEV_GEN_PROP_STOP_STRINGS: {
     guint n = gst_value_array_get_size (value);
     gchar **v = g_new0 (gchar *, n + 1);
@@ -462,6 +475,7 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   case PROP_OUTPUT_MODE: g_value_set_enum (value, self->output_mode); break;
   case PROP_MAX_QUEUED: g_value_set_uint (value, self->max_queued); break;
   case PROP_LATENCY: g_value_set_uint64 (value, self->latency); break;
+  case PROP_RESPONSE_SEPARATOR: g_value_set_string (value, self->response_separator); break;
   case PROP_MAX_OBSERVED_DELAY: g_value_set_uint64 (value, self->max_observed_delay); break;
   default:
     if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
@@ -512,6 +526,51 @@ text_prompt (GstLevTextGen *self, const gchar *data, gsize len, GstClockTime pts
   return p;
 }
 
+/* Appends a piece of an utterance (a word, say) to self->line: a space is put between two pieces unless one
+ * of them has white space there or the new one starts with punctuation. */
+static void
+append_utterance (GstLevTextGen *self, const gchar *data, gsize len, GstClockTime pts, GstClockTime duration)
+{
+  if (len == 0)
+    return;
+  GString *u = self->line;
+  gboolean tail_space = u->len == 0 || g_ascii_isspace (u->str[u->len - 1]);
+  gboolean head_space = g_ascii_isspace (data[0]) || strchr (".,!?;:)'\"", data[0]) != NULL;
+  if (!tail_space && !head_space)
+    g_string_append_c (u, ' ');
+  g_string_append_len (u, data, (gssize) len);
+  if (GST_CLOCK_TIME_IS_VALID (pts)) {
+    if (!GST_CLOCK_TIME_IS_VALID (self->utt_pts))
+      self->utt_pts = pts;
+    self->utt_end = pts + (GST_CLOCK_TIME_IS_VALID (duration) ? duration : 0);
+  }
+}
+
+/* Takes the utterance collected so far as a prompt (NULL when blank). */
+static GstLevTextGenPrompt *
+take_utterance (GstLevTextGen *self)
+{
+  GstClockTime pts = self->utt_pts, end = self->utt_end;
+  GstLevTextGenPrompt *p = text_prompt (self, self->line->str, self->line->len, pts,
+                                        GST_CLOCK_TIME_IS_VALID (pts) && end >= pts ? end - pts
+                                                                                    : GST_CLOCK_TIME_NONE);
+  g_string_truncate (self->line, 0);
+  self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
+  return p;
+}
+
+/* TRUE for a custom event that ends an utterance (or a response upstream). */
+static gboolean
+is_end_of_utterance (GstEvent *event)
+{
+  const GstStructure *s = gst_event_get_structure (event);
+  return s && (GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM
+               || GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM_OOB
+               || GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_BOTH)
+      && (gst_structure_has_name (s, LEV_FINAL_TRANSCRIPT) || gst_structure_has_name (s, LEV_END_OF_UTTERANCE)
+          || gst_structure_has_name (s, LEV_END_OF_RESPONSE));
+}
+
 /* Appends the prompts found in one buffer to out. */
 static void
 buffer_prompts (GstLevTextGen *self, GstBuffer *buf, GPtrArray *out)
@@ -548,6 +607,8 @@ buffer_prompts (GstLevTextGen *self, GstBuffer *buf, GPtrArray *out)
       GstLevTextGenPrompt *p = text_prompt (self, (const gchar *) map.data, map.size, pts, dur);
       if (p)
         g_ptr_array_add (out, p);
+    } else if (mode == GST_LEV_TEXT_GEN_PROMPT_UTTERANCE) {
+      append_utterance (self, (const gchar *) map.data, map.size, pts, dur);
     } else {
       g_string_append_len (self->line, (const gchar *) map.data, (gssize) map.size);
       gchar *nl;
@@ -687,6 +748,7 @@ gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     self->reset_session = TRUE;
     g_atomic_int_set (&self->cancel, 0);
     g_string_truncate (self->line, 0);
+    self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
     g_mutex_unlock (&self->lock);
     self->discont = TRUE;
     self->last_end = GST_CLOCK_TIME_NONE;
@@ -718,15 +780,28 @@ gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
   case GST_EVENT_EOS:
     if (!self->in_tokens && self->line->len > 0) {
       GPtrArray *prompts = g_ptr_array_new ();
-      GstLevTextGenPrompt *p = text_prompt (self, self->line->str, self->line->len, GST_CLOCK_TIME_NONE,
-                                  GST_CLOCK_TIME_NONE);
-      g_string_truncate (self->line, 0);
+      GstLevTextGenPrompt *p = take_utterance (self);
       if (p)
         g_ptr_array_add (prompts, p);
       enqueue_prompts (self, prompts);
     }
     return enqueue_event (self, event);
   default:
+    if (is_end_of_utterance (event)) {
+      /* ends the utterance collected so far (prompt-mode=utterance); not forwarded in any mode: it marks
+       * upstream's text, and the element sends its own after each response */
+      GST_OBJECT_LOCK (self);
+      gboolean utterance = self->prompt_mode == GST_LEV_TEXT_GEN_PROMPT_UTTERANCE;
+      GST_OBJECT_UNLOCK (self);
+      gst_event_unref (event);
+      if (!utterance || self->in_tokens || self->line->len == 0)
+        return TRUE;
+      GPtrArray *prompts = g_ptr_array_new ();
+      GstLevTextGenPrompt *p = take_utterance (self);
+      if (p)
+        g_ptr_array_add (prompts, p);
+      return enqueue_prompts (self, prompts) == GST_FLOW_OK;
+    }
     if (GST_EVENT_IS_SERIALIZED (event))
       return enqueue_event (self, event);
     return gst_pad_event_default (pad, parent, event);
@@ -943,7 +1018,26 @@ generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
                                                 "tokens.", st.truncated_tokens), (NULL));
   if (!g.ok || (st.reason == LEV_STOP_CANCELLED && !cancelled_by_action))
     return GST_FLOW_FLUSHING;
-  /* the end of the response: the src pad's task posts the statistics and pushes the event after its last unit */
+  /* the separator (text output only), then the end of the response: the src pad's task posts the statistics and
+   * pushes end-of-response and final-transcript after its last unit */
+  GST_OBJECT_LOCK (self);
+  gchar *sep = g_strdup (self->response_separator ? self->response_separator
+                         : self->prompt_mode == GST_LEV_TEXT_GEN_PROMPT_LINE ? "\n" : "");
+  GST_OBJECT_UNLOCK (self);
+  if (sep[0]) {
+    GstLevTextGenOut *so = g_new0 (GstLevTextGenOut, 1);
+    so->len = strlen (sep);
+    so->text = sep;
+    so->ids = g_new0 (gint32, 1);
+    so->pts = GST_CLOCK_TIME_IS_VALID (self->last_end) ? self->last_end : g.base;
+    so->duration = 0;
+    so->offset = g.n_ids;
+    so->separator = TRUE;
+    if (!enqueue_out (self, so))
+      return GST_FLOW_FLUSHING;
+  } else {
+    g_free (sep);
+  }
   GstLevTextGenOut *o = g_new0 (GstLevTextGenOut, 1);
   o->stats = stats_structure (LEV_END_OF_RESPONSE, self->n_responses++, &st);
   GST_DEBUG_OBJECT (self, "response %" G_GUINT64_FORMAT ": %u prompt tokens, %u generated, %s",
@@ -1018,7 +1112,7 @@ push_out_unit (GstLevTextGen *self, GstLevTextGenOut *o)
     return ret;
   GstBuffer *buf;
   if (self->out_tokens) {
-    if (o->n_ids == 0)
+    if (o->n_ids == 0 || o->separator)
       return GST_FLOW_OK;
     for (guint i = 0; i < o->n_ids; i++)
       o->ids[i] = GINT32_TO_LE (o->ids[i]);
@@ -1049,6 +1143,9 @@ push_end_of_response (GstLevTextGen *self, GstLevTextGenOut *o)
   if (ret != GST_FLOW_OK)
     return ret;
   gst_pad_push_event (self->srcpad, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM, g_steal_pointer (&o->stats)));
+  /* what gst-plugins-rs's transcribers send after a final result: textaccumulate and TTS drain on it */
+  gst_pad_push_event (self->srcpad, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
+                                                          gst_structure_new_empty (LEV_FINAL_TRANSCRIPT)));
   return GST_FLOW_OK;
 }
 
@@ -1322,6 +1419,7 @@ start_session (GstLevTextGen *self)
   self->max_observed_delay = 0;
   GST_OBJECT_UNLOCK (self);
   g_string_truncate (self->line, 0);
+  self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
   return TRUE;
 }
 
@@ -1371,6 +1469,7 @@ gst_lev_text_gen_finalize (GObject *object)
   g_free (self->vocab_id);
   g_free (self->model_path);
   g_free (self->adapter_path);
+  g_free (self->response_separator);
   lev_gen_settings_clear (&self->settings);
   g_queue_clear_full (&self->queue, item_free);
   g_queue_clear_full (&self->outq, out_free);
@@ -1419,6 +1518,7 @@ gst_lev_text_gen_init (GstLevTextGen *self)
   self->srcresult = GST_FLOW_FLUSHING;
   self->flushing = TRUE;
   self->line = g_string_new (NULL);
+  self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
   self->last_end = GST_CLOCK_TIME_NONE;
   gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
 }
@@ -1478,6 +1578,12 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
                          "generated, since the last READY→PAUSED (notified when it grows)", 0, G_MAXUINT64, 0,
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
   g_object_class_install_property (gobject_class, PROP_LATENCY, properties[PROP_LATENCY]);
+  properties[PROP_RESPONSE_SEPARATOR] =
+    g_param_spec_string ("response-separator", "Response separator", "Text output after each response, before "
+                         "its end-of-response event (C escapes read: \\n, \\t, ...; not in token-id output); "
+                         "unset (NULL): a newline with prompt-mode=line, nothing otherwise; \"\": nothing", NULL,
+                         live);
+  g_object_class_install_property (gobject_class, PROP_RESPONSE_SEPARATOR, properties[PROP_RESPONSE_SEPARATOR]);
   g_object_class_install_property (gobject_class, PROP_MAX_OBSERVED_DELAY, properties[PROP_MAX_OBSERVED_DELAY]);
 
   /**

@@ -954,6 +954,48 @@ GST_START_TEST (test_live_sync_sink)
 }
 GST_END_TEST;
 
+/* Word-per-buffer input (gst-plugins-rs transcribers) collected until rstranscribe/final-transcript: the same
+ * answer as the whole sentence in one buffer; after the response a final-transcript event goes downstream. */
+GST_START_TEST (test_utterance_mode)
+{
+  GstHarness *h = make_harness (make_element ("max-tokens", 8, "ignore-eos", TRUE, NULL), "text/x-raw, format=utf8");
+  gchar *whole = answer (h, "Once upon a time", NULL);
+  gst_harness_teardown (h);
+
+  GstElement *e = make_element ("max-tokens", 8, "ignore-eos", TRUE, NULL);
+  gst_util_set_object_arg (G_OBJECT (e), "prompt-mode", "utterance");
+  h = make_harness (e, "text/x-raw, format=utf8");
+  const gchar *words[] = { "Once", "upon", " a", "time" };
+  for (guint i = 0; i < G_N_ELEMENTS (words); i++)
+    fail_unless_equals_int (push_text (h, words[i]), GST_FLOW_OK);
+  g_usleep (100 * 1000);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);   /* no prompt before the end of the utterance */
+  fail_unless (gst_harness_push_event (h, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
+                                                                gst_structure_new_empty ("rstranscribe/final-transcript"))));
+  gst_event_unref (pull_end_of_response (h));
+  GstEvent *ev = gst_harness_pull_event (h);
+  fail_unless (ev && GST_EVENT_TYPE (ev) == GST_EVENT_CUSTOM_DOWNSTREAM
+               && gst_structure_has_name (gst_event_get_structure (ev), "rstranscribe/final-transcript"));
+  gst_event_unref (ev);
+  gchar *text = take_text (h, NULL);
+  fail_unless_equals_string (text, whole);       /* no separator by default outside prompt-mode=line */
+  g_free (text);
+  /* our own end-of-utterance event, and a separator with an escape */
+  gst_util_set_object_arg (G_OBJECT (h->element), "response-separator", "\\n--\\n");
+  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
+                                                                gst_structure_new_empty ("leviathan/end-of-utterance"))));
+  gst_event_unref (pull_end_of_response (h));
+  text = take_text (h, NULL);
+  gchar *want = g_strconcat (whole, "\n--\n", NULL);
+  fail_unless_equals_string (text, want);
+  g_free (want);
+  g_free (text);
+  g_free (whole);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
 static Suite *
 levtextgen_suite (void)
 {
@@ -979,6 +1021,7 @@ levtextgen_suite (void)
   tcase_add_test (tc, test_clear_history_action);
   tcase_add_test (tc, test_flush_bytes_segment);
   tcase_add_test (tc, test_live_sync_sink);
+  tcase_add_test (tc, test_utterance_mode);
   return s;
 }
 
