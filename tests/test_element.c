@@ -924,10 +924,16 @@ live_decode_time (gboolean with_queue, guint64 latency, gboolean *warned, guint6
  * decodes as fast as with a queue in between (within 5 %, fastest of interleaved runs of each). */
 GST_START_TEST (test_live_sync_sink)
 {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  /* sanitizers slow decoding tenfold and unevenly: only the delay and warning below are checked */
+  const gboolean timing = FALSE;
+#else
+  const gboolean timing = TRUE;
+#endif
   /* wall-clock times on a shared machine vary far more than 5 %: interleaved runs until the fastest of each
    * kind are within 5 % (at most 8 pairs) */
   guint64 best_sync = G_MAXUINT64, best_queue = G_MAXUINT64;
-  for (guint i = 0; i < 8 && (i < 3 || best_sync > best_queue + best_queue / 20); i++) {
+  for (guint i = 0; timing && i < 8 && (i < 3 || best_sync > best_queue + best_queue / 20); i++) {
     guint64 t_sync = live_decode_time (FALSE, 0, NULL, NULL), t_queue = live_decode_time (TRUE, 0, NULL, NULL);
     best_sync = MIN (best_sync, t_sync);
     best_queue = MIN (best_queue, t_queue);
@@ -936,12 +942,14 @@ GST_START_TEST (test_live_sync_sink)
   }
   GST_INFO ("decode time: sync sink %" GST_TIME_FORMAT ", with a queue %" GST_TIME_FORMAT,
             GST_TIME_ARGS (best_sync), GST_TIME_ARGS (best_queue));
-  /* the sink holds every buffer 200 ms: had generation waited for it, decoding would take over 200 ms */
-  fail_unless (best_sync < 150 * GST_MSECOND, "decode time %" GST_TIME_FORMAT " with a syncing sink",
-               GST_TIME_ARGS (best_sync));
+  /* the sink holds every buffer 200 ms: had generation waited for it, decoding would take 200 ms longer than
+   * with a queue */
+  fail_unless (!timing || best_sync < best_queue + 150 * GST_MSECOND, "decode time %" GST_TIME_FORMAT
+               " with a syncing sink, %" GST_TIME_FORMAT " with a queue", GST_TIME_ARGS (best_sync),
+               GST_TIME_ARGS (best_queue));
   /* the 5 % comparison needs a quiet machine (LEV_TIMING_TESTS=1): on a loaded 2-core VM single runs of 40 ms
    * vary by more than 50 % */
-  if (g_strcmp0 (g_getenv ("LEV_TIMING_TESTS"), "1") == 0)
+  if (timing && g_strcmp0 (g_getenv ("LEV_TIMING_TESTS"), "1") == 0)
     fail_unless (best_sync <= best_queue + best_queue / 20, "sync sink %" G_GUINT64_FORMAT " ns, queue %"
                  G_GUINT64_FORMAT " ns", best_sync, best_queue);
 
