@@ -147,7 +147,7 @@ struct _GstLevTextGen {
 
   /* src pad task: pushes outq downstream (and waits for a syncing sink) */
   GstSegment out_segment;
-  gboolean sent_stream_start, sent_segment, out_tokens;
+  gboolean sent_stream_start, sent_segment, out_tokens, sent_tags;
 };
 
 G_DEFINE_TYPE (GstLevTextGen, gst_lev_text_gen, GST_TYPE_ELEMENT)
@@ -357,7 +357,57 @@ negotiate (GstLevTextGen *self)
   return ok;
 }
 
-/* Pushes what must precede data (stream-start, caps, segment); called from the task. */
+/* The element's own stream tags: what made the text (encoder, model name, architecture). */
+static GstTagList *
+own_tags (GstLevTextGen *self)
+{
+  GstTagList *tags = gst_tag_list_new (GST_TAG_ENCODER, "levtextgen", NULL);
+  if (self->model) {
+    const char *name = lev_model_name (self->model);
+    gchar *base = NULL;
+    if (!name || !name[0]) {
+      GST_OBJECT_LOCK (self);
+      base = g_path_get_basename (self->model_path ? self->model_path : "model");
+      GST_OBJECT_UNLOCK (self);
+      name = base;
+    }
+    gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_MODEL, name,
+                      LEV_TAG_ARCHITECTURE, lev_arch_name (lev_model_arch (self->model)), NULL);
+    g_free (base);
+  }
+  gst_tag_list_set_scope (tags, GST_TAG_SCOPE_STREAM);
+  return tags;
+}
+
+/* An upstream tag event as it may go downstream: stream tags (codec, bitrate, language of the audio) describe
+ * upstream's stream, not the text, and are dropped (NULL); global tags (title, artist) are kept without the
+ * technical ones. Takes event. */
+static GstEvent *
+filter_upstream_tags (GstEvent *event)
+{
+  GstTagList *in;
+  gst_event_parse_tag (event, &in);
+  if (gst_tag_list_get_scope (in) != GST_TAG_SCOPE_GLOBAL) {
+    gst_event_unref (event);
+    return NULL;
+  }
+  static const char *const technical[] = {
+    GST_TAG_CODEC, GST_TAG_AUDIO_CODEC, GST_TAG_VIDEO_CODEC, GST_TAG_SUBTITLE_CODEC, GST_TAG_CONTAINER_FORMAT,
+    GST_TAG_BITRATE, GST_TAG_NOMINAL_BITRATE, GST_TAG_MINIMUM_BITRATE, GST_TAG_MAXIMUM_BITRATE,
+    GST_TAG_ENCODER, GST_TAG_ENCODER_VERSION, GST_TAG_LANGUAGE_CODE, GST_TAG_LANGUAGE_NAME,
+  };
+  GstTagList *out = gst_tag_list_copy (in);
+  gst_event_unref (event);
+  for (guint i = 0; i < G_N_ELEMENTS (technical); i++)
+    gst_tag_list_remove_tag (out, technical[i]);
+  if (gst_tag_list_is_empty (out)) {
+    gst_tag_list_unref (out);
+    return NULL;
+  }
+  return gst_event_new_tag (out);
+}
+
+/* Pushes what must precede data (stream-start, caps, segment, our tags); called from the src pad's task. */
 static GstFlowReturn
 ensure_output_ready (GstLevTextGen *self, gboolean need_segment)
 {
@@ -375,6 +425,10 @@ ensure_output_ready (GstLevTextGen *self, gboolean need_segment)
   if (need_segment && !self->sent_segment) {
     gst_pad_push_event (self->srcpad, gst_event_new_segment (&self->out_segment));
     self->sent_segment = TRUE;
+  }
+  if (need_segment && !self->sent_tags) {
+    gst_pad_push_event (self->srcpad, gst_event_new_tag (own_tags (self)));
+    self->sent_tags = TRUE;
   }
   return GST_FLOW_OK;
 }
@@ -1155,8 +1209,17 @@ push_event (GstLevTextGen *self, GstEvent *event)
 {
   switch (GST_EVENT_TYPE (event)) {
   case GST_EVENT_STREAM_START:
+    /* a new stream downstream drops the sticky tags: ours go again before its data */
     self->sent_stream_start = TRUE;
+    self->sent_tags = FALSE;
     gst_pad_push_event (self->srcpad, event);
+    return GST_FLOW_OK;
+  case GST_EVENT_TAG:
+    event = filter_upstream_tags (event);
+    if (event) {
+      ensure_output_ready (self, TRUE);
+      gst_pad_push_event (self->srcpad, event);
+    }
     return GST_FLOW_OK;
   case GST_EVENT_SEGMENT: {
     GstFlowReturn ret = ensure_output_ready (self, FALSE);
@@ -1406,7 +1469,7 @@ start_session (GstLevTextGen *self)
     g_error_free (err);
     return FALSE;
   }
-  self->sent_stream_start = self->sent_segment = FALSE;
+  self->sent_stream_start = self->sent_segment = self->sent_tags = FALSE;
   self->in_tokens = FALSE;
   self->in_time = FALSE;
   self->discont = TRUE;
@@ -1617,5 +1680,9 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   gst_type_mark_as_plugin_api (gst_lev_text_gen_prompt_mode_get_type (), 0);
   gst_type_mark_as_plugin_api (gst_lev_text_gen_output_mode_get_type (), 0);
   gst_type_mark_as_plugin_api (LEV_G_TYPE_CHAT_TEMPLATE, 0);
+  gst_tag_register_static (LEV_TAG_MODEL, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan model",
+                           "name of the language model that generated the text", gst_tag_merge_use_first);
+  gst_tag_register_static (LEV_TAG_ARCHITECTURE, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan architecture",
+                           "architecture of the language model that generated the text", gst_tag_merge_use_first);
   GST_DEBUG_CATEGORY_INIT (gst_lev_text_gen_debug, "levtextgen", 0, "Leviathan text generator");
 }

@@ -27,6 +27,9 @@ typedef enum {
  * transcribers' (also pushed by levtextgen after each response, for textaccumulate and TTS downstream). */
 #define LEV_END_OF_UTTERANCE "leviathan/end-of-utterance"
 #define LEV_FINAL_TRANSCRIPT "rstranscribe/final-transcript"
+/* Tags levtextgen publishes on its output (strings): the model's name and architecture. */
+#define LEV_TAG_MODEL "leviathan-model"
+#define LEV_TAG_ARCHITECTURE "leviathan-architecture"
 
 /* Declares the registration of levtextgen (GST_ELEMENT_REGISTER (levtextgen, plugin) in plugin_init). */
 GST_ELEMENT_REGISTER_DECLARE (levtextgen);

@@ -1004,6 +1004,60 @@ GST_START_TEST (test_utterance_mode)
 }
 GST_END_TEST;
 
+/* The element's own tags go downstream (encoder, model name, architecture); upstream's stream tags (an audio
+ * codec) are not forwarded as if they described the text, its global tags (a title) are. */
+GST_START_TEST (test_tags)
+{
+  GstHarness *h = make_harness (make_element ("max-tokens", 4, NULL), "text/x-raw, format=utf8");
+  GstTagList *audio = gst_tag_list_new (GST_TAG_AUDIO_CODEC, "MPEG-1 Layer 3 (MP3)", GST_TAG_BITRATE, 128000, NULL);
+  gst_tag_list_set_scope (audio, GST_TAG_SCOPE_STREAM);
+  fail_unless (gst_harness_push_event (h, gst_event_new_tag (audio)));
+  GstTagList *global = gst_tag_list_new (GST_TAG_TITLE, "A story", GST_TAG_CONTAINER_FORMAT, "WAV", NULL);
+  gst_tag_list_set_scope (global, GST_TAG_SCOPE_GLOBAL);
+  fail_unless (gst_harness_push_event (h, gst_event_new_tag (global)));
+  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  gboolean ours = FALSE, title = FALSE;
+  for (;;) {
+    GstEvent *ev = gst_harness_pull_event (h);
+    fail_unless (ev != NULL);
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_TAG) {
+      GstTagList *tags;
+      gst_event_parse_tag (ev, &tags);
+      gchar *v = NULL;
+      fail_if (gst_tag_list_get_string (tags, GST_TAG_AUDIO_CODEC, &v), "audio codec forwarded: %s", v);
+      fail_if (gst_tag_list_get_string (tags, GST_TAG_CONTAINER_FORMAT, &v), "container forwarded: %s", v);
+      guint rate;
+      fail_if (gst_tag_list_get_uint (tags, GST_TAG_BITRATE, &rate));
+      if (gst_tag_list_get_string (tags, "leviathan-model", &v)) {
+        ours = TRUE;
+        fail_unless (v[0] != '\0');
+        g_free (v);
+        fail_unless (gst_tag_list_get_string (tags, "leviathan-architecture", &v));
+        fail_unless_equals_string (v, "llama");     /* stories260K is a llama2.c model */
+        g_free (v);
+        fail_unless (gst_tag_list_get_string (tags, GST_TAG_ENCODER, &v));
+        fail_unless_equals_string (v, "levtextgen");
+        g_free (v);
+        fail_unless_equals_int (gst_tag_list_get_scope (tags), GST_TAG_SCOPE_STREAM);
+      }
+      if (gst_tag_list_get_string (tags, GST_TAG_TITLE, &v)) {
+        title = TRUE;
+        fail_unless_equals_string (v, "A story");
+        g_free (v);
+      }
+    }
+    gboolean end = is_end_of_response (ev);
+    gst_event_unref (ev);
+    if (end)
+      break;
+  }
+  fail_unless (ours, "no leviathan tags");
+  fail_unless (title, "global title not forwarded");
+  g_free (take_text (h, NULL));
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
 static Suite *
 levtextgen_suite (void)
 {
@@ -1030,6 +1084,7 @@ levtextgen_suite (void)
   tcase_add_test (tc, test_flush_bytes_segment);
   tcase_add_test (tc, test_live_sync_sink);
   tcase_add_test (tc, test_utterance_mode);
+  tcase_add_test (tc, test_tags);
   return s;
 }
 
