@@ -10,7 +10,11 @@
  * token ids as application/x-leviathan-tokens) and pushes the generated response on its src pad: one buffer per
  * token, word, sentence or response (output-mode), as valid UTF-8 text or as token ids. Each response ends with
  * a custom downstream event "leviathan/end-of-response" and a "leviathan/stats" element message on the bus.
- * Generation runs in a GstTask on the src pad; a flush cancels it within one token. The model file is loaded
+ * Generation runs in a task of its own and fills an output queue that the src pad's task pushes, so a syncing
+ * sink never slows decoding (property latency, max-observed-delay); a flush cancels it within one token, the
+ * action signal "cancel" ends only the current response, "clear-history" forgets the conversation. With
+ * prompt-mode=utterance, text (a word per buffer from a transcriber) is collected until an
+ * rstranscribe/final-transcript event; one follows each response. The model file is loaded
  * on NULL→READY; the generation properties (temperature, top-k, top-p, min-p, seed, chat-template, ...) may
  * change while playing and apply to the next prompt. levrun and Lev.Generator give the same text for the same
  * model, prompt, seed and settings.
@@ -27,6 +31,9 @@
  * |[
  * gst-launch-1.0 -m fdsrc fd=0 ! levtextgen prompt-mode=line output-mode=sentence ! fakesink
  * ]| Posts the statistics of every response (leviathan/stats) on the bus.
+ * |[
+ * gst-launch-1.0 fdsrc ! levtextgen prompt-mode=line 'stop-strings=<"\\n\\n","User:">' ! fdsink
+ * ]| Stops each answer at a blank line or at "User:" (two backslashes: GStreamer's parser takes one).
  */
 #include "gstlevtextgen.h"
 
