@@ -58,7 +58,7 @@ static const PropInfo props[LEV_GEN_N_PROPS] = {
   [LEV_GEN_PROP_CHAT_TEMPLATE] = { "chat-template", "Chat template", "How prompts are wrapped as chat messages",
                                    KIND_TEMPLATE, 0, 0, 0, LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_STOP_STRINGS] = { "stop-strings", "Stop strings", "A response ends where one of these strings "
-                                  "appears (the string itself is not output), e.g. <\"\\n\\n\",\"User:\">",
+                                  "appears (the string itself is not output)",
                                   KIND_STRV, 0, 0, 0, LEV_GEN_MUTABLE_ALWAYS },
 };
 

@@ -10,7 +10,11 @@
  * token ids as application/x-leviathan-tokens) and pushes the generated response on its src pad: one buffer per
  * token, word, sentence or response (output-mode), as valid UTF-8 text or as token ids. Each response ends with
  * a custom downstream event "leviathan/end-of-response" and a "leviathan/stats" element message on the bus.
- * Generation runs in a GstTask on the src pad; a flush cancels it within one token. The model file is loaded
+ * Generation runs in a task of its own and fills an output queue that the src pad's task pushes, so a syncing
+ * sink never slows decoding (property latency, max-observed-delay); a flush cancels it within one token, the
+ * action signal "cancel" ends only the current response, "clear-history" forgets the conversation. With
+ * prompt-mode=utterance, text (a word per buffer from a transcriber) is collected until an
+ * rstranscribe/final-transcript event; one follows each response. The model file is loaded
  * on NULL→READY; the generation properties (temperature, top-k, top-p, min-p, seed, chat-template, ...) may
  * change while playing and apply to the next prompt. levrun and Lev.Generator give the same text for the same
  * model, prompt, seed and settings.
@@ -27,6 +31,9 @@
  * |[
  * gst-launch-1.0 -m fdsrc fd=0 ! levtextgen prompt-mode=line output-mode=sentence ! fakesink
  * ]| Posts the statistics of every response (leviathan/stats) on the bus.
+ * |[
+ * gst-launch-1.0 fdsrc ! levtextgen prompt-mode=line 'stop-strings=<"\\n\\n","User:">' ! fdsink
+ * ]| Stops each answer at a blank line or at "User:" (two backslashes: GStreamer's parser takes one).
  */
 #include "gstlevtextgen.h"
 
@@ -40,6 +47,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_lev_text_gen_debug);
 #endif
 
 #define DEFAULT_MAX_QUEUED 8
+#define DEFAULT_LATENCY 0
 
 enum {
   PROP_0,
@@ -48,10 +56,22 @@ enum {
   PROP_PROMPT_MODE,
   PROP_OUTPUT_MODE,
   PROP_MAX_QUEUED,
+  PROP_LATENCY,
+  PROP_MAX_OBSERVED_DELAY,
+  PROP_RESPONSE_SEPARATOR,
   /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
   PROP_GEN,
   PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
 };
+
+enum {
+  SIGNAL_CANCEL,
+  SIGNAL_CLEAR_HISTORY,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+static GParamSpec *properties[PROP_RESPONSE_SEPARATOR + 1];
 
 /* A queued prompt: text (valid UTF-8) or token ids, with the timing of the buffer it came from. */
 typedef struct {
@@ -60,11 +80,27 @@ typedef struct {
   GstClockTime pts, duration;   /* valid only when the input segment is in TIME */
 } GstLevTextGenPrompt;
 
-/* An entry of the queue between the streaming thread and the task: a prompt or a serialized event. */
+/* An entry of the queue between the streaming thread and the generation task: a prompt or a serialized event. */
 typedef struct {
   GstLevTextGenPrompt *prompt;
   GstEvent *event;
 } GstLevTextGenItem;
+
+/* An entry of the output queue between the generation task and the src pad's task: one output unit (text and
+ * ids: the src pad's task makes the buffer in the negotiated format), a serialized event, or the end of a
+ * response (stats). */
+typedef struct {
+  GstEvent *event;
+  GstStructure *stats;          /* end of response: posted as leviathan/stats, pushed as end-of-response */
+  gchar *text;
+  gsize len;
+  gint32 *ids;
+  guint n_ids;
+  GstClockTime pts, duration;
+  guint64 offset;
+  gboolean discont;
+  gboolean separator;           /* the response separator: text output only */
+} GstLevTextGenOut;
 
 struct _GstLevTextGen {
   GstElement parent;
@@ -74,6 +110,9 @@ struct _GstLevTextGen {
   gchar *model_path;
   gchar *adapter_path;        /* adapter file mounted over the model, or NULL */
   guint max_queued;
+  GstClockTime latency;         /* added to the latency query; a unit later than this gives a warning */
+  GstClockTime max_observed_delay;
+  gchar *response_separator;    /* NULL: "\n" in prompt-mode=line, none otherwise */
   LevGenSettings settings;      /* the generation properties */
   GstLevTextGenPromptMode prompt_mode;
   LevUnitMode output_mode;
@@ -88,22 +127,34 @@ struct _GstLevTextGen {
   GMutex lock;
   GCond item_add, item_del;
   GQueue queue;                 /* GstLevTextGenItem* */
+  GQueue outq;                  /* GstLevTextGenOut*: generated, not yet pushed */
+  GCond out_add;
   guint n_prompts;
   gboolean flushing;
   gboolean reset_session;       /* forget the conversation before the next prompt (after a flush) */
   GstFlowReturn srcresult;
   gint cancel;                  /* atomic: set by FLUSH_START, seen by the engine loop within one token */
+  gboolean generating;          /* the task is in a response (the "cancel" action applies) */
+  gboolean cancel_response;     /* the "cancel" action stopped the current response (not a flush) */
 
   /* streaming thread */
   gboolean in_tokens;           /* sink caps are token ids */
   gboolean in_time;             /* the input segment is in TIME */
-  GString *line;                /* the unfinished line in prompt-mode=line */
+  GString *line;                /* the unfinished line (prompt-mode=line) or utterance (prompt-mode=utterance) */
+  GstClockTime utt_pts, utt_end; /* the timing of the utterance collected so far */
 
-  /* task */
-  GstSegment out_segment;
-  gboolean sent_stream_start, sent_segment, out_tokens, discont;
+  /* generation task (gen_task): takes the queue, runs the engine, fills outq; never waits for downstream */
+  GstTask *gen_task;
+  GRecMutex gen_task_lock;
+  GstSegment gen_segment;       /* the output segment as the generator will have sent it (for timestamps) */
+  gboolean discont;
   GstClockTime last_end;
   guint64 n_responses;
+  gboolean warned_late;         /* this response already warned that generation falls behind */
+
+  /* src pad task: pushes outq downstream (and waits for a syncing sink) */
+  GstSegment out_segment;
+  gboolean sent_stream_start, sent_segment, out_tokens, sent_tags;
 };
 
 G_DEFINE_TYPE (GstLevTextGen, gst_lev_text_gen, GST_TYPE_ELEMENT)
@@ -126,6 +177,9 @@ gst_lev_text_gen_prompt_mode_get_type (void)
   static const GEnumValue values[] = {
     { GST_LEV_TEXT_GEN_PROMPT_BUFFER, "Each buffer is one prompt", "buffer" },
     { GST_LEV_TEXT_GEN_PROMPT_LINE, "Each line is one prompt (lines may span buffers)", "line" },
+    { GST_LEV_TEXT_GEN_PROMPT_UTTERANCE, "Text (one word per buffer, say) is collected until an end-of-utterance "
+      "event (rstranscribe/final-transcript, leviathan/end-of-utterance or leviathan/end-of-response)",
+      "utterance" },
     { 0, NULL, NULL },
   };
   if (g_once_init_enter (&type))
@@ -172,13 +226,44 @@ item_free (gpointer data)
   g_free (it);
 }
 
-/* Empties the queue; called with the lock held. */
+static void
+out_free (gpointer data)
+{
+  GstLevTextGenOut *o = data;
+  if (o->event)
+    gst_event_unref (o->event);
+  if (o->stats)
+    gst_structure_free (o->stats);
+  g_free (o->text);
+  g_free (o->ids);
+  g_free (o);
+}
+
+/* Empties both queues; called with the lock held. */
 static void
 clear_queue (GstLevTextGen *self)
 {
   g_queue_clear_full (&self->queue, item_free);
+  g_queue_clear_full (&self->outq, out_free);
   self->n_prompts = 0;
   g_cond_broadcast (&self->item_del);
+}
+
+/* Appends o to the output queue for the src pad's task; FALSE (o freed) while flushing or after a downstream
+ * error, which ends the response being generated. */
+static gboolean
+enqueue_out (GstLevTextGen *self, GstLevTextGenOut *o)
+{
+  g_mutex_lock (&self->lock);
+  if (self->flushing || self->srcresult != GST_FLOW_OK) {
+    g_mutex_unlock (&self->lock);
+    out_free (o);
+    return FALSE;
+  }
+  g_queue_push_tail (&self->outq, o);
+  g_cond_signal (&self->out_add);
+  g_mutex_unlock (&self->lock);
+  return TRUE;
 }
 
 /* ---- caps ---- */
@@ -276,7 +361,57 @@ negotiate (GstLevTextGen *self)
   return ok;
 }
 
-/* Pushes what must precede data (stream-start, caps, segment); called from the task. */
+/* The element's own stream tags: what made the text (encoder, model name, architecture). */
+static GstTagList *
+own_tags (GstLevTextGen *self)
+{
+  GstTagList *tags = gst_tag_list_new (GST_TAG_ENCODER, "levtextgen", NULL);
+  if (self->model) {
+    const char *name = lev_model_name (self->model);
+    gchar *base = NULL;
+    if (!name || !name[0]) {
+      GST_OBJECT_LOCK (self);
+      base = g_path_get_basename (self->model_path ? self->model_path : "model");
+      GST_OBJECT_UNLOCK (self);
+      name = base;
+    }
+    gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_MODEL, name,
+                      LEV_TAG_ARCHITECTURE, lev_arch_name (lev_model_arch (self->model)), NULL);
+    g_free (base);
+  }
+  gst_tag_list_set_scope (tags, GST_TAG_SCOPE_STREAM);
+  return tags;
+}
+
+/* An upstream tag event as it may go downstream: stream tags (codec, bitrate, language of the audio) describe
+ * upstream's stream, not the text, and are dropped (NULL); global tags (title, artist) are kept without the
+ * technical ones. Takes event. */
+static GstEvent *
+filter_upstream_tags (GstEvent *event)
+{
+  GstTagList *in;
+  gst_event_parse_tag (event, &in);
+  if (gst_tag_list_get_scope (in) != GST_TAG_SCOPE_GLOBAL) {
+    gst_event_unref (event);
+    return NULL;
+  }
+  static const char *const technical[] = {
+    GST_TAG_CODEC, GST_TAG_AUDIO_CODEC, GST_TAG_VIDEO_CODEC, GST_TAG_SUBTITLE_CODEC, GST_TAG_CONTAINER_FORMAT,
+    GST_TAG_BITRATE, GST_TAG_NOMINAL_BITRATE, GST_TAG_MINIMUM_BITRATE, GST_TAG_MAXIMUM_BITRATE,
+    GST_TAG_ENCODER, GST_TAG_ENCODER_VERSION, GST_TAG_LANGUAGE_CODE, GST_TAG_LANGUAGE_NAME,
+  };
+  GstTagList *out = gst_tag_list_copy (in);
+  gst_event_unref (event);
+  for (guint i = 0; i < G_N_ELEMENTS (technical); i++)
+    gst_tag_list_remove_tag (out, technical[i]);
+  if (gst_tag_list_is_empty (out)) {
+    gst_tag_list_unref (out);
+    return NULL;
+  }
+  return gst_event_new_tag (out);
+}
+
+/* Pushes what must precede data (stream-start, caps, segment, our tags); called from the src pad's task. */
 static GstFlowReturn
 ensure_output_ready (GstLevTextGen *self, gboolean need_segment)
 {
@@ -292,9 +427,12 @@ ensure_output_ready (GstLevTextGen *self, gboolean need_segment)
     return gst_pad_is_linked (self->srcpad) ? GST_FLOW_NOT_NEGOTIATED : GST_FLOW_NOT_LINKED;
   }
   if (need_segment && !self->sent_segment) {
-    gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
     gst_pad_push_event (self->srcpad, gst_event_new_segment (&self->out_segment));
     self->sent_segment = TRUE;
+  }
+  if (need_segment && !self->sent_tags) {
+    gst_pad_push_event (self->srcpad, gst_event_new_tag (own_tags (self)));
+    self->sent_tags = TRUE;
   }
   return GST_FLOW_OK;
 }
@@ -335,13 +473,25 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
   case PROP_PROMPT_MODE: self->prompt_mode = g_value_get_enum (value); break;
   case PROP_OUTPUT_MODE: self->output_mode = g_value_get_enum (value); break;
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
+  case PROP_LATENCY: self->latency = g_value_get_uint64 (value); break;
+  case PROP_RESPONSE_SEPARATOR:
+    g_free (self->response_separator);
+    self->response_separator = g_strcompress (g_value_get_string (value) ? g_value_get_string (value) : "");
+    if (!g_value_get_string (value))
+      g_clear_pointer (&self->response_separator, g_free);
+    break;
   case PROP_GEN + LEV_GEN_PROP_STOP_STRINGS: {
     guint n = gst_value_array_get_size (value);
-    const gchar **v = g_new0 (const gchar *, n + 1);
-    for (guint i = 0; i < n; i++)
-      v[i] = g_value_get_string (gst_value_array_get_value (value, i));
-    lev_gen_settings_set_stop_strings (&self->settings, v);
-    g_free (v);
+    gchar **v = g_new0 (gchar *, n + 1);
+    /* C escapes (backslash-n, backslash-t, octal, double backslash) are interpreted: a gst-launch line cannot
+     * carry a newline otherwise (docs/element.md, "Stop strings on a gst-launch line") */
+    for (guint i = 0, k = 0; i < n; i++) {
+      const gchar *str = g_value_get_string (gst_value_array_get_value (value, i));
+      if (str)
+        v[k++] = g_strcompress (str);
+    }
+    lev_gen_settings_set_stop_strings (&self->settings, (const char *const *) v);
+    g_strfreev ((gchar **) v);
     break;
   }
   default:
@@ -354,6 +504,8 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
   }
   self->params_changed = TRUE;
   GST_OBJECT_UNLOCK (self);
+  if (prop_id == PROP_LATENCY)
+    gst_element_post_message (GST_ELEMENT (self), gst_message_new_latency (GST_OBJECT (self)));
   if (prop_id == PROP_MAX_QUEUED) {
     g_mutex_lock (&self->lock);
     g_cond_broadcast (&self->item_del);
@@ -380,6 +532,9 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   case PROP_PROMPT_MODE: g_value_set_enum (value, self->prompt_mode); break;
   case PROP_OUTPUT_MODE: g_value_set_enum (value, self->output_mode); break;
   case PROP_MAX_QUEUED: g_value_set_uint (value, self->max_queued); break;
+  case PROP_LATENCY: g_value_set_uint64 (value, self->latency); break;
+  case PROP_RESPONSE_SEPARATOR: g_value_set_string (value, self->response_separator); break;
+  case PROP_MAX_OBSERVED_DELAY: g_value_set_uint64 (value, self->max_observed_delay); break;
   default:
     if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
       lev_gen_settings_get (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
@@ -399,7 +554,8 @@ session_params_locked (GstLevTextGen *self)
   return p;
 }
 
-static void gst_lev_text_gen_loop (GstPad *pad);
+static gboolean start_tasks (GstLevTextGen *self);
+static void pause_gen_task (GstLevTextGen *self);
 
 /* ---- the streaming thread: prompts in ---- */
 
@@ -426,6 +582,51 @@ text_prompt (GstLevTextGen *self, const gchar *data, gsize len, GstClockTime pts
   p->pts = pts;
   p->duration = duration;
   return p;
+}
+
+/* Appends a piece of an utterance (a word, say) to self->line: a space is put between two pieces unless one
+ * of them has white space there or the new one starts with punctuation. */
+static void
+append_utterance (GstLevTextGen *self, const gchar *data, gsize len, GstClockTime pts, GstClockTime duration)
+{
+  if (len == 0)
+    return;
+  GString *u = self->line;
+  gboolean tail_space = u->len == 0 || g_ascii_isspace (u->str[u->len - 1]);
+  gboolean head_space = g_ascii_isspace (data[0]) || strchr (".,!?;:)'\"", data[0]) != NULL;
+  if (!tail_space && !head_space)
+    g_string_append_c (u, ' ');
+  g_string_append_len (u, data, (gssize) len);
+  if (GST_CLOCK_TIME_IS_VALID (pts)) {
+    if (!GST_CLOCK_TIME_IS_VALID (self->utt_pts))
+      self->utt_pts = pts;
+    self->utt_end = pts + (GST_CLOCK_TIME_IS_VALID (duration) ? duration : 0);
+  }
+}
+
+/* Takes the utterance collected so far as a prompt (NULL when blank). */
+static GstLevTextGenPrompt *
+take_utterance (GstLevTextGen *self)
+{
+  GstClockTime pts = self->utt_pts, end = self->utt_end;
+  GstLevTextGenPrompt *p = text_prompt (self, self->line->str, self->line->len, pts,
+                                        GST_CLOCK_TIME_IS_VALID (pts) && end >= pts ? end - pts
+                                                                                    : GST_CLOCK_TIME_NONE);
+  g_string_truncate (self->line, 0);
+  self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
+  return p;
+}
+
+/* TRUE for a custom event that ends an utterance (or a response upstream). */
+static gboolean
+is_end_of_utterance (GstEvent *event)
+{
+  const GstStructure *s = gst_event_get_structure (event);
+  return s && (GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM
+               || GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM_OOB
+               || GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_BOTH)
+      && (gst_structure_has_name (s, LEV_FINAL_TRANSCRIPT) || gst_structure_has_name (s, LEV_END_OF_UTTERANCE)
+          || gst_structure_has_name (s, LEV_END_OF_RESPONSE));
 }
 
 /* Appends the prompts found in one buffer to out. */
@@ -464,6 +665,8 @@ buffer_prompts (GstLevTextGen *self, GstBuffer *buf, GPtrArray *out)
       GstLevTextGenPrompt *p = text_prompt (self, (const gchar *) map.data, map.size, pts, dur);
       if (p)
         g_ptr_array_add (out, p);
+    } else if (mode == GST_LEV_TEXT_GEN_PROMPT_UTTERANCE) {
+      append_utterance (self, (const gchar *) map.data, map.size, pts, dur);
     } else {
       g_string_append_len (self->line, (const gchar *) map.data, (gssize) map.size);
       gchar *nl;
@@ -588,9 +791,11 @@ gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     g_atomic_int_set (&self->cancel, 1);
     g_cond_broadcast (&self->item_add);
     g_cond_broadcast (&self->item_del);
+    g_cond_broadcast (&self->out_add);
     g_mutex_unlock (&self->lock);
-    /* waits for the task's current iteration, which ends within one token step */
+    /* waits for both tasks' current iterations; generation ends within one token step */
     gst_pad_pause_task (self->srcpad);
+    pause_gen_task (self);
     return res;
   }
   case GST_EVENT_FLUSH_STOP: {
@@ -601,13 +806,20 @@ gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     self->reset_session = TRUE;
     g_atomic_int_set (&self->cancel, 0);
     g_string_truncate (self->line, 0);
+    self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
     g_mutex_unlock (&self->lock);
     self->discont = TRUE;
     self->last_end = GST_CLOCK_TIME_NONE;
+    /* FLUSH_STOP removes the segment downstream: the next data must be preceded by one again, whatever format
+     * upstream's segment has (a BYTES segment is replaced by our TIME one, which is kept) */
+    self->sent_segment = FALSE;
+    gboolean reset_time = FALSE;
+    gst_event_parse_flush_stop (event, &reset_time);
+    if (reset_time)
+      self->out_segment.base = self->gen_segment.base = 0;
     gboolean res = gst_pad_push_event (self->srcpad, event);
     if (GST_PAD_MODE (self->srcpad) == GST_PAD_MODE_PUSH)
-      gst_pad_start_task (self->srcpad, (GstTaskFunction) GST_DEBUG_FUNCPTR (gst_lev_text_gen_loop), self->srcpad,
-                          NULL);
+      start_tasks (self);
     return res;
   }
   case GST_EVENT_CAPS: {
@@ -626,15 +838,28 @@ gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
   case GST_EVENT_EOS:
     if (!self->in_tokens && self->line->len > 0) {
       GPtrArray *prompts = g_ptr_array_new ();
-      GstLevTextGenPrompt *p = text_prompt (self, self->line->str, self->line->len, GST_CLOCK_TIME_NONE,
-                                  GST_CLOCK_TIME_NONE);
-      g_string_truncate (self->line, 0);
+      GstLevTextGenPrompt *p = take_utterance (self);
       if (p)
         g_ptr_array_add (prompts, p);
       enqueue_prompts (self, prompts);
     }
     return enqueue_event (self, event);
   default:
+    if (is_end_of_utterance (event)) {
+      /* ends the utterance collected so far (prompt-mode=utterance); not forwarded in any mode: it marks
+       * upstream's text, and the element sends its own after each response */
+      GST_OBJECT_LOCK (self);
+      gboolean utterance = self->prompt_mode == GST_LEV_TEXT_GEN_PROMPT_UTTERANCE;
+      GST_OBJECT_UNLOCK (self);
+      gst_event_unref (event);
+      if (!utterance || self->in_tokens || self->line->len == 0)
+        return TRUE;
+      GPtrArray *prompts = g_ptr_array_new ();
+      GstLevTextGenPrompt *p = take_utterance (self);
+      if (p)
+        g_ptr_array_add (prompts, p);
+      return enqueue_prompts (self, prompts) == GST_FLOW_OK;
+    }
     if (GST_EVENT_IS_SERIALIZED (event))
       return enqueue_event (self, event);
     return gst_pad_event_default (pad, parent, event);
@@ -653,49 +878,90 @@ gst_lev_text_gen_sink_query (GstPad *pad, GstObject *parent, GstQuery *query)
   }
 }
 
-/* ---- the task: responses out ---- */
+/* ---- the generation task: responses into the output queue ---- */
 
 typedef struct {
   GstLevTextGen *self;
   GstClockTime base;            /* PTS of the response's start */
   gint64 t_start, t_prev;       /* monotonic µs: start of the response, end of the previous unit */
-  guint64 n_ids;                /* tokens pushed so far in this response */
-  GstFlowReturn ret;
+  guint64 n_ids;                /* tokens output so far in this response */
+  GstClockTime latency;         /* the latency property when the response started */
+  gboolean ok;                  /* FALSE once the output queue refused a unit (flush, downstream error) */
 } LevGenState;
 
-/* Pushes one output unit (from lev_session_generate). */
+/* The running time of the pipeline clock now, or GST_CLOCK_TIME_NONE outside PLAYING or without a clock. */
+static GstClockTime
+running_time_now (GstLevTextGen *self)
+{
+  GST_OBJECT_LOCK (self);
+  gboolean playing = GST_STATE (self) == GST_STATE_PLAYING;
+  GST_OBJECT_UNLOCK (self);
+  if (!playing)
+    return GST_CLOCK_TIME_NONE;
+  GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
+  if (!clock)
+    return GST_CLOCK_TIME_NONE;
+  GstClockTime now = gst_clock_get_time (clock);
+  GstClockTime bt = gst_element_get_base_time (GST_ELEMENT (self));
+  gst_object_unref (clock);
+  return now >= bt ? now - bt : GST_CLOCK_TIME_NONE;
+}
+
+/* Records how late a unit with this PTS is when it is produced (the running time now minus the running time
+ * of its PTS): notifies max-observed-delay when it grows and warns once per response when it exceeds a
+ * nonzero latency property (a syncing sink then gets the unit late). */
+static void
+observe_delay (GstLevTextGen *self, LevGenState *g, GstClockTime pts)
+{
+  GstClockTime now = running_time_now (self);
+  GstClockTime rt = gst_segment_to_running_time (&self->gen_segment, GST_FORMAT_TIME, pts);
+  if (!GST_CLOCK_TIME_IS_VALID (now) || !GST_CLOCK_TIME_IS_VALID (rt) || now <= rt)
+    return;
+  GstClockTime delay = now - rt;
+  GST_OBJECT_LOCK (self);
+  gboolean grew = delay > self->max_observed_delay;
+  if (grew)
+    self->max_observed_delay = delay;
+  GST_OBJECT_UNLOCK (self);
+  if (grew)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_OBSERVED_DELAY]);
+  if (g->latency > 0 && delay > g->latency && !self->warned_late) {
+    self->warned_late = TRUE;
+    GST_ELEMENT_WARNING (self, CORE, CLOCK, ("Generation falls behind: output is %" G_GUINT64_FORMAT " ms late, "
+                                             "more than the latency of %" G_GUINT64_FORMAT " ms.",
+                                             delay / GST_MSECOND, g->latency / GST_MSECOND),
+                         ("delay %" GST_TIME_FORMAT ", latency %" GST_TIME_FORMAT, GST_TIME_ARGS (delay),
+                          GST_TIME_ARGS (g->latency)));
+  }
+}
+
+/* Queues one output unit (from lev_session_generate) for the src pad's task. */
 static gboolean
-push_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer user_data)
+queue_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer user_data)
 {
   LevGenState *g = user_data;
   GstLevTextGen *self = g->self;
-  GstBuffer *buf;
-  if (self->out_tokens) {
-    if (n_ids == 0)
-      return TRUE;
-    gint32 *le = g_new (gint32, n_ids);
-    for (guint i = 0; i < n_ids; i++)
-      le[i] = GINT32_TO_LE (ids[i]);
-    buf = gst_buffer_new_wrapped (le, n_ids * sizeof (gint32));
-  } else {
-    if (len == 0)
-      return TRUE;
-    buf = gst_buffer_new_memdup (text, len);
-  }
+  if (len == 0 && n_ids == 0)
+    return TRUE;
   gint64 now = g_get_monotonic_time ();
-  GST_BUFFER_PTS (buf) = g->base + (GstClockTime) (g->t_prev - g->t_start) * GST_USECOND;
-  GST_BUFFER_DURATION (buf) = (GstClockTime) (now - g->t_prev) * GST_USECOND;
-  GST_BUFFER_OFFSET (buf) = g->n_ids;
-  GST_BUFFER_OFFSET_END (buf) = g->n_ids + n_ids;
+  GstLevTextGenOut *o = g_new0 (GstLevTextGenOut, 1);
+  o->text = g_strndup (text, len);
+  o->len = len;
+  o->ids = g_new (gint32, MAX (n_ids, 1));
+  for (guint i = 0; i < n_ids; i++)
+    o->ids[i] = ids[i];
+  o->n_ids = n_ids;
+  o->pts = g->base + (GstClockTime) (g->t_prev - g->t_start) * GST_USECOND;
+  o->duration = (GstClockTime) (now - g->t_prev) * GST_USECOND;
+  o->offset = g->n_ids;
+  o->discont = self->discont;
+  self->discont = FALSE;
   g->n_ids += n_ids;
   g->t_prev = now;
-  if (self->discont) {
-    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
-    self->discont = FALSE;
-  }
-  self->last_end = GST_BUFFER_PTS (buf) + GST_BUFFER_DURATION (buf);
-  g->ret = gst_pad_push (self->srcpad, buf);
-  return g->ret == GST_FLOW_OK;
+  self->last_end = o->pts + o->duration;
+  observe_delay (self, g, o->pts);
+  g->ok = enqueue_out (self, o);
+  return g->ok;
 }
 
 /* The output time at which a response to p starts (see docs/element.md, "Timestamps"). */
@@ -703,23 +969,15 @@ static GstClockTime
 response_base (GstLevTextGen *self, const GstLevTextGenPrompt *p)
 {
   GstClockTime base = GST_CLOCK_TIME_NONE;
-  if (GST_CLOCK_TIME_IS_VALID (p->pts) && self->out_segment.format == GST_FORMAT_TIME)
+  if (GST_CLOCK_TIME_IS_VALID (p->pts) && self->gen_segment.format == GST_FORMAT_TIME)
     base = p->pts + (GST_CLOCK_TIME_IS_VALID (p->duration) ? p->duration : 0);
-  GST_OBJECT_LOCK (self);
-  gboolean playing = GST_STATE (self) == GST_STATE_PLAYING;
-  GST_OBJECT_UNLOCK (self);
-  if (!GST_CLOCK_TIME_IS_VALID (base) && playing) {
-    GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
-    if (clock) {
-      GstClockTime now = gst_clock_get_time (clock);
-      GstClockTime bt = gst_element_get_base_time (GST_ELEMENT (self));
-      if (now >= bt)
-        base = gst_segment_position_from_running_time (&self->out_segment, GST_FORMAT_TIME, now - bt);
-      gst_object_unref (clock);
-    }
+  if (!GST_CLOCK_TIME_IS_VALID (base)) {
+    GstClockTime now = running_time_now (self);
+    if (GST_CLOCK_TIME_IS_VALID (now))
+      base = gst_segment_position_from_running_time (&self->gen_segment, GST_FORMAT_TIME, now);
   }
   if (!GST_CLOCK_TIME_IS_VALID (base))
-    base = GST_CLOCK_TIME_IS_VALID (self->last_end) ? self->last_end : self->out_segment.start;
+    base = GST_CLOCK_TIME_IS_VALID (self->last_end) ? self->last_end : self->gen_segment.start;
   if (GST_CLOCK_TIME_IS_VALID (self->last_end) && base < self->last_end)
     base = self->last_end;
   return base;
@@ -769,7 +1027,8 @@ apply_params (GstLevTextGen *self)
   return ok;
 }
 
-/* Generates and pushes the response to one prompt. */
+/* Generates the response to one prompt into the output queue; returns FLUSHING when a flush or a downstream
+ * error stopped it, ERROR when the properties cannot be used. */
 static GstFlowReturn
 generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
 {
@@ -781,17 +1040,32 @@ generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
   g_mutex_unlock (&self->lock);
   if (reset)
     lev_session_reset (self->session);
-  GstFlowReturn ret = ensure_output_ready (self, TRUE);
-  if (ret != GST_FLOW_OK)
-    return ret;
 
-  LevGenState g = { self, response_base (self, p), 0, 0, 0, GST_FLOW_OK };
+  GST_OBJECT_LOCK (self);
+  GstClockTime latency = self->latency;
+  GST_OBJECT_UNLOCK (self);
+  LevGenState g = { self, response_base (self, p), 0, 0, 0, latency, TRUE };
   g.t_start = g.t_prev = g_get_monotonic_time ();
+  self->warned_late = FALSE;
   LevSessionStats st = { 0 };
   GError *err = NULL;
   GST_DEBUG_OBJECT (self, "prompt %s", p->text ? p->text : "(token ids)");
+  g_mutex_lock (&self->lock);
+  self->generating = TRUE;
+  g_mutex_unlock (&self->lock);
   gboolean ok = lev_session_generate (self->session, p->text, -1, p->ids ? (const int32_t *) p->ids->data : NULL,
-                                      p->ids ? p->ids->len : 0, &self->cancel, push_unit, &g, &st, &err);
+                                      p->ids ? p->ids->len : 0, &self->cancel, queue_unit, &g, &st, &err);
+  g_mutex_lock (&self->lock);
+  self->generating = FALSE;
+  gboolean cancelled_by_action = self->cancel_response && !self->flushing;
+  if (cancelled_by_action)
+    g_atomic_int_set (&self->cancel, 0);
+  self->cancel_response = FALSE;
+  g_mutex_unlock (&self->lock);
+  if (ok && st.reason == LEV_STOP_CANCELLED && cancelled_by_action) {
+    /* the "cancel" action: this response ends here, the queue goes on; a half-evaluated turn is not kept */
+    lev_session_reset (self->session);
+  }
   if (!ok) {
     GST_ELEMENT_WARNING (self, STREAM, FAILED, ("A prompt was skipped: %s", err->message), (NULL));
     g_error_free (err);
@@ -800,30 +1074,156 @@ generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
   if (st.truncated_tokens)
     GST_ELEMENT_WARNING (self, STREAM, FAILED, ("A prompt longer than the context allows lost its first %u "
                                                 "tokens.", st.truncated_tokens), (NULL));
-  if (g.ret != GST_FLOW_OK)
-    return g.ret;
-  if (st.reason == LEV_STOP_CANCELLED)
+  if (!g.ok || (st.reason == LEV_STOP_CANCELLED && !cancelled_by_action))
     return GST_FLOW_FLUSHING;
-  guint64 index = self->n_responses++;
-  GST_DEBUG_OBJECT (self, "response %" G_GUINT64_FORMAT ": %u prompt tokens, %u generated, %s", index,
-                    st.prompt_tokens, st.generated_tokens, lev_stop_reason_name (st.reason));
+  /* the separator (text output only), then the end of the response: the src pad's task posts the statistics and
+   * pushes end-of-response and final-transcript after its last unit */
+  GST_OBJECT_LOCK (self);
+  gchar *sep = g_strdup (self->response_separator ? self->response_separator
+                         : self->prompt_mode == GST_LEV_TEXT_GEN_PROMPT_LINE ? "\n" : "");
+  GST_OBJECT_UNLOCK (self);
+  if (sep[0]) {
+    GstLevTextGenOut *so = g_new0 (GstLevTextGenOut, 1);
+    so->len = strlen (sep);
+    so->text = sep;
+    so->ids = g_new0 (gint32, 1);
+    so->pts = GST_CLOCK_TIME_IS_VALID (self->last_end) ? self->last_end : g.base;
+    so->duration = 0;
+    so->offset = g.n_ids;
+    so->separator = TRUE;
+    if (!enqueue_out (self, so))
+      return GST_FLOW_FLUSHING;
+  } else {
+    g_free (sep);
+  }
+  GstLevTextGenOut *o = g_new0 (GstLevTextGenOut, 1);
+  o->stats = stats_structure (LEV_END_OF_RESPONSE, self->n_responses++, &st);
+  GST_DEBUG_OBJECT (self, "response %" G_GUINT64_FORMAT ": %u prompt tokens, %u generated, %s",
+                    self->n_responses - 1, st.prompt_tokens, st.generated_tokens, lev_stop_reason_name (st.reason));
+  return enqueue_out (self, o) ? GST_FLOW_OK : GST_FLOW_FLUSHING;
+}
+
+/* Queues a serialized event taken from the input queue after the output before it; keeps the generator's copy
+ * of the output segment (a TIME segment as it is, any other replaced by a TIME segment from 0). */
+static gboolean
+queue_event (GstLevTextGen *self, GstEvent *event)
+{
+  if (GST_EVENT_TYPE (event) == GST_EVENT_SEGMENT) {
+    const GstSegment *seg;
+    gst_event_parse_segment (event, &seg);
+    if (seg->format == GST_FORMAT_TIME)
+      gst_segment_copy_into (seg, &self->gen_segment);
+  }
+  GstLevTextGenOut *o = g_new0 (GstLevTextGenOut, 1);
+  o->event = event;
+  return enqueue_out (self, o);
+}
+
+static void
+gst_lev_text_gen_gen_loop (gpointer data)
+{
+  GstLevTextGen *self = data;
+  g_mutex_lock (&self->lock);
+  /* after a downstream error nothing is generated until a flush; the task never pauses itself (a pause could
+   * undo a concurrent stop): whoever sets flushing pauses or stops it right after */
+  while ((g_queue_is_empty (&self->queue) || self->srcresult != GST_FLOW_OK) && !self->flushing)
+    g_cond_wait (&self->item_add, &self->lock);
+  if (self->flushing) {
+    g_mutex_unlock (&self->lock);
+    return;
+  }
+  GstLevTextGenItem *it = g_queue_pop_head (&self->queue);
+  if (it->prompt) {
+    self->n_prompts--;
+    g_cond_signal (&self->item_del);
+  }
+  g_mutex_unlock (&self->lock);
+
+  GstFlowReturn ret = GST_FLOW_OK;
+  if (it->event) {
+    if (!queue_event (self, it->event))
+      ret = GST_FLOW_FLUSHING;
+    it->event = NULL;
+  } else {
+    ret = generate (self, it->prompt);
+  }
+  item_free (it);
+  if (ret == GST_FLOW_OK)
+    return;
+  GST_DEBUG_OBJECT (self, "generation stopped: %s", gst_flow_get_name (ret));
+  g_mutex_lock (&self->lock);
+  if (!self->flushing && self->srcresult == GST_FLOW_OK)
+    self->srcresult = ret;
+  g_cond_broadcast (&self->item_del);
+  g_cond_broadcast (&self->out_add);
+  g_mutex_unlock (&self->lock);
+}
+
+/* ---- the src pad's task: the output queue downstream ---- */
+
+/* Pushes one output unit as a buffer in the negotiated format. */
+static GstFlowReturn
+push_out_unit (GstLevTextGen *self, GstLevTextGenOut *o)
+{
+  GstFlowReturn ret = ensure_output_ready (self, TRUE);
+  if (ret != GST_FLOW_OK)
+    return ret;
+  GstBuffer *buf;
+  if (self->out_tokens) {
+    if (o->n_ids == 0 || o->separator)
+      return GST_FLOW_OK;
+    for (guint i = 0; i < o->n_ids; i++)
+      o->ids[i] = GINT32_TO_LE (o->ids[i]);
+    buf = gst_buffer_new_wrapped (g_steal_pointer (&o->ids), o->n_ids * sizeof (gint32));
+  } else {
+    if (o->len == 0)
+      return GST_FLOW_OK;
+    buf = gst_buffer_new_wrapped (g_steal_pointer (&o->text), o->len);
+  }
+  GST_BUFFER_PTS (buf) = o->pts;
+  GST_BUFFER_DURATION (buf) = o->duration;
+  GST_BUFFER_OFFSET (buf) = o->offset;
+  GST_BUFFER_OFFSET_END (buf) = o->offset + o->n_ids;
+  if (o->discont)
+    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
+  return gst_pad_push (self->srcpad, buf);
+}
+
+/* Posts the statistics of a finished response, then pushes its end-of-response event. */
+static GstFlowReturn
+push_end_of_response (GstLevTextGen *self, GstLevTextGenOut *o)
+{
+  GstStructure *msg = gst_structure_copy (o->stats);
+  gst_structure_set_name (msg, LEV_STATS_MESSAGE);
   /* the message first: whoever sees the event can find the statistics on the bus */
-  gst_element_post_message (GST_ELEMENT (self),
-                            gst_message_new_element (GST_OBJECT (self),
-                                                     stats_structure (LEV_STATS_MESSAGE, index, &st)));
+  gst_element_post_message (GST_ELEMENT (self), gst_message_new_element (GST_OBJECT (self), msg));
+  GstFlowReturn ret = ensure_output_ready (self, TRUE);
+  if (ret != GST_FLOW_OK)
+    return ret;
+  gst_pad_push_event (self->srcpad, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM, g_steal_pointer (&o->stats)));
+  /* what gst-plugins-rs's transcribers send after a final result: textaccumulate and TTS drain on it */
   gst_pad_push_event (self->srcpad, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
-                                                          stats_structure (LEV_END_OF_RESPONSE, index, &st)));
+                                                          gst_structure_new_empty (LEV_FINAL_TRANSCRIPT)));
   return GST_FLOW_OK;
 }
 
-/* Pushes a serialized event taken from the queue. */
+/* Pushes a serialized event taken from the output queue. */
 static GstFlowReturn
 push_event (GstLevTextGen *self, GstEvent *event)
 {
   switch (GST_EVENT_TYPE (event)) {
   case GST_EVENT_STREAM_START:
+    /* a new stream downstream drops the sticky tags: ours go again before its data */
     self->sent_stream_start = TRUE;
+    self->sent_tags = FALSE;
     gst_pad_push_event (self->srcpad, event);
+    return GST_FLOW_OK;
+  case GST_EVENT_TAG:
+    event = filter_upstream_tags (event);
+    if (event) {
+      ensure_output_ready (self, TRUE);
+      gst_pad_push_event (self->srcpad, event);
+    }
     return GST_FLOW_OK;
   case GST_EVENT_SEGMENT: {
     GstFlowReturn ret = ensure_output_ready (self, FALSE);
@@ -840,7 +1240,6 @@ push_event (GstLevTextGen *self, GstEvent *event)
       gst_event_unref (event);
       if (self->sent_segment)
         return GST_FLOW_OK;
-      gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
       event = gst_event_new_segment (&self->out_segment);
     }
     self->sent_segment = TRUE;
@@ -860,32 +1259,29 @@ push_event (GstLevTextGen *self, GstEvent *event)
 }
 
 static void
-gst_lev_text_gen_loop (GstPad *pad)
+gst_lev_text_gen_push_loop (GstPad *pad)
 {
   GstLevTextGen *self = GST_LEV_TEXT_GEN (GST_PAD_PARENT (pad));
   g_mutex_lock (&self->lock);
-  while (g_queue_is_empty (&self->queue) && !self->flushing)
-    g_cond_wait (&self->item_add, &self->lock);
+  while (g_queue_is_empty (&self->outq) && !self->flushing)
+    g_cond_wait (&self->out_add, &self->lock);
   if (self->flushing) {
     g_mutex_unlock (&self->lock);
     gst_pad_pause_task (pad);
     return;
   }
-  GstLevTextGenItem *it = g_queue_pop_head (&self->queue);
-  if (it->prompt) {
-    self->n_prompts--;
-    g_cond_signal (&self->item_del);
-  }
+  GstLevTextGenOut *o = g_queue_pop_head (&self->outq);
   g_mutex_unlock (&self->lock);
 
   GstFlowReturn ret;
-  if (it->event) {
-    ret = push_event (self, it->event);
-    it->event = NULL;
+  if (o->event) {
+    ret = push_event (self, g_steal_pointer (&o->event));
+  } else if (o->stats) {
+    ret = push_end_of_response (self, o);
   } else {
-    ret = generate (self, it->prompt);
+    ret = push_out_unit (self, o);
   }
-  item_free (it);
+  out_free (o);
   if (ret == GST_FLOW_OK)
     return;
 
@@ -893,6 +1289,8 @@ gst_lev_text_gen_loop (GstPad *pad)
   g_mutex_lock (&self->lock);
   if (!self->flushing)
     self->srcresult = ret;
+  /* wakes the generator (which stops) and a chain function waiting for room (which returns ret) */
+  g_cond_broadcast (&self->item_add);
   g_cond_broadcast (&self->item_del);
   g_mutex_unlock (&self->lock);
   gst_pad_pause_task (pad);
@@ -900,6 +1298,25 @@ gst_lev_text_gen_loop (GstPad *pad)
     GST_ELEMENT_FLOW_ERROR (self, ret);
     gst_pad_push_event (self->srcpad, gst_event_new_eos ());
   }
+}
+
+/* Starts both tasks (pad activation, FLUSH_STOP). */
+static gboolean
+start_tasks (GstLevTextGen *self)
+{
+  if (!gst_task_start (self->gen_task))
+    return FALSE;
+  return gst_pad_start_task (self->srcpad, (GstTaskFunction) GST_DEBUG_FUNCPTR (gst_lev_text_gen_push_loop),
+                             self->srcpad, NULL);
+}
+
+/* Pauses the generation task and waits for its current iteration (which ends within one token once flushing). */
+static void
+pause_gen_task (GstLevTextGen *self)
+{
+  gst_task_pause (self->gen_task);
+  g_rec_mutex_lock (&self->gen_task_lock);
+  g_rec_mutex_unlock (&self->gen_task_lock);
 }
 
 static gboolean
@@ -914,7 +1331,7 @@ gst_lev_text_gen_src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode m
     self->srcresult = GST_FLOW_OK;
     g_atomic_int_set (&self->cancel, 0);
     g_mutex_unlock (&self->lock);
-    return gst_pad_start_task (pad, (GstTaskFunction) GST_DEBUG_FUNCPTR (gst_lev_text_gen_loop), pad, NULL);
+    return start_tasks (self);
   }
   g_mutex_lock (&self->lock);
   self->flushing = TRUE;
@@ -922,8 +1339,11 @@ gst_lev_text_gen_src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode m
   g_atomic_int_set (&self->cancel, 1);
   g_cond_broadcast (&self->item_add);
   g_cond_broadcast (&self->item_del);
+  g_cond_broadcast (&self->out_add);
   g_mutex_unlock (&self->lock);
+  gst_task_stop (self->gen_task);
   gboolean res = gst_pad_stop_task (pad);
+  res = gst_task_join (self->gen_task) && res;
   g_mutex_lock (&self->lock);
   clear_queue (self);
   g_mutex_unlock (&self->lock);
@@ -943,13 +1363,40 @@ gst_lev_text_gen_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
     gboolean live;
     GstClockTime min, max;
     gst_query_parse_latency (query, &live, &min, &max);
-    /* generation takes as long as it takes: no upper bound on the delay we add */
-    gst_query_set_latency (query, live, min, GST_CLOCK_TIME_NONE);
+    GST_OBJECT_LOCK (self);
+    GstClockTime ours = self->latency;
+    GST_OBJECT_UNLOCK (self);
+    /* the latency property is what we add; generation takes as long as it takes: no upper bound */
+    gst_query_set_latency (query, live, min + ours, GST_CLOCK_TIME_NONE);
     return TRUE;
   }
   default:
     return gst_pad_query_default (pad, parent, query);
   }
+}
+
+/* ---- action signals ---- */
+
+/* The "cancel" action: ends the response being generated (within one token); queued prompts are kept. */
+static void
+gst_lev_text_gen_cancel (GstLevTextGen *self)
+{
+  g_mutex_lock (&self->lock);
+  if (self->generating && !self->flushing) {
+    GST_DEBUG_OBJECT (self, "cancelling the current response");
+    self->cancel_response = TRUE;
+    g_atomic_int_set (&self->cancel, 1);
+  }
+  g_mutex_unlock (&self->lock);
+}
+
+/* The "clear-history" action: the next prompt starts a new conversation (keep-history). */
+static void
+gst_lev_text_gen_clear_history (GstLevTextGen *self)
+{
+  g_mutex_lock (&self->lock);
+  self->reset_session = TRUE;
+  g_mutex_unlock (&self->lock);
 }
 
 /* ---- states ---- */
@@ -1026,7 +1473,7 @@ start_session (GstLevTextGen *self)
     g_error_free (err);
     return FALSE;
   }
-  self->sent_stream_start = self->sent_segment = FALSE;
+  self->sent_stream_start = self->sent_segment = self->sent_tags = FALSE;
   self->in_tokens = FALSE;
   self->in_time = FALSE;
   self->discont = TRUE;
@@ -1034,7 +1481,12 @@ start_session (GstLevTextGen *self)
   self->last_end = GST_CLOCK_TIME_NONE;
   self->n_responses = 0;
   gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
+  gst_segment_init (&self->gen_segment, GST_FORMAT_TIME);
+  GST_OBJECT_LOCK (self);
+  self->max_observed_delay = 0;
+  GST_OBJECT_UNLOCK (self);
   g_string_truncate (self->line, 0);
+  self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
   return TRUE;
 }
 
@@ -1084,12 +1536,17 @@ gst_lev_text_gen_finalize (GObject *object)
   g_free (self->vocab_id);
   g_free (self->model_path);
   g_free (self->adapter_path);
+  g_free (self->response_separator);
   lev_gen_settings_clear (&self->settings);
   g_queue_clear_full (&self->queue, item_free);
+  g_queue_clear_full (&self->outq, out_free);
+  gst_object_unref (self->gen_task);
+  g_rec_mutex_clear (&self->gen_task_lock);
   g_string_free (self->line, TRUE);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->item_add);
   g_cond_clear (&self->item_del);
+  g_cond_clear (&self->out_add);
   G_OBJECT_CLASS (gst_lev_text_gen_parent_class)->finalize (object);
 }
 
@@ -1117,18 +1574,32 @@ gst_lev_text_gen_init (GstLevTextGen *self)
   g_mutex_init (&self->lock);
   g_cond_init (&self->item_add);
   g_cond_init (&self->item_del);
+  g_cond_init (&self->out_add);
   g_queue_init (&self->queue);
+  g_queue_init (&self->outq);
+  self->latency = DEFAULT_LATENCY;
+  self->gen_task = gst_task_new (gst_lev_text_gen_gen_loop, self, NULL);
+  g_rec_mutex_init (&self->gen_task_lock);
+  gst_task_set_lock (self->gen_task, &self->gen_task_lock);
+  gst_segment_init (&self->gen_segment, GST_FORMAT_TIME);
   self->srcresult = GST_FLOW_FLUSHING;
   self->flushing = TRUE;
   self->line = g_string_new (NULL);
+  self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
   self->last_end = GST_CLOCK_TIME_NONE;
   gst_segment_init (&self->out_segment, GST_FORMAT_TIME);
 }
 
-/* The stop-strings property as a GstValueArray of strings (gst-launch syntax <"a","b">). */
+/* The stop-strings property as a GstValueArray of strings (gst-launch syntax <"a","b">), whose C escapes the
+ * element interprets. */
 static GParamSpec *
 stop_strings_spec (const char *name, const char *nick, const char *blurb, GParamFlags flags)
 {
+  gchar *full = g_strconcat (blurb, ". C escapes in the strings are read (\\n newline, \\t tab, \\\\ backslash); "
+                             "on a gst-launch line write them with two backslashes: "
+                             "'stop-strings=<\"\\\\n\\\\n\",\"User:\">'", NULL);
+  blurb = g_intern_string (full);
+  g_free (full);
   return gst_param_spec_array (name, nick, blurb, g_param_spec_string ("stop-string", "Stop string",
                                "A stop string", NULL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS), flags);
 }
@@ -1163,6 +1634,46 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_MAX_QUEUED,
     g_param_spec_uint ("max-queued", "Maximum queued prompts", "Prompts waiting for generation before the sink "
                        "pad blocks upstream", 1, 65536, DEFAULT_MAX_QUEUED, live));
+  properties[PROP_LATENCY] =
+    g_param_spec_uint64 ("latency", "Latency", "Latency in nanoseconds that the element adds to the pipeline's "
+                         "latency (latency query) so that a syncing sink gets the generated text in time; a unit "
+                         "generated later than this after its timestamp posts a warning (0: none added, no "
+                         "warning)", 0, G_MAXUINT64 - 1, DEFAULT_LATENCY, live);
+  properties[PROP_MAX_OBSERVED_DELAY] =
+    g_param_spec_uint64 ("max-observed-delay", "Maximum observed delay", "The largest delay in nanoseconds seen "
+                         "in PLAYING between an output unit's timestamp (running time) and the moment it was "
+                         "generated, since the last READY→PAUSED (notified when it grows)", 0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_property (gobject_class, PROP_LATENCY, properties[PROP_LATENCY]);
+  properties[PROP_RESPONSE_SEPARATOR] =
+    g_param_spec_string ("response-separator", "Response separator", "Text output after each response, before "
+                         "its end-of-response event (C escapes read: \\n, \\t, ...; not in token-id output); "
+                         "unset (NULL): a newline with prompt-mode=line, nothing otherwise; \"\": nothing", NULL,
+                         live);
+  g_object_class_install_property (gobject_class, PROP_RESPONSE_SEPARATOR, properties[PROP_RESPONSE_SEPARATOR]);
+  g_object_class_install_property (gobject_class, PROP_MAX_OBSERVED_DELAY, properties[PROP_MAX_OBSERVED_DELAY]);
+
+  /**
+   * GstLevTextGen::cancel:
+   * @levtextgen: the element
+   *
+   * Ends the response being generated within one token, as if it had stopped there (its end-of-response event
+   * says stop-reason "cancelled"); the prompts queued behind it are answered. Does nothing between responses.
+   */
+  signals[SIGNAL_CANCEL] = g_signal_new_class_handler ("cancel", G_TYPE_FROM_CLASS (klass),
+                                                       G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION,
+                                                       G_CALLBACK (gst_lev_text_gen_cancel), NULL, NULL, NULL,
+                                                       G_TYPE_NONE, 0);
+  /**
+   * GstLevTextGen::clear-history:
+   * @levtextgen: the element
+   *
+   * Forgets the conversation (keep-history): the next prompt starts from an empty context.
+   */
+  signals[SIGNAL_CLEAR_HISTORY] = g_signal_new_class_handler ("clear-history", G_TYPE_FROM_CLASS (klass),
+                                                              G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION,
+                                                              G_CALLBACK (gst_lev_text_gen_clear_history), NULL,
+                                                              NULL, NULL, G_TYPE_NONE, 0);
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -1173,5 +1684,9 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   gst_type_mark_as_plugin_api (gst_lev_text_gen_prompt_mode_get_type (), 0);
   gst_type_mark_as_plugin_api (gst_lev_text_gen_output_mode_get_type (), 0);
   gst_type_mark_as_plugin_api (LEV_G_TYPE_CHAT_TEMPLATE, 0);
+  gst_tag_register_static (LEV_TAG_MODEL, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan model",
+                           "name of the language model that generated the text", gst_tag_merge_use_first);
+  gst_tag_register_static (LEV_TAG_ARCHITECTURE, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan architecture",
+                           "architecture of the language model that generated the text", gst_tag_merge_use_first);
   GST_DEBUG_CATEGORY_INIT (gst_lev_text_gen_debug, "levtextgen", 0, "Leviathan text generator");
 }

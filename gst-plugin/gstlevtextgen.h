@@ -15,6 +15,7 @@ G_DECLARE_FINAL_TYPE (GstLevTextGen, gst_lev_text_gen, GST, LEV_TEXT_GEN, GstEle
 typedef enum {
   GST_LEV_TEXT_GEN_PROMPT_BUFFER = 0,   /* each buffer is one prompt */
   GST_LEV_TEXT_GEN_PROMPT_LINE = 1,     /* each line is one prompt (lines may span buffers) */
+  GST_LEV_TEXT_GEN_PROMPT_UTTERANCE = 2, /* text is collected until an end-of-utterance event */
 } GstLevTextGenPromptMode;
 
 /* Media type of token ids (int32, little-endian); field "vocab" identifies the vocabulary. */
@@ -22,6 +23,13 @@ typedef enum {
 /* Name of the custom downstream event (and of the bus message "leviathan/stats") closing each response. */
 #define LEV_END_OF_RESPONSE "leviathan/end-of-response"
 #define LEV_STATS_MESSAGE "leviathan/stats"
+/* Custom downstream events that end an utterance in prompt-mode=utterance: ours, and gst-plugins-rs's
+ * transcribers' (also pushed by levtextgen after each response, for textaccumulate and TTS downstream). */
+#define LEV_END_OF_UTTERANCE "leviathan/end-of-utterance"
+#define LEV_FINAL_TRANSCRIPT "rstranscribe/final-transcript"
+/* Tags levtextgen publishes on its output (strings): the model's name and architecture. */
+#define LEV_TAG_MODEL "leviathan-model"
+#define LEV_TAG_ARCHITECTURE "leviathan-architecture"
 
 /* Declares the registration of levtextgen (GST_ELEMENT_REGISTER (levtextgen, plugin) in plugin_init). */
 GST_ELEMENT_REGISTER_DECLARE (levtextgen);

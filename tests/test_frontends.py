@@ -51,7 +51,10 @@ def with_element(model, prompt, chat, temp, seed, n, tmp):
              f"chat-template={'zephyr' if chat else 'none'}", "!", "filesink", f"location={out}"],
             stdin=prompt.encode() + b"\n")
     check(r.returncode == 0, f"gst-launch: {r.returncode} {r.stderr.decode()!r}")
-    return open(out, "rb").read() if os.path.exists(out) else None
+    data = open(out, "rb").read() if os.path.exists(out) else None
+    # prompt-mode=line ends each response with the response separator, a newline (as levrun ends its output)
+    check(data is not None and data.endswith(b"\n"), f"gst-launch: no response separator after {data!r}")
+    return data[:-1] if data else data
 
 
 def with_generator(model, prompt, chat, temp, seed, n):

@@ -68,7 +68,30 @@ try:
         r = run([os.path.join(BUILD, "tools", "levrun"), "-m", model, "-p", prompt, "-n", "40", "--temp", "0",
                  "-t", "1", "-q", "--ignore-eos"])
         want = r.stdout.decode()[len(prompt):].rstrip("\n")
-        check(got == want, f"element {got!r} != levrun {want!r}")
+        # prompt-mode=line ends each response with the response separator, a newline
+        check(got == want + "\n", f"element {got!r} != levrun {want!r} + newline")
+        r = run([os.path.join(ROOT, "pipelines", "stdin-to-stdout.sh"), "temperature=0", "n-threads=1",
+                 "max-tokens=40", "ignore-eos=true", 'response-separator="\\\\n--\\\\n"'],
+                input=(prompt + "\n" + prompt + "\n").encode())
+        check(r.stdout.decode() == (want + "\n--\n") * 2, f"response-separator: {r.stdout.decode()!r}")
+
+        # a word-per-buffer source (as whisper or AWS transcribers push) with end-of-utterance events:
+        # prompt-mode=utterance answers each utterance as a whole, as levrun answers the sentence
+        r = run([os.path.join(ROOT, "pipelines", "words-to-llm.py"), "temperature=0", "n-threads=1", "max-tokens=40",
+                 "ignore-eos=true"], input=(prompt + "\n" + prompt + "\n").encode())
+        check(r.returncode == 0, f"words-to-llm.py: rc {r.returncode}: {r.stderr.decode()}")
+        check(r.stdout.decode() == (want + "\n") * 2, f"words-to-llm.py {r.stdout.decode()!r} != {want!r} twice")
+        check(r.stderr.decode().count("final-transcript") == 2, f"final-transcript events: {r.stderr.decode()!r}")
+
+        # stop strings on a gst-launch line, as a shell user writes them: '<"\\n\\n","User:">'; GStreamer's parser
+        # unquotes \\n to backslash-n, which the element reads as a newline (with a single backslash the parser
+        # alone gives the stop string "nn", issue 20)
+        r = run(["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!", "levtextgen", f"model={model}", "temperature=0",
+                 "n-threads=1", "max-tokens=40", "ignore-eos=true", 'stop-strings=<"\\\\n\\\\n","User:">', "!",
+                 "fdsink", "fd=1"], input=(prompt + "\n").encode())
+        cut = want.split("\n\n")[0].split("User:")[0]
+        check(r.returncode == 0 and "n" in cut and r.stdout.decode() == cut,
+              f"stop-strings with escapes: {r.stdout.decode()!r} != {cut!r} ({r.stderr.decode()})")
 
         # two lines, two answers; statistics and end-of-response on the bus/downstream (gst-launch -m, -v)
         r = run(["gst-launch-1.0", "-m", "fdsrc", "fd=0", "!", "levtextgen", f"model={model}", "prompt-mode=line",
