@@ -27,9 +27,7 @@ static const PropInfo props[LEV_GEN_N_PROPS] = {
                                 KIND_UINT, 1, 1u << 24, AT (max_tokens), LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_N_THREADS] = { "n-threads", "Threads", "Worker threads of the engine (0 = one per CPU); taken when "
                                "the context is made", KIND_UINT, 0, 64, AT (n_threads), LEV_GEN_MUTABLE_BEFORE_START },
-  [LEV_GEN_PROP_CONTEXT_LENGTH] = { "context-length", "Context length", "KV cache slots (0 = the model's trained "
-                                    "context, at most 4096); generation goes on past it in a ring buffer; taken "
-                                    "when the context is made", KIND_UINT, 0, 1u << 20, AT (n_ctx),
+  [LEV_GEN_PROP_CONTEXT_LENGTH] = { "context-length", "Context length", NULL /* made from LEV_DEFAULT_CONTEXT_CAP */, KIND_UINT, 0, 1u << 20, AT (n_ctx),
                                     LEV_GEN_MUTABLE_BEFORE_START },
   [LEV_GEN_PROP_TEMPERATURE] = { "temperature", "Temperature", "Sampling temperature (0 = greedy)", KIND_DOUBLE,
                                  0, 100, AT (temperature), LEV_GEN_MUTABLE_ALWAYS },
@@ -80,9 +78,17 @@ lev_gen_props_install (GObjectClass *klass, guint first_id, GParamFlags live, GP
                     | (x->mutability == LEV_GEN_MUTABLE_ALWAYS ? live : start);
     void *def = field (&d, x);
     GParamSpec *ps = NULL;
+    const char *blurb = x->blurb;
+    if (i == LEV_GEN_PROP_CONTEXT_LENGTH) {   /* the cap stated from its constant; interned: kept for the process */
+      gchar *text = g_strdup_printf ("KV cache slots (0 = the model's trained context, at most %u); generation goes "
+                                     "on past it in a ring buffer; taken when the context is made",
+                                     LEV_DEFAULT_CONTEXT_CAP);
+      blurb = g_intern_string (text);
+      g_free (text);
+    }
     switch (x->kind) {
     case KIND_UINT:
-      ps = g_param_spec_uint (x->name, x->nick, x->blurb, (guint) x->min, (guint) x->max, *(uint32_t *) def, f);
+      ps = g_param_spec_uint (x->name, x->nick, blurb, (guint) x->min, (guint) x->max, *(uint32_t *) def, f);
       break;
     case KIND_INT:
       ps = g_param_spec_int (x->name, x->nick, x->blurb, (gint) x->min, (gint) x->max, *(int32_t *) def, f);

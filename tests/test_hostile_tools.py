@@ -131,6 +131,7 @@ try:
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         ok = ok and len(cells) == 6 and float(cells[1]) > 0 and cells[3].endswith("MB") and float(cells[5]) > 0
+        ok = ok and (cells[4] == "-" if cells[0] == "pp8" else cells[4].endswith("%"))   # no share for prefill
     check(ok, f"levbench table: {r.returncode} {r.stdout[:400]!r} {r.stderr[:200]!r}")
     r = run([LEVBENCH, "-m", model, "-p", "pp8,tg8", "-r", "1", "-t", "1", "--no-bandwidth", "--json", "--no-mmap"])
     try:
@@ -139,6 +140,15 @@ try:
         lines = []
     check(r.returncode == 0 and [l.get("test") for l in lines] == ["pp8", "tg8"]
           and all(l["tokens_per_s"] > 0 and l["model"] == model for l in lines), f"levbench --json: {r.stdout[:300]!r}")
+    odd = os.path.join(tmp, 'we"ird\\name\tmodel.leviathan')   # a quote, a backslash and a tab in the path
+    os.symlink(os.path.abspath(model), odd)
+    r = run([LEVBENCH, "-m", odd, "-p", "tg2", "-r", "1", "-t", "1", "--no-bandwidth", "--json"])
+    try:
+        lines = [json.loads(l) for l in r.stdout.decode().splitlines()]
+    except ValueError:
+        lines = []
+    check(r.returncode == 0 and len(lines) == 1 and lines[0].get("model") == odd,
+          f"levbench --json escapes the model path: {r.stdout[:300]!r}")
     r = run([LEVBENCH, "-m", os.path.join(tmp, "missing.leviathan"), "-p", "tg1"])
     check(r.returncode == 1 and b"missing.leviathan" in r.stderr and b"No such file" in r.stderr,
           f"levbench on a missing model: {r.returncode} {r.stderr[:200]!r}")

@@ -445,6 +445,23 @@ enc_name (uint32_t enc)
 
 /* ---------------------------------------------------------------- kernel code rates */
 
+/* Returns s as the characters of a JSON string (without the quotes): quote, backslash and control characters
+ * escaped, UTF-8 kept; free with g_free. */
+static gchar *
+json_escape (const char *s)
+{
+  GString *out = g_string_new (NULL);
+  for (const unsigned char *c = (const unsigned char *) s; *c; c++) {
+    if (*c == '"' || *c == '\\')
+      g_string_append_printf (out, "\\%c", *c);
+    else if (*c < 0x20)
+      g_string_append_printf (out, "\\u%04x", *c);
+    else
+      g_string_append_c (out, (gchar) *c);
+  }
+  return g_string_free (out, FALSE);
+}
+
 /* Returns the CPU's model name from /proc/cpuinfo (or "unknown CPU"); free with g_free. */
 static gchar *
 cpu_model_name (void)
@@ -513,7 +530,9 @@ kernel_rate (void)
   gchar *cpu = cpu_model_name ();
   const char *choice = lev_qkernels_choice ();
   if (opt_json) {
-    g_print ("{\"cpu\": \"%s\", \"matrix_bytes\": %zu, \"chosen\": \"%s\"}\n", cpu, bytes, choice);
+    gchar *cpu_json = json_escape (cpu);
+    g_print ("{\"cpu\": \"%s\", \"matrix_bytes\": %zu, \"chosen\": \"%s\"}\n", cpu_json, bytes, choice);
+    g_free (cpu_json);
   } else {
     g_print ("levbench --kernel-rate: %s, one thread, a 2048-wide matrix of %zu KiB; GB/s of packed weights (a "
              "32-token tile counts its weights 32 times)\nchosen (one token/tiles): %s\n\n", cpu, bytes / 1024, choice);
@@ -595,10 +614,12 @@ fork_join (uint32_t threads)
         best[p] = rep == 0 ? us : MIN (best[p], us);
       }
     double overhead = best[1] - best[0] / threads;
-    if (opt_json)
+    if (opt_json) {
+      gchar *cpu_json = json_escape (cpu);
       g_print ("{\"cpu\": \"%s\", \"threads\": %u, \"chunks\": %u, \"us_one_thread\": %.3f, \"us\": %.3f, "
-               "\"overhead_us\": %.3f}\n", cpu, threads, chunk_counts[i], best[0], best[1], overhead);
-    else
+               "\"overhead_us\": %.3f}\n", cpu_json, threads, chunk_counts[i], best[0], best[1], overhead);
+      g_free (cpu_json);
+    } else
       g_print ("| %u | %.2f | %.2f | %.2f |\n", chunk_counts[i], best[0], best[1], overhead);
   }
   g_free (cpu);
@@ -740,16 +761,21 @@ main (int argc, char **argv)
                       : weight_bytes + (uint64_t) (lev_context_kv_bytes_per_token (ctx) * ((n - 1) / 2.0));
     double share = bw > 0 && !pp ? mean * bpt / bw : 0;
     uint64_t rss = status_bytes ("VmHWM:");
-    if (opt_json)
+    if (opt_json) {
+      gchar *name = json_escape (model_name);
       g_print ("{\"model\": \"%s\", \"format\": \"%s\", \"embd_format\": \"%s\", \"group_scales\": %d, "
                "\"test\": \"%s\", \"threads\": %u, \"ctx\": %d, \"kv\": \"%s\", \"kernels\": \"%s\", \"tokens_per_s\": %.2f, \"stddev\": %.2f, \"peak_rss_bytes\": %"
                G_GUINT64_FORMAT ", \"bytes_per_token\": %" G_GUINT64_FORMAT ", \"bandwidth_bytes_per_s\": %.0f, "
-               "\"bandwidth_share\": %.3f}\n", model_name, format, embd_format,
+               "\"bandwidth_share\": %.3f}\n", name, format, embd_format,
                opt_synthetic ? opt_group_scales : 0, t, threads, opt_ctx, kv_name,
                lev_kernels_name (), mean, sd, rss, bpt, bw, share);
-    else
-      g_print ("| %s | %.1f | %.1f | %.1f MB | %s%.0f%% | %.1f |\n", t, mean, sd, bpt / 1e6, pp ? "(" : "",
-               share * 100, rss / 1048576.0);
+      g_free (name);
+    } else if (pp) {          /* prefill is compute-bound: no bandwidth share */
+      g_print ("| %s | %.1f | %.1f | %.1f MB | - | %.1f |\n", t, mean, sd, bpt / 1e6, rss / 1048576.0);
+    } else {
+      g_print ("| %s | %.1f | %.1f | %.1f MB | %.0f%% | %.1f |\n", t, mean, sd, bpt / 1e6, share * 100,
+               rss / 1048576.0);
+    }
   }
   g_strfreev (tests);
   g_free (toks);

@@ -59,8 +59,7 @@ static GOptionEntry entries[] = {
     "N" },
   { "seed", 's', 0, G_OPTION_ARG_INT64, &opt_seed, "Random seed (default: from the clock)", "SEED" },
   { "threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads (default: all CPUs)", "N" },
-  { "ctx", 'c', 0, G_OPTION_ARG_INT, &opt_ctx, "Context (KV cache) size; generation goes on past it (default: "
-    "the model's, at most 4096)", "N" },
+  { "ctx", 'c', 0, G_OPTION_ARG_INT, &opt_ctx, NULL, "N" },
   { "sinks", 0, 0, G_OPTION_ARG_INT, &opt_sink, NULL,
     "N" },
   { "tokenize", 0, 0, G_OPTION_ARG_NONE, &opt_tokenize, "Print the prompt's token ids and exit", NULL },
@@ -107,6 +106,8 @@ init_defaults (void)
   opt_repeat_penalty = d.repeat_penalty;
   opt_repeat_last_n = (gint) d.repeat_last_n;
   opt_sink = (gint) d.n_sink;
+  set_help ("ctx", g_strdup_printf ("Context (KV cache) size; generation goes on past it (default: the model's, "
+                                     "at most %u)", LEV_DEFAULT_CONTEXT_CAP));
   set_help ("temp", g_strdup_printf ("Temperature, 0 = greedy (default %g)", opt_temp));
   set_help ("top-k", g_strdup_printf ("Keep the K most likely tokens, 0 = all (default %d)", opt_top_k));
   set_help ("top-p", g_strdup_printf ("Nucleus sampling mass, 1 = off (default %g)", opt_top_p));
