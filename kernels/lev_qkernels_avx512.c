@@ -425,32 +425,10 @@ b1_decode_rows (uint32_t enc, int grouped, const LevQMatrix *w, const LevQAct *a
       acc[i][0] = _mm512_dpbusd_epi32 (acc[i][0], _mm512_maskz_mov_epi8 (_cvtu64_mask64 (b[0]), ones), x0);
       acc[i][1] = _mm512_dpbusd_epi32 (acc[i][1], _mm512_maskz_mov_epi8 (_cvtu64_mask64 (b[1]), ones), x1);
     }
-    if (grouped) {
-#pragma GCC unroll 8
-      for (int i = 0; i < R; i++) {
-        const float *sc = w->scales + (r + (size_t) i) * ng;
-        if (grouped == 2) {                   /* a scale per 64-weight unit */
-          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][0]), _mm512_set1_ps (sc[u]), facc[i]);
-          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][1]), _mm512_set1_ps (sc[u + 1]), facc[i]);
-        } else {
-          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_add_epi32 (acc[i][0], acc[i][1])),
-                                     _mm512_set1_ps (sc[u / 2]), facc[i]);
-        }
-        acc[i][0] = acc[i][1] = _mm512_setzero_si512 ();
-      }
-    }
+    if (grouped)
+      lev_b1_fold_scales8 (grouped, w, ng, r, R, u, acc, facc);
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; i++) {
-    size_t row = r + (size_t) i;
-    if (grouped) {
-      float corr = lev_qdot16 (w->scales + row * ng, gs, ng);
-      y[t * ys + row] = (2.0f * _mm512_reduce_add_ps (facc[i]) - corr) * act->scale[t];
-    } else {
-      int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[i][0], acc[i][1])) - act->sum[t];
-      y[t * ys + row] = (float) dot * (lev_qmatrix_scale (w, row) * act->scale[t]);
-    }
-  }
+  lev_b1_store_rows8 (grouped, w, act, t, gs, ng, acc, facc, y, ys, r, R);
 }
 
 /* Token tiles of b1: one token through b1_decode_rows (the last rows through b1_tiles), more through b1_tiles. */

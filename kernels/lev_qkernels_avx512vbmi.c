@@ -151,34 +151,10 @@ b1_rows8 (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const 
       acc[i][0] = _mm512_dpbusd_epi32 (acc[i][0], s0, x0);
       acc[i][1] = _mm512_dpbusd_epi32 (acc[i][1], s1, x1);
     }
-    if (grouped) {
-#pragma GCC unroll 8
-      for (int i = 0; i < R; i++) {
-        const float *sc = w->scales + (r + (size_t) (i < (int) nrows ? i : 0)) * ng;
-        if (grouped == 2) {                   /* a scale per 64-weight unit */
-          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][0]), _mm512_set1_ps (sc[u]), facc[i]);
-          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][1]), _mm512_set1_ps (sc[u + 1]), facc[i]);
-        } else {
-          facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_add_epi32 (acc[i][0], acc[i][1])),
-                                     _mm512_set1_ps (sc[u / 2]), facc[i]);
-        }
-        acc[i][0] = acc[i][1] = _mm512_setzero_si512 ();
-      }
-    }
+    if (grouped)
+      lev_b1_fold_scales8 (grouped, w, ng, r, nrows, u, acc, facc);
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; i++) {
-    if ((size_t) i >= nrows)
-      break;
-    size_t rr = r + (size_t) i;
-    if (grouped) {
-      float corr = lev_qdot16 (w->scales + rr * ng, gs, ng);
-      y[t * ys + rr] = (2.0f * _mm512_reduce_add_ps (facc[i]) - corr) * act->scale[t];
-    } else {
-      int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[i][0], acc[i][1])) - act->sum[t];
-      y[t * ys + rr] = (float) dot * (lev_qmatrix_scale (w, rr) * act->scale[t]);
-    }
-  }
+  lev_b1_store_rows8 (grouped, w, act, t, gs, ng, acc, facc, y, ys, r, nrows);
 }
 
 /* All rows of [r0, r1) for one token, eight at a time. */

@@ -18,6 +18,49 @@ lev_qdot16 (const float *a, const float *b, size_t n)
   }
   return _mm512_reduce_add_ps (acc);
 }
+
+/* b1 with per-group scales, after a pair of 64-weight units u, u + 1: each of eight rows' int32 sums times its scale
+ * (grouped 2: one per unit; 1: one per pair) into its float accumulator, and the int32 sums restart (ng scale groups a row).
+ * Rows at or past nrows use row r's scales (computed, not stored). */
+static inline __attribute__ ((always_inline)) void
+lev_b1_fold_scales8 (int grouped, const LevQMatrix *w, size_t ng, size_t r, size_t nrows, size_t u,
+                     __m512i (*acc)[2], __m512 *facc)
+{
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++) {
+    const float *sc = w->scales + (r + ((size_t) i < nrows ? (size_t) i : 0)) * ng;
+    if (grouped == 2) {
+      facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][0]), _mm512_set1_ps (sc[u]), facc[i]);
+      facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (acc[i][1]), _mm512_set1_ps (sc[u + 1]), facc[i]);
+    } else {
+      facc[i] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_add_epi32 (acc[i][0], acc[i][1])),
+                                 _mm512_set1_ps (sc[u / 2]), facc[i]);
+    }
+    acc[i][0] = acc[i][1] = _mm512_setzero_si512 ();
+  }
+}
+
+/* b1, one token t: the results of rows r .. r + nrows - 1 (nrows <= 8) from their accumulators (ng scale groups a row). Per-group scales:
+ * the float sums doubled less the scales times the token's group sums gs (weights are 2b - 1); one scale per row:
+ * the doubled int32 sum less the activation sum, times the row's scale. Both times the token's scale. */
+static inline __attribute__ ((always_inline)) void
+lev_b1_store_rows8 (int grouped, const LevQMatrix *w, const LevQAct *act, size_t t, const float *gs,
+                    size_t ng, __m512i (*acc)[2], const __m512 *facc, float *y, size_t ys, size_t r, size_t nrows)
+{
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++) {
+    if ((size_t) i >= nrows)
+      break;
+    size_t row = r + (size_t) i;
+    if (grouped) {
+      float corr = lev_qdot16 (w->scales + row * ng, gs, ng);
+      y[t * ys + row] = (2.0f * _mm512_reduce_add_ps (facc[i]) - corr) * act->scale[t];
+    } else {
+      int32_t dot = 2 * _mm512_reduce_add_epi32 (_mm512_add_epi32 (acc[i][0], acc[i][1])) - act->sum[t];
+      y[t * ys + row] = (float) dot * (lev_qmatrix_scale (w, row) * act->scale[t]);
+    }
+  }
+}
 #endif
 
 /* Runs TILES (enc, grouped, tt, w, act, t0, y, ys, r0, r1) over the act->n tokens in tiles of MAXT (8 or 4)
