@@ -102,26 +102,34 @@ rd_take (Rd *r, guint64 n, const guint8 **out, const char *what)
   return TRUE;
 }
 
+/* Reads an n-byte (n <= 8) little-endian unsigned integer at the read position. */
 static gboolean
-rd_u32 (Rd *r, guint32 *v, const char *what)
+rd_le (Rd *r, guint n, guint64 *v, const char *what)
 {
   const guint8 *p = NULL;
-  if (!rd_take (r, 4, &p, what))
+  if (!rd_take (r, n, &p, what))
     return FALSE;
-  memcpy (v, p, 4);
-  *v = GUINT32_FROM_LE (*v);
+  *v = 0;
+  for (guint i = 0; i < n; i++)
+    *v |= (guint64) p[i] << (8 * i);
   return TRUE;
 }
 
+/* Reads a little-endian u32. */
+static gboolean
+rd_u32 (Rd *r, guint32 *v, const char *what)
+{
+  guint64 x = 0;
+  gboolean ok = rd_le (r, 4, &x, what);
+  *v = (guint32) x;
+  return ok;
+}
+
+/* Reads a little-endian u64. */
 static gboolean
 rd_u64 (Rd *r, guint64 *v, const char *what)
 {
-  const guint8 *p = NULL;
-  if (!rd_take (r, 8, &p, what))
-    return FALSE;
-  memcpy (v, p, 8);
-  *v = GUINT64_FROM_LE (*v);
-  return TRUE;
+  return rd_le (r, 8, v, what);
 }
 
 /* Reads a GGUF string (u64 length, bytes): *s points into the file. */

@@ -2,7 +2,7 @@
 #include "lev_convert.h"
 #include "leviathan.h"
 #include "lev_model.h"
-#include "lev_test_common.h"
+#include "lev_test_logits.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -62,22 +62,11 @@ new_context (LevModel *m, uint32_t n_ctx, uint32_t act_quant)
 static void
 check_logits (LevModel *m, uint32_t act_quant, const gint32 *ids, guint n_ids, const char *ref_rel, double tol)
 {
-  gsize len;
-  gchar *ref = lev_test_read_fixture (ref_rel, &len);
-  uint32_t vocab = lev_model_hparams (m)->vocab_size;
-  g_assert_cmpuint (len, ==, (gsize) n_ids * vocab * sizeof (float));
   LevContext *c = new_context (m, 0, act_quant);
-  double worst = 0;
-  for (guint p = 0; p < n_ids; p++) {
-    const float *logits = lev_context_eval (c, ids[p], NULL);
-    g_assert_nonnull (logits);
-    double d = lev_test_max_abs_diff (logits, (const float *) ref + (size_t) p * vocab, vocab);
-    worst = MAX (worst, d);
-  }
+  double worst = lev_test_logits_vs_reference (c, lev_model_hparams (m)->vocab_size, ids, n_ids, ref_rel);
   g_test_message ("%s: max |logit - reference| = %.3g over %u positions (tolerance %g)", ref_rel, worst, n_ids, tol);
   g_assert_cmpfloat (worst, <=, tol);
   lev_context_free (c);
-  g_free (ref);
 }
 
 static GArray *

@@ -5,7 +5,7 @@
 #include "leviathan.h"
 #include "lev_model.h"
 #include "lev_kernels.h"
-#include "lev_test_common.h"
+#include "lev_test_logits.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -68,21 +68,11 @@ new_context (LevModel *m)
 static void
 check_logits (LevModel *m, const char *ref_rel, double tol)
 {
-  gsize len;
-  gchar *ref = lev_test_read_fixture (ref_rel, &len);
-  uint32_t vocab = lev_model_hparams (m)->vocab_size;
-  g_assert_cmpuint (len, ==, (gsize) 64 * vocab * sizeof (float));
   LevContext *c = new_context (m);
-  double worst = 0;
-  for (guint p = 0; p < 64; p++) {
-    const float *logits = lev_context_eval (c, seq_b[p], NULL);
-    g_assert_nonnull (logits);
-    worst = MAX (worst, lev_test_max_abs_diff (logits, (const float *) ref + (size_t) p * vocab, vocab));
-  }
+  double worst = lev_test_logits_vs_reference (c, lev_model_hparams (m)->vocab_size, seq_b, 64, ref_rel);
   g_test_message ("%s: max |logit - llama.cpp| = %.3g over 64 positions (tolerance %g)", ref_rel, worst, tol);
   g_assert_cmpfloat (worst, <=, tol);
   lev_context_free (c);
-  g_free (ref);
 }
 
 static int32_t

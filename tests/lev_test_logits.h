@@ -1,0 +1,23 @@
+/* lev_test_logits.h: teacher-forced logits of a context compared with a reference file of rows × vocab floats. */
+#pragma once
+
+#include "lev_test_common.h"
+#include "leviathan.h"
+
+/* Feeds ids[0 .. n_ids) to c one at a time and returns the largest |logit - reference| over all rows of ref_rel (a
+ * fixture of n_ids × vocab little-endian floats, its size asserted); a failed evaluation fails the test. */
+static inline double
+lev_test_logits_vs_reference (LevContext *c, uint32_t vocab, const gint32 *ids, guint n_ids, const char *ref_rel)
+{
+  gsize len;
+  gchar *ref = lev_test_read_fixture (ref_rel, &len);
+  g_assert_cmpuint (len, ==, (gsize) n_ids * vocab * sizeof (float));
+  double worst = 0;
+  for (guint p = 0; p < n_ids; p++) {
+    const float *logits = lev_context_eval (c, ids[p], NULL);
+    g_assert_nonnull (logits);
+    worst = MAX (worst, lev_test_max_abs_diff (logits, (const float *) ref + (size_t) p * vocab, vocab));
+  }
+  g_free (ref);
+  return worst;
+}
