@@ -1407,12 +1407,11 @@ load_model (GstLevTextGen *self)
   GST_OBJECT_LOCK (self);
   gchar *path = g_strdup (self->model_path), *adapter = g_strdup (self->adapter_path);
   GST_OBJECT_UNLOCK (self);
-#ifdef LEV_SOURCE_MODEL
+#ifdef LEV_UNINSTALLED_MODEL
   /* used from a build tree: the default model is in the source tree until it is installed */
-  if (path && strcmp (path, LEV_DEFAULT_MODEL) == 0 && !g_file_test (path, G_FILE_TEST_EXISTS)
-      && g_file_test (LEV_SOURCE_MODEL, G_FILE_TEST_EXISTS)) {
+  if (path && strcmp (path, LEV_DEFAULT_MODEL) == 0) {
     g_free (path);
-    path = g_strdup (LEV_SOURCE_MODEL);
+    path = lev_session_find_default_model (LEV_DEFAULT_MODEL, LEV_UNINSTALLED_MODEL, (gconstpointer) load_model);
   }
 #endif
   gst_element_post_message (GST_ELEMENT (self),
@@ -1680,7 +1679,7 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   gst_element_class_set_static_metadata (element_class, "Leviathan text generator", "Filter/Text",
                                          "Generates text with a 1-bit/ternary language model: prompts in, one "
                                          "buffer per token (or word, sentence, response) out",
-                                         "Leviathan developers");
+                                         "Leviathan developers <https://github.com/leviathan-llm/leviathan/issues>");
   gst_type_mark_as_plugin_api (gst_lev_text_gen_prompt_mode_get_type (), 0);
   gst_type_mark_as_plugin_api (gst_lev_text_gen_output_mode_get_type (), 0);
   gst_type_mark_as_plugin_api (LEV_G_TYPE_CHAT_TEMPLATE, 0);

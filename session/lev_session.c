@@ -2,6 +2,7 @@
  * statistics (the one generation loop of every front end; its rules are in docs/architecture.md, "Session"). */
 #include "lev_session.h"
 
+#include <dlfcn.h>
 #include <string.h>
 #include "lev_chat.h"
 
@@ -31,6 +32,31 @@ lev_session_default_n_ctx (const LevModel *model)
 {
   uint32_t max_ctx = lev_model_max_ctx (model);
   return max_ctx ? MIN (max_ctx, LEV_DEFAULT_CONTEXT_CAP) : LEV_DEFAULT_CONTEXT_CAP;
+}
+
+/* Returns the bundled model's file. */
+gchar *
+lev_session_find_default_model (const char *installed, const char *uninstalled, gconstpointer anchor)
+{
+  if (!installed || !*installed || g_file_test (installed, G_FILE_TEST_EXISTS) || !uninstalled || !*uninstalled)
+    return g_strdup (installed ? installed : "");
+  gchar *binary = NULL;
+  Dl_info info;
+  if (anchor && dladdr (anchor, &info) && info.dli_fname && g_path_is_absolute (info.dli_fname))
+    binary = g_strdup (info.dli_fname);
+  else
+    binary = g_file_read_link ("/proc/self/exe", NULL);
+  gchar *found = NULL;
+  if (binary) {
+    gchar *dir = g_path_get_dirname (binary);
+    gchar *path = g_build_filename (dir, uninstalled, NULL);
+    if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+      found = g_canonicalize_filename (path, NULL);
+    g_free (path);
+    g_free (dir);
+    g_free (binary);
+  }
+  return found ? found : g_strdup (installed);
 }
 
 /* Returns default parameters. */

@@ -91,6 +91,10 @@ gboolean lev_session_generate (LevSession *session, const char *text, gssize len
                                LevSessionStats *stats, GError **error);
 /* Returns a short name for a stop reason ("eos", "max-tokens", "stop-string", "cancelled", "stopped"). */
 const char *lev_stop_reason_name (LevStopReason reason);
+/* Returns the bundled model's file (newly allocated): installed when that file exists, else the build tree's view of
+ * it when that exists: uninstalled is a path relative to the directory of the binary that holds anchor (NULL: the
+ * executable), so that no build-tree path is compiled into an installed binary; else installed. */
+gchar *lev_session_find_default_model (const char *installed, const char *uninstalled, gconstpointer anchor);
 /* Returns a hex digest identifying the model's vocabulary (pieces and special ids), or NULL without one. */
 char *lev_session_vocab_id (const LevModel *model);
 
