@@ -1,5 +1,19 @@
 /* levg_model.c: Lev.Model, a GInitable GObject that owns a loaded engine model. */
 #include "levg_private.h"
+#include "lev_session.h"
+#include "levg_enums.h"
+
+#ifndef LEV_DEFAULT_MODEL
+#define LEV_DEFAULT_MODEL ""
+#endif
+#ifndef LEV_UNINSTALLED_MODEL
+#define LEV_UNINSTALLED_MODEL ""
+#endif
+
+/* Lev.Error is the engine's error domain and codes */
+G_STATIC_ASSERT (LEV_G_ERROR_IO == (int) LEV_ERROR_IO && LEV_G_ERROR_FORMAT == (int) LEV_ERROR_FORMAT);
+G_STATIC_ASSERT (LEV_G_ERROR_NO_WEIGHTS == (int) LEV_ERROR_NO_WEIGHTS);
+G_STATIC_ASSERT (LEV_G_ERROR_ARGUMENT == (int) LEV_ERROR_ARGUMENT && LEV_G_ERROR_NUMERIC == (int) LEV_ERROR_NUMERIC);
 
 struct _LevGModel {
   GObject parent;
@@ -116,6 +130,17 @@ LevGModel *
 lev_g_model_new (const char *path, GError **error)
 {
   return g_initable_new (LEV_G_TYPE_MODEL, NULL, error, "path", path, NULL);
+}
+
+/* Returns the default model file. */
+char *
+lev_g_model_default_path (void)
+{
+  const char *env = g_getenv ("LEV_MODEL");
+  if (env && *env)
+    return g_strdup (env);
+  return lev_session_find_default_model (LEV_DEFAULT_MODEL, LEV_UNINSTALLED_MODEL,
+                                         (gconstpointer) lev_g_model_default_path);
 }
 
 /* Returns the engine model. */

@@ -54,7 +54,6 @@ enum {
   PROP_MODEL,
   PROP_ADAPTER,
   PROP_PROMPT_MODE,
-  PROP_OUTPUT_MODE,
   PROP_MAX_QUEUED,
   PROP_LATENCY,
   PROP_MAX_OBSERVED_DELAY,
@@ -115,7 +114,6 @@ struct _GstLevTextGen {
   gchar *response_separator;    /* NULL: "\n" in prompt-mode=line, none otherwise */
   LevGenSettings settings;      /* the generation properties */
   GstLevTextGenPromptMode prompt_mode;
-  LevUnitMode output_mode;
   gboolean params_changed;      /* the task applies the properties before the next prompt */
 
   /* model: loaded NULL→READY, session made READY→PAUSED (state-change thread; the task only reads) */
@@ -184,22 +182,6 @@ gst_lev_text_gen_prompt_mode_get_type (void)
   };
   if (g_once_init_enter (&type))
     g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenPromptMode", values));
-  return type;
-}
-
-static GType
-gst_lev_text_gen_output_mode_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    { LEV_UNIT_TOKEN, "One buffer per token", "token" },
-    { LEV_UNIT_WORD, "One buffer per word (with the whitespace before it)", "word" },
-    { LEV_UNIT_SENTENCE, "One buffer per sentence (. ! ? then whitespace, or a newline)", "sentence" },
-    { LEV_UNIT_RESPONSE, "One buffer per response", "response" },
-    { 0, NULL, NULL },
-  };
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenOutputMode", values));
   return type;
 }
 
@@ -471,7 +453,6 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
     }
     break;
   case PROP_PROMPT_MODE: self->prompt_mode = g_value_get_enum (value); break;
-  case PROP_OUTPUT_MODE: self->output_mode = g_value_get_enum (value); break;
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
   case PROP_LATENCY: self->latency = g_value_get_uint64 (value); break;
   case PROP_RESPONSE_SEPARATOR:
@@ -530,7 +511,6 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
     }
     break;
   case PROP_PROMPT_MODE: g_value_set_enum (value, self->prompt_mode); break;
-  case PROP_OUTPUT_MODE: g_value_set_enum (value, self->output_mode); break;
   case PROP_MAX_QUEUED: g_value_set_uint (value, self->max_queued); break;
   case PROP_LATENCY: g_value_set_uint64 (value, self->latency); break;
   case PROP_RESPONSE_SEPARATOR: g_value_set_string (value, self->response_separator); break;
@@ -549,9 +529,7 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
 static LevSessionParams
 session_params_locked (GstLevTextGen *self)
 {
-  LevSessionParams p = self->settings.p;
-  p.unit_mode = self->output_mode;
-  return p;
+  return self->settings.p;
 }
 
 static gboolean start_tasks (GstLevTextGen *self);
@@ -1567,7 +1545,6 @@ gst_lev_text_gen_init (GstLevTextGen *self)
   self->model_path = g_strdup (LEV_DEFAULT_MODEL);
   lev_gen_settings_init (&self->settings);
   self->prompt_mode = GST_LEV_TEXT_GEN_PROMPT_BUFFER;
-  self->output_mode = LEV_UNIT_TOKEN;
   self->max_queued = DEFAULT_MAX_QUEUED;
   self->params_changed = TRUE;
   g_mutex_init (&self->lock);
@@ -1627,9 +1604,6 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_PROMPT_MODE,
     g_param_spec_enum ("prompt-mode", "Prompt mode", "What makes a text prompt",
                        gst_lev_text_gen_prompt_mode_get_type (), GST_LEV_TEXT_GEN_PROMPT_BUFFER, live));
-  g_object_class_install_property (gobject_class, PROP_OUTPUT_MODE,
-    g_param_spec_enum ("output-mode", "Output mode", "How generated text is split into buffers",
-                       gst_lev_text_gen_output_mode_get_type (), LEV_UNIT_TOKEN, live));
   g_object_class_install_property (gobject_class, PROP_MAX_QUEUED,
     g_param_spec_uint ("max-queued", "Maximum queued prompts", "Prompts waiting for generation before the sink "
                        "pad blocks upstream", 1, 65536, DEFAULT_MAX_QUEUED, live));
@@ -1681,7 +1655,7 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
                                          "buffer per token (or word, sentence, response) out",
                                          "Leviathan developers <https://github.com/leviathan-llm/leviathan/issues>");
   gst_type_mark_as_plugin_api (gst_lev_text_gen_prompt_mode_get_type (), 0);
-  gst_type_mark_as_plugin_api (gst_lev_text_gen_output_mode_get_type (), 0);
+  gst_type_mark_as_plugin_api (LEV_G_TYPE_OUTPUT_MODE, 0);
   gst_type_mark_as_plugin_api (LEV_G_TYPE_CHAT_TEMPLATE, 0);
   gst_tag_register_static (LEV_TAG_MODEL, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan model",
                            "name of the language model that generated the text", gst_tag_merge_use_first);

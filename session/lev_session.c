@@ -285,6 +285,46 @@ lev_session_encode_prompt (LevSession *s, const char *text, gssize len, size_t *
   return encode_prompt (s, text, len, TRUE, n_ids, error);
 }
 
+/* Returns the ids of a whole conversation. */
+int32_t *
+lev_session_encode_chat (LevSession *s, const LevChatMessage *messages, gsize n_messages, size_t *n_ids,
+                         GError **error)
+{
+  *n_ids = 0;
+  if (!s->tok) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the model has no tokenizer");
+    return NULL;
+  }
+  if (s->tmpl == LEV_CHAT_NONE) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "no chat template: the model file names none (set "
+                 "chat-template to the model's family)");
+    return NULL;
+  }
+  if (n_messages == 0) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the conversation has no message");
+    return NULL;
+  }
+  for (gsize i = 0; i < n_messages; i++) {
+    const char *role = messages[i].role, *content = messages[i].content;
+    if (!role || (strcmp (role, "system") != 0 && strcmp (role, "user") != 0 && strcmp (role, "assistant") != 0)) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "message %" G_GSIZE_FORMAT ": the role is \"%s\", not "
+                   "system, user or assistant", i + 1, role ? role : "(null)");
+      return NULL;
+    }
+    if (!content || !g_utf8_validate (content, -1, NULL)) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "message %" G_GSIZE_FORMAT ": the content is %s", i + 1,
+                   content ? "not valid UTF-8" : "missing");
+      return NULL;
+    }
+  }
+  const char *bos_piece = bos_text (s);
+  gchar *r = lev_chat_render (s->tmpl, messages, n_messages, TRUE, bos_piece);
+  gboolean add_bos = lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));
+  int32_t *ids = lev_tokenizer_encode_special (s->tok, r, -1, add_bos, n_ids, error);
+  g_free (r);
+  return ids;
+}
+
 /* The stop rule: end-of-text, BOS and every other control token (end-of-turn markers such as <|im_end|>,
  * <|eot_id|>) end a response; they are never text. */
 static gboolean

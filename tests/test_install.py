@@ -112,11 +112,12 @@ ids = []
 gen.connect("token", lambda _g, _text, tid: ids.append(tid))
 gen.generate(sys.argv[3], None)
 maps = [l.split()[-1] for l in open("/proc/self/maps") if "liblev-1.0" in l]
-print(json.dumps({"ids": ids, "typelib": GIRepository.Repository.get_default().get_typelib_path("Lev"),
+print(json.dumps({"ids": ids, "default": Lev.Model.default_path(), "typelib": GIRepository.Repository.get_default().get_typelib_path("Lev"),
                   "lib": sorted(set(maps))}))
 """
     n_gen = case["steps"] - len(case["prompt_tokens"]) + 1
     penv = dict(os.environ, GI_TYPELIB_PATH=os.path.dirname(typelib), LD_LIBRARY_PATH=libdir)
+    penv.pop("LEV_MODEL", None)
     r = run(["/usr/bin/python3", "-c", script, model, str(n_gen), case["prompt"]], env=penv, timeout=120)
     check(r.returncode == 0, f"PyGObject on the installed files: {r.stderr.decode()}")
     if r.returncode == 0:
@@ -124,6 +125,9 @@ print(json.dumps({"ids": ids, "typelib": GIRepository.Repository.get_default().g
         check(res["typelib"] == typelib, f"typelib loaded from {res['typelib']}")
         check(len(res["lib"]) == 1 and os.path.realpath(res["lib"][0]).startswith(dest),
               f"liblev-1.0 loaded from {res['lib']}")
+        # installed, the library's default model is the prefix's (not the source tree's, though it exists)
+        check(res["default"] == os.path.join(opt["prefix"], opt["datadir"], "leviathan", "models", "default.leviathan"),
+              f"Lev.Model.default_path() of the installed library: {res['default']}")
         check(res["ids"] == case["tokens"][len(case["prompt_tokens"]):],
               f"greedy ids through the installed Lev-1.0: {res['ids'][:12]}...")
 
