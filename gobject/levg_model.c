@@ -22,7 +22,7 @@ struct _LevGModel {
   LevModel *model;
 };
 
-enum { PROP_0, PROP_PATH, PROP_ADAPTER, PROP_NAME, PROP_ARCHITECTURE, PROP_VOCAB_SIZE, PROP_CONTEXT_LENGTH, N_PROPS };
+enum { PROP_0, PROP_PATH, PROP_ADAPTER, PROP_NAME, PROP_ARCHITECTURE, PROP_ENCODING, PROP_VOCAB_SIZE, PROP_CONTEXT_LENGTH, N_PROPS };
 static GParamSpec *props[N_PROPS];
 
 static void lev_g_model_initable_init (GInitableIface *iface);
@@ -80,6 +80,7 @@ lev_g_model_get_property (GObject *object, guint prop_id, GValue *value, GParamS
   case PROP_ARCHITECTURE:
     g_value_set_string (value, self->model ? lev_g_model_get_architecture (self) : NULL);
     break;
+  case PROP_ENCODING: g_value_set_string (value, self->model ? lev_g_model_get_encoding (self) : NULL); break;
   case PROP_VOCAB_SIZE: g_value_set_uint (value, self->model ? lev_g_model_get_vocab_size (self) : 0); break;
   case PROP_CONTEXT_LENGTH:
     g_value_set_uint (value, self->model ? lev_g_model_get_context_length (self) : 0);
@@ -113,6 +114,8 @@ lev_g_model_class_init (LevGModelClass *klass)
                                              G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
   props[PROP_NAME] = g_param_spec_string ("name", "Name", "The model's name", NULL, ro);
   props[PROP_ARCHITECTURE] = g_param_spec_string ("architecture", "Architecture", "Architecture", NULL, ro);
+  props[PROP_ENCODING] = g_param_spec_string ("encoding", "Encoding", "Encoding of the weight matrices (t2, t1, "
+                                            "b1, q4, q8, f16, bf16, f32)", NULL, ro);
   props[PROP_VOCAB_SIZE] = g_param_spec_uint ("vocab-size", "Vocabulary size", "Tokens in the vocabulary", 0,
                                               G_MAXUINT, 0, ro);
   props[PROP_CONTEXT_LENGTH] = g_param_spec_uint ("context-length", "Context length", "Trained context length", 0,
@@ -164,6 +167,15 @@ lev_g_model_get_architecture (LevGModel *self)
 {
   g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, NULL);
   return lev_arch_name (lev_model_arch (self->model));
+}
+
+/* Returns the weight encoding. */
+const char *
+lev_g_model_get_encoding (LevGModel *self)
+{
+  g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, NULL);
+  const char *encoding = lev_model_encoding_name (self->model);
+  return encoding ? encoding : "";
 }
 
 /* Returns the vocabulary size. */

@@ -51,6 +51,17 @@ const char *lev_g_model_get_name (LevGModel *self);
 const char *lev_g_model_get_architecture (LevGModel *self);
 
 /**
+ * lev_g_model_get_encoding:
+ * @self: a model
+ *
+ * Returns the encoding of the model's weight matrices ("t2", "t1", "b1", "q4", "q8", "f16", "bf16", "f32"; the
+ * one holding most of their weights when they differ).
+ *
+ * Returns: (transfer none): the encoding
+ */
+const char *lev_g_model_get_encoding (LevGModel *self);
+
+/**
  * lev_g_model_get_vocab_size:
  * @self: a model
  *

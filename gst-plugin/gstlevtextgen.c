@@ -343,7 +343,7 @@ negotiate (GstLevTextGen *self)
   return ok;
 }
 
-/* The element's own stream tags: what made the text (encoder, model name, architecture). */
+/* The element's own stream tags: what made the text (encoder, model name, architecture, weight encoding). */
 static GstTagList *
 own_tags (GstLevTextGen *self)
 {
@@ -359,6 +359,9 @@ own_tags (GstLevTextGen *self)
     }
     gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_MODEL, name,
                       LEV_TAG_ARCHITECTURE, lev_arch_name (lev_model_arch (self->model)), NULL);
+    const char *encoding = lev_model_encoding_name (self->model);
+    if (encoding)
+      gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_ENCODING, encoding, NULL);
     g_free (base);
   }
   gst_tag_list_set_scope (tags, GST_TAG_SCOPE_STREAM);
@@ -1661,5 +1664,8 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
                            "name of the language model that generated the text", gst_tag_merge_use_first);
   gst_tag_register_static (LEV_TAG_ARCHITECTURE, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan architecture",
                            "architecture of the language model that generated the text", gst_tag_merge_use_first);
+  gst_tag_register_static (LEV_TAG_ENCODING, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan weight encoding",
+                           "encoding of the language model's weight matrices (t2, t1, b1, q4, q8, f16, bf16, f32)",
+                           gst_tag_merge_use_first);
   GST_DEBUG_CATEGORY_INIT (gst_lev_text_gen_debug, "levtextgen", 0, "Leviathan text generator");
 }

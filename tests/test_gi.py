@@ -71,6 +71,13 @@ try:
     # --- Lev.Model
     model = Lev.Model.new(path)
     check(model.props.architecture == "llama" and model.get_vocab_size() == 512, "model facts")
+    # stories260K's weights are fp32 (tests/data/README.md): kept by default, packed ternary with --format t2
+    check(model.get_encoding() == "f32" and model.props.encoding == "f32", f"encoding {model.get_encoding()}")
+    t2_path = os.path.join(tmp, "stories-t2.leviathan")
+    r = subprocess.run([LEVCONVERT, fixture("stories260K/stories260K.bin"), "--tokenizer",
+                        fixture("stories260K/tok512.bin"), "-o", t2_path, "--format", "t2", "-q"],
+                       capture_output=True, timeout=120)
+    check(r.returncode == 0 and Lev.Model.new(t2_path).get_encoding() == "t2", "encoding t2")
     ids = model.tokenize("Once upon a time", True)
     check(list(ids) == [1, 403, 407, 261, 378], f"tokenize: {ids}")
     check(model.detokenize(ids[1:]) == "Once upon a time", f"detokenize: {model.detokenize(ids[1:])!r}")
