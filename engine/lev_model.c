@@ -830,6 +830,27 @@ lev_model_name (const LevModel *model)
   return model->name ? model->name : "";
 }
 
+/* Returns the name of the blocks' weight encoding (the one holding most of their weights), NULL without weights. */
+const char *
+lev_model_encoding_name (const LevModel *model)
+{
+  if (!model->has_weights || !model->layers || model->hp.n_layers == 0)
+    return NULL;
+  uint64_t weights[LEV_ENC_SPARSE + 1] = { 0 };
+  for (uint32_t l = 0; l < model->hp.n_layers; l++) {
+    const LevLayer *ly = &model->layers[l];
+    const LevMatrix *ms[] = { &ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down };
+    for (size_t i = 0; i < G_N_ELEMENTS (ms); i++)
+      if (ms[i]->data && ms[i]->encoding <= LEV_ENC_SPARSE)
+        weights[ms[i]->encoding] += (uint64_t) ms[i]->rows * ms[i]->cols;
+  }
+  uint32_t best = 0;
+  for (uint32_t e = 1; e <= LEV_ENC_SPARSE; e++)
+    if (weights[e] > weights[best])
+      best = e;
+  return weights[best] ? lev_encoding_name (best) : NULL;
+}
+
 void
 lev_matrix_get_row (const LevMatrix *m, uint32_t row, float *out)
 {

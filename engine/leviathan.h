@@ -76,6 +76,9 @@ gboolean lev_model_has_weights (const LevModel *model);
 const char *lev_model_chat_template (const LevModel *model);
 /* Returns the model's name, or "" when it has none. */
 const char *lev_model_name (const LevModel *model);
+/* Returns the name of the encoding of the blocks' weight matrices ("t2", "t1", "b1", "q4", "q8", "f16", "bf16",
+ * "f32"; the one holding most of their weights when they differ), or NULL for a file without weights. */
+const char *lev_model_encoding_name (const LevModel *model);
 /* Returns a short name of the architecture ("llama", "qwen2", "bitnet", "bitllama2c"). */
 const char *lev_arch_name (uint32_t arch);
 /* Returns which packed kernels this process uses: the implementation measured fastest for each encoding, one token

@@ -8,8 +8,12 @@
 G_STATIC_ASSERT (LEV_G_CHAT_TEMPLATE_AUTO == LEV_SESSION_TEMPLATE_AUTO + 1);
 G_STATIC_ASSERT (LEV_G_CHAT_TEMPLATE_NONE == LEV_CHAT_NONE + 1);
 G_STATIC_ASSERT (LEV_G_CHAT_TEMPLATE_BITNET == LEV_CHAT_BITNET + 1);
+/* the output modes are the session's units */
+G_STATIC_ASSERT (LEV_G_OUTPUT_MODE_TOKEN == (int) LEV_UNIT_TOKEN && LEV_G_OUTPUT_MODE_WORD == (int) LEV_UNIT_WORD);
+G_STATIC_ASSERT (LEV_G_OUTPUT_MODE_SENTENCE == (int) LEV_UNIT_SENTENCE);
+G_STATIC_ASSERT (LEV_G_OUTPUT_MODE_RESPONSE == (int) LEV_UNIT_RESPONSE);
 
-typedef enum { KIND_UINT, KIND_INT, KIND_INT64, KIND_DOUBLE, KIND_BOOL, KIND_STRING, KIND_TEMPLATE, KIND_STRV } Kind;
+typedef enum { KIND_UINT, KIND_INT, KIND_INT64, KIND_DOUBLE, KIND_BOOL, KIND_STRING, KIND_TEMPLATE, KIND_STRV, KIND_OUTPUT_MODE } Kind;
 
 typedef struct {
   const char *name, *nick, *blurb;
@@ -58,6 +62,9 @@ static const PropInfo props[LEV_GEN_N_PROPS] = {
   [LEV_GEN_PROP_STOP_STRINGS] = { "stop-strings", "Stop strings", "A response ends where one of these strings "
                                   "appears (the string itself is not output)",
                                   KIND_STRV, 0, 0, 0, LEV_GEN_MUTABLE_ALWAYS },
+  [LEV_GEN_PROP_OUTPUT_MODE] = { "output-mode", "Output mode", "How generated text is split into units (the "
+                                 "element's buffers, Lev.Generator's token signals)", KIND_OUTPUT_MODE, 0, 0,
+                                 AT (unit_mode), LEV_GEN_MUTABLE_ALWAYS },
 };
 
 static void *
@@ -107,6 +114,9 @@ lev_gen_props_install (GObjectClass *klass, guint first_id, GParamFlags live, GP
       break;
     case KIND_TEMPLATE:
       ps = g_param_spec_enum (x->name, x->nick, x->blurb, LEV_G_TYPE_CHAT_TEMPLATE, d.chat_template + 1, f);
+      break;
+    case KIND_OUTPUT_MODE:
+      ps = g_param_spec_enum (x->name, x->nick, x->blurb, LEV_G_TYPE_OUTPUT_MODE, (gint) d.unit_mode, f);
       break;
     case KIND_STRV:
       ps = strv_spec ? strv_spec (x->name, x->nick, x->blurb, f)
@@ -173,6 +183,7 @@ lev_gen_settings_set (LevGenSettings *s, LevGenProp prop, const GValue *v)
     break;
   case KIND_TEMPLATE: s->p.chat_template = g_value_get_enum (v) - 1; break;
   case KIND_STRV: lev_gen_settings_set_stop_strings (s, g_value_get_boxed (v)); break;
+  case KIND_OUTPUT_MODE: s->p.unit_mode = (LevUnitMode) g_value_get_enum (v); break;
   }
 }
 
@@ -191,5 +202,6 @@ lev_gen_settings_get (const LevGenSettings *s, LevGenProp prop, GValue *v)
   case KIND_STRING: g_value_set_string (v, s->system_prompt); break;
   case KIND_TEMPLATE: g_value_set_enum (v, s->p.chat_template + 1); break;
   case KIND_STRV: g_value_set_boxed (v, s->stop_strings); break;
+  case KIND_OUTPUT_MODE: g_value_set_enum (v, (gint) s->p.unit_mode); break;
   }
 }

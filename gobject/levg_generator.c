@@ -3,6 +3,8 @@
 #include "levg_private.h"
 #include "lev_gen_props.h"
 
+#include <string.h>
+
 struct _LevGGenerator {
   GObject parent;
   LevGModel *model;
@@ -16,13 +18,18 @@ struct _LevGGenerator {
 /* the generation properties are PROP_GEN + LevGenProp, installed from lev_gen_props.c's table */
 enum {
   PROP_0, PROP_MODEL, PROP_PROMPT_TOKENS, PROP_GENERATED_TOKENS, PROP_TIME_TO_FIRST_TOKEN,
-  PROP_DECODE_TOKENS_PER_SECOND, PROP_GEN, PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS
+  PROP_DECODE_TOKENS_PER_SECOND, PROP_STOP_REASON, PROP_GEN, PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS
 };
 
 enum { SIGNAL_TOKEN, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 G_DEFINE_TYPE (LevGGenerator, lev_g_generator, G_TYPE_OBJECT)
+
+G_STATIC_ASSERT (LEV_G_STOP_REASON_EOS == (int) LEV_STOP_EOS && LEV_G_STOP_REASON_MAX_TOKENS == (int) LEV_STOP_MAX_TOKENS);
+G_STATIC_ASSERT (LEV_G_STOP_REASON_STOP_STRING == (int) LEV_STOP_STRING);
+G_STATIC_ASSERT (LEV_G_STOP_REASON_CANCELLED == (int) LEV_STOP_CANCELLED);
+G_STATIC_ASSERT (LEV_G_STOP_REASON_STOPPED == (int) LEV_STOP_CALLBACK);
 
 static void
 lev_g_generator_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
@@ -55,6 +62,7 @@ lev_g_generator_get_property (GObject *object, guint prop_id, GValue *value, GPa
     g_value_set_double (value, self->last.decode_us > 0 ? self->last.generated_tokens / (self->last.decode_us / 1e6)
                                                         : 0.0);
     break;
+  case PROP_STOP_REASON: g_value_set_enum (value, (gint) self->last.reason); break;
   default:
     if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
       lev_gen_settings_get (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
@@ -95,14 +103,17 @@ lev_g_generator_class_init (LevGGeneratorClass *klass)
       "Time to first token", "Seconds, of the last response", 0, G_MAXDOUBLE, 0, ro));
   g_object_class_install_property (oc, PROP_DECODE_TOKENS_PER_SECOND, g_param_spec_double (
       "decode-tokens-per-second", "Decode speed", "Of the last response", 0, G_MAXDOUBLE, 0, ro));
+  g_object_class_install_property (oc, PROP_STOP_REASON, g_param_spec_enum ("stop-reason", "Stop reason",
+      "Why the last response ended", LEV_G_TYPE_STOP_REASON, LEV_G_STOP_REASON_EOS, ro));
 
   /**
    * LevGGenerator::token:
    * @self: the generator
-   * @text: the token's text (valid UTF-8; bytes of a character split over tokens come with its last token)
-   * @id: the token id
+   * @text: the unit's text (valid UTF-8; bytes of a character split over tokens come with its last token)
+   * @id: the id of the unit's last token
    *
-   * Emitted for every generated token, in order.
+   * Emitted for every output unit, in order: every token with output-mode "token" (the default), else every
+   * word, sentence or the whole response.
    */
   signals[SIGNAL_TOKEN] = g_signal_new ("token", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                                         G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_INT);
@@ -126,10 +137,14 @@ lev_g_generator_new (LevGModel *model)
 /* One generation: the prompt, where tokens are announced, the text so far. */
 typedef struct {
   LevGGenerator *self;
-  gchar *prompt;
+  gchar *prompt;                /* a text prompt, or NULL */
+  GArray *in_ids;               /* else token ids taken as they are (gint32), or NULL */
+  LevChatMessage *messages;     /* else a whole conversation (roles and contents owned by the caller) */
+  gsize n_messages;
   GMainContext *context;        /* NULL: emit in the generating thread */
   gint cancel;
   GString *text;
+  GArray *ids;                  /* the generated ids (gint32) */
 } Job;
 
 typedef struct {
@@ -143,6 +158,9 @@ job_free (gpointer data)
 {
   Job *job = data;
   g_free (job->prompt);
+  if (job->in_ids)
+    g_array_free (job->in_ids, TRUE);
+  g_array_free (job->ids, TRUE);
   if (job->context)
     g_main_context_unref (job->context);
   g_string_free (job->text, TRUE);
@@ -171,6 +189,7 @@ on_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer 
 {
   Job *job = user_data;
   g_string_append_len (job->text, text, (gssize) len);
+  g_array_append_vals (job->ids, ids, n_ids);
   gint id = n_ids ? ids[n_ids - 1] : -1;
   if (!job->context) {
     g_signal_emit (job->self, signals[SIGNAL_TOKEN], 0, text, id);
@@ -195,7 +214,6 @@ static gboolean
 prepare_session_locked (LevGGenerator *self, GError **error)
 {
   LevSessionParams p = self->settings.p;
-  p.unit_mode = LEV_UNIT_TOKEN;
   if (!self->session) {
     self->session = lev_session_new (lev_g_model_peek (self->model), &p, error);
     return self->session != NULL;
@@ -208,7 +226,7 @@ static char *
 run_job (Job *job, GCancellable *cancellable, GError **error)
 {
   LevGGenerator *self = job->self;
-  if (!g_utf8_validate (job->prompt, -1, NULL)) {
+  if (job->prompt && !g_utf8_validate (job->prompt, -1, NULL)) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "the prompt is not valid UTF-8");
     return NULL;
   }
@@ -217,9 +235,23 @@ run_job (Job *job, GCancellable *cancellable, GError **error)
   g_mutex_unlock (&self->lock);
   if (!ok)
     return NULL;
+  const int32_t *in_ids = job->in_ids ? (const int32_t *) job->in_ids->data : NULL;
+  gsize n_in = job->in_ids ? job->in_ids->len : 0;
+  int32_t *chat_ids = NULL;
+  if (job->messages) {
+    /* a conversation is given whole: it replaces what the context held */
+    lev_session_reset (self->session);
+    size_t n = 0;
+    if (!(chat_ids = lev_session_encode_chat (self->session, job->messages, job->n_messages, &n, error)))
+      return NULL;
+    in_ids = chat_ids;
+    n_in = n;
+  }
   gulong handler = cancellable ? g_cancellable_connect (cancellable, G_CALLBACK (on_cancelled), job, NULL) : 0;
   LevSessionStats st = { 0 };
-  ok = lev_session_generate (self->session, job->prompt, -1, NULL, 0, &job->cancel, on_unit, job, &st, error);
+  ok = lev_session_generate (self->session, in_ids ? NULL : job->prompt, -1, in_ids, n_in, &job->cancel, on_unit,
+                             job, &st, error);
+  g_free (chat_ids);
   if (cancellable)
     g_cancellable_disconnect (cancellable, handler);
   if (!ok)
@@ -251,6 +283,7 @@ job_new (LevGGenerator *self, const char *prompt, GMainContext *context)
   job->prompt = g_strdup (prompt);
   job->context = context;
   job->text = g_string_new (NULL);
+  job->ids = g_array_new (FALSE, FALSE, sizeof (gint32));
   return job;
 }
 
@@ -317,4 +350,55 @@ lev_g_generator_reset (LevGGenerator *self)
   if (self->session && !g_atomic_int_get (&self->busy))
     lev_session_reset (self->session);
   g_mutex_unlock (&self->lock);
+}
+
+/* Generates from token ids in the calling thread; returns the generated ids. */
+gint32 *
+lev_g_generator_generate_ids (LevGGenerator *self, const gint32 *ids, gsize n_ids, GCancellable *cancellable,
+                              gsize *n_generated, GError **error)
+{
+  g_return_val_if_fail (LEV_G_IS_GENERATOR (self) && (ids || n_ids == 0) && n_generated, NULL);
+  *n_generated = 0;
+  if (!claim (self, error))
+    return NULL;
+  Job *job = job_new (self, NULL, NULL);
+  job->in_ids = g_array_sized_new (FALSE, FALSE, sizeof (gint32), (guint) n_ids);
+  g_array_append_vals (job->in_ids, ids, (guint) n_ids);
+  char *text = run_job (job, cancellable, error);
+  gint32 *out = NULL;
+  if (text) {
+    *n_generated = job->ids->len;
+    out = g_new (gint32, MAX (job->ids->len, 1));
+    memcpy (out, job->ids->data, job->ids->len * sizeof (gint32));
+    g_free (text);
+  }
+  job_free (job);
+  g_atomic_int_set (&self->busy, 0);
+  return out;
+}
+
+/* Answers a conversation in the calling thread. */
+char *
+lev_g_generator_chat (LevGGenerator *self, const char *const *roles, const char *const *contents,
+                      GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (LEV_G_IS_GENERATOR (self) && roles && contents, NULL);
+  guint n = g_strv_length ((gchar **) roles);
+  if (n != g_strv_length ((gchar **) contents)) {
+    g_set_error (error, LEV_G_ERROR, LEV_G_ERROR_ARGUMENT, "%u roles but %u contents", n,
+                 g_strv_length ((gchar **) contents));
+    return NULL;
+  }
+  if (!claim (self, error))
+    return NULL;
+  Job *job = job_new (self, NULL, NULL);
+  job->messages = g_new0 (LevChatMessage, MAX (n, 1));
+  job->n_messages = n;
+  for (guint i = 0; i < n; i++)
+    job->messages[i] = (LevChatMessage) { roles[i], contents[i] };
+  char *res = run_job (job, cancellable, error);
+  g_free (job->messages);
+  job_free (job);
+  g_atomic_int_set (&self->busy, 0);
+  return res;
 }

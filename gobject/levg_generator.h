@@ -61,6 +61,43 @@ void lev_g_generator_generate_async (LevGGenerator *self, const char *prompt, GC
 char *lev_g_generator_generate_finish (LevGGenerator *self, GAsyncResult *result, GError **error);
 
 /**
+ * lev_g_generator_generate_ids:
+ * @self: a generator
+ * @ids: (array length=n_ids): the prompt as token ids, taken as they are (no template, no BOS added)
+ * @n_ids: number of ids
+ * @cancellable: (nullable): a #GCancellable
+ * @n_generated: (out): number of ids returned
+ * @error: return location for an error
+ *
+ * Generates the response to a prompt of token ids in the calling thread, emitting #LevGGenerator::token for
+ * every unit; an id outside the vocabulary is a %LEV_G_ERROR_ARGUMENT error.
+ *
+ * Returns: (array length=n_generated) (transfer full): the generated ids (the end-of-text token that ended the
+ * response not included), or %NULL with @error set (%G_IO_ERROR_CANCELLED when cancelled)
+ */
+gint32 *lev_g_generator_generate_ids (LevGGenerator *self, const gint32 *ids, gsize n_ids,
+                                      GCancellable *cancellable, gsize *n_generated, GError **error);
+
+/**
+ * lev_g_generator_chat:
+ * @self: a generator
+ * @roles: (array zero-terminated=1): the messages' roles in order: "system", "user" or "assistant"
+ * @contents: (array zero-terminated=1): the messages' contents, as many as @roles
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Answers a whole conversation (a list of role/content messages) in the calling thread: the messages are rendered
+ * with the chat template (chat-template, or the one the model file names) with the assistant's turn opened, and
+ * replace what the context held; #LevGGenerator::token is emitted for every unit. Without a template, an unknown
+ * role or as many roles as contents, a %LEV_G_ERROR_ARGUMENT error.
+ *
+ * Returns: (transfer full): the assistant's answer, or %NULL with @error set (%G_IO_ERROR_CANCELLED when
+ * cancelled)
+ */
+char *lev_g_generator_chat (LevGGenerator *self, const char *const *roles, const char *const *contents,
+                            GCancellable *cancellable, GError **error);
+
+/**
  * lev_g_generator_reset:
  * @self: a generator
  *

@@ -1,5 +1,19 @@
 /* levg_model.c: Lev.Model, a GInitable GObject that owns a loaded engine model. */
 #include "levg_private.h"
+#include "lev_session.h"
+#include "levg_enums.h"
+
+#ifndef LEV_DEFAULT_MODEL
+#define LEV_DEFAULT_MODEL ""
+#endif
+#ifndef LEV_UNINSTALLED_MODEL
+#define LEV_UNINSTALLED_MODEL ""
+#endif
+
+/* Lev.Error is the engine's error domain and codes */
+G_STATIC_ASSERT (LEV_G_ERROR_IO == (int) LEV_ERROR_IO && LEV_G_ERROR_FORMAT == (int) LEV_ERROR_FORMAT);
+G_STATIC_ASSERT (LEV_G_ERROR_NO_WEIGHTS == (int) LEV_ERROR_NO_WEIGHTS);
+G_STATIC_ASSERT (LEV_G_ERROR_ARGUMENT == (int) LEV_ERROR_ARGUMENT && LEV_G_ERROR_NUMERIC == (int) LEV_ERROR_NUMERIC);
 
 struct _LevGModel {
   GObject parent;
@@ -8,7 +22,7 @@ struct _LevGModel {
   LevModel *model;
 };
 
-enum { PROP_0, PROP_PATH, PROP_ADAPTER, PROP_NAME, PROP_ARCHITECTURE, PROP_VOCAB_SIZE, PROP_CONTEXT_LENGTH, N_PROPS };
+enum { PROP_0, PROP_PATH, PROP_ADAPTER, PROP_NAME, PROP_ARCHITECTURE, PROP_ENCODING, PROP_VOCAB_SIZE, PROP_CONTEXT_LENGTH, N_PROPS };
 static GParamSpec *props[N_PROPS];
 
 static void lev_g_model_initable_init (GInitableIface *iface);
@@ -66,6 +80,7 @@ lev_g_model_get_property (GObject *object, guint prop_id, GValue *value, GParamS
   case PROP_ARCHITECTURE:
     g_value_set_string (value, self->model ? lev_g_model_get_architecture (self) : NULL);
     break;
+  case PROP_ENCODING: g_value_set_string (value, self->model ? lev_g_model_get_encoding (self) : NULL); break;
   case PROP_VOCAB_SIZE: g_value_set_uint (value, self->model ? lev_g_model_get_vocab_size (self) : 0); break;
   case PROP_CONTEXT_LENGTH:
     g_value_set_uint (value, self->model ? lev_g_model_get_context_length (self) : 0);
@@ -99,6 +114,8 @@ lev_g_model_class_init (LevGModelClass *klass)
                                              G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
   props[PROP_NAME] = g_param_spec_string ("name", "Name", "The model's name", NULL, ro);
   props[PROP_ARCHITECTURE] = g_param_spec_string ("architecture", "Architecture", "Architecture", NULL, ro);
+  props[PROP_ENCODING] = g_param_spec_string ("encoding", "Encoding", "Encoding of the weight matrices (t2, t1, "
+                                            "b1, q4, q8, f16, bf16, f32)", NULL, ro);
   props[PROP_VOCAB_SIZE] = g_param_spec_uint ("vocab-size", "Vocabulary size", "Tokens in the vocabulary", 0,
                                               G_MAXUINT, 0, ro);
   props[PROP_CONTEXT_LENGTH] = g_param_spec_uint ("context-length", "Context length", "Trained context length", 0,
@@ -116,6 +133,17 @@ LevGModel *
 lev_g_model_new (const char *path, GError **error)
 {
   return g_initable_new (LEV_G_TYPE_MODEL, NULL, error, "path", path, NULL);
+}
+
+/* Returns the default model file. */
+char *
+lev_g_model_default_path (void)
+{
+  const char *env = g_getenv ("LEV_MODEL");
+  if (env && *env)
+    return g_strdup (env);
+  return lev_session_find_default_model (LEV_DEFAULT_MODEL, LEV_UNINSTALLED_MODEL,
+                                         (gconstpointer) lev_g_model_default_path);
 }
 
 /* Returns the engine model. */
@@ -139,6 +167,15 @@ lev_g_model_get_architecture (LevGModel *self)
 {
   g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, NULL);
   return lev_arch_name (lev_model_arch (self->model));
+}
+
+/* Returns the weight encoding. */
+const char *
+lev_g_model_get_encoding (LevGModel *self)
+{
+  g_return_val_if_fail (LEV_G_IS_MODEL (self) && self->model, NULL);
+  const char *encoding = lev_model_encoding_name (self->model);
+  return encoding ? encoding : "";
 }
 
 /* Returns the vocabulary size. */

@@ -20,6 +20,17 @@ G_DECLARE_FINAL_TYPE (LevGModel, lev_g_model, LEV_G, MODEL, GObject)
 LevGModel *lev_g_model_new (const char *path, GError **error);
 
 /**
+ * lev_g_model_default_path:
+ *
+ * Returns the model file levrun and levtextgen use when none is given: $LEV_MODEL when set, else the bundled
+ * model installed under the prefix (or, for a library run from its build tree, the source tree's models/
+ * default.leviathan when the installed one does not exist). The file may not exist.
+ *
+ * Returns: (type filename) (transfer full): the path
+ */
+char *lev_g_model_default_path (void);
+
+/**
  * lev_g_model_get_name:
  * @self: a model
  *
@@ -38,6 +49,17 @@ const char *lev_g_model_get_name (LevGModel *self);
  * Returns: (transfer none): the architecture
  */
 const char *lev_g_model_get_architecture (LevGModel *self);
+
+/**
+ * lev_g_model_get_encoding:
+ * @self: a model
+ *
+ * Returns the encoding of the model's weight matrices ("t2", "t1", "b1", "q4", "q8", "f16", "bf16", "f32"; the
+ * one holding most of their weights when they differ).
+ *
+ * Returns: (transfer none): the encoding
+ */
+const char *lev_g_model_get_encoding (LevGModel *self);
 
 /**
  * lev_g_model_get_vocab_size:

@@ -54,7 +54,6 @@ enum {
   PROP_MODEL,
   PROP_ADAPTER,
   PROP_PROMPT_MODE,
-  PROP_OUTPUT_MODE,
   PROP_MAX_QUEUED,
   PROP_LATENCY,
   PROP_MAX_OBSERVED_DELAY,
@@ -115,7 +114,6 @@ struct _GstLevTextGen {
   gchar *response_separator;    /* NULL: "\n" in prompt-mode=line, none otherwise */
   LevGenSettings settings;      /* the generation properties */
   GstLevTextGenPromptMode prompt_mode;
-  LevUnitMode output_mode;
   gboolean params_changed;      /* the task applies the properties before the next prompt */
 
   /* model: loaded NULL→READY, session made READY→PAUSED (state-change thread; the task only reads) */
@@ -184,22 +182,6 @@ gst_lev_text_gen_prompt_mode_get_type (void)
   };
   if (g_once_init_enter (&type))
     g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenPromptMode", values));
-  return type;
-}
-
-static GType
-gst_lev_text_gen_output_mode_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    { LEV_UNIT_TOKEN, "One buffer per token", "token" },
-    { LEV_UNIT_WORD, "One buffer per word (with the whitespace before it)", "word" },
-    { LEV_UNIT_SENTENCE, "One buffer per sentence (. ! ? then whitespace, or a newline)", "sentence" },
-    { LEV_UNIT_RESPONSE, "One buffer per response", "response" },
-    { 0, NULL, NULL },
-  };
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenOutputMode", values));
   return type;
 }
 
@@ -361,7 +343,7 @@ negotiate (GstLevTextGen *self)
   return ok;
 }
 
-/* The element's own stream tags: what made the text (encoder, model name, architecture). */
+/* The element's own stream tags: what made the text (encoder, model name, architecture, weight encoding). */
 static GstTagList *
 own_tags (GstLevTextGen *self)
 {
@@ -377,6 +359,9 @@ own_tags (GstLevTextGen *self)
     }
     gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_MODEL, name,
                       LEV_TAG_ARCHITECTURE, lev_arch_name (lev_model_arch (self->model)), NULL);
+    const char *encoding = lev_model_encoding_name (self->model);
+    if (encoding)
+      gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_ENCODING, encoding, NULL);
     g_free (base);
   }
   gst_tag_list_set_scope (tags, GST_TAG_SCOPE_STREAM);
@@ -471,7 +456,6 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
     }
     break;
   case PROP_PROMPT_MODE: self->prompt_mode = g_value_get_enum (value); break;
-  case PROP_OUTPUT_MODE: self->output_mode = g_value_get_enum (value); break;
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
   case PROP_LATENCY: self->latency = g_value_get_uint64 (value); break;
   case PROP_RESPONSE_SEPARATOR:
@@ -530,7 +514,6 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
     }
     break;
   case PROP_PROMPT_MODE: g_value_set_enum (value, self->prompt_mode); break;
-  case PROP_OUTPUT_MODE: g_value_set_enum (value, self->output_mode); break;
   case PROP_MAX_QUEUED: g_value_set_uint (value, self->max_queued); break;
   case PROP_LATENCY: g_value_set_uint64 (value, self->latency); break;
   case PROP_RESPONSE_SEPARATOR: g_value_set_string (value, self->response_separator); break;
@@ -549,9 +532,7 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
 static LevSessionParams
 session_params_locked (GstLevTextGen *self)
 {
-  LevSessionParams p = self->settings.p;
-  p.unit_mode = self->output_mode;
-  return p;
+  return self->settings.p;
 }
 
 static gboolean start_tasks (GstLevTextGen *self);
@@ -1407,12 +1388,11 @@ load_model (GstLevTextGen *self)
   GST_OBJECT_LOCK (self);
   gchar *path = g_strdup (self->model_path), *adapter = g_strdup (self->adapter_path);
   GST_OBJECT_UNLOCK (self);
-#ifdef LEV_SOURCE_MODEL
+#ifdef LEV_UNINSTALLED_MODEL
   /* used from a build tree: the default model is in the source tree until it is installed */
-  if (path && strcmp (path, LEV_DEFAULT_MODEL) == 0 && !g_file_test (path, G_FILE_TEST_EXISTS)
-      && g_file_test (LEV_SOURCE_MODEL, G_FILE_TEST_EXISTS)) {
+  if (path && strcmp (path, LEV_DEFAULT_MODEL) == 0) {
     g_free (path);
-    path = g_strdup (LEV_SOURCE_MODEL);
+    path = lev_session_find_default_model (LEV_DEFAULT_MODEL, LEV_UNINSTALLED_MODEL, (gconstpointer) load_model);
   }
 #endif
   gst_element_post_message (GST_ELEMENT (self),
@@ -1568,7 +1548,6 @@ gst_lev_text_gen_init (GstLevTextGen *self)
   self->model_path = g_strdup (LEV_DEFAULT_MODEL);
   lev_gen_settings_init (&self->settings);
   self->prompt_mode = GST_LEV_TEXT_GEN_PROMPT_BUFFER;
-  self->output_mode = LEV_UNIT_TOKEN;
   self->max_queued = DEFAULT_MAX_QUEUED;
   self->params_changed = TRUE;
   g_mutex_init (&self->lock);
@@ -1628,9 +1607,6 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_PROMPT_MODE,
     g_param_spec_enum ("prompt-mode", "Prompt mode", "What makes a text prompt",
                        gst_lev_text_gen_prompt_mode_get_type (), GST_LEV_TEXT_GEN_PROMPT_BUFFER, live));
-  g_object_class_install_property (gobject_class, PROP_OUTPUT_MODE,
-    g_param_spec_enum ("output-mode", "Output mode", "How generated text is split into buffers",
-                       gst_lev_text_gen_output_mode_get_type (), LEV_UNIT_TOKEN, live));
   g_object_class_install_property (gobject_class, PROP_MAX_QUEUED,
     g_param_spec_uint ("max-queued", "Maximum queued prompts", "Prompts waiting for generation before the sink "
                        "pad blocks upstream", 1, 65536, DEFAULT_MAX_QUEUED, live));
@@ -1680,13 +1656,16 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   gst_element_class_set_static_metadata (element_class, "Leviathan text generator", "Filter/Text",
                                          "Generates text with a 1-bit/ternary language model: prompts in, one "
                                          "buffer per token (or word, sentence, response) out",
-                                         "Leviathan developers");
+                                         "Leviathan developers <https://github.com/leviathan-llm/leviathan/issues>");
   gst_type_mark_as_plugin_api (gst_lev_text_gen_prompt_mode_get_type (), 0);
-  gst_type_mark_as_plugin_api (gst_lev_text_gen_output_mode_get_type (), 0);
+  gst_type_mark_as_plugin_api (LEV_G_TYPE_OUTPUT_MODE, 0);
   gst_type_mark_as_plugin_api (LEV_G_TYPE_CHAT_TEMPLATE, 0);
   gst_tag_register_static (LEV_TAG_MODEL, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan model",
                            "name of the language model that generated the text", gst_tag_merge_use_first);
   gst_tag_register_static (LEV_TAG_ARCHITECTURE, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan architecture",
                            "architecture of the language model that generated the text", gst_tag_merge_use_first);
+  gst_tag_register_static (LEV_TAG_ENCODING, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan weight encoding",
+                           "encoding of the language model's weight matrices (t2, t1, b1, q4, q8, f16, bf16, f32)",
+                           gst_tag_merge_use_first);
   GST_DEBUG_CATEGORY_INIT (gst_lev_text_gen_debug, "levtextgen", 0, "Leviathan text generator");
 }

@@ -30,6 +30,7 @@ typedef enum {
 /* Tags levtextgen publishes on its output (strings): the model's name and architecture. */
 #define LEV_TAG_MODEL "leviathan-model"
 #define LEV_TAG_ARCHITECTURE "leviathan-architecture"
+#define LEV_TAG_ENCODING "leviathan-encoding"
 
 /* Declares the registration of levtextgen (GST_ELEMENT_REGISTER (levtextgen, plugin) in plugin_init). */
 GST_ELEMENT_REGISTER_DECLARE (levtextgen);

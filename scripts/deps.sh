@@ -5,6 +5,8 @@ PACKAGES=(build-essential pkg-config meson ninja-build python3
   libglib2.0-dev libjson-glib-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base
   gobject-introspection libgirepository1.0-dev python3-gi gir1.2-gstreamer-1.0
+  # the tools' man pages, made from their --help at build time
+  help2man
   # levtextgen's pipeline tests: speech → text → LLM (pocketsphinx) and LLM → speech (festival)
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-pocketsphinx pocketsphinx-en-us espeak-ng
   festival festvox-kallpc16k)

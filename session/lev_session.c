@@ -2,6 +2,7 @@
  * statistics (the one generation loop of every front end; its rules are in docs/architecture.md, "Session"). */
 #include "lev_session.h"
 
+#include <dlfcn.h>
 #include <string.h>
 #include "lev_chat.h"
 
@@ -31,6 +32,31 @@ lev_session_default_n_ctx (const LevModel *model)
 {
   uint32_t max_ctx = lev_model_max_ctx (model);
   return max_ctx ? MIN (max_ctx, LEV_DEFAULT_CONTEXT_CAP) : LEV_DEFAULT_CONTEXT_CAP;
+}
+
+/* Returns the bundled model's file. */
+gchar *
+lev_session_find_default_model (const char *installed, const char *uninstalled, gconstpointer anchor)
+{
+  if (!installed || !*installed || g_file_test (installed, G_FILE_TEST_EXISTS) || !uninstalled || !*uninstalled)
+    return g_strdup (installed ? installed : "");
+  gchar *binary = NULL;
+  Dl_info info;
+  if (anchor && dladdr (anchor, &info) && info.dli_fname && g_path_is_absolute (info.dli_fname))
+    binary = g_strdup (info.dli_fname);
+  else
+    binary = g_file_read_link ("/proc/self/exe", NULL);
+  gchar *found = NULL;
+  if (binary) {
+    gchar *dir = g_path_get_dirname (binary);
+    gchar *path = g_build_filename (dir, uninstalled, NULL);
+    if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+      found = g_canonicalize_filename (path, NULL);
+    g_free (path);
+    g_free (dir);
+    g_free (binary);
+  }
+  return found ? found : g_strdup (installed);
 }
 
 /* Returns default parameters. */
@@ -257,6 +283,46 @@ int32_t *
 lev_session_encode_prompt (LevSession *s, const char *text, gssize len, size_t *n_ids, GError **error)
 {
   return encode_prompt (s, text, len, TRUE, n_ids, error);
+}
+
+/* Returns the ids of a whole conversation. */
+int32_t *
+lev_session_encode_chat (LevSession *s, const LevChatMessage *messages, gsize n_messages, size_t *n_ids,
+                         GError **error)
+{
+  *n_ids = 0;
+  if (!s->tok) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the model has no tokenizer");
+    return NULL;
+  }
+  if (s->tmpl == LEV_CHAT_NONE) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "no chat template: the model file names none (set "
+                 "chat-template to the model's family)");
+    return NULL;
+  }
+  if (n_messages == 0) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the conversation has no message");
+    return NULL;
+  }
+  for (gsize i = 0; i < n_messages; i++) {
+    const char *role = messages[i].role, *content = messages[i].content;
+    if (!role || (strcmp (role, "system") != 0 && strcmp (role, "user") != 0 && strcmp (role, "assistant") != 0)) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "message %" G_GSIZE_FORMAT ": the role is \"%s\", not "
+                   "system, user or assistant", i + 1, role ? role : "(null)");
+      return NULL;
+    }
+    if (!content || !g_utf8_validate (content, -1, NULL)) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "message %" G_GSIZE_FORMAT ": the content is %s", i + 1,
+                   content ? "not valid UTF-8" : "missing");
+      return NULL;
+    }
+  }
+  const char *bos_piece = bos_text (s);
+  gchar *r = lev_chat_render (s->tmpl, messages, n_messages, TRUE, bos_piece);
+  gboolean add_bos = lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));
+  int32_t *ids = lev_tokenizer_encode_special (s->tok, r, -1, add_bos, n_ids, error);
+  g_free (r);
+  return ids;
 }
 
 /* The stop rule: end-of-text, BOS and every other control token (end-of-turn markers such as <|im_end|>,

@@ -6,6 +6,7 @@
 #include <glib.h>
 #include "leviathan.h"
 #include "lev_output.h"
+#include "lev_chat.h"
 
 G_BEGIN_DECLS
 
@@ -78,6 +79,11 @@ int lev_session_template (const LevSession *session);
  * lev_session_generate evaluates them, newly allocated with their number in *n_ids; NULL with error set. */
 int32_t *lev_session_encode_prompt (LevSession *session, const char *text, gssize len, size_t *n_ids,
                                     GError **error);
+/* Returns the ids of a whole conversation (messages with role "system", "user" or "assistant", rendered with the
+ * session's chat template and its assistant turn opened; BOS as for a text prompt), newly allocated with their
+ * number in *n_ids; NULL with error set (no template in use, an unknown role, no tokenizer). */
+int32_t *lev_session_encode_chat (LevSession *session, const LevChatMessage *messages, gsize n_messages,
+                                  size_t *n_ids, GError **error);
 /* Returns the context length in use. */
 uint32_t lev_session_n_ctx (const LevSession *session);
 /* Parses a template choice: "auto", "none" or a family name ("llama2", "llama3", "chatml", "zephyr", "bitnet");
@@ -91,6 +97,10 @@ gboolean lev_session_generate (LevSession *session, const char *text, gssize len
                                LevSessionStats *stats, GError **error);
 /* Returns a short name for a stop reason ("eos", "max-tokens", "stop-string", "cancelled", "stopped"). */
 const char *lev_stop_reason_name (LevStopReason reason);
+/* Returns the bundled model's file (newly allocated): installed when that file exists, else the build tree's view of
+ * it when that exists: uninstalled is a path relative to the directory of the binary that holds anchor (NULL: the
+ * executable), so that no build-tree path is compiled into an installed binary; else installed. */
+gchar *lev_session_find_default_model (const char *installed, const char *uninstalled, gconstpointer anchor);
 /* Returns a hex digest identifying the model's vocabulary (pieces and special ids), or NULL without one. */
 char *lev_session_vocab_id (const LevModel *model);
 

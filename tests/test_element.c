@@ -1004,7 +1004,7 @@ GST_START_TEST (test_utterance_mode)
 }
 GST_END_TEST;
 
-/* The element's own tags go downstream (encoder, model name, architecture); upstream's stream tags (an audio
+/* The element's own tags go downstream (encoder, model name, architecture, weight encoding); upstream's stream tags (an audio
  * codec) are not forwarded as if they described the text, its global tags (a title) are. */
 GST_START_TEST (test_tags)
 {
@@ -1034,6 +1034,9 @@ GST_START_TEST (test_tags)
         g_free (v);
         fail_unless (gst_tag_list_get_string (tags, "leviathan-architecture", &v));
         fail_unless_equals_string (v, "llama");     /* stories260K is a llama2.c model */
+        g_free (v);
+        fail_unless (gst_tag_list_get_string (tags, "leviathan-encoding", &v));
+        fail_unless_equals_string (v, "f32");       /* its weights are fp32 (tests/data/README.md), kept so */
         g_free (v);
         fail_unless (gst_tag_list_get_string (tags, GST_TAG_ENCODER, &v));
         fail_unless_equals_string (v, "levtextgen");

@@ -242,6 +242,7 @@ static void
 test_llama_f16 (void)
 {
   LevModel *m = convert_and_load ("gguf/stories260K-f16.gguf", LEV_OUT_AUTO);
+  g_assert_cmpstr (lev_model_encoding_name (m), ==, "f16");   /* the file's matrices are F16, kept */
   g_assert_cmpuint (lev_model_hparams (m)->rope_style, ==, LEV_ROPE_INTERLEAVED);
   check_logits (m, "hf/stories260K-llama-f16/expected/logits_tf64.f32", 1e-4);
   check_greedy (m, "hf/stories260K-llama-f16/expected/greedy_n64.json");
@@ -254,6 +255,7 @@ static void
 test_llama_bf16 (void)
 {
   LevModel *m = convert_and_load ("gguf/stories260K-bf16.gguf", LEV_OUT_AUTO);
+  g_assert_cmpstr (lev_model_encoding_name (m), ==, "bf16");  /* the file's matrices are BF16, kept */
   check_logits (m, "gguf/stories260K-bf16.dequantized.logits_tf64.f32", 1e-4);
   check_greedy (m, "gguf/stories260K-bf16.dequantized.greedy_n64.json");
   lev_model_free (m);
@@ -294,6 +296,7 @@ test_q8_q4 (void)
     gchar *logits = g_strdup_printf ("gguf/%s.dequantized.logits_tf64.f32", names[i]);
     gchar *greedy = g_strdup_printf ("gguf/%s.dequantized.greedy_n64.json", names[i]);
     LevModel *m = convert_and_load (rel, LEV_OUT_AUTO);
+    g_assert_cmpstr (lev_model_encoding_name (m), ==, "f32");   /* Q8_0 / Q4_0 values kept as float32 */
     check_logits (m, logits, 1e-4);
     check_greedy (m, greedy);
     lev_model_free (m);
@@ -313,6 +316,8 @@ test_ternary (void)
   for (guint i = 0; i < G_N_ELEMENTS (files); i++)
     for (guint k = 0; k < G_N_ELEMENTS (formats); k++) {
       LevModel *m = convert_and_load (files[i], formats[k]);
+      static const char *const encodings[] = { "q8", "t2", "t1" };   /* lossless q8 (auto), packed t2, t1 */
+      g_assert_cmpstr (lev_model_encoding_name (m), ==, encodings[k]);
       check_logits (m, "gguf/ternary256.logits_tf64.f32", 2e-4);
       check_greedy (m, "gguf/ternary256.greedy_n64.json");
       lev_model_free (m);

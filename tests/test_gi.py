@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """test_gi.py: the Lev-1.0 typelib from Debian's python3-gi: Lev.Model, Lev.Generator (token signal, sync and
-async generate, cancellation, errors, keep-history), and levtextgen driven from Python through Gst (appsrc !
-levtextgen ! appsink). Usage: test_gi.py LEVCONVERT (GI_TYPELIB_PATH, LD_LIBRARY_PATH and GST_* from meson)."""
+async generate, cancellation, errors, keep-history, Lev.Error, output modes, stop reasons, generation from token ids
+against llama2.c run.c's greedy ids, the chat API against the published Llama 2 template's rendering,
+Lev.Model.default_path()), and levtextgen driven from Python through Gst (appsrc ! levtextgen ! appsink). Usage: test_gi.py LEVCONVERT (GI_TYPELIB_PATH, LD_LIBRARY_PATH and GST_* from meson)."""
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+
+import json
+import re
 
 import gi
 
@@ -67,6 +71,13 @@ try:
     # --- Lev.Model
     model = Lev.Model.new(path)
     check(model.props.architecture == "llama" and model.get_vocab_size() == 512, "model facts")
+    # stories260K's weights are fp32 (tests/data/README.md): kept by default, packed ternary with --format t2
+    check(model.get_encoding() == "f32" and model.props.encoding == "f32", f"encoding {model.get_encoding()}")
+    t2_path = os.path.join(tmp, "stories-t2.leviathan")
+    r = subprocess.run([LEVCONVERT, fixture("stories260K/stories260K.bin"), "--tokenizer",
+                        fixture("stories260K/tok512.bin"), "-o", t2_path, "--format", "t2", "-q"],
+                       capture_output=True, timeout=120)
+    check(r.returncode == 0 and Lev.Model.new(t2_path).get_encoding() == "t2", "encoding t2")
     ids = model.tokenize("Once upon a time", True)
     check(list(ids) == [1, 403, 407, 261, 378], f"tokenize: {ids}")
     check(model.detokenize(ids[1:]) == "Once upon a time", f"detokenize: {model.detokenize(ids[1:])!r}")
@@ -134,6 +145,127 @@ try:
     check(a1 == text and a2 != a1, f"keep-history: {a1!r} / {a2!r}")
     hist.reset()
     check(hist.generate("Once upon a time", None) == a1, "reset forgets the conversation")
+
+    # --- Lev.Error: the engine's domain with named codes
+    check(Lev.Error.__gtype__.name == "LevGError" and Lev.error_quark() == GLib.quark_from_string("lev-error-quark"),
+          "Lev.Error is a registered GEnum with its error domain")
+    try:
+        Lev.Model.new(os.path.join(tmp, "missing.leviathan"))
+    except GLib.Error as e:
+        check(e.matches(Lev.error_quark(), Lev.Error.IO), f"missing file: {e.domain} {e.code}")
+    bad = os.path.join(tmp, "bad.leviathan")
+    with open(bad, "wb") as f:
+        f.write(b"not a model at all" * 64)
+    try:
+        Lev.Model.new(bad)
+        check(False, "a file that is no model loaded")
+    except GLib.Error as e:
+        check(e.matches(Lev.error_quark(), Lev.Error.FORMAT), f"bad file: {e.domain} {e.code} {e.message}")
+
+    # --- generation from token ids: llama2.c run.c's greedy ids (tests/data/stories260K/expected)
+    cases = json.load(open(fixture("stories260K/expected/greedy_n64.json")))
+    ids_gen = generator(model)
+    for case in cases:
+        n_prompt = len(case["prompt_tokens"])
+        ids_gen.props.max_tokens = case["steps"] - n_prompt + 1
+        got = list(ids_gen.generate_ids(case["prompt_tokens"], None))
+        check(got == case["tokens"][n_prompt:], f"generate_ids {case['prompt']!r}: {got[:12]}")
+        check(ids_gen.props.stop_reason == Lev.StopReason.MAX_TOKENS, f"stop reason {ids_gen.props.stop_reason}")
+    try:
+        ids_gen.generate_ids([1, 512], None)
+        check(False, "an id outside the vocabulary generated")
+    except GLib.Error as e:
+        check(e.matches(Lev.error_quark(), Lev.Error.ARGUMENT) and "512" in e.message, f"bad id: {e.message}")
+    # run.c stopped on BOS (it ends a response): stop reason eos, the ids up to it
+    for case in json.load(open(fixture("stories260K/expected/greedy_n256.json"))):
+        if case["stopped_on_bos"]:
+            n_prompt = len(case["prompt_tokens"])
+            ids_gen.props.max_tokens = case["steps"]
+            got = list(ids_gen.generate_ids(case["prompt_tokens"], None))
+            want = [t for t in case["tokens"][n_prompt:] if t != 1]
+            check(got == want and ids_gen.props.stop_reason == Lev.StopReason.EOS,
+                  f"stopped on BOS {case['prompt']!r}: {len(got)} ids, {ids_gen.props.stop_reason}")
+            break
+    else:
+        check(False, "no reference case stopped on BOS")
+    # a stop string, and cancellation, are stop reasons too
+    ids_gen.props.max_tokens = 64
+    ids_gen.props.stop_strings = ["Lily"]
+    out = ids_gen.generate("Once upon a time", None)
+    check("Lily" not in out and ids_gen.props.stop_reason == Lev.StopReason.STOP_STRING, f"stop string: {out!r}")
+    ids_gen.props.stop_strings = None
+    c = Gio.Cancellable()
+    hid = ids_gen.connect("token", lambda *_: c.cancel())
+    try:
+        ids_gen.generate("Once upon a time", c)
+    except GLib.Error:
+        pass
+    ids_gen.disconnect(hid)
+    check(ids_gen.props.stop_reason == Lev.StopReason.CANCELLED, f"cancelled: {ids_gen.props.stop_reason}")
+
+    # --- output modes (the shared property table): words are the tokens' text regrouped at word starts
+    ids_gen.props.max_tokens = 24
+    ids_gen.props.ignore_eos = True
+    units = {}
+    for mode in (Lev.OutputMode.TOKEN, Lev.OutputMode.WORD, Lev.OutputMode.SENTENCE, Lev.OutputMode.RESPONSE):
+        ids_gen.props.output_mode = mode
+        seen = []
+        hid = ids_gen.connect("token", lambda _g, t, _i: seen.append(t))
+        check(ids_gen.generate("Once upon a time", None) == text, f"{mode}: same text")
+        ids_gen.disconnect(hid)
+        units[mode] = seen
+        check("".join(seen) == text, f"{mode}: units joined are the text")
+    check(len(units[Lev.OutputMode.TOKEN]) == 24 and len(units[Lev.OutputMode.RESPONSE]) == 1,
+          "one unit per token / per response")
+    words = units[Lev.OutputMode.WORD]
+    check(all(re.fullmatch(r"\s*\S+", w) for w in words) and len(words) == len(re.findall(r"\s*\S+", text)),
+          f"words: {words}")
+    sentences = units[Lev.OutputMode.SENTENCE]
+    check(len(sentences) > 1 and all(u.rstrip()[-1:] in ".!?" or "\n" in u for u in sentences[:-1]),
+          f"sentences: {sentences}")
+    ids_gen.props.output_mode = Lev.OutputMode.TOKEN
+    ids_gen.props.ignore_eos = False
+
+    # --- the chat API: the conversation rendered as Llama 2's published chat template renders it (Hugging Face
+    # apply_chat_template; the string of tests/test_chat.c), then greedy generation from those ids
+    chat_gen = generator(model, max_tokens=16, chat_template=Lev.ChatTemplate.LLAMA2)
+    system = "You are a friendly chatbot who always responds in the style of a pirate"
+    rendered = ("[INST] <<SYS>>\nYou are a friendly chatbot who always responds in the style of a pirate\n"
+                "<</SYS>>\n\nHello, how are you? [/INST]")          # after the template's "<s>" (BOS)
+    ref_ids = list(model.tokenize(rendered, True))
+    ids_gen.props.max_tokens = 16
+    want = ids_gen.generate_ids(ref_ids, None)
+    seen = []
+    hid = chat_gen.connect("token", lambda _g, _t, tid: seen.append(tid))
+    answer = chat_gen.chat(["system", "user"], [system, "Hello, how are you?"], None)
+    chat_gen.disconnect(hid)
+    check(chat_gen.props.prompt_tokens == len(ref_ids), f"chat prompt: {chat_gen.props.prompt_tokens} tokens, "
+          f"the reference rendering {len(ref_ids)}")
+    check(seen == list(want) and answer == model.detokenize(want), f"chat answer {answer!r} vs {model.detokenize(want)!r}")
+    for roles, contents, what in [(["user", "wizard"], ["a", "b"], "wizard"), (["user"], ["a", "b"], "contents")]:
+        try:
+            chat_gen.chat(roles, contents, None)
+            check(False, f"chat with bad {what} answered")
+        except GLib.Error as e:
+            check(e.matches(Lev.error_quark(), Lev.Error.ARGUMENT), f"chat with bad {what}: {e.message}")
+    try:
+        generator(model).chat(["user"], ["Hello"], None)   # stories260K names no template
+        check(False, "chat without a template answered")
+    except GLib.Error as e:
+        check(e.matches(Lev.error_quark(), Lev.Error.ARGUMENT) and "template" in e.message, f"no template: {e.message}")
+
+    # --- Lev.Model.default_path(): $LEV_MODEL, else (this library is in the build tree, nothing installed under
+    # the prefix) the source tree's bundled model
+    saved = os.environ.pop("LEV_MODEL", None)
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "default.leviathan")
+    dp = Lev.Model.default_path()
+    installed = not os.path.realpath(dp).startswith(os.path.realpath(os.path.dirname(bundled)))
+    check(os.path.exists(dp) and (installed or os.path.samefile(dp, bundled)), f"default_path {dp}")
+    os.environ["LEV_MODEL"] = os.path.join(tmp, "env.leviathan")
+    check(Lev.Model.default_path() == os.path.join(tmp, "env.leviathan"), "default_path follows $LEV_MODEL")
+    del os.environ["LEV_MODEL"]
+    if saved is not None:
+        os.environ["LEV_MODEL"] = saved
 
     # --- levtextgen from Python: appsrc ! levtextgen ! appsink, statistics on the bus
     Gst.init(None)

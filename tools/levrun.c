@@ -120,21 +120,22 @@ init_defaults (void)
 #ifndef LEV_DEFAULT_MODEL
 #define LEV_DEFAULT_MODEL ""
 #endif
-#ifndef LEV_SOURCE_MODEL
-#define LEV_SOURCE_MODEL ""
+#ifndef LEV_UNINSTALLED_MODEL
+#define LEV_UNINSTALLED_MODEL ""
 #endif
 
-/* Returns the model used without -m: $LEV_MODEL, else the installed default model, else the source tree's. */
+/* Returns the model used without -m: $LEV_MODEL, else the installed default model, else the source tree's (run from
+ * the build tree); NULL when none exists. */
 static gchar *
 default_model_path (void)
 {
   const char *env = g_getenv ("LEV_MODEL");
   if (env && *env)
     return g_strdup (env);
-  if (*LEV_DEFAULT_MODEL && g_file_test (LEV_DEFAULT_MODEL, G_FILE_TEST_EXISTS))
-    return g_strdup (LEV_DEFAULT_MODEL);
-  if (*LEV_SOURCE_MODEL && g_file_test (LEV_SOURCE_MODEL, G_FILE_TEST_EXISTS))
-    return g_strdup (LEV_SOURCE_MODEL);
+  gchar *path = lev_session_find_default_model (LEV_DEFAULT_MODEL, LEV_UNINSTALLED_MODEL, NULL);
+  if (*path && g_file_test (path, G_FILE_TEST_EXISTS))
+    return path;
+  g_free (path);
   return NULL;
 }
 
