@@ -364,7 +364,7 @@ record_logprob (LevSession *s, const float *logits, int32_t next)
     maxv = MAX (maxv, logits[i]);
   double sum = 0.0;
   for (uint32_t i = 0; i < n; i++)
-    sum += exp ((double) logits[i] - maxv);
+    sum += expf (logits[i] - maxv);      /* float exponentials, summed in double */
   double lse = maxv + log (sum);
   LevTokenLogprob r = { next, (float) (logits[next] - lse), k, NULL, NULL };
   g_array_append_val (s->lp_fifo, r);
