@@ -571,7 +571,8 @@ flatten (Builder *b)
     for (guint a = 0; a < r->alts->len; a++) {
       GArray *seq = r->alts->pdata[a];
       g->alt_starts[ai++] = ei;
-      memcpy (g->elems + ei, seq->data, seq->len * sizeof (Elem));
+      if (seq->len)
+        memcpy (g->elems + ei, seq->data, seq->len * sizeof (Elem));
       ei += seq->len;
       g->elems[ei++] = (Elem) { EL_END, 0 };
     }
@@ -694,7 +695,8 @@ static void
 state_copy (State *dst, const State *src)
 {
   g_array_set_size (dst->data, src->data->len);
-  memcpy (dst->data->data, src->data->data, src->data->len * sizeof (uint32_t));
+  if (src->data->len)
+    memcpy (dst->data->data, src->data->data, src->data->len * sizeof (uint32_t));
   dst->n_stacks = src->n_stacks;
   dst->cp = src->cp;
   dst->need = src->need;
