@@ -3,9 +3,10 @@
 
 #include <string.h>
 
-/* Registers the API type (tags: none; the meta is about content, not memory or format). */
+/* Registers the API type (tags: none; the meta is about content, not memory or format). Not named *_get_type:
+ * g-ir-scanner's dumper calls every such function, before gst_init. */
 GType
-lev_g_token_meta_api_get_type (void)
+lev_g_token_meta_api_type (void)
 {
   static GType type;
   static const gchar *tags[] = { NULL };

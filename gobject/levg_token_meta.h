@@ -30,14 +30,15 @@ typedef struct {
 } LevGTokenMeta;
 
 /**
- * lev_g_token_meta_api_get_type:
+ * lev_g_token_meta_api_type:
  *
- * Returns the API type of #LevGTokenMeta (for gst_buffer_get_meta()).
+ * Returns the API type of #LevGTokenMeta (for gst_buffer_get_meta()); registered on the first call, after
+ * gst_init(). (Not named *_get_type: g-ir-scanner calls those before GStreamer is initialized.)
  *
  * Returns: the #GType
  */
-GType lev_g_token_meta_api_get_type (void);
-#define LEV_G_TOKEN_META_API_TYPE (lev_g_token_meta_api_get_type ())
+GType lev_g_token_meta_api_type (void);
+#define LEV_G_TOKEN_META_API_TYPE (lev_g_token_meta_api_type ())
 
 /**
  * lev_g_token_meta_get_info: (skip)
