@@ -13,7 +13,7 @@ G_STATIC_ASSERT (LEV_G_OUTPUT_MODE_TOKEN == (int) LEV_UNIT_TOKEN && LEV_G_OUTPUT
 G_STATIC_ASSERT (LEV_G_OUTPUT_MODE_SENTENCE == (int) LEV_UNIT_SENTENCE);
 G_STATIC_ASSERT (LEV_G_OUTPUT_MODE_RESPONSE == (int) LEV_UNIT_RESPONSE);
 
-typedef enum { KIND_UINT, KIND_INT, KIND_INT64, KIND_DOUBLE, KIND_BOOL, KIND_STRING, KIND_TEMPLATE, KIND_STRV, KIND_OUTPUT_MODE } Kind;
+typedef enum { KIND_UINT, KIND_INT, KIND_INT64, KIND_DOUBLE, KIND_BOOL, KIND_STRING, KIND_TEMPLATE, KIND_STRV, KIND_OUTPUT_MODE, KIND_GRAMMAR } Kind;
 
 typedef struct {
   const char *name, *nick, *blurb;
@@ -65,6 +65,10 @@ static const PropInfo props[LEV_GEN_N_PROPS] = {
   [LEV_GEN_PROP_OUTPUT_MODE] = { "output-mode", "Output mode", "How generated text is split into units (the "
                                  "element's buffers, Lev.Generator's token signals)", KIND_OUTPUT_MODE, 0, 0,
                                  AT (unit_mode), LEV_GEN_MUTABLE_ALWAYS },
+  [LEV_GEN_PROP_GRAMMAR] = { "grammar", "Grammar", "Structured output: every response is valid in this JSON Schema "
+                             "(text starting with '{') or GBNF grammar (start rule root) and ends where it is "
+                             "complete; compiled when set, an error when it cannot be (docs/element.md, \"Structured "
+                             "output\"); unset or \"\": free text", KIND_GRAMMAR, 0, 0, 0, LEV_GEN_MUTABLE_ALWAYS },
 };
 
 static void *
@@ -112,6 +116,9 @@ lev_gen_props_install (GObjectClass *klass, guint first_id, GParamFlags live, GP
     case KIND_STRING:
       ps = g_param_spec_string (x->name, x->nick, x->blurb, d.system_prompt, f);
       break;
+    case KIND_GRAMMAR:
+      ps = g_param_spec_string (x->name, x->nick, x->blurb, NULL, f);
+      break;
     case KIND_TEMPLATE:
       ps = g_param_spec_enum (x->name, x->nick, x->blurb, LEV_G_TYPE_CHAT_TEMPLATE, d.chat_template + 1, f);
       break;
@@ -143,6 +150,8 @@ lev_gen_settings_init (LevGenSettings *s)
   s->stop_strings = g_strdupv ((gchar **) s->p.stop_strings);
   s->p.system_prompt = s->system_prompt;
   s->p.stop_strings = (const char *const *) s->stop_strings;
+  s->grammar = NULL;
+  s->p.grammar = NULL;
 }
 
 /* Frees what settings own. */
@@ -151,8 +160,10 @@ lev_gen_settings_clear (LevGenSettings *s)
 {
   g_clear_pointer (&s->system_prompt, g_free);
   g_clear_pointer (&s->stop_strings, g_strfreev);
+  g_clear_pointer (&s->grammar, g_free);
   s->p.system_prompt = NULL;
   s->p.stop_strings = NULL;
+  s->p.grammar = NULL;
 }
 
 /* Replaces the stop strings. */
@@ -184,6 +195,11 @@ lev_gen_settings_set (LevGenSettings *s, LevGenProp prop, const GValue *v)
   case KIND_TEMPLATE: s->p.chat_template = g_value_get_enum (v) - 1; break;
   case KIND_STRV: lev_gen_settings_set_stop_strings (s, g_value_get_boxed (v)); break;
   case KIND_OUTPUT_MODE: s->p.unit_mode = (LevUnitMode) g_value_get_enum (v); break;
+  case KIND_GRAMMAR:
+    g_free (s->grammar);
+    s->grammar = g_value_dup_string (v);
+    s->p.grammar = s->grammar;
+    break;
   }
 }
 
@@ -203,5 +219,6 @@ lev_gen_settings_get (const LevGenSettings *s, LevGenProp prop, GValue *v)
   case KIND_TEMPLATE: g_value_set_enum (v, s->p.chat_template + 1); break;
   case KIND_STRV: g_value_set_boxed (v, s->stop_strings); break;
   case KIND_OUTPUT_MODE: g_value_set_enum (v, (gint) s->p.unit_mode); break;
+  case KIND_GRAMMAR: g_value_set_string (v, s->grammar); break;
   }
 }

@@ -25,6 +25,7 @@ typedef enum {
   LEV_GEN_PROP_CHAT_TEMPLATE,
   LEV_GEN_PROP_STOP_STRINGS,
   LEV_GEN_PROP_OUTPUT_MODE,
+  LEV_GEN_PROP_GRAMMAR,
   LEV_GEN_N_PROPS
 } LevGenProp;
 
@@ -34,11 +35,13 @@ typedef enum {
   LEV_GEN_MUTABLE_BEFORE_START,  /* taken when the context is made (the element: only in NULL or READY) */
 } LevGenMutability;
 
-/* The settings the properties fill: the session's parameters with owned copies of their strings. */
+/* The settings the properties fill: the session's parameters with owned copies of their strings (a front end
+ * that hands them to another thread copies system_prompt, stop_strings and grammar). */
 typedef struct LevGenSettings {
   LevSessionParams p;            /* p.system_prompt and p.stop_strings point into the fields below */
   gchar *system_prompt;
   gchar **stop_strings;
+  gchar *grammar;                /* p.grammar points here */
 } LevGenSettings;
 
 /* Makes the stop-strings spec where a front end wants another type than G_TYPE_STRV (the element: GstValueArray). */

@@ -69,6 +69,7 @@ lev_g_stop_reason_get_type (void)
     { LEV_G_STOP_REASON_STOP_STRING, "A stop string was generated", "stop-string" },
     { LEV_G_STOP_REASON_CANCELLED, "The generation was cancelled", "cancelled" },
     { LEV_G_STOP_REASON_STOPPED, "The receiver of the units asked to stop", "stopped" },
+    { LEV_G_STOP_REASON_GRAMMAR, "The grammar is complete and allows nothing more", "grammar" },
     { 0, NULL, NULL },
   };
   if (g_once_init_enter (&type))

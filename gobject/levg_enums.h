@@ -91,6 +91,7 @@ GType lev_g_output_mode_get_type (void);
  * @LEV_G_STOP_REASON_STOP_STRING: one of the stop strings was generated
  * @LEV_G_STOP_REASON_CANCELLED: the generation was cancelled
  * @LEV_G_STOP_REASON_STOPPED: the receiver of the units asked to stop
+ * @LEV_G_STOP_REASON_GRAMMAR: the grammar is complete and allows nothing more
  *
  * Why a response ended (Lev.Generator's stop-reason property).
  */
@@ -100,6 +101,7 @@ typedef enum {
   LEV_G_STOP_REASON_STOP_STRING = 2,
   LEV_G_STOP_REASON_CANCELLED = 3,
   LEV_G_STOP_REASON_STOPPED = 4,
+  LEV_G_STOP_REASON_GRAMMAR = 5,
 } LevGStopReason;
 
 #define LEV_G_TYPE_STOP_REASON (lev_g_stop_reason_get_type ())

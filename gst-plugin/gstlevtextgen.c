@@ -36,7 +36,9 @@
  * ]| Stops each answer at a blank line or at "User:" (two backslashes: GStreamer's parser takes one).
  */
 #include "gstlevtextgen.h"
+#include "levg_token_meta.h"
 
+#include <math.h>
 #include <string.h>
 
 GST_DEBUG_CATEGORY_STATIC (gst_lev_text_gen_debug);
@@ -58,6 +60,7 @@ enum {
   PROP_LATENCY,
   PROP_MAX_OBSERVED_DELAY,
   PROP_RESPONSE_SEPARATOR,
+  PROP_LOGPROBS,
   /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
   PROP_GEN,
   PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
@@ -99,6 +102,10 @@ typedef struct {
   guint64 offset;
   gboolean discont;
   gboolean separator;           /* the response separator: text output only */
+  gfloat *logprobs;             /* n_ids, for the buffer's Lev.TokenMeta */
+  gint32 *top_ids;              /* n_top per id */
+  gfloat *top_logprobs;
+  guint n_top;
 } GstLevTextGenOut;
 
 struct _GstLevTextGen {
@@ -112,6 +119,7 @@ struct _GstLevTextGen {
   GstClockTime latency;         /* added to the latency query; a unit later than this gives a warning */
   GstClockTime max_observed_delay;
   gchar *response_separator;    /* NULL: "\n" in prompt-mode=line, none otherwise */
+  guint logprobs;               /* alternatives per token in the buffers' Lev.TokenMeta */
   LevGenSettings settings;      /* the generation properties */
   GstLevTextGenPromptMode prompt_mode;
   gboolean params_changed;      /* the task applies the properties before the next prompt */
@@ -218,6 +226,9 @@ out_free (gpointer data)
     gst_structure_free (o->stats);
   g_free (o->text);
   g_free (o->ids);
+  g_free (o->logprobs);
+  g_free (o->top_ids);
+  g_free (o->top_logprobs);
   g_free (o);
 }
 
@@ -458,6 +469,7 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
   case PROP_PROMPT_MODE: self->prompt_mode = g_value_get_enum (value); break;
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
   case PROP_LATENCY: self->latency = g_value_get_uint64 (value); break;
+  case PROP_LOGPROBS: self->logprobs = g_value_get_uint (value); break;
   case PROP_RESPONSE_SEPARATOR:
     g_free (self->response_separator);
     self->response_separator = g_strcompress (g_value_get_string (value) ? g_value_get_string (value) : "");
@@ -517,6 +529,7 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   case PROP_MAX_QUEUED: g_value_set_uint (value, self->max_queued); break;
   case PROP_LATENCY: g_value_set_uint64 (value, self->latency); break;
   case PROP_RESPONSE_SEPARATOR: g_value_set_string (value, self->response_separator); break;
+  case PROP_LOGPROBS: g_value_set_uint (value, self->logprobs); break;
   case PROP_MAX_OBSERVED_DELAY: g_value_set_uint64 (value, self->max_observed_delay); break;
   default:
     if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
@@ -532,7 +545,10 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
 static LevSessionParams
 session_params_locked (GstLevTextGen *self)
 {
-  return self->settings.p;
+  LevSessionParams p = self->settings.p;
+  p.token_logprobs = TRUE;      /* every buffer's Lev.TokenMeta */
+  p.n_top_logprobs = self->logprobs;
+  return p;
 }
 
 static gboolean start_tasks (GstLevTextGen *self);
@@ -932,6 +948,20 @@ queue_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpoint
   for (guint i = 0; i < n_ids; i++)
     o->ids[i] = ids[i];
   o->n_ids = n_ids;
+  const LevTokenLogprob *lp = lev_session_unit_logprobs (self->session);
+  if (lp && n_ids > 0) {        /* for the buffer's Lev.TokenMeta */
+    o->n_top = lp[0].n_top;
+    o->logprobs = g_new (gfloat, n_ids);
+    o->top_ids = g_new (gint32, (gsize) n_ids * o->n_top + 1);
+    o->top_logprobs = g_new (gfloat, (gsize) n_ids * o->n_top + 1);
+    for (guint i = 0; i < n_ids; i++) {
+      o->logprobs[i] = lp[i].logprob;
+      for (guint k = 0; k < o->n_top; k++) {
+        o->top_ids[(gsize) i * o->n_top + k] = k < lp[i].n_top ? lp[i].top_ids[k] : -1;
+        o->top_logprobs[(gsize) i * o->n_top + k] = k < lp[i].n_top ? lp[i].top_logprobs[k] : -INFINITY;
+      }
+    }
+  }
   o->pts = g->base + (GstClockTime) (g->t_prev - g->t_start) * GST_USECOND;
   o->duration = (GstClockTime) (now - g->t_prev) * GST_USECOND;
   o->offset = g->n_ids;
@@ -981,7 +1011,9 @@ stats_structure (const char *name, guint64 index, const LevSessionStats *st)
                             "decode-tokens-per-second", G_TYPE_DOUBLE,
                             decode_s > 0 ? st->generated_tokens / decode_s : 0.0,
                             "stop-reason", G_TYPE_STRING, lev_stop_reason_name (st->reason),
-                            "kernels", G_TYPE_STRING, lev_kernels_name (), NULL);
+                            "kernels", G_TYPE_STRING, lev_kernels_name (),
+                            /* streams decoded together in this response's steps (1: alone) */
+                            "batch-size", G_TYPE_UINT, 1u, NULL);
 }
 
 /* Applies changed properties to the session; FALSE (error posted) when they cannot be used. */
@@ -994,15 +1026,18 @@ apply_params (GstLevTextGen *self)
   LevSessionParams p = session_params_locked (self);
   gchar *sys = g_strdup (p.system_prompt);
   gchar **stops = g_strdupv ((gchar **) p.stop_strings);
+  gchar *grammar = g_strdup (p.grammar);
   GST_OBJECT_UNLOCK (self);
   p.system_prompt = sys;
   p.stop_strings = (const char *const *) stops;
+  p.grammar = grammar;
   GError *err = NULL;
   gboolean ok = !changed || lev_session_set_params (self->session, &p, &err);
   if (!ok) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message), (NULL));
     g_error_free (err);
   }
+  g_free (grammar);
   g_free (sys);
   g_strfreev (stops);
   return ok;
@@ -1150,16 +1185,25 @@ push_out_unit (GstLevTextGen *self, GstLevTextGenOut *o)
   if (ret != GST_FLOW_OK)
     return ret;
   GstBuffer *buf;
+  gint32 *meta_ids = o->logprobs ? g_memdup2 (o->ids, o->n_ids * sizeof (gint32)) : NULL;
   if (self->out_tokens) {
-    if (o->n_ids == 0 || o->separator)
+    if (o->n_ids == 0 || o->separator) {
+      g_free (meta_ids);
       return GST_FLOW_OK;
+    }
     for (guint i = 0; i < o->n_ids; i++)
       o->ids[i] = GINT32_TO_LE (o->ids[i]);
     buf = gst_buffer_new_wrapped (g_steal_pointer (&o->ids), o->n_ids * sizeof (gint32));
   } else {
-    if (o->len == 0)
+    if (o->len == 0) {
+      g_free (meta_ids);
       return GST_FLOW_OK;
+    }
     buf = gst_buffer_new_wrapped (g_steal_pointer (&o->text), o->len);
+  }
+  if (meta_ids) {
+    lev_g_token_meta_add (buf, meta_ids, o->logprobs, o->n_ids, o->top_ids, o->top_logprobs, o->n_top);
+    g_free (meta_ids);
   }
   GST_BUFFER_PTS (buf) = o->pts;
   GST_BUFFER_DURATION (buf) = o->duration;
@@ -1441,11 +1485,14 @@ start_session (GstLevTextGen *self)
   self->params_changed = FALSE;
   gchar *sys = g_strdup (p.system_prompt);
   gchar **stops = g_strdupv ((gchar **) p.stop_strings);
+  gchar *grammar = g_strdup (p.grammar);
   GST_OBJECT_UNLOCK (self);
   p.system_prompt = sys;
   p.stop_strings = (const char *const *) stops;
+  p.grammar = grammar;
   GError *err = NULL;
   self->session = lev_session_new (self->model, &p, &err);
+  g_free (grammar);
   g_free (sys);
   g_strfreev (stops);
   if (!self->session) {
@@ -1628,6 +1675,11 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
                          live);
   g_object_class_install_property (gobject_class, PROP_RESPONSE_SEPARATOR, properties[PROP_RESPONSE_SEPARATOR]);
   g_object_class_install_property (gobject_class, PROP_MAX_OBSERVED_DELAY, properties[PROP_MAX_OBSERVED_DELAY]);
+  g_object_class_install_property (gobject_class, PROP_LOGPROBS,
+    g_param_spec_uint ("logprobs", "Alternatives per token", "How many of the most likely tokens at each position "
+                       "each output buffer's Lev.TokenMeta lists with their log-probabilities (0: none; the "
+                       "meta always holds the buffer's token ids and their log-probabilities)", 0,
+                       LEV_MAX_TOP_LOGPROBS, 0, live));
 
   /**
    * GstLevTextGen::cancel:

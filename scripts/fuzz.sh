@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh: builds the libFuzzer targets (tests/fuzz) with clang, ASan and UBSan and runs each for a while.
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default: 60 s each; targets: loader hf vocab tokenize chat gguf)
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default: 60 s each; targets: loader hf vocab tokenize chat gguf grammar)
 # A crash, leak, UBSan report or timeout fails the run; its input is left in build-fuzz/crashes/TARGET/ (copy it to
 # tests/fuzz/regressions/TARGET/ with the fix, where `meson test` replays it). Set FUZZ_BUILD to use another folder.
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(loader hf vocab tokenize chat gguf)
+[ ${#targets[@]} -gt 0 ] || targets=(loader hf vocab tokenize chat gguf grammar)
 dir="${FUZZ_BUILD:-build-fuzz}"
 fixtures="$(pwd)/tests/data"
 command -v clang >/dev/null || { echo "fuzz: clang is missing (scripts/deps.sh --sanitizers)" >&2; exit 1; }

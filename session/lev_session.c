@@ -3,8 +3,10 @@
 #include "lev_session.h"
 
 #include <dlfcn.h>
+#include <math.h>
 #include <string.h>
 #include "lev_chat.h"
+#include "lev_grammar.h"
 
 struct LevSession {
   const LevModel *model;
@@ -24,6 +26,17 @@ struct LevSession {
   int32_t prev;                  /* last token of the sequence (-1: none) */
   gboolean history;              /* the context holds a conversation */
   gchar *bos_text;               /* the BOS piece, looked up once (NULL: not yet, or none) */
+  /* structured output (lev_grammar.h): compiled when the grammar text changes */
+  gchar *grammar_text;
+  LevGrammar *grammar;
+  LevGrammarMatcher *matcher;
+  float *masked;                 /* the logits with the tokens the grammar refuses at -infinity */
+  GArray *stop_ids;              /* the stop tokens (allowed when the grammar is complete) */
+  /* token log-probabilities: records of tokens pushed to the output, not yet in a unit (from lp_head on) */
+  GArray *lp_fifo;               /* LevTokenLogprob, top_* pointers unset: see lp_top */
+  GArray *lp_top_ids, *lp_top_lps; /* n_top_logprobs per record of lp_fifo */
+  guint lp_head;
+  GArray *unit_lp;               /* the records of the unit being handed to the callback */
 };
 
 /* Returns the context length used when none is given: the model's max_ctx, at most LEV_DEFAULT_CONTEXT_CAP. */
@@ -70,7 +83,7 @@ lev_session_default_params (void)
     .temperature = sp.temperature, .top_p = sp.top_p, .min_p = sp.min_p, .repeat_penalty = sp.repeat_penalty,
     .top_k = sp.top_k, .repeat_last_n = sp.repeat_last_n, .seed = -1, .keep_history = FALSE, .ignore_eos = FALSE,
     .chat_template = LEV_SESSION_TEMPLATE_AUTO, .system_prompt = NULL, .stop_strings = NULL,
-    .unit_mode = LEV_UNIT_TOKEN,
+    .unit_mode = LEV_UNIT_TOKEN, .grammar = NULL, .token_logprobs = FALSE, .n_top_logprobs = 0,
   };
   return p;
 }
@@ -150,7 +163,57 @@ lev_session_free (LevSession *s)
   g_free (s->default_system);
   g_free (s->bos_text);
   g_strfreev (s->stops);
+  g_free (s->grammar_text);
+  lev_grammar_matcher_free (s->matcher);
+  lev_grammar_free (s->grammar);
+  g_free (s->masked);
+  if (s->stop_ids)
+    g_array_free (s->stop_ids, TRUE);
+  if (s->lp_fifo) {
+    g_array_free (s->lp_fifo, TRUE);
+    g_array_free (s->lp_top_ids, TRUE);
+    g_array_free (s->lp_top_lps, TRUE);
+    g_array_free (s->unit_lp, TRUE);
+  }
   g_free (s);
+}
+
+static gboolean is_stop_token (const LevSession *s, int32_t id);
+
+/* Compiles the grammar when its text changed (the compiled one and its mask cache are kept otherwise); FALSE with
+ * error set when it cannot be compiled (the previous one is kept then). */
+static gboolean
+set_grammar (LevSession *s, const char *text, GError **error)
+{
+  if (text && !text[0])
+    text = NULL;
+  if (g_strcmp0 (text, s->grammar_text) == 0)
+    return TRUE;
+  LevGrammar *g = NULL;
+  if (text && !(g = lev_grammar_compile (text, error)))
+    return FALSE;
+  if (g && !s->tok) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "a grammar needs the model's tokenizer");
+    lev_grammar_free (g);
+    return FALSE;
+  }
+  g_clear_pointer (&s->matcher, lev_grammar_matcher_free);
+  g_clear_pointer (&s->grammar, lev_grammar_free);
+  g_free (s->grammar_text);
+  s->grammar_text = g_strdup (text);
+  s->grammar = g;
+  if (g) {
+    s->matcher = lev_grammar_matcher_new (g, s->tok, s->vocab_size);
+    if (!s->masked)
+      s->masked = g_new (float, s->vocab_size);
+    if (!s->stop_ids) {
+      s->stop_ids = g_array_new (FALSE, FALSE, sizeof (int32_t));
+      for (uint32_t i = 0; i < s->vocab_size; i++)
+        if ((int32_t) i != s->bos_id && is_stop_token (s, (int32_t) i))
+          g_array_append_val (s->stop_ids, i);
+    }
+  }
+  return TRUE;
 }
 
 /* Replaces the generation parameters. */
@@ -158,8 +221,14 @@ gboolean
 lev_session_set_params (LevSession *s, const LevSessionParams *params, GError **error)
 {
   LevChatTemplate tmpl;
-  if (!resolve_template (s->model, params->chat_template, &tmpl, error))
+  if (!resolve_template (s->model, params->chat_template, &tmpl, error) || !set_grammar (s, params->grammar, error))
     return FALSE;
+  if (params->token_logprobs && !s->lp_fifo) {
+    s->lp_fifo = g_array_new (FALSE, FALSE, sizeof (LevTokenLogprob));
+    s->lp_top_ids = g_array_new (FALSE, FALSE, sizeof (int32_t));
+    s->lp_top_lps = g_array_new (FALSE, FALSE, sizeof (float));
+    s->unit_lp = g_array_new (FALSE, FALSE, sizeof (LevTokenLogprob));
+  }
   s->tmpl = tmpl;
   s->p = *params;
   g_free (s->system_prompt);
@@ -171,6 +240,8 @@ lev_session_set_params (LevSession *s, const LevSessionParams *params, GError **
   g_strfreev (s->stops);
   s->stops = g_strdupv ((gchar **) params->stop_strings);
   s->p.stop_strings = (const char *const *) s->stops;
+  s->p.grammar = s->grammar_text;
+  s->p.n_top_logprobs = MIN (s->p.n_top_logprobs, LEV_MAX_TOP_LOGPROBS);
   lev_output_free (s->out);
   s->out = lev_output_new (params->unit_mode, s->p.stop_strings);
   s->sampler_dirty = TRUE;
@@ -349,12 +420,112 @@ eval (LevSession *s, int32_t id, const float **logits, GError **error)
   return *logits != NULL;
 }
 
+/* Records the log-probability of token next (and the n_top_logprobs most likely ids) from the model's logits. */
+static void
+record_logprob (LevSession *s, const float *logits, int32_t next)
+{
+  uint32_t n = s->vocab_size, k = s->p.n_top_logprobs;
+  float maxv = logits[0];
+  for (uint32_t i = 1; i < n; i++)
+    maxv = MAX (maxv, logits[i]);
+  double sum = 0.0;
+  for (uint32_t i = 0; i < n; i++)
+    sum += expf (logits[i] - maxv);      /* float exponentials, summed in double */
+  double lse = maxv + log (sum);
+  LevTokenLogprob r = { next, (float) (logits[next] - lse), k, NULL, NULL };
+  g_array_append_val (s->lp_fifo, r);
+  /* the k largest by insertion into a sorted list (k is small) */
+  guint base = s->lp_top_ids->len;
+  g_array_set_size (s->lp_top_ids, base + k);
+  g_array_set_size (s->lp_top_lps, base + k);
+  int32_t *ti = &g_array_index (s->lp_top_ids, int32_t, base);
+  float *tl = &g_array_index (s->lp_top_lps, float, base);
+  uint32_t have = 0;
+  for (uint32_t i = 0; i < n && k > 0; i++) {
+    if (have == k && logits[i] <= logits[ti[k - 1]])
+      continue;
+    uint32_t j = have < k ? have++ : k - 1;
+    while (j > 0 && logits[ti[j - 1]] < logits[i]) {
+      ti[j] = ti[j - 1];
+      j--;
+    }
+    ti[j] = (int32_t) i;
+  }
+  for (uint32_t j = 0; j < k; j++)
+    tl[j] = j < have ? (float) (logits[ti[j]] - lse) : -INFINITY;
+}
+
+/* Fills unit_lp with the records of a unit's ids (records of ids a stop string dropped are skipped) and drops
+ * them from the queue. */
+static void
+take_unit_logprobs (LevSession *s, const int32_t *ids, guint n_ids)
+{
+  g_array_set_size (s->unit_lp, 0);
+  guint k = s->p.n_top_logprobs;
+  for (guint i = 0; i < n_ids; i++) {
+    while (s->lp_head < s->lp_fifo->len && g_array_index (s->lp_fifo, LevTokenLogprob, s->lp_head).id != ids[i])
+      s->lp_head++;
+    LevTokenLogprob r = { ids[i], 0.0f, 0, NULL, NULL };
+    if (s->lp_head < s->lp_fifo->len) {
+      r = g_array_index (s->lp_fifo, LevTokenLogprob, s->lp_head);
+      r.top_ids = &g_array_index (s->lp_top_ids, int32_t, s->lp_head * k);
+      r.top_logprobs = &g_array_index (s->lp_top_lps, float, s->lp_head * k);
+      s->lp_head++;
+    }
+    g_array_append_val (s->unit_lp, r);
+  }
+}
+
+/* Forgets the records of the previous response. */
+static void
+reset_logprobs (LevSession *s)
+{
+  if (!s->lp_fifo)
+    return;
+  g_array_set_size (s->lp_fifo, 0);
+  g_array_set_size (s->lp_top_ids, 0);
+  g_array_set_size (s->lp_top_lps, 0);
+  g_array_set_size (s->unit_lp, 0);
+  s->lp_head = 0;
+}
+
+/* The unit's records, during a unit callback. */
+const LevTokenLogprob *
+lev_session_unit_logprobs (const LevSession *s)
+{
+  return s->p.token_logprobs && s->unit_lp ? (const LevTokenLogprob *) s->unit_lp->data : NULL;
+}
+
+/* The logits with what the grammar refuses at -infinity: tokens whose bytes (read as the output will write them:
+ * lead, at the start of a text or inside one) leave it, and the stop tokens until it is complete; NULL when no
+ * token is allowed. */
+static const float *
+grammar_logits (LevSession *s, const float *logits, gboolean lead)
+{
+  LevGrammarBytes mode = lead ? LEV_GRAMMAR_BYTES_LEAD
+                       : (s->prev < 0 || s->prev == s->bos_id) ? LEV_GRAMMAR_BYTES_START : LEV_GRAMMAR_BYTES_MID;
+  const uint8_t *mask = lev_grammar_matcher_mask (s->matcher, mode);
+  gboolean any = FALSE;
+  for (uint32_t i = 0; i < s->vocab_size; i++) {
+    s->masked[i] = mask[i] ? logits[i] : -INFINITY;
+    any |= mask[i];
+  }
+  gboolean end_ok = lev_grammar_matcher_is_complete (s->matcher) && !s->p.ignore_eos;
+  for (guint i = 0; i < s->stop_ids->len; i++) {
+    int32_t id = g_array_index (s->stop_ids, int32_t, i);
+    s->masked[id] = end_ok ? logits[id] : -INFINITY;
+  }
+  return any || end_ok ? s->masked : NULL;
+}
+
 /* Hands every ready unit to func; FALSE when func asked to stop. */
 static gboolean
 drain_units (LevSession *s, LevSessionUnitFunc func, gpointer user_data, GString *text, GArray *ids)
 {
   g_array_set_size (ids, 0);
   while (lev_output_pop (s->out, text, ids)) {
+    if (s->p.token_logprobs)
+      take_unit_logprobs (s, (const int32_t *) ids->data, ids->len);
     gboolean go = func ? func (text->str, text->len, (const int32_t *) ids->data, ids->len, user_data) : TRUE;
     g_array_set_size (ids, 0);
     if (!go)
@@ -458,6 +629,9 @@ decode (LevSession *s, const float *logits, const gint *cancel, LevSessionUnitFu
 {
   gboolean ok = TRUE;
   lev_output_reset (s->out);
+  reset_logprobs (s);
+  if (s->matcher)
+    lev_grammar_matcher_reset (s->matcher);
   GString *utext = g_string_new (NULL);
   GArray *uids = g_array_new (FALSE, FALSE, sizeof (int32_t));
   GString *piece = g_string_new (NULL);
@@ -468,7 +642,12 @@ decode (LevSession *s, const float *logits, const gint *cancel, LevSessionUnitFu
       st->reason = LEV_STOP_CANCELLED;
       break;
     }
-    int32_t next = lev_sampler_sample (s->sampler, logits);
+    const float *scores = s->matcher ? grammar_logits (s, logits, lead) : logits;
+    if (!scores) {
+      st->reason = LEV_STOP_GRAMMAR;
+      break;
+    }
+    int32_t next = lev_sampler_sample (s->sampler, scores);
     if (k == 0) {
       *t_first = g_get_monotonic_time ();
       st->ttft_us = *t_first - t0;
@@ -493,6 +672,13 @@ decode (LevSession *s, const float *logits, const gint *cancel, LevSessionUnitFu
         skip++;
       lead = skip == piece->len;
     }
+    if (s->matcher && !lev_grammar_matcher_accept (s->matcher, piece->str + skip, piece->len - skip)) {
+      st->reason = LEV_STOP_GRAMMAR;     /* not reached: the mask let only tokens through that the grammar takes */
+      s->pending = next;
+      break;
+    }
+    if (s->p.token_logprobs)
+      record_logprob (s, logits, next);
     gboolean stop = lev_output_push (s->out, next, piece->str + skip, piece->len - skip);
     if (!drain_units (s, func, user_data, utext, uids)) {
       st->reason = LEV_STOP_CALLBACK;
@@ -501,6 +687,11 @@ decode (LevSession *s, const float *logits, const gint *cancel, LevSessionUnitFu
     }
     if (stop) {
       st->reason = LEV_STOP_STRING;
+      s->pending = next;
+      break;
+    }
+    if (s->matcher && lev_grammar_matcher_is_finished (s->matcher)) {
+      st->reason = LEV_STOP_GRAMMAR;
       s->pending = next;
       break;
     }
@@ -579,6 +770,7 @@ lev_stop_reason_name (LevStopReason reason)
   case LEV_STOP_STRING: return "stop-string";
   case LEV_STOP_CANCELLED: return "cancelled";
   case LEV_STOP_CALLBACK: return "stopped";
+  case LEV_STOP_GRAMMAR: return "grammar";
   }
   return "unknown";
 }

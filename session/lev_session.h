@@ -31,7 +31,23 @@ typedef struct LevSessionParams {
   const char *system_prompt;     /* NULL: the template's own default (Qwen's ChatML writes one); "": none */
   const char *const *stop_strings; /* NULL-terminated, may be NULL */
   LevUnitMode unit_mode;
+  const char *grammar;           /* structured output: a JSON Schema or GBNF text (lev_grammar.h), NULL/"": none */
+  gboolean token_logprobs;       /* keep each output token's log-probability (lev_session_unit_logprobs) */
+  uint32_t n_top_logprobs;       /* and this many most likely alternatives of each (at most LEV_MAX_TOP_LOGPROBS) */
 } LevSessionParams;
+
+/* Alternatives per token that lev_session_unit_logprobs reports at most. */
+#define LEV_MAX_TOP_LOGPROBS 32u
+
+/* The log-probability of one output token: log-softmax of the model's logits at its position (before
+ * temperature, repetition penalty, top-k/p, min-p and grammar mask), and the most likely alternatives there. */
+typedef struct LevTokenLogprob {
+  int32_t id;
+  float logprob;
+  uint32_t n_top;                /* the session's n_top_logprobs */
+  const int32_t *top_ids;        /* most likely first (ties: lower id first) */
+  const float *top_logprobs;
+} LevTokenLogprob;
 
 /* Why a response ended. */
 typedef enum {
@@ -40,6 +56,7 @@ typedef enum {
   LEV_STOP_STRING,               /* a stop string was generated */
   LEV_STOP_CANCELLED,            /* *cancel was set */
   LEV_STOP_CALLBACK,             /* the unit callback returned FALSE */
+  LEV_STOP_GRAMMAR,              /* the grammar is complete and allows nothing more (or no token can continue it) */
 } LevStopReason;
 
 typedef struct LevSessionStats {
@@ -95,7 +112,11 @@ gboolean lev_session_template_from_name (const char *name, int *out);
 gboolean lev_session_generate (LevSession *session, const char *text, gssize len, const int32_t *ids, gsize n_ids,
                                const gint *cancel, LevSessionUnitFunc func, gpointer user_data,
                                LevSessionStats *stats, GError **error);
-/* Returns a short name for a stop reason ("eos", "max-tokens", "stop-string", "cancelled", "stopped"). */
+/* Called from a unit callback: the log-probabilities of the unit's ids (one record each, in order; valid during
+ * the callback), or NULL when the parameters' token_logprobs is off. */
+const LevTokenLogprob *lev_session_unit_logprobs (const LevSession *session);
+/* Returns a short name for a stop reason ("eos", "max-tokens", "stop-string", "cancelled", "stopped",
+ * "grammar"). */
 const char *lev_stop_reason_name (LevStopReason reason);
 /* Returns the bundled model's file (newly allocated): installed when that file exists, else the build tree's view of
  * it when that exists: uninstalled is a path relative to the directory of the binary that holds anchor (NULL: the
