@@ -3,6 +3,7 @@
 #include "lev_model.h"
 #include "lev_qkernels.h"
 #include "lev_threadpool.h"
+#include "lev_source.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -39,7 +40,9 @@ static gboolean opt_no_mmap = FALSE;
 static gboolean opt_check_tensors = FALSE;
 
 static GOptionEntry entries[] = {
-  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
+  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
+    "Model to benchmark: a .leviathan file, a GGUF file, a Hugging Face checkpoint directory or "
+    "hf:ORG/NAME[@REVISION][:FILE] (converted once into $XDG_CACHE_HOME/leviathan/models)", "MODEL" },
   { "synthetic", 0, 0, G_OPTION_ARG_STRING, &opt_synthetic,
     "Random weights with the shapes of tinyllama-1.1b, qwen2.5-0.5b or bitnet-2b4t (made in a temporary file)",
     "SHAPE" },
@@ -681,7 +684,14 @@ main (int argc, char **argv)
     }
     model_name = opt_synthetic;
   } else {
-    path = g_strdup (opt_model);
+    LevSourceOptions so = { 0 };
+    so.progress = lev_source_terminal_progress;
+    so.progress_data = (gpointer) "levbench";
+    if (!(path = lev_source_resolve (opt_model, &so, &error))) {
+      g_printerr ("levbench: %s\n", error->message);
+      g_error_free (error);
+      return 1;
+    }
     model_name = opt_model;
   }
   LevModelParams mp = { 0 };

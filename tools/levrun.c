@@ -2,6 +2,7 @@
 #include "leviathan.h"
 #include "lev_chat.h"
 #include "lev_session.h"
+#include "lev_source.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -40,7 +41,9 @@ static gchar *opt_chat_template = NULL;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
-    "Model file (.leviathan); default: $LEV_MODEL, else the bundled default model", "FILE" },
+    "Model: a .leviathan file, a GGUF file, a Hugging Face checkpoint directory or hf:ORG/NAME[@REVISION][:FILE] "
+    "(converted once into $XDG_CACHE_HOME/leviathan/models); default: $LEV_MODEL, else the bundled default model",
+    "MODEL" },
   /* raw bytes (FILENAME type), so that invalid UTF-8 reaches the tokenizer and gets its message */
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter,
     "Adapter file (low-rank adapters from levconvert --adapter-out) mounted over the model", "FILE" },
@@ -503,7 +506,12 @@ main (int argc, char **argv)
   int rc = parse_options (&argc, &argv);
   if (rc < 0) {
     GError *error = NULL;
-    LevModel *model = lev_model_load_with_adapter (opt_model, opt_adapter, &error);
+    LevSourceOptions so = { 0 };
+    so.progress = opt_quiet ? NULL : lev_source_terminal_progress;
+    so.progress_data = (gpointer) "levrun";
+    gchar *path = lev_source_resolve (opt_model, &so, &error);
+    LevModel *model = path ? lev_model_load_with_adapter (path, opt_adapter, &error) : NULL;
+    g_free (path);
     if (model) {
       rc = run_model (model);
       lev_model_free (model);
