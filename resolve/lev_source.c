@@ -133,7 +133,7 @@ hash_file (const char *path, const LevSourceOptions *opt, GError **error)
 }
 
 /* The sha256 of a source's content (each file's name and sha256). A file's identity (device, inode, size, times) is
- * remembered in <cache>/../sources/<identity> with its content hash, so a source is read in full once. */
+ * remembered in $XDG_CACHE_HOME/leviathan/sources/<identity> with its content hash, so a source is read in full once. */
 static gchar *
 content_hash (const char *path, LevSourceKind kind, const LevSourceOptions *opt, GError **error)
 {
@@ -161,9 +161,10 @@ content_hash (const char *path, LevSourceKind kind, const LevSourceOptions *opt,
     g_checksum_update (id, (const guchar *) line, -1);
     g_free (line);
   }
-  gchar *cache = lev_source_cache_dir ();
-  gchar *index = g_build_filename (cache, "..", "sources", g_checksum_get_string (id), NULL);
+  gchar *cache = lev_source_cache_dir (), *top = g_path_get_dirname (cache);
+  gchar *index = g_build_filename (top, "sources", g_checksum_get_string (id), NULL);
   g_checksum_free (id);
+  g_free (top);
   g_free (cache);
   gchar *hash = NULL;
   if (g_file_get_contents (index, &hash, NULL, NULL)) {
