@@ -133,7 +133,8 @@ hash_file (const char *path, const LevSourceOptions *opt, GError **error)
 }
 
 /* The sha256 of a source's content (each file's name and sha256). A file's identity (device, inode, size, times) is
- * remembered in $XDG_CACHE_HOME/leviathan/sources/<identity> with its content hash, so a source is read in full once. */
+ * remembered in $XDG_CACHE_HOME/leviathan/sources/<identity> with its content hash, so a source is read in full
+ * once. */
 static gchar *
 content_hash (const char *path, LevSourceKind kind, const LevSourceOptions *opt, GError **error)
 {

@@ -200,7 +200,8 @@ def main():
         check(b"converting" in tty_out, f"progress on a terminal: {tty_out!r}")
         e = env("notty")
         r = run([LEVRUN, "-m", gguf] + loud, env=e, timeout=120)
-        check(r.returncode == 0 and b"converting" not in r.stderr, f"no progress when stderr is not a terminal: {r.stderr!r}")
+        check(r.returncode == 0 and b"converting" not in r.stderr,
+              f"no progress when stderr is not a terminal: {r.stderr!r}")
 
         # --- hf:ORG/NAME: a download into the Hugging Face cache layout
         e = env("hub")
