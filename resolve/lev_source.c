@@ -220,6 +220,15 @@ parse_format (const char *s, LevOutFormat *out, gboolean *is_auto)
   return FALSE;
 }
 
+/* Returns whether name is a conversion format lev_source_resolve takes (auto, f32, f16, bf16, q8, q4, t2, t1, b1). */
+gboolean
+lev_source_format_valid (const char *name)
+{
+  LevOutFormat f;
+  gboolean is_auto;
+  return name && parse_format (name, &f, &is_auto);
+}
+
 /* Imports src, checks it and writes it to out as levconvert would (--format as given; "auto": t2 when the blocks'
  * matrices are ternary, which packs them without loss, else each tensor's own precision). */
 static gboolean
@@ -295,7 +304,7 @@ convert_cached (const char *local, LevSourceKind kind, const char *name, const L
   gchar *hash = content_hash (local, kind, opt, error);
   if (!hash)
     return NULL;
-  const char *format = opt->format ? opt->format : "auto";
+  gchar *format = g_ascii_strdown (opt->format, -1);
   gchar *keytext = g_strdup_printf ("leviathan model cache\nconverter revision %d\nfile format %u\nformat %s\n"
                                     "content %s\n", LEV_SOURCE_CONVERTER_REVISION, LEV_VERSION, format, hash);
   gchar *key = g_compute_checksum_for_string (G_CHECKSUM_SHA256, keytext, -1);
@@ -338,6 +347,7 @@ convert_cached (const char *local, LevSourceKind kind, const char *name, const L
 done:
   if (fd >= 0)
     close (fd);                /* releases the lock */
+  g_free (format);
   g_free (lock_path);
   g_free (dir);
   return out;
@@ -348,13 +358,20 @@ done:
 gchar *
 lev_source_resolve (const char *spec, const LevSourceOptions *options, GError **error)
 {
-  LevSourceOptions none = { 0 };
-  const LevSourceOptions *opt = options ? options : &none;
+  LevSourceOptions copy = { 0 };
+  if (options)
+    copy = *options;
+  if (!copy.format) {
+    const char *env = g_getenv ("LEV_CONVERT_FORMAT");
+    copy.format = env && env[0] ? env : "auto";
+  }
+  const LevSourceOptions *opt = &copy;
   LevOutFormat f;
   gboolean is_auto;
   if (!parse_format (opt->format, &f, &is_auto)) {
-    g_set_error (error, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_ARGUMENT, "unknown conversion format %s (auto, f32, "
-                 "f16, bf16, q8, q4, t2, t1 or b1)", opt->format);
+    g_set_error (error, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_ARGUMENT, "unknown conversion format %s%s (auto, f32, "
+                 "f16, bf16, q8, q4, t2, t1 or b1)", opt->format,
+                 options && options->format ? "" : " in LEV_CONVERT_FORMAT");
     return NULL;
   }
   LevSourceKind kind = lev_source_kind (spec);

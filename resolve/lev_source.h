@@ -37,13 +37,16 @@ typedef void (*LevSourceProgressFunc) (const char *stage, const char *item, guin
 
 /* How lev_source_resolve converts and reports. */
 typedef struct LevSourceOptions {
-  const char *format;              /* NULL or "auto" (ternary matrices to t2, float ones kept), else levconvert's
-                                    * --format names: f32, f16, bf16, q8, q4, t2, t1, b1 */
+  const char *format;              /* "auto" (ternary matrices to t2, the others kept as they are), else
+                                    * levconvert's --format names: f32, f16, bf16, q8, q4, t2, t1, b1; NULL:
+                                    * $LEV_CONVERT_FORMAT, else auto */
   LevSourceProgressFunc progress;  /* NULL: silent */
   gpointer progress_data;
   GCancellable *cancellable;       /* may be NULL */
 } LevSourceOptions;
 
+/* Returns whether name is a conversion format lev_source_resolve takes (auto, f32, f16, bf16, q8, q4, t2, t1, b1). */
+gboolean lev_source_format_valid (const char *name);
 /* Returns what kind of source spec names (never opens anything but a regular file's first bytes). */
 LevSourceKind lev_source_kind (const char *spec);
 /* Returns the path of a .leviathan file for spec: spec itself for LEV_SOURCE_FILE, else the cached conversion

@@ -116,6 +116,15 @@ def main():
         r, ids_copy = levrun(copy, e)
         check(r.returncode == 0 and ids_copy == ids_gguf and len(models_in(e["XDG_CACHE_HOME"])) == 2,
               "a copy of the GGUF is found in the cache by its content")
+        # another conversion format is another cached file; a bad one is a usage error
+        r = run([LEVRUN, "-m", gguf, "--convert-format", "Q8", "-p", "Once upon a time", "-n", "4", "--temp", "0",
+                 "-q"], env=e, timeout=120)
+        check(r.returncode == 0 and len(models_in(e["XDG_CACHE_HOME"])) == 3, f"--convert-format q8: "
+              f"{r.stderr.decode()[-300:]}")
+        r = run([LEVRUN, "-m", gguf, "--convert-format", "q9", "-p", "x"], env=e, timeout=120)
+        check(r.returncode == 2 and b"--convert-format" in r.stderr, f"--convert-format q9: {r.stderr!r}")
+        r = run([LEVRUN, "-m", gguf, "-p", "x"], env=dict(e, LEV_CONVERT_FORMAT="q9"), timeout=120)
+        check(r.returncode == 1 and b"LEV_CONVERT_FORMAT" in r.stderr, f"LEV_CONVERT_FORMAT=q9: {r.stderr!r}")
         # levppl and levbench take the same sources
         text = os.path.join(tmp, "text.txt")
         with open(text, "w") as f:

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 static gchar *opt_model = NULL;
+static gchar *opt_convert_format = NULL;
 static gchar *opt_adapter = NULL;
 static gchar *opt_prompt = NULL;
 static gchar *opt_prompt_file = NULL;
@@ -44,6 +45,9 @@ static GOptionEntry entries[] = {
     "Model: a .leviathan file, a GGUF file, a Hugging Face checkpoint directory or hf:ORG/NAME[@REVISION][:FILE] "
     "(converted once into $XDG_CACHE_HOME/leviathan/models); default: $LEV_MODEL, else the bundled default model",
     "MODEL" },
+  { "convert-format", 0, 0, G_OPTION_ARG_STRING, &opt_convert_format,
+    "Conversion format of a model that is not a .leviathan file: auto (default, or $LEV_CONVERT_FORMAT: ternary "
+    "matrices packed to t2 without loss, the others kept), or levconvert's f32, f16, bf16, q8, q4, t2, t1, b1", "FMT" },
   /* raw bytes (FILENAME type), so that invalid UTF-8 reaches the tokenizer and gets its message */
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter,
     "Adapter file (low-rank adapters from levconvert --adapter-out) mounted over the model", "FILE" },
@@ -409,6 +413,9 @@ parse_options (int *argc, char ***argv)
     return usage_error ("unexpected argument '%s'", (*argv)[1]);
   if (!opt_model && !(opt_model = default_model_path ()))
     return usage_error ("no -m MODEL given and no default model found (set LEV_MODEL or install one)");
+  if (opt_convert_format && !lev_source_format_valid (opt_convert_format))
+    return usage_error ("unknown --convert-format '%s' (auto, f32, f16, bf16, q8, q4, t2, t1, b1)",
+                        opt_convert_format);
   if ((opt_prompt != NULL) + (opt_prompt_file != NULL) + (opt_ids != NULL) > 1)
     return usage_error ("give only one of -p, -f and --ids");
   if (opt_chat && (opt_prompt || opt_prompt_file || opt_ids || opt_tokenize || opt_logits_out || opt_print_ids))
@@ -509,6 +516,7 @@ main (int argc, char **argv)
     LevSourceOptions so = { 0 };
     so.progress = opt_quiet ? NULL : lev_source_terminal_progress;
     so.progress_data = (gpointer) "levrun";
+    so.format = opt_convert_format;
     gchar *path = lev_source_resolve (opt_model, &so, &error);
     LevModel *model = path ? lev_model_load_with_adapter (path, opt_adapter, &error) : NULL;
     g_free (path);
