@@ -441,7 +441,8 @@ verify_blob (HfFetch *f, const char *path, const char *file, const char *etag, g
   while ((n = fread (buf, 1, HF_CHUNK, in)) > 0) {
     g_checksum_update (ck, buf, (gssize) n);
     done += n;
-    if (f->opt && f->opt->progress && st.st_size > (64 << 20))
+    if (f->opt && f->opt->progress && st.st_size > (64 << 20)
+        && (done % (32u << 20) < n || done == (guint64) st.st_size))
       f->opt->progress ("verify", file, done, (guint64) st.st_size, f->opt->progress_data);
   }
   gboolean read_ok = !ferror (in);

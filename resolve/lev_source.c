@@ -120,7 +120,8 @@ hash_file (const char *path, const LevSourceOptions *opt, GError **error)
   while ((n = fread (buf, 1, HASH_CHUNK, in)) > 0) {
     g_checksum_update (ck, buf, (gssize) n);
     done += n;
-    if (opt->progress && total > (64u << 20))
+    /* large files only, every 32 MiB and at the end: a message per megabyte would flood a bus */
+    if (opt->progress && total > (64u << 20) && (done % (32u << 20) < n || done == total))
       opt->progress ("hash", path, done, total, opt->progress_data);
   }
   gchar *hex = ferror (in) ? NULL : g_strdup (g_checksum_get_string (ck));
