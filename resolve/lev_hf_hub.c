@@ -404,6 +404,9 @@ head_file (HfFetch *f, const char *revision, const char *file, gboolean optional
     g_free (url);
     return 1;
   }
+  if (error && !*error)
+    g_set_error (error, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_HTTP, "%s: more than %d redirects for %s", f->spec,
+                 HF_MAX_RELATIVE_REDIRECTS, file);
   g_free (url);
   hf_meta_clear (meta);
   return -1;

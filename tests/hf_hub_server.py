@@ -3,7 +3,7 @@ resolve URLs do (huggingface_hub's file_download.py reads the same headers): GET
 {file} with X-Repo-Commit, ETag (git blob sha1) for small files, and for LFS files (*.safetensors, *.gguf) a 302 to a
 CDN URL on another host name (localhost) with X-Linked-Etag (the sha256) and X-Linked-Size; the CDN honours Range and
 refuses a request that carries Authorization; 401 with X-Error-Code GatedRepo / RepoNotFound, 404 with EntryNotFound /
-RevisionNotFound. Faults on demand: a transfer cut off half way, a corrupted body."""
+RevisionNotFound; a renamed repository answers with a relative 307 to its new name. Faults on demand: a transfer cut off half way, a corrupted body."""
 import hashlib
 import http.server
 import os
@@ -31,6 +31,7 @@ class Hub:
         self.interrupt = set()    # sha256s whose next CDN transfer stops half way
         self.corrupt = set()      # sha256s whose CDN transfers have one byte flipped
         self.log = []             # (method, path, Range header, had Authorization)
+        self.renamed = {}         # old repository name -> new one
         self.lock = threading.Lock()
         self.server = None
 
@@ -67,6 +68,13 @@ class Hub:
                 repo_name = parts[1] + "/" + parts[2]
                 rev = parts[4].replace("%2F", "/")
                 fname = "/".join(parts[5:])
+                if repo_name in hub.renamed:
+                    # a renamed repository: a relative redirect to the new name (a loop when it names itself)
+                    self.send_response(307)
+                    self.send_header("Location", "/" + hub.renamed[repo_name] + "/" + "/".join(parts[3:]))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 repo = hub.repos.get(repo_name)
                 if repo is None:
                     # the hub answers 401 for a repository it does not show (absent or private)

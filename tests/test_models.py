@@ -337,6 +337,14 @@ def main():
               and not any(x[3] for x in log if x[1].startswith("/cdn/")),
               "the token goes to the hub, not to the CDN")
 
+        # --- a renamed repository: the hub's relative redirect is followed; a redirect loop ends with a message
+        hub.renamed["test/old-name"] = "test/stories260K"
+        hub.renamed["test/loop"] = "test/loop"
+        r, ids = levrun("hf:test/old-name", e)
+        check(r.returncode == 0 and ids == want_ids, f"renamed repository: {r.stderr.decode()[-300:]}")
+        r, _ = levrun("hf:test/loop", e)
+        check(r.returncode != 0 and "redirects" in r.stderr.decode(), f"redirect loop: {r.stderr!r}")
+
         # --- one file of a repository: hf:ORG/NAME:FILE.gguf
         r, ids = levrun("hf:test/gguf:stories260K-f16.gguf", e)
         g = os.path.join(repo_dir(e, "test/gguf"), "snapshots", COMMIT, "stories260K-f16.gguf")
