@@ -401,7 +401,7 @@ generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
 static int
 parse_options (int *argc, char ***argv)
 {
-  octx = g_option_context_new ("- run a .leviathan model");
+  octx = g_option_context_new ("- run a model (.leviathan, GGUF, Hugging Face directory or hf:ORG/NAME)");
   g_option_context_add_main_entries (octx, entries, NULL);
   GError *error = NULL;
   if (!g_option_context_parse (octx, argc, argv, &error)) {
