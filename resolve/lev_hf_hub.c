@@ -9,6 +9,7 @@
 #include <libsoup/soup.h>
 #include <json-glib/json-glib.h>
 #include <glib/gstdio.h>
+#include <gmodule.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,78 @@ hf_meta_clear (HfMeta *m)
   g_free (m->etag);
   g_free (m->location);
   memset (m, 0, sizeof *m);
+}
+
+/* libsoup 3, opened when a download is first needed rather than linked: libsoup 3 aborts a process that also holds
+ * libsoup 2, and the tools, Lev-1.0 and the GStreamer plugin (whose hosts may use libsoup 2, e.g. through
+ * souphttpsrc or WebKit) must not bring it in merely by being loaded. GStreamer's soup plugin does the same. */
+#define SOUP3_SONAME "libsoup-3.0.so.0"
+static struct {
+  SoupSession *(*session_new_with_options) (const char *first_property_name, ...);
+  void (*session_remove_feature_by_type) (SoupSession *session, GType feature_type);
+  GType (*content_decoder_get_type) (void);
+  SoupMessage *(*message_new) (const char *method, const char *uri_string);
+  SoupMessageHeaders *(*message_get_request_headers) (SoupMessage *msg);
+  SoupMessageHeaders *(*message_get_response_headers) (SoupMessage *msg);
+  void (*message_headers_replace) (SoupMessageHeaders *hdrs, const char *name, const char *value);
+  const char *(*message_headers_get_one) (SoupMessageHeaders *hdrs, const char *name);
+  void (*message_add_flags) (SoupMessage *msg, SoupMessageFlags flags);
+  GBytes *(*session_send_and_read) (SoupSession *session, SoupMessage *msg, GCancellable *cancellable,
+                                    GError **error);
+  GInputStream *(*session_send) (SoupSession *session, SoupMessage *msg, GCancellable *cancellable,
+                                 GError **error);
+  guint (*message_get_status) (SoupMessage *msg);
+  GUri *(*message_get_uri) (SoupMessage *msg);
+  const char *(*message_get_reason_phrase) (SoupMessage *msg);
+} soup;
+
+/* Opens libsoup 3 and fills the table (once, through g_once); returns why it cannot (kept for later calls), else
+ * NULL. */
+static gpointer
+soup_load_once (gpointer unused)
+{
+  GModule *self = g_module_open (NULL, G_MODULE_BIND_LAZY);
+  gpointer sym = NULL;
+  gboolean soup2 = self && g_module_symbol (self, "soup_uri_new", &sym);   /* a libsoup 2 function */
+  if (self)
+    g_module_close (self);
+  if (soup2)
+    return g_strdup ("this process holds libsoup 2, and libsoup 3 (for hf: downloads) cannot share a process with "
+                     "it; download the model with levrun -m hf:... first (the cache is then used)");
+  GModule *m = g_module_open (SOUP3_SONAME, G_MODULE_BIND_LAZY | G_MODULE_BIND_LOCAL);
+  if (!m)
+    return g_strdup_printf ("hf: downloads need libsoup 3 (%s): %s", SOUP3_SONAME, g_module_error ());
+  static const struct { const char *name; gsize offset; } syms[] = {
+#define SOUP_SYM(field) { "soup_" #field, G_STRUCT_OFFSET (__typeof__ (soup), field) }
+    SOUP_SYM (session_new_with_options), SOUP_SYM (session_remove_feature_by_type),
+    SOUP_SYM (content_decoder_get_type), SOUP_SYM (message_new), SOUP_SYM (message_get_request_headers),
+    SOUP_SYM (message_get_response_headers), SOUP_SYM (message_headers_replace),
+    SOUP_SYM (message_headers_get_one), SOUP_SYM (message_add_flags), SOUP_SYM (session_send_and_read),
+    SOUP_SYM (session_send), SOUP_SYM (message_get_status), SOUP_SYM (message_get_uri),
+    SOUP_SYM (message_get_reason_phrase),
+#undef SOUP_SYM
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (syms); i++) {
+    gpointer p = NULL;
+    if (!g_module_symbol (m, syms[i].name, &p) || !p) {
+      g_module_close (m);
+      return g_strdup_printf ("%s lacks %s", SOUP3_SONAME, syms[i].name);
+    }
+    memcpy ((char *) &soup + syms[i].offset, &p, sizeof p);
+  }
+  g_module_make_resident (m);
+  return NULL;
+}
+
+/* Makes the libsoup 3 table usable; FALSE with error set when it cannot be. */
+static gboolean
+soup_load (const char *spec, GError **error)
+{
+  static GOnce once = G_ONCE_INIT;
+  const gchar *why = g_once (&once, soup_load_once, NULL);
+  if (why)
+    g_set_error (error, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_NETWORK, "%s: %s", spec, why);
+  return why == NULL;
 }
 
 /* TRUE for the value of an environment variable that huggingface_hub reads as true. */
@@ -250,10 +323,10 @@ resolve_url (HfFetch *f, const char *revision, const char *file)
 static void
 http_error (HfFetch *f, SoupMessage *msg, const char *file, const char *revision, GError **error)
 {
-  guint status = soup_message_get_status (msg);
-  SoupMessageHeaders *h = soup_message_get_response_headers (msg);
-  const char *code = soup_message_headers_get_one (h, "X-Error-Code");
-  const char *hub_msg = soup_message_headers_get_one (h, "X-Error-Message");
+  guint status = soup.message_get_status (msg);
+  SoupMessageHeaders *h = soup.message_get_response_headers (msg);
+  const char *code = soup.message_headers_get_one (h, "X-Error-Code");
+  const char *hub_msg = soup.message_headers_get_one (h, "X-Error-Message");
   gchar *said = hub_msg ? g_strdup_printf (" (the hub says: %s)", hub_msg) : g_strdup ("");
   if (status == 401 || status == 403) {
     g_set_error (error, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_AUTH,
@@ -276,7 +349,7 @@ http_error (HfFetch *f, SoupMessage *msg, const char *file, const char *revision
                    said);
   } else {
     g_set_error (error, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_HTTP, "%s: the hub answered HTTP %u %s for %s%s",
-                 f->spec, status, soup_message_get_reason_phrase (msg) ? soup_message_get_reason_phrase (msg) : "",
+                 f->spec, status, soup.message_get_reason_phrase (msg) ? soup.message_get_reason_phrase (msg) : "",
                  file, said);
   }
   g_free (said);
@@ -286,17 +359,17 @@ http_error (HfFetch *f, SoupMessage *msg, const char *file, const char *revision
 static SoupMessage *
 new_message (HfFetch *f, const char *method, const char *url, gboolean no_auth, GError **error)
 {
-  SoupMessage *msg = soup_message_new (method, url);
+  SoupMessage *msg = soup.message_new (method, url);
   if (!msg) {
     g_set_error (error, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_ARGUMENT, "%s: %s is not a valid URL (HF_ENDPOINT?)",
                  f->spec, url);
     return NULL;
   }
-  SoupMessageHeaders *h = soup_message_get_request_headers (msg);
-  soup_message_headers_replace (h, "Accept-Encoding", "identity");
+  SoupMessageHeaders *h = soup.message_get_request_headers (msg);
+  soup.message_headers_replace (h, "Accept-Encoding", "identity");
   if (f->token && !no_auth) {
     gchar *bearer = g_strdup_printf ("Bearer %s", f->token);
-    soup_message_headers_replace (h, "Authorization", bearer);
+    soup.message_headers_replace (h, "Authorization", bearer);
     g_free (bearer);
   }
   return msg;
@@ -315,9 +388,9 @@ head_file (HfFetch *f, const char *revision, const char *file, gboolean optional
     SoupMessage *msg = new_message (f, "HEAD", url, FALSE, error);
     if (!msg)
       break;
-    soup_message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
+    soup.message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
     GError *e = NULL;
-    GBytes *body = soup_session_send_and_read (f->session, msg, f->opt ? f->opt->cancellable : NULL, &e);
+    GBytes *body = soup.session_send_and_read (f->session, msg, f->opt ? f->opt->cancellable : NULL, &e);
     if (body)
       g_bytes_unref (body);
     if (e) {
@@ -328,14 +401,14 @@ head_file (HfFetch *f, const char *revision, const char *file, gboolean optional
       g_object_unref (msg);
       break;
     }
-    guint status = soup_message_get_status (msg);
-    SoupMessageHeaders *h = soup_message_get_response_headers (msg);
-    const char *loc = soup_message_headers_get_one (h, "Location");
-    GUri *base = soup_message_get_uri (msg);
+    guint status = soup.message_get_status (msg);
+    SoupMessageHeaders *h = soup.message_get_response_headers (msg);
+    const char *loc = soup.message_headers_get_one (h, "Location");
+    GUri *base = soup.message_get_uri (msg);
     if (status >= 300 && status <= 399 && loc) {
       GUri *target = g_uri_parse_relative (base, loc, G_URI_FLAGS_NONE, NULL);
       gboolean relative = g_uri_peek_scheme (loc) == NULL && !g_str_has_prefix (loc, "//");
-      if (target && relative && !soup_message_headers_get_one (h, "X-Linked-Etag")) {
+      if (target && relative && !soup.message_headers_get_one (h, "X-Linked-Etag")) {
         /* a relative redirect (a renamed repository): HEAD there, with the token */
         g_free (url);
         url = g_uri_to_string (target);
@@ -356,7 +429,7 @@ head_file (HfFetch *f, const char *revision, const char *file, gboolean optional
     } else if (status >= 200 && status <= 299) {
       meta->location = g_strdup (url);
     } else {
-      const char *code = soup_message_headers_get_one (h, "X-Error-Code");
+      const char *code = soup.message_headers_get_one (h, "X-Error-Code");
       if (status == 404 && optional && (!code || strcmp (code, "EntryNotFound") == 0)) {
         g_object_unref (msg);
         g_free (url);
@@ -366,13 +439,13 @@ head_file (HfFetch *f, const char *revision, const char *file, gboolean optional
       g_object_unref (msg);
       break;
     }
-    const char *commit = soup_message_headers_get_one (h, "X-Repo-Commit");
-    const char *etag = soup_message_headers_get_one (h, "X-Linked-Etag");
+    const char *commit = soup.message_headers_get_one (h, "X-Repo-Commit");
+    const char *etag = soup.message_headers_get_one (h, "X-Linked-Etag");
     if (!etag)
-      etag = soup_message_headers_get_one (h, "ETag");
-    const char *size = soup_message_headers_get_one (h, "X-Linked-Size");
+      etag = soup.message_headers_get_one (h, "ETag");
+    const char *size = soup.message_headers_get_one (h, "X-Linked-Size");
     if (!size)
-      size = soup_message_headers_get_one (h, "Content-Length");
+      size = soup.message_headers_get_one (h, "Content-Length");
     if (etag && g_str_has_prefix (etag, "W/"))
       etag += 2;
     gchar *et = etag ? g_strdup (etag) : NULL;
@@ -493,18 +566,18 @@ download_blob (HfFetch *f, const char *file, const HfMeta *meta, const char *blo
       goto out;
     if (have > 0) {
       gchar *range = g_strdup_printf ("bytes=%" G_GINT64_FORMAT "-", have);
-      soup_message_headers_replace (soup_message_get_request_headers (msg), "Range", range);
+      soup.message_headers_replace (soup.message_get_request_headers (msg), "Range", range);
       g_free (range);
     }
     GError *e = NULL;
-    in = soup_session_send (f->session, msg, f->opt ? f->opt->cancellable : NULL, &e);
+    in = soup.session_send (f->session, msg, f->opt ? f->opt->cancellable : NULL, &e);
     if (!in) {
       g_set_error (error, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_NETWORK, "%s: cannot download %s: %s", f->spec, file,
                    e->message);
       g_error_free (e);
       goto out;
     }
-    guint status = soup_message_get_status (msg);
+    guint status = soup.message_get_status (msg);
     if (status == 416 && have > 0) {             /* the range is past the end: start again */
       have = 0;
       g_clear_object (&in);
@@ -842,13 +915,14 @@ lev_hf_fetch (const LevHfRef *ref, const LevSourceOptions *options, GError **err
     f.endpoint[l - 1] = '\0';
   f.offline = env_true ("HF_HUB_OFFLINE");
   f.token = hf_token ();
-  if (!f.offline) {
-    f.session = soup_session_new_with_options ("user-agent", "leviathan/" LEV_VERSION_STRING "; libsoup/3",
+  gboolean usable = f.offline || soup_load (f.spec, error);
+  if (!f.offline && usable) {
+    f.session = soup.session_new_with_options ("user-agent", "leviathan/" LEV_VERSION_STRING "; libsoup/3",
                                                "timeout", 60, NULL);
-    soup_session_remove_feature_by_type (f.session, SOUP_TYPE_CONTENT_DECODER);
+    soup.session_remove_feature_by_type (f.session, soup.content_decoder_get_type ());
   }
   gchar *result = NULL;
-  gboolean ok = ref->file ? fetch_file (&f, ref->file, FALSE, error) == 1 : fetch_checkpoint (&f, error);
+  gboolean ok = usable && (ref->file ? fetch_file (&f, ref->file, FALSE, error) == 1 : fetch_checkpoint (&f, error));
   if (ok)
     result = ref->file ? g_build_filename (f.repo_dir, "snapshots", f.commit, ref->file, NULL)
                        : g_build_filename (f.repo_dir, "snapshots", f.commit, NULL);
