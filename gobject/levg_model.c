@@ -1,6 +1,7 @@
 /* levg_model.c: Lev.Model, a GInitable GObject that owns a loaded engine model. */
 #include "levg_private.h"
 #include "lev_session.h"
+#include "lev_source.h"
 #include "levg_enums.h"
 
 #ifndef LEV_DEFAULT_MODEL
@@ -40,7 +41,11 @@ lev_g_model_initable_init_impl (GInitable *initable, GCancellable *cancellable, 
     g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "no model path given");
     return FALSE;
   }
-  self->model = lev_model_load_with_adapter (self->path, self->adapter, error);
+  LevSourceOptions so = { 0 };
+  so.cancellable = cancellable;
+  gchar *path = lev_source_resolve (self->path, &so, error);
+  self->model = path ? lev_model_load_with_adapter (path, self->adapter, error) : NULL;
+  g_free (path);
   if (self->model && !lev_model_has_weights (self->model)) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", self->path);
     g_clear_pointer (&self->model, lev_model_free);
@@ -107,7 +112,9 @@ lev_g_model_class_init (LevGModelClass *klass)
   oc->get_property = lev_g_model_get_property;
   oc->finalize = lev_g_model_finalize;
   const GParamFlags ro = G_PARAM_READABLE | G_PARAM_STATIC_STRINGS;
-  props[PROP_PATH] = g_param_spec_string ("path", "Path", "The .leviathan file", NULL,
+  props[PROP_PATH] = g_param_spec_string ("path", "Path", "The model: a .leviathan file, a GGUF file, a "
+                                          "Hugging Face checkpoint directory or hf:ORG/NAME[@REVISION][:FILE] "
+                                          "(converted once into $XDG_CACHE_HOME/leviathan/models)", NULL,
                                           G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
   props[PROP_ADAPTER] = g_param_spec_string ("adapter", "Adapter", "An adapter file (levconvert --adapter-out) "
                                              "mounted over the model, or NULL", NULL,
@@ -128,7 +135,7 @@ lev_g_model_init (LevGModel *self)
 {
 }
 
-/* Loads a model. */
+/* Loads a model from a .leviathan file, a GGUF file, a Hugging Face directory or hf:ORG/NAME (converted once). */
 LevGModel *
 lev_g_model_new (const char *path, GError **error)
 {

@@ -10,10 +10,12 @@ G_DECLARE_FINAL_TYPE (LevGModel, lev_g_model, LEV_G, MODEL, GObject)
 
 /**
  * lev_g_model_new:
- * @path: (type filename): a .leviathan model file
+ * @path: (type filename): a .leviathan model file, a GGUF file, a Hugging Face checkpoint directory or
+ *   hf:ORG/NAME[@REVISION][:FILE]
  * @error: return location for an error
  *
- * Loads and validates a model file.
+ * Loads and validates a model. Anything but a .leviathan file is converted once into
+ * $XDG_CACHE_HOME/leviathan/models (hf: names downloaded into the Hugging Face cache first) and mapped from there.
  *
  * Returns: (transfer full): the model, or %NULL with @error set (the loader's message)
  */

@@ -36,6 +36,7 @@
  * ]| Stops each answer at a blank line or at "User:" (two backslashes: GStreamer's parser takes one).
  */
 #include "gstlevtextgen.h"
+#include "lev_source.h"
 #include "levg_token_meta.h"
 
 #include <math.h>
@@ -1426,6 +1427,30 @@ gst_lev_text_gen_clear_history (GstLevTextGen *self)
 
 /* ---- states ---- */
 
+/* Posts the progress of a download or conversion of the model (lev_source_resolve) as a GST_PROGRESS_TYPE_CONTINUE
+ * message of the "load-model" progress. */
+static void
+post_source_progress (const char *stage, const char *item, guint64 done, guint64 total, gpointer user_data)
+{
+  GstLevTextGen *self = user_data;
+  gchar *base = g_path_get_basename (item), *text;
+  if (strcmp (stage, "wait") == 0)
+    text = g_strdup_printf ("Waiting for another process fetching or converting %s", base);
+  else if (strcmp (stage, "convert") == 0)
+    text = g_strdup_printf (done < total ? "Converting %s into the model cache" : "Converted %s", base);
+  else if (total > 0)
+    text = g_strdup_printf ("%s %s: %.0f%% (%.1f of %.1f MB)", strcmp (stage, "download") == 0 ? "Downloading"
+                            : strcmp (stage, "verify") == 0 ? "Checking" : "Reading", base, 100.0 * done / total,
+                            done / 1e6, total / 1e6);
+  else
+    text = g_strdup_printf ("Downloading %s: %.1f MB", base, done / 1e6);
+  GST_INFO_OBJECT (self, "%s", text);
+  gst_element_post_message (GST_ELEMENT (self), gst_message_new_progress (GST_OBJECT (self),
+                            GST_PROGRESS_TYPE_CONTINUE, "load-model", text));
+  g_free (text);
+  g_free (base);
+}
+
 static gboolean
 load_model (GstLevTextGen *self)
 {
@@ -1445,8 +1470,15 @@ load_model (GstLevTextGen *self)
   GError *err = NULL;
   if (!path || !path[0])
     g_set_error (&err, LEV_ERROR, LEV_ERROR_IO, "no model given (property 'model')");
-  else
-    self->model = lev_model_load_with_adapter (path, adapter, &err);
+  else {
+    /* a GGUF, a Hugging Face directory or hf:ORG/NAME: downloaded and converted once into the model cache */
+    LevSourceOptions so = { 0 };
+    so.progress = post_source_progress;
+    so.progress_data = self;
+    gchar *file = lev_source_resolve (path, &so, &err);
+    self->model = file ? lev_model_load_with_adapter (file, adapter, &err) : NULL;
+    g_free (file);
+  }
   if (self->model && !lev_model_has_weights (self->model)) {
     g_set_error (&err, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", path);
     g_clear_pointer (&self->model, lev_model_free);
@@ -1455,7 +1487,10 @@ load_model (GstLevTextGen *self)
     gst_element_post_message (GST_ELEMENT (self),
                               gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_ERROR, "load-model",
                                                         err->message));
-    if (g_error_matches (err, LEV_ERROR, LEV_ERROR_IO))
+    if (g_error_matches (err, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_AUTH))
+      GST_ELEMENT_ERROR (self, RESOURCE, NOT_AUTHORIZED, ("Could not load the model: %s", err->message),
+                         ("model '%s'", path));
+    else if (g_error_matches (err, LEV_ERROR, LEV_ERROR_IO) || err->domain == LEV_SOURCE_ERROR)
       GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ, ("Could not load the model: %s", err->message),
                          ("model '%s'", path ? path : ""));
     else
@@ -1643,7 +1678,9 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
   const GParamFlags live = rw | GST_PARAM_MUTABLE_PLAYING;
   g_object_class_install_property (gobject_class, PROP_MODEL,
-    g_param_spec_string ("model", "Model", "Path of the .leviathan model file, loaded on NULL→READY "
+    g_param_spec_string ("model", "Model", "The model, loaded on NULL→READY: a .leviathan file, a GGUF file, a "
+                         "Hugging Face checkpoint directory or hf:ORG/NAME[@REVISION][:FILE] (downloaded and "
+                         "converted once into $XDG_CACHE_HOME/leviathan/models; progress messages meanwhile) "
                          "(changeable only in the NULL state)", LEV_DEFAULT_MODEL, rw));
   g_object_class_install_property (gobject_class, PROP_ADAPTER,
     g_param_spec_string ("adapter", "Adapter", "Adapter file (low-rank adapters written by levconvert "

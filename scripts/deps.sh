@@ -2,7 +2,7 @@
 # scripts/deps.sh: installs the Debian 12 packages Leviathan needs to build and test (no-op when present).
 set -euo pipefail
 PACKAGES=(build-essential pkg-config meson ninja-build python3
-  libglib2.0-dev libjson-glib-dev
+  libglib2.0-dev libjson-glib-dev libsoup-3.0-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base
   gobject-introspection libgirepository1.0-dev python3-gi gir1.2-gstreamer-1.0
   # the tools' man pages, made from their --help at build time

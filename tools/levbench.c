@@ -3,6 +3,7 @@
 #include "lev_model.h"
 #include "lev_qkernels.h"
 #include "lev_threadpool.h"
+#include "lev_source.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -19,6 +20,7 @@
 static gchar *opt_model = NULL;
 static gchar *opt_synthetic = NULL;
 static gchar *opt_format = NULL;
+static gchar *opt_convert_format = NULL;
 static gchar *opt_embd_format = NULL;
 static gchar *opt_tests = NULL;
 static gchar *opt_kv = NULL;
@@ -39,7 +41,12 @@ static gboolean opt_no_mmap = FALSE;
 static gboolean opt_check_tensors = FALSE;
 
 static GOptionEntry entries[] = {
-  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
+  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
+    "Model to benchmark: a .leviathan file, a GGUF file, a Hugging Face checkpoint directory or "
+    "hf:ORG/NAME[@REVISION][:FILE] (converted once into $XDG_CACHE_HOME/leviathan/models)", "MODEL" },
+  { "convert-format", 0, 0, G_OPTION_ARG_STRING, &opt_convert_format,
+    "Conversion format of a model that is not a .leviathan file: auto (default, or $LEV_CONVERT_FORMAT: ternary "
+    "matrices packed to t2 without loss, the others kept), or levconvert's f32, f16, bf16, q8, q4, t2, t1, b1", "FMT" },
   { "synthetic", 0, 0, G_OPTION_ARG_STRING, &opt_synthetic,
     "Random weights with the shapes of tinyllama-1.1b, qwen2.5-0.5b or bitnet-2b4t (made in a temporary file)",
     "SHAPE" },
@@ -656,6 +663,10 @@ main (int argc, char **argv)
     g_printerr ("levbench: give either -m MODEL or --synthetic SHAPE\n");
     return 2;
   }
+  if (opt_convert_format && !lev_source_format_valid (opt_convert_format)) {
+    g_printerr ("levbench: unknown --convert-format (auto, f32, f16, bf16, q8, q4, t2, t1, b1)\n");
+    return 2;
+  }
   uint32_t enc = LEV_ENC_T2, embd_enc = LEV_ENC_Q4;
   if ((opt_format && !parse_enc (opt_format, &enc)) || (opt_embd_format && !parse_enc (opt_embd_format, &embd_enc))) {
     g_printerr ("levbench: unknown --format or --embd-format\n");
@@ -681,7 +692,15 @@ main (int argc, char **argv)
     }
     model_name = opt_synthetic;
   } else {
-    path = g_strdup (opt_model);
+    LevSourceOptions so = { 0 };
+    so.progress = lev_source_terminal_progress;
+    so.progress_data = (gpointer) "levbench";
+    so.format = opt_convert_format;
+    if (!(path = lev_source_resolve (opt_model, &so, &error))) {
+      g_printerr ("levbench: %s\n", error->message);
+      g_error_free (error);
+      return 1;
+    }
     model_name = opt_model;
   }
   LevModelParams mp = { 0 };

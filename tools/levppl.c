@@ -1,6 +1,7 @@
 /* levppl.c: perplexity of a model over a text file (sliding windows), and its KL divergence and top-1 agreement
  * against a base (float) model over the same tokens. */
 #include "lev_model.h"
+#include "lev_source.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #define LEVPPL_MAX_TEXT_BYTES (1024u * 1024u * 1024u)
 
 static gchar *opt_model = NULL;
+static gchar *opt_convert_format = NULL;
 static gchar *opt_base = NULL;
 static gchar *opt_adapter = NULL;
 static gchar *opt_file = NULL;
@@ -30,7 +32,12 @@ static gboolean opt_no_mmap = FALSE;
 static gboolean opt_check_tensors = FALSE;
 
 static GOptionEntry entries[] = {
-  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model to evaluate (.leviathan)", "FILE" },
+  { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
+    "Model to evaluate: a .leviathan file, a GGUF file, a Hugging Face checkpoint directory or "
+    "hf:ORG/NAME[@REVISION][:FILE] (converted once into $XDG_CACHE_HOME/leviathan/models)", "MODEL" },
+  { "convert-format", 0, 0, G_OPTION_ARG_STRING, &opt_convert_format,
+    "Conversion format of a model that is not a .leviathan file: auto (default, or $LEV_CONVERT_FORMAT: ternary "
+    "matrices packed to t2 without loss, the others kept), or levconvert's f32, f16, bf16, q8, q4, t2, t1, b1", "FMT" },
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter, "Adapter file mounted over the model", "FILE" },
   { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_file, "UTF-8 text to score", "FILE" },
   { "base", 'b', 0, G_OPTION_ARG_FILENAME, &opt_base,
@@ -144,6 +151,8 @@ check_options (int argc)
 {
   if (!opt_model)
     return "missing -m MODEL";
+  if (opt_convert_format && !lev_source_format_valid (opt_convert_format))
+    return "unknown --convert-format (auto, f32, f16, bf16, q8, q4, t2, t1, b1)";
   if (!opt_file)
     return "missing -f TEXT";
   if (argc > 1)
@@ -324,8 +333,20 @@ main (int argc, char **argv)
   LevModelParams mp = { 0 }, bp = { 0 };
   mp.flags = bp.flags = (opt_no_mmap ? LEV_MODEL_NO_MMAP : 0u) | (opt_check_tensors ? LEV_MODEL_CHECK_TENSORS : 0u);
   mp.adapter_path = opt_adapter;
-  if (!(model = lev_model_load_full (opt_model, &mp, &error))
-      || (opt_base && !(base = lev_model_load_full (opt_base, &bp, &error))))
+  LevSourceOptions so = { 0 };
+  so.progress = lev_source_terminal_progress;
+  so.progress_data = (gpointer) "levppl";
+  so.format = opt_convert_format;
+  gchar *model_path = lev_source_resolve (opt_model, &so, &error);
+  gchar *base_path = model_path && opt_base ? lev_source_resolve (opt_base, &so, &error) : NULL;
+  if (model_path && (!opt_base || base_path)) {
+    model = lev_model_load_full (model_path, &mp, &error);
+    if (model && opt_base)
+      base = lev_model_load_full (base_path, &bp, &error);
+  }
+  g_free (model_path);
+  g_free (base_path);
+  if (!model || (opt_base && !base))
     goto out;
   const LevHParams *hp = lev_model_hparams (model);
   const LevTokenizer *tok = lev_model_tokenizer (model);

@@ -2,6 +2,7 @@
 #include "leviathan.h"
 #include "lev_chat.h"
 #include "lev_session.h"
+#include "lev_source.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 static gchar *opt_model = NULL;
+static gchar *opt_convert_format = NULL;
 static gchar *opt_adapter = NULL;
 static gchar *opt_prompt = NULL;
 static gchar *opt_prompt_file = NULL;
@@ -40,7 +42,12 @@ static gchar *opt_chat_template = NULL;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
-    "Model file (.leviathan); default: $LEV_MODEL, else the bundled default model", "FILE" },
+    "Model: a .leviathan file, a GGUF file, a Hugging Face checkpoint directory or hf:ORG/NAME[@REVISION][:FILE] "
+    "(converted once into $XDG_CACHE_HOME/leviathan/models); default: $LEV_MODEL, else the bundled default model",
+    "MODEL" },
+  { "convert-format", 0, 0, G_OPTION_ARG_STRING, &opt_convert_format,
+    "Conversion format of a model that is not a .leviathan file: auto (default, or $LEV_CONVERT_FORMAT: ternary "
+    "matrices packed to t2 without loss, the others kept), or levconvert's f32, f16, bf16, q8, q4, t2, t1, b1", "FMT" },
   /* raw bytes (FILENAME type), so that invalid UTF-8 reaches the tokenizer and gets its message */
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter,
     "Adapter file (low-rank adapters from levconvert --adapter-out) mounted over the model", "FILE" },
@@ -395,7 +402,7 @@ generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
 static int
 parse_options (int *argc, char ***argv)
 {
-  octx = g_option_context_new ("- run a .leviathan model");
+  octx = g_option_context_new ("- run a model (.leviathan, GGUF, Hugging Face directory or hf:ORG/NAME)");
   g_option_context_add_main_entries (octx, entries, NULL);
   GError *error = NULL;
   if (!g_option_context_parse (octx, argc, argv, &error)) {
@@ -407,6 +414,9 @@ parse_options (int *argc, char ***argv)
     return usage_error ("unexpected argument '%s'", (*argv)[1]);
   if (!opt_model && !(opt_model = default_model_path ()))
     return usage_error ("no -m MODEL given and no default model found (set LEV_MODEL or install one)");
+  if (opt_convert_format && !lev_source_format_valid (opt_convert_format))
+    return usage_error ("unknown --convert-format '%s' (auto, f32, f16, bf16, q8, q4, t2, t1, b1)",
+                        opt_convert_format);
   if ((opt_prompt != NULL) + (opt_prompt_file != NULL) + (opt_ids != NULL) > 1)
     return usage_error ("give only one of -p, -f and --ids");
   if (opt_chat && (opt_prompt || opt_prompt_file || opt_ids || opt_tokenize || opt_logits_out || opt_print_ids))
@@ -504,7 +514,13 @@ main (int argc, char **argv)
   int rc = parse_options (&argc, &argv);
   if (rc < 0) {
     GError *error = NULL;
-    LevModel *model = lev_model_load_with_adapter (opt_model, opt_adapter, &error);
+    LevSourceOptions so = { 0 };
+    so.progress = opt_quiet ? NULL : lev_source_terminal_progress;
+    so.progress_data = (gpointer) "levrun";
+    so.format = opt_convert_format;
+    gchar *path = lev_source_resolve (opt_model, &so, &error);
+    LevModel *model = path ? lev_model_load_with_adapter (path, opt_adapter, &error) : NULL;
+    g_free (path);
     if (model) {
       rc = run_model (model);
       lev_model_free (model);
