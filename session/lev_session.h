@@ -30,7 +30,12 @@ typedef struct LevSessionParams {
   const char *system_prompt;     /* NULL: the template's own default (Qwen's ChatML writes one); "": none */
   const char *const *stop_strings; /* NULL-terminated, may be NULL */
   LevUnitMode unit_mode;
+  uint32_t max_prompt_bytes;     /* a text prompt's last this many bytes are used (LEV_SESSION_DEFAULT_MAX_PROMPT_BYTES) */
+  gboolean parse_special;        /* with a template, control-token text in the prompt becomes control tokens */
 } LevSessionParams;
+
+/* The default of max_prompt_bytes: 1 MiB (some 250,000 tokens, more than any context it is used with by default). */
+#define LEV_SESSION_DEFAULT_MAX_PROMPT_BYTES (1u << 20)
 
 /* Why a response ended. */
 typedef enum {
@@ -44,6 +49,8 @@ typedef enum {
 typedef struct LevSessionStats {
   guint prompt_tokens;           /* tokens evaluated for the prompt (after truncation, template included) */
   guint truncated_tokens;        /* tokens dropped from the start of a prompt longer than the context allows */
+  guint64 truncated_bytes;       /* bytes dropped from the start of a text prompt before it was tokenized (longer
+                                  * than max_prompt_bytes, or than the tail that can fit the context) */
   guint generated_tokens;
   gint64 prefill_us;             /* time to evaluate the prompt */
   gint64 ttft_us;                /* from the call to the first generated token */

@@ -693,6 +693,120 @@ GST_START_TEST (test_long_prompt_and_latency)
 }
 GST_END_TEST;
 
+/* The peak resident memory of this process so far (VmHWM), in KiB. */
+static guint64
+peak_rss_kib (void)
+{
+  gchar *status = NULL;
+  guint64 kib = 0;
+  if (g_file_get_contents ("/proc/self/status", &status, NULL, NULL)) {
+    const gchar *l = strstr (status, "VmHWM:");
+    if (l)
+      kib = g_ascii_strtoull (l + 6, NULL, 10);
+  }
+  g_free (status);
+  return kib;
+}
+
+GST_START_TEST (test_max_prompt_bytes)
+{
+  /* regression (issue 19 item 4): a 40 MB line was kept whole, copied and tokenized (1.08 GB) before all but the
+   * last ~500 tokens were dropped. Now the element keeps at most twice max-prompt-bytes of an unfinished line and
+   * the session tokenizes only the tail that can fit the context. The 40 MiB go in as one static 1 MiB block pushed
+   * 40 times (no allocation of the test's own), then a newline. */
+  GstElement *e = make_element ("max-tokens", 4, "ignore-eos", TRUE, "prompt-mode", 1 /* line */,
+                                "context-length", 64, NULL);
+  guint max_bytes = 0;
+  g_object_get (e, "max-prompt-bytes", &max_bytes, NULL);
+  fail_unless_equals_int (max_bytes, LEV_SESSION_DEFAULT_MAX_PROMPT_BYTES);
+  GstBus *bus = gst_bus_new ();
+  gst_element_set_bus (e, bus);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  static gchar block[1 << 20];
+  for (gsize i = 0; i < sizeof block; i++)
+    block[i] = "Once upon a time there was a dog. "[i % 34];
+  guint64 before = peak_rss_kib ();
+  for (guint i = 0; i < 40; i++)
+    fail_unless_equals_int (gst_harness_push (h, gst_buffer_new_wrapped_full (GST_MEMORY_FLAG_READONLY, block,
+                                                                              sizeof block, 0, sizeof block, NULL,
+                                                                              NULL)), GST_FLOW_OK);
+  fail_unless_equals_int (push_text (h, "\n"), GST_FLOW_OK);
+  GstEvent *ev = pull_end_of_response (h);
+  guint64 after = peak_rss_kib ();
+  guint prompt_tokens = 0;
+  guint64 truncated_bytes = 0;
+  const GstStructure *st = gst_event_get_structure (ev);
+  fail_unless (gst_structure_get_uint (st, "prompt-tokens", &prompt_tokens));
+  fail_unless (gst_structure_get_uint64 (st, "truncated-bytes", &truncated_bytes));
+  fail_unless_equals_int (prompt_tokens, 60);       /* 64 slots less 4 new tokens */
+  /* the element kept 1 MiB of the line, the session tokenized only what can fit 60 tokens */
+  fail_unless (truncated_bytes > 0 && truncated_bytes < (1u << 20), "%" G_GUINT64_FORMAT, truncated_bytes);
+  gst_event_unref (ev);
+  g_free (take_text (h, NULL));
+  /* memory: a few MiB at most (the previous element grew by the whole line, 40 MiB, and more to tokenize it) */
+  fail_unless (after - before < 16 * 1024, "peak memory grew by %" G_GUINT64_FORMAT " KiB", after - before);
+  /* one warning from the element (the line's start dropped), one from the session (cut to the context) */
+  guint warnings = 0;
+  GstMessage *m;
+  while ((m = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING))) {
+    warnings++;
+    gst_message_unref (m);
+  }
+  fail_unless_equals_int (warnings, 2);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
+static gboolean
+collect_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer user_data)
+{
+  g_string_append_len (user_data, text, (gssize) len);
+  return TRUE;
+}
+
+/* The answer (greedy) of a session to a prompt given as text and as the ids of the whole text cut to what the
+ * context keeps: tokenizing only the tail that can survive must not change it. */
+GST_START_TEST (test_prompt_tail_same_answer)
+{
+  GError *err = NULL;
+  LevModel *model = lev_model_load (model_path, &err);
+  fail_unless (model != NULL);
+  LevSessionParams p = lev_session_default_params ();
+  p.n_threads = 1;
+  p.n_ctx = 64;
+  p.max_tokens = 8;
+  p.temperature = 0;
+  p.ignore_eos = TRUE;
+  p.chat_template = 0;   /* none */
+  GString *text = g_string_new (NULL);
+  for (guint i = 0; i < 400; i++)
+    g_string_append (text, i % 3 ? "The cat sat on a mat. " : "Lily and Tom went to the park and played. ");
+  LevSession *s = lev_session_new (model, &p, &err);
+  fail_unless (s != NULL);
+  LevSessionStats st;
+  GString *a = g_string_new (NULL), *b = g_string_new (NULL);
+  fail_unless (lev_session_generate (s, text->str, -1, NULL, 0, NULL, collect_unit, a, &st, &err));
+  fail_unless (st.truncated_bytes > 0, "the text was not cut before tokenizing");
+  size_t n = 0;
+  int32_t *ids = lev_session_encode_prompt (s, text->str, -1, &n, &err);
+  fail_unless (ids != NULL && n > 100);
+  /* BOS and the last 55 ids: what the session's own truncation keeps of the whole text (64 - 8 slots) */
+  int32_t kept[56];
+  kept[0] = ids[0];
+  memcpy (kept + 1, ids + n - 55, 55 * sizeof (int32_t));
+  fail_unless (lev_session_generate (s, NULL, 0, kept, 56, NULL, collect_unit, b, &st, &err));
+  fail_unless_equals_string (a->str, b->str);
+  g_free (ids);
+  g_string_free (a, TRUE);
+  g_string_free (b, TRUE);
+  g_string_free (text, TRUE);
+  lev_session_free (s);
+  lev_model_free (model);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_chat_template)
 {
   GstElement *e = make_element ("max-tokens", 8, "ignore-eos", TRUE, "keep-history", TRUE,
@@ -1078,6 +1192,8 @@ levtextgen_suite (void)
   tcase_add_test (tc, test_timestamps);
   tcase_add_test (tc, test_chat_template);
   tcase_add_test (tc, test_long_prompt_and_latency);
+  tcase_add_test (tc, test_max_prompt_bytes);
+  tcase_add_test (tc, test_prompt_tail_same_answer);
   tcase_add_test (tc, test_stop_string_escapes);
   tcase_add_test (tc, test_cancel_action);
   tcase_add_test (tc, test_clear_history_action);
