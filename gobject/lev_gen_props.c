@@ -62,7 +62,7 @@ static const PropInfo props[LEV_GEN_N_PROPS] = {
                                       "of a text prompt are used (the start of a longer one is dropped, at a "
                                       "character boundary, before it is tokenized; the element never holds more of "
                                       "an unfinished line or utterance); a prompt is also cut to the tail that can "
-                                      "fit the context before it is tokenized", KIND_UINT, 1, G_MAXUINT32,
+                                      "fit the context before it is tokenized", KIND_UINT, 16, G_MAXUINT32,
                                       AT (max_prompt_bytes), LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_PARSE_SPECIAL] = { "parse-special", "Parse special tokens", "With a chat template, let control "
                                    "tokens written in the prompt text (<|im_end|>, </s>, ...) become control tokens; "
