@@ -59,6 +59,7 @@ enum {
   PROP_LATENCY,
   PROP_MAX_OBSERVED_DELAY,
   PROP_RESPONSE_SEPARATOR,
+  PROP_USE_MMAP,
   /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
   PROP_GEN,
   PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
@@ -71,7 +72,7 @@ enum {
 };
 
 static guint signals[N_SIGNALS];
-static GParamSpec *properties[PROP_RESPONSE_SEPARATOR + 1];
+static GParamSpec *properties[PROP_USE_MMAP + 1];
 
 /* A queued prompt: text (valid UTF-8) or token ids, with the timing of the buffer it came from. */
 typedef struct {
@@ -109,6 +110,7 @@ struct _GstLevTextGen {
   /* properties (object lock) */
   gchar *model_path;
   gchar *adapter_path;        /* adapter file mounted over the model, or NULL */
+  gboolean use_mmap;            /* map the model file (else read it into memory) */
   guint max_queued;
   GstClockTime latency;         /* added to the latency query; a unit later than this gives a warning */
   GstClockTime max_observed_delay;
@@ -471,6 +473,10 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
         g_clear_pointer (&self->adapter_path, g_free);
     }
     break;
+  case PROP_USE_MMAP:
+    if (mutable_now (self, pspec, GST_STATE_NULL))
+      self->use_mmap = g_value_get_boolean (value);
+    break;
   case PROP_PROMPT_MODE: self->prompt_mode = g_value_get_enum (value); break;
   case PROP_OUTPUT_MODE: self->output_mode = g_value_get_enum (value); break;
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
@@ -522,6 +528,7 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   switch (prop_id) {
   case PROP_MODEL: g_value_set_string (value, self->model_path); break;
   case PROP_ADAPTER: g_value_set_string (value, self->adapter_path); break;
+  case PROP_USE_MMAP: g_value_set_boolean (value, self->use_mmap); break;
   case PROP_GEN + LEV_GEN_PROP_STOP_STRINGS:
     for (guint i = 0; self->settings.stop_strings && self->settings.stop_strings[i]; i++) {
       GValue s = G_VALUE_INIT;
@@ -1481,6 +1488,7 @@ load_model (GstLevTextGen *self)
 {
   GST_OBJECT_LOCK (self);
   gchar *path = g_strdup (self->model_path), *adapter = g_strdup (self->adapter_path);
+  LevModelParams mp = { self->use_mmap ? 0 : LEV_MODEL_NO_MMAP, NULL };
   GST_OBJECT_UNLOCK (self);
 #ifdef LEV_SOURCE_MODEL
   /* used from a build tree: the default model is in the source tree until it is installed */
@@ -1496,8 +1504,10 @@ load_model (GstLevTextGen *self)
   GError *err = NULL;
   if (!path || !path[0])
     g_set_error (&err, LEV_ERROR, LEV_ERROR_IO, "no model given (property 'model')");
-  else
-    self->model = lev_model_load_with_adapter (path, adapter, &err);
+  else {
+    mp.adapter_path = adapter;
+    self->model = lev_model_load_full (path, &mp, &err);
+  }
   if (self->model && !lev_model_has_weights (self->model)) {
     g_set_error (&err, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", path);
     g_clear_pointer (&self->model, lev_model_free);
@@ -1642,6 +1652,7 @@ gst_lev_text_gen_init (GstLevTextGen *self)
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
   self->model_path = g_strdup (LEV_DEFAULT_MODEL);
+  self->use_mmap = TRUE;
   lev_gen_settings_init (&self->settings);
   self->prompt_mode = GST_LEV_TEXT_GEN_PROMPT_BUFFER;
   self->output_mode = LEV_UNIT_TOKEN;
@@ -1699,6 +1710,12 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
     g_param_spec_string ("adapter", "Adapter", "Adapter file (low-rank adapters written by levconvert "
                          "--adapter-out) mounted over the model when it is loaded; empty or NULL = none "
                          "(changeable only in the NULL state)", NULL, rw));
+  properties[PROP_USE_MMAP] = g_param_spec_boolean ("use-mmap", "Use mmap", "Map the model file (shared between "
+                                                    "processes, no load time); false reads it into memory, so that "
+                                                    "another process truncating or rewriting the file cannot kill "
+                                                    "the application with SIGBUS (changeable only in the NULL "
+                                                    "state)", TRUE, rw);
+  g_object_class_install_property (gobject_class, PROP_USE_MMAP, properties[PROP_USE_MMAP]);
   lev_gen_props_install (gobject_class, PROP_GEN, GST_PARAM_MUTABLE_PLAYING, GST_PARAM_MUTABLE_READY,
                          stop_strings_spec);
   g_object_class_install_property (gobject_class, PROP_PROMPT_MODE,

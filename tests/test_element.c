@@ -3,6 +3,7 @@
 #include <gst/check/gstharness.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lev_test_element.h"
 #include "leviathan.h"
@@ -849,6 +850,37 @@ GST_START_TEST (test_prompt_tail_same_answer)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_no_mmap_truncated_file)
+{
+  /* issue 19 item 3: a mapped model file truncated by another process kills the application with SIGBUS at the
+   * next access to a page past the new end; with use-mmap=false the model is in memory and generation goes on */
+  gchar *copy = g_build_filename (tmp_dir, "copy.leviathan", NULL);
+  gchar *data;
+  gsize len;
+  fail_unless (g_file_get_contents (model_path, &data, &len, NULL));
+  fail_unless (g_file_set_contents (copy, data, (gssize) len, NULL));
+  g_free (data);
+  GstElement *e = make_element ("max-tokens", 16, "ignore-eos", TRUE, NULL);
+  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  gchar *reference = answer (h, "Once upon a time", NULL);
+  gst_harness_teardown (h);
+  e = make_element ("max-tokens", 16, "ignore-eos", TRUE, "use-mmap", FALSE, NULL);
+  g_object_set (e, "model", copy, NULL);
+  gboolean use_mmap = TRUE;
+  g_object_get (e, "use-mmap", &use_mmap, NULL);
+  fail_if (use_mmap);
+  h = make_harness (e, "text/x-raw, format=utf8");
+  fail_unless (truncate (copy, 0) == 0);
+  gchar *after = answer (h, "Once upon a time", NULL);
+  fail_unless_equals_string (after, reference);
+  gst_harness_teardown (h);
+  g_unlink (copy);
+  g_free (copy);
+  g_free (reference);
+  g_free (after);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_chat_template)
 {
   GstElement *e = make_element ("max-tokens", 8, "ignore-eos", TRUE, "keep-history", TRUE,
@@ -1235,6 +1267,7 @@ levtextgen_suite (void)
   tcase_add_test (tc, test_chat_template);
   tcase_add_test (tc, test_long_prompt_and_latency);
   tcase_add_test (tc, test_max_prompt_bytes);
+  tcase_add_test (tc, test_no_mmap_truncated_file);
   tcase_add_test (tc, test_prompt_tail_same_answer);
   tcase_add_test (tc, test_stop_string_escapes);
   tcase_add_test (tc, test_cancel_action);

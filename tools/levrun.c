@@ -12,6 +12,7 @@
 
 static gchar *opt_model = NULL;
 static gchar *opt_adapter = NULL;
+static gboolean opt_no_mmap = FALSE;
 static gchar *opt_prompt = NULL;
 static gchar *opt_prompt_file = NULL;
 static gint opt_n_predict = -1;
@@ -42,6 +43,8 @@ static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
     "Model file (.leviathan); default: $LEV_MODEL, else the bundled default model", "FILE" },
   /* raw bytes (FILENAME type), so that invalid UTF-8 reaches the tokenizer and gets its message */
+  { "no-mmap", 0, 0, G_OPTION_ARG_NONE, &opt_no_mmap, "Read the model into memory instead of mapping it (a mapped "
+    "file truncated by another process kills levrun with SIGBUS)", NULL },
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter,
     "Adapter file (low-rank adapters from levconvert --adapter-out) mounted over the model", "FILE" },
   { "prompt", 'p', 0, G_OPTION_ARG_FILENAME, &opt_prompt, "Prompt text (UTF-8)", "TEXT" },
@@ -503,7 +506,8 @@ main (int argc, char **argv)
   int rc = parse_options (&argc, &argv);
   if (rc < 0) {
     GError *error = NULL;
-    LevModel *model = lev_model_load_with_adapter (opt_model, opt_adapter, &error);
+    LevModelParams mp = { opt_no_mmap ? LEV_MODEL_NO_MMAP : 0, opt_adapter };
+    LevModel *model = lev_model_load_full (opt_model, &mp, &error);
     if (model) {
       rc = run_model (model);
       lev_model_free (model);
