@@ -241,8 +241,29 @@ render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
   return user;
 }
 
+/* Finds the user's text in a rendered prompt r: the template rendered around a marker byte that valid UTF-8 never
+ * holds (0xFF) gives what comes before and after it; r must start and end with those (the template only strips
+ * the content's white space). [*start, *end) is then the content; both stay 0 when the content was white space only
+ * (nothing there can spell a control token). */
+static void
+user_range (LevSession *s, const char *r, gboolean first, gsize *start, gsize *end)
+{
+  gchar *m = render_prompt (s, "\xff", 1, first);
+  const char *at = strrchr (m, '\xff');
+  gsize rlen = strlen (r);
+  if (at) {
+    gsize before = (gsize) (at - m), after = strlen (at + 1);
+    if (before + after <= rlen && strncmp (r, m, before) == 0 && strcmp (r + rlen - after, at + 1) == 0) {
+      *start = before;
+      *end = rlen - after;
+    }
+  }
+  g_free (m);
+}
+
 /* Encodes a text prompt: template, then BOS where the tokenizer adds one unless the template already wrote it;
- * control tokens a template wrote (</s>, <|im_end|>) become their ids. */
+ * control tokens a template wrote (</s>, <|im_end|>) become their ids; in the user's text they stay text unless
+ * parse_special (no injected turns from untrusted text). */
 static int32_t *
 encode_prompt (LevSession *s, const char *text, gssize len, gboolean first, size_t *n, GError **error)
 {
@@ -253,8 +274,15 @@ encode_prompt (LevSession *s, const char *text, gssize len, gboolean first, size
   gchar *r = render_prompt (s, text, len, first);
   const char *bos_piece = bos_text (s);
   gboolean add_bos = first && lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));
-  int32_t *ids = s->tmpl != LEV_CHAT_NONE ? lev_tokenizer_encode_special (s->tok, r, -1, add_bos, n, error)
-                                          : lev_tokenizer_encode (s->tok, r, -1, add_bos, n, error);
+  int32_t *ids;
+  if (s->tmpl != LEV_CHAT_NONE) {
+    gsize plain_start = 0, plain_end = 0;
+    if (!s->p.parse_special)
+      user_range (s, r, first, &plain_start, &plain_end);
+    ids = lev_tokenizer_encode_special_except (s->tok, r, -1, add_bos, plain_start, plain_end, n, error);
+  } else {
+    ids = lev_tokenizer_encode (s->tok, r, -1, add_bos, n, error);
+  }
   g_free (r);
   return ids;
 }
