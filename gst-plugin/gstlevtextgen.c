@@ -637,14 +637,15 @@ append_line (GstLevTextGen *self, const gchar *data, gsize len)
 {
   gsize max = max_prompt_bytes (self);
   if (len > max) {
-    self->line_dropped += self->line->len + (len - max);
+    gsize cut = tail_start (data, len, max);     /* at a character boundary */
+    self->line_dropped += self->line->len + cut;
     g_string_truncate (self->line, 0);
-    data += len - max;
-    len = max;
+    data += cut;
+    len -= cut;
   }
   g_string_append_len (self->line, data, (gssize) len);
   if (self->line->len > max && self->line->len - max > max) {
-    gsize cut = self->line->len - max;
+    gsize cut = tail_start (self->line->str, self->line->len, max);
     g_string_erase (self->line, 0, (gssize) cut);
     self->line_dropped += cut;
   }
