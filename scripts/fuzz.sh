@@ -32,10 +32,11 @@ elif [ "${CI:-}" = "true" ]; then
 fi
 
 export LEV_FIXTURES="$fixtures" G_DEBUG=fatal-criticals
-# the element target: the fuzz build's plugin only, levconvert to make its model
+# the element target: the fuzz build's plugin only, loaded in this process (the plugin scanner is not built with
+# ASan and cannot load it), levconvert to make its model
 export GST_PLUGIN_PATH_1_0="$(pwd)/$dir/gst-plugin" GST_PLUGIN_SYSTEM_PATH_1_0="" \
   GST_REGISTRY_1_0="$(pwd)/$dir/fuzz-registry.bin" LEV_LEVCONVERT="$(pwd)/$dir/converter/levconvert" \
-  LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp"
+  LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp" GST_REGISTRY_FORK=no
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1"
 failed=()

@@ -72,8 +72,10 @@ lev_output_new (LevUnitMode mode, const char *const *stop_strings)
   LevOutput *o = g_new0 (LevOutput, 1);
   o->mode = mode;
   GPtrArray *s = g_ptr_array_new ();
+  /* the text is valid UTF-8, so a valid stop string can only match at a character boundary; an invalid one could
+   * match inside a character (its last bytes) and cut it: it can never be in the text, and is dropped */
   for (guint i = 0; stop_strings && stop_strings[i]; i++)
-    if (stop_strings[i][0])
+    if (stop_strings[i][0] && g_utf8_validate (stop_strings[i], -1, NULL))
       g_ptr_array_add (s, g_strdup (stop_strings[i]));
   g_ptr_array_add (s, NULL);
   o->stops = (gchar **) g_ptr_array_free (s, FALSE);

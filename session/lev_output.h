@@ -25,7 +25,8 @@ typedef struct LevOutput LevOutput;
 /* Returns the most bytes one unit of mode holds before pending text is released as it is (token units: one token). */
 gsize lev_output_max_unit_bytes (LevUnitMode mode);
 
-/* Creates a splitter; stop_strings (NULL-terminated, may be NULL) end the response where they first occur. */
+/* Creates a splitter; stop_strings (NULL-terminated, may be NULL) end the response where they first occur (empty
+ * ones and ones that are not valid UTF-8 are ignored: they never occur in the valid text). */
 LevOutput *lev_output_new (LevUnitMode mode, const char *const *stop_strings);
 /* Frees a splitter. */
 void lev_output_free (LevOutput *out);

@@ -60,6 +60,13 @@ next_byte (const uint8_t *data, size_t size, size_t *p)
   return *p < size ? data[(*p)++] : 0;
 }
 
+/* A buffer with a copy of n bytes (an empty buffer for none: gst_buffer_new_memdup refuses 0 bytes). */
+static GstBuffer *
+make_buffer (const uint8_t *bytes, size_t n)
+{
+  return n ? gst_buffer_new_memdup (bytes, n) : gst_buffer_new ();
+}
+
 /* Checks and drops what the harness received: text buffers valid UTF-8, token buffers whole int32 ids. */
 static void
 drain (GstHarness *h, gboolean *tokens)
@@ -133,14 +140,14 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     case 1: {                          /* text */
       size_t want = next_byte (data, size, &p), n = MIN (want, size - p);
       if (!in_tokens)
-        gst_harness_push (h, gst_buffer_new_memdup (data + p, n));
+        gst_harness_push (h, make_buffer (data + p, n));
       p += n;
       break;
     }
     case 2: {                          /* token ids (any bytes) */
       size_t want = next_byte (data, size, &p) % 64, n = MIN (want, size - p);
       if (in_tokens)
-        gst_harness_push (h, gst_buffer_new_memdup (data + p, n));
+        gst_harness_push (h, make_buffer (data + p, n));
       p += n;
       break;
     }
