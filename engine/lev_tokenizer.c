@@ -1200,9 +1200,19 @@ encode_segment (RWork *w, const char *text, size_t n, GError **error)
   return TRUE;
 }
 
-/* Returns the length of the added token that starts at text[p] (the longest one), 0 when none; its id in *id. */
+/* TRUE when [p, p + l) overlaps the plain range [plain_start, plain_end), where control tokens are not matched. */
+static inline gboolean
+in_plain (size_t p, size_t l, size_t plain_start, size_t plain_end)
+{
+  return p < plain_end && p + l > plain_start;
+}
+
+/* Returns the length of the added token that starts at text[p] (the longest one), 0 when none; its id in *id.
+ * Control and unknown pieces overlapping [plain_start, plain_end) are not matched there (as Hugging Face's
+ * split_special_tokens does for special tokens); user-defined ones are. */
 static size_t
-match_added (const LevTokenizer *tok, const char *text, size_t n, size_t p, int32_t *id)
+match_added (const LevTokenizer *tok, const char *text, size_t n, size_t p, size_t plain_start, size_t plain_end,
+             int32_t *id)
 {
   const Ranked *rk = tok->rk;
   if (!rk->afirst[(uint8_t) text[p]])
@@ -1212,6 +1222,8 @@ match_added (const LevTokenizer *tok, const char *text, size_t n, size_t p, int3
     if (l > n - p)
       continue;
     int32_t found = rk_lookup (tok, rk->atab, rk->amask, text + p, l);
+    if (found >= 0 && in_plain (p, l, plain_start, plain_end) && tok->v.types[found] != LEV_TOKTYPE_USER_DEFINED)
+      continue;
     if (found >= 0) {
       *id = found;
       return l;
@@ -1220,10 +1232,11 @@ match_added (const LevTokenizer *tok, const char *text, size_t n, size_t p, int3
   return 0;
 }
 
-/* The ranked path of lev_tokenizer_encode (the text is already checked). */
+/* The ranked path of lev_tokenizer_encode (the text is already checked); no control token is matched in
+ * [plain_start, plain_end). */
 static int32_t *
-encode_ranked (const LevTokenizer *tok, const char *text, size_t n, gboolean add_bos, size_t *n_ids,
-               GError **error)
+encode_ranked (const LevTokenizer *tok, const char *text, size_t n, gboolean add_bos, size_t plain_start,
+               size_t plain_end, size_t *n_ids, GError **error)
 {
   RWork w = { .tok = tok, .rk = tok->rk };
   w.out = g_array_sized_new (FALSE, FALSE, sizeof (int32_t), (guint) MIN (n / 3 + 16, 1u << 20));
@@ -1234,7 +1247,7 @@ encode_ranked (const LevTokenizer *tok, const char *text, size_t n, gboolean add
   if (tok->rk->n_alens > 0) {
     for (size_t p = 0; p < n && ok;) {
       int32_t id;
-      size_t l = match_added (tok, text, n, p, &id);
+      size_t l = match_added (tok, text, n, p, plain_start, plain_end, &id);
       if (l == 0) {
         p++;
         continue;
@@ -1297,7 +1310,7 @@ lev_tokenizer_encode (const LevTokenizer *tok, const char *text, gssize len, gbo
   if (!check_utf8 (text, n, error))
     return NULL;
   if (tok->rk != NULL)
-    return encode_ranked (tok, text, n, add_bos, n_ids, error);
+    return encode_ranked (tok, text, n, add_bos, 0, 0, n_ids, error);
 
   gchar *nfc = NULL;
   if ((tok->v.flags & LEV_TOKF_NFC) && n > 0) {
@@ -1417,9 +1430,26 @@ int32_t *
 lev_tokenizer_encode_special (const LevTokenizer *tok, const char *text, gssize len, gboolean add_bos,
                               size_t *n_ids, GError **error)
 {
+  return lev_tokenizer_encode_special_except (tok, text, len, add_bos, 0, 0, n_ids, error);
+}
+
+/* Encodes as lev_tokenizer_encode_special, except that no control token is matched in [plain_start, plain_end). */
+int32_t *
+lev_tokenizer_encode_special_except (const LevTokenizer *tok, const char *text, gssize len, gboolean add_bos,
+                                     size_t plain_start, size_t plain_end, size_t *n_ids, GError **error)
+{
   g_return_val_if_fail (tok != NULL && n_ids != NULL, NULL);
   g_return_val_if_fail (text != NULL || len == 0, NULL);
-  if ((tok->v.flags & LEV_TOKF_SPLIT_ADDED) || tok->n_ctrl == 0)
+  if (tok->v.flags & LEV_TOKF_SPLIT_ADDED) {
+    size_t n = len < 0 ? strlen (text) : (size_t) len;
+    if (tok->rk == NULL || n > MAX_TEXT_BYTES || plain_end <= plain_start)
+      return lev_tokenizer_encode (tok, text, len, add_bos, n_ids, error);
+    *n_ids = 0;
+    if (!check_utf8 (text, n, error))
+      return NULL;
+    return encode_ranked (tok, text, n, add_bos, plain_start, plain_end, n_ids, error);
+  }
+  if (tok->n_ctrl == 0)
     return lev_tokenizer_encode (tok, text, len, add_bos, n_ids, error);
   *n_ids = 0;
   size_t n = len < 0 ? strlen (text) : (size_t) len;
@@ -1436,7 +1466,7 @@ lev_tokenizer_encode_special (const LevTokenizer *tok, const char *text, gssize 
     for (uint32_t k = 0; p < n && k < tok->n_ctrl && found < 0; k++) {
       uint32_t l;
       const char *c = piece_ptr (tok, tok->ctrl_ids[k], &l);
-      if (l <= n - p && memcmp (text + p, c, l) == 0) {
+      if (l <= n - p && memcmp (text + p, c, l) == 0 && !in_plain (p, l, plain_start, plain_end)) {
         found = (int32_t) tok->ctrl_ids[k];
         flen = l;
       }

@@ -78,6 +78,13 @@ int32_t *lev_tokenizer_encode (const LevTokenizer *tok, const char *text, gssize
  * tokenizer.json already match their added tokens in lev_tokenizer_encode; this makes SentencePiece ones do it too. */
 int32_t *lev_tokenizer_encode_special (const LevTokenizer *tok, const char *text, gssize len, gboolean add_bos,
                                        size_t *n_ids, GError **error);
+/* Encodes as lev_tokenizer_encode_special, except that no control (or unknown) token is matched where it would
+ * overlap the bytes [plain_start, plain_end): a user's message inside a rendered chat prompt is encoded as text even
+ * where it spells <|im_end|> or </s>, as Hugging Face's split_special_tokens=True does (user-defined added tokens are
+ * still matched there). The whole text is still encoded as one string, so benign text gets the same ids. */
+int32_t *lev_tokenizer_encode_special_except (const LevTokenizer *tok, const char *text, gssize len,
+                                              gboolean add_bos, size_t plain_start, size_t plain_end, size_t *n_ids,
+                                              GError **error);
 /* Appends the bytes of token id to out as decoded text: "▁" becomes " ", byte tokens their byte, control tokens
  * nothing; the dummy-prefix space is dropped when prev_id is BOS (or -1, start of text). Byte-level pieces are
  * their raw bytes. With LEV_TOKF_SPLIT_ADDED (tokenizer.json) added tokens, control ones included, decode to their

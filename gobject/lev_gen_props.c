@@ -69,6 +69,17 @@ static const PropInfo props[LEV_GEN_N_PROPS] = {
                              "(text starting with '{') or GBNF grammar (start rule root) and ends where it is "
                              "complete; compiled when set, an error when it cannot be (docs/element.md, \"Structured "
                              "output\"); unset or \"\": free text", KIND_GRAMMAR, 0, 0, 0, LEV_GEN_MUTABLE_ALWAYS },
+  [LEV_GEN_PROP_MAX_PROMPT_BYTES] = { "max-prompt-bytes", "Maximum prompt bytes", "Only the last this many bytes "
+                                      "of a text prompt are used (the start of a longer one is dropped, at a "
+                                      "character boundary, before it is tokenized; the element never holds more of "
+                                      "an unfinished line or utterance); a prompt is also cut to the tail that can "
+                                      "fit the context before it is tokenized", KIND_UINT, 16, G_MAXUINT32,
+                                      AT (max_prompt_bytes), LEV_GEN_MUTABLE_ALWAYS },
+  [LEV_GEN_PROP_PARSE_SPECIAL] = { "parse-special", "Parse special tokens", "With a chat template, let control "
+                                   "tokens written in the prompt text (<|im_end|>, </s>, ...) become control tokens; "
+                                   "off: the user's text is encoded as plain text and only the template writes "
+                                   "control tokens (no injected role turns)", KIND_BOOL, 0, 0, AT (parse_special),
+                                   LEV_GEN_MUTABLE_ALWAYS },
 };
 
 static void *

@@ -20,10 +20,12 @@ struct _LevGModel {
   GObject parent;
   gchar *path;
   gchar *adapter;
+  gboolean use_mmap;
   LevModel *model;
 };
 
-enum { PROP_0, PROP_PATH, PROP_ADAPTER, PROP_NAME, PROP_ARCHITECTURE, PROP_ENCODING, PROP_VOCAB_SIZE, PROP_CONTEXT_LENGTH, N_PROPS };
+enum { PROP_0, PROP_PATH, PROP_ADAPTER, PROP_USE_MMAP, PROP_NAME, PROP_ARCHITECTURE, PROP_ENCODING, PROP_VOCAB_SIZE,
+       PROP_CONTEXT_LENGTH, N_PROPS };
 static GParamSpec *props[N_PROPS];
 
 static void lev_g_model_initable_init (GInitableIface *iface);
@@ -44,7 +46,8 @@ lev_g_model_initable_init_impl (GInitable *initable, GCancellable *cancellable, 
   LevSourceOptions so = { 0 };
   so.cancellable = cancellable;
   gchar *path = lev_source_resolve (self->path, &so, error);
-  self->model = path ? lev_model_load_with_adapter (path, self->adapter, error) : NULL;
+  LevModelParams mp = { self->use_mmap ? 0 : LEV_MODEL_NO_MMAP, self->adapter };
+  self->model = path ? lev_model_load_full (path, &mp, error) : NULL;
   g_free (path);
   if (self->model && !lev_model_has_weights (self->model)) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", self->path);
@@ -69,6 +72,8 @@ lev_g_model_set_property (GObject *object, guint prop_id, const GValue *value, G
   } else if (prop_id == PROP_ADAPTER) {
     g_free (self->adapter);
     self->adapter = g_value_dup_string (value);
+  } else if (prop_id == PROP_USE_MMAP) {
+    self->use_mmap = g_value_get_boolean (value);
   } else {
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
   }
@@ -81,6 +86,7 @@ lev_g_model_get_property (GObject *object, guint prop_id, GValue *value, GParamS
   switch (prop_id) {
   case PROP_PATH: g_value_set_string (value, self->path); break;
   case PROP_ADAPTER: g_value_set_string (value, self->adapter); break;
+  case PROP_USE_MMAP: g_value_set_boolean (value, self->use_mmap); break;
   case PROP_NAME: g_value_set_string (value, self->model ? lev_g_model_get_name (self) : NULL); break;
   case PROP_ARCHITECTURE:
     g_value_set_string (value, self->model ? lev_g_model_get_architecture (self) : NULL);
@@ -119,6 +125,11 @@ lev_g_model_class_init (LevGModelClass *klass)
   props[PROP_ADAPTER] = g_param_spec_string ("adapter", "Adapter", "An adapter file (levconvert --adapter-out) "
                                              "mounted over the model, or NULL", NULL,
                                              G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  props[PROP_USE_MMAP] = g_param_spec_boolean ("use-mmap", "Use mmap", "Map the model file (shared, no load "
+                                               "time); false reads it into memory, so that another process "
+                                               "truncating or rewriting the file cannot kill this one with SIGBUS",
+                                               TRUE, G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY
+                                               | G_PARAM_STATIC_STRINGS);
   props[PROP_NAME] = g_param_spec_string ("name", "Name", "The model's name", NULL, ro);
   props[PROP_ARCHITECTURE] = g_param_spec_string ("architecture", "Architecture", "Architecture", NULL, ro);
   props[PROP_ENCODING] = g_param_spec_string ("encoding", "Encoding", "Encoding of the weight matrices (t2, t1, "

@@ -62,6 +62,7 @@ enum {
   PROP_MAX_OBSERVED_DELAY,
   PROP_RESPONSE_SEPARATOR,
   PROP_LOGPROBS,
+  PROP_USE_MMAP,
   /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
   PROP_GEN,
   PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
@@ -74,7 +75,7 @@ enum {
 };
 
 static guint signals[N_SIGNALS];
-static GParamSpec *properties[PROP_RESPONSE_SEPARATOR + 1];
+static GParamSpec *properties[PROP_USE_MMAP + 1];
 
 /* A queued prompt: text (valid UTF-8) or token ids, with the timing of the buffer it came from. */
 typedef struct {
@@ -116,6 +117,7 @@ struct _GstLevTextGen {
   /* properties (object lock) */
   gchar *model_path;
   gchar *adapter_path;        /* adapter file mounted over the model, or NULL */
+  gboolean use_mmap;            /* map the model file (else read it into memory) */
   guint max_queued;
   GstClockTime latency;         /* added to the latency query; a unit later than this gives a warning */
   GstClockTime max_observed_delay;
@@ -148,6 +150,7 @@ struct _GstLevTextGen {
   gboolean in_tokens;           /* sink caps are token ids */
   gboolean in_time;             /* the input segment is in TIME */
   GString *line;                /* the unfinished line (prompt-mode=line) or utterance (prompt-mode=utterance) */
+  guint64 line_dropped;         /* bytes dropped from its start (max-prompt-bytes) */
   GstClockTime utt_pts, utt_end; /* the timing of the utterance collected so far */
 
   /* generation task (gen_task): takes the queue, runs the engine, fills outq; never waits for downstream */
@@ -467,6 +470,10 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
         g_clear_pointer (&self->adapter_path, g_free);
     }
     break;
+  case PROP_USE_MMAP:
+    if (mutable_now (self, pspec, GST_STATE_NULL))
+      self->use_mmap = g_value_get_boolean (value);
+    break;
   case PROP_PROMPT_MODE: self->prompt_mode = g_value_get_enum (value); break;
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
   case PROP_LATENCY: self->latency = g_value_get_uint64 (value); break;
@@ -518,6 +525,7 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   switch (prop_id) {
   case PROP_MODEL: g_value_set_string (value, self->model_path); break;
   case PROP_ADAPTER: g_value_set_string (value, self->adapter_path); break;
+  case PROP_USE_MMAP: g_value_set_boolean (value, self->use_mmap); break;
   case PROP_GEN + LEV_GEN_PROP_STOP_STRINGS:
     for (guint i = 0; self->settings.stop_strings && self->settings.stop_strings[i]; i++) {
       GValue s = G_VALUE_INIT;
@@ -557,11 +565,48 @@ static void pause_gen_task (GstLevTextGen *self);
 
 /* ---- the streaming thread: prompts in ---- */
 
-/* Makes a text prompt from len bytes: whitespace trimmed, invalid UTF-8 replaced by U+FFFD with a warning.
- * Returns NULL for an empty prompt. */
-static GstLevTextGenPrompt *
-text_prompt (GstLevTextGen *self, const gchar *data, gsize len, GstClockTime pts, GstClockTime duration)
+/* The max-prompt-bytes property. */
+static gsize
+max_prompt_bytes (GstLevTextGen *self)
 {
+  GST_OBJECT_LOCK (self);
+  gsize max = self->settings.p.max_prompt_bytes;
+  GST_OBJECT_UNLOCK (self);
+  return max ? max : G_MAXSIZE;
+}
+
+/* Returns the offset in data (len bytes) from which its last max bytes start, moved to a character boundary. */
+static gsize
+tail_start (const gchar *data, gsize len, gsize max)
+{
+  if (len <= max)
+    return 0;
+  gsize cut = len - max;
+  while (cut < len && ((guchar) data[cut] & 0xc0) == 0x80)
+    cut++;
+  return cut;
+}
+
+/* Warns that a prompt lost its first dropped bytes to max-prompt-bytes. */
+static void
+warn_prompt_cut (GstLevTextGen *self, guint64 dropped)
+{
+  GST_ELEMENT_WARNING (self, STREAM, FAILED, ("A prompt longer than max-prompt-bytes lost its first %" G_GUINT64_FORMAT
+                                              " bytes.", dropped), (NULL));
+}
+
+/* Makes a text prompt from len bytes: only the last max-prompt-bytes kept (with a warning), whitespace trimmed,
+ * invalid UTF-8 replaced by U+FFFD with a warning. dropped: bytes already dropped from its start. Returns NULL for
+ * an empty prompt. */
+static GstLevTextGenPrompt *
+text_prompt (GstLevTextGen *self, const gchar *data, gsize len, guint64 dropped, GstClockTime pts,
+             GstClockTime duration)
+{
+  gsize cut = tail_start (data, len, max_prompt_bytes (self));
+  data += cut;
+  len -= cut;
+  if (dropped + cut > 0)
+    warn_prompt_cut (self, dropped + cut);
   gchar *text;
   if (!g_utf8_validate_len (data, len, NULL)) {
     text = g_utf8_make_valid (data, (gssize) len);
@@ -582,6 +627,28 @@ text_prompt (GstLevTextGen *self, const gchar *data, gsize len, GstClockTime pts
   return p;
 }
 
+/* Appends len bytes to the unfinished line or utterance, keeping at most twice max-prompt-bytes of it (the start
+ * of a longer one is dropped and counted in line_dropped; trimming at twice the bound moves each byte at most
+ * once on average). */
+static void
+append_line (GstLevTextGen *self, const gchar *data, gsize len)
+{
+  gsize max = max_prompt_bytes (self);
+  if (len > max) {
+    gsize cut = tail_start (data, len, max);     /* at a character boundary */
+    self->line_dropped += self->line->len + cut;
+    g_string_truncate (self->line, 0);
+    data += cut;
+    len -= cut;
+  }
+  g_string_append_len (self->line, data, (gssize) len);
+  if (self->line->len > max && self->line->len - max > max) {
+    gsize cut = tail_start (self->line->str, self->line->len, max);
+    g_string_erase (self->line, 0, (gssize) cut);
+    self->line_dropped += cut;
+  }
+}
+
 /* Appends a piece of an utterance (a word, say) to self->line: a space is put between two pieces unless one
  * of them has white space there or the new one starts with punctuation. */
 static void
@@ -593,8 +660,8 @@ append_utterance (GstLevTextGen *self, const gchar *data, gsize len, GstClockTim
   gboolean tail_space = u->len == 0 || g_ascii_isspace (u->str[u->len - 1]);
   gboolean head_space = g_ascii_isspace (data[0]) || strchr (".,!?;:)'\"", data[0]) != NULL;
   if (!tail_space && !head_space)
-    g_string_append_c (u, ' ');
-  g_string_append_len (u, data, (gssize) len);
+    append_line (self, " ", 1);
+  append_line (self, data, len);
   if (GST_CLOCK_TIME_IS_VALID (pts)) {
     if (!GST_CLOCK_TIME_IS_VALID (self->utt_pts))
       self->utt_pts = pts;
@@ -607,10 +674,11 @@ static GstLevTextGenPrompt *
 take_utterance (GstLevTextGen *self)
 {
   GstClockTime pts = self->utt_pts, end = self->utt_end;
-  GstLevTextGenPrompt *p = text_prompt (self, self->line->str, self->line->len, pts,
+  GstLevTextGenPrompt *p = text_prompt (self, self->line->str, self->line->len, self->line_dropped, pts,
                                         GST_CLOCK_TIME_IS_VALID (pts) && end >= pts ? end - pts
                                                                                     : GST_CLOCK_TIME_NONE);
   g_string_truncate (self->line, 0);
+  self->line_dropped = 0;
   self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
   return p;
 }
@@ -660,21 +728,33 @@ buffer_prompts (GstLevTextGen *self, GstBuffer *buf, GPtrArray *out)
     GstLevTextGenPromptMode mode = self->prompt_mode;
     GST_OBJECT_UNLOCK (self);
     if (mode == GST_LEV_TEXT_GEN_PROMPT_BUFFER) {
-      GstLevTextGenPrompt *p = text_prompt (self, (const gchar *) map.data, map.size, pts, dur);
+      GstLevTextGenPrompt *p = text_prompt (self, (const gchar *) map.data, map.size, 0, pts, dur);
       if (p)
         g_ptr_array_add (out, p);
     } else if (mode == GST_LEV_TEXT_GEN_PROMPT_UTTERANCE) {
       append_utterance (self, (const gchar *) map.data, map.size, pts, dur);
     } else {
-      g_string_append_len (self->line, (const gchar *) map.data, (gssize) map.size);
-      gchar *nl;
-      while ((nl = memchr (self->line->str, '\n', self->line->len))) {
-        gsize n = (gsize) (nl - self->line->str);
-        GstLevTextGenPrompt *p = text_prompt (self, self->line->str, n, pts, dur);
+      /* each complete line straight from the buffer (a line begun in an earlier buffer from self->line); the
+       * unfinished end kept in self->line, bounded by max-prompt-bytes */
+      const gchar *d = (const gchar *) map.data, *nl;
+      gsize rest = map.size;
+      while ((nl = memchr (d, '\n', rest))) {
+        gsize n = (gsize) (nl - d);
+        GstLevTextGenPrompt *p;
+        if (self->line->len == 0 && self->line_dropped == 0) {
+          p = text_prompt (self, d, n, 0, pts, dur);
+        } else {
+          append_line (self, d, n);
+          p = text_prompt (self, self->line->str, self->line->len, self->line_dropped, pts, dur);
+          g_string_truncate (self->line, 0);
+          self->line_dropped = 0;
+        }
         if (p)
           g_ptr_array_add (out, p);
-        g_string_erase (self->line, 0, (gssize) n + 1);
+        d += n + 1;
+        rest -= n + 1;
       }
+      append_line (self, d, rest);
     }
   }
   gst_buffer_unmap (buf, &map);
@@ -804,6 +884,7 @@ gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     self->reset_session = TRUE;
     g_atomic_int_set (&self->cancel, 0);
     g_string_truncate (self->line, 0);
+    self->line_dropped = 0;
     self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
     g_mutex_unlock (&self->lock);
     self->discont = TRUE;
@@ -1003,6 +1084,7 @@ stats_structure (const char *name, guint64 index, const LevSessionStats *st)
                             "response", G_TYPE_UINT64, index,
                             "prompt-tokens", G_TYPE_UINT, st->prompt_tokens,
                             "truncated-tokens", G_TYPE_UINT, st->truncated_tokens,
+                            "truncated-bytes", G_TYPE_UINT64, st->truncated_bytes,
                             "generated-tokens", G_TYPE_UINT, st->generated_tokens,
                             "time-to-first-token", G_TYPE_UINT64, (guint64) st->ttft_us * GST_USECOND,
                             "prefill-time", G_TYPE_UINT64, (guint64) st->prefill_us * GST_USECOND,
@@ -1088,9 +1170,10 @@ generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
     g_error_free (err);
     return GST_FLOW_OK;
   }
-  if (st.truncated_tokens)
+  if (st.truncated_tokens || st.truncated_bytes)
     GST_ELEMENT_WARNING (self, STREAM, FAILED, ("A prompt longer than the context allows lost its first %u "
-                                                "tokens.", st.truncated_tokens), (NULL));
+                                                "tokens (and %" G_GUINT64_FORMAT " bytes before tokenizing).",
+                                                st.truncated_tokens, st.truncated_bytes), (NULL));
   if (!g.ok || (st.reason == LEV_STOP_CANCELLED && !cancelled_by_action))
     return GST_FLOW_FLUSHING;
   /* the separator (text output only), then the end of the response: the src pad's task posts the statistics and
@@ -1456,6 +1539,7 @@ load_model (GstLevTextGen *self)
 {
   GST_OBJECT_LOCK (self);
   gchar *path = g_strdup (self->model_path), *adapter = g_strdup (self->adapter_path);
+  LevModelParams mp = { self->use_mmap ? 0 : LEV_MODEL_NO_MMAP, NULL };
   GST_OBJECT_UNLOCK (self);
 #ifdef LEV_UNINSTALLED_MODEL
   /* used from a build tree: the default model is in the source tree until it is installed */
@@ -1476,7 +1560,8 @@ load_model (GstLevTextGen *self)
     so.progress = post_source_progress;
     so.progress_data = self;
     gchar *file = lev_source_resolve (path, &so, &err);
-    self->model = file ? lev_model_load_with_adapter (file, adapter, &err) : NULL;
+    mp.adapter_path = adapter;
+    self->model = file ? lev_model_load_full (file, &mp, &err) : NULL;
     g_free (file);
   }
   if (self->model && !lev_model_has_weights (self->model)) {
@@ -1548,6 +1633,7 @@ start_session (GstLevTextGen *self)
   self->max_observed_delay = 0;
   GST_OBJECT_UNLOCK (self);
   g_string_truncate (self->line, 0);
+  self->line_dropped = 0;
   self->utt_pts = self->utt_end = GST_CLOCK_TIME_NONE;
   return TRUE;
 }
@@ -1628,6 +1714,7 @@ gst_lev_text_gen_init (GstLevTextGen *self)
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
   self->model_path = g_strdup (LEV_DEFAULT_MODEL);
+  self->use_mmap = TRUE;
   lev_gen_settings_init (&self->settings);
   self->prompt_mode = GST_LEV_TEXT_GEN_PROMPT_BUFFER;
   self->max_queued = DEFAULT_MAX_QUEUED;
@@ -1686,6 +1773,12 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
     g_param_spec_string ("adapter", "Adapter", "Adapter file (low-rank adapters written by levconvert "
                          "--adapter-out) mounted over the model when it is loaded; empty or NULL = none "
                          "(changeable only in the NULL state)", NULL, rw));
+  properties[PROP_USE_MMAP] = g_param_spec_boolean ("use-mmap", "Use mmap", "Map the model file (shared between "
+                                                    "processes, no load time); false reads it into memory, so that "
+                                                    "another process truncating or rewriting the file cannot kill "
+                                                    "the application with SIGBUS (changeable only in the NULL "
+                                                    "state)", TRUE, rw);
+  g_object_class_install_property (gobject_class, PROP_USE_MMAP, properties[PROP_USE_MMAP]);
   lev_gen_props_install (gobject_class, PROP_GEN, GST_PARAM_MUTABLE_PLAYING, GST_PARAM_MUTABLE_READY,
                          stop_strings_spec);
   g_object_class_install_property (gobject_class, PROP_PROMPT_MODE,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh: builds the libFuzzer targets (tests/fuzz) with clang, ASan and UBSan and runs each for a while.
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default: 60 s each; targets: loader hf vocab tokenize chat gguf grammar)
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default: 60 s each; targets: loader hf vocab tokenize chat gguf
+#   grammar output element)
 # A crash, leak, UBSan report or timeout fails the run; its input is left in build-fuzz/crashes/TARGET/ (copy it to
 # tests/fuzz/regressions/TARGET/ with the fix, where `meson test` replays it). Set FUZZ_BUILD to use another folder.
 set -euo pipefail
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(loader hf vocab tokenize chat gguf grammar)
+[ ${#targets[@]} -gt 0 ] || targets=(loader hf vocab tokenize chat gguf grammar output element)
 dir="${FUZZ_BUILD:-build-fuzz}"
 fixtures="$(pwd)/tests/data"
 command -v clang >/dev/null || { echo "fuzz: clang is missing (scripts/deps.sh --sanitizers)" >&2; exit 1; }
@@ -18,7 +19,7 @@ if [ -d "$dir" ]; then
 else
   CC=clang meson setup "$dir" "${opts[@]}" >/dev/null
 fi
-ninja -C "$dir" converter/levconvert $(printf 'tests/fuzz/fuzz_%s ' "${targets[@]}")
+ninja -C "$dir" converter/levconvert gst-plugin/libgstleviathan.so $(printf 'tests/fuzz/fuzz_%s ' "${targets[@]}")
 
 # seed corpora: the committed ones plus fuller ones made from the test data (tests/data) now
 gen="$dir/fuzz-seeds"
@@ -31,6 +32,11 @@ elif [ "${CI:-}" = "true" ]; then
 fi
 
 export LEV_FIXTURES="$fixtures" G_DEBUG=fatal-criticals
+# the element target: the fuzz build's plugin only, loaded in this process (the plugin scanner is not built with
+# ASan and cannot load it), levconvert to make its model
+export GST_PLUGIN_PATH_1_0="$(pwd)/$dir/gst-plugin" GST_PLUGIN_SYSTEM_PATH_1_0="" \
+  GST_REGISTRY_1_0="$(pwd)/$dir/fuzz-registry.bin" LEV_LEVCONVERT="$(pwd)/$dir/converter/levconvert" \
+  LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp" GST_REGISTRY_FORK=no
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1"
 failed=()

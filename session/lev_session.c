@@ -37,6 +37,7 @@ struct LevSession {
   GArray *lp_top_ids, *lp_top_lps; /* n_top_logprobs per record of lp_fifo */
   guint lp_head;
   GArray *unit_lp;               /* the records of the unit being handed to the callback */
+  gsize max_piece;               /* the longest piece of the vocabulary in bytes: no token covers more text */
 };
 
 /* Returns the context length used when none is given: the model's max_ctx, at most LEV_DEFAULT_CONTEXT_CAP. */
@@ -84,6 +85,7 @@ lev_session_default_params (void)
     .top_k = sp.top_k, .repeat_last_n = sp.repeat_last_n, .seed = -1, .keep_history = FALSE, .ignore_eos = FALSE,
     .chat_template = LEV_SESSION_TEMPLATE_AUTO, .system_prompt = NULL, .stop_strings = NULL,
     .unit_mode = LEV_UNIT_TOKEN, .grammar = NULL, .token_logprobs = FALSE, .n_top_logprobs = 0,
+    .max_prompt_bytes = LEV_SESSION_DEFAULT_MAX_PROMPT_BYTES, .parse_special = FALSE,
   };
   return p;
 }
@@ -140,6 +142,12 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
   s->bos_id = lev_model_bos_id (model);
   s->eos_id = lev_model_eos_id (model);
   s->tok = lev_model_tokenizer (model);
+  s->max_piece = 1;
+  for (uint32_t i = 0; s->tok && i < lev_tokenizer_n_tokens (s->tok); i++) {
+    size_t len = 0;
+    if (lev_tokenizer_piece (s->tok, (int32_t) i, &len))
+      s->max_piece = MAX (s->max_piece, len);
+  }
   s->ctx = ctx;
   s->pending = s->prev = -1;
   s->sampler_dirty = TRUE;
@@ -331,8 +339,29 @@ render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
   return user;
 }
 
+/* Finds the user's text in a rendered prompt r: the template rendered around a marker byte that valid UTF-8 never
+ * holds (0xFF) gives what comes before and after it; r must start and end with those (the template only strips
+ * the content's white space). [*start, *end) is then the content; both stay 0 when the content was white space only
+ * (nothing there can spell a control token). */
+static void
+user_range (LevSession *s, const char *r, gboolean first, gsize *start, gsize *end)
+{
+  gchar *m = render_prompt (s, "\xff", 1, first);
+  const char *at = strrchr (m, '\xff');
+  gsize rlen = strlen (r);
+  if (at) {
+    gsize before = (gsize) (at - m), after = strlen (at + 1);
+    if (before + after <= rlen && strncmp (r, m, before) == 0 && strcmp (r + rlen - after, at + 1) == 0) {
+      *start = before;
+      *end = rlen - after;
+    }
+  }
+  g_free (m);
+}
+
 /* Encodes a text prompt: template, then BOS where the tokenizer adds one unless the template already wrote it;
- * control tokens a template wrote (</s>, <|im_end|>) become their ids. */
+ * control tokens a template wrote (</s>, <|im_end|>) become their ids; in the user's text they stay text unless
+ * parse_special (no injected turns from untrusted text). */
 static int32_t *
 encode_prompt (LevSession *s, const char *text, gssize len, gboolean first, size_t *n, GError **error)
 {
@@ -343,8 +372,15 @@ encode_prompt (LevSession *s, const char *text, gssize len, gboolean first, size
   gchar *r = render_prompt (s, text, len, first);
   const char *bos_piece = bos_text (s);
   gboolean add_bos = first && lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));
-  int32_t *ids = s->tmpl != LEV_CHAT_NONE ? lev_tokenizer_encode_special (s->tok, r, -1, add_bos, n, error)
-                                          : lev_tokenizer_encode (s->tok, r, -1, add_bos, n, error);
+  int32_t *ids;
+  if (s->tmpl != LEV_CHAT_NONE) {
+    gsize plain_start = 0, plain_end = 0;
+    if (!s->p.parse_special)
+      user_range (s, r, first, &plain_start, &plain_end);
+    ids = lev_tokenizer_encode_special_except (s->tok, r, -1, add_bos, plain_start, plain_end, n, error);
+  } else {
+    ids = lev_tokenizer_encode (s->tok, r, -1, add_bos, n, error);
+  }
   g_free (r);
   return ids;
 }
@@ -572,15 +608,53 @@ prompt_ids (LevSession *s, const char *text, gssize len, const int32_t *in_ids, 
   return TRUE;
 }
 
+/* Returns the most prompt tokens the context takes: room is kept for max_tokens, up to half the context. */
+static size_t
+prompt_token_limit (const LevSession *s)
+{
+  uint32_t n_ctx = lev_context_n_ctx (s->ctx);
+  size_t limit = n_ctx - MIN (s->p.max_tokens, n_ctx / 2);
+  return limit < 1 ? 1 : limit;
+}
+
+/* Extra tokens tokenized before the tail that can survive: the first tokens of a cut text may differ from those of
+ * the whole text; these are dropped with the rest. */
+#define PROMPT_TAIL_MARGIN 64
+
+/* The part of a text prompt that is tokenized: its last max_prompt_bytes bytes, and no more than the tail that can
+ * give the tokens the context keeps (every token covers at most max_piece bytes, so (limit + margin) * max_piece
+ * bytes give at least limit + margin tokens; the text before them would be dropped by truncate_prompt anyway). The
+ * cut is at a character boundary, moved to the next white space when one is near (a natural word start).
+ * Returns the start of the tail in text; *len becomes the tail's length, *dropped the bytes before it. */
+static const char *
+prompt_tail (const LevSession *s, const char *text, gsize *len, guint64 *dropped)
+{
+  gsize cap = s->p.max_prompt_bytes ? s->p.max_prompt_bytes : G_MAXSIZE;
+  gsize survive = (prompt_token_limit (s) + PROMPT_TAIL_MARGIN) * s->max_piece;
+  cap = MIN (cap, survive);
+  *dropped = 0;
+  if (*len <= cap)
+    return text;
+  gsize cut = *len - cap;
+  while (cut < *len && ((guchar) text[cut] & 0xc0) == 0x80)
+    cut++;
+  if (cap == survive)
+    for (gsize k = cut; k < *len && k < cut + 64; k++)
+      if (text[k] == ' ' || text[k] == '\n') {
+        cut = k;
+        break;
+      }
+  *dropped = cut;
+  *len -= cut;
+  return text + cut;
+}
+
 /* Cuts a prompt longer than the context allows (room kept for max_tokens, up to half the context) to its end, a
  * first prompt's leading BOS kept; returns the number of tokens dropped. */
 static guint
 truncate_prompt (const LevSession *s, int32_t *ids, size_t *n, gboolean first, int32_t bos)
 {
-  uint32_t n_ctx = lev_context_n_ctx (s->ctx);
-  size_t limit = n_ctx - MIN (s->p.max_tokens, n_ctx / 2);
-  if (limit < 1)
-    limit = 1;
+  size_t limit = prompt_token_limit (s);
   if (*n <= limit)
     return 0;
   size_t keep_first = (first && ids[0] == bos && limit > 1) ? 1 : 0;
@@ -733,6 +807,11 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
 
   int32_t *ids = NULL;
   size_t n = 0;
+  if (text) {
+    gsize tlen = len < 0 ? strlen (text) : (gsize) len;
+    text = prompt_tail (s, text, &tlen, &st.truncated_bytes);
+    len = (gssize) tlen;
+  }
   if (!prompt_ids (s, text, len, in_ids, n_in, first, bos, &ids, &n, error))
     return FALSE;
   st.truncated_tokens = truncate_prompt (s, ids, &n, first, bos);

@@ -34,7 +34,12 @@ typedef struct LevSessionParams {
   const char *grammar;           /* structured output: a JSON Schema or GBNF text (lev_grammar.h), NULL/"": none */
   gboolean token_logprobs;       /* keep each output token's log-probability (lev_session_unit_logprobs) */
   uint32_t n_top_logprobs;       /* and this many most likely alternatives of each (at most LEV_MAX_TOP_LOGPROBS) */
+  uint32_t max_prompt_bytes;     /* a text prompt's last this many bytes are used (LEV_SESSION_DEFAULT_MAX_PROMPT_BYTES) */
+  gboolean parse_special;        /* with a template, control-token text in the prompt becomes control tokens */
 } LevSessionParams;
+
+/* The default of max_prompt_bytes: 1 MiB (some 250,000 tokens, more than any context it is used with by default). */
+#define LEV_SESSION_DEFAULT_MAX_PROMPT_BYTES (1u << 20)
 
 /* Alternatives per token that lev_session_unit_logprobs reports at most. */
 #define LEV_MAX_TOP_LOGPROBS 32u
@@ -62,6 +67,8 @@ typedef enum {
 typedef struct LevSessionStats {
   guint prompt_tokens;           /* tokens evaluated for the prompt (after truncation, template included) */
   guint truncated_tokens;        /* tokens dropped from the start of a prompt longer than the context allows */
+  guint64 truncated_bytes;       /* bytes dropped from the start of a text prompt before it was tokenized (longer
+                                  * than max_prompt_bytes, or than the tail that can fit the context) */
   guint generated_tokens;
   gint64 prefill_us;             /* time to evaluate the prompt */
   gint64 ttft_us;                /* from the call to the first generated token */

@@ -103,6 +103,18 @@ try:
     check(gen.props.generated_tokens == 24 and gen.props.prompt_tokens == 5, "stats properties")
     check(gen.props.decode_tokens_per_second > 0, "decode tokens/s")
 
+    # --- use-mmap=false (issue 19 item 3): the file read into memory survives its truncation, the same text
+    copy = os.path.join(tmp, "copy.leviathan")
+    shutil.copyfile(path, copy)
+    read_model = Lev.Model(path=copy, use_mmap=False)
+    read_model.init(None)
+    check(read_model.props.use_mmap is False and model.props.use_mmap is True, "use-mmap property")
+    os.truncate(copy, 0)
+    read_text = generator(read_model, max_tokens=24, ignore_eos=True).generate("Once upon a time", None)
+    check(read_text == text, f"use-mmap=false after truncation: {read_text!r}")
+    # max-prompt-bytes and parse-special are Lev.Generator properties too (the shared table)
+    check(gen.props.max_prompt_bytes == 1 << 20 and gen.props.parse_special is False, "max-prompt-bytes, parse-special")
+
     # --- async generate: every token signal before the callback, same greedy text
     res, tokens, at_done = run_async(gen, "Once upon a time")
     check(res == text, f"async result {res!r}")

@@ -14,6 +14,7 @@
 static gchar *opt_model = NULL;
 static gchar *opt_convert_format = NULL;
 static gchar *opt_adapter = NULL;
+static gboolean opt_no_mmap = FALSE;
 static gchar *opt_prompt = NULL;
 static gchar *opt_prompt_file = NULL;
 static gint opt_n_predict = -1;
@@ -49,6 +50,8 @@ static GOptionEntry entries[] = {
     "Conversion format of a model that is not a .leviathan file: auto (default, or $LEV_CONVERT_FORMAT: ternary "
     "matrices packed to t2 without loss, the others kept), or levconvert's f32, f16, bf16, q8, q4, t2, t1, b1", "FMT" },
   /* raw bytes (FILENAME type), so that invalid UTF-8 reaches the tokenizer and gets its message */
+  { "no-mmap", 0, 0, G_OPTION_ARG_NONE, &opt_no_mmap, "Read the model into memory instead of mapping it (a mapped "
+    "file truncated by another process kills levrun with SIGBUS)", NULL },
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter,
     "Adapter file (low-rank adapters from levconvert --adapter-out) mounted over the model", "FILE" },
   { "prompt", 'p', 0, G_OPTION_ARG_FILENAME, &opt_prompt, "Prompt text (UTF-8)", "TEXT" },
@@ -519,7 +522,8 @@ main (int argc, char **argv)
     so.progress_data = (gpointer) "levrun";
     so.format = opt_convert_format;
     gchar *path = lev_source_resolve (opt_model, &so, &error);
-    LevModel *model = path ? lev_model_load_with_adapter (path, opt_adapter, &error) : NULL;
+    LevModelParams mp = { opt_no_mmap ? LEV_MODEL_NO_MMAP : 0, opt_adapter };
+    LevModel *model = path ? lev_model_load_full (path, &mp, &error) : NULL;
     g_free (path);
     if (model) {
       rc = run_model (model);
