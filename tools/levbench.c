@@ -518,8 +518,8 @@ q8_rate (size_t bytes)
 static int
 kernel_rate (void)
 {
-  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[1 + LEV_QMAX_SIMD_SETS] = { lev_qkernels_scalar () };
+  lev_qkernels_simd_sets (impls + 1);
   static const struct { uint32_t enc, group; const char *scales; } cases[] = {
     { LEV_QENC_T2, 0, "row" }, { LEV_QENC_T2, 128, "group 128" }, { LEV_QENC_T2, 64, "group 64" },
     { LEV_QENC_T1, 0, "row" }, { LEV_QENC_T1, 160, "group 160" },
