@@ -17,8 +17,13 @@ LEVCONVERT, LEVRUN = sys.argv[1], sys.argv[2]
 LEVPPL = sys.argv[3] if len(sys.argv) > 3 else None
 
 
+# a cross build's tests run the programs through qemu-user (tests/meson.build sets it from the cross file)
+EXE_WRAPPER = os.environ.get("LEV_TEST_EXE_WRAPPER", "").split()
+
+
 def run(args, **kw):
-    return subprocess.run(args, capture_output=True, timeout=300, **kw)
+    return subprocess.run(EXE_WRAPPER + list(args), capture_output=True, timeout=300 * (4 if EXE_WRAPPER else 1),
+                          **kw)
 
 
 tmp = tempfile.mkdtemp(prefix="lev-cli-")
