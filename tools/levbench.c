@@ -716,6 +716,8 @@ main (int argc, char **argv)
     g_printerr ("levbench: %s\n", error->message);
     return 1;
   }
+  LevMemoryEstimate est;                  /* what levrun --memory and the element's memory-limit compare */
+  lev_context_memory_estimate (model, &cp, kv, &est);
   uint32_t threads = opt_threads > 0 ? (uint32_t) opt_threads : g_get_num_processors ();
   double bw = opt_no_bandwidth ? 0 : measure_bandwidth (threads);
   uint64_t weight_bytes = lev_model_bytes_per_token (model);
@@ -725,7 +727,8 @@ main (int argc, char **argv)
     toks[i] = (int32_t) (rnd64 () % lev_model_vocab_size (model));
   if (!opt_json) {
     g_print ("levbench: %s, body %s, head %s, KV %s, kernels (one token/tiles) %s, %u threads, ctx %d; memory read "
-             "bandwidth %.1f GB/s\n", model_name, format, embd_format, kv_name, lev_kernels_name (), threads, opt_ctx, bw / 1e9);
+             "bandwidth %.1f GB/s; memory estimate %.1f MiB\n", model_name, format, embd_format, kv_name, lev_kernels_name (),
+             threads, opt_ctx, bw / 1e9, est.total / 1048576.0);
     g_print ("| test | tokens/s | ± | bytes/token | share of bandwidth | peak RSS MiB |\n|---|---|---|---|---|---|\n");
   }
   /* warm-up: fault the weights in */
@@ -766,9 +769,9 @@ main (int argc, char **argv)
       g_print ("{\"model\": \"%s\", \"format\": \"%s\", \"embd_format\": \"%s\", \"group_scales\": %d, "
                "\"test\": \"%s\", \"threads\": %u, \"ctx\": %d, \"kv\": \"%s\", \"kernels\": \"%s\", \"tokens_per_s\": %.2f, \"stddev\": %.2f, \"peak_rss_bytes\": %"
                G_GUINT64_FORMAT ", \"bytes_per_token\": %" G_GUINT64_FORMAT ", \"bandwidth_bytes_per_s\": %.0f, "
-               "\"bandwidth_share\": %.3f}\n", name, format, embd_format,
-               opt_synthetic ? opt_group_scales : 0, t, threads, opt_ctx, kv_name,
-               lev_kernels_name (), mean, sd, rss, bpt, bw, share);
+               "\"bandwidth_share\": %.3f, \"memory_estimate_bytes\": %" G_GUINT64_FORMAT "}\n", name, format,
+               embd_format, opt_synthetic ? opt_group_scales : 0, t, threads, opt_ctx, kv_name,
+               lev_kernels_name (), mean, sd, rss, bpt, bw, share, est.total);
       g_free (name);
     } else if (pp) {          /* prefill is compute-bound: no bandwidth share */
       g_print ("| %s | %.1f | %.1f | %.1f MB | - | %.1f |\n", t, mean, sd, bpt / 1e6, rss / 1048576.0);
