@@ -23,7 +23,7 @@ fi
 # the tests a cross build runs by default: kernels, the engine against its fixture references, the element with
 # gst-check (arm64) and the command-line tests (arm64); about 10 minutes for arm64 under qemu on one core
 if [ "$target" = aarch64 ]; then
-  CROSS_TESTS=(qkernels kernels sampler engine loader tokenizer bpe chat noalloc element output cli)
+  CROSS_TESTS=(qkernels kernels sampler engine loader default_model tokenizer bpe chat gguf noalloc element output cli)
 else
   CROSS_TESTS=(qkernels kernels sampler loader engine)
 fi
