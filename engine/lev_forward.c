@@ -700,6 +700,48 @@ lev_context_kv_bytes_per_token (const LevContext *c)
   return per_layer * hp->n_layers;
 }
 
+const char *
+lev_kv_type_name (uint32_t kv_type)
+{
+  return kv_type == LEV_KV_F32 ? "f32" : kv_type == LEV_KV_F16 ? "f16" : kv_type == LEV_KV_Q8 ? "q8" : NULL;
+}
+
+gboolean
+lev_kv_type_from_name (const char *name, LevKvType *out)
+{
+  for (uint32_t t = LEV_KV_F32; t <= LEV_KV_Q8; t++)
+    if (name && strcmp (name, lev_kv_type_name (t)) == 0) {
+      *out = (LevKvType) t;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+void
+lev_context_memory_estimate (const LevModel *model, const LevContextParams *params, LevKvType kv_type,
+                             LevMemoryEstimate *est)
+{
+  const LevHParams *hp = &model->hp;
+  LevContextParams p = params ? *params : lev_context_default_params ();
+  uint64_t n_ctx = p.n_ctx ? p.n_ctx : hp->max_ctx;
+  uint64_t n_threads = MIN (p.n_threads ? p.n_threads : g_get_num_processors (), 64u);
+  uint64_t kv_dim = (uint64_t) hp->n_kv_heads * hp->head_dim, q_dim = (uint64_t) hp->n_heads * hp->head_dim;
+  uint64_t wide = MAX (MAX ((uint64_t) hp->dim, q_dim), hp->ffn_dim);
+  uint64_t kv_elem = kv_type == LEV_KV_F16 ? 2 : kv_type == LEV_KV_Q8 ? 1 : 4;
+  uint64_t B = LEV_MAX_BATCH, half = hp->head_dim / 2, qstride = (wide + LEV_QPAD - 1) / LEV_QPAD * LEV_QPAD;
+  uint64_t lora = MAX (lev_model_max_lora_rank (model), 1u);
+  est->weights = model->has_weights ? model->size : 0;
+  est->kv_cache = 2 * hp->n_layers * n_ctx * kv_dim * kv_elem
+                  + (kv_type == LEV_KV_Q8 ? 2 * hp->n_layers * n_ctx * hp->n_kv_heads * sizeof (float) : 0);
+  /* the allocations of lev_context_new_kv after the caches, in its order */
+  uint64_t floats = B * hp->dim + 3 * B * wide + B * q_dim + (kv_type != LEV_KV_F32 ? 2 * B * kv_dim : 0)
+                    + 2 * B * hp->ffn_dim + n_threads * LEV_ATTN_RUN * (n_ctx + hp->head_dim) + hp->vocab_size
+                    + B + 3 * half + 2 * B * half + B * lora;
+  est->scratch = floats * sizeof (float) + hp->dim * 4 + 64 + 3 * B * qstride + B * sizeof (int32_t)
+                 + B * (qstride / 32) * sizeof (int32_t) + sizeof (LevContext);
+  est->total = est->weights + est->kv_cache + est->scratch;
+}
+
 LevContext *
 lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKvType kv_type, GError **error)
 {

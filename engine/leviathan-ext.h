@@ -9,13 +9,6 @@
 
 G_BEGIN_DECLS
 
-/* Element types of the KV cache. */
-typedef enum {
-  LEV_KV_F32 = 0,        /* exact (the default) */
-  LEV_KV_F16 = 1,        /* IEEE half: half the memory and bytes read */
-  LEV_KV_Q8 = 2,         /* int8 with one float scale per token and kv head (absmax): a quarter */
-} LevKvType;
-
 /* As lev_context_new, with the KV cache stored as kv_type. */
 LevContext *lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKvType kv_type,
                                 GError **error);

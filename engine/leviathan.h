@@ -98,6 +98,31 @@ typedef struct LevContextParams {
   uint32_t act_quant;    /* LevActQuantMode */
 } LevContextParams;
 
+/* Element types of the KV cache. */
+typedef enum {
+  LEV_KV_F32 = 0,        /* exact (the default) */
+  LEV_KV_F16 = 1,        /* IEEE half: half the memory and bytes read */
+  LEV_KV_Q8 = 2,         /* int8 with one float scale per token and kv head (absmax): a quarter */
+} LevKvType;
+
+/* Returns the name of a KV cache type ("f32", "f16", "q8"), or NULL. */
+const char *lev_kv_type_name (uint32_t kv_type);
+/* Parses a KV cache type name ("f32", "f16", "q8") into *out; FALSE for any other. */
+gboolean lev_kv_type_from_name (const char *name, LevKvType *out);
+
+/* The memory a model and one context of it take, in bytes. */
+typedef struct {
+  uint64_t weights;      /* the model file: mapped (each token reads all of it, so it becomes resident) or read */
+  uint64_t kv_cache;     /* keys and values of every layer for n_ctx tokens (q8: and their scales) */
+  uint64_t scratch;      /* activations of a prompt block, attention rows per thread, logits, tables */
+  uint64_t total;        /* the sum */
+} LevMemoryEstimate;
+
+/* Fills *est with what lev_context_new_kv (model, params, kv_type) would allocate plus the model file, without
+ * allocating anything: what a device needs free before the context is made. */
+void lev_context_memory_estimate (const LevModel *model, const LevContextParams *params, LevKvType kv_type,
+                                  LevMemoryEstimate *est);
+
 /* Returns the default context parameters. */
 LevContextParams lev_context_default_params (void);
 /* Creates a context (allocates the whole KV cache once); NULL with error set on bad parameters. */

@@ -66,6 +66,9 @@ enum {
   /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
   PROP_GEN,
   PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
+  /* small-memory devices (docs/embedded.md): stored in the session parameters */
+  PROP_KV_TYPE,
+  PROP_MEMORY_LIMIT,
 };
 
 enum {
@@ -194,6 +197,22 @@ gst_lev_text_gen_prompt_mode_get_type (void)
   };
   if (g_once_init_enter (&type))
     g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenPromptMode", values));
+  return type;
+}
+
+/* The KV cache types (LevKvType) as a GEnum: kv-type=f16 on a gst-launch line. */
+static GType
+gst_lev_text_gen_kv_type_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    { LEV_KV_F32, "32-bit floats (exact)", "f32" },
+    { LEV_KV_F16, "IEEE half floats: half the memory", "f16" },
+    { LEV_KV_Q8, "int8 with one scale per token and head: a quarter of the memory", "q8" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenKvType", values));
   return type;
 }
 
@@ -478,6 +497,14 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
   case PROP_LATENCY: self->latency = g_value_get_uint64 (value); break;
   case PROP_LOGPROBS: self->logprobs = g_value_get_uint (value); break;
+  case PROP_KV_TYPE:
+    if (mutable_now (self, pspec, GST_STATE_READY))
+      self->settings.p.kv_type = (uint32_t) g_value_get_enum (value);
+    break;
+  case PROP_MEMORY_LIMIT:
+    if (mutable_now (self, pspec, GST_STATE_READY))
+      self->settings.p.memory_limit = g_value_get_uint64 (value) << 20;
+    break;
   case PROP_RESPONSE_SEPARATOR:
     g_free (self->response_separator);
     self->response_separator = g_strcompress (g_value_get_string (value) ? g_value_get_string (value) : "");
@@ -540,6 +567,8 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   case PROP_RESPONSE_SEPARATOR: g_value_set_string (value, self->response_separator); break;
   case PROP_LOGPROBS: g_value_set_uint (value, self->logprobs); break;
   case PROP_MAX_OBSERVED_DELAY: g_value_set_uint64 (value, self->max_observed_delay); break;
+  case PROP_KV_TYPE: g_value_set_enum (value, (gint) self->settings.p.kv_type); break;
+  case PROP_MEMORY_LIMIT: g_value_set_uint64 (value, self->settings.p.memory_limit >> 20); break;
   default:
     if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
       lev_gen_settings_get (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
@@ -1611,6 +1640,11 @@ start_session (GstLevTextGen *self)
   p.stop_strings = (const char *const *) stops;
   p.grammar = grammar;
   GError *err = NULL;
+  LevMemoryEstimate est;
+  lev_session_memory_estimate (self->model, &p, &est);
+  GST_INFO_OBJECT (self, "memory: %" G_GUINT64_FORMAT " MiB (model file %" G_GUINT64_FORMAT " MiB, KV cache %"
+                   G_GUINT64_FORMAT " MiB, scratch %" G_GUINT64_FORMAT " MiB), limit %" G_GUINT64_FORMAT " MiB",
+                   est.total >> 20, est.weights >> 20, est.kv_cache >> 20, est.scratch >> 20, p.memory_limit >> 20);
   self->session = lev_session_new (self->model, &p, &err);
   g_free (grammar);
   g_free (sys);
@@ -1781,6 +1815,14 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_USE_MMAP, properties[PROP_USE_MMAP]);
   lev_gen_props_install (gobject_class, PROP_GEN, GST_PARAM_MUTABLE_PLAYING, GST_PARAM_MUTABLE_READY,
                          stop_strings_spec);
+  g_object_class_install_property (gobject_class, PROP_KV_TYPE,
+    g_param_spec_enum ("kv-type", "KV cache type", "How the context's keys and values are stored (taken when the "
+                       "context is made)", gst_lev_text_gen_kv_type_get_type (), LEV_KV_F32,
+                       rw | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_MEMORY_LIMIT,
+    g_param_spec_uint64 ("memory-limit", "Memory limit", "MiB the model file, KV cache and scratch may take: going "
+                         "to PAUSED fails with an error naming what they would take when it is more (0 = no limit)",
+                         0, G_MAXUINT64 >> 20, 0, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_PROMPT_MODE,
     g_param_spec_enum ("prompt-mode", "Prompt mode", "What makes a text prompt",
                        gst_lev_text_gen_prompt_mode_get_type (), GST_LEV_TEXT_GEN_PROMPT_BUFFER, live));

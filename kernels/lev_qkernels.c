@@ -435,6 +435,33 @@ lev_qkernels_neon (void)
   return NULL;
 }
 #endif
+#if !defined(LEV_HAVE_NEONDOT)
+const LevQKernels *
+lev_qkernels_neondot (void)
+{
+  return NULL;
+}
+#endif
+#if !defined(LEV_HAVE_I8MM)
+const LevQKernels *
+lev_qkernels_i8mm (void)
+{
+  return NULL;
+}
+#endif
+
+size_t
+lev_qkernels_simd_sets (const LevQKernels **sets)
+{
+  const LevQKernels *all[LEV_QMAX_SIMD_SETS] = { lev_qkernels_avx512 (), lev_qkernels_avx512vbmi (),
+                                                 lev_qkernels_avx2 (), lev_qkernels_i8mm (),
+                                                 lev_qkernels_neondot (), lev_qkernels_neon () };
+  size_t n = 0;
+  for (size_t i = 0; i < LEV_QMAX_SIMD_SETS; i++)
+    if (all[i])
+      sets[n++] = all[i];
+  return n;
+}
 
 const LevQKernels *
 lev_qkernels_by_name (const char *name)
@@ -451,5 +478,9 @@ lev_qkernels_by_name (const char *name)
     return lev_qkernels_avx512vbmi ();
   if (strcmp (name, "neon") == 0)
     return lev_qkernels_neon ();
+  if (strcmp (name, "neondot") == 0)
+    return lev_qkernels_neondot ();
+  if (strcmp (name, "i8mm") == 0)
+    return lev_qkernels_i8mm ();
   return NULL;
 }

@@ -100,7 +100,7 @@ typedef void (*LevQGemmFn) (const LevQMatrix *w, const LevQAct *act, float *y, s
 
 /* One implementation of the packed kernels. */
 typedef struct LevQKernels {
-  const char *name;           /* "scalar", "avx2", "avx512", "neon" */
+  const char *name;           /* "scalar", "avx2", "avx512", "avx512vbmi", "neon", "neondot", "i8mm" */
   int needs_q2;               /* reads LevQAct.q2 (else only q) */
   LevQGemmFn gemm[4];         /* indexed by enc - LEV_QENC_T2 */
   LevQGemmFn gemv[4];         /* the same for one token (act->n == 1): the measured choice may differ */
@@ -196,9 +196,43 @@ void lev_avx512vbmi_gemv_t1 (const LevQMatrix *w, const LevQAct *act, float *y, 
 /* The one-token b1 kernel of AVX-512 VBMI + GFNI (sign bits spread to bytes by vgf2p8affineqb). */
 void lev_avx512vbmi_gemv_b1 (const LevQMatrix *w, const LevQAct *act, float *y, size_t y_stride, size_t r0,
                              size_t r1);
-/* Returns the NEON (dotprod) kernels, or NULL when not built for or not supported by this CPU. */
+/* Returns the NEON kernels of every NEON core (ARMv8.0 AArch64; ARMv7 with NEON: its gemm only), or NULL when not
+ * built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_neon (void);
-/* Returns the kernels of this process, chosen once: those named by LEV_KERNELS (scalar|avx2|avx512|avx512vbmi|neon)
+/* Returns the NEON dot-product (sdot, ARMv8.2 dotprod) kernels, or NULL when not built for or not supported by this
+ * CPU (AT_HWCAP's ASIMDDP). */
+const LevQKernels *lev_qkernels_neondot (void);
+/* Returns the dotprod kernels with the token tiles through the int8 matrix multiply (smmla, ARMv8.6 i8mm), or NULL
+ * when not built for or not supported by this CPU (AT_HWCAP2's I8MM and AT_HWCAP's ASIMDDP). */
+const LevQKernels *lev_qkernels_i8mm (void);
+/* The AArch64 NEON attention and activation helpers (lev_qkernels_neon.c), shared by the dotprod and i8mm sets:
+ * lev_dot_f32 with NEON. */
+float lev_neon_dot_f32 (const float *a, const float *b, size_t n);
+/* lev_axpy_f32 with NEON. */
+void lev_neon_axpy_f32 (float a, const float *x, float *y, size_t n);
+/* dot_heads with NEON, one head at a time. */
+void lev_neon_dot_heads (uint32_t type, const float *q, size_t q_stride, uint32_t nq, const void *k, size_t n,
+                         float *out);
+/* axpy_heads with NEON, one head at a time. */
+void lev_neon_axpy_heads (uint32_t type, const float *a, uint32_t nq, const void *x, float *y, size_t y_stride,
+                          size_t n);
+/* attend_values with NEON (four heads by eight columns in registers over all the rows). */
+void lev_neon_attend_values (uint32_t type, const float *a, size_t a_stride, uint32_t nq, const void *v,
+                             size_t v_stride, const float *vscale, size_t vscale_stride, uint32_t n_rows, float *y,
+                             size_t y_stride, size_t n);
+/* lev_softmax with NEON. */
+void lev_neon_softmax (float *x, size_t n, float div);
+/* lev_silu_mul with NEON. */
+void lev_neon_silu_mul (float *g, const float *up, size_t n);
+/* lev_quantize_absmax with NEON. */
+float lev_neon_quantize_absmax (const float *x, size_t n, int8_t *q, int away);
+/* The most SIMD kernel sets one build can have (lev_qkernels_simd_sets). */
+#define LEV_QMAX_SIMD_SETS 6
+/* Fills sets with the SIMD kernel sets built in and supported by this CPU, the preferred (widest) first: avx512,
+ * avx512vbmi, avx2, i8mm, neondot, neon; returns how many (at most LEV_QMAX_SIMD_SETS; 0: scalar only). */
+size_t lev_qkernels_simd_sets (const LevQKernels **sets);
+/* Returns the kernels of this process, chosen once: those named by LEV_KERNELS
+ * (scalar|avx2|avx512|avx512vbmi|neon|neondot|i8mm)
  * when set and available, else for each encoding the implementation measured fastest on this CPU model
  * (lev_qkernels_measure), the choice kept in $XDG_CACHE_HOME/leviathan/kernels-* (else ~/.cache) and reused by later
  * processes on the same CPU model and kernels; LEV_KERNELS=measure measures again and rewrites it. */

@@ -170,13 +170,8 @@ lev_qkernel_rate (const LevQKernels *k, uint32_t enc, uint32_t group_weights, ui
 void
 lev_qkernels_measure (LevQKernels *out, char *choice, size_t size)
 {
-  const LevQKernels *all[] = { lev_qkernels_avx512 (), lev_qkernels_avx512vbmi (), lev_qkernels_avx2 (),
-                               lev_qkernels_neon () };
-  const LevQKernels *cand[4];
-  int nc = 0;
-  for (int i = 0; i < 4; i++)
-    if (all[i])
-      cand[nc++] = all[i];
+  const LevQKernels *cand[LEV_QMAX_SIMD_SETS];
+  int nc = (int) lev_qkernels_simd_sets (cand);
   if (nc == 0)
     cand[nc++] = lev_qkernels_scalar ();
   *out = *cand[0];                        /* the widest set: attention helpers, sparse dot */
@@ -191,8 +186,8 @@ lev_qkernels_measure (LevQKernels *out, char *choice, size_t size)
       RateCase c;
       if (!case_make (&c, enc, 0, mode ? TUNE_TILE : 1, TUNE_COLS, TUNE_BYTES))
         continue;
-      int calls[4];
-      double best[4];
+      int calls[LEV_QMAX_SIMD_SETS];
+      double best[LEV_QMAX_SIMD_SETS];
       for (int i = 0; i < nc; i++)
         calls[i] = case_calls (cand[i], &c, TUNE_SECONDS);
       for (int trial = 0; trial < TUNE_TRIALS; trial++)
@@ -222,18 +217,15 @@ lev_qkernels_measure (LevQKernels *out, char *choice, size_t size)
 /* ---------------------------------------------------------------- the choice, cached per CPU model */
 
 /* Bump when a kernel changes speed (a new or rewritten implementation): cached choices made before are dropped. */
-#define LEV_QTUNE_REVISION 2
+#define LEV_QTUNE_REVISION 3
 
 /* Builds from its choice line (as lev_qkernels_measure writes it) the kernels it names into *out; FALSE when the
  * line names an encoding or an implementation this process does not have. */
 static int
 kernels_from_choice (const char *line, LevQKernels *out)
 {
-  const LevQKernels *widest = NULL, *all[] = { lev_qkernels_avx512 (), lev_qkernels_avx512vbmi (),
-                                               lev_qkernels_avx2 (), lev_qkernels_neon () };
-  for (int i = 0; i < 4 && !widest; i++)
-    widest = all[i];
-  *out = widest ? *widest : *lev_qkernels_scalar ();
+  const LevQKernels *sets[LEV_QMAX_SIMD_SETS];
+  *out = lev_qkernels_simd_sets (sets) ? *sets[0] : *lev_qkernels_scalar ();
   int needs_q2 = 0;
   const char *p = line;
   for (uint32_t e = 0; e < 4; e++) {
@@ -292,13 +284,12 @@ cache_location (char *path, size_t psize, char *key, size_t ksize)
 {
   char cpu[200], sets[96] = "";
   cpu_identity (cpu, sizeof cpu);
-  const LevQKernels *all[] = { lev_qkernels_avx512 (), lev_qkernels_avx512vbmi (), lev_qkernels_avx2 (),
-                               lev_qkernels_neon () };
-  for (int i = 0; i < 4; i++)
-    if (all[i]) {
-      strncat (sets, " ", sizeof sets - strlen (sets) - 1);
-      strncat (sets, all[i]->name, sizeof sets - strlen (sets) - 1);
-    }
+  const LevQKernels *all[LEV_QMAX_SIMD_SETS];
+  size_t n_sets = lev_qkernels_simd_sets (all);
+  for (size_t i = 0; i < n_sets; i++) {
+    strncat (sets, " ", sizeof sets - strlen (sets) - 1);
+    strncat (sets, all[i]->name, sizeof sets - strlen (sets) - 1);
+  }
   snprintf (key, ksize, "leviathan kernels %d: %s:%s", LEV_QTUNE_REVISION, cpu, sets);
   uint64_t h = 0xcbf29ce484222325ull;                   /* FNV-1a of the key names the file */
   for (const char *c = key; *c; c++)

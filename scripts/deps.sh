@@ -12,7 +12,7 @@ PACKAGES=(build-essential pkg-config meson ninja-build python3
   festival festvox-kallpc16k)
 if [ "${1:-}" = "--sanitizers" ]; then
   PACKAGES+=(libclang-rt-14-dev clang)
-  PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)   # NEON kernel test under qemu-aarch64
+  PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)   # cross builds: scripts/cross.sh adds the rest
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do

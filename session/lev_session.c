@@ -7,6 +7,7 @@
 #include <string.h>
 #include "lev_chat.h"
 #include "lev_grammar.h"
+#include "leviathan-ext.h"
 
 struct LevSession {
   const LevModel *model;
@@ -86,6 +87,7 @@ lev_session_default_params (void)
     .chat_template = LEV_SESSION_TEMPLATE_AUTO, .system_prompt = NULL, .stop_strings = NULL,
     .unit_mode = LEV_UNIT_TOKEN, .grammar = NULL, .token_logprobs = FALSE, .n_top_logprobs = 0,
     .max_prompt_bytes = LEV_SESSION_DEFAULT_MAX_PROMPT_BYTES, .parse_special = FALSE,
+    .kv_type = LEV_KV_F32, .memory_limit = 0,
   };
   return p;
 }
@@ -120,6 +122,26 @@ resolve_template (const LevModel *model, int choice, LevChatTemplate *out, GErro
   return TRUE;
 }
 
+/* The context parameters of a session with params over model. */
+static LevContextParams
+context_params (const LevModel *model, const LevSessionParams *params)
+{
+  LevContextParams cp = lev_context_default_params ();
+  cp.n_threads = params->n_threads;
+  cp.n_sink = params->n_sink;
+  cp.act_quant = params->act_quant;
+  cp.n_ctx = params->n_ctx ? params->n_ctx : lev_session_default_n_ctx (model);
+  return cp;
+}
+
+/* Fills *est with the memory of model and a session over it. */
+void
+lev_session_memory_estimate (const LevModel *model, const LevSessionParams *params, LevMemoryEstimate *est)
+{
+  LevContextParams cp = context_params (model, params);
+  lev_context_memory_estimate (model, &cp, (LevKvType) params->kv_type, est);
+}
+
 /* Creates a session. */
 LevSession *
 lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error)
@@ -128,12 +150,26 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
     g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "the model file holds no weights (tokenizer only)");
     return NULL;
   }
-  LevContextParams cp = lev_context_default_params ();
-  cp.n_threads = params->n_threads;
-  cp.n_sink = params->n_sink;
-  cp.act_quant = params->act_quant;
-  cp.n_ctx = params->n_ctx ? params->n_ctx : lev_session_default_n_ctx (model);
-  LevContext *ctx = lev_context_new (model, &cp, error);
+  LevContextParams cp = context_params (model, params);
+  if (params->memory_limit) {
+    LevMemoryEstimate est;
+    lev_session_memory_estimate (model, params, &est);
+    if (est.total > params->memory_limit) {
+      gchar *sz[5] = { g_format_size_full (est.total, G_FORMAT_SIZE_IEC_UNITS),
+                       g_format_size_full (est.weights, G_FORMAT_SIZE_IEC_UNITS),
+                       g_format_size_full (est.kv_cache, G_FORMAT_SIZE_IEC_UNITS),
+                       g_format_size_full (est.scratch, G_FORMAT_SIZE_IEC_UNITS),
+                       g_format_size_full (params->memory_limit, G_FORMAT_SIZE_IEC_UNITS) };
+      g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the model needs %s (model file %s, KV cache %s for %u tokens "
+                   "as %s, scratch %s), more than the memory limit of %s: a shorter context, the q8 KV cache or a "
+                   "smaller model takes less", sz[0], sz[1], sz[2], cp.n_ctx,
+                   lev_kv_type_name (params->kv_type) ? lev_kv_type_name (params->kv_type) : "?", sz[3], sz[4]);
+      for (int i = 0; i < 5; i++)
+        g_free (sz[i]);
+      return NULL;
+    }
+  }
+  LevContext *ctx = lev_context_new_kv (model, &cp, (LevKvType) params->kv_type, error);
   if (!ctx)
     return NULL;
   LevSession *s = g_new0 (LevSession, 1);

@@ -36,6 +36,9 @@ typedef struct LevSessionParams {
   uint32_t n_top_logprobs;       /* and this many most likely alternatives of each (at most LEV_MAX_TOP_LOGPROBS) */
   uint32_t max_prompt_bytes;     /* a text prompt's last this many bytes are used (LEV_SESSION_DEFAULT_MAX_PROMPT_BYTES) */
   gboolean parse_special;        /* with a template, control-token text in the prompt becomes control tokens */
+  uint32_t kv_type;              /* LevKvType of the KV cache (f32, f16, q8); fixed at creation */
+  uint64_t memory_limit;         /* bytes the model and its context may take (0 = no limit): lev_session_new refuses
+                                  * a session whose lev_session_memory_estimate is more; fixed at creation */
 } LevSessionParams;
 
 /* The default of max_prompt_bytes: 1 MiB (some 250,000 tokens, more than any context it is used with by default). */
@@ -88,7 +91,10 @@ LevSessionParams lev_session_default_params (void);
 /* Returns the context length a session uses when none is given: the model's max_ctx, at most
  * LEV_DEFAULT_CONTEXT_CAP. */
 uint32_t lev_session_default_n_ctx (const LevModel *model);
-/* Creates a session (context and sampler) over model, which must outlive it; NULL with error set. */
+/* Fills *est with the memory model and a session over it with params need (model file, KV cache, scratch). */
+void lev_session_memory_estimate (const LevModel *model, const LevSessionParams *params, LevMemoryEstimate *est);
+/* Creates a session (context and sampler) over model, which must outlive it; NULL with error set (also when the
+ * estimate exceeds params->memory_limit, before anything is allocated). */
 LevSession *lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error);
 /* Frees a session. */
 void lev_session_free (LevSession *session);

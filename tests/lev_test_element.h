@@ -19,12 +19,26 @@ lev_test_convert_model (void)
   g_assert_nonnull (levconvert);
   tmp_dir = g_dir_make_tmp ("lev-element-XXXXXX", NULL);
   model_path = g_build_filename (tmp_dir, "stories.leviathan", NULL);
-  const gchar *argv[] = { levconvert, bin, "--tokenizer", tok, "-o", model_path, "-q", NULL };
+  /* a cross build's levconvert runs under its qemu-user wrapper (tests/meson.build: LEV_TEST_EXE_WRAPPER) */
+  gchar *cmd = g_strdup_printf ("%s %s", g_getenv ("LEV_TEST_EXE_WRAPPER") ? g_getenv ("LEV_TEST_EXE_WRAPPER") : "",
+                                levconvert);
+  gchar **wrapped = g_strsplit_set (g_strstrip (cmd), " ", -1);
+  GPtrArray *args = g_ptr_array_new ();
+  for (gchar **w = wrapped; *w; w++)
+    if (**w)
+      g_ptr_array_add (args, *w);
+  const gchar *rest[] = { bin, "--tokenizer", tok, "-o", model_path, "-q", NULL };
+  for (const gchar **r = rest; *r; r++)
+    g_ptr_array_add (args, (gpointer) *r);
+  g_ptr_array_add (args, NULL);
   gint status = 0;
   GError *err = NULL;
-  if (!g_spawn_sync (NULL, (gchar **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, NULL, NULL, &status, &err)
+  if (!g_spawn_sync (NULL, (gchar **) args->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, &status, &err)
       || !g_spawn_check_wait_status (status, &err))
     g_error ("levconvert failed: %s", err->message);
+  g_ptr_array_free (args, TRUE);
+  g_strfreev (wrapped);
+  g_free (cmd);
   g_free (bin);
   g_free (tok);
 }

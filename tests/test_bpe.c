@@ -287,8 +287,10 @@ test_kjv_speed (void)
 #if defined(__SANITIZE_ADDRESS__)
   g_assert_cmpfloat (s, <, 20.0);
 #else
-  g_assert_cmpfloat (s, <, 1.0);
-  g_assert_cmpfloat (t->build_s, <, 1.0);
+  if (!g_getenv ("LEV_TEST_EMULATED")) {      /* under qemu-user (cross builds) timings are not speeds */
+    g_assert_cmpfloat (s, <, 1.0);
+    g_assert_cmpfloat (t->build_s, <, 1.0);
+  }
 #endif
   g_free (dec);
   g_free (ids);

@@ -17,8 +17,13 @@ LEVCONVERT, LEVRUN = sys.argv[1], sys.argv[2]
 LEVPPL = sys.argv[3] if len(sys.argv) > 3 else None
 
 
+# a cross build's tests run the programs through qemu-user (tests/meson.build sets it from the cross file)
+EXE_WRAPPER = os.environ.get("LEV_TEST_EXE_WRAPPER", "").split()
+
+
 def run(args, **kw):
-    return subprocess.run(args, capture_output=True, timeout=300, **kw)
+    return subprocess.run(EXE_WRAPPER + list(args), capture_output=True, timeout=300 * (4 if EXE_WRAPPER else 1),
+                          **kw)
 
 
 tmp = tempfile.mkdtemp(prefix="lev-cli-")
@@ -180,6 +185,28 @@ try:
         check(abs(got - want) <= 1e-4 * want, "levppl perplexity")
         r = run([LEVPPL, "-m", stories])
         check(r.returncode == 2, "levppl without -f exits 2")
+
+    # --- small-memory devices (docs/embedded.md): --memory's KV cache bytes are those of the shape in llama2.c's
+    #     checkpoint header (7 int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len) for each
+    #     --kv type, the model file is its size on disk, and --memory-limit refuses a run that needs more
+    with open(fixture("stories260K/stories260K.bin"), "rb") as f:
+        dim, _, n_layers, n_heads, n_kv_heads, _, _ = struct.unpack("<7i", f.read(28))
+    kv_dim = n_kv_heads * (dim // n_heads)
+    for kv, per_value, scales in (("f32", 4, 0), ("f16", 2, 0), ("q8", 1, 2 * n_layers * 100 * n_kv_heads * 4)):
+        r = run([LEVRUN, "-m", stories, "--memory", "--kv", kv, "--ctx", "100"])
+        total, weights, kv_bytes, scratch = (int(x) for x in r.stdout.split())
+        check(r.returncode == 0 and kv_bytes == 2 * n_layers * 100 * kv_dim * per_value + scales,
+              f"--memory --kv {kv}: KV cache {kv_bytes} bytes")
+        check(weights == os.path.getsize(stories) and total == weights + kv_bytes + scratch and 0 < scratch < 1 << 20,
+              f"--memory --kv {kv}: {r.stdout.decode()}")
+    r = run([LEVRUN, "-m", stories, "--memory-limit", str(total - 1), "--kv", "q8", "--ctx", "100", "-p", "Lily"])
+    check(r.returncode == 1 and b"more than the memory limit" in r.stderr, "--memory-limit below the estimate refuses")
+    r = run([LEVRUN, "-m", stories, "--memory-limit", str(total), "--kv", "q8", "--ctx", "100", "-p", "Lily",
+             "-n", "8", "--temp", "0"])
+    check(r.returncode == 0 and r.stdout.startswith(b"Lily"), f"--memory-limit at the estimate runs: {r.stderr}")
+    for bad in ("--memory-limit=12Q", "--memory-limit=0", "--kv=q4"):
+        r = run([LEVRUN, "-m", stories, bad, "-p", "Lily"])
+        check(r.returncode == 2, f"{bad} is a usage error")
 
     # --- bad arguments: usage and exit code 2
     for args in (["-m"], ["-m", stories, "--top-p", "2"], ["-m", stories, "-n", "-5"],

@@ -1,5 +1,6 @@
-/* test_qkernels.c: packed layouts round-trip; scalar, AVX2, AVX-512 and NEON kernels give identical integer results.
- * Plain C and libc only, so that CI can cross-compile it for AArch64 and run it under qemu-aarch64. */
+/* test_qkernels.c: packed layouts round-trip; scalar, AVX2, AVX-512, NEON, NEON dotprod and i8mm kernels give
+ * identical integer results. Plain C and libc only, so that CI can run it under qemu-aarch64 / qemu-arm for each
+ * emulated CPU (LEV_TEST_EXPECT_KERNELS names the sets that CPU must have; LEV_TEST_EMULATED skips the timing). */
 #define _POSIX_C_SOURCE 200809L   /* setenv under -std=c17 */
 #include "lev_qkernels.h"
 #include "lev_kernels.h"
@@ -115,8 +116,8 @@ free_acts (Acts *a)
 static void
 test_kernels (void)
 {
-  const LevQKernels *impls[] = { lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[LEV_QMAX_SIMD_SETS] = { NULL };
+  lev_qkernels_simd_sets (impls);
   const LevQKernels *scalar = lev_qkernels_scalar ();
   static const size_t shapes[][2] = { { 1, 1 }, { 3, 64 }, { 2, 65 }, { 7, 128 }, { 5, 172 }, { 17, 256 },
                                       { 9, 320 }, { 33, 896 }, { 4, 1000 }, { 64, 64 }, { 65, 2048 },
@@ -206,8 +207,8 @@ test_kernels (void)
 static void
 test_grouped_kernels (void)
 {
-  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[1 + LEV_QMAX_SIMD_SETS] = { lev_qkernels_scalar () };
+  lev_qkernels_simd_sets (impls + 1);
   /* every encoding with groups of one block, t2 and b1 also with half blocks */
   static const uint32_t genc[][2] = { { LEV_QENC_T2, 128 }, { LEV_QENC_T2, 64 }, { LEV_QENC_T1, 160 },
                                       { LEV_QENC_B1, 128 }, { LEV_QENC_B1, 64 } };
@@ -305,8 +306,8 @@ static void
 test_attention_helpers (void)
 {
   /* dot and axpy of every implementation equal the scalar ones bit for bit */
-  const LevQKernels *impls[] = { lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[LEV_QMAX_SIMD_SETS] = { NULL };
+  lev_qkernels_simd_sets (impls);
   const LevQKernels *scalar = lev_qkernels_scalar ();
   static const size_t lens[] = { 1, 7, 8, 15, 16, 17, 64, 100, 128, 255 };
   float a[256], b[256], y0[256], y1[256];
@@ -352,8 +353,8 @@ test_attention_helpers (void)
 static void
 test_quantize_absmax (void)
 {
-  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[1 + LEV_QMAX_SIMD_SETS] = { lev_qkernels_scalar () };
+  lev_qkernels_simd_sets (impls + 1);
   enum { N = 300 };
   static const size_t lens[] = { 1, 7, 8, 31, 32, 33, 64, 100, N };
   static float x[N];
@@ -400,8 +401,8 @@ test_quantize_absmax (void)
 static void
 test_exponentials (void)
 {
-  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[1 + LEV_QMAX_SIMD_SETS] = { lev_qkernels_scalar () };
+  lev_qkernels_simd_sets (impls + 1);
   enum { N = 4099 };
   static float x[N], x0[N], x1[N];
   size_t differ = 0, worst_ulp = 0;
@@ -490,8 +491,8 @@ test_exponentials (void)
 static void
 test_attend_values (void)
 {
-  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[1 + LEV_QMAX_SIMD_SETS] = { lev_qkernels_scalar () };
+  lev_qkernels_simd_sets (impls + 1);
   const LevQKernels *scalar = lev_qkernels_scalar ();
   static const size_t lens[] = { 1, 8, 17, 24, 64, 100, 128 };
   static const uint32_t nqs[] = { 1, 3, 4, 7, 8, 9 };
@@ -549,8 +550,8 @@ test_attend_values (void)
 static void
 test_attention_heads (void)
 {
-  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[1 + LEV_QMAX_SIMD_SETS] = { lev_qkernels_scalar () };
+  lev_qkernels_simd_sets (impls + 1);
   const LevQKernels *scalar = lev_qkernels_scalar ();
   static const size_t lens[] = { 1, 7, 8, 17, 64, 100, 128 };
   static const uint32_t nqs[] = { 1, 3, 4, 5, 8, 9 };
@@ -616,8 +617,8 @@ test_sparse (void)
            ref);
   }
   /* every implementation agrees with a double-precision sum within float rounding */
-  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[1 + LEV_QMAX_SIMD_SETS] = { lev_qkernels_scalar () };
+  lev_qkernels_simd_sets (impls + 1);
   static const uint32_t lens[] = { 0, 1, 7, 8, 9, 15, 16, 17, 33, 100, 255 };
   float x[256];
   uint32_t ent[256];
@@ -658,8 +659,12 @@ test_choice (void)
     printf ("choice: LEV_KERNELS=%s forces the kernels, not checked\n", forced);
     return;
   }
-  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  if (getenv ("LEV_TEST_EMULATED")) {
+    printf ("choice: %s (under emulation timings are not speeds: not checked)\n", lev_qkernels_choice ());
+    return;
+  }
+  const LevQKernels *impls[1 + LEV_QMAX_SIMD_SETS] = { lev_qkernels_scalar () };
+  lev_qkernels_simd_sets (impls + 1);
   enum { N_IMPLS = sizeof impls / sizeof impls[0] };
   const LevQKernels *chosen = lev_qkernels_get ();
   for (size_t e = 0; e < sizeof encs / sizeof encs[0]; e++)
@@ -694,12 +699,32 @@ test_choice (void)
   printf ("choice: %s\n", lev_qkernels_choice ());
 }
 
+/* The SIMD sets this CPU has are exactly those LEV_TEST_EXPECT_KERNELS names (space-separated, "" for none), when
+ * set: an emulated CPU without dotprod must get the ARMv8.0 set only, one with i8mm all three. */
+static void
+test_expected_sets (void)
+{
+  const LevQKernels *sets[LEV_QMAX_SIMD_SETS];
+  size_t n = lev_qkernels_simd_sets (sets);
+  char have[128] = "";
+  for (size_t i = 0; i < n; i++) {
+    if (i)
+      strncat (have, " ", sizeof have - strlen (have) - 1);
+    strncat (have, sets[i]->name, sizeof have - strlen (have) - 1);
+  }
+  const char *want = getenv ("LEV_TEST_EXPECT_KERNELS");
+  printf ("SIMD kernel sets here: %s\n", n ? have : "(none)");
+  if (want)
+    CHECK (strcmp (want, have) == 0, "kernel sets \"%s\", expected \"%s\"", have, want);
+}
+
 int
 main (void)
 {
   /* the choice checked below must be this run's measurement, not one cached by an earlier process */
   if (!getenv ("LEV_KERNELS"))
     setenv ("LEV_KERNELS", "measure", 1);
+  test_expected_sets ();
   test_roundtrip ();
   test_attention_helpers ();
   test_attention_heads ();

@@ -525,8 +525,8 @@ q8_rate (size_t bytes)
 static int
 kernel_rate (void)
 {
-  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
-                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  const LevQKernels *impls[1 + LEV_QMAX_SIMD_SETS] = { lev_qkernels_scalar () };
+  lev_qkernels_simd_sets (impls + 1);
   static const struct { uint32_t enc, group; const char *scales; } cases[] = {
     { LEV_QENC_T2, 0, "row" }, { LEV_QENC_T2, 128, "group 128" }, { LEV_QENC_T2, 64, "group 64" },
     { LEV_QENC_T1, 0, "row" }, { LEV_QENC_T1, 160, "group 160" },
@@ -735,6 +735,8 @@ main (int argc, char **argv)
     g_printerr ("levbench: %s\n", error->message);
     return 1;
   }
+  LevMemoryEstimate est;                  /* what levrun --memory and the element's memory-limit compare */
+  lev_context_memory_estimate (model, &cp, kv, &est);
   uint32_t threads = opt_threads > 0 ? (uint32_t) opt_threads : g_get_num_processors ();
   double bw = opt_no_bandwidth ? 0 : measure_bandwidth (threads);
   uint64_t weight_bytes = lev_model_bytes_per_token (model);
@@ -744,7 +746,8 @@ main (int argc, char **argv)
     toks[i] = (int32_t) (rnd64 () % lev_model_vocab_size (model));
   if (!opt_json) {
     g_print ("levbench: %s, body %s, head %s, KV %s, kernels (one token/tiles) %s, %u threads, ctx %d; memory read "
-             "bandwidth %.1f GB/s\n", model_name, format, embd_format, kv_name, lev_kernels_name (), threads, opt_ctx, bw / 1e9);
+             "bandwidth %.1f GB/s; memory estimate %.1f MiB\n", model_name, format, embd_format, kv_name, lev_kernels_name (),
+             threads, opt_ctx, bw / 1e9, est.total / 1048576.0);
     g_print ("| test | tokens/s | ± | bytes/token | share of bandwidth | peak RSS MiB |\n|---|---|---|---|---|---|\n");
   }
   /* warm-up: fault the weights in */
@@ -785,9 +788,9 @@ main (int argc, char **argv)
       g_print ("{\"model\": \"%s\", \"format\": \"%s\", \"embd_format\": \"%s\", \"group_scales\": %d, "
                "\"test\": \"%s\", \"threads\": %u, \"ctx\": %d, \"kv\": \"%s\", \"kernels\": \"%s\", \"tokens_per_s\": %.2f, \"stddev\": %.2f, \"peak_rss_bytes\": %"
                G_GUINT64_FORMAT ", \"bytes_per_token\": %" G_GUINT64_FORMAT ", \"bandwidth_bytes_per_s\": %.0f, "
-               "\"bandwidth_share\": %.3f}\n", name, format, embd_format,
-               opt_synthetic ? opt_group_scales : 0, t, threads, opt_ctx, kv_name,
-               lev_kernels_name (), mean, sd, rss, bpt, bw, share);
+               "\"bandwidth_share\": %.3f, \"memory_estimate_bytes\": %" G_GUINT64_FORMAT "}\n", name, format,
+               embd_format, opt_synthetic ? opt_group_scales : 0, t, threads, opt_ctx, kv_name,
+               lev_kernels_name (), mean, sd, rss, bpt, bw, share, est.total);
       g_free (name);
     } else if (pp) {          /* prefill is compute-bound: no bandwidth share */
       g_print ("| %s | %.1f | %.1f | %.1f MB | - | %.1f |\n", t, mean, sd, bpt / 1e6, rss / 1048576.0);

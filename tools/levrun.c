@@ -40,6 +40,12 @@ static gboolean opt_quiet = FALSE;
 static gboolean opt_chat = FALSE;
 static gchar *opt_system = NULL;
 static gchar *opt_chat_template = NULL;
+/* small-memory devices (docs/embedded.md): the KV cache type and a limit on the memory the run may take */
+static gchar *opt_kv = NULL;
+static gchar *opt_memory_limit = NULL;
+static gboolean opt_memory = FALSE;
+static LevKvType kv_type = LEV_KV_F32;
+static guint64 memory_limit = 0;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
@@ -83,6 +89,12 @@ static GOptionEntry entries[] = {
   { "no-act-quant", 0, 0, G_OPTION_ARG_NONE, &opt_no_act_quant,
     "Keep activations in float even where the model quantizes them to int8", NULL },
   { "quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "No statistics on stderr", NULL },
+  { "kv", 0, 0, G_OPTION_ARG_STRING, &opt_kv, "KV cache type: f32 (default), f16 (half the memory) or q8 (a quarter)",
+    "TYPE" },
+  { "memory-limit", 0, 0, G_OPTION_ARG_STRING, &opt_memory_limit, "Refuse to run when the model file, KV cache and "
+    "scratch would take more than SIZE (bytes, or with a K, M or G suffix); the estimate is printed", "SIZE" },
+  { "memory", 0, 0, G_OPTION_ARG_NONE, &opt_memory, "Print the memory the run would take (on stderr; on stdout its "
+    "bytes: total, model file, KV cache, scratch) and exit", NULL },
   { "chat", 0, 0, G_OPTION_ARG_NONE, &opt_chat,
     "Conversation: each line of stdin is a user turn, answered in the same context (answers up to -n tokens, "
     "default 512)", NULL },
@@ -203,6 +215,8 @@ session_params (int n_predict)
   p.repeat_last_n = (uint32_t) opt_repeat_last_n;
   p.seed = opt_seed;
   p.ignore_eos = opt_ignore_eos;
+  p.kv_type = kv_type;
+  p.memory_limit = memory_limit;
   return p;
 }
 
@@ -435,6 +449,19 @@ parse_options (int *argc, char ***argv)
     return usage_error ("--tokenize needs a text prompt, not --ids");
   if (opt_logits_out && !opt_ids)
     return usage_error ("--logits-out needs --ids");
+  if (opt_kv && !lev_kv_type_from_name (opt_kv, &kv_type))
+    return usage_error ("unknown --kv %s (f32, f16, q8)", opt_kv);
+  if (opt_memory_limit) {
+    char *end;
+    errno = 0;
+    guint64 v = g_ascii_strtoull (opt_memory_limit, &end, 10);
+    int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+                : *end == 'G' || *end == 'g' ? 30 : 0;
+    if (end == opt_memory_limit || errno || (shift && end[1]) || (!shift && *end) || v == 0
+        || v > (G_MAXUINT64 >> 30))
+      return usage_error ("--memory-limit must be a size such as 512M, 1G or 300000000");
+    memory_limit = v << shift;
+  }
   if (opt_temp < 0 || opt_top_p <= 0 || opt_top_p > 1 || opt_min_p < 0 || opt_min_p > 1 || opt_top_k < 0
       || opt_repeat_penalty <= 0 || opt_repeat_last_n < 0 || opt_threads < 0 || opt_threads > 64 || opt_ctx < 0
       || opt_sink < 0 || opt_n_predict < -1)
@@ -487,6 +514,28 @@ read_prompt (const LevModel *model, gchar **prompt, GArray *ids)
 static int
 run_model (LevModel *model)
 {
+  /* what the run will take, before the context is allocated (the mapped weights are not read yet) */
+  if (opt_memory || (opt_memory_limit && !opt_quiet && lev_model_has_weights (model))) {
+    LevSessionParams p = session_params (0);
+    LevMemoryEstimate est;
+    lev_session_memory_estimate (model, &p, &est);
+    gchar *total = g_format_size_full (est.total, G_FORMAT_SIZE_IEC_UNITS);
+    gchar *weights = g_format_size_full (est.weights, G_FORMAT_SIZE_IEC_UNITS);
+    gchar *kv = g_format_size_full (est.kv_cache, G_FORMAT_SIZE_IEC_UNITS);
+    gchar *scratch = g_format_size_full (est.scratch, G_FORMAT_SIZE_IEC_UNITS);
+    g_printerr ("levrun: memory: %s (model file %s, KV cache %s for %u tokens as %s, scratch %s)%s\n", total, weights,
+                kv, opt_ctx ? (uint32_t) opt_ctx : lev_session_default_n_ctx (model), lev_kv_type_name (kv_type),
+                scratch, memory_limit && est.total > memory_limit ? ": over --memory-limit" : "");
+    if (opt_memory)
+      g_print ("%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT "\n", est.total,
+               est.weights, est.kv_cache, est.scratch);
+    g_free (total);
+    g_free (weights);
+    g_free (kv);
+    g_free (scratch);
+    if (opt_memory)
+      return 0;
+  }
   if (opt_chat)
     return chat_main (model, opt_n_predict >= 0 ? opt_n_predict : 512);
   int n_predict = opt_n_predict >= 0 ? opt_n_predict : (opt_logits_out ? 0 : 64);
