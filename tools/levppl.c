@@ -1,6 +1,7 @@
 /* levppl.c: perplexity of a model over a text file (sliding windows), and its KL divergence and top-1 agreement
  * against a base (float) model over the same tokens. */
 #include "lev_model.h"
+#include "lev_version.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +31,14 @@ static gboolean opt_no_act_quant = FALSE;
 static gboolean opt_no_mmap = FALSE;
 static gboolean opt_check_tensors = FALSE;
 
+/* Prints the program's name and version (--version) and exits. */
+static gboolean
+print_version (const gchar *name, const gchar *value, gpointer data, GError **error)
+{
+  printf ("levppl (Leviathan) %s\n", LEV_PROJECT_VERSION);
+  exit (0);
+}
+
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model to evaluate (.leviathan)", "FILE" },
   { "adapter", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter, "Adapter file mounted over the model", "FILE" },
@@ -49,6 +59,8 @@ static GOptionEntry entries[] = {
     "mapped file truncated by another process kills levppl with SIGBUS)", NULL },
   { "check-tensors", 0, 0, G_OPTION_ARG_NONE, &opt_check_tensors, "Scan every weight at load and refuse a model "
     "holding NaN or infinity", NULL },
+  { "version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, (gpointer) print_version, "Print the version and exit",
+    NULL },
   { NULL }
 };
 
@@ -305,9 +317,7 @@ main (int argc, char **argv)
   GError *error = NULL;
   const char *bad = NULL;
   if (!g_option_context_parse (octx, &argc, &argv, &error) || (bad = check_options (argc)) != NULL) {
-    gchar *help = g_option_context_get_help (octx, TRUE, NULL);
-    g_printerr ("levppl: %s\n\n%s", error ? error->message : bad, help);
-    g_free (help);
+    g_printerr ("levppl: %s (see levppl --help)\n", error ? error->message : bad);
     g_clear_error (&error);
     g_option_context_free (octx);
     return 2;

