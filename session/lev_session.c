@@ -92,6 +92,9 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
   cp.n_sink = params->n_sink;
   cp.act_quant = params->act_quant;
   cp.n_ctx = params->n_ctx ? params->n_ctx : lev_session_default_n_ctx (model);
+  /* the default attention sinks shrink to fit a tiny context (2..4 slots); a count given on purpose must fit */
+  if (cp.n_sink == lev_context_default_params ().n_sink && cp.n_sink >= cp.n_ctx)
+    cp.n_sink = cp.n_ctx / 2;
   LevContext *ctx = lev_context_new (model, &cp, error);
   if (!ctx)
     return NULL;
@@ -132,7 +135,7 @@ gboolean
 lev_session_set_params (LevSession *s, const LevSessionParams *params, GError **error)
 {
   LevChatTemplate tmpl;
-  if (!resolve_template (s->model, params->chat_template, &tmpl, error))
+  if (!lev_session_params_check (params, error) || !resolve_template (s->model, params->chat_template, &tmpl, error))
     return FALSE;
   s->tmpl = tmpl;
   s->p = *params;
@@ -175,16 +178,32 @@ lev_session_n_ctx (const LevSession *s)
   return lev_context_n_ctx (s->ctx);
 }
 
+/* The sampler's share of the session parameters (seed left at the default). */
+static LevSamplerParams
+sampler_params (const LevSessionParams *p)
+{
+  LevSamplerParams sp = lev_sampler_default_params ();
+  sp.temperature = p->temperature;
+  sp.top_k = p->top_k;
+  sp.top_p = p->top_p;
+  sp.min_p = p->min_p;
+  sp.repeat_penalty = p->repeat_penalty;
+  sp.repeat_last_n = p->repeat_last_n;
+  return sp;
+}
+
+/* Checks the sampling parameters against the engine's one set of ranges (lev_sampler_params_check). */
+gboolean
+lev_session_params_check (const LevSessionParams *params, GError **error)
+{
+  LevSamplerParams sp = sampler_params (params);
+  return lev_sampler_params_check (&sp, error);
+}
+
 static void
 new_sampler (LevSession *s)
 {
-  LevSamplerParams sp = lev_sampler_default_params ();
-  sp.temperature = s->p.temperature;
-  sp.top_k = s->p.top_k;
-  sp.top_p = s->p.top_p;
-  sp.min_p = s->p.min_p;
-  sp.repeat_penalty = s->p.repeat_penalty;
-  sp.repeat_last_n = s->p.repeat_last_n;
+  LevSamplerParams sp = sampler_params (&s->p);
   sp.seed = s->p.seed >= 0 ? (uint64_t) s->p.seed : ((uint64_t) g_random_int () << 32 | g_random_int ());
   lev_sampler_free (s->sampler);
   s->sampler = lev_sampler_new (&sp, s->vocab_size);

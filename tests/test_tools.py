@@ -87,6 +87,37 @@ try:
               and "no chat template" in err and "--chat-template" in err, f"--chat empty answer: {err!r}")
     r = run([LEVRUN, "-m", model, "--chat", "--chat-template", "zephyr", "-n", "0", "-t", "1"], input=b"Hello\n")
     check(r.returncode == 0 and "-n 0 allows no tokens" in r.stderr.decode(), f"--chat -n 0: {r.stderr!r}")
+
+    # --- issue 19 item 6: one range check of the sampler parameters (the session's, which the element and
+    #     Lev.Generator share): NaN and infinity refused with a message naming the parameter; item 12: repeat-last-n
+    #     bounded instead of an 8 GiB history
+    for opt, name in (("--temp", "temperature"), ("--top-p", "top-p"), ("--min-p", "min-p"),
+                      ("--repeat-penalty", "repeat-penalty")):
+        for value in ("nan", "inf", "-inf"):
+            r = run([LEVRUN, "-m", model, "-p", "Once", "-n", "4", opt, value])
+            err = r.stderr.decode()
+            check(r.returncode == 2 and f"{name} must be a number from" in err and not r.stdout,
+                  f"levrun {opt} {value}: rc {r.returncode} {err[:200]!r}")
+    r = run([LEVRUN, "-m", model, "-p", "Once", "-n", "4", "--repeat-last-n", "2147483647"])
+    check(r.returncode == 2 and b"repeat-last-n must be a number from 0 to 65536" in r.stderr,
+          f"--repeat-last-n 2147483647: {r.returncode} {r.stderr[:200]!r}")
+    r = run([LEVRUN, "-m", model, "-p", "Once", "-n", "4", "--repeat-last-n", "65536", "--repeat-penalty", "1.3",
+             "-q"])
+    check(r.returncode == 0 and r.stdout.startswith(b"Once"), f"--repeat-last-n 65536: {r.stderr[:200]!r}")
+
+    # --- item 16: contexts of 2 to 4 slots work (the default 4 attention sinks shrink to fit), 1 is a usage error;
+    #     a directory as adapter gets a plain message
+    for n_ctx in ("2", "3", "4"):
+        r = run([LEVRUN, "-m", model, "-p", "Once", "-n", "6", "--ctx", n_ctx, "--temp", "0", "-q", "--print-ids"])
+        check(r.returncode == 0 and len(r.stdout.split()) == 8, f"--ctx {n_ctx}: {r.returncode} {r.stderr[:200]!r}")
+    r = run([LEVRUN, "-m", model, "-p", "Once", "--ctx", "1"])
+    check(r.returncode == 2 and b"--ctx must be 0" in r.stderr, f"--ctx 1: {r.stderr[:200]!r}")
+    r = run([LEVRUN, "-m", model, "-p", "Once", "--ctx", "3", "--sinks", "3"])
+    check(r.returncode == 1 and b"3 attention sinks do not fit a context of 3" in r.stderr,
+          f"--sinks 3 --ctx 3: {r.stderr[:200]!r}")
+    r = run([LEVRUN, "-m", model, "-p", "Once", "--adapter", tmp])
+    check(r.returncode == 1 and r.stderr.decode() == f"levrun: cannot open adapter {tmp}: a directory\n",
+          f"a directory as adapter: {r.stderr[:200]!r}")
 finally:
     shutil.rmtree(tmp)
 

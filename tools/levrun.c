@@ -119,12 +119,17 @@ init_defaults (void)
   opt_sink = (gint) d.n_sink;
   set_help ("ctx", g_strdup_printf ("Context (KV cache) size; generation goes on past it (default: the model's, "
                                      "at most %u)", LEV_DEFAULT_CONTEXT_CAP));
-  set_help ("temp", g_strdup_printf ("Temperature, 0 = greedy (default %g)", opt_temp));
+  set_help ("temp", g_strdup_printf ("Temperature, 0 = greedy, at most %g (default %g)", LEV_SAMPLER_TEMPERATURE_MAX,
+                                     opt_temp));
   set_help ("top-k", g_strdup_printf ("Keep the K most likely tokens, 0 = all (default %d)", opt_top_k));
-  set_help ("top-p", g_strdup_printf ("Nucleus sampling mass, 1 = off (default %g)", opt_top_p));
+  set_help ("top-p", g_strdup_printf ("Nucleus sampling mass, %g to 1 = off (default %g)", LEV_SAMPLER_TOP_P_MIN,
+                                      opt_top_p));
   set_help ("min-p", g_strdup_printf ("Drop tokens below P times the best, 0 = off (default %g)", opt_min_p));
-  set_help ("repeat-penalty", g_strdup_printf ("Repetition penalty, 1 = off (default %g)", opt_repeat_penalty));
-  set_help ("repeat-last-n", g_strdup_printf ("Tokens the penalty looks back (default %d)", opt_repeat_last_n));
+  set_help ("repeat-penalty", g_strdup_printf ("Repetition penalty, %g to %g, 1 = off (default %g)",
+                                               LEV_SAMPLER_REPEAT_PENALTY_MIN, LEV_SAMPLER_REPEAT_PENALTY_MAX,
+                                               opt_repeat_penalty));
+  set_help ("repeat-last-n", g_strdup_printf ("Tokens the penalty looks back, at most %u (default %d)",
+                                              LEV_SAMPLER_MAX_REPEAT_LAST_N, opt_repeat_last_n));
   set_help ("sinks", g_strdup_printf ("Attention-sink tokens kept when the context slides (default %d)", opt_sink));
 }
 
@@ -457,10 +462,23 @@ parse_options (int *argc, char ***argv)
     return usage_error ("--tokenize needs a text prompt, not --ids");
   if (opt_logits_out && !opt_ids)
     return usage_error ("--logits-out needs --ids");
-  if (opt_temp < 0 || opt_top_p <= 0 || opt_top_p > 1 || opt_min_p < 0 || opt_min_p > 1 || opt_top_k < 0
-      || opt_repeat_penalty <= 0 || opt_repeat_last_n < 0 || opt_threads < 0 || opt_threads > 64 || opt_ctx < 0
-      || opt_sink < 0 || opt_n_predict < -1)
-    return usage_error ("a sampling, thread or context value is out of range");
+  /* the sampling values: the session's one check (the element and Lev.Generator apply the same ranges) */
+  if (opt_repeat_last_n < 0)
+    return usage_error ("--repeat-last-n must be from 0 to %u", LEV_SAMPLER_MAX_REPEAT_LAST_N);
+  LevSessionParams sp = session_params (0);
+  if (!lev_session_params_check (&sp, &error)) {
+    int rc = usage_error ("%s", error->message);
+    g_error_free (error);
+    return rc;
+  }
+  if (opt_threads < 0 || opt_threads > (gint) LEV_MAX_THREADS)
+    return usage_error ("--threads must be from 0 (all CPUs) to %u", LEV_MAX_THREADS);
+  if (opt_ctx < 0 || opt_ctx == 1)
+    return usage_error ("--ctx must be 0 (the model's) or at least 2");
+  if (opt_sink < 0)
+    return usage_error ("--sinks must be 0 or more");
+  if (opt_n_predict < -1)
+    return usage_error ("-n must be 0 or more");
   return -1;
 }
 
