@@ -223,15 +223,21 @@ bos_text (LevSession *s)
   return s->bos_text;
 }
 
+/* The system message in use: the one given, else the template's own default, as its Jinja source writes one
+ * (Qwen2's ChatML); NULL for none. */
+static const char *
+system_text (const LevSession *s)
+{
+  const char *sys = s->system_prompt ? s->system_prompt : s->default_system;
+  return sys && sys[0] ? sys : NULL;
+}
+
 /* Builds the text to encode for a prompt at the start of a conversation (first) or later in it. */
 static gchar *
 render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
 {
   gchar *user = len < 0 ? g_strdup (text) : g_strndup (text, (gsize) len);
-  /* no system prompt given: the template's own default, as its Jinja source writes one (Qwen2's ChatML) */
-  const char *sys = s->system_prompt ? s->system_prompt : s->default_system;
-  if (sys && !sys[0])
-    sys = NULL;
+  const char *sys = system_text (s);
   if (s->tmpl != LEV_CHAT_NONE) {
     LevChatMessage msgs[2];
     gsize n = 0;
@@ -262,6 +268,17 @@ encode_prompt (LevSession *s, const char *text, gssize len, gboolean first, size
     g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the model has no tokenizer: give token ids");
     return NULL;
   }
+  /* a NUL byte in the text: encoded as a character where the text is the whole prompt; a template or system message
+   * (C strings) cannot carry it, so there it is refused rather than cutting the text short */
+  gsize n_text = len < 0 ? strlen (text) : (gsize) len;
+  const char *nul = memchr (text, '\0', n_text);
+  if (nul && (s->tmpl != LEV_CHAT_NONE || (first && system_text (s)))) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the prompt holds a NUL byte (at byte %" G_GSIZE_FORMAT "), "
+                 "which a chat template or system message cannot carry", (gsize) (nul - text));
+    return NULL;
+  }
+  if (nul)
+    return lev_tokenizer_encode (s->tok, text, (gssize) n_text, first && lev_tokenizer_adds_bos (s->tok), n, error);
   gchar *r = render_prompt (s, text, len, first);
   const char *bos_piece = bos_text (s);
   gboolean add_bos = first && lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));

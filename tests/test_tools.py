@@ -5,6 +5,7 @@ terminal only, levrun --chat explaining an empty answer, one range check of the 
 NUL bytes in prompts and texts, --chat lines and invalid UTF-8, --repeat-last-n bounded, --logits-out written whole
 or not at all. Models: llama.cpp's stories260K (tests/data/hf) and the bundled default model.
 Usage: test_tools.py LEVCONVERT LEVRUN LEVPPL LEVBENCH PROJECT_VERSION"""
+import json
 import os
 import pty
 import shutil
@@ -118,6 +119,49 @@ try:
     r = run([LEVRUN, "-m", model, "-p", "Once", "--adapter", tmp])
     check(r.returncode == 1 and r.stderr.decode() == f"levrun: cannot open adapter {tmp}: a directory\n",
           f"a directory as adapter: {r.stderr[:200]!r}")
+
+    # --- item 7: a NUL byte in a prompt or text file is a character, not the end of the text. SentencePiece's byte
+    #     fallback (tok512 here) encodes it as the piece <0x00>, id 3 (pieces 3..258 are the bytes)
+    nul_text = os.path.join(tmp, "nul.txt")
+    with open(nul_text, "wb") as f:
+        f.write(b"Once upon\0 a time there was a girl\nShe\0 liked the park\n")
+    head = os.path.join(tmp, "head.txt")
+    with open(head, "wb") as f:
+        f.write(b"Once upon")
+    full = run([LEVRUN, "-m", model, "-f", nul_text, "--tokenize"]).stdout.split()
+    cut = run([LEVRUN, "-m", model, "-f", head, "--tokenize"]).stdout.split()
+    check(len(full) > len(cut) + 8 and full[:len(cut)] == cut and full.count(b"3") == 2,
+          f"levrun -f with NUL bytes: {full} vs {cut}")
+    r = run([LEVRUN, "-m", model, "-f", nul_text, "-n", "2", "-q", "--temp", "0"])
+    check(r.returncode == 0 and r.stdout.startswith(b"Once upon\0 a time there was a girl\nShe\0 liked"),
+          f"levrun -f echoes the whole prompt: {r.stdout[:80]!r}")
+    r = run([LEVRUN, "-m", model, "-f", nul_text, "-n", "2", "--chat-template", "zephyr"])
+    check(r.returncode == 2, "--chat-template without --chat")
+    lines_tokens = 0
+    for i, line in enumerate((b"Once upon\0 a time there was a girl", b"She\0 liked the park")):
+        part = os.path.join(tmp, f"line{i}.txt")
+        with open(part, "wb") as f:
+            f.write(line)
+        lines_tokens += len(run([LEVRUN, "-m", model, "-f", part, "--tokenize"]).stdout.split()) + 1   # + EOS
+    for extra, want in ((["--lines"], lines_tokens), ([], len(full))):
+        r = run([LEVPPL, "-m", model, "-f", nul_text, "--json", "-t", "1"] + extra)
+        got = json.loads(r.stdout)["tokens"] if r.returncode == 0 else -1
+        check(got == want, f"levppl {extra} scores the text past its NUL bytes: {got} tokens, want {want}")
+    r = run([LEVRUN, "-m", model, "-f", tmp])
+    check(r.returncode == 1 and b"not a regular file (a directory)" in r.stderr, f"-f DIR: {r.stderr[:200]!r}")
+
+    # --- item 11: --chat lines end at '\n' only (not at NUL, CR or U+2029); invalid UTF-8 and NUL become U+FFFD, as
+    #     in the element, instead of ending the conversation
+    def chat(data):
+        return run([LEVRUN, "-m", model, "--chat", "--chat-template", "zephyr", "--temp", "0", "-n", "6", "-t", "1"],
+                   input=data)
+    fffd = "\ufffd".encode()
+    odd = chat(b"Once upon\0a time\rthe cat\xe2\x80\xa9sat \xff here\r\nThe dog ran\n")
+    same = chat(b"Once upon" + fffd + b"a time\rthe cat\xe2\x80\xa9sat " + fffd + b" here\nThe dog ran\n")
+    err = odd.stderr.decode()
+    check(odd.returncode == 0 and "2 turns" in err and odd.stdout == same.stdout and len(odd.stdout.split(b"\n")) == 3,
+          f"--chat with NUL, CR, U+2029 and invalid UTF-8 in a line: {odd.returncode} {err!r} {odd.stdout!r} "
+          f"{same.stdout!r}")
 finally:
     shutil.rmtree(tmp)
 

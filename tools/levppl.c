@@ -217,7 +217,8 @@ print_json (guint64 scored, int stride, double ppl, double bpw, gboolean with_ba
   g_object_unref (b);
 }
 
-/* Token ids of the text: the whole text, or with --lines each non-empty line followed by EOS (when the model has
+/* Token ids of the text (len bytes, NUL bytes included): the whole text, or with --lines each non-empty line followed
+ * by EOS (when the model has
  * one); NULL with error set when the tokenizer refuses it. */
 static int32_t *
 tokenize_text (const LevTokenizer *tok, const gchar *text, gsize len, int32_t eos_id, size_t *n_ids, GError **error)
@@ -225,23 +226,24 @@ tokenize_text (const LevTokenizer *tok, const gchar *text, gsize len, int32_t eo
   if (!opt_lines)
     return lev_tokenizer_encode (tok, text, (gssize) len, FALSE, n_ids, error);
   GArray *all = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  gchar **lines = g_strsplit (text, "\n", -1);
-  for (gchar **l = lines; *l; l++) {
-    if (!**l)
-      continue;
-    size_t n = 0;
-    int32_t *li = lev_tokenizer_encode (tok, *l, -1, FALSE, &n, error);
-    if (!li) {
-      g_strfreev (lines);
-      g_array_free (all, TRUE);
-      return NULL;
+  /* lines end at '\n' only; a NUL byte is a character of its line, not its end */
+  for (const gchar *l = text, *end = text + len; l < end;) {
+    const gchar *nl = memchr (l, '\n', (size_t) (end - l));
+    gsize n_bytes = (gsize) ((nl ? nl : end) - l);
+    if (n_bytes > 0) {
+      size_t n = 0;
+      int32_t *li = lev_tokenizer_encode (tok, l, (gssize) n_bytes, FALSE, &n, error);
+      if (!li) {
+        g_array_free (all, TRUE);
+        return NULL;
+      }
+      g_array_append_vals (all, li, (guint) n);
+      g_free (li);
+      if (eos_id >= 0)
+        g_array_append_val (all, eos_id);
     }
-    g_array_append_vals (all, li, (guint) n);
-    g_free (li);
-    if (eos_id >= 0)
-      g_array_append_val (all, eos_id);
+    l += n_bytes + 1;
   }
-  g_strfreev (lines);
   *n_ids = all->len;
   return (int32_t *) g_array_free (all, FALSE);
 }

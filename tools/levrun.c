@@ -5,11 +5,16 @@
 #include "lev_version.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* The largest prompt file levrun reads: more than any context holds (the session keeps the prompt's end). */
+#define LEVRUN_MAX_PROMPT_BYTES (256u * 1024u * 1024u)
 
 static gchar *opt_model = NULL;
 static gchar *opt_adapter = NULL;
@@ -167,6 +172,47 @@ usage_error (const char *fmt, ...)
   return 2;
 }
 
+/* Reads a prompt file whole, NUL bytes included (its length in *len): a regular file only (a FIFO or device is
+ * refused instead of blocking or reading for ever) of at most LEVRUN_MAX_PROMPT_BYTES. */
+static gboolean
+read_text_file (const char *path, gchar **text, gsize *len, GError **error)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat st;
+  if (fd < 0) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open %s: %s", path, g_strerror (errno));
+    return FALSE;
+  }
+  gboolean ok = FALSE;
+  if (fstat (fd, &st) != 0)
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
+  else if (!S_ISREG (st.st_mode))
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is not a regular file (%s): give -f a text file", path,
+                 S_ISDIR (st.st_mode) ? "a directory" : S_ISFIFO (st.st_mode) ? "a FIFO" : "a device or socket");
+  else if ((guint64) st.st_size > LEVRUN_MAX_PROMPT_BYTES)
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is larger than %u MiB, more than a prompt can be", path,
+                 LEVRUN_MAX_PROMPT_BYTES >> 20);
+  else {
+    gsize n = (gsize) st.st_size, done = 0;
+    *text = g_malloc (n + 1);
+    ssize_t r = 1;
+    while (done < n && (r = read (fd, *text + done, n - done)) != 0)
+      if (r > 0)
+        done += (gsize) r;
+      else if (errno != EINTR)
+        break;
+    (*text)[done] = '\0';
+    *len = done;
+    ok = r >= 0;
+    if (!ok) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
+      g_clear_pointer (text, g_free);
+    }
+  }
+  close (fd);
+  return ok;
+}
+
 /* Parses "1 403 407" (spaces or commas) into ids; FALSE on anything else. */
 static gboolean
 parse_ids (const char *s, GArray *out)
@@ -314,6 +360,7 @@ chat_main (LevModel *model, int n_predict)
   gboolean interactive = isatty (STDIN_FILENO) && isatty (STDERR_FILENO);
   GIOChannel *in = g_io_channel_unix_new (STDIN_FILENO);
   g_io_channel_set_encoding (in, NULL, NULL);
+  g_io_channel_set_line_term (in, "\n", 1);   /* not GLib's guess, which also ends lines at NUL, CR and U+2029 */
   GString *line = g_string_new (NULL);
   int rc = 0, turn = 0;
   guint n_prompt = 0, n_gen = 0;
@@ -336,10 +383,13 @@ chat_main (LevModel *model, int n_predict)
       g_string_truncate (line, line->len - 1);
     if (line->len == 0)
       continue;
+    /* as the element does: invalid UTF-8 becomes U+FFFD instead of ending the conversation, and so does a NUL
+     * byte (a chat template takes text without one) */
+    gchar *text = g_utf8_make_valid (line->str, (gssize) line->len);   /* a NUL is invalid here: U+FFFD */
     LevSessionStats stats;
     gsize printed = 0;
-    gboolean ok = lev_session_generate (session, line->str, (gssize) line->len, NULL, 0, NULL, print_unit, &printed,
-                                        &stats, &error);
+    gboolean ok = lev_session_generate (session, text, -1, NULL, 0, NULL, print_unit, &printed, &stats, &error);
+    g_free (text);
     turn++;
     printf ("\n");
     fflush (stdout);
@@ -366,7 +416,7 @@ chat_main (LevModel *model, int n_predict)
 /* Generates from a prompt (text, or ids with --ids/--bos/--no-bos) through the session and prints the prompt and
  * the response (or their ids). Returns the exit status. */
 static int
-generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
+generate_main (LevModel *model, const char *prompt, gsize prompt_len, GArray *ids, int n_predict)
 {
   GError *error = NULL;
   LevSessionParams p = session_params (n_predict);
@@ -381,7 +431,7 @@ generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
   if (!opt_ids && !opt_bos && !opt_no_bos) {
     /* the session's own prompt rule (BOS where the tokenizer adds one) */
     size_t n = 0;
-    int32_t *enc = lev_session_encode_prompt (session, prompt, -1, &n, &error);
+    int32_t *enc = lev_session_encode_prompt (session, prompt, (gssize) prompt_len, &n, &error);
     if (!enc) {
       g_printerr ("levrun: cannot encode the prompt: %s\n", error->message);
       g_clear_error (&error);
@@ -405,7 +455,7 @@ generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
     for (guint i = 0; i < ids->len; i++)
       printf ("%s%d", i ? " " : "", g_array_index (ids, gint32, i));
   } else if (tok && !opt_ids) {
-    fputs (prompt, stdout);
+    fwrite (prompt, 1, prompt_len, stdout);
   }
   fflush (stdout);
   LevSessionStats st;
@@ -482,22 +532,24 @@ parse_options (int *argc, char ***argv)
   return -1;
 }
 
-/* The prompt of -p or -f in *prompt (newly allocated, "" without one) and the ids the options give in ids: those of
+/* The prompt of -p or -f in *prompt (newly allocated, "" without one; its length in *prompt_len, NUL bytes of a file
+ * included) and the ids the options give in ids: those of
  * --ids, or, with --tokenize, --bos or --no-bos, the tokenizer's encoding of the prompt (otherwise the session
  * encodes it later). Returns -1 when fine, else the exit status (a message printed). */
 static int
-read_prompt (const LevModel *model, gchar **prompt, GArray *ids)
+read_prompt (const LevModel *model, gchar **prompt, gsize *prompt_len, GArray *ids)
 {
   GError *error = NULL;
   const LevTokenizer *tok = lev_model_tokenizer (model);
   if (opt_prompt_file) {
-    if (!g_file_get_contents (opt_prompt_file, prompt, NULL, &error)) {
+    if (!read_text_file (opt_prompt_file, prompt, prompt_len, &error)) {
       g_printerr ("levrun: %s\n", error->message);
       g_clear_error (&error);
       return 1;
     }
   } else {
     *prompt = g_strdup (opt_prompt ? opt_prompt : "");
+    *prompt_len = strlen (*prompt);
   }
 
   if (opt_ids) {
@@ -510,7 +562,7 @@ read_prompt (const LevModel *model, gchar **prompt, GArray *ids)
     /* the tokenizer alone: --tokenize prints what it makes of the text, --bos/--no-bos override the BOS rule */
     gboolean add_bos = opt_tokenize ? opt_bos : (lev_tokenizer_adds_bos (tok) && !opt_no_bos) || opt_bos;
     size_t n = 0;
-    gint32 *enc = lev_tokenizer_encode (tok, *prompt, -1, add_bos, &n, &error);
+    gint32 *enc = lev_tokenizer_encode (tok, *prompt, (gssize) *prompt_len, add_bos, &n, &error);
     if (!enc) {
       g_printerr ("levrun: cannot encode the prompt: %s\n", error->message);
       g_clear_error (&error);
@@ -532,7 +584,8 @@ run_model (LevModel *model)
   int n_predict = opt_n_predict >= 0 ? opt_n_predict : (opt_logits_out ? 0 : 64);
   GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
   gchar *prompt = NULL;
-  int rc = read_prompt (model, &prompt, ids);
+  gsize prompt_len = 0;
+  int rc = read_prompt (model, &prompt, &prompt_len, ids);
   if (rc < 0 && opt_tokenize) {
     for (guint i = 0; i < ids->len; i++)
       printf ("%s%d", i ? " " : "", g_array_index (ids, gint32, i));
@@ -543,7 +596,7 @@ run_model (LevModel *model)
   if (rc < 0 && opt_logits_out && !write_logits (model, ids, opt_logits_out))
     rc = 1;
   if (rc < 0)
-    rc = !opt_logits_out || n_predict > 0 ? generate_main (model, prompt, ids, n_predict) : 0;
+    rc = !opt_logits_out || n_predict > 0 ? generate_main (model, prompt, prompt_len, ids, n_predict) : 0;
   g_free (prompt);
   g_array_free (ids, TRUE);
   return rc;
