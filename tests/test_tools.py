@@ -162,6 +162,28 @@ try:
     check(odd.returncode == 0 and "2 turns" in err and odd.stdout == same.stdout and len(odd.stdout.split(b"\n")) == 3,
           f"--chat with NUL, CR, U+2029 and invalid UTF-8 in a line: {odd.returncode} {err!r} {odd.stdout!r} "
           f"{same.stdout!r}")
+
+    # --- item 13: --logits-out is written whole or not at all: a bad id in the middle, or `ulimit -f` below the
+    #     file's size, leave the previous file as it was and no temporary file
+    logits = os.path.join(tmp, "logits.f32")
+    with open(logits, "wb") as f:
+        f.write(b"previous")
+    ids = " ".join(["1"] + ["403"] * 63)
+    r = run([LEVRUN, "-m", model, "--ids", ids + " 99999", "--logits-out", logits, "-t", "1"])
+    check(r.returncode == 1 and open(logits, "rb").read() == b"previous",
+          f"--logits-out after a bad id: {r.returncode} {os.path.getsize(logits)} bytes {r.stderr[:200]!r}")
+    def fsize_limit():
+        import resource
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000))
+    r = run([LEVRUN, "-m", model, "--ids", ids, "--logits-out", logits, "-t", "1"], preexec_fn=fsize_limit)
+    check(r.returncode == 1 and open(logits, "rb").read() == b"previous" and b"too large" in r.stderr.lower(),
+          f"--logits-out past ulimit -f: {r.returncode} {os.path.getsize(logits)} bytes {r.stderr[:200]!r}")
+    r = run([LEVRUN, "-m", model, "--ids", ids, "--logits-out", logits, "-t", "1"])
+    check(r.returncode == 0 and os.path.getsize(logits) == 64 * 512 * 4, f"--logits-out: {r.stderr[:200]!r}")
+    leftovers = [f for f in os.listdir(tmp) if ".tmp-" in f]
+    check(not leftovers, f"no temporary logits files left: {leftovers}")
+    r = run([LEVRUN, "-m", model, "--ids", "1 403", "--logits-out", "/dev/stdout", "-t", "1"])
+    check(r.returncode == 0 and len(r.stdout) == 2 * 512 * 4, f"--logits-out /dev/stdout: {len(r.stdout)} bytes")
 finally:
     shutil.rmtree(tmp)
 

@@ -6,7 +6,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glib/gstdio.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,7 +275,39 @@ print_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpoint
   return TRUE;
 }
 
-/* Writes the teacher-forced logits of ids (one row per position) to path; FALSE with a message printed. */
+/* Opens where the logits go: a temporary file next to path (its name in *tmp) that write_logits renames over path
+ * once complete, or, when path exists and is not a regular file (/dev/stdout, a FIFO), path itself (*tmp NULL).
+ * NULL with a message printed. */
+static FILE *
+open_logits_out (const char *path, gchar **tmp)
+{
+  struct stat st;
+  *tmp = NULL;
+  if (stat (path, &st) == 0 && !S_ISREG (st.st_mode)) {
+    FILE *f = fopen (path, "wb");
+    if (!f)
+      g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
+    return f;
+  }
+  /* a symlink to a regular file is written through: its target is replaced, the link stays */
+  char *real = realpath (path, NULL);
+  *tmp = g_strdup_printf ("%s.tmp-XXXXXX", real ? real : path);
+  free (real);
+  int fd = g_mkstemp_full (*tmp, O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
+    g_clear_pointer (tmp, g_free);
+    return NULL;
+  }
+  mode_t mask = umask (0);      /* the permissions a plain creation would give (mkstemp makes 0600) */
+  umask (mask);
+  if (fchmod (fd, 0666 & ~mask) != 0)
+    g_printerr ("levrun: %s stays readable by its owner only: %s\n", path, g_strerror (errno));
+  return fdopen (fd, "wb");
+}
+
+/* Writes the teacher-forced logits of ids (one row per position) to path, whole or not at all (a temporary file
+ * renamed over path at the end); FALSE with a message printed. */
 static gboolean
 write_logits (LevModel *model, const GArray *ids, const char *path)
 {
@@ -284,12 +318,11 @@ write_logits (LevModel *model, const GArray *ids, const char *path)
   cp.n_threads = (uint32_t) opt_threads;
   cp.act_quant = opt_no_act_quant ? LEV_ACT_QUANT_OFF : LEV_ACT_QUANT_AUTO;
   LevContext *ctx = lev_context_new (model, &cp, &error);
-  FILE *f = ctx ? fopen (path, "wb") : NULL;
+  gchar *tmp = NULL;
+  FILE *f = ctx ? open_logits_out (path, &tmp) : NULL;
   gboolean ok = f != NULL;
   if (!ctx)
     g_printerr ("levrun: %s\n", error->message);
-  else if (!f)
-    g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
   uint32_t n_vocab = lev_model_vocab_size (model);
   for (guint i = 0; ok && i < ids->len; i++) {
     const float *logits = lev_context_eval (ctx, g_array_index (ids, gint32, i), &error);
@@ -302,9 +335,16 @@ write_logits (LevModel *model, const GArray *ids, const char *path)
     }
   }
   if (f && fclose (f) != 0 && ok) {
-    g_printerr ("levrun: cannot write %s\n", path);
+    g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
     ok = FALSE;
   }
+  if (tmp && ok && rename (tmp, path) != 0) {
+    g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
+    ok = FALSE;
+  }
+  if (tmp && !ok)
+    unlink (tmp);
+  g_free (tmp);
   g_clear_error (&error);
   lev_context_free (ctx);
   return ok;
@@ -606,6 +646,8 @@ int
 main (int argc, char **argv)
 {
   setlocale (LC_ALL, "");
+  /* a write past `ulimit -f` fails with EFBIG (and the logits file is not left half-written) instead of a kill */
+  signal (SIGXFSZ, SIG_IGN);
   init_defaults ();
   int rc = parse_options (&argc, &argv);
   if (rc < 0) {
