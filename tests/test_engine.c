@@ -496,7 +496,6 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_free (lev_test_fixture ("README.md"));   /* skip (or fail under CI) when the fixtures are absent */
   tmp_dir = g_dir_make_tmp ("lev-engine-XXXXXX", NULL);
   g_test_add_func ("/engine/llama2c-stories260k", test_llama2c_stories260k);
   g_test_add_func ("/engine/hf-llama", test_hf_llama);
