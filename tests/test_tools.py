@@ -182,6 +182,11 @@ try:
     check(r.returncode == 0 and os.path.getsize(logits) == 64 * 512 * 4, f"--logits-out: {r.stderr[:200]!r}")
     leftovers = [f for f in os.listdir(tmp) if ".tmp-" in f]
     check(not leftovers, f"no temporary logits files left: {leftovers}")
+    link = os.path.join(tmp, "logits-link")
+    os.symlink(logits, link)
+    r = run([LEVRUN, "-m", model, "--ids", "1 403", "--logits-out", link, "-t", "1"])
+    check(r.returncode == 0 and os.path.islink(link) and os.path.getsize(logits) == 2 * 512 * 4,
+          f"--logits-out through a symlink writes its target, the link stays: {r.stderr[:200]!r}")
     r = run([LEVRUN, "-m", model, "--ids", "1 403", "--logits-out", "/dev/stdout", "-t", "1"])
     check(r.returncode == 0 and len(r.stdout) == 2 * 512 * 4, f"--logits-out /dev/stdout: {len(r.stdout)} bytes")
 finally:

@@ -275,14 +275,14 @@ print_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpoint
   return TRUE;
 }
 
-/* Opens where the logits go: a temporary file next to path (its name in *tmp) that write_logits renames over path
- * once complete, or, when path exists and is not a regular file (/dev/stdout, a FIFO), path itself (*tmp NULL).
- * NULL with a message printed. */
+/* Opens where the logits go: a temporary file next to path (its name in *tmp) that write_logits renames over
+ * *final (path, or the file a symlink at path names) once complete, or, when path exists and is not a regular file
+ * (/dev/stdout, a FIFO), path itself (*tmp and *final NULL). NULL with a message printed. */
 static FILE *
-open_logits_out (const char *path, gchar **tmp)
+open_logits_out (const char *path, gchar **tmp, gchar **final)
 {
   struct stat st;
-  *tmp = NULL;
+  *tmp = *final = NULL;
   if (stat (path, &st) == 0 && !S_ISREG (st.st_mode)) {
     FILE *f = fopen (path, "wb");
     if (!f)
@@ -291,12 +291,14 @@ open_logits_out (const char *path, gchar **tmp)
   }
   /* a symlink to a regular file is written through: its target is replaced, the link stays */
   char *real = realpath (path, NULL);
-  *tmp = g_strdup_printf ("%s.tmp-XXXXXX", real ? real : path);
+  *final = g_strdup (real ? real : path);
   free (real);
+  *tmp = g_strdup_printf ("%s.tmp-XXXXXX", *final);
   int fd = g_mkstemp_full (*tmp, O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) {
     g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
     g_clear_pointer (tmp, g_free);
+    g_clear_pointer (final, g_free);
     return NULL;
   }
   mode_t mask = umask (0);      /* the permissions a plain creation would give (mkstemp makes 0600) */
@@ -318,8 +320,8 @@ write_logits (LevModel *model, const GArray *ids, const char *path)
   cp.n_threads = (uint32_t) opt_threads;
   cp.act_quant = opt_no_act_quant ? LEV_ACT_QUANT_OFF : LEV_ACT_QUANT_AUTO;
   LevContext *ctx = lev_context_new (model, &cp, &error);
-  gchar *tmp = NULL;
-  FILE *f = ctx ? open_logits_out (path, &tmp) : NULL;
+  gchar *tmp = NULL, *final = NULL;
+  FILE *f = ctx ? open_logits_out (path, &tmp, &final) : NULL;
   gboolean ok = f != NULL;
   if (!ctx)
     g_printerr ("levrun: %s\n", error->message);
@@ -338,13 +340,14 @@ write_logits (LevModel *model, const GArray *ids, const char *path)
     g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
     ok = FALSE;
   }
-  if (tmp && ok && rename (tmp, path) != 0) {
+  if (tmp && ok && rename (tmp, final) != 0) {
     g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
     ok = FALSE;
   }
   if (tmp && !ok)
     unlink (tmp);
   g_free (tmp);
+  g_free (final);
   g_clear_error (&error);
   lev_context_free (ctx);
   return ok;
