@@ -659,8 +659,12 @@ main (int argc, char **argv)
   GOptionContext *octx = g_option_context_new ("- measure prompt and decode throughput");
   g_option_context_add_main_entries (octx, entries, NULL);
   GError *error = NULL;
-  if (!g_option_context_parse (octx, &argc, &argv, &error))
-    return usage_error ("%s", error->message);
+  if (!g_option_context_parse (octx, &argc, &argv, &error)) {
+    g_option_context_free (octx);
+    int rc = usage_error ("%s", error->message);
+    g_error_free (error);
+    return rc;
+  }
   g_option_context_free (octx);
   if (opt_threads < 0 || opt_threads > (gint) LEV_MAX_THREADS)
     return usage_error ("--threads must be between 0 (all CPUs) and %u", LEV_MAX_THREADS);
