@@ -44,6 +44,21 @@ export LEV_FIXTURES="$fixtures" G_DEBUG=fatal-criticals
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1"
 failed=()
+
+# Rebuilds tests/fuzz/corpus/$1 (see --merge above).
+merge_corpus() {
+  local t="$1" new="$dir/corpus-merge/$1" mdict=()
+  [ -f "tests/fuzz/$t.dict" ] && mdict=(-dict="tests/fuzz/$t.dict")
+  rm -rf "$new"
+  mkdir -p "$new"
+  cp "tests/fuzz/seeds/$t"/* "$new/"
+  "$dir/tests/fuzz/fuzz_$t" -merge=1 -max_len=16384 "${mdict[@]}" "$new" "tests/fuzz/corpus/$t" "$dir/fuzz-corpus/$t" \
+    2>"$dir/fuzz-$t-merge.log" || { tail -20 "$dir/fuzz-$t-merge.log"; return 1; }
+  for f in "tests/fuzz/seeds/$t"/*; do rm -f "$new/$(basename "$f")"; done
+  find "tests/fuzz/corpus/$t" -type f ! -name 'README*' -delete
+  cp "$new"/* "tests/fuzz/corpus/$t/" 2>/dev/null || true
+}
+
 for t in "${targets[@]}"; do
   corpus="$dir/fuzz-corpus/$t"     # what the fuzzer adds; kept between runs
   crashes="$dir/crashes/$t"
@@ -68,15 +83,9 @@ for t in "${targets[@]}"; do
   else
     echo "fuzz $t: ok"
     if [ $merge = 1 ]; then
-      # the committed corpus rebuilt from itself and this run's finds: the smallest set with the same coverage
-      # (inputs over 64 KiB left out: the corpus stays small; the seeds hold the large models)
-      new="$dir/corpus-merge/$t"
-      rm -rf "$new"
-      mkdir -p "$new"
-      "$dir/tests/fuzz/fuzz_$t" -merge=1 -max_len=65536 "${dict[@]}" "$new" "tests/fuzz/corpus/$t" "$corpus" \
-        2>"$dir/fuzz-$t-merge.log" || { tail -20 "$dir/fuzz-$t-merge.log"; failed+=("$t-merge"); continue; }
-      find "tests/fuzz/corpus/$t" -type f ! -name 'README*' -delete
-      cp "$new"/* "tests/fuzz/corpus/$t/" 2>/dev/null || true
+      # the committed corpus rebuilt from itself and this run's finds: the fewest inputs that add coverage to the
+      # seeds (which go in first and are left out again), none over 16 KiB, so that the corpus stays small
+      merge_corpus "$t" || { failed+=("$t-merge"); continue; }
       echo "fuzz $t: corpus $(find "tests/fuzz/corpus/$t" -type f ! -name 'README*' | wc -l) inputs," \
         "$(du -sk "tests/fuzz/corpus/$t" | cut -f1) KiB"
     fi

@@ -64,15 +64,19 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   gchar *copy = g_malloc (size);
   memcpy (copy, data + 1, size - 1);
   copy[size - 1] = '\0';
-  if (!g_utf8_validate (copy, -1, NULL)) {   /* the session renders valid UTF-8 only (levrun and the element make it so) */
-    g_free (copy);
-    return 0;
-  }
   GPtrArray *parts = g_ptr_array_new ();
   for (size_t i = 0, start = 0; i <= size - 1; i++)
     if (copy[i] == '\0') {
       g_ptr_array_add (parts, copy + start);
       start = i + 1;
+    }
+  /* the session renders valid UTF-8 only (levrun and the element make it so): every string is checked, not only the
+   * first (a run found this target's own check reading up to the first NUL only) */
+  for (guint i = 0; i < parts->len; i++)
+    if (!g_utf8_validate (g_ptr_array_index (parts, i), -1, NULL)) {
+      g_ptr_array_unref (parts);
+      g_free (copy);
+      return 0;
     }
   gsize n_msg = MIN (parts->len / 2, 16u);
   LevChatMessage *msgs = g_new0 (LevChatMessage, n_msg + 1);
