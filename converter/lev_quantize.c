@@ -1,6 +1,7 @@
 /* lev_quantize.c: quantization of float matrices to t2/t1/b1 with error compensation: calibration Hessians from the
  * float model, GPTQ/OBQ error feedback, sparse f16 outliers and int8 low-rank adapters (docs/quality.md). */
 #include "lev_quantize.h"
+#include "lev_progress.h"
 #include "lev_kernels.h"
 #include "lev_qkernels.h"
 
@@ -1028,6 +1029,9 @@ lev_quantize_model (LevConvModel *model, const LevQuantOptions *o, GError **erro
           g_free (W);
         }
         g_free (n);
+        if (ok)
+          lev_conv_progress ("quantizing", (guint64) l * LEV_N_LINEAR + i + 1,
+                             (guint64) hp->n_layers * LEV_N_LINEAR);
       }
       if (ok && !o->quiet && need_calib)
         g_printerr ("levconvert: quantized layer %u of %u (%.1f s)\n", l + 1, hp->n_layers,

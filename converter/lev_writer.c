@@ -1,5 +1,6 @@
 /* lev_writer.c: serializes a LevConvModel into a .leviathan file (temporary file, renamed when complete). */
 #include "lev_writer.h"
+#include "lev_progress.h"
 #include "lev_kernels.h"
 #include "lev_qkernels.h"
 
@@ -334,17 +335,12 @@ write_all (const LevConvModel *model, Out *o, LevOutFormat format, LevOutFormat 
                  biggest);
     ok = FALSE;
   }
-  gboolean progress = data > (64u << 20);
-  int last_pct = -1;
   for (guint i = 0; ok && i < nt; i++) {
     const LevConvTensor *t = g_ptr_array_index (tensors, i);
     ok = encode_tensor (t, dir[i].encoding, buf, o->error) && pad_to (o, h.data_offset + dir[i].offset)
          && put (o, buf, dir[i].size);
-    int pct = (int) ((dir[i].offset + dir[i].size) * 100 / MAX (data, 1u));
-    if (progress && pct / 5 != last_pct / 5) {
-      g_printerr ("levconvert: %3d%% written (%u of %u tensors)\n", pct, i + 1, nt);
-      last_pct = pct;
-    }
+    if (ok)
+      lev_conv_progress ("writing", dir[i].offset + dir[i].size, data);
   }
   ok = ok && pad_to (o, h.file_size);
   g_free (buf);

@@ -1,6 +1,7 @@
 /* levconvert.c: command-line converter from Hugging Face / llama2.c / bitllama2.c checkpoints to .leviathan. */
 #include "lev_convert.h"
 #include "lev_import_gguf.h"
+#include "lev_version.h"
 
 #include <glib/gstdio.h>
 
@@ -34,6 +35,14 @@ static gchar *opt_scale_fit = NULL;
 static gchar *opt_adapter_out = NULL;
 static gint opt_threads = 0;
 
+/* Prints the program's name and version (--version) and exits. */
+static gboolean
+print_version (const gchar *name, const gchar *value, gpointer data, GError **error)
+{
+  printf ("levconvert (Leviathan) %s\n", LEV_PROJECT_VERSION);
+  exit (0);
+}
+
 static GOptionEntry entries[] = {
   { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Write the model to FILE (required)", "FILE" },
   { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
@@ -53,6 +62,8 @@ static GOptionEntry entries[] = {
   { "name", 0, 0, G_OPTION_ARG_STRING, &opt_name, "Model name stored in the file (default: SRC's basename)",
     "NAME" },
   { "quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "Print nothing but errors", NULL },
+  { "version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, (gpointer) print_version, "Print the version and exit",
+    NULL },
   { NULL }
 };
 
@@ -118,13 +129,40 @@ parse_share (const char *s, double *out)
   return TRUE;
 }
 
-/* Prints msg and the usage, frees the option context and returns the exit code for bad arguments (2). */
+/* Draws the converter's progress as a bar on stderr, which levconvert installs only when stderr is a terminal and
+ * not -q; user_data non-NULL leaves out the quantizing step (the compensated quantizer prints its own lines). */
+static void
+draw_progress (const char *stage, guint64 done, guint64 total, gpointer user_data)
+{
+  static gchar *last_stage;
+  static int last_pct = -1;
+  if (user_data && strcmp (stage, "quantizing") == 0)
+    return;
+  int pct = total ? (int) MIN (done * 100 / total, 100u) : 100;
+  gboolean same_stage = last_stage && strcmp (stage, last_stage) == 0;
+  if (same_stage && pct == last_pct)
+    return;
+  if (!same_stage) {
+    if (last_stage && last_pct < 100)
+      g_printerr ("\n");
+    g_free (last_stage);
+    last_stage = g_strdup (stage);
+  }
+  last_pct = pct;
+  char bar[41];
+  int fill = pct * 40 / 100;
+  memset (bar, '#', (size_t) fill);
+  memset (bar + fill, '.', (size_t) (40 - fill));
+  bar[40] = '\0';
+  g_printerr ("\rlevconvert: %-10s [%s] %3d%%%s", stage, bar, pct, pct == 100 ? "\n" : "");
+}
+
+/* Prints msg on one line, pointing at --help, frees the option context and returns the exit code for bad arguments
+ * (2). */
 static int
 usage_error (GOptionContext *octx, const char *msg)
 {
-  gchar *help = g_option_context_get_help (octx, TRUE, NULL);
-  g_printerr ("levconvert: %s\n\n%s", msg, help);
-  g_free (help);
+  g_printerr ("levconvert: %s (see levconvert --help)\n", msg);
   g_option_context_free (octx);
   return 2;
 }
@@ -350,6 +388,9 @@ main (int argc, char **argv)
   qopt.quiet = opt_quiet;
   const char *src = argv[1];
   g_option_context_free (octx);
+  /* progress: a bar on a terminal, nothing otherwise (a log gets the outcome only) */
+  if (!opt_quiet && isatty (STDERR_FILENO))
+    lev_conv_set_progress (draw_progress, qopt.compensate != LEV_COMP_NONE ? GINT_TO_POINTER (1) : NULL);
   /* an output that is a symlink to a regular file is written through: the file it points to is replaced (as a
    * shell's redirection would write it), not the link */
   if (g_file_test (opt_output, G_FILE_TEST_IS_SYMLINK) && g_file_test (opt_output, G_FILE_TEST_IS_REGULAR)) {

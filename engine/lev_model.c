@@ -657,14 +657,26 @@ fail:
   return NULL;
 }
 
-/* Maps an adapter file and binds its tensors over m's matrices; every tensor in it must find its matrix. */
+/* Maps an adapter file (a regular file only, as the model) and binds its tensors over m's matrices; every tensor in
+ * it must find its matrix. */
 static gboolean
 mount_adapter (LevModel *m, const char *path, GError **error)
 {
   GError *local = NULL;
-  m->adapter_map = g_mapped_file_new (path, FALSE, &local);
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat st;
+  gboolean stat_ok = fd >= 0 && fstat (fd, &st) == 0;
+  if (!stat_ok || !S_ISREG (st.st_mode)) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open adapter %s: %s", path,
+                 stat_ok ? file_type_name (st.st_mode) : g_strerror (errno));
+    if (fd >= 0)
+      close (fd);
+    return FALSE;
+  }
+  m->adapter_map = g_mapped_file_new_from_fd (fd, FALSE, &local);
+  close (fd);
   if (!m->adapter_map) {
-    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open adapter %s: %s", path, local->message);
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot map adapter %s: %s", path, local->message);
     g_error_free (local);
     return FALSE;
   }

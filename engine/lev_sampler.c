@@ -23,6 +23,33 @@ lev_sampler_default_params (void)
   return p;
 }
 
+/* Checks sampler parameters against the LEV_SAMPLER_* ranges (written so that NaN fails every comparison). */
+gboolean
+lev_sampler_params_check (const LevSamplerParams *p, GError **error)
+{
+  const char *bad = NULL;
+  double value = 0.0, lo = 0.0, hi = 0.0;
+  if (!(p->temperature >= 0.0f && p->temperature <= LEV_SAMPLER_TEMPERATURE_MAX))
+    bad = "temperature", value = p->temperature, hi = LEV_SAMPLER_TEMPERATURE_MAX;
+  else if (!(p->top_p >= (float) LEV_SAMPLER_TOP_P_MIN && p->top_p <= 1.0f))
+    bad = "top-p", value = p->top_p, lo = LEV_SAMPLER_TOP_P_MIN, hi = 1.0;
+  else if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+    bad = "min-p", value = p->min_p, hi = 1.0;
+  else if (!(p->repeat_penalty >= (float) LEV_SAMPLER_REPEAT_PENALTY_MIN
+             && p->repeat_penalty <= (float) LEV_SAMPLER_REPEAT_PENALTY_MAX))
+    bad = "repeat-penalty", value = p->repeat_penalty, lo = LEV_SAMPLER_REPEAT_PENALTY_MIN,
+    hi = LEV_SAMPLER_REPEAT_PENALTY_MAX;
+  else if (p->top_k < 0)
+    bad = "top-k", value = p->top_k, hi = G_MAXINT32;
+  else if (p->repeat_last_n > LEV_SAMPLER_MAX_REPEAT_LAST_N)
+    bad = "repeat-last-n", value = p->repeat_last_n, hi = LEV_SAMPLER_MAX_REPEAT_LAST_N;
+  if (!bad)
+    return TRUE;
+  g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s must be a number from %g to %g (not %.10g)", bad, lo,
+               hi, value);
+  return FALSE;
+}
+
 /* splitmix64 step: a small, well-distributed generator; same seed, same sequence on every platform. */
 static uint64_t
 next_u64 (uint64_t *s)

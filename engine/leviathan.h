@@ -154,7 +154,18 @@ typedef struct LevSamplerParams {
   uint64_t seed;         /* same seed, same text */
 } LevSamplerParams;
 
+/* The ranges of the sampler's parameters that every front end accepts (levrun's options, the element's and
+ * Lev.Generator's properties, the session): checked by lev_sampler_params_check, NaN and infinity never pass. */
+#define LEV_SAMPLER_TEMPERATURE_MAX 100.0      /* temperature in [0, 100] */
+#define LEV_SAMPLER_TOP_P_MIN 0.01             /* top_p in [0.01, 1] */
+#define LEV_SAMPLER_REPEAT_PENALTY_MIN 0.05    /* repeat_penalty in [0.05, 10]; min_p in [0, 1], top_k >= 0 */
+#define LEV_SAMPLER_REPEAT_PENALTY_MAX 10.0
+#define LEV_SAMPLER_MAX_REPEAT_LAST_N 65536u   /* repeat_last_n in [0, 65536]: the history ring is allocated whole */
+
 typedef struct LevSampler LevSampler;
+
+/* Checks sampler parameters against the LEV_SAMPLER_* ranges; FALSE with error naming the first one out of range. */
+gboolean lev_sampler_params_check (const LevSamplerParams *params, GError **error);
 
 /* Returns the default sampler parameters (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty). */
 LevSamplerParams lev_sampler_default_params (void);

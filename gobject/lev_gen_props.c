@@ -25,7 +25,8 @@ typedef struct {
 
 #define AT(field) offsetof (LevSessionParams, field)
 
-/* Defaults are not here: they are lev_session_default_params's, read at the offsets. */
+/* Defaults are not here: they are lev_session_default_params's, read at the offsets; the sampler's ranges are the
+ * engine's (LEV_SAMPLER_*, the ones lev_session_params_check applies to every front end). */
 static const PropInfo props[LEV_GEN_N_PROPS] = {
   [LEV_GEN_PROP_MAX_TOKENS] = { "max-tokens", "Maximum tokens", "Most tokens generated per prompt",
                                 KIND_UINT, 1, 1u << 24, AT (max_tokens), LEV_GEN_MUTABLE_ALWAYS },
@@ -34,15 +35,16 @@ static const PropInfo props[LEV_GEN_N_PROPS] = {
   [LEV_GEN_PROP_CONTEXT_LENGTH] = { "context-length", "Context length", NULL /* made from LEV_DEFAULT_CONTEXT_CAP */, KIND_UINT, 0, 1u << 20, AT (n_ctx),
                                     LEV_GEN_MUTABLE_BEFORE_START },
   [LEV_GEN_PROP_TEMPERATURE] = { "temperature", "Temperature", "Sampling temperature (0 = greedy)", KIND_DOUBLE,
-                                 0, 100, AT (temperature), LEV_GEN_MUTABLE_ALWAYS },
+                                 0, LEV_SAMPLER_TEMPERATURE_MAX, AT (temperature), LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_TOP_K] = { "top-k", "Top-k", "Sample from the K most likely tokens (0 = all)", KIND_INT, 0,
                            G_MAXINT, AT (top_k), LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_TOP_P] = { "top-p", "Top-p", "Nucleus sampling: the smallest set of tokens with this probability "
-                           "mass (1 = off)", KIND_DOUBLE, 0.01, 1, AT (top_p), LEV_GEN_MUTABLE_ALWAYS },
+                           "mass (1 = off)", KIND_DOUBLE, LEV_SAMPLER_TOP_P_MIN, 1, AT (top_p), LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_MIN_P] = { "min-p", "Min-p", "Drop tokens less likely than this fraction of the best (0 = off)",
                            KIND_DOUBLE, 0, 1, AT (min_p), LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_REPEAT_PENALTY] = { "repeat-penalty", "Repetition penalty", "Penalty for recently seen tokens "
-                                    "(1 = off)", KIND_DOUBLE, 0.05, 10, AT (repeat_penalty),
+                                    "(1 = off)", KIND_DOUBLE, LEV_SAMPLER_REPEAT_PENALTY_MIN,
+                                    LEV_SAMPLER_REPEAT_PENALTY_MAX, AT (repeat_penalty),
                                     LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_SEED] = { "seed", "Seed", "Random seed; the same seed and prompt give the same text (-1 = a new "
                           "random seed for every prompt)", KIND_INT64, -1, (double) G_MAXINT64, AT (seed),
@@ -102,8 +104,8 @@ lev_gen_props_install (GObjectClass *klass, guint first_id, GParamFlags live, GP
     GParamSpec *ps = NULL;
     const char *blurb = x->blurb;
     if (i == LEV_GEN_PROP_CONTEXT_LENGTH) {   /* the cap stated from its constant; interned: kept for the process */
-      gchar *text = g_strdup_printf ("KV cache slots (0 = the model's trained context, at most %u); generation goes "
-                                     "on past it in a ring buffer; taken when the context is made",
+      gchar *text = g_strdup_printf ("KV cache slots (0 = the model's trained context, at most %u; else at least 2); "
+                                     "generation goes on past it in a ring buffer; taken when the context is made",
                                      LEV_DEFAULT_CONTEXT_CAP);
       blurb = g_intern_string (text);
       g_free (text);

@@ -131,6 +131,9 @@ context_params (const LevModel *model, const LevSessionParams *params)
   cp.n_sink = params->n_sink;
   cp.act_quant = params->act_quant;
   cp.n_ctx = params->n_ctx ? params->n_ctx : lev_session_default_n_ctx (model);
+  /* the default attention sinks shrink to fit a tiny context (2..4 slots); a count given on purpose must fit */
+  if (cp.n_sink == lev_context_default_params ().n_sink && cp.n_sink >= cp.n_ctx)
+    cp.n_sink = cp.n_ctx / 2;
   return cp;
 }
 
@@ -265,7 +268,8 @@ gboolean
 lev_session_set_params (LevSession *s, const LevSessionParams *params, GError **error)
 {
   LevChatTemplate tmpl;
-  if (!resolve_template (s->model, params->chat_template, &tmpl, error) || !set_grammar (s, params->grammar, error))
+  if (!lev_session_params_check (params, error) || !resolve_template (s->model, params->chat_template, &tmpl, error)
+      || !set_grammar (s, params->grammar, error))
     return FALSE;
   if (params->token_logprobs && !s->lp_fifo) {
     s->lp_fifo = g_array_new (FALSE, FALSE, sizeof (LevTokenLogprob));
@@ -316,16 +320,32 @@ lev_session_n_ctx (const LevSession *s)
   return lev_context_n_ctx (s->ctx);
 }
 
+/* The sampler's share of the session parameters (seed left at the default). */
+static LevSamplerParams
+sampler_params (const LevSessionParams *p)
+{
+  LevSamplerParams sp = lev_sampler_default_params ();
+  sp.temperature = p->temperature;
+  sp.top_k = p->top_k;
+  sp.top_p = p->top_p;
+  sp.min_p = p->min_p;
+  sp.repeat_penalty = p->repeat_penalty;
+  sp.repeat_last_n = p->repeat_last_n;
+  return sp;
+}
+
+/* Checks the sampling parameters against the engine's one set of ranges (lev_sampler_params_check). */
+gboolean
+lev_session_params_check (const LevSessionParams *params, GError **error)
+{
+  LevSamplerParams sp = sampler_params (params);
+  return lev_sampler_params_check (&sp, error);
+}
+
 static void
 new_sampler (LevSession *s)
 {
-  LevSamplerParams sp = lev_sampler_default_params ();
-  sp.temperature = s->p.temperature;
-  sp.top_k = s->p.top_k;
-  sp.top_p = s->p.top_p;
-  sp.min_p = s->p.min_p;
-  sp.repeat_penalty = s->p.repeat_penalty;
-  sp.repeat_last_n = s->p.repeat_last_n;
+  LevSamplerParams sp = sampler_params (&s->p);
   sp.seed = s->p.seed >= 0 ? (uint64_t) s->p.seed : ((uint64_t) g_random_int () << 32 | g_random_int ());
   lev_sampler_free (s->sampler);
   s->sampler = lev_sampler_new (&sp, s->vocab_size);
@@ -345,15 +365,21 @@ bos_text (LevSession *s)
   return s->bos_text;
 }
 
+/* The system message in use: the one given, else the template's own default, as its Jinja source writes one
+ * (Qwen2's ChatML); NULL for none. */
+static const char *
+system_text (const LevSession *s)
+{
+  const char *sys = s->system_prompt ? s->system_prompt : s->default_system;
+  return sys && sys[0] ? sys : NULL;
+}
+
 /* Builds the text to encode for a prompt at the start of a conversation (first) or later in it. */
 static gchar *
 render_prompt (LevSession *s, const char *text, gssize len, gboolean first)
 {
   gchar *user = len < 0 ? g_strdup (text) : g_strndup (text, (gsize) len);
-  /* no system prompt given: the template's own default, as its Jinja source writes one (Qwen2's ChatML) */
-  const char *sys = s->system_prompt ? s->system_prompt : s->default_system;
-  if (sys && !sys[0])
-    sys = NULL;
+  const char *sys = system_text (s);
   if (s->tmpl != LEV_CHAT_NONE) {
     LevChatMessage msgs[2];
     gsize n = 0;
@@ -405,6 +431,17 @@ encode_prompt (LevSession *s, const char *text, gssize len, gboolean first, size
     g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the model has no tokenizer: give token ids");
     return NULL;
   }
+  /* a NUL byte in the text: encoded as a character where the text is the whole prompt; a template or system message
+   * (C strings) cannot carry it, so there it is refused rather than cutting the text short */
+  gsize n_text = len < 0 ? strlen (text) : (gsize) len;
+  const char *nul = memchr (text, '\0', n_text);
+  if (nul && (s->tmpl != LEV_CHAT_NONE || (first && system_text (s)))) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "the prompt holds a NUL byte (at byte %" G_GSIZE_FORMAT "), "
+                 "which a chat template or system message cannot carry", (gsize) (nul - text));
+    return NULL;
+  }
+  if (nul)
+    return lev_tokenizer_encode (s->tok, text, (gssize) n_text, first && lev_tokenizer_adds_bos (s->tok), n, error);
   gchar *r = render_prompt (s, text, len, first);
   const char *bos_piece = bos_text (s);
   gboolean add_bos = first && lev_tokenizer_adds_bos (s->tok) && !(bos_piece && g_str_has_prefix (r, bos_piece));

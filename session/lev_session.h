@@ -101,6 +101,10 @@ void lev_session_free (LevSession *session);
 /* Replaces the parameters used by the next prompts (n_threads and n_ctx are ignored); FALSE with error set when
  * they cannot be used (for example an unknown chat template). */
 gboolean lev_session_set_params (LevSession *session, const LevSessionParams *params, GError **error);
+/* Checks the sampling parameters (NaN, infinity and values out of the engine's LEV_SAMPLER_* ranges refused); FALSE
+ * with error naming the first bad one. lev_session_new and lev_session_set_params apply it; front ends call it to
+ * refuse an option early. */
+gboolean lev_session_params_check (const LevSessionParams *params, GError **error);
 /* Forgets the conversation. */
 void lev_session_reset (LevSession *session);
 /* Returns the chat template in use (LEV_CHAT_NONE: the prompt is used as it is). */

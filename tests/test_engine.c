@@ -339,12 +339,18 @@ static void
 test_kv_compact (void)
 {
   /* f16 and int8 KV caches stay close to the f32 cache, also after the 48-slot ring buffer wraps */
-  static const struct { const char *src, *tok; LevOutFormat f; } cases[] = {
-    { "stories260K/stories260K.bin", "stories260K/tok512.bin", LEV_OUT_AUTO },
-    { "bitnet-tinystories/bit_model_3M.bin", "stories260K/tok512.bin", LEV_OUT_T2 },
+  /* Tolerances (max |logit difference| over 64 positions, logits spanning about ±20) from what each cache's rounding
+   * allows, measured here with about 1.5 times margin: an f16 key or value is off by at most 2^-11 of itself, an int8
+   * one by half a step of its row's max / 127 (about 1/254 of the row's largest value, so small entries lose more).
+   * stories260K runs float activations: f16 measured 0.0143, q8 0.677. The ternary bit_model_3M quantizes its
+   * activations to int8, where a cache difference that moves one activation across a rounding step changes a whole
+   * step: f16 measured 0.355, q8 0.323. (Before: 0.5 and 2.0 for both models, which hid a q8 error three times the
+   * one measured.) */
+  static const struct { const char *src, *tok; LevOutFormat f; double tol_f16, tol_q8; } cases[] = {
+    { "stories260K/stories260K.bin", "stories260K/tok512.bin", LEV_OUT_AUTO, 0.025, 1.0 },
+    { "bitnet-tinystories/bit_model_3M.bin", "stories260K/tok512.bin", LEV_OUT_T2, 0.5, 0.5 },
   };
   static const LevKvType types[] = { LEV_KV_F16, LEV_KV_Q8 };
-  static const double tols[] = { 0.5, 2.0 };   /* logits span about ±20; int8 activations amplify small changes */
   for (guint k = 0; k < G_N_ELEMENTS (cases); k++) {
     gchar *path = convert_fixture (cases[k].src, cases[k].tok, cases[k].f);
     LevModel *m = load (path);
@@ -365,7 +371,7 @@ test_kv_compact (void)
       }
       g_test_message ("%s, kv %s: max |logit - f32-cache logit| = %.3g over 64 positions", cases[k].src,
                       types[t] == LEV_KV_F16 ? "f16" : "q8", worst);
-      g_assert_cmpfloat (worst, <=, tols[t]);
+      g_assert_cmpfloat (worst, <=, types[t] == LEV_KV_F16 ? cases[k].tol_f16 : cases[k].tol_q8);
       lev_context_free (c);
     }
     lev_context_free (ref);
@@ -402,10 +408,11 @@ test_hf_bitnet_tiny (void)
 static void
 test_q8_close_to_f32 (void)
 {
-  /* q8 storage is lossy: its logits stay near the float reference and greedy text mostly agrees */
+  /* q8 storage is lossy: its logits stay near the float reference (llama.cpp's). Each weight is off by at most half
+   * a step of its row's max / 127; measured 0.305 over 64 positions, so 0.4 (0.5 before) */
   gchar *path = convert_fixture ("hf/stories260K-llama", NULL, LEV_OUT_Q8);
   LevModel *m = load (path);
-  check_logits (m, LEV_ACT_QUANT_AUTO, seq_b, 64, "hf/stories260K-llama/expected/logits_tf64.f32", 0.5);
+  check_logits (m, LEV_ACT_QUANT_AUTO, seq_b, 64, "hf/stories260K-llama/expected/logits_tf64.f32", 0.4);
   lev_model_free (m);
   g_free (path);
 }
@@ -485,7 +492,6 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_free (lev_test_fixture ("README.md"));   /* skip (or fail under CI) when the fixtures are absent */
   tmp_dir = g_dir_make_tmp ("lev-engine-XXXXXX", NULL);
   g_test_add_func ("/engine/llama2c-stories260k", test_llama2c_stories260k);
   g_test_add_func ("/engine/hf-llama", test_hf_llama);

@@ -141,7 +141,6 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_free (lev_test_fixture ("README.md"));
   g_test_add_func ("/noalloc/hook", test_hook_counts);
   g_test_add_func ("/noalloc/decode-packed", test_decode_packed);
   g_test_add_func ("/noalloc/decode-float", test_decode_float);

@@ -132,6 +132,52 @@ test_seed_reproducible (void)
   lev_sampler_free (c);
 }
 
+/* The one range check of every front end (issue 19 item 6): NaN and infinity fail for every float parameter, the
+ * ends of each range pass, one step past them fails, repeat-last-n is bounded (item 12). */
+static void
+test_params_check (void)
+{
+  const float bad_floats[] = { NAN, INFINITY, -INFINITY };
+  for (int field = 0; field < 4; field++) {
+    for (guint i = 0; i < G_N_ELEMENTS (bad_floats); i++) {
+      LevSamplerParams sp = lev_sampler_default_params ();
+      float *f = field == 0 ? &sp.temperature : field == 1 ? &sp.top_p : field == 2 ? &sp.min_p : &sp.repeat_penalty;
+      *f = bad_floats[i];
+      GError *error = NULL;
+      g_assert_false (lev_sampler_params_check (&sp, &error));
+      g_assert_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT);
+      g_clear_error (&error);
+    }
+  }
+  LevSamplerParams sp = lev_sampler_default_params ();
+  g_assert_true (lev_sampler_params_check (&sp, NULL));
+  struct { float *at; float lo, hi; } ranges[] = {
+    { &sp.temperature, 0.0f, (float) LEV_SAMPLER_TEMPERATURE_MAX },
+    { &sp.top_p, (float) LEV_SAMPLER_TOP_P_MIN, 1.0f },
+    { &sp.min_p, 0.0f, 1.0f },
+    { &sp.repeat_penalty, (float) LEV_SAMPLER_REPEAT_PENALTY_MIN, (float) LEV_SAMPLER_REPEAT_PENALTY_MAX },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (ranges); i++) {
+    float keep = *ranges[i].at;
+    *ranges[i].at = ranges[i].lo;
+    g_assert_true (lev_sampler_params_check (&sp, NULL));
+    *ranges[i].at = ranges[i].hi;
+    g_assert_true (lev_sampler_params_check (&sp, NULL));
+    *ranges[i].at = nextafterf (ranges[i].lo, -INFINITY);
+    g_assert_false (lev_sampler_params_check (&sp, NULL));
+    *ranges[i].at = nextafterf (ranges[i].hi, INFINITY);
+    g_assert_false (lev_sampler_params_check (&sp, NULL));
+    *ranges[i].at = keep;
+  }
+  sp.top_k = -1;
+  g_assert_false (lev_sampler_params_check (&sp, NULL));
+  sp.top_k = 0;
+  sp.repeat_last_n = LEV_SAMPLER_MAX_REPEAT_LAST_N;
+  g_assert_true (lev_sampler_params_check (&sp, NULL));
+  sp.repeat_last_n = G_MAXINT32;
+  g_assert_false (lev_sampler_params_check (&sp, NULL));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -143,6 +189,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sampler/top-p", test_top_p);
   g_test_add_func ("/sampler/min-p", test_min_p);
   g_test_add_func ("/sampler/repeat-penalty", test_repeat_penalty);
+  g_test_add_func ("/sampler/params-check", test_params_check);
   g_test_add_func ("/sampler/seed", test_seed_reproducible);
   return g_test_run ();
 }

@@ -4,6 +4,7 @@
 #include "lev_qkernels.h"
 #include "lev_threadpool.h"
 #include "lev_source.h"
+#include "lev_version.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -40,7 +41,17 @@ static gboolean opt_kernel_choice = FALSE;
 static gboolean opt_no_mmap = FALSE;
 static gboolean opt_check_tensors = FALSE;
 
+/* Prints the program's name and version (--version) and exits. */
+static gboolean
+print_version (const gchar *name, const gchar *value, gpointer data, GError **error)
+{
+  printf ("levbench (Leviathan) %s\n", LEV_PROJECT_VERSION);
+  exit (0);
+}
+
 static GOptionEntry entries[] = {
+  { "version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, (gpointer) print_version, "Print the version and exit",
+    NULL },
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
     "Model to benchmark: a .leviathan file, a GGUF file, a Hugging Face checkpoint directory or "
     "hf:ORG/NAME[@REVISION][:FILE] (converted once into $XDG_CACHE_HOME/leviathan/models)", "MODEL" },
@@ -635,6 +646,19 @@ fork_join (uint32_t threads)
   return 0;
 }
 
+/* Prints a usage error on one line, pointing at --help, and returns the exit status for bad arguments (2). */
+static int G_GNUC_PRINTF (1, 2)
+usage_error (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  gchar *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_printerr ("levbench: %s (see levbench --help)\n", msg);
+  g_free (msg);
+  return 2;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -643,14 +667,14 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (octx, entries, NULL);
   GError *error = NULL;
   if (!g_option_context_parse (octx, &argc, &argv, &error)) {
-    g_printerr ("levbench: %s\n", error->message);
-    return 2;
+    g_option_context_free (octx);
+    int rc = usage_error ("%s", error->message);
+    g_error_free (error);
+    return rc;
   }
   g_option_context_free (octx);
-  if (opt_threads < 0 || opt_threads > (gint) LEV_MAX_THREADS) {
-    g_printerr ("levbench: --threads must be between 0 (all CPUs) and %u\n", LEV_MAX_THREADS);
-    return 2;
-  }
+  if (opt_threads < 0 || opt_threads > (gint) LEV_MAX_THREADS)
+    return usage_error ("--threads must be between 0 (all CPUs) and %u", LEV_MAX_THREADS);
   if (opt_kernel_choice) {
     g_print ("%s\n", lev_qkernels_choice ());
     return 0;
@@ -659,32 +683,22 @@ main (int argc, char **argv)
     return kernel_rate ();
   if (opt_fork_join)
     return fork_join (opt_threads > 0 ? (uint32_t) opt_threads : (uint32_t) MAX (g_get_num_processors (), 1));
-  if (!opt_model == !opt_synthetic) {
-    g_printerr ("levbench: give either -m MODEL or --synthetic SHAPE\n");
-    return 2;
-  }
-  if (opt_convert_format && !lev_source_format_valid (opt_convert_format)) {
-    g_printerr ("levbench: unknown --convert-format (auto, f32, f16, bf16, q8, q4, t2, t1, b1)\n");
-    return 2;
-  }
+  if (!opt_model == !opt_synthetic)
+    return usage_error ("give either -m MODEL or --synthetic SHAPE");
+  if (opt_convert_format && !lev_source_format_valid (opt_convert_format))
+    return usage_error ("unknown --convert-format %s (auto, f32, f16, bf16, q8, q4, t2, t1, b1)", opt_convert_format);
   uint32_t enc = LEV_ENC_T2, embd_enc = LEV_ENC_Q4;
-  if ((opt_format && !parse_enc (opt_format, &enc)) || (opt_embd_format && !parse_enc (opt_embd_format, &embd_enc))) {
-    g_printerr ("levbench: unknown --format or --embd-format\n");
-    return 2;
-  }
+  if ((opt_format && !parse_enc (opt_format, &enc)) || (opt_embd_format && !parse_enc (opt_embd_format, &embd_enc)))
+    return usage_error ("unknown --format or --embd-format");
   if ((opt_group_scales != 0 && opt_group_scales != 64 && opt_group_scales != 128)
-      || (opt_group_scales == 64 && !lev_qenc_groups_per_row (enc, 1, 64))) {
-    g_printerr ("levbench: --group-scales takes 128, or 64 with --format t2 or b1\n");
-    return 2;
-  }
+      || (opt_group_scales == 64 && !lev_qenc_groups_per_row (enc, 1, 64)))
+    return usage_error ("--group-scales takes 128, or 64 with --format t2 or b1");
   LevHParams shape;
   gchar *path = NULL;
   const char *model_name;
   if (opt_synthetic) {
-    if (!shape_by_name (opt_synthetic, &shape)) {
-      g_printerr ("levbench: unknown shape %s (tinyllama-1.1b, qwen2.5-0.5b, bitnet-2b4t)\n", opt_synthetic);
-      return 2;
-    }
+    if (!shape_by_name (opt_synthetic, &shape))
+      return usage_error ("unknown shape %s (tinyllama-1.1b, qwen2.5-0.5b, bitnet-2b4t)", opt_synthetic);
     int fd = g_file_open_tmp ("levbench-XXXXXX.leviathan", &path, &error);
     if (fd < 0 || (close (fd), !write_synthetic (path, &shape, enc, embd_enc, &error))) {
       g_printerr ("levbench: %s\n", error->message);
@@ -725,10 +739,8 @@ main (int argc, char **argv)
     kv = LEV_KV_F16;
   else if (opt_kv && strcmp (opt_kv, "q8") == 0)
     kv = LEV_KV_Q8;
-  else if (opt_kv && strcmp (opt_kv, "f32") != 0) {
-    g_printerr ("levbench: unknown --kv %s (f32, f16, q8)\n", opt_kv);
-    return 2;
-  }
+  else if (opt_kv && strcmp (opt_kv, "f32") != 0)
+    return usage_error ("unknown --kv %s (f32, f16, q8)", opt_kv);
   const char *kv_name = kv == LEV_KV_F16 ? "f16" : kv == LEV_KV_Q8 ? "q8" : "f32";
   LevContext *ctx = lev_context_new_kv (model, &cp, kv, &error);
   if (!ctx) {

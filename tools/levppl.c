@@ -2,6 +2,7 @@
  * against a base (float) model over the same tokens. */
 #include "lev_model.h"
 #include "lev_source.h"
+#include "lev_version.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +32,14 @@ static gboolean opt_lines = FALSE;
 static gboolean opt_no_act_quant = FALSE;
 static gboolean opt_no_mmap = FALSE;
 static gboolean opt_check_tensors = FALSE;
+
+/* Prints the program's name and version (--version) and exits. */
+static gboolean
+print_version (const gchar *name, const gchar *value, gpointer data, GError **error)
+{
+  printf ("levppl (Leviathan) %s\n", LEV_PROJECT_VERSION);
+  exit (0);
+}
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
@@ -56,6 +66,8 @@ static GOptionEntry entries[] = {
     "mapped file truncated by another process kills levppl with SIGBUS)", NULL },
   { "check-tensors", 0, 0, G_OPTION_ARG_NONE, &opt_check_tensors, "Scan every weight at load and refuse a model "
     "holding NaN or infinity", NULL },
+  { "version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, (gpointer) print_version, "Print the version and exit",
+    NULL },
   { NULL }
 };
 
@@ -214,7 +226,8 @@ print_json (guint64 scored, int stride, double ppl, double bpw, gboolean with_ba
   g_object_unref (b);
 }
 
-/* Token ids of the text: the whole text, or with --lines each non-empty line followed by EOS (when the model has
+/* Token ids of the text (len bytes, NUL bytes included): the whole text, or with --lines each non-empty line followed
+ * by EOS (when the model has
  * one); NULL with error set when the tokenizer refuses it. */
 static int32_t *
 tokenize_text (const LevTokenizer *tok, const gchar *text, gsize len, int32_t eos_id, size_t *n_ids, GError **error)
@@ -222,23 +235,24 @@ tokenize_text (const LevTokenizer *tok, const gchar *text, gsize len, int32_t eo
   if (!opt_lines)
     return lev_tokenizer_encode (tok, text, (gssize) len, FALSE, n_ids, error);
   GArray *all = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  gchar **lines = g_strsplit (text, "\n", -1);
-  for (gchar **l = lines; *l; l++) {
-    if (!**l)
-      continue;
-    size_t n = 0;
-    int32_t *li = lev_tokenizer_encode (tok, *l, -1, FALSE, &n, error);
-    if (!li) {
-      g_strfreev (lines);
-      g_array_free (all, TRUE);
-      return NULL;
+  /* lines end at '\n' only; a NUL byte is a character of its line, not its end */
+  for (const gchar *l = text, *end = text + len; l < end;) {
+    const gchar *nl = memchr (l, '\n', (size_t) (end - l));
+    gsize n_bytes = (gsize) ((nl ? nl : end) - l);
+    if (n_bytes > 0) {
+      size_t n = 0;
+      int32_t *li = lev_tokenizer_encode (tok, l, (gssize) n_bytes, FALSE, &n, error);
+      if (!li) {
+        g_array_free (all, TRUE);
+        return NULL;
+      }
+      g_array_append_vals (all, li, (guint) n);
+      g_free (li);
+      if (eos_id >= 0)
+        g_array_append_val (all, eos_id);
     }
-    g_array_append_vals (all, li, (guint) n);
-    g_free (li);
-    if (eos_id >= 0)
-      g_array_append_val (all, eos_id);
+    l += n_bytes + 1;
   }
-  g_strfreev (lines);
   *n_ids = all->len;
   return (int32_t *) g_array_free (all, FALSE);
 }
@@ -314,9 +328,7 @@ main (int argc, char **argv)
   GError *error = NULL;
   const char *bad = NULL;
   if (!g_option_context_parse (octx, &argc, &argv, &error) || (bad = check_options (argc)) != NULL) {
-    gchar *help = g_option_context_get_help (octx, TRUE, NULL);
-    g_printerr ("levppl: %s\n\n%s", error ? error->message : bad, help);
-    g_free (help);
+    g_printerr ("levppl: %s (see levppl --help)\n", error ? error->message : bad);
     g_clear_error (&error);
     g_option_context_free (octx);
     return 2;

@@ -3,13 +3,21 @@
 #include "lev_chat.h"
 #include "lev_session.h"
 #include "lev_source.h"
+#include "lev_version.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* The largest prompt file levrun reads: more than any context holds (the session keeps the prompt's end). */
+#define LEVRUN_MAX_PROMPT_BYTES (256u * 1024u * 1024u)
 
 static gchar *opt_model = NULL;
 static gchar *opt_convert_format = NULL;
@@ -46,6 +54,14 @@ static gchar *opt_memory_limit = NULL;
 static gboolean opt_memory = FALSE;
 static LevKvType kv_type = LEV_KV_F32;
 static guint64 memory_limit = 0;
+
+/* Prints the program's name and version (--version) and exits. */
+static gboolean
+print_version (const gchar *name, const gchar *value, gpointer data, GError **error)
+{
+  printf ("levrun (Leviathan) %s\n", LEV_PROJECT_VERSION);
+  exit (0);
+}
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
@@ -102,6 +118,8 @@ static GOptionEntry entries[] = {
   { "chat-template", 0, 0, G_OPTION_ARG_STRING, &opt_chat_template,
     "With --chat: none, llama2, llama3, chatml, zephyr or bitnet (default: recognised from the model file)",
     "NAME" },
+  { "version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, (gpointer) print_version, "Print the version and exit",
+    NULL },
   { NULL }
 };
 
@@ -130,12 +148,17 @@ init_defaults (void)
   opt_sink = (gint) d.n_sink;
   set_help ("ctx", g_strdup_printf ("Context (KV cache) size; generation goes on past it (default: the model's, "
                                      "at most %u)", LEV_DEFAULT_CONTEXT_CAP));
-  set_help ("temp", g_strdup_printf ("Temperature, 0 = greedy (default %g)", opt_temp));
+  set_help ("temp", g_strdup_printf ("Temperature, 0 = greedy, at most %g (default %g)", LEV_SAMPLER_TEMPERATURE_MAX,
+                                     opt_temp));
   set_help ("top-k", g_strdup_printf ("Keep the K most likely tokens, 0 = all (default %d)", opt_top_k));
-  set_help ("top-p", g_strdup_printf ("Nucleus sampling mass, 1 = off (default %g)", opt_top_p));
+  set_help ("top-p", g_strdup_printf ("Nucleus sampling mass, %g to 1 = off (default %g)", LEV_SAMPLER_TOP_P_MIN,
+                                      opt_top_p));
   set_help ("min-p", g_strdup_printf ("Drop tokens below P times the best, 0 = off (default %g)", opt_min_p));
-  set_help ("repeat-penalty", g_strdup_printf ("Repetition penalty, 1 = off (default %g)", opt_repeat_penalty));
-  set_help ("repeat-last-n", g_strdup_printf ("Tokens the penalty looks back (default %d)", opt_repeat_last_n));
+  set_help ("repeat-penalty", g_strdup_printf ("Repetition penalty, %g to %g, 1 = off (default %g)",
+                                               LEV_SAMPLER_REPEAT_PENALTY_MIN, LEV_SAMPLER_REPEAT_PENALTY_MAX,
+                                               opt_repeat_penalty));
+  set_help ("repeat-last-n", g_strdup_printf ("Tokens the penalty looks back, at most %u (default %d)",
+                                              LEV_SAMPLER_MAX_REPEAT_LAST_N, opt_repeat_last_n));
   set_help ("sinks", g_strdup_printf ("Attention-sink tokens kept when the context slides (default %d)", opt_sink));
 }
 
@@ -161,6 +184,7 @@ default_model_path (void)
   return NULL;
 }
 
+/* Prints a usage error on one line, pointing at --help, and returns the exit status for bad arguments (2). */
 static int
 usage_error (const char *fmt, ...)
 {
@@ -168,11 +192,50 @@ usage_error (const char *fmt, ...)
   va_start (ap, fmt);
   gchar *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  gchar *help = g_option_context_get_help (octx, TRUE, NULL);
-  g_printerr ("levrun: %s\n\n%s", msg, help);
-  g_free (help);
+  g_printerr ("levrun: %s (see levrun --help)\n", msg);
   g_free (msg);
   return 2;
+}
+
+/* Reads a prompt file whole, NUL bytes included (its length in *len): a regular file only (a FIFO or device is
+ * refused instead of blocking or reading for ever) of at most LEVRUN_MAX_PROMPT_BYTES. */
+static gboolean
+read_text_file (const char *path, gchar **text, gsize *len, GError **error)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat st;
+  if (fd < 0) {
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open %s: %s", path, g_strerror (errno));
+    return FALSE;
+  }
+  gboolean ok = FALSE;
+  if (fstat (fd, &st) != 0)
+    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
+  else if (!S_ISREG (st.st_mode))
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is not a regular file (%s): give -f a text file", path,
+                 S_ISDIR (st.st_mode) ? "a directory" : S_ISFIFO (st.st_mode) ? "a FIFO" : "a device or socket");
+  else if ((guint64) st.st_size > LEVRUN_MAX_PROMPT_BYTES)
+    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is larger than %u MiB, more than a prompt can be", path,
+                 LEVRUN_MAX_PROMPT_BYTES >> 20);
+  else {
+    gsize n = (gsize) st.st_size, done = 0;
+    *text = g_malloc (n + 1);
+    ssize_t r = 1;
+    while (done < n && (r = read (fd, *text + done, n - done)) != 0)
+      if (r > 0)
+        done += (gsize) r;
+      else if (errno != EINTR)
+        break;
+    (*text)[done] = '\0';
+    *len = done;
+    ok = r >= 0;
+    if (!ok) {
+      g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
+      g_clear_pointer (text, g_free);
+    }
+  }
+  close (fd);
+  return ok;
 }
 
 /* Parses "1 403 407" (spaces or commas) into ids; FALSE on anything else. */
@@ -220,10 +283,13 @@ session_params (int n_predict)
   return p;
 }
 
-/* Prints one output unit of the session (valid UTF-8 text, or its ids with --print-ids). */
+/* Prints one output unit of the session (valid UTF-8 text, or its ids with --print-ids); counts the bytes printed in
+ * *user_data (a gsize) when given. */
 static gboolean
 print_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer user_data)
 {
+  if (user_data)
+    *(gsize *) user_data += opt_print_ids ? n_ids : len;
   if (opt_print_ids) {
     for (guint i = 0; i < n_ids; i++)
       printf (" %d", ids[i]);
@@ -234,7 +300,41 @@ print_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpoint
   return TRUE;
 }
 
-/* Writes the teacher-forced logits of ids (one row per position) to path; FALSE with a message printed. */
+/* Opens where the logits go: a temporary file next to path (its name in *tmp) that write_logits renames over
+ * *final (path, or the file a symlink at path names) once complete, or, when path exists and is not a regular file
+ * (/dev/stdout, a FIFO), path itself (*tmp and *final NULL). NULL with a message printed. */
+static FILE *
+open_logits_out (const char *path, gchar **tmp, gchar **final)
+{
+  struct stat st;
+  *tmp = *final = NULL;
+  if (stat (path, &st) == 0 && !S_ISREG (st.st_mode)) {
+    FILE *f = fopen (path, "wb");
+    if (!f)
+      g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
+    return f;
+  }
+  /* a symlink to a regular file is written through: its target is replaced, the link stays */
+  char *real = realpath (path, NULL);
+  *final = g_strdup (real ? real : path);
+  free (real);
+  *tmp = g_strdup_printf ("%s.tmp-XXXXXX", *final);
+  int fd = g_mkstemp_full (*tmp, O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
+    g_clear_pointer (tmp, g_free);
+    g_clear_pointer (final, g_free);
+    return NULL;
+  }
+  mode_t mask = umask (0);      /* the permissions a plain creation would give (mkstemp makes 0600) */
+  umask (mask);
+  if (fchmod (fd, 0666 & ~mask) != 0)
+    g_printerr ("levrun: %s stays readable by its owner only: %s\n", path, g_strerror (errno));
+  return fdopen (fd, "wb");
+}
+
+/* Writes the teacher-forced logits of ids (one row per position) to path, whole or not at all (a temporary file
+ * renamed over path at the end); FALSE with a message printed. */
 static gboolean
 write_logits (LevModel *model, const GArray *ids, const char *path)
 {
@@ -245,12 +345,11 @@ write_logits (LevModel *model, const GArray *ids, const char *path)
   cp.n_threads = (uint32_t) opt_threads;
   cp.act_quant = opt_no_act_quant ? LEV_ACT_QUANT_OFF : LEV_ACT_QUANT_AUTO;
   LevContext *ctx = lev_context_new (model, &cp, &error);
-  FILE *f = ctx ? fopen (path, "wb") : NULL;
+  gchar *tmp = NULL, *final = NULL;
+  FILE *f = ctx ? open_logits_out (path, &tmp, &final) : NULL;
   gboolean ok = f != NULL;
   if (!ctx)
     g_printerr ("levrun: %s\n", error->message);
-  else if (!f)
-    g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
   uint32_t n_vocab = lev_model_vocab_size (model);
   for (guint i = 0; ok && i < ids->len; i++) {
     const float *logits = lev_context_eval (ctx, g_array_index (ids, gint32, i), &error);
@@ -263,12 +362,40 @@ write_logits (LevModel *model, const GArray *ids, const char *path)
     }
   }
   if (f && fclose (f) != 0 && ok) {
-    g_printerr ("levrun: cannot write %s\n", path);
+    g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
     ok = FALSE;
   }
+  if (tmp && ok && rename (tmp, final) != 0) {
+    g_printerr ("levrun: cannot write %s: %s\n", path, g_strerror (errno));
+    ok = FALSE;
+  }
+  if (tmp && !ok)
+    unlink (tmp);
+  g_free (tmp);
+  g_free (final);
   g_clear_error (&error);
   lev_context_free (ctx);
   return ok;
+}
+
+/* Says on stderr why a chat turn printed nothing (the stop reason in st, the template in use tmpl) and what to do. */
+static void
+explain_empty_answer (const LevSessionStats *st, LevChatTemplate tmpl)
+{
+  const char *why = st->reason == LEV_STOP_EOS && st->generated_tokens == 0
+                      ? "the model's first token was end-of-text"
+                    : st->reason == LEV_STOP_EOS ? "the model ended the answer before any text"
+                    : st->reason == LEV_STOP_STRING ? "a stop string came before any text"
+                    : "generation stopped";
+  if (st->reason == LEV_STOP_MAX_TOKENS && st->generated_tokens == 0)
+    g_printerr ("levrun: empty answer: -n 0 allows no tokens; give -n N\n");
+  else if (tmpl == LEV_CHAT_NONE)
+    g_printerr ("levrun: empty answer: %s. The model file names no chat template, so the line went in as plain "
+                "text: if it is a chat model give --chat-template NAME; if it is a plain text model, continue a "
+                "text with -p TEXT instead of --chat (or add --ignore-eos)\n", why);
+  else
+    g_printerr ("levrun: empty answer: %s with the %s template: check that it is the model's template "
+                "(--chat-template), or add --ignore-eos\n", why, lev_chat_template_name (tmpl));
 }
 
 /* One conversation on stdin (--chat) through the session: each non-empty line is a user turn, rendered with the
@@ -301,6 +428,7 @@ chat_main (LevModel *model, int n_predict)
   gboolean interactive = isatty (STDIN_FILENO) && isatty (STDERR_FILENO);
   GIOChannel *in = g_io_channel_unix_new (STDIN_FILENO);
   g_io_channel_set_encoding (in, NULL, NULL);
+  g_io_channel_set_line_term (in, "\n", 1);   /* not GLib's guess, which also ends lines at NUL, CR and U+2029 */
   GString *line = g_string_new (NULL);
   int rc = 0, turn = 0;
   guint n_prompt = 0, n_gen = 0;
@@ -323,12 +451,18 @@ chat_main (LevModel *model, int n_predict)
       g_string_truncate (line, line->len - 1);
     if (line->len == 0)
       continue;
+    /* as the element does: invalid UTF-8 becomes U+FFFD instead of ending the conversation, and so does a NUL
+     * byte (a chat template takes text without one) */
+    gchar *text = g_utf8_make_valid (line->str, (gssize) line->len);   /* a NUL is invalid here: U+FFFD */
     LevSessionStats stats;
-    gboolean ok = lev_session_generate (session, line->str, (gssize) line->len, NULL, 0, NULL, print_unit, NULL,
-                                        &stats, &error);
+    gsize printed = 0;
+    gboolean ok = lev_session_generate (session, text, -1, NULL, 0, NULL, print_unit, &printed, &stats, &error);
+    g_free (text);
     turn++;
     printf ("\n");
     fflush (stdout);
+    if (ok && printed == 0)
+      explain_empty_answer (&stats, (LevChatTemplate) lev_session_template (session));
     if (!ok) {
       g_printerr ("levrun: %s\n", error->message);
       g_clear_error (&error);
@@ -350,7 +484,7 @@ chat_main (LevModel *model, int n_predict)
 /* Generates from a prompt (text, or ids with --ids/--bos/--no-bos) through the session and prints the prompt and
  * the response (or their ids). Returns the exit status. */
 static int
-generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
+generate_main (LevModel *model, const char *prompt, gsize prompt_len, GArray *ids, int n_predict)
 {
   GError *error = NULL;
   LevSessionParams p = session_params (n_predict);
@@ -365,7 +499,7 @@ generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
   if (!opt_ids && !opt_bos && !opt_no_bos) {
     /* the session's own prompt rule (BOS where the tokenizer adds one) */
     size_t n = 0;
-    int32_t *enc = lev_session_encode_prompt (session, prompt, -1, &n, &error);
+    int32_t *enc = lev_session_encode_prompt (session, prompt, (gssize) prompt_len, &n, &error);
     if (!enc) {
       g_printerr ("levrun: cannot encode the prompt: %s\n", error->message);
       g_clear_error (&error);
@@ -389,7 +523,7 @@ generate_main (LevModel *model, const char *prompt, GArray *ids, int n_predict)
     for (guint i = 0; i < ids->len; i++)
       printf ("%s%d", i ? " " : "", g_array_index (ids, gint32, i));
   } else if (tok && !opt_ids) {
-    fputs (prompt, stdout);
+    fwrite (prompt, 1, prompt_len, stdout);
   }
   fflush (stdout);
   LevSessionStats st;
@@ -462,29 +596,44 @@ parse_options (int *argc, char ***argv)
       return usage_error ("--memory-limit must be a size such as 512M, 1G or 300000000");
     memory_limit = v << shift;
   }
-  if (opt_temp < 0 || opt_top_p <= 0 || opt_top_p > 1 || opt_min_p < 0 || opt_min_p > 1 || opt_top_k < 0
-      || opt_repeat_penalty <= 0 || opt_repeat_last_n < 0 || opt_threads < 0 || opt_threads > 64 || opt_ctx < 0
-      || opt_sink < 0 || opt_n_predict < -1)
-    return usage_error ("a sampling, thread or context value is out of range");
+  /* the sampling values: the session's one check (the element and Lev.Generator apply the same ranges) */
+  if (opt_repeat_last_n < 0)
+    return usage_error ("--repeat-last-n must be from 0 to %u", LEV_SAMPLER_MAX_REPEAT_LAST_N);
+  LevSessionParams sp = session_params (0);
+  if (!lev_session_params_check (&sp, &error)) {
+    int rc = usage_error ("%s", error->message);
+    g_error_free (error);
+    return rc;
+  }
+  if (opt_threads < 0 || opt_threads > (gint) LEV_MAX_THREADS)
+    return usage_error ("--threads must be from 0 (all CPUs) to %u", LEV_MAX_THREADS);
+  if (opt_ctx < 0 || opt_ctx == 1)
+    return usage_error ("--ctx must be 0 (the model's) or at least 2");
+  if (opt_sink < 0)
+    return usage_error ("--sinks must be 0 or more");
+  if (opt_n_predict < -1)
+    return usage_error ("-n must be 0 or more");
   return -1;
 }
 
-/* The prompt of -p or -f in *prompt (newly allocated, "" without one) and the ids the options give in ids: those of
+/* The prompt of -p or -f in *prompt (newly allocated, "" without one; its length in *prompt_len, NUL bytes of a file
+ * included) and the ids the options give in ids: those of
  * --ids, or, with --tokenize, --bos or --no-bos, the tokenizer's encoding of the prompt (otherwise the session
  * encodes it later). Returns -1 when fine, else the exit status (a message printed). */
 static int
-read_prompt (const LevModel *model, gchar **prompt, GArray *ids)
+read_prompt (const LevModel *model, gchar **prompt, gsize *prompt_len, GArray *ids)
 {
   GError *error = NULL;
   const LevTokenizer *tok = lev_model_tokenizer (model);
   if (opt_prompt_file) {
-    if (!g_file_get_contents (opt_prompt_file, prompt, NULL, &error)) {
+    if (!read_text_file (opt_prompt_file, prompt, prompt_len, &error)) {
       g_printerr ("levrun: %s\n", error->message);
       g_clear_error (&error);
       return 1;
     }
   } else {
     *prompt = g_strdup (opt_prompt ? opt_prompt : "");
+    *prompt_len = strlen (*prompt);
   }
 
   if (opt_ids) {
@@ -497,7 +646,7 @@ read_prompt (const LevModel *model, gchar **prompt, GArray *ids)
     /* the tokenizer alone: --tokenize prints what it makes of the text, --bos/--no-bos override the BOS rule */
     gboolean add_bos = opt_tokenize ? opt_bos : (lev_tokenizer_adds_bos (tok) && !opt_no_bos) || opt_bos;
     size_t n = 0;
-    gint32 *enc = lev_tokenizer_encode (tok, *prompt, -1, add_bos, &n, &error);
+    gint32 *enc = lev_tokenizer_encode (tok, *prompt, (gssize) *prompt_len, add_bos, &n, &error);
     if (!enc) {
       g_printerr ("levrun: cannot encode the prompt: %s\n", error->message);
       g_clear_error (&error);
@@ -541,7 +690,8 @@ run_model (LevModel *model)
   int n_predict = opt_n_predict >= 0 ? opt_n_predict : (opt_logits_out ? 0 : 64);
   GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
   gchar *prompt = NULL;
-  int rc = read_prompt (model, &prompt, ids);
+  gsize prompt_len = 0;
+  int rc = read_prompt (model, &prompt, &prompt_len, ids);
   if (rc < 0 && opt_tokenize) {
     for (guint i = 0; i < ids->len; i++)
       printf ("%s%d", i ? " " : "", g_array_index (ids, gint32, i));
@@ -552,7 +702,7 @@ run_model (LevModel *model)
   if (rc < 0 && opt_logits_out && !write_logits (model, ids, opt_logits_out))
     rc = 1;
   if (rc < 0)
-    rc = !opt_logits_out || n_predict > 0 ? generate_main (model, prompt, ids, n_predict) : 0;
+    rc = !opt_logits_out || n_predict > 0 ? generate_main (model, prompt, prompt_len, ids, n_predict) : 0;
   g_free (prompt);
   g_array_free (ids, TRUE);
   return rc;
@@ -562,6 +712,8 @@ int
 main (int argc, char **argv)
 {
   setlocale (LC_ALL, "");
+  /* a write past `ulimit -f` fails with EFBIG (and the logits file is not left half-written) instead of a kill */
+  signal (SIGXFSZ, SIG_IGN);
   init_defaults ();
   int rc = parse_options (&argc, &argv);
   if (rc < 0) {

@@ -32,7 +32,8 @@ cmp_names (gconstpointer a, gconstpointer b)
 }
 
 /* Replays each argument (a file, or every file in a directory except dot files and README*). A missing argument
- * directory counts as empty. Exits 0 when every file was fed. */
+ * is a failure (a moved or misspelt corpus folder must not pass as an empty one). Exits 0 when every argument was
+ * there and every file was fed. */
 int
 main (int argc, char **argv)
 {
@@ -46,7 +47,8 @@ main (int argc, char **argv)
     }
     GDir *d = g_dir_open (argv[a], 0, NULL);
     if (d == NULL) {
-      fprintf (stderr, "%s: no such directory (nothing replayed from it)\n", argv[a]);
+      fprintf (stderr, "%s: no such file or directory\n", argv[a]);
+      bad++;
       continue;
     }
     GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
@@ -67,6 +69,6 @@ main (int argc, char **argv)
     }
     g_ptr_array_unref (names);
   }
-  printf ("%u inputs replayed, %u unreadable\n", n, bad);
+  printf ("%u inputs replayed, %u missing or unreadable\n", n, bad);
   return bad ? 1 : 0;
 }
