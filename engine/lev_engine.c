@@ -21,7 +21,7 @@ typedef struct {
 
 struct LevEngine {
   gint refcount;
-  LevModel *model;
+  const LevModel *model;
   uint32_t act_quant;
   LevContext *lead;            /* threads and scratch of the steps (a 2-slot context of its own) */
   GMutex lock;
@@ -33,7 +33,7 @@ struct LevEngine {
 };
 
 LevEngine *
-lev_engine_new (LevModel *model, uint32_t n_threads, uint32_t act_quant, GError **error)
+lev_engine_new (const LevModel *model, uint32_t n_threads, uint32_t act_quant, GError **error)
 {
   g_return_val_if_fail (model != NULL, NULL);
   LevContextParams p = lev_context_default_params ();
@@ -42,10 +42,8 @@ lev_engine_new (LevModel *model, uint32_t n_threads, uint32_t act_quant, GError 
   p.n_threads = n_threads;
   p.act_quant = act_quant;
   LevContext *lead = lev_context_new (model, &p, error);
-  if (!lead) {
-    lev_model_free (model);
+  if (!lead)
     return NULL;
-  }
   LevEngine *e = g_new0 (LevEngine, 1);
   e->refcount = 1;
   e->model = model;
@@ -71,7 +69,6 @@ lev_engine_unref (LevEngine *e)
   if (!e || !g_atomic_int_dec_and_test (&e->refcount))
     return;
   lev_context_free (e->lead);
-  lev_model_free (e->model);
   g_mutex_clear (&e->lock);
   g_cond_clear (&e->step_done);
   g_free (e);

@@ -131,14 +131,14 @@ typedef struct LevEngineStats {
   uint32_t contexts;           /* contexts alive on the engine now */
 } LevEngineStats;
 
-/* Creates an engine over model, which it takes (freed with the engine), with n_threads workers (0: one per CPU) and
- * activation mode act_quant (a LevActQuantMode) for all its contexts; NULL with error set (the model is freed). */
-LevEngine *lev_engine_new (LevModel *model, uint32_t n_threads, uint32_t act_quant, GError **error);
+/* Creates an engine over model (which must outlive it) with n_threads workers (0: one per CPU) and activation mode
+ * act_quant (a LevActQuantMode) for all its contexts; NULL with error set. */
+LevEngine *lev_engine_new (const LevModel *model, uint32_t n_threads, uint32_t act_quant, GError **error);
 /* Adds a reference to the engine and returns it. */
 LevEngine *lev_engine_ref (LevEngine *engine);
-/* Drops a reference; the last one (contexts hold one each) stops the threads and frees the model. */
+/* Drops a reference; the last one (contexts hold one each) stops the threads. */
 void lev_engine_unref (LevEngine *engine);
-/* Returns the engine's model (owned by the engine). */
+/* Returns the engine's model. */
 const LevModel *lev_engine_model (const LevEngine *engine);
 /* Returns the number of threads of the engine's pool, the caller's included. */
 uint32_t lev_engine_n_threads (const LevEngine *engine);

@@ -36,6 +36,7 @@
  * ]| Stops each answer at a blank line or at "User:" (two backslashes: GStreamer's parser takes one).
  */
 #include "gstlevtextgen.h"
+#include "gstlevengine.h"
 
 #include <string.h>
 
@@ -62,6 +63,7 @@ enum {
   /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
   PROP_GEN,
   PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
+  PROP_ENGINE_ID,               /* read-only: which shared engine the element runs on (gstlevengine.c) */
 };
 
 enum {
@@ -118,8 +120,11 @@ struct _GstLevTextGen {
   LevUnitMode output_mode;
   gboolean params_changed;      /* the task applies the properties before the next prompt */
 
-  /* model: loaded NULL→READY, session made READY→PAUSED (state-change thread; the task only reads) */
-  LevModel *model;
+  /* model: loaded NULL→READY, session made READY→PAUSED (state-change thread; the task only reads); the model and
+   * its engine are shared with the other elements of the engine context's group that name the same model */
+  GstContext *engine_context;   /* "leviathan.engine" (object lock), from the application, the bin or made here */
+  GstLevSharedEngine *shared;
+  const LevModel *model;
   gchar *vocab_id;
   LevSession *session;
 
@@ -535,6 +540,7 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   case PROP_LATENCY: g_value_set_uint64 (value, self->latency); break;
   case PROP_RESPONSE_SEPARATOR: g_value_set_string (value, self->response_separator); break;
   case PROP_MAX_OBSERVED_DELAY: g_value_set_uint64 (value, self->max_observed_delay); break;
+  case PROP_ENGINE_ID: g_value_set_uint (value, self->shared ? gst_lev_shared_engine_id (self->shared) : 0); break;
   default:
     if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
       lev_gen_settings_get (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
@@ -1401,6 +1407,55 @@ gst_lev_text_gen_clear_history (GstLevTextGen *self)
 
 /* ---- states ---- */
 
+/* Keeps a "leviathan.engine" context given by the application or the bin (a later one applies at the next
+ * NULL→READY). */
+static void
+gst_lev_text_gen_set_context (GstElement *element, GstContext *context)
+{
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (element);
+  if (gst_context_has_context_type (context, GST_LEV_ENGINE_CONTEXT_TYPE)) {
+    GST_OBJECT_LOCK (self);
+    gst_context_replace (&self->engine_context, context);
+    GST_OBJECT_UNLOCK (self);
+  }
+  GST_ELEMENT_CLASS (gst_lev_text_gen_parent_class)->set_context (element, context);
+}
+
+/* Returns the engine group of this element: of the "leviathan.engine" context it was given, else asked for with a
+ * need-context message (answered by the application or by a bin that has one), else the process-wide default group,
+ * whose context it then posts in have-context so that the bins give it to their other elements. */
+static gchar *
+engine_group (GstLevTextGen *self)
+{
+  GST_OBJECT_LOCK (self);
+  gboolean have = self->engine_context != NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (!have)
+    gst_element_post_message (GST_ELEMENT (self),
+                              gst_message_new_need_context (GST_OBJECT (self), GST_LEV_ENGINE_CONTEXT_TYPE));
+  GST_OBJECT_LOCK (self);
+  GstContext *context = self->engine_context ? gst_context_ref (self->engine_context) : NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (!context) {
+    context = gst_lev_engine_context_new (GST_LEV_ENGINE_DEFAULT_GROUP);
+    gst_element_set_context (GST_ELEMENT (self), context);
+    gst_element_post_message (GST_ELEMENT (self),
+                              gst_message_new_have_context (GST_OBJECT (self), gst_context_ref (context)));
+  }
+  gchar *group = gst_lev_engine_context_group (context);
+  GST_DEBUG_OBJECT (self, "engine group %s", group);
+  gst_context_unref (context);
+  return group;
+}
+
+/* Gives the shared engine back (after the session made on it was freed). */
+static void
+release_engine (GstLevTextGen *self)
+{
+  g_clear_pointer (&self->shared, gst_lev_shared_engine_release);
+  self->model = NULL;
+}
+
 static gboolean
 load_model (GstLevTextGen *self)
 {
@@ -1419,13 +1474,17 @@ load_model (GstLevTextGen *self)
                             gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_START, "load-model",
                                                       "Loading the model"));
   GError *err = NULL;
-  if (!path || !path[0])
+  if (!path || !path[0]) {
     g_set_error (&err, LEV_ERROR, LEV_ERROR_IO, "no model given (property 'model')");
-  else
-    self->model = lev_model_load_with_adapter (path, adapter, &err);
-  if (self->model && !lev_model_has_weights (self->model)) {
-    g_set_error (&err, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", path);
-    g_clear_pointer (&self->model, lev_model_free);
+  } else {
+    GST_OBJECT_LOCK (self);
+    LevSessionParams p = session_params_locked (self);
+    GST_OBJECT_UNLOCK (self);
+    gchar *group = engine_group (self);
+    self->shared = gst_lev_shared_engine_acquire (group, path, adapter && adapter[0] ? adapter : NULL, p.n_threads,
+                                                  p.act_quant, &err);
+    g_free (group);
+    self->model = self->shared ? gst_lev_shared_engine_model (self->shared) : NULL;
   }
   if (!self->model) {
     gst_element_post_message (GST_ELEMENT (self),
@@ -1444,8 +1503,10 @@ load_model (GstLevTextGen *self)
   }
   g_free (adapter);
   self->vocab_id = lev_session_vocab_id (self->model);
-  GST_INFO_OBJECT (self, "loaded %s (%s, vocabulary %s)", path, lev_arch_name (lev_model_arch (self->model)),
-                   self->vocab_id ? self->vocab_id : "none");
+  GST_INFO_OBJECT (self, "loaded %s (%s, vocabulary %s) on shared engine %u", path,
+                   lev_arch_name (lev_model_arch (self->model)), self->vocab_id ? self->vocab_id : "none",
+                   gst_lev_shared_engine_id (self->shared));
+  g_object_notify (G_OBJECT (self), "engine-id");
   gst_element_post_message (GST_ELEMENT (self),
                             gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_COMPLETE, "load-model",
                                                       "Model loaded"));
@@ -1465,7 +1526,7 @@ start_session (GstLevTextGen *self)
   p.system_prompt = sys;
   p.stop_strings = (const char *const *) stops;
   GError *err = NULL;
-  self->session = lev_session_new (self->model, &p, &err);
+  self->session = lev_session_new_on_engine (gst_lev_shared_engine_engine (self->shared), &p, &err);
   g_free (sys);
   g_strfreev (stops);
   if (!self->session) {
@@ -1516,7 +1577,7 @@ gst_lev_text_gen_change_state (GstElement *element, GstStateChange transition)
     break;
   case GST_STATE_CHANGE_READY_TO_NULL:
     g_clear_pointer (&self->session, lev_session_free);
-    g_clear_pointer (&self->model, lev_model_free);
+    release_engine (self);
     g_clear_pointer (&self->vocab_id, g_free);
     break;
   default:
@@ -1532,7 +1593,8 @@ gst_lev_text_gen_finalize (GObject *object)
 {
   GstLevTextGen *self = GST_LEV_TEXT_GEN (object);
   g_clear_pointer (&self->session, lev_session_free);
-  g_clear_pointer (&self->model, lev_model_free);
+  release_engine (self);
+  g_clear_pointer (&self->engine_context, gst_context_unref);
   g_free (self->vocab_id);
   g_free (self->model_path);
   g_free (self->adapter_path);
@@ -1613,6 +1675,7 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   gobject_class->get_property = gst_lev_text_gen_get_property;
   gobject_class->finalize = gst_lev_text_gen_finalize;
   element_class->change_state = GST_DEBUG_FUNCPTR (gst_lev_text_gen_change_state);
+  element_class->set_context = GST_DEBUG_FUNCPTR (gst_lev_text_gen_set_context);
 
   const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
   const GParamFlags live = rw | GST_PARAM_MUTABLE_PLAYING;
@@ -1652,6 +1715,12 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
                          live);
   g_object_class_install_property (gobject_class, PROP_RESPONSE_SEPARATOR, properties[PROP_RESPONSE_SEPARATOR]);
   g_object_class_install_property (gobject_class, PROP_MAX_OBSERVED_DELAY, properties[PROP_MAX_OBSERVED_DELAY]);
+  g_object_class_install_property (gobject_class, PROP_ENGINE_ID,
+    g_param_spec_uint ("engine-id", "Engine", "The shared engine (model and threads) the element runs on from "
+                       "NULL→READY to READY→NULL, a number unique in the process (0: none): elements of one "
+                       "\"leviathan.engine\" context group that name the same model, adapter, n-threads and act-quant "
+                       "share one, and their streams are batched together", 0, G_MAXUINT, 0,
+                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   /**
    * GstLevTextGen::cancel:

@@ -79,9 +79,9 @@ resolve_template (const LevModel *model, int choice, LevChatTemplate *out, GErro
   return TRUE;
 }
 
-/* Creates a session. */
-LevSession *
-lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error)
+/* Creates a session with a context of its own threads, or on engine when it is not NULL. */
+static LevSession *
+session_new (const LevModel *model, LevEngine *engine, const LevSessionParams *params, GError **error)
 {
   if (!lev_model_has_weights (model)) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "the model file holds no weights (tokenizer only)");
@@ -92,7 +92,7 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
   cp.n_sink = params->n_sink;
   cp.act_quant = params->act_quant;
   cp.n_ctx = params->n_ctx ? params->n_ctx : lev_session_default_n_ctx (model);
-  LevContext *ctx = lev_context_new (model, &cp, error);
+  LevContext *ctx = engine ? lev_engine_context_new (engine, &cp, error) : lev_context_new (model, &cp, error);
   if (!ctx)
     return NULL;
   LevSession *s = g_new0 (LevSession, 1);
@@ -109,6 +109,20 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
     return NULL;
   }
   return s;
+}
+
+/* Creates a session. */
+LevSession *
+lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error)
+{
+  return session_new (model, NULL, params, error);
+}
+
+/* Creates a session whose context runs on engine (n_threads and act_quant are the engine's). */
+LevSession *
+lev_session_new_on_engine (LevEngine *engine, const LevSessionParams *params, GError **error)
+{
+  return session_new (lev_engine_model (engine), engine, params, error);
 }
 
 /* Frees a session. */

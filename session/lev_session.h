@@ -65,6 +65,10 @@ LevSessionParams lev_session_default_params (void);
 uint32_t lev_session_default_n_ctx (const LevModel *model);
 /* Creates a session (context and sampler) over model, which must outlive it; NULL with error set. */
 LevSession *lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error);
+/* Creates a session whose context runs on engine, which it keeps (its model, threads and activation mode: params'
+ * n_threads and act_quant are not used): its evaluations share the engine's batched steps with the other sessions
+ * on it, each with its own sampler, settings and stop rules; NULL with error set. */
+LevSession *lev_session_new_on_engine (LevEngine *engine, const LevSessionParams *params, GError **error);
 /* Frees a session. */
 void lev_session_free (LevSession *session);
 /* Replaces the parameters used by the next prompts (n_threads and n_ctx are ignored); FALSE with error set when

@@ -260,6 +260,7 @@ check_engine (const char *path)
                   st.steps, st.rows, st.max_rows);
   g_assert_cmpuint (st.contexts, ==, 0);
   lev_engine_unref (e);
+  lev_model_free (m);
   for (guint s = 0; s < N_STREAMS; s++)
     g_free (ref[s]);
 }
