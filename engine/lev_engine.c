@@ -7,7 +7,12 @@
  * running, one waiting thread runs the next step for all queued requests (decode tokens first, then prompt blocks
  * filling the step up to LEV_PREFILL_BLOCK rows, each prompt at most one block a step), then wakes the others. A
  * stream starting a prompt so delays the running streams by at most one block, and streams decoding at the same
- * time share every pass over the weights. */
+ * time share every pass over the weights. The contexts served by a step come back with their next token after
+ * sampling it: the next step waits for them, at most half a step's time (LEV_ENGINE_MAX_WAIT_US at most), so that
+ * the decoding streams stay in one batch instead of splitting into groups that alternate; one that does not come
+ * back in that time is not waited for again until it does. */
+
+#define LEV_ENGINE_MAX_WAIT_US 5000
 
 /* One context's queued evaluation; lives on its caller's stack. */
 typedef struct {
@@ -25,10 +30,14 @@ struct LevEngine {
   uint32_t act_quant;
   LevContext *lead;            /* threads and scratch of the steps (a 2-slot context of its own) */
   GMutex lock;
-  GCond step_done;
+  GCond changed;               /* a step ended or a request was queued */
   GQueue queue;                /* EvalRequest, in arrival order (a partly evaluated prompt moves to the end) */
   gboolean running;            /* a thread is running a step (it alone touches lead and the queued contexts) */
   uint32_t max_n_ctx;          /* the largest context made on the engine: the attention scratch is sized for it */
+  const LevContext *returning[LEV_PREFILL_BLOCK];   /* served by the last step, expected back */
+  uint32_t n_returning;
+  gint64 last_step_us;         /* how long the last step took */
+  gint64 wait_until;           /* the end of the current wait for returning contexts (0: none) */
   LevEngineStats stats;
 };
 
@@ -51,7 +60,7 @@ lev_engine_new (const LevModel *model, uint32_t n_threads, uint32_t act_quant, G
   e->lead = lead;
   e->max_n_ctx = 2;
   g_mutex_init (&e->lock);
-  g_cond_init (&e->step_done);
+  g_cond_init (&e->changed);
   g_queue_init (&e->queue);
   return e;
 }
@@ -70,7 +79,7 @@ lev_engine_unref (LevEngine *e)
     return;
   lev_context_free (e->lead);
   g_mutex_clear (&e->lock);
-  g_cond_clear (&e->step_done);
+  g_cond_clear (&e->changed);
   g_free (e);
 }
 
@@ -117,11 +126,48 @@ lev_engine_context_new_kv (LevEngine *e, const LevContextParams *params, LevKvTy
 }
 
 void
-lev_engine_forget_context (LevEngine *e)
+lev_engine_forget_context (LevEngine *e, const LevContext *c)
 {
   g_mutex_lock (&e->lock);
   e->stats.contexts--;
+  for (uint32_t i = 0; i < e->n_returning; i++)
+    if (e->returning[i] == c)
+      e->returning[i--] = e->returning[--e->n_returning];
   g_mutex_unlock (&e->lock);
+}
+
+/* Returns whether a request of c is queued. */
+static gboolean
+is_queued (const LevEngine *e, const LevContext *c)
+{
+  for (GList *l = e->queue.head; l; l = l->next)
+    if (((EvalRequest *) l->data)->ctx == c)
+      return TRUE;
+  return FALSE;
+}
+
+/* Returns whether the next step should wait for contexts of the last one that have not come back yet; forgets them
+ * once the wait is over. Called with the lock held. */
+static gboolean
+await_returning (LevEngine *e)
+{
+  uint32_t missing = 0;
+  for (uint32_t i = 0; i < e->n_returning; i++)
+    missing += !is_queued (e, e->returning[i]);
+  if (missing == 0) {
+    e->wait_until = 0;
+    return FALSE;
+  }
+  gint64 now = g_get_monotonic_time ();
+  if (e->wait_until == 0)
+    e->wait_until = now + MIN (e->last_step_us / 2, LEV_ENGINE_MAX_WAIT_US);
+  if (now < e->wait_until)
+    return TRUE;
+  for (uint32_t i = 0; i < e->n_returning; i++)   /* not back in time: idle, not waited for again */
+    if (!is_queued (e, e->returning[i]))
+      e->returning[i--] = e->returning[--e->n_returning];
+  e->wait_until = 0;
+  return FALSE;
 }
 
 /* Runs one step for the queued requests; called with the lock held and no step running, returns with it held. */
@@ -153,6 +199,7 @@ run_step (LevEngine *e)
   e->running = TRUE;
   lev_context_reserve_batch (e->lead, e->max_n_ctx);
   g_mutex_unlock (&e->lock);
+  gint64 t0 = g_get_monotonic_time ();
 
   /* the queued contexts' threads wait for them: only this thread touches them and the lead until the lock again */
   lev_forward_rows (e->lead, row_ctx, row_tok, used);
@@ -163,21 +210,26 @@ run_step (LevEngine *e)
       lev_context_check_logits (r->ctx, &r->error);
   }
 
+  gint64 took = g_get_monotonic_time () - t0;
   g_mutex_lock (&e->lock);
+  e->last_step_us = took;
+  e->n_returning = 0;
   for (uint32_t k = 0; k < n_reqs; k++) {
     EvalRequest *r = reqs[k];
     g_queue_unlink (&e->queue, &r->link);
-    if (r->done == r->n)
+    if (r->done == r->n) {
       r->finished = TRUE;
-    else
+      e->returning[e->n_returning++] = r->ctx;
+    } else {
       g_queue_push_tail_link (&e->queue, &r->link);   /* the rest of a prompt: behind the others */
+    }
   }
   e->stats.steps++;
   e->stats.rows += used;
   e->stats.max_rows = MAX (e->stats.max_rows, used);
   e->stats.max_contexts = MAX (e->stats.max_contexts, n_reqs);
   e->running = FALSE;
-  g_cond_broadcast (&e->step_done);
+  g_cond_broadcast (&e->changed);
 }
 
 /* Queues the requests and runs or waits for steps until all of them are finished. */
@@ -189,10 +241,13 @@ eval_requests (LevEngine *e, EvalRequest *reqs, uint32_t n)
     reqs[i].link.data = &reqs[i];
     g_queue_push_tail_link (&e->queue, &reqs[i].link);
   }
+  g_cond_broadcast (&e->changed);
   for (uint32_t i = 0; i < n; i++)
     while (!reqs[i].finished) {
       if (e->running)
-        g_cond_wait (&e->step_done, &e->lock);
+        g_cond_wait (&e->changed, &e->lock);
+      else if (await_returning (e))
+        g_cond_wait_until (&e->changed, &e->lock, e->wait_until);
       else
         run_step (e);
     }

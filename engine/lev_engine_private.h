@@ -24,7 +24,7 @@ gboolean lev_engine_eval (LevEngine *engine, LevContext *c, const int32_t *token
 
 /* Returns the number of threads of c's pool, the caller's included. */
 uint32_t lev_context_n_threads (const LevContext *c);
-/* Counts a context of the engine freed (lev_context_free). */
-void lev_engine_forget_context (LevEngine *engine);
+/* Forgets a context of the engine being freed (lev_context_free). */
+void lev_engine_forget_context (LevEngine *engine, const LevContext *c);
 
 G_END_DECLS

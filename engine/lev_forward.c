@@ -967,7 +967,7 @@ lev_context_free (LevContext *c)
   g_free (c->row_pos);
   g_free (c->batch_logits);
   if (c->engine) {
-    lev_engine_forget_context (c->engine);
+    lev_engine_forget_context (c->engine, c);
     lev_engine_unref (c->engine);
   }
   g_free (c);

@@ -37,6 +37,9 @@ static gboolean opt_fork_join = FALSE;
 static gboolean opt_kernel_choice = FALSE;
 static gboolean opt_no_mmap = FALSE;
 static gboolean opt_check_tensors = FALSE;
+static gchar *opt_streams = NULL;
+static gint opt_stream_prompt = 64;
+static gint opt_stream_tokens = 64;
 
 static GOptionEntry entries[] = {
   { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model, "Model file (.leviathan) to benchmark", "FILE" },
@@ -69,6 +72,15 @@ static GOptionEntry entries[] = {
   { "group-scales", 0, 0, G_OPTION_ARG_INT, &opt_group_scales, "Synthetic: one scale per G weights of each row of "
     "the t2 / t1 / b1 matrices instead of one per row: 128 = one per block (levconvert --scale group; t1: 160) or "
     "64 (--scale group64; t2, b1) (default 0 = per row)", "G" },
+  { "streams", 0, 0, G_OPTION_ARG_STRING, &opt_streams, "Instead of the tests: concurrent streams on one engine, for "
+    "each comma-separated count N (say 1,2,4,8): N threads each evaluating a prompt (--stream-prompt) and decoding "
+    "--stream-tokens tokens, the last one joining once the others decode; aggregate and per-stream tokens/s, time "
+    "to first token, tokens per batched step, and one stream on a context of its own threads (today's path)",
+    "LIST" },
+  { "stream-prompt", 0, 0, G_OPTION_ARG_INT, &opt_stream_prompt, "--streams: prompt tokens of each stream (default "
+    "64)", "N" },
+  { "stream-tokens", 0, 0, G_OPTION_ARG_INT, &opt_stream_tokens, "--streams: decoded tokens of each stream (default "
+    "64)", "N" },
   { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &opt_no_bandwidth, "Skip the memory bandwidth measurement", NULL },
   { "kernel-rate", 0, 0, G_OPTION_ARG_NONE, &opt_kernel_rate, "Instead of a model: the code rate of every kernel "
     "implementation and encoding on a cache-resident matrix, one thread, one token and a 32-token tile (GB/s of "
@@ -628,6 +640,141 @@ fork_join (uint32_t threads)
   return 0;
 }
 
+/* One stream of --streams: its context, tokens and timings (monotonic microseconds). */
+typedef struct {
+  LevContext *ctx;
+  const int32_t *toks;
+  uint32_t prompt, decode;
+  gboolean joins;             /* starts once stream 0 has decoded a quarter of its tokens */
+  gint *progress;             /* stream 0's decoded tokens (atomic) */
+  gint *go;                   /* the start signal (atomic) */
+  gint64 t_start, t_first, t_end;
+} BenchStream;
+
+static gpointer
+bench_stream (gpointer data)
+{
+  BenchStream *b = data;
+  while (!g_atomic_int_get (b->go))
+    g_usleep (100);
+  if (b->joins)
+    while (g_atomic_int_get (b->progress) < (gint) b->decode / 4)
+      g_usleep (200);
+  b->t_start = g_get_monotonic_time ();
+  lev_context_eval_batch (b->ctx, b->toks, b->prompt, NULL);
+  b->t_first = g_get_monotonic_time ();      /* the prompt's logits: the first token can be sampled */
+  for (uint32_t i = 0; i < b->decode; i++) {
+    lev_context_eval (b->ctx, b->toks[b->prompt + i], NULL);
+    if (!b->joins)
+      g_atomic_int_inc (b->progress);
+  }
+  b->t_end = g_get_monotonic_time ();
+  return NULL;
+}
+
+/* --streams: for each count, that many streams on one engine at the same time; one stream on a context of its own
+ * threads first (the path of a single front end before engines were shared). */
+static int
+run_streams (LevModel *model, LevContext *own, uint32_t threads, const int32_t *toks, const char *model_name)
+{
+  uint32_t prompt = (uint32_t) opt_stream_prompt, decode = (uint32_t) opt_stream_tokens;
+  if (opt_stream_prompt < 1 || opt_stream_tokens < 4 || prompt + decode > (uint32_t) opt_ctx) {
+    g_printerr ("levbench: --stream-prompt (>= 1) plus --stream-tokens (>= 4) must fit --ctx\n");
+    return 2;
+  }
+  GError *error = NULL;
+  LevEngine *engine = lev_engine_new (model, threads, LEV_ACT_QUANT_AUTO, &error);
+  if (!engine) {
+    g_printerr ("levbench: %s\n", error->message);
+    g_error_free (error);
+    return 1;
+  }
+  /* the reference: one stream with its own threads, as every context ran before engines */
+  lev_context_reset (own);
+  lev_context_eval_batch (own, toks, prompt, NULL);
+  gint64 t0 = g_get_monotonic_time ();
+  for (uint32_t i = 0; i < decode; i++)
+    lev_context_eval (own, toks[prompt + i], NULL);
+  double own_rate = decode / ((g_get_monotonic_time () - t0) / 1e6);
+  if (!opt_json) {
+    g_print ("levbench --streams: %s, %u threads, prompt %u + %u decoded tokens per stream; one stream on its own "
+             "context: %.1f tokens/s\n", model_name, threads, prompt, decode, own_rate);
+    g_print ("| streams | aggregate tokens/s | x one stream | per-stream tokens/s min / mean | per-stream vs one "
+             "stream | TTFT mean ms | TTFT joining under load ms | tokens per step |\n"
+             "|---|---|---|---|---|---|---|---|\n");
+  }
+  gchar **counts = g_strsplit (opt_streams, ",", -1);
+  double lone = 0;
+  int rc = 0;
+  for (guint k = 0; counts[k]; k++) {
+    guint64 n64 = g_ascii_strtoull (counts[k], NULL, 10);
+    if (n64 < 1 || n64 > LEV_PREFILL_BLOCK) {
+      g_printerr ("levbench: bad stream count %s (1..%u)\n", counts[k], LEV_PREFILL_BLOCK);
+      rc = 2;
+      break;
+    }
+    uint32_t n = (uint32_t) n64;
+    BenchStream *bs = g_new0 (BenchStream, n);
+    GThread **th = g_new (GThread *, n);
+    gint go = 0, progress = 0;
+    LevContextParams cp = lev_context_default_params ();
+    cp.n_ctx = (uint32_t) opt_ctx;
+    for (uint32_t i = 0; i < n; i++) {
+      bs[i] = (BenchStream) { lev_engine_context_new (engine, &cp, &error), toks, prompt, decode,
+                              n > 1 && i == n - 1, &progress, &go, 0, 0, 0 };
+      if (!bs[i].ctx) {
+        g_printerr ("levbench: %s\n", error->message);
+        return 1;
+      }
+    }
+    LevEngineStats s0, s1;
+    lev_engine_get_stats (engine, &s0);
+    for (uint32_t i = 0; i < n; i++)
+      th[i] = g_thread_new ("stream", bench_stream, &bs[i]);
+    g_atomic_int_set (&go, 1);
+    for (uint32_t i = 0; i < n; i++)
+      g_thread_join (th[i]);
+    lev_engine_get_stats (engine, &s1);
+    gint64 first = G_MAXINT64, last = 0;
+    double min_rate = G_MAXDOUBLE, sum_rate = 0, ttft = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      double rate = decode / ((bs[i].t_end - bs[i].t_first) / 1e6);
+      min_rate = MIN (min_rate, rate);
+      sum_rate += rate;
+      first = MIN (first, bs[i].t_first);
+      last = MAX (last, bs[i].t_end);
+      if (!bs[i].joins)
+        ttft += (bs[i].t_first - bs[i].t_start) / 1e3;
+      lev_context_free (bs[i].ctx);
+    }
+    uint32_t starting = n > 1 ? n - 1 : 1;
+    double aggregate = (double) n * decode / ((last - first) / 1e6), mean_rate = sum_rate / n;
+    double join_ttft = n > 1 ? (bs[n - 1].t_first - bs[n - 1].t_start) / 1e3 : 0;
+    double per_step = (double) (s1.rows - s0.rows) / (double) MAX (s1.steps - s0.steps, 1u);
+    if (n == 1 || lone == 0)
+      lone = aggregate;
+    if (opt_json) {
+      gchar *name = json_escape (model_name);
+      g_print ("{\"model\": \"%s\", \"test\": \"streams\", \"streams\": %u, \"threads\": %u, "
+               "\"prompt\": %u, \"decode\": %u, \"own_context_tokens_per_s\": %.2f, \"aggregate_tokens_per_s\": "
+               "%.2f, \"per_stream_min\": %.2f, \"per_stream_mean\": %.2f, \"ttft_ms\": %.2f, \"ttft_join_ms\": "
+               "%.2f, \"tokens_per_step\": %.2f}\n", name, n, threads, prompt, decode, own_rate, aggregate,
+               min_rate, mean_rate, ttft / starting, join_ttft, per_step);
+      g_free (name);
+    } else {
+      gchar *join = n > 1 ? g_strdup_printf ("%.1f", join_ttft) : g_strdup ("-");
+      g_print ("| %u | %.1f | %.2f | %.1f / %.1f | %.0f%% | %.1f | %s | %.2f |\n", n, aggregate, aggregate / lone,
+               min_rate, mean_rate, 100.0 * mean_rate / lone, ttft / starting, join, per_step);
+      g_free (join);
+    }
+    g_free (bs);
+    g_free (th);
+  }
+  g_strfreev (counts);
+  lev_engine_unref (engine);
+  return rc;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -717,12 +864,21 @@ main (int argc, char **argv)
     return 1;
   }
   uint32_t threads = opt_threads > 0 ? (uint32_t) opt_threads : g_get_num_processors ();
-  double bw = opt_no_bandwidth ? 0 : measure_bandwidth (threads);
+  double bw = opt_no_bandwidth || opt_streams ? 0 : measure_bandwidth (threads);
   uint64_t weight_bytes = lev_model_bytes_per_token (model);
   gchar **tests = g_strsplit (opt_tests ? opt_tests : "pp128,pp512,tg128", ",", -1);
   int32_t *toks = g_new (int32_t, MAX ((uint32_t) opt_ctx, 512u) + 1);
   for (int i = 0; i <= MAX (opt_ctx, 512); i++)
     toks[i] = (int32_t) (rnd64 () % lev_model_vocab_size (model));
+  if (opt_streams) {
+    lev_context_eval_batch (ctx, toks, 8, NULL);   /* warm-up: fault the weights in */
+    int src = run_streams (model, ctx, threads, toks, model_name);
+    g_free (toks);
+    lev_context_free (ctx);
+    lev_model_free (model);
+    g_free (path);
+    return src;
+  }
   if (!opt_json) {
     g_print ("levbench: %s, body %s, head %s, KV %s, kernels (one token/tiles) %s, %u threads, ctx %d; memory read "
              "bandwidth %.1f GB/s\n", model_name, format, embd_format, kv_name, lev_kernels_name (), threads, opt_ctx, bw / 1e9);
