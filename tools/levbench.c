@@ -9,6 +9,7 @@
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -672,105 +673,191 @@ bench_stream (gpointer data)
   return NULL;
 }
 
-/* --streams: for each count, that many streams on one engine at the same time; one stream on a context of its own
- * threads first (the path of a single front end before engines were shared). */
+/* What one --streams measurement of N streams gave. */
+typedef struct {
+  double aggregate, min_rate, mean_rate, ttft_ms, join_ttft_ms, per_step;
+} StreamsResult;
+
+/* Runs n streams on the engine at the same time (the last one joining once the others decode); FALSE with an error
+ * printed. */
+static gboolean
+measure_streams (LevEngine *engine, uint32_t n, const int32_t *toks, uint32_t prompt, uint32_t decode,
+                 StreamsResult *res)
+{
+  GError *error = NULL;
+  BenchStream *bs = g_new0 (BenchStream, n);
+  GThread **th = g_new (GThread *, n);
+  gint go = 0, progress = 0;
+  LevContextParams cp = lev_context_default_params ();
+  cp.n_ctx = (uint32_t) opt_ctx;
+  for (uint32_t i = 0; i < n; i++) {
+    bs[i] = (BenchStream) { lev_engine_context_new (engine, &cp, &error), toks, prompt, decode,
+                            n > 1 && i == n - 1, &progress, &go, 0, 0, 0 };
+    if (!bs[i].ctx) {
+      g_printerr ("levbench: %s\n", error->message);
+      g_error_free (error);
+      for (uint32_t k = 0; k < i; k++)
+        lev_context_free (bs[k].ctx);
+      g_free (bs);
+      g_free (th);
+      return FALSE;
+    }
+  }
+  LevEngineStats s0, s1;
+  lev_engine_get_stats (engine, &s0);
+  for (uint32_t i = 0; i < n; i++)
+    th[i] = g_thread_new ("stream", bench_stream, &bs[i]);
+  g_atomic_int_set (&go, 1);
+  for (uint32_t i = 0; i < n; i++)
+    g_thread_join (th[i]);
+  lev_engine_get_stats (engine, &s1);
+  gint64 first = G_MAXINT64, last = 0;
+  double sum_rate = 0, ttft = 0;
+  res->min_rate = G_MAXDOUBLE;
+  for (uint32_t i = 0; i < n; i++) {
+    double rate = decode / ((bs[i].t_end - bs[i].t_first) / 1e6);
+    res->min_rate = MIN (res->min_rate, rate);
+    sum_rate += rate;
+    first = MIN (first, bs[i].t_first);
+    last = MAX (last, bs[i].t_end);
+    if (!bs[i].joins)
+      ttft += (bs[i].t_first - bs[i].t_start) / 1e3;
+    lev_context_free (bs[i].ctx);
+  }
+  res->aggregate = (double) n * decode / ((last - first) / 1e6);
+  res->mean_rate = sum_rate / n;
+  res->ttft_ms = ttft / (n > 1 ? n - 1 : 1);
+  res->join_ttft_ms = n > 1 ? (bs[n - 1].t_first - bs[n - 1].t_start) / 1e3 : 0;
+  res->per_step = (double) (s1.rows - s0.rows) / (double) MAX (s1.steps - s0.steps, 1u);
+  g_free (bs);
+  g_free (th);
+  return TRUE;
+}
+
 static int
-run_streams (LevModel *model, LevContext *own, uint32_t threads, const int32_t *toks, const char *model_name)
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
+
+/* Returns the median of n values (sorted in place). */
+static double
+median (double *v, int n)
+{
+  qsort (v, (size_t) n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Returns the median over reps rounds (rows stride apart from row) of the double at offset; v holds reps values. */
+static double
+field_median (const StreamsResult *row, int reps, guint stride, size_t offset, double *v)
+{
+  for (int r = 0; r < reps; r++)
+    v[r] = *(const double *) (const void *) ((const char *) &row[(size_t) r * stride] + offset);
+  return median (v, reps);
+}
+
+/* --streams: --reps rounds of: one stream on a context of its own threads (the path of every front end before
+ * engines were shared), then for each count that many streams on one engine at the same time; the medians over the
+ * rounds, ratios taken within each round (a loaded machine slows whole rounds). */
+static int
+run_streams (LevModel *model, LevContext *own_ctx, uint32_t threads, const int32_t *toks, const char *model_name)
 {
   uint32_t prompt = (uint32_t) opt_stream_prompt, decode = (uint32_t) opt_stream_tokens;
   if (opt_stream_prompt < 1 || opt_stream_tokens < 4 || prompt + decode > (uint32_t) opt_ctx) {
     g_printerr ("levbench: --stream-prompt (>= 1) plus --stream-tokens (>= 4) must fit --ctx\n");
     return 2;
   }
+  gchar **counts = g_strsplit (opt_streams, ",", -1);
+  guint n_counts = g_strv_length (counts);
+  uint32_t *ns = g_new0 (uint32_t, n_counts + 1);
+  for (guint k = 0; k < n_counts; k++) {
+    guint64 n64 = g_ascii_strtoull (counts[k], NULL, 10);
+    if (n64 < 1 || n64 > LEV_PREFILL_BLOCK) {
+      g_printerr ("levbench: bad stream count %s (1..%u)\n", counts[k], LEV_PREFILL_BLOCK);
+      g_strfreev (counts);
+      g_free (ns);
+      return 2;
+    }
+    ns[k] = (uint32_t) n64;
+  }
+  g_strfreev (counts);
   GError *error = NULL;
   LevEngine *engine = lev_engine_new (model, threads, LEV_ACT_QUANT_AUTO, &error);
   if (!engine) {
     g_printerr ("levbench: %s\n", error->message);
     g_error_free (error);
+    g_free (ns);
     return 1;
   }
-  /* the reference: one stream with its own threads, as every context ran before engines */
-  lev_context_reset (own);
-  lev_context_eval_batch (own, toks, prompt, NULL);
-  gint64 t0 = g_get_monotonic_time ();
-  for (uint32_t i = 0; i < decode; i++)
-    lev_context_eval (own, toks[prompt + i], NULL);
-  double own_rate = decode / ((g_get_monotonic_time () - t0) / 1e6);
-  if (!opt_json) {
-    g_print ("levbench --streams: %s, %u threads, prompt %u + %u decoded tokens per stream; one stream on its own "
-             "context: %.1f tokens/s\n", model_name, threads, prompt, decode, own_rate);
-    g_print ("| streams | aggregate tokens/s | x one stream | per-stream tokens/s min / mean | per-stream vs one "
-             "stream | TTFT mean ms | TTFT joining under load ms | tokens per step |\n"
-             "|---|---|---|---|---|---|---|---|\n");
-  }
-  gchar **counts = g_strsplit (opt_streams, ",", -1);
-  double lone = 0;
+  int reps = MAX (opt_reps, 1);
+  /* per round: own rate, and per count the figures and the ratios to the round's first count */
+  double *own = g_new0 (double, reps);
+  StreamsResult *res = g_new0 (StreamsResult, (size_t) reps * n_counts);
   int rc = 0;
-  for (guint k = 0; counts[k]; k++) {
-    guint64 n64 = g_ascii_strtoull (counts[k], NULL, 10);
-    if (n64 < 1 || n64 > LEV_PREFILL_BLOCK) {
-      g_printerr ("levbench: bad stream count %s (1..%u)\n", counts[k], LEV_PREFILL_BLOCK);
-      rc = 2;
-      break;
+  for (int r = 0; r < reps && rc == 0; r++) {
+    lev_context_reset (own_ctx);
+    lev_context_eval_batch (own_ctx, toks, prompt, NULL);
+    gint64 t0 = g_get_monotonic_time ();
+    for (uint32_t i = 0; i < decode; i++)
+      lev_context_eval (own_ctx, toks[prompt + i], NULL);
+    own[r] = decode / ((g_get_monotonic_time () - t0) / 1e6);
+    for (guint k = 0; k < n_counts && rc == 0; k++)
+      if (!measure_streams (engine, ns[k], toks, prompt, decode, &res[(size_t) r * n_counts + k]))
+        rc = 1;
+  }
+  if (rc == 0) {
+    double *v = g_new (double, reps), *w = g_new (double, reps);
+    for (int r = 0; r < reps; r++)
+      v[r] = res[(size_t) r * n_counts].aggregate / own[r];
+    double first_vs_own = median (v, reps), own_med = median (own, reps);
+    if (!opt_json) {
+      g_print ("levbench --streams: %s, %u threads, prompt %u + %u decoded tokens per stream, medians of %d "
+               "rounds; one stream on a context of its own threads: %.1f tokens/s, %u stream%s on the engine: "
+               "%.1f%% of that\n", model_name, threads, prompt, decode, reps, own_med, ns[0], ns[0] > 1 ? "s" : "",
+               100.0 * first_vs_own);
+      g_print ("| streams | aggregate tokens/s | x first row | per-stream tokens/s min / mean | per-stream mean vs "
+               "first row | TTFT ms, starting together | TTFT ms, joining under load | tokens per step |\n"
+               "|---|---|---|---|---|---|---|---|\n");
     }
-    uint32_t n = (uint32_t) n64;
-    BenchStream *bs = g_new0 (BenchStream, n);
-    GThread **th = g_new (GThread *, n);
-    gint go = 0, progress = 0;
-    LevContextParams cp = lev_context_default_params ();
-    cp.n_ctx = (uint32_t) opt_ctx;
-    for (uint32_t i = 0; i < n; i++) {
-      bs[i] = (BenchStream) { lev_engine_context_new (engine, &cp, &error), toks, prompt, decode,
-                              n > 1 && i == n - 1, &progress, &go, 0, 0, 0 };
-      if (!bs[i].ctx) {
-        g_printerr ("levbench: %s\n", error->message);
-        return 1;
+    for (guint k = 0; k < n_counts; k++) {
+      StreamsResult m;
+      /* the medians of each figure, and of the ratios to the first count within each round */
+      const StreamsResult *row = res + k;
+      m.aggregate = field_median (row, reps, n_counts, offsetof (StreamsResult, aggregate), v);
+      m.min_rate = field_median (row, reps, n_counts, offsetof (StreamsResult, min_rate), v);
+      m.mean_rate = field_median (row, reps, n_counts, offsetof (StreamsResult, mean_rate), v);
+      m.ttft_ms = field_median (row, reps, n_counts, offsetof (StreamsResult, ttft_ms), v);
+      m.join_ttft_ms = field_median (row, reps, n_counts, offsetof (StreamsResult, join_ttft_ms), v);
+      m.per_step = field_median (row, reps, n_counts, offsetof (StreamsResult, per_step), v);
+      for (int r = 0; r < reps; r++) {
+        v[r] = res[(size_t) r * n_counts + k].aggregate / res[(size_t) r * n_counts].aggregate;
+        w[r] = res[(size_t) r * n_counts + k].mean_rate / res[(size_t) r * n_counts].aggregate;
+      }
+      double x_agg = median (v, reps), x_each = median (w, reps);
+      if (opt_json) {
+        gchar *name = json_escape (model_name);
+        g_print ("{\"model\": \"%s\", \"test\": \"streams\", \"streams\": %u, \"threads\": %u, \"prompt\": %u, "
+                 "\"decode\": %u, \"rounds\": %d, \"own_context_tokens_per_s\": %.2f, \"aggregate_tokens_per_s\": "
+                 "%.2f, \"aggregate_vs_first\": %.3f, \"per_stream_min\": %.2f, \"per_stream_mean\": %.2f, "
+                 "\"per_stream_vs_first\": %.3f, \"ttft_ms\": %.2f, \"ttft_join_ms\": %.2f, \"tokens_per_step\": "
+                 "%.2f}\n", name, ns[k], threads, prompt, decode, reps, own_med, m.aggregate, x_agg, m.min_rate,
+                 m.mean_rate, x_each, m.ttft_ms, m.join_ttft_ms, m.per_step);
+        g_free (name);
+      } else {
+        gchar *join = ns[k] > 1 ? g_strdup_printf ("%.1f", m.join_ttft_ms) : g_strdup ("-");
+        g_print ("| %u | %.1f | %.2f | %.1f / %.1f | %.0f%% | %.1f | %s | %.2f |\n", ns[k], m.aggregate, x_agg,
+                 m.min_rate, m.mean_rate, 100.0 * x_each, m.ttft_ms, join, m.per_step);
+        g_free (join);
       }
     }
-    LevEngineStats s0, s1;
-    lev_engine_get_stats (engine, &s0);
-    for (uint32_t i = 0; i < n; i++)
-      th[i] = g_thread_new ("stream", bench_stream, &bs[i]);
-    g_atomic_int_set (&go, 1);
-    for (uint32_t i = 0; i < n; i++)
-      g_thread_join (th[i]);
-    lev_engine_get_stats (engine, &s1);
-    gint64 first = G_MAXINT64, last = 0;
-    double min_rate = G_MAXDOUBLE, sum_rate = 0, ttft = 0;
-    for (uint32_t i = 0; i < n; i++) {
-      double rate = decode / ((bs[i].t_end - bs[i].t_first) / 1e6);
-      min_rate = MIN (min_rate, rate);
-      sum_rate += rate;
-      first = MIN (first, bs[i].t_first);
-      last = MAX (last, bs[i].t_end);
-      if (!bs[i].joins)
-        ttft += (bs[i].t_first - bs[i].t_start) / 1e3;
-      lev_context_free (bs[i].ctx);
-    }
-    uint32_t starting = n > 1 ? n - 1 : 1;
-    double aggregate = (double) n * decode / ((last - first) / 1e6), mean_rate = sum_rate / n;
-    double join_ttft = n > 1 ? (bs[n - 1].t_first - bs[n - 1].t_start) / 1e3 : 0;
-    double per_step = (double) (s1.rows - s0.rows) / (double) MAX (s1.steps - s0.steps, 1u);
-    if (n == 1 || lone == 0)
-      lone = aggregate;
-    if (opt_json) {
-      gchar *name = json_escape (model_name);
-      g_print ("{\"model\": \"%s\", \"test\": \"streams\", \"streams\": %u, \"threads\": %u, "
-               "\"prompt\": %u, \"decode\": %u, \"own_context_tokens_per_s\": %.2f, \"aggregate_tokens_per_s\": "
-               "%.2f, \"per_stream_min\": %.2f, \"per_stream_mean\": %.2f, \"ttft_ms\": %.2f, \"ttft_join_ms\": "
-               "%.2f, \"tokens_per_step\": %.2f}\n", name, n, threads, prompt, decode, own_rate, aggregate,
-               min_rate, mean_rate, ttft / starting, join_ttft, per_step);
-      g_free (name);
-    } else {
-      gchar *join = n > 1 ? g_strdup_printf ("%.1f", join_ttft) : g_strdup ("-");
-      g_print ("| %u | %.1f | %.2f | %.1f / %.1f | %.0f%% | %.1f | %s | %.2f |\n", n, aggregate, aggregate / lone,
-               min_rate, mean_rate, 100.0 * mean_rate / lone, ttft / starting, join, per_step);
-      g_free (join);
-    }
-    g_free (bs);
-    g_free (th);
+    g_free (v);
+    g_free (w);
   }
-  g_strfreev (counts);
+  g_free (own);
+  g_free (res);
+  g_free (ns);
   lev_engine_unref (engine);
   return rc;
 }
