@@ -3,6 +3,9 @@
 
 #include "lev_model.h"
 
+#include <pthread.h>
+#include <time.h>
+
 /* The scheduler: every thread that evaluates a context of the engine queues a request and waits; while no step is
  * running, one waiting thread runs the next step for all queued requests (decode tokens first, then prompt blocks
  * filling the step up to LEV_PREFILL_BLOCK rows, each prompt at most one block a step), then wakes the others. A
@@ -29,8 +32,9 @@ struct LevEngine {
   const LevModel *model;
   uint32_t act_quant;
   LevContext *lead;            /* threads and scratch of the steps (a 2-slot context of its own) */
-  GMutex lock;
-  GCond changed;               /* a step ended or a request was queued */
+  /* POSIX, as the thread pool's: ThreadSanitizer sees them without help (GLib's futex locks it does not) */
+  pthread_mutex_t lock;
+  pthread_cond_t changed;      /* a step ended or a request was queued (waits use CLOCK_MONOTONIC) */
   GQueue queue;                /* EvalRequest, in arrival order (a partly evaluated prompt moves to the end) */
   gboolean running;            /* a thread is running a step (it alone touches lead and the queued contexts) */
   uint32_t max_n_ctx;          /* the largest context made on the engine: the attention scratch is sized for it */
@@ -59,8 +63,12 @@ lev_engine_new (const LevModel *model, uint32_t n_threads, uint32_t act_quant, G
   e->act_quant = act_quant;
   e->lead = lead;
   e->max_n_ctx = 2;
-  g_mutex_init (&e->lock);
-  g_cond_init (&e->changed);
+  pthread_mutex_init (&e->lock, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);   /* the clock of g_get_monotonic_time */
+  pthread_cond_init (&e->changed, &attr);
+  pthread_condattr_destroy (&attr);
   g_queue_init (&e->queue);
   return e;
 }
@@ -78,8 +86,8 @@ lev_engine_unref (LevEngine *e)
   if (!e || !g_atomic_int_dec_and_test (&e->refcount))
     return;
   lev_context_free (e->lead);
-  g_mutex_clear (&e->lock);
-  g_cond_clear (&e->changed);
+  pthread_mutex_destroy (&e->lock);
+  pthread_cond_destroy (&e->changed);
   g_free (e);
 }
 
@@ -98,9 +106,9 @@ lev_engine_n_threads (const LevEngine *e)
 void
 lev_engine_get_stats (LevEngine *e, LevEngineStats *stats)
 {
-  g_mutex_lock (&e->lock);
+  pthread_mutex_lock (&e->lock);
   *stats = e->stats;
-  g_mutex_unlock (&e->lock);
+  pthread_mutex_unlock (&e->lock);
 }
 
 LevContext *
@@ -117,10 +125,10 @@ lev_engine_context_new_kv (LevEngine *e, const LevContextParams *params, LevKvTy
   p.n_threads = 1;
   LevContext *c = lev_context_new_on_engine (e->model, &p, kv_type, e, error);
   if (c) {
-    g_mutex_lock (&e->lock);
+    pthread_mutex_lock (&e->lock);
     e->max_n_ctx = MAX (e->max_n_ctx, lev_context_n_ctx (c));
     e->stats.contexts++;
-    g_mutex_unlock (&e->lock);
+    pthread_mutex_unlock (&e->lock);
   }
   return c;
 }
@@ -128,12 +136,12 @@ lev_engine_context_new_kv (LevEngine *e, const LevContextParams *params, LevKvTy
 void
 lev_engine_forget_context (LevEngine *e, const LevContext *c)
 {
-  g_mutex_lock (&e->lock);
+  pthread_mutex_lock (&e->lock);
   e->stats.contexts--;
   for (uint32_t i = 0; i < e->n_returning; i++)
     if (e->returning[i] == c)
       e->returning[i--] = e->returning[--e->n_returning];
-  g_mutex_unlock (&e->lock);
+  pthread_mutex_unlock (&e->lock);
 }
 
 /* Returns whether a request of c is queued. */
@@ -198,7 +206,7 @@ run_step (LevEngine *e)
     return;
   e->running = TRUE;
   lev_context_reserve_batch (e->lead, e->max_n_ctx);
-  g_mutex_unlock (&e->lock);
+  pthread_mutex_unlock (&e->lock);
   gint64 t0 = g_get_monotonic_time ();
 
   /* the queued contexts' threads wait for them: only this thread touches them and the lead until the lock again */
@@ -211,7 +219,7 @@ run_step (LevEngine *e)
   }
 
   gint64 took = g_get_monotonic_time () - t0;
-  g_mutex_lock (&e->lock);
+  pthread_mutex_lock (&e->lock);
   e->last_step_us = took;
   e->n_returning = 0;
   for (uint32_t k = 0; k < n_reqs; k++) {
@@ -229,29 +237,37 @@ run_step (LevEngine *e)
   e->stats.max_rows = MAX (e->stats.max_rows, used);
   e->stats.max_contexts = MAX (e->stats.max_contexts, n_reqs);
   e->running = FALSE;
-  g_cond_broadcast (&e->changed);
+  pthread_cond_broadcast (&e->changed);
+}
+
+/* Waits for a change until the monotonic time `until` (microseconds, g_get_monotonic_time's clock). */
+static void
+wait_until (LevEngine *e, gint64 until)
+{
+  struct timespec ts = { (time_t) (until / G_USEC_PER_SEC), (long) (until % G_USEC_PER_SEC) * 1000 };
+  pthread_cond_timedwait (&e->changed, &e->lock, &ts);
 }
 
 /* Queues the requests and runs or waits for steps until all of them are finished. */
 static void
 eval_requests (LevEngine *e, EvalRequest *reqs, uint32_t n)
 {
-  g_mutex_lock (&e->lock);
+  pthread_mutex_lock (&e->lock);
   for (uint32_t i = 0; i < n; i++) {
     reqs[i].link.data = &reqs[i];
     g_queue_push_tail_link (&e->queue, &reqs[i].link);
   }
-  g_cond_broadcast (&e->changed);
+  pthread_cond_broadcast (&e->changed);
   for (uint32_t i = 0; i < n; i++)
     while (!reqs[i].finished) {
       if (e->running)
-        g_cond_wait (&e->changed, &e->lock);
+        pthread_cond_wait (&e->changed, &e->lock);
       else if (await_returning (e))
-        g_cond_wait_until (&e->changed, &e->lock, e->wait_until);
+        wait_until (e, e->wait_until);
       else
         run_step (e);
     }
-  g_mutex_unlock (&e->lock);
+  pthread_mutex_unlock (&e->lock);
 }
 
 gboolean
