@@ -1718,7 +1718,7 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_ENGINE_ID,
     g_param_spec_uint ("engine-id", "Engine", "The shared engine (model and threads) the element runs on from "
                        "NULL→READY to READY→NULL, a number unique in the process (0: none): elements of one "
-                       "\"leviathan.engine\" context group that name the same model, adapter, n-threads and act-quant "
+                       "\"leviathan.engine\" context group that name the same model, adapter and n-threads "
                        "share one, and their streams are batched together", 0, G_MAXUINT, 0,
                        G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
