@@ -197,8 +197,8 @@ prepare_session_locked (LevGGenerator *self, GError **error)
   LevSessionParams p = self->settings.p;
   p.unit_mode = LEV_UNIT_TOKEN;
   if (!self->session) {
-    /* on the engine of the model that its other generators with the same n-threads and act-quant use: one pool of
-     * threads, their concurrent generations batched */
+    /* on the engine of the model that its other generators with the same n-threads (and activation mode) use: one
+     * pool of threads, their concurrent generations batched */
     LevEngine *engine = lev_g_model_get_engine (self->model, p.n_threads, p.act_quant, error);
     if (!engine)
       return FALSE;
