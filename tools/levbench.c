@@ -960,6 +960,7 @@ main (int argc, char **argv)
   if (opt_streams) {
     lev_context_eval_batch (ctx, toks, 8, NULL);   /* warm-up: fault the weights in */
     int src = run_streams (model, ctx, threads, toks, model_name);
+    g_strfreev (tests);
     g_free (toks);
     lev_context_free (ctx);
     lev_model_free (model);
