@@ -2,7 +2,7 @@
  * same logits as one thread, and so do an engine's batched steps over several contexts (lev_engine); small enough
  * to run under ThreadSanitizer (scripts/test.sh --tsan). */
 #include "lev_convert.h"
-#include "leviathan.h"
+#include "leviathan-ext.h"
 #include "lev_test_common.h"
 
 #include <glib/gstdio.h>
@@ -43,16 +43,17 @@ seq_token (guint32 seed, guint i, uint32_t vocab)
   return (int32_t) ((x >> 8) % vocab);
 }
 
-/* Evaluates N_EVAL tokens of stream seed's sequence alone, one at a time, with one thread; returns all logits. */
+/* Evaluates N_EVAL tokens of stream seed's sequence alone, one at a time, with one thread and a KV cache of type kv;
+ * returns all logits. */
 static float *
-run_stream (const LevModel *m, guint32 seed)
+run_stream (const LevModel *m, guint32 seed, LevKvType kv)
 {
   LevContextParams p = lev_context_default_params ();
   p.n_ctx = 48;
   p.n_sink = 4;
   p.n_threads = 1;
   GError *error = NULL;
-  LevContext *c = lev_context_new (m, &p, &error);
+  LevContext *c = lev_context_new_kv (m, &p, kv, &error);
   g_assert_no_error (error);
   const uint32_t vocab = lev_model_hparams (m)->vocab_size;
   float *all = g_new (float, (gsize) N_EVAL * vocab);
@@ -191,47 +192,57 @@ check_engine (const char *path)
   const uint32_t vocab = lev_model_hparams (m)->vocab_size;
   float *ref[N_STREAMS];
   for (guint s = 0; s < N_STREAMS; s++)
-    ref[s] = run_stream (m, s);
+    ref[s] = run_stream (m, s, LEV_KV_F32);
   LevEngine *e = lev_engine_new (m, 2, LEV_ACT_QUANT_AUTO, &error);
   g_assert_no_error (error);
 
   LevContextParams p = lev_context_default_params ();
   p.n_ctx = 48;
   p.n_sink = 4;
-  LevContext *ctx[N_STREAMS];
-  for (guint s = 0; s < N_STREAMS; s++) {
-    ctx[s] = lev_engine_context_new (e, &p, &error);
-    g_assert_no_error (error);
-  }
-  double max_diff = 0.0;
-  for (guint step = 0; step < N_EVAL + 3 * N_STREAMS; step++) {
-    LevContext *batch[N_STREAMS];
-    int32_t toks[N_STREAMS];
-    guint n = 0, idx[N_STREAMS];
+  /* f32 caches, then caches of different types in one step (each row stored and read in its own cache's type) */
+  static const LevKvType kv_mixed[N_STREAMS] = { LEV_KV_F16, LEV_KV_Q8, LEV_KV_F32, LEV_KV_Q8 };
+  for (int mixed = 0; mixed < 2; mixed++) {
+    float *kref[N_STREAMS];
+    LevContext *ctx[N_STREAMS];
     for (guint s = 0; s < N_STREAMS; s++) {
-      guint i = step >= 3 * s ? step - 3 * s : G_MAXUINT;   /* stream s starts at step 3 s */
-      if (i < N_EVAL) {
-        batch[n] = ctx[s];
-        toks[n] = seq_token (s, i, vocab);
-        idx[n++] = s;
+      kref[s] = mixed ? run_stream (m, s, kv_mixed[s]) : ref[s];
+      ctx[s] = lev_engine_context_new_kv (e, &p, mixed ? kv_mixed[s] : LEV_KV_F32, &error);
+      g_assert_no_error (error);
+    }
+    double max_diff = 0.0;
+    for (guint step = 0; step < N_EVAL + 3 * N_STREAMS; step++) {
+      LevContext *batch[N_STREAMS];
+      int32_t toks[N_STREAMS];
+      guint n = 0, idx[N_STREAMS];
+      for (guint s = 0; s < N_STREAMS; s++) {
+        guint i = step >= 3 * s ? step - 3 * s : G_MAXUINT;   /* stream s starts at step 3 s */
+        if (i < N_EVAL) {
+          batch[n] = ctx[s];
+          toks[n] = seq_token (s, i, vocab);
+          idx[n++] = s;
+        }
+      }
+      g_assert_true (lev_context_eval_multi (batch, toks, n, &error));
+      g_assert_no_error (error);
+      for (guint k = 0; k < n; k++) {
+        guint s = idx[k], i = (guint) lev_context_pos (ctx[s]) - 1;
+        max_diff = MAX (max_diff, lev_test_max_abs_diff (lev_context_logits (ctx[s]), kref[s] + (gsize) i * vocab,
+                                                         vocab));
       }
     }
-    g_assert_true (lev_context_eval_multi (batch, toks, n, &error));
-    g_assert_no_error (error);
-    for (guint k = 0; k < n; k++) {
-      guint s = idx[k], i = (guint) lev_context_pos (ctx[s]) - 1;
-      max_diff = MAX (max_diff, lev_test_max_abs_diff (lev_context_logits (ctx[s]), ref[s] + (gsize) i * vocab,
-                                                       vocab));
+    g_test_message ("%s: lockstep batches of up to %u contexts%s: max |diff| %g", path, N_STREAMS,
+                    mixed ? " (f16, q8, f32, q8 caches)" : "", max_diff);
+    g_assert_cmpfloat (max_diff, ==, 0.0);
+    LevEngineStats st;
+    lev_engine_get_stats (e, &st);
+    g_assert_cmpuint (st.max_contexts, ==, N_STREAMS);
+    g_assert_cmpuint (st.contexts, ==, N_STREAMS);
+    for (guint s = 0; s < N_STREAMS; s++) {
+      lev_context_free (ctx[s]);
+      if (mixed)
+        g_free (kref[s]);
     }
   }
-  g_test_message ("%s: lockstep batches of up to %u contexts: max |diff| %g", path, N_STREAMS, max_diff);
-  g_assert_cmpfloat (max_diff, ==, 0.0);
-  LevEngineStats st;
-  lev_engine_get_stats (e, &st);
-  g_assert_cmpuint (st.max_contexts, ==, N_STREAMS);
-  g_assert_cmpuint (st.contexts, ==, N_STREAMS);
-  for (guint s = 0; s < N_STREAMS; s++)
-    lev_context_free (ctx[s]);
 
   /* a context of another engine, a duplicate and a token out of range are refused */
   LevContext *lone = lev_context_new (lev_engine_model (e), &p, &error);
@@ -255,6 +266,7 @@ check_engine (const char *path)
     g_assert_cmpfloat (st_arg[s].max_diff, ==, 0.0);
     g_assert_cmpuint (st_arg[s].checked, >, 0);
   }
+  LevEngineStats st;
   lev_engine_get_stats (e, &st);
   g_test_message ("%s: %" G_GUINT64_FORMAT " steps, %" G_GUINT64_FORMAT " tokens, at most %u in one step", path,
                   st.steps, st.rows, st.max_rows);
