@@ -849,6 +849,14 @@ context_new (const LevModel *model, const LevContextParams *params, LevKvType kv
   size_t B = LEV_MAX_BATCH, half = hp->head_dim / 2;
   c->wide = wide;
   c->qstride = (wide + LEV_QPAD - 1) / LEV_QPAD * LEV_QPAD;
+  c->logits = g_new0 (float, hp->vocab_size);
+  c->sink_cos = g_new0 (float, half);
+  c->sink_sin = g_new0 (float, half);
+  c->lora_rank = lev_model_max_lora_rank (model);
+  if (engine) {               /* the engine's scratch context evaluates it: no scratch of its own */
+    c->engine = lev_engine_ref (engine);
+    return c;
+  }
   c->x = g_new0 (float, B * hp->dim);
   c->xb = g_new0 (float, B * wide);
   c->xb2 = g_new0 (float, B * wide);
@@ -860,11 +868,8 @@ context_new (const LevModel *model, const LevContextParams *params, LevKvType kv
   c->row_pos = g_new0 (uint64_t, B);
   c->hb = g_new0 (float, B * hp->ffn_dim);
   c->hb2 = g_new0 (float, B * hp->ffn_dim);
-  if (!engine) {
-    c->att_stride = (size_t) LEV_ATTN_RUN * (n_ctx + hp->head_dim);
-    c->att = g_new0 (float, (size_t) lev_threadpool_size (c->pool) * c->att_stride);
-  }
-  c->logits = g_new0 (float, hp->vocab_size);
+  c->att_stride = (size_t) LEV_ATTN_RUN * (n_ctx + hp->head_dim);
+  c->att = g_new0 (float, (size_t) lev_threadpool_size (c->pool) * c->att_stride);
   c->embd_scratch = g_new0 (uint8_t, (size_t) hp->dim * 4 + 64);
   /* cache-line aligned: the kernels load whole lines of activations (a 64-byte load across two lines costs two) */
   c->xq = g_aligned_alloc0 (B, c->qstride, 64);
@@ -875,12 +880,8 @@ context_new (const LevModel *model, const LevContextParams *params, LevKvType kv
   c->inv_freq = g_new0 (float, half);
   c->rope_cos = g_new0 (float, B * half);
   c->rope_sin = g_new0 (float, B * half);
-  c->sink_cos = g_new0 (float, half);
-  c->sink_sin = g_new0 (float, half);
-  c->lora_rank = lev_model_max_lora_rank (model);
   c->lora_u = g_new0 (float, B * MAX (c->lora_rank, 1u));
   init_rope (c);
-  c->engine = engine ? lev_engine_ref (engine) : NULL;
   return c;
 }
 
