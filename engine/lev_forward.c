@@ -1,6 +1,7 @@
 /* lev_forward.c: the decoder forward pass (LLaMA, Qwen2, BitNet, bitllama2.c) over a ring-buffer KV cache. */
 #include "lev_model.h"
 #include "lev_threadpool.h"
+#include "lev_engine_private.h"
 
 #include <math.h>
 #include <string.h>
@@ -42,6 +43,12 @@ struct LevContext {
   uint32_t lora_rank;         /* the model's largest adapter rank */
   LevLinearObserver observer; /* calibration hook (converter), or NULL */
   void *observer_data;
+  /* the rows of the block being evaluated: each row's context (its KV cache, position and logits) and text
+   * position; all this context itself except in an engine's batched steps (lev_forward_rows) */
+  LevContext **row_ctx;
+  uint64_t *row_pos;
+  float *batch_logits;        /* an engine's scratch context: [LEV_MAX_BATCH][vocab] logits of a batched step */
+  LevEngine *engine;          /* the engine evaluating this context (lev_engine_context_new), or NULL */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -376,9 +383,9 @@ init_rope (LevContext *c)
 #define LEV_ATTN_RUN 8u
 
 typedef struct {
-  LevContext *c;
+  LevContext *c;              /* the scratch (queries, outputs, attention weights) */
   uint32_t layer;
-  uint32_t n;                 /* tokens of the block, at text positions c->pos .. c->pos + n - 1 */
+  uint32_t n;                 /* rows of the block: row i of context c->row_ctx[i] at text position c->row_pos[i] */
   uint32_t run;               /* query heads per job (at most LEV_ATTN_RUN, within one kv head's group) */
   uint32_t runs;              /* jobs per kv head and token */
 } AttnJob;
@@ -403,64 +410,71 @@ attention_worker (void *arg, uint32_t job, uint32_t slot)
   const LevHParams *hp = &c->model->hp;
   uint32_t hd = hp->head_dim, kv_dim = hp->n_kv_heads * hd, q_dim = hp->n_heads * hd;
   uint32_t group = hp->n_heads / hp->n_kv_heads;
-  size_t layer_slot0 = (size_t) j->layer * c->n_ctx;
   float scale = sqrtf ((float) hd);
   uint32_t per_token = hp->n_kv_heads * j->runs;
   uint32_t i = job / per_token, kvh = job % per_token / j->runs;
   uint32_t h0 = kvh * group + job % j->runs * j->run, nh = MIN (j->run, kvh * group + group - h0);
-  float *att = c->att + (size_t) slot * c->att_stride;                /* [nh][n_ctx] */
-  float *q_sink = att + (size_t) LEV_ATTN_RUN * c->n_ctx;              /* [nh][hd] */
-  uint64_t pos = c->pos + i;
-  gboolean wrapped = pos >= c->n_ctx;
-  uint32_t n_slots = wrapped ? c->n_ctx : (uint32_t) pos + 1;
+  const LevContext *rc = c->row_ctx[i];                               /* the row's cache */
+  size_t layer_slot0 = (size_t) j->layer * rc->n_ctx;
+  float *att = c->att + (size_t) slot * c->att_stride;                /* [nh][rc->n_ctx] */
+  float *q_sink = att + (size_t) LEV_ATTN_RUN * rc->n_ctx;             /* [nh][hd] */
+  uint64_t pos = c->row_pos[i];
+  gboolean wrapped = pos >= rc->n_ctx;
+  uint32_t n_slots = wrapped ? rc->n_ctx : (uint32_t) pos + 1;
   const float *q = c->q + (size_t) i * q_dim + (size_t) h0 * hd;     /* rotated at the text position */
   if (wrapped) {
     /* sinks sit at the start of the cache: the query is placed at the end of the cache for them, so that
      * query-key distances stay within the trained context (StreamingLLM) */
     for (uint32_t g = 0; g < nh; g++) {
       memcpy (q_sink + (size_t) g * hd, c->xb2 + (size_t) i * c->wide + (size_t) (h0 + g) * hd, hd * sizeof (float));
-      rope_apply (q_sink + (size_t) g * hd, hd, hp->rope_style, c->sink_cos, c->sink_sin);
+      rope_apply (q_sink + (size_t) g * hd, hd, hp->rope_style, rc->sink_cos, rc->sink_sin);
     }
   }
   float d[LEV_ATTN_RUN];
   for (uint32_t s = 0; s < n_slots; s++) {
-    size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * c->kv_elem;
-    c->kern->dot_heads (c->kv_type, wrapped && s < c->n_sink ? q_sink : q, hd, nh, c->key_cache + at, hd, d);
+    size_t at = ((layer_slot0 + s) * kv_dim + (size_t) kvh * hd) * rc->kv_elem;
+    c->kern->dot_heads (rc->kv_type, wrapped && s < rc->n_sink ? q_sink : q, hd, nh, rc->key_cache + at, hd, d);
     /* int8 rows: their scale (1 otherwise: multiplying by 1 is exact) */
-    float ks = c->kv_type == LEV_KV_Q8 ? c->key_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh] : 1.0f;
+    float ks = rc->kv_type == LEV_KV_Q8 ? rc->key_scale[(layer_slot0 + s) * hp->n_kv_heads + kvh] : 1.0f;
     for (uint32_t g = 0; g < nh; g++)
-      att[(size_t) g * c->n_ctx + s] = d[g] * ks;
+      att[(size_t) g * rc->n_ctx + s] = d[g] * ks;
   }
   /* scores / sqrt(head_dim), their maximum (NaN skipped), exponentials, normalized */
   for (uint32_t g = 0; g < nh; g++)
-    c->kern->softmax (att + (size_t) g * c->n_ctx, n_slots, scale);
+    c->kern->softmax (att + (size_t) g * rc->n_ctx, n_slots, scale);
   /* out[g] = sum over slots of weight * value row (int8 rows: weight * row scale), slot by slot */
   float *out = c->xb + (size_t) i * c->wide + (size_t) h0 * hd;       /* nh head outputs, hd apart */
   memset (out, 0, (size_t) nh * hd * sizeof (float));
-  c->kern->attend_values (c->kv_type, att, c->n_ctx, nh,
-                          c->value_cache + (layer_slot0 * kv_dim + (size_t) kvh * hd) * c->kv_elem,
-                          kv_dim * c->kv_elem,
-                          c->kv_type == LEV_KV_Q8 ? c->value_scale + layer_slot0 * hp->n_kv_heads + kvh : NULL,
+  c->kern->attend_values (rc->kv_type, att, rc->n_ctx, nh,
+                          rc->value_cache + (layer_slot0 * kv_dim + (size_t) kvh * hd) * rc->kv_elem,
+                          kv_dim * rc->kv_elem,
+                          rc->kv_type == LEV_KV_Q8 ? rc->value_scale + layer_slot0 * hp->n_kv_heads + kvh : NULL,
                           hp->n_kv_heads, n_slots, out, hd, hd);
 }
 
-/* Stores n new keys and values (rows of c->kbuf / c->vbuf) into a compact cache at slots slot .. slot + n - 1. */
+/* Stores the n new keys and values of the block (rows of c->kbuf / c->vbuf) into each row's cache at the slot of its
+ * position, in that cache's type (an f32 cache: copied as they are). */
 static void
-store_kv (LevContext *c, uint32_t layer, uint32_t slot, uint32_t n)
+store_kv (LevContext *c, uint32_t layer, uint32_t n)
 {
   const LevHParams *hp = &c->model->hp;
   uint32_t hd = hp->head_dim, kv_dim = hp->n_kv_heads * hd;
   for (uint32_t i = 0; i < n; i++) {
-    size_t row = (size_t) layer * c->n_ctx + slot + i;
+    LevContext *rc = c->row_ctx[i];
+    size_t row = (size_t) layer * rc->n_ctx + slot_of (rc, c->row_pos[i]);
     for (int which = 0; which < 2; which++) {
       const float *src = (which ? c->vbuf : c->kbuf) + (size_t) i * kv_dim;
-      uint8_t *dst = (which ? c->value_cache : c->key_cache) + row * kv_dim * c->kv_elem;
-      if (c->kv_type == LEV_KV_F16) {
+      uint8_t *dst = (which ? rc->value_cache : rc->key_cache) + row * kv_dim * rc->kv_elem;
+      if (rc->kv_type == LEV_KV_F32) {
+        memcpy (dst, src, kv_dim * sizeof (float));
+        continue;
+      }
+      if (rc->kv_type == LEV_KV_F16) {
         for (uint32_t k = 0; k < kv_dim; k++)
           ((uint16_t *) dst)[k] = lev_f32_to_f16 (src[k]);
         continue;
       }
-      float *scales = (which ? c->value_scale : c->key_scale) + row * hp->n_kv_heads;
+      float *scales = (which ? rc->value_scale : rc->key_scale) + row * hp->n_kv_heads;
       for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
         const float *v = src + (size_t) h * hd;
         float amax = 0.0f;
@@ -477,33 +491,40 @@ store_kv (LevContext *c, uint32_t layer, uint32_t slot, uint32_t n)
 
 /* ---------------------------------------------------------------- the forward pass */
 
-/* Runs the decoder over n tokens at text positions pos .. pos + n - 1 and leaves the logits of the last one in
- * c->logits. A block of more than one token must not wrap the cache (its slots are pos .. pos + n - 1). Every
- * row below is one token; the linear layers take the whole block at once. */
+/* Runs the decoder over the n rows of the block, tokens[i] at row i of context c->row_ctx[i] and text position
+ * c->row_pos[i], with c's scratch and threads, and leaves the logits of each context's last row in that context's
+ * logits. The rows of one context are consecutive, at consecutive positions, and more than one must not wrap its
+ * cache (their slots are pos .. pos + k - 1). Every row below is one token; the linear layers take the whole block
+ * at once, whichever contexts its rows belong to; attention reads each row's own cache. */
 static void
-forward (LevContext *c, const int32_t *tokens, uint32_t n)
+forward_rows (LevContext *c, const int32_t *tokens, uint32_t n)
 {
   const LevModel *m = c->model;
   const LevHParams *hp = &m->hp;
   uint32_t dim = hp->dim, hd = hp->head_dim, ffn = hp->ffn_dim, W = c->wide, half = hd / 2;
   uint32_t q_dim = hp->n_heads * hd, kv_dim = hp->n_kv_heads * hd;
   gboolean bitlinear_norm = (hp->flags & LEV_HP_BITLINEAR_NORM) != 0;
-  uint32_t slot = slot_of (c, c->pos);
+  LevContext *c0 = c->row_ctx[0];
+  gboolean one = TRUE;        /* all rows are one context's */
+  for (uint32_t i = 1; i < n; i++)
+    one = one && c->row_ctx[i] == c0;
+  /* new keys and values: straight into one context's f32 cache, else through kbuf / vbuf */
+  gboolean direct = one && c0->kv_type == LEV_KV_F32;
+  uint32_t slot = slot_of (c0, c->row_pos[0]);
   float *x = c->x;
 
   for (uint32_t i = 0; i < n; i++) {
+    LevContext *rc = c->row_ctx[i];
     lev_model_embedding (m, (uint32_t) tokens[i], x + (size_t) i * dim, c->embd_scratch);
-    rope_table (c, c->pos + i, c->rope_cos + i * half, c->rope_sin + i * half);
+    rope_table (c, c->row_pos[i], c->rope_cos + i * half, c->rope_sin + i * half);
+    if (c->row_pos[i] >= rc->n_ctx)
+      rope_table (c, rc->n_ctx - 1, rc->sink_cos, rc->sink_sin);
   }
-  if (c->pos >= c->n_ctx)
-    rope_table (c, c->n_ctx - 1, c->sink_cos, c->sink_sin);
 
   for (uint32_t l = 0; l < hp->n_layers; l++) {
     const LevLayer *L = &m->layers[l];
-    /* new keys and values: straight into an f32 cache, else through kbuf / vbuf */
-    gboolean direct = c->kv_type == LEV_KV_F32;
-    float *kc = direct ? (float *) c->key_cache + ((size_t) l * c->n_ctx + slot) * kv_dim : c->kbuf;
-    float *vc = direct ? (float *) c->value_cache + ((size_t) l * c->n_ctx + slot) * kv_dim : c->vbuf;
+    float *kc = direct ? (float *) c0->key_cache + ((size_t) l * c0->n_ctx + slot) * kv_dim : c->kbuf;
+    float *vc = direct ? (float *) c0->value_cache + ((size_t) l * c0->n_ctx + slot) * kv_dim : c->vbuf;
 
     /* attention: norm, q/k/v projections, biases, RoPE */
     for (uint32_t i = 0; i < n; i++) {
@@ -539,7 +560,7 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
     }
 
     if (!direct)
-      store_kv (c, l, slot, n);
+      store_kv (c, l, n);
 
     /* multi-head attention over the cache (GQA: heads share kv heads in groups) */
     AttnJob aj = { c, l, n, 0, 0 };
@@ -604,18 +625,73 @@ forward (LevContext *c, const int32_t *tokens, uint32_t n)
         x[(size_t) i * dim + k] += c->xb[(size_t) i * W + k];
   }
 
-  /* logits of the last token */
-  float *last = x + (size_t) (n - 1) * dim;
-  rmsnorm (last, last, m->output_norm, dim, hp->norm_eps);
-  LinearInput out_in = { 1, dim, last, dim, FALSE };
-  linear (c, &m->output, &out_in, c->logits, hp->vocab_size);
+  /* logits of each context's last row: one row as before, several as one product into batch_logits */
+  uint32_t last[LEV_MAX_BATCH], n_out = 0;
+  for (uint32_t i = 0; i < n; i++)
+    if (i + 1 == n || c->row_ctx[i + 1] != c->row_ctx[i])
+      last[n_out++] = i;
+  if (n_out == 1) {
+    float *row = x + (size_t) (n - 1) * dim;
+    rmsnorm (row, row, m->output_norm, dim, hp->norm_eps);
+    LinearInput out_in = { 1, dim, row, dim, FALSE };
+    linear (c, &m->output, &out_in, c->row_ctx[n - 1]->logits, hp->vocab_size);
+    return;
+  }
+  for (uint32_t k = 0; k < n_out; k++)
+    rmsnorm (c->xb + (size_t) k * W, x + (size_t) last[k] * dim, m->output_norm, dim, hp->norm_eps);
+  LinearInput out_in = { n_out, dim, c->xb, W, FALSE };
+  linear (c, &m->output, &out_in, c->batch_logits, hp->vocab_size);
+  for (uint32_t k = 0; k < n_out; k++)
+    memcpy (c->row_ctx[last[k]]->logits, c->batch_logits + (size_t) k * hp->vocab_size,
+            hp->vocab_size * sizeof (float));
 }
 
-/* A scan of the step's logits (one pass over vocab floats): a NaN or infinity in them is an error naming, when a
+/* Runs the decoder over n tokens of c at text positions pos .. pos + n - 1 and leaves the logits of the last one in
+ * c->logits (forward_rows with every row c's). */
+static void
+forward (LevContext *c, const int32_t *tokens, uint32_t n)
+{
+  for (uint32_t i = 0; i < n; i++) {
+    c->row_ctx[i] = c;
+    c->row_pos[i] = c->pos + i;
+  }
+  forward_rows (c, tokens, n);
+}
+
+/* Returns how many of n tokens c evaluates in one block from its position: a whole block, or one token near or past
+ * the end of the cache (a ring buffer: a block must not wrap). */
+static uint32_t
+block_tokens (const LevContext *c, uint32_t n)
+{
+  uint32_t k = MIN (n, LEV_MAX_BATCH);
+  return c->pos + k > c->n_ctx ? 1 : k;
+}
+
+void
+lev_forward_rows (LevContext *lead, LevContext *const *ctxs, const int32_t *tokens, uint32_t n)
+{
+  g_assert (n >= 1 && n <= LEV_MAX_BATCH);
+  for (uint32_t i = 0; i < n; i++) {
+    lead->row_ctx[i] = ctxs[i];
+    lead->row_pos[i] = i > 0 && ctxs[i - 1] == ctxs[i] ? lead->row_pos[i - 1] + 1 : ctxs[i]->pos;
+  }
+  forward_rows (lead, tokens, n);
+  for (uint32_t i = 0; i < n; i++)
+    ctxs[i]->pos++;
+}
+
+uint32_t
+lev_context_block_tokens (const LevContext *c, uint32_t n)
+{
+  return block_tokens (c, n);
+}
+
+/* lev_context_check_logits: a scan of the step's logits (one pass over vocab floats): a NaN or infinity in them is an
+ * error naming, when a
  * weight is the cause, that tensor and so its layer (a pass over the weights, done only once a bad value was seen),
  * instead of garbage sampled as token 0. The context's cache then holds the bad values too: reset it before reuse. */
-static gboolean
-check_logits (const LevContext *c, GError **error)
+gboolean
+lev_context_check_logits (const LevContext *c, GError **error)
 {
   uint32_t n = c->model->hp.vocab_size, i = 0;
   while (i < n && isfinite (c->logits[i]))
@@ -651,15 +727,15 @@ lev_context_eval_batch (LevContext *c, const int32_t *tokens, uint32_t n, GError
     g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "no tokens to evaluate");
     return NULL;
   }
+  if (c->engine)              /* the engine's scheduler evaluates it, in steps shared with its other contexts */
+    return lev_engine_eval (c->engine, c, tokens, n, error) ? c->logits : NULL;
   for (uint32_t done = 0; done < n;) {
-    uint32_t k = MIN (n - done, LEV_MAX_BATCH);
-    if (c->pos + k > c->n_ctx)
-      k = 1;                  /* near or past the end of the cache: one token at a time (ring buffer) */
+    uint32_t k = block_tokens (c, n - done);
     forward (c, tokens + done, k);
     c->pos += k;
     done += k;
   }
-  return check_logits (c, error) ? c->logits : NULL;
+  return lev_context_check_logits (c, error) ? c->logits : NULL;
 }
 
 void
@@ -742,8 +818,11 @@ lev_context_memory_estimate (const LevModel *model, const LevContextParams *para
   est->total = est->weights + est->kv_cache + est->scratch;
 }
 
-LevContext *
-lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKvType kv_type, GError **error)
+/* Creates a context; with engine set it runs on the engine's threads and scratch (no threads, no attention scratch
+ * of its own). */
+static LevContext *
+context_new (const LevModel *model, const LevContextParams *params, LevKvType kv_type, LevEngine *engine,
+             GError **error)
 {
   const LevHParams *hp = &model->hp;
   if (!model->has_weights) {
@@ -801,8 +880,9 @@ lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKv
     c->key_scale = g_new0 (float, (size_t) hp->n_layers * n_ctx * hp->n_kv_heads);
     c->value_scale = g_new0 (float, (size_t) hp->n_layers * n_ctx * hp->n_kv_heads);
   }
-  c->pool = lev_threadpool_new (n_threads);
-  if (!c->key_cache || !c->value_cache || !c->pool) {
+  if (!engine)
+    c->pool = lev_threadpool_new (n_threads);
+  if (!c->key_cache || !c->value_cache || (!engine && !c->pool)) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "cannot allocate a context of %u tokens (%" G_GUINT64_FORMAT
                  " MiB of KV cache) or its threads", n_ctx, cache_floats * 8 >> 20);
     lev_context_free (c);
@@ -811,20 +891,27 @@ lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKv
   size_t B = LEV_MAX_BATCH, half = hp->head_dim / 2;
   c->wide = wide;
   c->qstride = (wide + LEV_QPAD - 1) / LEV_QPAD * LEV_QPAD;
+  c->logits = g_new0 (float, hp->vocab_size);
+  c->sink_cos = g_new0 (float, half);
+  c->sink_sin = g_new0 (float, half);
+  c->lora_rank = lev_model_max_lora_rank (model);
+  if (engine) {               /* the engine's scratch context evaluates it: no scratch of its own */
+    c->engine = lev_engine_ref (engine);
+    return c;
+  }
   c->x = g_new0 (float, B * hp->dim);
   c->xb = g_new0 (float, B * wide);
   c->xb2 = g_new0 (float, B * wide);
   c->xdq = g_new0 (float, B * wide);
   c->q = g_new0 (float, B * q_dim);
-  if (kv_type != LEV_KV_F32) {
-    c->kbuf = g_new0 (float, B * kv_dim);
-    c->vbuf = g_new0 (float, B * kv_dim);
-  }
+  c->kbuf = g_new0 (float, B * kv_dim);   /* compact caches, and an engine's rows of several contexts */
+  c->vbuf = g_new0 (float, B * kv_dim);
+  c->row_ctx = g_new0 (LevContext *, B);
+  c->row_pos = g_new0 (uint64_t, B);
   c->hb = g_new0 (float, B * hp->ffn_dim);
   c->hb2 = g_new0 (float, B * hp->ffn_dim);
   c->att_stride = (size_t) LEV_ATTN_RUN * (n_ctx + hp->head_dim);
   c->att = g_new0 (float, (size_t) lev_threadpool_size (c->pool) * c->att_stride);
-  c->logits = g_new0 (float, hp->vocab_size);
   c->embd_scratch = g_new0 (uint8_t, (size_t) hp->dim * 4 + 64);
   /* cache-line aligned: the kernels load whole lines of activations (a 64-byte load across two lines costs two) */
   c->xq = g_aligned_alloc0 (B, c->qstride, 64);
@@ -835,12 +922,54 @@ lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKv
   c->inv_freq = g_new0 (float, half);
   c->rope_cos = g_new0 (float, B * half);
   c->rope_sin = g_new0 (float, B * half);
-  c->sink_cos = g_new0 (float, half);
-  c->sink_sin = g_new0 (float, half);
-  c->lora_rank = lev_model_max_lora_rank (model);
   c->lora_u = g_new0 (float, B * MAX (c->lora_rank, 1u));
   init_rope (c);
   return c;
+}
+
+LevContext *
+lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKvType kv_type, GError **error)
+{
+  return context_new (model, params, kv_type, NULL, error);
+}
+
+LevContext *
+lev_context_new_on_engine (const LevModel *model, const LevContextParams *params, LevKvType kv_type,
+                           LevEngine *engine, GError **error)
+{
+  return context_new (model, params, kv_type, engine, error);
+}
+
+void
+lev_context_reserve_batch (LevContext *lead, uint32_t n_ctx)
+{
+  const LevHParams *hp = &lead->model->hp;
+  size_t stride = (size_t) LEV_ATTN_RUN * (n_ctx + hp->head_dim);
+  if (stride > lead->att_stride) {
+    g_free (lead->att);
+    lead->att_stride = stride;
+    lead->att = g_new0 (float, (size_t) lev_threadpool_size (lead->pool) * stride);
+  }
+  if (!lead->batch_logits)
+    lead->batch_logits = g_new0 (float, (size_t) LEV_MAX_BATCH * hp->vocab_size);
+}
+
+LevEngine *
+lev_context_engine (const LevContext *c)
+{
+  return c->engine;
+}
+
+uint32_t
+lev_context_n_threads (const LevContext *c)
+{
+  return c->pool ? lev_threadpool_size (c->pool) : 0;
+}
+
+const float *
+lev_context_logits (const LevContext *c)
+{
+  return c->logits;
 }
 
 void
@@ -877,6 +1006,13 @@ lev_context_free (LevContext *c)
   g_free (c->sink_cos);
   g_free (c->sink_sin);
   g_free (c->lora_u);
+  g_free (c->row_ctx);
+  g_free (c->row_pos);
+  g_free (c->batch_logits);
+  if (c->engine) {
+    lev_engine_forget_context (c->engine, c);
+    lev_engine_unref (c->engine);
+  }
   g_free (c);
 }
 

@@ -12,6 +12,9 @@ G_BEGIN_DECLS
 /* As lev_context_new, with the KV cache stored as kv_type. */
 LevContext *lev_context_new_kv (const LevModel *model, const LevContextParams *params, LevKvType kv_type,
                                 GError **error);
+/* As lev_engine_context_new, with the KV cache stored as kv_type. */
+LevContext *lev_engine_context_new_kv (LevEngine *engine, const LevContextParams *params, LevKvType kv_type,
+                                       GError **error);
 /* Returns the bytes the KV cache holds per token of context. */
 uint64_t lev_context_kv_bytes_per_token (const LevContext *ctx);
 

@@ -143,6 +143,48 @@ const float *lev_context_eval (LevContext *ctx, int32_t token, GError **error);
  * token is out of range. */
 const float *lev_context_eval_batch (LevContext *ctx, const int32_t *tokens, uint32_t n, GError **error);
 
+/* ---- Engines: one model and one pool of threads shared by many contexts, their evaluations batched ---- */
+
+/* A model with one pool of worker threads that evaluates the contexts made on it (lev_engine_context_new): the
+ * evaluations that their threads ask for at the same time run as one batched step, one pass over the weights for
+ * all their tokens (decode tokens first, prompt blocks filling the rest of the step). Refcounted, thread-safe. */
+typedef struct LevEngine LevEngine;
+
+/* Counters of an engine's batched steps. */
+typedef struct LevEngineStats {
+  uint64_t steps;              /* passes over the weights */
+  uint64_t rows;               /* tokens evaluated in them */
+  uint32_t max_rows;           /* the most tokens one step evaluated */
+  uint32_t max_contexts;       /* the most contexts one step served */
+  uint32_t contexts;           /* contexts alive on the engine now */
+} LevEngineStats;
+
+/* Creates an engine over model (which must outlive it) with n_threads workers (0: one per CPU) and activation mode
+ * act_quant (a LevActQuantMode) for all its contexts; NULL with error set. */
+LevEngine *lev_engine_new (const LevModel *model, uint32_t n_threads, uint32_t act_quant, GError **error);
+/* Adds a reference to the engine and returns it. */
+LevEngine *lev_engine_ref (LevEngine *engine);
+/* Drops a reference; the last one (contexts hold one each) stops the threads. */
+void lev_engine_unref (LevEngine *engine);
+/* Returns the engine's model. */
+const LevModel *lev_engine_model (const LevEngine *engine);
+/* Returns the number of threads of the engine's pool, the caller's included. */
+uint32_t lev_engine_n_threads (const LevEngine *engine);
+/* Fills stats with the engine's counters so far. */
+void lev_engine_get_stats (LevEngine *engine, LevEngineStats *stats);
+/* Creates a context on the engine (its own KV cache and position; the engine's threads, scratch and activation mode:
+ * params' n_threads and act_quant are not used); lev_context_eval / _eval_batch on it may be called from any thread,
+ * one at a time per context, and calls on different contexts share the engine's steps. NULL with error set. */
+LevContext *lev_engine_context_new (LevEngine *engine, const LevContextParams *params, GError **error);
+/* Returns the engine the context runs on, or NULL for a context with threads of its own. */
+LevEngine *lev_context_engine (const LevContext *ctx);
+/* Evaluates one token for each of n distinct contexts of one engine (tokens[i] at the next position of ctxs[i]) in
+ * as few steps as the batch allows (one for n up to LEV_PREFILL_BLOCK); each context's logits are then
+ * lev_context_logits. FALSE with error set (a token out of range: nothing evaluated). */
+gboolean lev_context_eval_multi (LevContext *const *ctxs, const int32_t *tokens, uint32_t n, GError **error);
+/* Returns the logits of the context's last evaluated token (vocab_size floats, owned by the context). */
+const float *lev_context_logits (const LevContext *ctx);
+
 /* ---- Sampling ---- */
 typedef struct LevSamplerParams {
   float temperature;     /* 0 = greedy (argmax, first maximal index) */

@@ -216,7 +216,13 @@ prepare_session_locked (LevGGenerator *self, GError **error)
 {
   LevSessionParams p = self->settings.p;
   if (!self->session) {
-    self->session = lev_session_new (lev_g_model_peek (self->model), &p, error);
+    /* on the engine of the model that its other generators with the same n-threads (and activation mode) use: one
+     * pool of threads, their concurrent generations batched */
+    LevEngine *engine = lev_g_model_get_engine (self->model, p.n_threads, p.act_quant, error);
+    if (!engine)
+      return FALSE;
+    self->session = lev_session_new_on_engine (engine, &p, error);
+    lev_engine_unref (engine);
     return self->session != NULL;
   }
   return lev_session_set_params (self->session, &p, error);

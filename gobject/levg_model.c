@@ -22,6 +22,8 @@ struct _LevGModel {
   gchar *adapter;
   gboolean use_mmap;
   LevModel *model;
+  GMutex engines_lock;
+  GHashTable *engines;          /* (n_threads << 8 | act_quant) → LevEngine: shared by the generators */
 };
 
 enum { PROP_0, PROP_PATH, PROP_ADAPTER, PROP_USE_MMAP, PROP_NAME, PROP_ARCHITECTURE, PROP_ENCODING, PROP_VOCAB_SIZE,
@@ -104,6 +106,9 @@ static void
 lev_g_model_finalize (GObject *object)
 {
   LevGModel *self = LEV_G_MODEL (object);
+  /* the generators hold a reference to the model: their sessions (and contexts) are gone */
+  g_clear_pointer (&self->engines, g_hash_table_unref);
+  g_mutex_clear (&self->engines_lock);
   g_clear_pointer (&self->model, lev_model_free);
   g_free (self->path);
   g_free (self->adapter);
@@ -144,6 +149,8 @@ lev_g_model_class_init (LevGModelClass *klass)
 static void
 lev_g_model_init (LevGModel *self)
 {
+  g_mutex_init (&self->engines_lock);
+  self->engines = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) lev_engine_unref);
 }
 
 /* Loads a model from a .leviathan file, a GGUF file, a Hugging Face directory or hf:ORG/NAME (converted once). */
@@ -169,6 +176,25 @@ const LevModel *
 lev_g_model_peek (LevGModel *self)
 {
   return self->model;
+}
+
+/* Returns the engine of the model for n_threads and act_quant (one for all the generators that ask for them), made
+ * on first use; a new reference, or NULL with error set. */
+LevEngine *
+lev_g_model_get_engine (LevGModel *self, guint n_threads, guint act_quant, GError **error)
+{
+  gpointer key = GUINT_TO_POINTER ((n_threads << 8) | (act_quant & 0xff));
+  g_mutex_lock (&self->engines_lock);
+  LevEngine *e = g_hash_table_lookup (self->engines, key);
+  if (!e) {
+    e = lev_engine_new (self->model, n_threads, act_quant, error);
+    if (e)
+      g_hash_table_insert (self->engines, key, e);
+  }
+  if (e)
+    lev_engine_ref (e);
+  g_mutex_unlock (&self->engines_lock);
+  return e;
 }
 
 /* Returns the model's name. */

@@ -6,3 +6,6 @@
 
 /* Returns the engine model inside a Lev.Model (owned by it). */
 const LevModel *lev_g_model_peek (LevGModel *self);
+/* Returns the engine shared by the model's generators with these settings (made on first use); a new reference, or
+ * NULL with error set. */
+LevEngine *lev_g_model_get_engine (LevGModel *self, guint n_threads, guint act_quant, GError **error);

@@ -38,6 +38,7 @@
 #include "gstlevtextgen.h"
 #include "lev_source.h"
 #include "levg_token_meta.h"
+#include "gstlevengine.h"
 
 #include <math.h>
 #include <string.h>
@@ -69,6 +70,7 @@ enum {
   /* small-memory devices (docs/embedded.md): stored in the session parameters */
   PROP_KV_TYPE,
   PROP_MEMORY_LIMIT,
+  PROP_ENGINE_ID,               /* read-only: which shared engine the element runs on (gstlevengine.c) */
 };
 
 enum {
@@ -130,8 +132,11 @@ struct _GstLevTextGen {
   GstLevTextGenPromptMode prompt_mode;
   gboolean params_changed;      /* the task applies the properties before the next prompt */
 
-  /* model: loaded NULL→READY, session made READY→PAUSED (state-change thread; the task only reads) */
-  LevModel *model;
+  /* model: loaded NULL→READY, session made READY→PAUSED (state-change thread; the task only reads); the model and
+   * its engine are shared with the other elements of the engine context's group that name the same model */
+  GstContext *engine_context;   /* "leviathan.engine" (object lock), from the application, the bin or made here */
+  GstLevSharedEngine *shared;
+  const LevModel *model;
   gchar *vocab_id;
   LevSession *session;
 
@@ -569,6 +574,7 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   case PROP_MAX_OBSERVED_DELAY: g_value_set_uint64 (value, self->max_observed_delay); break;
   case PROP_KV_TYPE: g_value_set_enum (value, (gint) self->settings.p.kv_type); break;
   case PROP_MEMORY_LIMIT: g_value_set_uint64 (value, self->settings.p.memory_limit >> 20); break;
+  case PROP_ENGINE_ID: g_value_set_uint (value, self->shared ? gst_lev_shared_engine_id (self->shared) : 0); break;
   default:
     if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
       lev_gen_settings_get (&self->settings, (LevGenProp) (prop_id - PROP_GEN), value);
@@ -1106,7 +1112,7 @@ response_base (GstLevTextGen *self, const GstLevTextGenPrompt *p)
 }
 
 static GstStructure *
-stats_structure (const char *name, guint64 index, const LevSessionStats *st)
+stats_structure (const char *name, guint64 index, const LevSessionStats *st, guint batch)
 {
   double prefill_s = st->prefill_us / 1e6, decode_s = st->decode_us / 1e6;
   return gst_structure_new (name,
@@ -1124,8 +1130,8 @@ stats_structure (const char *name, guint64 index, const LevSessionStats *st)
                             decode_s > 0 ? st->generated_tokens / decode_s : 0.0,
                             "stop-reason", G_TYPE_STRING, lev_stop_reason_name (st->reason),
                             "kernels", G_TYPE_STRING, lev_kernels_name (),
-                            /* streams decoded together in this response's steps (1: alone) */
-                            "batch-size", G_TYPE_UINT, 1u, NULL);
+                            /* the most streams one step of the shared engine has decoded together */
+                            "batch-size", G_TYPE_UINT, batch, NULL);
 }
 
 /* Applies changed properties to the session; FALSE (error posted) when they cannot be used. */
@@ -1226,7 +1232,9 @@ generate (GstLevTextGen *self, GstLevTextGenPrompt *p)
     g_free (sep);
   }
   GstLevTextGenOut *o = g_new0 (GstLevTextGenOut, 1);
-  o->stats = stats_structure (LEV_END_OF_RESPONSE, self->n_responses++, &st);
+  LevEngineStats es;
+  lev_engine_get_stats (gst_lev_shared_engine_engine (self->shared), &es);
+  o->stats = stats_structure (LEV_END_OF_RESPONSE, self->n_responses++, &st, MAX (es.max_contexts, 1u));
   GST_DEBUG_OBJECT (self, "response %" G_GUINT64_FORMAT ": %u prompt tokens, %u generated, %s",
                     self->n_responses - 1, st.prompt_tokens, st.generated_tokens, lev_stop_reason_name (st.reason));
   return enqueue_out (self, o) ? GST_FLOW_OK : GST_FLOW_FLUSHING;
@@ -1563,6 +1571,55 @@ post_source_progress (const char *stage, const char *item, guint64 done, guint64
   g_free (base);
 }
 
+/* Keeps a "leviathan.engine" context given by the application or the bin (a later one applies at the next
+ * NULL→READY). */
+static void
+gst_lev_text_gen_set_context (GstElement *element, GstContext *context)
+{
+  GstLevTextGen *self = GST_LEV_TEXT_GEN (element);
+  if (gst_context_has_context_type (context, GST_LEV_ENGINE_CONTEXT_TYPE)) {
+    GST_OBJECT_LOCK (self);
+    gst_context_replace (&self->engine_context, context);
+    GST_OBJECT_UNLOCK (self);
+  }
+  GST_ELEMENT_CLASS (gst_lev_text_gen_parent_class)->set_context (element, context);
+}
+
+/* Returns the engine group of this element: of the "leviathan.engine" context it was given, else asked for with a
+ * need-context message (answered by the application or by a bin that has one), else the process-wide default group,
+ * whose context it then posts in have-context so that the bins give it to their other elements. */
+static gchar *
+engine_group (GstLevTextGen *self)
+{
+  GST_OBJECT_LOCK (self);
+  gboolean have = self->engine_context != NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (!have)
+    gst_element_post_message (GST_ELEMENT (self),
+                              gst_message_new_need_context (GST_OBJECT (self), GST_LEV_ENGINE_CONTEXT_TYPE));
+  GST_OBJECT_LOCK (self);
+  GstContext *context = self->engine_context ? gst_context_ref (self->engine_context) : NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (!context) {
+    context = gst_lev_engine_context_new (GST_LEV_ENGINE_DEFAULT_GROUP);
+    gst_element_set_context (GST_ELEMENT (self), context);
+    gst_element_post_message (GST_ELEMENT (self),
+                              gst_message_new_have_context (GST_OBJECT (self), gst_context_ref (context)));
+  }
+  gchar *group = gst_lev_engine_context_group (context);
+  GST_DEBUG_OBJECT (self, "engine group %s", group);
+  gst_context_unref (context);
+  return group;
+}
+
+/* Gives the shared engine back (after the session made on it was freed). */
+static void
+release_engine (GstLevTextGen *self)
+{
+  g_clear_pointer (&self->shared, gst_lev_shared_engine_release);
+  self->model = NULL;
+}
+
 static gboolean
 load_model (GstLevTextGen *self)
 {
@@ -1581,21 +1638,25 @@ load_model (GstLevTextGen *self)
                             gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_START, "load-model",
                                                       "Loading the model"));
   GError *err = NULL;
-  if (!path || !path[0])
+  if (!path || !path[0]) {
     g_set_error (&err, LEV_ERROR, LEV_ERROR_IO, "no model given (property 'model')");
-  else {
+  } else {
     /* a GGUF, a Hugging Face directory or hf:ORG/NAME: downloaded and converted once into the model cache */
     LevSourceOptions so = { 0 };
     so.progress = post_source_progress;
     so.progress_data = self;
     gchar *file = lev_source_resolve (path, &so, &err);
-    mp.adapter_path = adapter;
-    self->model = file ? lev_model_load_full (file, &mp, &err) : NULL;
-    g_free (file);
-  }
-  if (self->model && !lev_model_has_weights (self->model)) {
-    g_set_error (&err, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "%s holds a tokenizer but no weights", path);
-    g_clear_pointer (&self->model, lev_model_free);
+    if (file) {
+      GST_OBJECT_LOCK (self);
+      LevSessionParams p = session_params_locked (self);
+      GST_OBJECT_UNLOCK (self);
+      gchar *group = engine_group (self);
+      self->shared = gst_lev_shared_engine_acquire (group, file, adapter && adapter[0] ? adapter : NULL, mp.flags,
+                                                    p.n_threads, p.act_quant, &err);
+      g_free (group);
+      g_free (file);
+    }
+    self->model = self->shared ? gst_lev_shared_engine_model (self->shared) : NULL;
   }
   if (!self->model) {
     gst_element_post_message (GST_ELEMENT (self),
@@ -1617,8 +1678,10 @@ load_model (GstLevTextGen *self)
   }
   g_free (adapter);
   self->vocab_id = lev_session_vocab_id (self->model);
-  GST_INFO_OBJECT (self, "loaded %s (%s, vocabulary %s)", path, lev_arch_name (lev_model_arch (self->model)),
-                   self->vocab_id ? self->vocab_id : "none");
+  GST_INFO_OBJECT (self, "loaded %s (%s, vocabulary %s) on shared engine %u", path,
+                   lev_arch_name (lev_model_arch (self->model)), self->vocab_id ? self->vocab_id : "none",
+                   gst_lev_shared_engine_id (self->shared));
+  g_object_notify (G_OBJECT (self), "engine-id");
   gst_element_post_message (GST_ELEMENT (self),
                             gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_COMPLETE, "load-model",
                                                       "Model loaded"));
@@ -1645,7 +1708,7 @@ start_session (GstLevTextGen *self)
   GST_INFO_OBJECT (self, "memory: %" G_GUINT64_FORMAT " MiB (model file %" G_GUINT64_FORMAT " MiB, KV cache %"
                    G_GUINT64_FORMAT " MiB, scratch %" G_GUINT64_FORMAT " MiB), limit %" G_GUINT64_FORMAT " MiB",
                    est.total >> 20, est.weights >> 20, est.kv_cache >> 20, est.scratch >> 20, p.memory_limit >> 20);
-  self->session = lev_session_new (self->model, &p, &err);
+  self->session = lev_session_new_on_engine (gst_lev_shared_engine_engine (self->shared), &p, &err);
   g_free (grammar);
   g_free (sys);
   g_strfreev (stops);
@@ -1698,7 +1761,7 @@ gst_lev_text_gen_change_state (GstElement *element, GstStateChange transition)
     break;
   case GST_STATE_CHANGE_READY_TO_NULL:
     g_clear_pointer (&self->session, lev_session_free);
-    g_clear_pointer (&self->model, lev_model_free);
+    release_engine (self);
     g_clear_pointer (&self->vocab_id, g_free);
     break;
   default:
@@ -1714,7 +1777,8 @@ gst_lev_text_gen_finalize (GObject *object)
 {
   GstLevTextGen *self = GST_LEV_TEXT_GEN (object);
   g_clear_pointer (&self->session, lev_session_free);
-  g_clear_pointer (&self->model, lev_model_free);
+  release_engine (self);
+  g_clear_pointer (&self->engine_context, gst_context_unref);
   g_free (self->vocab_id);
   g_free (self->model_path);
   g_free (self->adapter_path);
@@ -1795,6 +1859,7 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   gobject_class->get_property = gst_lev_text_gen_get_property;
   gobject_class->finalize = gst_lev_text_gen_finalize;
   element_class->change_state = GST_DEBUG_FUNCPTR (gst_lev_text_gen_change_state);
+  element_class->set_context = GST_DEBUG_FUNCPTR (gst_lev_text_gen_set_context);
 
   const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
   const GParamFlags live = rw | GST_PARAM_MUTABLE_PLAYING;
@@ -1852,6 +1917,12 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
                        "each output buffer's Lev.TokenMeta lists with their log-probabilities (0: none; the "
                        "meta always holds the buffer's token ids and their log-probabilities)", 0,
                        LEV_MAX_TOP_LOGPROBS, 0, live));
+  g_object_class_install_property (gobject_class, PROP_ENGINE_ID,
+    g_param_spec_uint ("engine-id", "Engine", "The shared engine (model and threads) the element runs on from "
+                       "NULL→READY to READY→NULL, a number unique in the process (0: none): elements of one "
+                       "\"leviathan.engine\" context group that name the same model, adapter and n-threads "
+                       "share one, and their streams are batched together", 0, G_MAXUINT, 0,
+                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   /**
    * GstLevTextGen::cancel:

@@ -10,7 +10,7 @@ tests=()
 if [ "${1:-}" = "--tsan" ]; then
   dir=build-tsan
   opts+=(-Db_sanitize=thread -Db_lundef=false -Dbuildtype=debugoptimized)
-  tests=(threads element element_stress)
+  tests=(threads element element_stress element_streams)
   # uninstrumented GLib/GStreamer: their own accesses are not checked, GSlice's recycling becomes malloc/free
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4:ignore_noninstrumented_modules=1"
   export TSAN_OPTIONS="$TSAN_OPTIONS:suppressions=$(pwd)/tests/tsan/tsan.supp" G_SLICE=always-malloc

@@ -145,9 +145,9 @@ lev_session_memory_estimate (const LevModel *model, const LevSessionParams *para
   lev_context_memory_estimate (model, &cp, (LevKvType) params->kv_type, est);
 }
 
-/* Creates a session. */
-LevSession *
-lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error)
+/* Creates a session with a context of its own threads, or on engine when it is not NULL. */
+static LevSession *
+session_new (const LevModel *model, LevEngine *engine, const LevSessionParams *params, GError **error)
 {
   if (!lev_model_has_weights (model)) {
     g_set_error (error, LEV_ERROR, LEV_ERROR_NO_WEIGHTS, "the model file holds no weights (tokenizer only)");
@@ -172,7 +172,8 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
       return NULL;
     }
   }
-  LevContext *ctx = lev_context_new_kv (model, &cp, (LevKvType) params->kv_type, error);
+  LevContext *ctx = engine ? lev_engine_context_new_kv (engine, &cp, (LevKvType) params->kv_type, error)
+                           : lev_context_new_kv (model, &cp, (LevKvType) params->kv_type, error);
   if (!ctx)
     return NULL;
   LevSession *s = g_new0 (LevSession, 1);
@@ -195,6 +196,20 @@ lev_session_new (const LevModel *model, const LevSessionParams *params, GError *
     return NULL;
   }
   return s;
+}
+
+/* Creates a session. */
+LevSession *
+lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error)
+{
+  return session_new (model, NULL, params, error);
+}
+
+/* Creates a session whose context runs on engine (n_threads and act_quant are the engine's). */
+LevSession *
+lev_session_new_on_engine (LevEngine *engine, const LevSessionParams *params, GError **error)
+{
+  return session_new (lev_engine_model (engine), engine, params, error);
 }
 
 /* Frees a session. */

@@ -96,6 +96,10 @@ void lev_session_memory_estimate (const LevModel *model, const LevSessionParams 
 /* Creates a session (context and sampler) over model, which must outlive it; NULL with error set (also when the
  * estimate exceeds params->memory_limit, before anything is allocated). */
 LevSession *lev_session_new (const LevModel *model, const LevSessionParams *params, GError **error);
+/* Creates a session whose context runs on engine, which it keeps (its model, threads and activation mode: params'
+ * n_threads and act_quant are not used): its evaluations share the engine's batched steps with the other sessions
+ * on it, each with its own sampler, settings and stop rules; NULL with error set. */
+LevSession *lev_session_new_on_engine (LevEngine *engine, const LevSessionParams *params, GError **error);
 /* Frees a session. */
 void lev_session_free (LevSession *session);
 /* Replaces the parameters used by the next prompts (n_threads and n_ctx are ignored); FALSE with error set when

@@ -65,62 +65,70 @@ test_hook_counts (void)
   g_assert_cmpint (atomic_load (&n_allocs), ==, 2);
 }
 
-/* Converts a fixture to a temporary file in format and checks that decoding allocates nothing after warm-up. */
+/* Converts a fixture to a temporary file in format and checks that decoding allocates nothing after warm-up, with a
+ * context of its own threads and with one on an engine (whose steps the scheduler runs). */
 static void
 check_decode (const char *src_rel, const char *tok_rel, LevOutFormat format, LevOutFormat embd)
 {
-  gchar *src = lev_test_fixture (src_rel), *tok = tok_rel ? lev_test_fixture (tok_rel) : NULL;
-  GError *error = NULL;
-  LevConvModel *cm = lev_import_any (src, &error);
-  g_assert_no_error (error);
-  if (tok) {
-    if (cm->vocab)
-      lev_conv_vocab_free (cm->vocab);
-    cm->vocab = lev_import_vocab (tok, &error);
+  for (int on_engine = 0; on_engine < 2; on_engine++) {
+    gchar *src = lev_test_fixture (src_rel), *tok = tok_rel ? lev_test_fixture (tok_rel) : NULL;
+    GError *error = NULL;
+    LevConvModel *cm = lev_import_any (src, &error);
     g_assert_no_error (error);
+    if (tok) {
+      if (cm->vocab)
+        lev_conv_vocab_free (cm->vocab);
+      cm->vocab = lev_import_vocab (tok, &error);
+      g_assert_no_error (error);
+    }
+    gchar *dir = g_dir_make_tmp ("lev-noalloc-XXXXXX", NULL);
+    gchar *path = g_build_filename (dir, "m.leviathan", NULL);
+    g_assert_true (lev_write_model_full (cm, path, format, embd, FALSE, &error));
+    lev_conv_model_free (cm);
+    LevModel *m = lev_model_load (path, &error);
+    g_assert_no_error (error);
+    LevContextParams p = lev_context_default_params ();
+    p.n_ctx = 64;
+    p.n_threads = 2;
+    LevEngine *engine = on_engine ? lev_engine_new (m, 2, LEV_ACT_QUANT_AUTO, &error) : NULL;
+    g_assert_no_error (error);
+    atomic_store (&n_allocs, 0);
+    atomic_store (&counting, 1);
+    LevContext *c = engine ? lev_engine_context_new (engine, &p, &error) : lev_context_new (m, &p, &error);
+    atomic_store (&counting, 0);
+    g_assert_no_error (error);
+    /* the engine's own allocations are seen by the hook (a context on an engine has no scratch of its own) */
+    g_assert_cmpint (atomic_load (&n_allocs), >, engine ? 4 : 10);
+    uint32_t vocab = lev_model_hparams (m)->vocab_size;
+    int32_t toks[16];
+    for (int i = 0; i < 16; i++)
+      toks[i] = (int32_t) ((i * 37 + 5) % vocab);
+    lev_context_eval_batch (c, toks, 16, NULL);       /* warm-up: prompt block, then decode */
+    for (int i = 0; i < 8; i++)
+      lev_context_eval (c, toks[i], NULL);
+    atomic_store (&n_allocs, 0);
+    atomic_store (&counting, 1);
+    for (int i = 0; i < 100; i++) {                   /* runs past the 64-slot cache: the ring buffer wraps */
+      const float *logits = lev_context_eval (c, toks[i % 16], NULL);
+      g_assert_nonnull (logits);
+    }
+    lev_context_reset (c);
+    lev_context_eval_batch (c, toks, 16, NULL);
+    atomic_store (&counting, 0);
+    g_test_message ("%s (format %d%s): %ld heap allocations in 100 decoded tokens and a 16-token prompt", src_rel,
+                    (int) format, engine ? ", on an engine" : "", atomic_load (&n_allocs));
+    g_assert_cmpint (atomic_load (&n_allocs), ==, 0);
+    lev_context_free (c);
+    if (engine)
+      lev_engine_unref (engine);
+    lev_model_free (m);
+    g_unlink (path);
+    g_rmdir (dir);
+    g_free (path);
+    g_free (dir);
+    g_free (src);
+    g_free (tok);
   }
-  gchar *dir = g_dir_make_tmp ("lev-noalloc-XXXXXX", NULL);
-  gchar *path = g_build_filename (dir, "m.leviathan", NULL);
-  g_assert_true (lev_write_model_full (cm, path, format, embd, FALSE, &error));
-  lev_conv_model_free (cm);
-  LevModel *m = lev_model_load (path, &error);
-  g_assert_no_error (error);
-  LevContextParams p = lev_context_default_params ();
-  p.n_ctx = 64;
-  p.n_threads = 2;
-  atomic_store (&n_allocs, 0);
-  atomic_store (&counting, 1);
-  LevContext *c = lev_context_new (m, &p, &error);
-  atomic_store (&counting, 0);
-  g_assert_no_error (error);
-  g_assert_cmpint (atomic_load (&n_allocs), >, 10);  /* the engine's own allocations are seen by the hook */
-  uint32_t vocab = lev_model_hparams (m)->vocab_size;
-  int32_t toks[16];
-  for (int i = 0; i < 16; i++)
-    toks[i] = (int32_t) ((i * 37 + 5) % vocab);
-  lev_context_eval_batch (c, toks, 16, NULL);       /* warm-up: prompt block, then decode */
-  for (int i = 0; i < 8; i++)
-    lev_context_eval (c, toks[i], NULL);
-  atomic_store (&n_allocs, 0);
-  atomic_store (&counting, 1);
-  for (int i = 0; i < 100; i++) {                   /* runs past the 64-slot cache: the ring buffer wraps */
-    const float *logits = lev_context_eval (c, toks[i % 16], NULL);
-    g_assert_nonnull (logits);
-  }
-  lev_context_reset (c);
-  lev_context_eval_batch (c, toks, 16, NULL);
-  atomic_store (&counting, 0);
-  g_test_message ("%s (format %d): %ld heap allocations in 100 decoded tokens and a 16-token prompt", src_rel,
-                  (int) format, atomic_load (&n_allocs));
-  g_assert_cmpint (atomic_load (&n_allocs), ==, 0);
-  lev_context_free (c);
-  lev_model_free (m);
-  g_unlink (path);
-  g_rmdir (dir);
-  g_free (path);
-  g_free (dir);
-  g_free (src);
-  g_free (tok);
 }
 
 static void

@@ -11,6 +11,7 @@
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,9 @@ static gboolean opt_fork_join = FALSE;
 static gboolean opt_kernel_choice = FALSE;
 static gboolean opt_no_mmap = FALSE;
 static gboolean opt_check_tensors = FALSE;
+static gchar *opt_streams = NULL;
+static gint opt_stream_prompt = 64;
+static gint opt_stream_tokens = 64;
 
 /* Prints the program's name and version (--version) and exits. */
 static gboolean
@@ -87,6 +91,15 @@ static GOptionEntry entries[] = {
   { "group-scales", 0, 0, G_OPTION_ARG_INT, &opt_group_scales, "Synthetic: one scale per G weights of each row of "
     "the t2 / t1 / b1 matrices instead of one per row: 128 = one per block (levconvert --scale group; t1: 160) or "
     "64 (--scale group64; t2, b1) (default 0 = per row)", "G" },
+  { "streams", 0, 0, G_OPTION_ARG_STRING, &opt_streams, "Instead of the tests: concurrent streams on one engine, for "
+    "each comma-separated count N (say 1,2,4,8): N threads each evaluating a prompt (--stream-prompt) and decoding "
+    "--stream-tokens tokens, the last one joining once the others decode; aggregate and per-stream tokens/s, time "
+    "to first token, tokens per batched step, and one stream on a context of its own threads (today's path)",
+    "LIST" },
+  { "stream-prompt", 0, 0, G_OPTION_ARG_INT, &opt_stream_prompt, "--streams: prompt tokens of each stream (default "
+    "64)", "N" },
+  { "stream-tokens", 0, 0, G_OPTION_ARG_INT, &opt_stream_tokens, "--streams: decoded tokens of each stream (default "
+    "64)", "N" },
   { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &opt_no_bandwidth, "Skip the memory bandwidth measurement", NULL },
   { "kernel-rate", 0, 0, G_OPTION_ARG_NONE, &opt_kernel_rate, "Instead of a model: the code rate of every kernel "
     "implementation and encoding on a cache-resident matrix, one thread, one token and a 32-token tile (GB/s of "
@@ -659,6 +672,227 @@ usage_error (const char *fmt, ...)
   return 2;
 }
 
+/* One stream of --streams: its context, tokens and timings (monotonic microseconds). */
+typedef struct {
+  LevContext *ctx;
+  const int32_t *toks;
+  uint32_t prompt, decode;
+  gboolean joins;             /* starts once stream 0 has decoded a quarter of its tokens */
+  gint *progress;             /* stream 0's decoded tokens (atomic) */
+  gint *go;                   /* the start signal (atomic) */
+  gint64 t_start, t_first, t_end;
+} BenchStream;
+
+static gpointer
+bench_stream (gpointer data)
+{
+  BenchStream *b = data;
+  while (!g_atomic_int_get (b->go))
+    g_usleep (100);
+  if (b->joins)
+    while (g_atomic_int_get (b->progress) < (gint) b->decode / 4)
+      g_usleep (200);
+  b->t_start = g_get_monotonic_time ();
+  lev_context_eval_batch (b->ctx, b->toks, b->prompt, NULL);
+  b->t_first = g_get_monotonic_time ();      /* the prompt's logits: the first token can be sampled */
+  for (uint32_t i = 0; i < b->decode; i++) {
+    lev_context_eval (b->ctx, b->toks[b->prompt + i], NULL);
+    if (!b->joins)
+      g_atomic_int_inc (b->progress);
+  }
+  b->t_end = g_get_monotonic_time ();
+  return NULL;
+}
+
+/* What one --streams measurement of N streams gave. */
+typedef struct {
+  double aggregate, min_rate, mean_rate, ttft_ms, join_ttft_ms, per_step;
+} StreamsResult;
+
+/* Runs n streams on the engine at the same time (the last one joining once the others decode); FALSE with an error
+ * printed. */
+static gboolean
+measure_streams (LevEngine *engine, uint32_t n, const int32_t *toks, uint32_t prompt, uint32_t decode,
+                 StreamsResult *res)
+{
+  GError *error = NULL;
+  BenchStream *bs = g_new0 (BenchStream, n);
+  GThread **th = g_new (GThread *, n);
+  gint go = 0, progress = 0;
+  LevContextParams cp = lev_context_default_params ();
+  cp.n_ctx = (uint32_t) opt_ctx;
+  for (uint32_t i = 0; i < n; i++) {
+    bs[i] = (BenchStream) { lev_engine_context_new (engine, &cp, &error), toks, prompt, decode,
+                            n > 1 && i == n - 1, &progress, &go, 0, 0, 0 };
+    if (!bs[i].ctx) {
+      g_printerr ("levbench: %s\n", error->message);
+      g_error_free (error);
+      for (uint32_t k = 0; k < i; k++)
+        lev_context_free (bs[k].ctx);
+      g_free (bs);
+      g_free (th);
+      return FALSE;
+    }
+  }
+  LevEngineStats s0, s1;
+  lev_engine_get_stats (engine, &s0);
+  for (uint32_t i = 0; i < n; i++)
+    th[i] = g_thread_new ("stream", bench_stream, &bs[i]);
+  g_atomic_int_set (&go, 1);
+  for (uint32_t i = 0; i < n; i++)
+    g_thread_join (th[i]);
+  lev_engine_get_stats (engine, &s1);
+  gint64 first = G_MAXINT64, last = 0;
+  double sum_rate = 0, ttft = 0;
+  res->min_rate = G_MAXDOUBLE;
+  for (uint32_t i = 0; i < n; i++) {
+    double rate = decode / ((bs[i].t_end - bs[i].t_first) / 1e6);
+    res->min_rate = MIN (res->min_rate, rate);
+    sum_rate += rate;
+    first = MIN (first, bs[i].t_first);
+    last = MAX (last, bs[i].t_end);
+    if (!bs[i].joins)
+      ttft += (bs[i].t_first - bs[i].t_start) / 1e3;
+    lev_context_free (bs[i].ctx);
+  }
+  res->aggregate = (double) n * decode / ((last - first) / 1e6);
+  res->mean_rate = sum_rate / n;
+  res->ttft_ms = ttft / (n > 1 ? n - 1 : 1);
+  res->join_ttft_ms = n > 1 ? (bs[n - 1].t_first - bs[n - 1].t_start) / 1e3 : 0;
+  res->per_step = (double) (s1.rows - s0.rows) / (double) MAX (s1.steps - s0.steps, 1u);
+  g_free (bs);
+  g_free (th);
+  return TRUE;
+}
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
+
+/* Returns the median of n values (sorted in place). */
+static double
+median (double *v, int n)
+{
+  qsort (v, (size_t) n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Returns the median over reps rounds (rows stride apart from row) of the double at offset; v holds reps values. */
+static double
+field_median (const StreamsResult *row, int reps, guint stride, size_t offset, double *v)
+{
+  for (int r = 0; r < reps; r++)
+    v[r] = *(const double *) (const void *) ((const char *) &row[(size_t) r * stride] + offset);
+  return median (v, reps);
+}
+
+/* --streams: --reps rounds of: one stream on a context of its own threads (the path of every front end before
+ * engines were shared), then for each count that many streams on one engine at the same time; the medians over the
+ * rounds, ratios taken within each round (a loaded machine slows whole rounds). */
+static int
+run_streams (LevModel *model, LevContext *own_ctx, uint32_t threads, const int32_t *toks, const char *model_name)
+{
+  uint32_t prompt = (uint32_t) opt_stream_prompt, decode = (uint32_t) opt_stream_tokens;
+  if (opt_stream_prompt < 1 || opt_stream_tokens < 4 || prompt + decode > (uint32_t) opt_ctx) {
+    g_printerr ("levbench: --stream-prompt (>= 1) plus --stream-tokens (>= 4) must fit --ctx\n");
+    return 2;
+  }
+  gchar **counts = g_strsplit (opt_streams, ",", -1);
+  guint n_counts = g_strv_length (counts);
+  uint32_t *ns = g_new0 (uint32_t, n_counts + 1);
+  for (guint k = 0; k < n_counts; k++) {
+    guint64 n64 = g_ascii_strtoull (counts[k], NULL, 10);
+    if (n64 < 1 || n64 > LEV_PREFILL_BLOCK) {
+      g_printerr ("levbench: bad stream count %s (1..%u)\n", counts[k], LEV_PREFILL_BLOCK);
+      g_strfreev (counts);
+      g_free (ns);
+      return 2;
+    }
+    ns[k] = (uint32_t) n64;
+  }
+  g_strfreev (counts);
+  GError *error = NULL;
+  LevEngine *engine = lev_engine_new (model, threads, LEV_ACT_QUANT_AUTO, &error);
+  if (!engine) {
+    g_printerr ("levbench: %s\n", error->message);
+    g_error_free (error);
+    g_free (ns);
+    return 1;
+  }
+  int reps = MAX (opt_reps, 1);
+  /* per round: own rate, and per count the figures and the ratios to the round's first count */
+  double *own = g_new0 (double, reps);
+  StreamsResult *res = g_new0 (StreamsResult, (size_t) reps * n_counts);
+  int rc = 0;
+  for (int r = 0; r < reps && rc == 0; r++) {
+    lev_context_reset (own_ctx);
+    lev_context_eval_batch (own_ctx, toks, prompt, NULL);
+    gint64 t0 = g_get_monotonic_time ();
+    for (uint32_t i = 0; i < decode; i++)
+      lev_context_eval (own_ctx, toks[prompt + i], NULL);
+    own[r] = decode / ((g_get_monotonic_time () - t0) / 1e6);
+    for (guint k = 0; k < n_counts && rc == 0; k++)
+      if (!measure_streams (engine, ns[k], toks, prompt, decode, &res[(size_t) r * n_counts + k]))
+        rc = 1;
+  }
+  if (rc == 0) {
+    double *v = g_new (double, reps), *w = g_new (double, reps);
+    for (int r = 0; r < reps; r++)
+      v[r] = res[(size_t) r * n_counts].aggregate / own[r];
+    double first_vs_own = median (v, reps), own_med = median (own, reps);
+    if (!opt_json) {
+      g_print ("levbench --streams: %s, %u threads, prompt %u + %u decoded tokens per stream, medians of %d "
+               "rounds; one stream on a context of its own threads: %.1f tokens/s, %u stream%s on the engine: "
+               "%.1f%% of that\n", model_name, threads, prompt, decode, reps, own_med, ns[0], ns[0] > 1 ? "s" : "",
+               100.0 * first_vs_own);
+      g_print ("| streams | aggregate tokens/s | x first row | per-stream tokens/s min / mean | per-stream mean vs "
+               "first row | TTFT ms, starting together | TTFT ms, joining under load | tokens per step |\n"
+               "|---|---|---|---|---|---|---|---|\n");
+    }
+    for (guint k = 0; k < n_counts; k++) {
+      StreamsResult m;
+      /* the medians of each figure, and of the ratios to the first count within each round */
+      const StreamsResult *row = res + k;
+      m.aggregate = field_median (row, reps, n_counts, offsetof (StreamsResult, aggregate), v);
+      m.min_rate = field_median (row, reps, n_counts, offsetof (StreamsResult, min_rate), v);
+      m.mean_rate = field_median (row, reps, n_counts, offsetof (StreamsResult, mean_rate), v);
+      m.ttft_ms = field_median (row, reps, n_counts, offsetof (StreamsResult, ttft_ms), v);
+      m.join_ttft_ms = field_median (row, reps, n_counts, offsetof (StreamsResult, join_ttft_ms), v);
+      m.per_step = field_median (row, reps, n_counts, offsetof (StreamsResult, per_step), v);
+      for (int r = 0; r < reps; r++) {
+        v[r] = res[(size_t) r * n_counts + k].aggregate / res[(size_t) r * n_counts].aggregate;
+        w[r] = res[(size_t) r * n_counts + k].mean_rate / res[(size_t) r * n_counts].aggregate;
+      }
+      double x_agg = median (v, reps), x_each = median (w, reps);
+      if (opt_json) {
+        gchar *name = json_escape (model_name);
+        g_print ("{\"model\": \"%s\", \"test\": \"streams\", \"streams\": %u, \"threads\": %u, \"prompt\": %u, "
+                 "\"decode\": %u, \"rounds\": %d, \"own_context_tokens_per_s\": %.2f, \"aggregate_tokens_per_s\": "
+                 "%.2f, \"aggregate_vs_first\": %.3f, \"per_stream_min\": %.2f, \"per_stream_mean\": %.2f, "
+                 "\"per_stream_vs_first\": %.3f, \"ttft_ms\": %.2f, \"ttft_join_ms\": %.2f, \"tokens_per_step\": "
+                 "%.2f}\n", name, ns[k], threads, prompt, decode, reps, own_med, m.aggregate, x_agg, m.min_rate,
+                 m.mean_rate, x_each, m.ttft_ms, m.join_ttft_ms, m.per_step);
+        g_free (name);
+      } else {
+        gchar *join = ns[k] > 1 ? g_strdup_printf ("%.1f", m.join_ttft_ms) : g_strdup ("-");
+        g_print ("| %u | %.1f | %.2f | %.1f / %.1f | %.0f%% | %.1f | %s | %.2f |\n", ns[k], m.aggregate, x_agg,
+                 m.min_rate, m.mean_rate, 100.0 * x_each, m.ttft_ms, join, m.per_step);
+        g_free (join);
+      }
+    }
+    g_free (v);
+    g_free (w);
+  }
+  g_free (own);
+  g_free (res);
+  g_free (ns);
+  lev_engine_unref (engine);
+  return rc;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -750,12 +984,22 @@ main (int argc, char **argv)
   LevMemoryEstimate est;                  /* what levrun --memory and the element's memory-limit compare */
   lev_context_memory_estimate (model, &cp, kv, &est);
   uint32_t threads = opt_threads > 0 ? (uint32_t) opt_threads : g_get_num_processors ();
-  double bw = opt_no_bandwidth ? 0 : measure_bandwidth (threads);
+  double bw = opt_no_bandwidth || opt_streams ? 0 : measure_bandwidth (threads);
   uint64_t weight_bytes = lev_model_bytes_per_token (model);
   gchar **tests = g_strsplit (opt_tests ? opt_tests : "pp128,pp512,tg128", ",", -1);
   int32_t *toks = g_new (int32_t, MAX ((uint32_t) opt_ctx, 512u) + 1);
   for (int i = 0; i <= MAX (opt_ctx, 512); i++)
     toks[i] = (int32_t) (rnd64 () % lev_model_vocab_size (model));
+  if (opt_streams) {
+    lev_context_eval_batch (ctx, toks, 8, NULL);   /* warm-up: fault the weights in */
+    int src = run_streams (model, ctx, threads, toks, model_name);
+    g_strfreev (tests);
+    g_free (toks);
+    lev_context_free (ctx);
+    lev_model_free (model);
+    g_free (path);
+    return src;
+  }
   if (!opt_json) {
     g_print ("levbench: %s, body %s, head %s, KV %s, kernels (one token/tiles) %s, %u threads, ctx %d; memory read "
              "bandwidth %.1f GB/s; memory estimate %.1f MiB\n", model_name, format, embd_format, kv_name, lev_kernels_name (),

@@ -1,0 +1,30 @@
+/* lev_engine_private.h: what the engine's scheduler (lev_engine.c) and the forward pass (lev_forward.c) share. */
+#pragma once
+
+#include "leviathan-ext.h"
+
+G_BEGIN_DECLS
+
+/* Creates a context whose evaluations engine runs (its threads and scratch; the context holds a reference). */
+LevContext *lev_context_new_on_engine (const LevModel *model, const LevContextParams *params, LevKvType kv_type,
+                                       LevEngine *engine, GError **error);
+/* Sizes lead's scratch for batched steps over contexts of up to n_ctx slots (attention weights, logits rows). */
+void lev_context_reserve_batch (LevContext *lead, uint32_t n_ctx);
+/* Runs one batched step with lead's threads and scratch: row i is tokens[i] of ctxs[i] at that context's next
+ * position (a context's rows consecutive; n at most LEV_PREFILL_BLOCK); each context's position advances by its rows
+ * and its logits are those of its last row. */
+void lev_forward_rows (LevContext *lead, LevContext *const *ctxs, const int32_t *tokens, uint32_t n);
+/* Returns how many of n tokens c takes in one block from its position (a block must not wrap the ring buffer). */
+uint32_t lev_context_block_tokens (const LevContext *c, uint32_t n);
+/* Checks c's logits for NaN and infinity; FALSE with LEV_ERROR_NUMERIC set (naming a bad weight) when one is. */
+gboolean lev_context_check_logits (const LevContext *c, GError **error);
+/* Evaluates n tokens (checked against the vocabulary) of c, a context of engine, in the engine's shared steps;
+ * c's logits are those of the last token; FALSE with error set. */
+gboolean lev_engine_eval (LevEngine *engine, LevContext *c, const int32_t *tokens, uint32_t n, GError **error);
+
+/* Returns the number of threads of c's pool, the caller's included. */
+uint32_t lev_context_n_threads (const LevContext *c);
+/* Forgets a context of the engine being freed (lev_context_free). */
+void lev_engine_forget_context (LevEngine *engine, const LevContext *c);
+
+G_END_DECLS
