@@ -3,7 +3,8 @@
 # error-compensation step, scored by levppl (perplexity, KL divergence and top-1 agreement against the float model)
 # on KJV and on in-domain text, with conversion time and decode speed. One JSON object per line on stdout.
 # Usage: scripts/quality.sh [stories|twin|curve|groups|calib|rotate|all]   (BUILD=build, FIX=tests/data,
-#        OUT=/tmp/lev-quality; NOBENCH=1 skips the decode-speed column)
+#        OUT=/tmp/lev-quality; NOBENCH=1 skips the decode-speed column; CALIBS="indomain datafree" limits the calib
+#        section's calibrations)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -158,7 +159,7 @@ if [ "$what" = calib ] || [ "$what" = all ]; then
   # scored on the held-out Genesis-Exodus, which neither calibration saw (first 10,000 tokens)
   for fmt in t2 b1; do
     for c in ef ef+outliers+lowrank; do
-      for cal in indomain datafree builtin; do
+      for cal in ${CALIBS:-indomain datafree builtin}; do
         secs=$(convert "c-$fmt-$c-$cal" models/float-twin -f "$fmt" --compensate "$c" $(calib_opts $cal))
         score "twin $fmt $c calib=$cal" kjv-heldout "$OUT/c-$fmt-$c-$cal.leviathan" "$OUT/t-f32.leviathan" "$KJV" \
           "$secs" --lines --ctx 256 --stride 255 --max-tokens 10000
