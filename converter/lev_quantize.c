@@ -42,8 +42,8 @@ lev_quant_builtin_calibration (void)
 LevQuantOptions
 lev_quant_default_options (LevOutFormat format)
 {
-  LevQuantOptions o = { format, LEV_COMP_NONE, LEV_SCALE_ROW, LEV_FIT_ABSMEAN, 0.005, 4, NULL, 4096, 256, FALSE, 0,
-                       FALSE };
+  LevQuantOptions o = { format, LEV_COMP_NONE, LEV_SCALE_ROW, LEV_FIT_ABSMEAN, 0.005, 4, NULL, FALSE, 1, 4096, 256,
+                       FALSE, 0, FALSE };
   return o;
 }
 
@@ -873,9 +873,125 @@ tensor_floats (const LevConvTensor *t)
   return w;
 }
 
+/* ---------------------------------------------------------------- rotation */
+
+gboolean
+lev_rotate_model (LevConvModel *model, guint32 seed, gboolean quiet, GError **error)
+{
+  const LevHParams *hp = &model->hp;
+  gboolean any_float = FALSE, any_ternary = FALSE;
+  for (guint l = 0; l < hp->n_layers; l++)
+    for (guint i = 0; i < LEV_N_LINEAR; i++) {
+      gchar *n = g_strdup_printf ("blk.%u.%s", l, lev_linear_name ((LevLinear) i));
+      LevConvTensor *t = lev_conv_model_find (model, n);
+      any_float = any_float || (t && t->type != LEV_SRC_TERNARY && t->type != LEV_SRC_ENCODED);
+      any_ternary = any_ternary || (t && (t->type == LEV_SRC_TERNARY || t->type == LEV_SRC_ENCODED));
+      g_free (n);
+    }
+  if (!any_float || any_ternary || (hp->flags & (LEV_HP_BITLINEAR_NORM | LEV_HP_ROTATED))) {
+    if (!quiet)
+      g_printerr ("levconvert: --rotate ignored: %s\n", (hp->flags & LEV_HP_ROTATED) ? "the model is rotated already"
+                  : "the matrices are natively ternary or already quantized (a rotation would make their weights "
+                    "float; they convert losslessly as they are)");
+    return TRUE;
+  }
+  guint q_dim = hp->n_heads * hp->head_dim;
+  guint cols_of[LEV_N_LINEAR_INPUTS] = { hp->dim, q_dim, hp->dim, hp->ffn_dim };
+  for (guint l = 0; l < hp->n_layers; l++)
+    for (guint i = 0; i < LEV_N_LINEAR; i++) {
+      gchar *n = g_strdup_printf ("blk.%u.%s", l, lev_linear_name ((LevLinear) i));
+      LevConvTensor *t = lev_conv_model_find (model, n);
+      LevLinearInput w = lev_linear_input ((LevLinear) i);
+      if (!t || t->shape[1] != cols_of[w]) {
+        g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_SHAPE, "rotation: tensor %s is missing or not %u "
+                     "columns wide", n, cols_of[w]);
+        g_free (n);
+        return FALSE;
+      }
+      g_free (n);
+      /* y = W x = (W R^T)(R x) with R = B diag(signs): each row w of W becomes R w, the same transform the engine
+       * applies to the input x */
+      guint rows = (guint) t->shape[0], cols = (guint) t->shape[1];
+      float *W = tensor_floats (t), *signs = g_new (float, cols);
+      lev_hadamard_signs (seed, l * LEV_N_LINEAR_INPUTS + w, signs, cols);
+      for (guint r = 0; r < rows; r++)
+        lev_hadamard (W + (gsize) r * cols, cols, signs);
+      g_free (signs);
+      g_free (t->owned);
+      t->owned = W;
+      t->data = W;
+      t->type = LEV_SRC_F32;
+    }
+  model->hp.flags |= LEV_HP_ROTATED;
+  model->hp.rotated_inputs = (1u << LEV_N_LINEAR_INPUTS) - 1;
+  model->hp.rotation_seed = seed;
+  if (!quiet)
+    g_printerr ("levconvert: rotated the inputs of every block's linear layers (randomized Hadamard, seed %u)\n",
+                seed);
+  return TRUE;
+}
+
 /* ---------------------------------------------------------------- the whole model */
 
-/* Tokenizes the calibration text with the model's tokenizer; returns the ids (at most opts->calib_tokens). */
+/* Data-free calibration (as LLM-QAT makes its training data): texts sampled from the float model itself, each
+ * started from BOS (else EOS, else token 0) and drawn with temperature 1 and no truncation (the model's own
+ * distribution, seeded: the same seed gives the same text), up to calib_ctx - 1 tokens or an EOS; n_want tokens in
+ * all, returned in *n_ids. */
+static int32_t *
+sampled_tokens (LevModel *fm, const LevQuantOptions *o, size_t n_want, size_t *n_ids, GError **error)
+{
+  const LevHParams *hp = lev_model_hparams (fm);
+  LevContextParams p = lev_context_default_params ();
+  p.n_ctx = MIN (o->calib_ctx, hp->max_ctx);
+  p.n_threads = o->n_threads;
+  p.act_quant = LEV_ACT_QUANT_OFF;
+  GError *local = NULL;
+  LevContext *ctx = lev_context_new (fm, &p, &local);
+  if (!ctx) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "calibration: %s", local->message);
+    g_error_free (local);
+    return NULL;
+  }
+  LevSamplerParams sp = lev_sampler_default_params ();
+  sp.temperature = 1.0f;
+  sp.top_k = 0;
+  sp.top_p = 1.0f;
+  sp.min_p = 0.0f;
+  sp.repeat_penalty = 1.0f;
+  sp.seed = o->calib_seed;
+  LevSampler *smp = lev_sampler_new (&sp, hp->vocab_size);
+  int32_t start = hp->bos_id >= 0 ? hp->bos_id : hp->eos_id >= 0 ? hp->eos_id : 0;
+  int32_t *ids = g_new (int32_t, n_want);
+  size_t n = 0, per_text = MAX (p.n_ctx, 2u) - 1;
+  gboolean ok = TRUE;
+  while (ok && n < n_want) {
+    lev_context_reset (ctx);
+    int32_t tok = start;
+    for (size_t k = 0; ok && k < per_text && n < n_want; k++) {
+      const float *logits = lev_context_eval (ctx, tok, &local);
+      if (!logits) {
+        ok = FALSE;
+        break;
+      }
+      tok = lev_sampler_sample (smp, logits);
+      ids[n++] = tok;
+      if (tok == hp->eos_id)
+        break;
+    }
+  }
+  if (!ok) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "calibration: %s", local->message);
+    g_error_free (local);
+    g_clear_pointer (&ids, g_free);
+  }
+  lev_sampler_free (smp);
+  lev_context_free (ctx);
+  *n_ids = n;
+  return ids;
+}
+
+/* Tokenizes the calibration text with the model's tokenizer, or without --calib samples it from the float model;
+ * returns the ids (at most opts->calib_tokens) and says on stderr which calibration it is. */
 static int32_t *
 calib_tokens (LevModel *fm, const LevQuantOptions *o, size_t *n_ids, GError **error)
 {
@@ -895,9 +1011,14 @@ calib_tokens (LevModel *fm, const LevQuantOptions *o, size_t *n_ids, GError **er
       g_free (text);
       return NULL;
     }
-  } else {
+  } else if (o->calib_builtin) {
     text = g_strdup (builtin_calibration);
     len = strlen (text);
+  } else {
+    if (!o->quiet)
+      g_printerr ("levconvert: calibration: %u tokens sampled from the float model (from BOS, temperature 1, seed "
+                  "%" G_GUINT64_FORMAT "; --calib FILE to use your own text)\n", o->calib_tokens, o->calib_seed);
+    return sampled_tokens (fm, o, o->calib_tokens, n_ids, error);
   }
   const LevTokenizer *tok = lev_model_tokenizer (fm);
   int32_t *ids = NULL;
@@ -928,6 +1049,9 @@ calib_tokens (LevModel *fm, const LevQuantOptions *o, size_t *n_ids, GError **er
     return NULL;
   }
   *n_ids = MIN (*n_ids, (size_t) o->calib_tokens);
+  if (!o->quiet)
+    g_printerr ("levconvert: calibration: %zu tokens of %s%s\n", *n_ids,
+                o->calib_path ? o->calib_path : "the built-in text", o->calib_lines ? ", a text per line" : "");
   return ids;
 }
 

@@ -28,12 +28,16 @@ static gchar *opt_calib = NULL;
 static gint opt_calib_tokens = 4096;
 static gint opt_calib_ctx = 256;
 static gboolean opt_calib_lines = FALSE;
+static gboolean opt_calib_builtin = FALSE;
+static gint64 opt_calib_seed = 1;
 static gchar *opt_outliers = NULL;
 static gint opt_rank = 4;
 static gchar *opt_scale = NULL;
 static gchar *opt_scale_fit = NULL;
 static gchar *opt_adapter_out = NULL;
 static gint opt_threads = 0;
+static gchar *opt_rotate = NULL;
+static gint64 opt_rotate_seed = 1;
 
 /* Prints the program's name and version (--version) and exits. */
 static gboolean
@@ -73,7 +77,12 @@ static GOptionEntry quant_entries[] = {
     "inverse Hessian of the inputs, GPTQ), ef+outliers (and sparse f16 outliers), ef+outliers+lowrank (and int8 "
     "low-rank adapters of the residual)", "MODE" },
   { "calib", 0, 0, G_OPTION_ARG_FILENAME, &opt_calib,
-    "UTF-8 calibration text run through the float model (default: a built-in text of about 330 words)", "FILE" },
+    "UTF-8 calibration text run through the float model (default: --calib-tokens tokens sampled from the float "
+    "model itself, from BOS with temperature 1)", "FILE" },
+  { "calib-builtin", 0, 0, G_OPTION_ARG_NONE, &opt_calib_builtin, "Without --calib, calibrate on the built-in text of "
+    "about 330 English words instead of sampled text (the default before data-free calibration)", NULL },
+  { "calib-seed", 0, 0, G_OPTION_ARG_INT64, &opt_calib_seed, "Seed of the sampled calibration text (default 1)",
+    "N" },
   { "calib-tokens", 0, 0, G_OPTION_ARG_INT, &opt_calib_tokens, "Calibration tokens at most (default 4096)", "N" },
   { "calib-ctx", 0, 0, G_OPTION_ARG_INT, &opt_calib_ctx, "Tokens per calibration window (default 256)", "N" },
   { "calib-lines", 0, 0, G_OPTION_ARG_NONE, &opt_calib_lines, "Each line of the calibration text is a text of its "
@@ -91,6 +100,11 @@ static GOptionEntry quant_entries[] = {
   { "adapter-out", 0, 0, G_OPTION_ARG_FILENAME, &opt_adapter_out,
     "Write the low-rank adapters to this adapter file instead of the model (mount with levrun --adapter)", "FILE" },
   { "threads", 0, 0, G_OPTION_ARG_INT, &opt_threads, "Threads of the calibration run (default: all CPUs)", "N" },
+  { "rotate", 0, 0, G_OPTION_ARG_STRING, &opt_rotate, "Incoherence processing of float matrices: none (default) or "
+    "hadamard (each linear input multiplied by a randomized Hadamard transform, the weights by its transpose, before "
+    "quantization and calibration; the engine applies it to the activations; any format)", "KIND" },
+  { "rotate-seed", 0, 0, G_OPTION_ARG_INT64, &opt_rotate_seed, "Seed of the rotation's random signs (default 1)",
+    "N" },
   { NULL }
 };
 
@@ -371,8 +385,26 @@ main (int argc, char **argv)
     return usage_error (octx, "--compensate, --scale and --scale-fit need --format t2, t1 or b1");
   if (qopt.scale_mode == LEV_SCALE_GROUP64 && format == LEV_OUT_T1)
     return usage_error (octx, "--scale group64 needs --format t2 or b1 (t1's groups are its 160-weight blocks)");
-  if ((opt_calib || opt_calib_lines || opt_outliers || opt_adapter_out) && qopt.compensate == LEV_COMP_NONE)
-    return usage_error (octx, "--calib, --calib-lines, --outliers and --adapter-out need --compensate");
+  if ((opt_calib || opt_calib_lines || opt_calib_builtin || opt_outliers || opt_adapter_out)
+      && qopt.compensate == LEV_COMP_NONE)
+    return usage_error (octx, "--calib, --calib-lines, --calib-builtin, --outliers and --adapter-out need "
+                        "--compensate");
+  if (opt_calib && opt_calib_builtin)
+    return usage_error (octx, "--calib and --calib-builtin exclude each other");
+  if (opt_calib_lines && !opt_calib && !opt_calib_builtin)
+    return usage_error (octx, "--calib-lines needs --calib FILE or --calib-builtin (sampled text ends its texts "
+                        "with EOS already)");
+  gboolean rotate = FALSE;
+  if (opt_rotate && g_ascii_strcasecmp (opt_rotate, "hadamard") == 0)
+    rotate = TRUE;
+  else if (opt_rotate && g_ascii_strcasecmp (opt_rotate, "none") != 0)
+    return usage_error (octx, "unknown --rotate (expected none or hadamard)");
+  if (opt_rotate_seed < 0 || opt_rotate_seed > G_MAXUINT32)
+    return usage_error (octx, "--rotate-seed must be between 0 and 4294967295");
+  if (opt_vocab_only && rotate)
+    return usage_error (octx, "--vocab-only writes no matrices to rotate");
+  if (opt_calib_seed < 0)
+    return usage_error (octx, "--calib-seed must not be negative");
   if (opt_adapter_out && qopt.compensate != LEV_COMP_EF_OUTLIERS_LOWRANK)
     return usage_error (octx, "--adapter-out needs --compensate ef+outliers+lowrank (the adapters it writes)");
   if (opt_vocab_only && quant_options)
@@ -384,6 +416,8 @@ main (int argc, char **argv)
   qopt.calib_tokens = (guint) opt_calib_tokens;
   qopt.calib_ctx = (guint) opt_calib_ctx;
   qopt.calib_lines = opt_calib_lines;
+  qopt.calib_builtin = opt_calib_builtin;
+  qopt.calib_seed = (guint64) opt_calib_seed;
   qopt.n_threads = (guint) opt_threads;
   qopt.quiet = opt_quiet;
   const char *src = argv[1];
@@ -458,6 +492,10 @@ main (int argc, char **argv)
     g_free (base);
   }
   gint64 t_quant = g_get_monotonic_time ();
+  if (model && rotate && !lev_rotate_model (model, (guint32) opt_rotate_seed, opt_quiet, &error)) {
+    lev_conv_model_free (model);
+    model = NULL;
+  }
   if (model && quantize && !lev_quantize_model (model, &qopt, &error)) {
     lev_conv_model_free (model);
     model = NULL;
@@ -510,5 +548,6 @@ main (int argc, char **argv)
   g_free (opt_scale);
   g_free (opt_scale_fit);
   g_free (opt_adapter_out);
+  g_free (opt_rotate);
   return 0;
 }

@@ -151,6 +151,19 @@ quantize_worker (void *arg, uint32_t t, uint32_t slot)
   finish_quantized_row (c, t, j->cols);
 }
 
+/* Multiplies n rows of x (cols values, ldx apart) in place by the randomized Hadamard transform of linear input
+ * `which` of layer l when the model rotates that input (the converter rotated the weights that read it). */
+static void
+rotate_input (LevContext *c, uint32_t l, LevLinearInput which, float *x, size_t ldx, uint32_t n, uint32_t cols)
+{
+  const LevModel *m = c->model;
+  if (!(m->hp.rotated_inputs & (1u << which)))
+    return;
+  const float *signs = m->rot_signs[which] + (size_t) l * cols;
+  for (uint32_t t = 0; t < n; t++)
+    c->kern->hadamard (x + t * ldx, cols, signs);
+}
+
 /* Prepares x (n rows of cols values) as a linear input, quantized to int8 per token the way the model was
  * trained when it quantizes its activations. */
 static LinearInput
@@ -533,6 +546,7 @@ forward_rows (LevContext *c, const int32_t *tokens, uint32_t n)
       else
         rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->attn_norm, dim, hp->norm_eps);
     }
+    rotate_input (c, l, LEV_LINEAR_INPUT_QKV, c->xb, W, n, dim);
     if (c->observer)
       c->observer (c->observer_data, l, LEV_LINEAR_INPUT_QKV, c->xb, W, n, dim);
     LinearInput in = linear_input (c, c->xb, W, n, dim);
@@ -578,6 +592,7 @@ forward_rows (LevContext *c, const int32_t *tokens, uint32_t n)
     if (L->attn_sub_norm)
       for (uint32_t i = 0; i < n; i++)
         rmsnorm (c->xb + (size_t) i * W, c->xb + (size_t) i * W, L->attn_sub_norm, q_dim, hp->norm_eps);
+    rotate_input (c, l, LEV_LINEAR_INPUT_ATTN_OUT, c->xb, W, n, q_dim);
     if (c->observer)
       c->observer (c->observer_data, l, LEV_LINEAR_INPUT_ATTN_OUT, c->xb, W, n, q_dim);
     in = linear_input (c, c->xb, W, n, q_dim);
@@ -593,6 +608,7 @@ forward_rows (LevContext *c, const int32_t *tokens, uint32_t n)
       else
         rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->ffn_norm, dim, hp->norm_eps);
     }
+    rotate_input (c, l, LEV_LINEAR_INPUT_GATE_UP, c->xb, W, n, dim);
     if (c->observer)
       c->observer (c->observer_data, l, LEV_LINEAR_INPUT_GATE_UP, c->xb, W, n, dim);
     in = linear_input (c, c->xb, W, n, dim);
@@ -616,6 +632,7 @@ forward_rows (LevContext *c, const int32_t *tokens, uint32_t n)
     if (L->ffn_sub_norm)
       for (uint32_t i = 0; i < n; i++)
         rmsnorm (c->hb + (size_t) i * ffn, c->hb + (size_t) i * ffn, L->ffn_sub_norm, ffn, hp->norm_eps);
+    rotate_input (c, l, LEV_LINEAR_INPUT_DOWN, c->hb, ffn, n, ffn);
     if (c->observer)
       c->observer (c->observer_data, l, LEV_LINEAR_INPUT_DOWN, c->hb, ffn, n, ffn);
     in = linear_input (c, c->hb, ffn, n, ffn);

@@ -40,6 +40,8 @@ enum {
   LEV_HP_ACT_QUANT = 1u << 3,       /* per-token absmax int8 quantization of every linear input in the blocks */
   LEV_HP_BITLINEAR_NORM = 1u << 4,  /* bitllama2.c: x / (rms(x) * n) without eps before each linear */
   LEV_HP_ACT_ROUND_AWAY = 1u << 5,  /* activation quantization rounds halves away from zero (C round) not to even */
+  LEV_HP_ROTATED = 1u << 6,         /* the linear inputs in rotated_inputs are rotated online (randomized Hadamard,
+                                     * signs from rotation_seed; docs/format.md) */
 };
 
 /* ---- Hyperparameters: 256 bytes. ---- */
@@ -69,7 +71,10 @@ typedef struct LevHParams {
   uint32_t chat_template_len;
   uint32_t name_offset;        /* model name, into the string blob */
   uint32_t name_len;
-  uint8_t reserved[156];       /* zero */
+  uint32_t rotated_inputs;     /* LEV_HP_ROTATED: bit w set = linear input w (LevLinearInput) of every block is
+                                * multiplied by its randomized Hadamard transform before the products; else 0 */
+  uint32_t rotation_seed;      /* LEV_HP_ROTATED: seed of the transforms' signs (lev_hadamard_signs); else 0 */
+  uint8_t reserved[148];       /* zero */
 } LevHParams;
 
 _Static_assert (sizeof (LevHParams) == 256, "LevHParams is 256 bytes");

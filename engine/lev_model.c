@@ -125,8 +125,12 @@ check_hparams (const LevHParams *hp, gboolean has_weights, GError **error)
           "context");
   if (hp->activation > LEV_ACT_GELU)
     FAIL ("hyperparameters: unknown activation %u", hp->activation);
-  if (hp->flags >= (LEV_HP_ACT_ROUND_AWAY << 1))
+  if (hp->flags >= (LEV_HP_ROTATED << 1))
     FAIL ("hyperparameters: unknown flags 0x%x", hp->flags);
+  if ((hp->flags & LEV_HP_ROTATED) ? hp->rotated_inputs == 0 || hp->rotated_inputs >= (1u << LEV_N_LINEAR_INPUTS)
+                                   : hp->rotated_inputs != 0 || hp->rotation_seed != 0)
+    FAIL ("hyperparameters: rotated inputs 0x%x (seed %u) do not match the rotation flag", hp->rotated_inputs,
+          hp->rotation_seed);
   if (hp->bos_id >= (int32_t) hp->vocab_size || hp->eos_id >= (int32_t) hp->vocab_size || hp->bos_id < -1
       || hp->eos_id < -1)
     FAIL ("hyperparameters: bos %d / eos %d outside the vocabulary", hp->bos_id, hp->eos_id);
@@ -648,6 +652,18 @@ load_model (const char *path, uint32_t flags, GError **error)
   }
   if (m->has_weights && (flags & LEV_MODEL_CHECK_TENSORS) && !check_tensor_values (m, TRUE, &local))
     goto fail;
+  if (m->has_weights && (m->hp.flags & LEV_HP_ROTATED)) {   /* the online transforms' signs */
+    uint32_t q_dim = m->hp.n_heads * m->hp.head_dim;
+    uint32_t cols[LEV_N_LINEAR_INPUTS] = { m->hp.dim, q_dim, m->hp.dim, m->hp.ffn_dim };
+    for (uint32_t w = 0; w < LEV_N_LINEAR_INPUTS; w++) {
+      if (!(m->hp.rotated_inputs & (1u << w)))
+        continue;
+      m->rot_signs[w] = g_new (float, (size_t) m->hp.n_layers * cols[w]);
+      for (uint32_t l = 0; l < m->hp.n_layers; l++)
+        lev_hadamard_signs (m->hp.rotation_seed, l * LEV_N_LINEAR_INPUTS + w, m->rot_signs[w] + (size_t) l * cols[w],
+                            cols[w]);
+    }
+  }
   return m;
 
 fail:
@@ -772,6 +788,8 @@ lev_model_free (LevModel *model)
   if (model->embd_fd >= 0)
     close (model->embd_fd);
   g_free (model->layers);
+  for (uint32_t w = 0; w < LEV_N_LINEAR_INPUTS; w++)
+    g_free (model->rot_signs[w]);
   g_free (model->chat_template);
   g_free (model->name);
   if (model->map)

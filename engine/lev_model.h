@@ -40,6 +40,7 @@ struct LevModel {
   LevHParams hp;
   gboolean has_weights;
   LevLayer *layers;
+  float *rot_signs[LEV_N_LINEAR_INPUTS];       /* LEV_HP_ROTATED: [n_layers][cols] signs of each rotated input */
   LevMatrix tok_embd, output;                  /* output aliases tok_embd when tied */
   int embd_fd;                                 /* untied: the file again, for pread of embedding rows; else -1 */
   uint64_t embd_offset;                        /* file offset of token_embd's first row */

@@ -273,3 +273,55 @@ lev_sparse_row_dot (const uint32_t *entries, uint32_t n, const float *x)
   }
   return acc0 + acc1;
 }
+
+void
+lev_wht_block (float *x, size_t b)
+{
+  for (size_t h = 1; h < b; h *= 2)
+    for (size_t i = 0; i < b; i += 2 * h)
+      for (size_t j = i; j < i + h; j++) {
+        float a = x[j], c = x[j + h];
+        x[j] = a + c;
+        x[j + h] = a - c;
+      }
+}
+
+float
+lev_hadamard_scale (size_t b)
+{
+  return (float) (1.0 / sqrt ((double) b));
+}
+
+void
+lev_hadamard (float *x, size_t n, const float *signs)
+{
+  for (size_t i = 0; i < n; i++)
+    x[i] *= signs[i];
+  size_t off = 0;
+  for (int bit = (int) (sizeof (size_t) * 8) - 1; bit >= 0; bit--) {
+    size_t b = (size_t) 1 << bit;
+    if (!(n & b))
+      continue;
+    lev_wht_block (x + off, b);
+    float s = lev_hadamard_scale (b);
+    for (size_t i = 0; i < b; i++)
+      x[off + i] *= s;
+    off += b;
+  }
+}
+
+void
+lev_hadamard_signs (uint32_t seed, uint32_t stream, float *signs, size_t n)
+{
+  uint64_t state = ((uint64_t) seed << 32) | stream, z = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (i % 64 == 0) {
+      state += 0x9E3779B97F4A7C15ull;
+      z = state;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+    }
+    signs[i] = (z >> (i % 64)) & 1 ? -1.0f : 1.0f;
+  }
+}

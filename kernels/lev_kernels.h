@@ -62,6 +62,20 @@ void lev_softmax (float *x, size_t n, float div);
 /* SwiGLU's product: g[i] = g[i] / (1 + exp(-g[i])) * up[i], the exponential as lev_exp_sum's (so expf's floats). */
 void lev_silu_mul (float *g, const float *up, size_t n);
 
+/* Randomized Hadamard transform (docs/quality.md, "Rotation"): x = B (signs ⊙ x) over n values, B block-diagonal
+ * with one Walsh–Hadamard block per set bit of n, largest first (192 = 128 + 64, 5632 = 4096 + 1024 + 512), each
+ * block scaled by 1 / sqrt(its size) so that B is orthogonal. Float operations in a fixed order: the signs
+ * multiplied in, then per block the butterfly stages h = 1, 2, 4, ... (x[i] + x[i + h], x[i] - x[i + h]), then the
+ * scale; the SIMD versions (LevQKernels.hadamard) give the same floats. */
+void lev_hadamard (float *x, size_t n, const float *signs);
+/* The unscaled Walsh–Hadamard butterflies of lev_hadamard over one block of b values (b a power of two). */
+void lev_wht_block (float *x, size_t b);
+/* The scale of a Walsh–Hadamard block of b values: (float) (1 / sqrt(b)). */
+float lev_hadamard_scale (size_t b);
+/* Fills signs[0..n) with the +1/-1 signs of one rotated input: splitmix64 from state seed * 2^32 + stream, sign i
+ * = -1 when bit i % 64 of the (i / 64 + 1)th output is set (stream = layer * 4 + input in the engine). */
+void lev_hadamard_signs (uint32_t seed, uint32_t stream, float *signs, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -375,7 +375,7 @@ static const LevQKernels scalar_kernels = { "scalar", 0, { gemm_scalar, gemm_sca
                                          lev_dot_f32, lev_axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8,
                                          lev_axpy_i8, lev_sparse_row_dot, dot_heads_scalar, axpy_heads_scalar,
                                          attend_values_scalar, lev_softmax, lev_silu_mul,
-                                         lev_quantize_absmax };
+                                         lev_quantize_absmax, lev_hadamard };
 
 /* The scalar attend_values: one row at a time. */
 static void

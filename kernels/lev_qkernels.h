@@ -135,6 +135,8 @@ typedef struct LevQKernels {
   void (*silu_mul) (float *g, const float *up, size_t n);
   /* a token's int8 activations: bit-identical to lev_quantize_absmax */
   float (*quantize_absmax) (const float *x, size_t n, int8_t *q, int away);
+  /* the randomized Hadamard transform of a rotated linear input: bit-identical to lev_hadamard */
+  void (*hadamard) (float *x, size_t n, const float *signs);
 } LevQKernels;
 
 /* Scalar references of the KV helpers: eight lanes like lev_dot_f32, no fused multiply-add. */
@@ -185,6 +187,8 @@ void lev_avx2_softmax (float *x, size_t n, float div);
 void lev_avx2_silu_mul (float *g, const float *up, size_t n);
 /* lev_quantize_absmax with AVX2. */
 float lev_avx2_quantize_absmax (const float *x, size_t n, int8_t *q, int away);
+/* lev_hadamard with AVX2 (eight lanes; the stages h < 8 by in-register permutes). */
+void lev_avx2_hadamard (float *x, size_t n, const float *signs);
 /* Returns the AVX-512 (F, BW, VL, VNNI) kernels, or NULL when not built for or not supported by this CPU. */
 const LevQKernels *lev_qkernels_avx512 (void);
 /* Returns the AVX-512 kernels with the one-token t1 kernel of AVX-512 VBMI (trits by table lookup), or NULL when not
@@ -226,6 +230,8 @@ void lev_neon_softmax (float *x, size_t n, float div);
 void lev_neon_silu_mul (float *g, const float *up, size_t n);
 /* lev_quantize_absmax with NEON. */
 float lev_neon_quantize_absmax (const float *x, size_t n, int8_t *q, int away);
+/* lev_hadamard with four lanes (AArch64). */
+void lev_neon_hadamard (float *x, size_t n, const float *signs);
 /* The most SIMD kernel sets one build can have (lev_qkernels_simd_sets). */
 #define LEV_QMAX_SIMD_SETS 6
 /* Fills sets with the SIMD kernel sets built in and supported by this CPU, the preferred (widest) first: avx512,

@@ -37,7 +37,7 @@ static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1
                                           lev_neon_dot_f32, lev_neon_axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8,
                                           lev_axpy_i8, lev_sparse_row_dot, lev_neon_dot_heads, lev_neon_axpy_heads,
                                           lev_neon_attend_values, lev_neon_softmax, lev_neon_silu_mul,
-                                          lev_neon_quantize_absmax };
+                                          lev_neon_quantize_absmax, lev_neon_hadamard };
 
 float
 lev_neon_dot_f32 (const float *a, const float *b, size_t n)
@@ -313,7 +313,7 @@ static const LevQKernels neon_kernels = { "neon", 0, { gemm_t2, gemm_t1, gemm_b1
                                           { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },
                                           lev_dot_f32, lev_axpy_f32, lev_dot_f16, lev_axpy_f16, lev_dot_i8,
                                           lev_axpy_i8, lev_sparse_row_dot, dot_heads, axpy_heads, attend_values,
-                                          lev_softmax, lev_silu_mul, lev_quantize_absmax };
+                                          lev_softmax, lev_silu_mul, lev_quantize_absmax, lev_hadamard };
 
 /* dot_heads / axpy_heads / attend_values: one head, one row at a time through the scalar helpers. */
 static void
@@ -353,4 +353,54 @@ lev_qkernels_neon (void)
 #endif
   return &neon_kernels;
 }
+#if defined(__aarch64__)
+/* lev_hadamard with four lanes: stages 1 and 2 in registers (lanes with bit h clear a + t, the others t - a, t the
+ * lane h away), the same operations on the same values as the scalar butterflies. */
+void
+lev_neon_hadamard (float *x, size_t n, const float *signs)
+{
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    vst1q_f32 (x + i, vmulq_f32 (vld1q_f32 (x + i), vld1q_f32 (signs + i)));
+  for (; i < n; i++)
+    x[i] *= signs[i];
+  static const uint32_t m1[4] = { 0, ~0u, 0, ~0u }, m2[4] = { 0, 0, ~0u, ~0u };
+  uint32x4_t odd1 = vld1q_u32 (m1), odd2 = vld1q_u32 (m2);
+  size_t off = 0;
+  for (int bit = (int) (sizeof (size_t) * 8) - 1; bit >= 0; bit--) {
+    size_t b = (size_t) 1 << bit;
+    if (!(n & b))
+      continue;
+    float *v = x + off;
+    float s = lev_hadamard_scale (b);
+    off += b;
+    if (b < 4) {
+      lev_wht_block (v, b);
+      for (size_t j = 0; j < b; j++)
+        v[j] *= s;
+      continue;
+    }
+    for (size_t j = 0; j < b; j += 4) {
+      float32x4_t a = vld1q_f32 (v + j), t;
+      t = vrev64q_f32 (a);
+      a = vbslq_f32 (odd1, vsubq_f32 (t, a), vaddq_f32 (a, t));
+      t = vextq_f32 (a, a, 2);
+      a = vbslq_f32 (odd2, vsubq_f32 (t, a), vaddq_f32 (a, t));
+      vst1q_f32 (v + j, a);
+    }
+    for (size_t h = 4; h < b; h *= 2)
+      for (size_t i0 = 0; i0 < b; i0 += 2 * h)
+        for (size_t j = i0; j < i0 + h; j += 4) {
+          float32x4_t a = vld1q_f32 (v + j), c = vld1q_f32 (v + j + h);
+          vst1q_f32 (v + j, vaddq_f32 (a, c));
+          vst1q_f32 (v + j + h, vsubq_f32 (a, c));
+        }
+    float32x4_t sv = vdupq_n_f32 (s);
+    for (size_t j = 0; j < b; j += 4)
+      vst1q_f32 (v + j, vmulq_f32 (vld1q_f32 (v + j), sv));
+  }
+}
+
+#endif
+
 #endif

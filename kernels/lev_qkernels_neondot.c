@@ -22,7 +22,8 @@ static const LevQKernels neondot_kernels = { "neondot", 0, { gemm_t2, gemm_t1, g
                                              lev_neon_dot_f32, lev_neon_axpy_f32, lev_dot_f16, lev_axpy_f16,
                                              lev_dot_i8, lev_axpy_i8, lev_sparse_row_dot, lev_neon_dot_heads,
                                              lev_neon_axpy_heads, lev_neon_attend_values, lev_neon_softmax,
-                                             lev_neon_silu_mul, lev_neon_quantize_absmax };
+                                             lev_neon_silu_mul, lev_neon_quantize_absmax,
+                                             lev_neon_hadamard };
 
 const LevQKernels *
 lev_qkernels_neondot (void)

@@ -6,7 +6,9 @@
  * become blobs/{etag}, with snapshots/{commit}/{file} a relative symlink to it and refs/{revision} the commit. */
 #include "lev_hf_hub.h"
 
+#ifdef LEV_HAVE_SOUP
 #include <libsoup/soup.h>
+#endif
 #include <json-glib/json-glib.h>
 #include <glib/gstdio.h>
 #include <gmodule.h>
@@ -22,6 +24,7 @@
 #define HF_MAX_RELATIVE_REDIRECTS 5
 #define HF_CHUNK (1u << 20)
 
+#ifdef LEV_HAVE_SOUP
 /* One download session: the repository's cache folder, the endpoint, the token, the pinned commit. */
 typedef struct HfFetch {
   const LevHfRef *ref;
@@ -146,6 +149,7 @@ is_hex (const char *s, gsize n)
       return FALSE;
   return TRUE;
 }
+#endif
 
 /* TRUE for a repository name part: letters, digits, '-', '_', '.', not starting with '.' or '-'. */
 static gboolean
@@ -248,6 +252,7 @@ lev_hf_cache_dir (void)
   return dir;
 }
 
+#ifdef LEV_HAVE_SOUP
 /* Returns the token to send: $HF_TOKEN, else the file $HF_TOKEN_PATH or $HF_HOME/token; NULL for none. */
 static gchar *
 hf_token (void)
@@ -936,3 +941,16 @@ lev_hf_fetch (const LevHfRef *ref, const LevSourceOptions *options, GError **err
   g_free (f.commit);
   return result;
 }
+
+#else
+/* Without libsoup 3 at build time (a cross build without its -dev package for the target): hf: names are refused. */
+gchar *
+lev_hf_fetch (const LevHfRef *ref, const LevSourceOptions *options, GError **error)
+{
+  (void) options;
+  g_set_error (error, LEV_SOURCE_ERROR, LEV_SOURCE_ERROR_NETWORK, "hf:%s: this build of Leviathan has no libsoup 3 "
+               "(it was built without libsoup-3.0-dev): hf: names cannot be fetched; download the files and give "
+               "their directory or file instead", ref->repo);
+  return NULL;
+}
+#endif

@@ -2,7 +2,9 @@
 # scripts/quality.sh: the measurements behind docs/quality.md: real float models quantized to t2/t1/b1 with each
 # error-compensation step, scored by levppl (perplexity, KL divergence and top-1 agreement against the float model)
 # on KJV and on in-domain text, with conversion time and decode speed. One JSON object per line on stdout.
-# Usage: scripts/quality.sh [stories|twin|curve|groups|all]   (BUILD=build, FIX=tests/data, OUT=/tmp/lev-quality)
+# Usage: scripts/quality.sh [stories|twin|curve|groups|calib|rotate|all]   (BUILD=build, FIX=tests/data,
+#        OUT=/tmp/lev-quality; NOBENCH=1 skips the decode-speed column; CALIBS="indomain datafree" limits the calib
+#        section's calibrations)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -24,7 +26,11 @@ score () {  # label text_label model base text conv_seconds [levppl options...]
   else
     ppl=$("$PPL" -m "$model" -b "$base" -f "$text" --json -t "$THREADS" "$@")
   fi
-  speed=$("$BENCH" -m "$model" -p tg128 -t 1 -r 3 --no-bandwidth --json | sed -n "s/.*\"tokens_per_s\": \([0-9.]*\).*/\1/p")
+  if [ -n "${NOBENCH:-}" ]; then
+    speed=null
+  else
+    speed=$("$BENCH" -m "$model" -p tg128 -t 1 -r 3 --no-bandwidth --json | sed -n "s/.*\"tokens_per_s\": \([0-9.]*\).*/\1/p")
+  fi
   echo "{\"label\":\"$label\",\"text\":\"$tl\",\"convert_s\":$secs,\"decode_tps_1t\":$speed,\"levppl\":$ppl}"
 }
 
@@ -129,6 +135,62 @@ if [ "$what" = groups ] || [ "$what" = all ]; then
         score "twin $fmt $c --scale $g" kjv-heldout "$OUT/t-$fmt-$c-$g.leviathan" "$OUT/t-f32.leviathan" "$KJV" \
           "$secs" --lines --ctx 256 --stride 255 --max-tokens 20000
       done
+    done
+  done
+fi
+
+if [ "$what" = calib ] || [ "$what" = rotate ] || [ "$what" = all ]; then
+  [ -f "$OUT/t-calib.txt" ] || bible -f Mat1:1-Mat28:20 | sed 's/^[^ ]* //' > "$OUT/t-calib.txt"
+  [ -f "$OUT/t-f32.leviathan" ] || "$CONV" models/float-twin -f f32 -o "$OUT/t-f32.leviathan" -q
+fi
+
+# Options of each calibration: in-domain (Matthew, as the twin table), data-free (the default: text sampled from
+# the float model) and the built-in text (the default before).
+calib_opts () {  # indomain|datafree|builtin
+  case $1 in
+    indomain) echo --calib "$OUT/t-calib.txt" --calib-lines --calib-tokens 16384 ;;
+    datafree) ;;
+    builtin) echo --calib-builtin ;;
+  esac
+}
+
+if [ "$what" = calib ] || [ "$what" = all ]; then
+  # data-free calibration against in-domain calibration and the old built-in text (issue 17 item 1), on the twin;
+  # scored on the held-out Genesis-Exodus, which neither calibration saw (first 10,000 tokens)
+  for fmt in t2 b1; do
+    for c in ef ef+outliers+lowrank; do
+      for cal in ${CALIBS:-indomain datafree builtin}; do
+        secs=$(convert "c-$fmt-$c-$cal" models/float-twin -f "$fmt" --compensate "$c" $(calib_opts $cal))
+        score "twin $fmt $c calib=$cal" kjv-heldout "$OUT/c-$fmt-$c-$cal.leviathan" "$OUT/t-f32.leviathan" "$KJV" \
+          "$secs" --lines --ctx 256 --stride 255 --max-tokens 10000
+      done
+    done
+  done
+fi
+
+if [ "$what" = rotate ] || [ "$what" = all ]; then
+  # randomized Hadamard rotation of every linear input (issue 17 item 2), each compensation step with and without
+  # it, in-domain calibration (Matthew; the unrotated ef and ef+outliers+lowrank rows are the calib section's
+  # calib=indomain ones); then rotation with data-free calibration; first 10,000 tokens
+  for fmt in t2 b1; do
+    for c in $steps; do
+      for rot in none hadamard; do
+        [ "$rot" = none ] && { [ "$c" = ef ] || [ "$c" = ef+outliers+lowrank ]; } && continue
+        secs=$(convert "r-$fmt-$c-$rot" models/float-twin -f "$fmt" --compensate "$c" --rotate "$rot" \
+               $( [ "$c" = none ] || calib_opts indomain ))
+        score "twin $fmt $c rotate=$rot" kjv-heldout "$OUT/r-$fmt-$c-$rot.leviathan" "$OUT/t-f32.leviathan" "$KJV" \
+          "$secs" --lines --ctx 256 --stride 255 --max-tokens 10000
+      done
+    done
+    # per-block scales with rotation and error feedback: the issue's budgets (t2 <= 2.9, b1 <= 1.7 bits per weight)
+    secs=$(convert "r-$fmt-ef-group" models/float-twin -f "$fmt" --compensate ef --rotate hadamard --scale group \
+           $(calib_opts indomain))
+    score "twin $fmt ef --scale group rotate=hadamard" kjv-heldout "$OUT/r-$fmt-ef-group.leviathan" \
+      "$OUT/t-f32.leviathan" "$KJV" "$secs" --lines --ctx 256 --stride 255 --max-tokens 10000
+    for c in ef ef+outliers+lowrank; do
+      secs=$(convert "r-$fmt-$c-datafree" models/float-twin -f "$fmt" --compensate "$c" --rotate hadamard)
+      score "twin $fmt $c rotate=hadamard calib=datafree" kjv-heldout "$OUT/r-$fmt-$c-datafree.leviathan" \
+        "$OUT/t-f32.leviathan" "$KJV" "$secs" --lines --ctx 256 --stride 255 --max-tokens 10000
     done
   done
 fi

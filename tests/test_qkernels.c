@@ -394,6 +394,76 @@ test_quantize_absmax (void)
   printf ("quantize_absmax: %zu comparisons\n", checked);
 }
 
+/* lev_hadamard against its definition (Sylvester's Hadamard matrix, H[i][j] = (-1)^popcount(i & j) / sqrt(b), on
+ * the blocks of n's set bits, largest first, after the signs), computed here in double for every width up to 72 and
+ * the model widths 172, 192, 512, 2048, 5632; the norm kept (orthogonal); every implementation bit-identical to the
+ * scalar one; and the signs' splitmix64 stream against its published first output (seed 0 state 0: 0xE220A8397B1DCDAF,
+ * bits 0..3 = 1, 1, 1, 1 -> signs -1). */
+static void
+test_hadamard (void)
+{
+  const LevQKernels *impls[] = { lev_qkernels_scalar (), lev_qkernels_avx2 (), lev_qkernels_avx512 (),
+                                 lev_qkernels_avx512vbmi (), lev_qkernels_neon () };
+  enum { N = 5632 };
+  static float x[N], y0[N], y1[N], sg[N];
+  static double ref[N];
+  static size_t lens[80];
+  size_t nl = 0, checked = 0;
+  for (size_t n = 1; n <= 72; n++)
+    lens[nl++] = n;
+  lens[nl++] = 172;
+  lens[nl++] = 192;
+  lens[nl++] = 512;
+  lens[nl++] = 2048;
+  lens[nl++] = N;
+  for (size_t l = 0; l < nl; l++) {
+    size_t n = lens[l];
+    lev_hadamard_signs (7, (uint32_t) l, sg, n);
+    double nx = 0.0, ny = 0.0, err = 0.0;
+    for (size_t i = 0; i < n; i++) {
+      x[i] = (float) ((int) (rnd () % 20001) - 10000) / 997.0f;
+      nx += (double) x[i] * x[i];
+      CHECK (sg[i] == 1.0f || sg[i] == -1.0f, "sign %zu of %zu is %g", i, n, sg[i]);
+    }
+    memcpy (y0, x, n * sizeof (float));
+    lev_hadamard (y0, n, sg);
+    if (n <= 72 || n == 172 || n == 192 || n == 512) {   /* the definition, O(n^2) */
+      size_t off = 0;
+      for (int bit = 30; bit >= 0; bit--) {
+        size_t b = (size_t) 1 << bit;
+        if (!(n & b))
+          continue;
+        for (size_t i = 0; i < b; i++) {
+          double acc = 0.0;
+          for (size_t j = 0; j < b; j++)
+            acc += (__builtin_popcountll (i & j) & 1 ? -1.0 : 1.0) * sg[off + j] * x[off + j];
+          ref[off + i] = acc / sqrt ((double) b);
+        }
+        off += b;
+      }
+      for (size_t i = 0; i < n; i++)
+        err = fmax (err, fabs (ref[i] - y0[i]));
+      CHECK (err < 1e-4, "lev_hadamard of %zu: %g from the definition", n, err);
+    }
+    for (size_t i = 0; i < n; i++)
+      ny += (double) y0[i] * y0[i];
+    CHECK (fabs (ny - nx) <= 1e-5 * nx, "lev_hadamard of %zu: norm %g -> %g", n, nx, ny);
+    for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+      if (!impls[k])
+        continue;
+      memcpy (y1, x, n * sizeof (float));
+      impls[k]->hadamard (y1, n, sg);
+      CHECK (memcmp (y0, y1, n * sizeof (float)) == 0, "%s hadamard of %zu differs from the scalar one",
+             impls[k]->name, n);
+      checked++;
+    }
+  }
+  lev_hadamard_signs (0, 0, sg, 4);
+  CHECK (sg[0] == -1.0f && sg[1] == -1.0f && sg[2] == -1.0f && sg[3] == -1.0f, "splitmix64's first output: signs "
+         "%g %g %g %g", sg[0], sg[1], sg[2], sg[3]);
+  printf ("hadamard: %zu comparisons\n", checked);
+}
+
 /* lev_exp_sum: the C library's expf (a reference we did not write) to the last bit but for rare rounding boundaries
  * over softmax's range (at most one in a thousand results one ulp apart), NaN kept; softmax: a distribution (sum 1
  * within rounding, the maximum's weight the largest) and every implementation bit-identical to the scalar one for
@@ -731,6 +801,7 @@ main (void)
   test_attend_values ();
   test_exponentials ();
   test_quantize_absmax ();
+  test_hadamard ();
   test_sparse ();
   test_kernels ();
   test_grouped_kernels ();

@@ -31,6 +31,7 @@ static gint opt_ctx = 2048;
 static gint opt_reps = 3;
 static gboolean opt_json = FALSE;
 static gboolean opt_no_bandwidth = FALSE;
+static gboolean opt_rotate = FALSE;
 static gchar *opt_adapter = NULL;
 static gdouble opt_outliers = 0.0;
 static gint opt_rank = 0;
@@ -101,6 +102,8 @@ static GOptionEntry entries[] = {
   { "stream-tokens", 0, 0, G_OPTION_ARG_INT, &opt_stream_tokens, "--streams: decoded tokens of each stream (default "
     "64)", "N" },
   { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &opt_no_bandwidth, "Skip the memory bandwidth measurement", NULL },
+  { "rotate", 0, 0, G_OPTION_ARG_NONE, &opt_rotate, "Synthetic: every linear input rotated online (levconvert "
+    "--rotate hadamard: one randomized Hadamard transform per input and token)", NULL },
   { "kernel-rate", 0, 0, G_OPTION_ARG_NONE, &opt_kernel_rate, "Instead of a model: the code rate of every kernel "
     "implementation and encoding on a cache-resident matrix, one thread, one token and a 32-token tile (GB/s of "
     "packed weights), and which one the runtime chose", NULL },
@@ -933,6 +936,11 @@ main (int argc, char **argv)
   if (opt_synthetic) {
     if (!shape_by_name (opt_synthetic, &shape))
       return usage_error ("unknown shape %s (tinyllama-1.1b, qwen2.5-0.5b, bitnet-2b4t)", opt_synthetic);
+    if (opt_rotate) {
+      shape.flags |= LEV_HP_ROTATED;
+      shape.rotated_inputs = (1u << LEV_N_LINEAR_INPUTS) - 1;
+      shape.rotation_seed = 1;
+    }
     int fd = g_file_open_tmp ("levbench-XXXXXX.leviathan", &path, &error);
     if (fd < 0 || (close (fd), !write_synthetic (path, &shape, enc, embd_enc, &error))) {
       g_printerr ("levbench: %s\n", error->message);
