@@ -32,8 +32,8 @@ static const PropInfo props[LEV_GEN_N_PROPS] = {
                                 KIND_UINT, 1, 1u << 24, AT (max_tokens), LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_N_THREADS] = { "n-threads", "Threads", "Worker threads of the engine (0 = one per CPU); taken when "
                                "the context is made", KIND_UINT, 0, 64, AT (n_threads), LEV_GEN_MUTABLE_BEFORE_START },
-  [LEV_GEN_PROP_CONTEXT_LENGTH] = { "context-length", "Context length", NULL /* made from LEV_DEFAULT_CONTEXT_CAP */, KIND_UINT, 0, 1u << 20, AT (n_ctx),
-                                    LEV_GEN_MUTABLE_BEFORE_START },
+  [LEV_GEN_PROP_CONTEXT_LENGTH] = { "context-length", "Context length", NULL /* made from LEV_DEFAULT_CONTEXT_CAP */,
+                                    KIND_UINT, 0, 1u << 20, AT (n_ctx), LEV_GEN_MUTABLE_BEFORE_START },
   [LEV_GEN_PROP_TEMPERATURE] = { "temperature", "Temperature", "Sampling temperature (0 = greedy)", KIND_DOUBLE,
                                  0, LEV_SAMPLER_TEMPERATURE_MAX, AT (temperature), LEV_GEN_MUTABLE_ALWAYS },
   [LEV_GEN_PROP_TOP_K] = { "top-k", "Top-k", "Sample from the K most likely tokens (0 = all)", KIND_INT, 0,
@@ -195,7 +195,16 @@ lev_gen_settings_set (LevGenSettings *s, LevGenProp prop, const GValue *v)
   const PropInfo *x = &props[prop];
   void *at = field (&s->p, x);
   switch (x->kind) {
-  case KIND_UINT: *(uint32_t *) at = g_value_get_uint (v); break;
+  case KIND_UINT:
+    /* a context of one slot cannot be made (the range cannot leave out 1 beside 0): refused here as GObject refuses
+     * a value out of range, the value unchanged, instead of failing when the context is made */
+    if (prop == LEV_GEN_PROP_CONTEXT_LENGTH && g_value_get_uint (v) == 1) {
+      g_warning ("context-length 1 is not supported: 0 (the model's, capped) or at least 2; the value stays %u",
+                 s->p.n_ctx);
+      break;
+    }
+    *(uint32_t *) at = g_value_get_uint (v);
+    break;
   case KIND_INT: *(int32_t *) at = g_value_get_int (v); break;
   case KIND_INT64: *(int64_t *) at = g_value_get_int64 (v); break;
   case KIND_DOUBLE: *(float *) at = (float) g_value_get_double (v); break;

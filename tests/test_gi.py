@@ -115,6 +115,14 @@ try:
     # max-prompt-bytes and parse-special are Lev.Generator properties too (the shared table)
     check(gen.props.max_prompt_bytes == 1 << 20 and gen.props.parse_special is False, "max-prompt-bytes, parse-special")
 
+    # --- context-length 1 (issue 19 item 16): refused when set, as an out-of-range value is, not when the context is
+    #     made; 2 is the smallest context that works
+    ctx_gen = generator(model, max_tokens=4)
+    ctx_gen.props.context_length = 1
+    check(ctx_gen.props.context_length == 0, f"context-length 1 kept: {ctx_gen.props.context_length}")
+    ctx_gen.props.context_length = 2
+    check(ctx_gen.props.context_length == 2 and len(ctx_gen.generate_ids([1, 403], None)) == 4, "context-length 2 runs")
+
     # --- async generate: every token signal before the callback, same greedy text
     res, tokens, at_done = run_async(gen, "Once upon a time")
     check(res == text, f"async result {res!r}")
