@@ -12,8 +12,15 @@ G_STATIC_ASSERT (LEV_G_CHAT_TEMPLATE_BITNET == LEV_CHAT_BITNET + 1);
 G_STATIC_ASSERT (LEV_G_OUTPUT_MODE_TOKEN == (int) LEV_UNIT_TOKEN && LEV_G_OUTPUT_MODE_WORD == (int) LEV_UNIT_WORD);
 G_STATIC_ASSERT (LEV_G_OUTPUT_MODE_SENTENCE == (int) LEV_UNIT_SENTENCE);
 G_STATIC_ASSERT (LEV_G_OUTPUT_MODE_RESPONSE == (int) LEV_UNIT_RESPONSE);
+/* the KV cache types are the engine's */
+G_STATIC_ASSERT (LEV_G_KV_TYPE_F32 == (int) LEV_KV_F32 && LEV_G_KV_TYPE_F16 == (int) LEV_KV_F16);
+G_STATIC_ASSERT (LEV_G_KV_TYPE_Q8 == (int) LEV_KV_Q8);
 
-typedef enum { KIND_UINT, KIND_INT, KIND_INT64, KIND_DOUBLE, KIND_BOOL, KIND_STRING, KIND_TEMPLATE, KIND_STRV, KIND_OUTPUT_MODE, KIND_GRAMMAR } Kind;
+typedef enum {
+  KIND_UINT, KIND_INT, KIND_INT64, KIND_DOUBLE, KIND_BOOL, KIND_STRING, KIND_TEMPLATE, KIND_STRV, KIND_OUTPUT_MODE,
+  KIND_GRAMMAR, KIND_KV_TYPE,
+  KIND_MIB,                      /* a uint64 of bytes as a property in MiB */
+} Kind;
 
 typedef struct {
   const char *name, *nick, *blurb;
@@ -82,6 +89,13 @@ static const PropInfo props[LEV_GEN_N_PROPS] = {
                                    "off: the user's text is encoded as plain text and only the template writes "
                                    "control tokens (no injected role turns)", KIND_BOOL, 0, 0, AT (parse_special),
                                    LEV_GEN_MUTABLE_ALWAYS },
+  [LEV_GEN_PROP_KV_TYPE] = { "kv-type", "KV cache type", "How the context's keys and values are stored (f32, f16: "
+                            "half the memory, q8: a quarter); taken when the context is made", KIND_KV_TYPE, 0, 0,
+                            AT (kv_type), LEV_GEN_MUTABLE_BEFORE_START },
+  [LEV_GEN_PROP_MEMORY_LIMIT] = { "memory-limit", "Memory limit", "MiB the model file, KV cache and scratch may take "
+                                  "(0 = no limit): a context that would take more is refused with an error naming "
+                                  "what each part needs; taken when the context is made", KIND_MIB, 0,
+                                  (double) (G_MAXUINT64 >> 20), AT (memory_limit), LEV_GEN_MUTABLE_BEFORE_START },
 };
 
 static void *
@@ -137,6 +151,12 @@ lev_gen_props_install (GObjectClass *klass, guint first_id, GParamFlags live, GP
       break;
     case KIND_OUTPUT_MODE:
       ps = g_param_spec_enum (x->name, x->nick, x->blurb, LEV_G_TYPE_OUTPUT_MODE, (gint) d.unit_mode, f);
+      break;
+    case KIND_KV_TYPE:
+      ps = g_param_spec_enum (x->name, x->nick, x->blurb, LEV_G_TYPE_KV_TYPE, (gint) d.kv_type, f);
+      break;
+    case KIND_MIB:
+      ps = g_param_spec_uint64 (x->name, x->nick, x->blurb, 0, G_MAXUINT64 >> 20, *(uint64_t *) def >> 20, f);
       break;
     case KIND_STRV:
       ps = strv_spec ? strv_spec (x->name, x->nick, x->blurb, f)
@@ -217,6 +237,8 @@ lev_gen_settings_set (LevGenSettings *s, LevGenProp prop, const GValue *v)
   case KIND_TEMPLATE: s->p.chat_template = g_value_get_enum (v) - 1; break;
   case KIND_STRV: lev_gen_settings_set_stop_strings (s, g_value_get_boxed (v)); break;
   case KIND_OUTPUT_MODE: s->p.unit_mode = (LevUnitMode) g_value_get_enum (v); break;
+  case KIND_KV_TYPE: s->p.kv_type = (uint32_t) g_value_get_enum (v); break;
+  case KIND_MIB: *(uint64_t *) at = g_value_get_uint64 (v) << 20; break;
   case KIND_GRAMMAR:
     g_free (s->grammar);
     s->grammar = g_value_dup_string (v);
@@ -242,5 +264,7 @@ lev_gen_settings_get (const LevGenSettings *s, LevGenProp prop, GValue *v)
   case KIND_STRV: g_value_set_boxed (v, s->stop_strings); break;
   case KIND_OUTPUT_MODE: g_value_set_enum (v, (gint) s->p.unit_mode); break;
   case KIND_GRAMMAR: g_value_set_string (v, s->grammar); break;
+  case KIND_KV_TYPE: g_value_set_enum (v, (gint) s->p.kv_type); break;
+  case KIND_MIB: g_value_set_uint64 (v, *(const uint64_t *) at >> 20); break;
   }
 }

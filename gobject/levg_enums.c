@@ -58,6 +58,22 @@ lev_g_output_mode_get_type (void)
   return type;
 }
 
+/* Returns the GType of LevGKvType. */
+GType
+lev_g_kv_type_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    { LEV_G_KV_TYPE_F32, "32-bit floats (exact)", "f32" },
+    { LEV_G_KV_TYPE_F16, "IEEE half floats: half the memory", "f16" },
+    { LEV_G_KV_TYPE_Q8, "int8 with one scale per token and head: a quarter of the memory", "q8" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, register_enum ("LevGKvType", values));
+  return type;
+}
+
 /* Returns the GType of LevGStopReason. */
 GType
 lev_g_stop_reason_get_type (void)

@@ -85,6 +85,24 @@ typedef enum {
 GType lev_g_output_mode_get_type (void);
 
 /**
+ * LevGKvType:
+ * @LEV_G_KV_TYPE_F32: 32-bit floats (exact)
+ * @LEV_G_KV_TYPE_F16: IEEE half floats: half the memory
+ * @LEV_G_KV_TYPE_Q8: int8 with one scale per token and head: a quarter of the memory
+ *
+ * How the context's keys and values are stored (the kv-type property).
+ */
+typedef enum {
+  LEV_G_KV_TYPE_F32 = 0,
+  LEV_G_KV_TYPE_F16 = 1,
+  LEV_G_KV_TYPE_Q8 = 2,
+} LevGKvType;
+
+#define LEV_G_TYPE_KV_TYPE (lev_g_kv_type_get_type ())
+/* Returns the GType of LevGKvType. */
+GType lev_g_kv_type_get_type (void);
+
+/**
  * LevGStopReason:
  * @LEV_G_STOP_REASON_EOS: the model produced an end-of-text, BOS or other control (end-of-turn) token
  * @LEV_G_STOP_REASON_MAX_TOKENS: max-tokens tokens were generated

@@ -67,9 +67,6 @@ enum {
   /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
   PROP_GEN,
   PROP_GEN_END = PROP_GEN + LEV_GEN_N_PROPS,
-  /* small-memory devices (docs/embedded.md): stored in the session parameters */
-  PROP_KV_TYPE,
-  PROP_MEMORY_LIMIT,
   PROP_ENGINE_ID,               /* read-only: which shared engine the element runs on (gstlevengine.c) */
 };
 
@@ -202,22 +199,6 @@ gst_lev_text_gen_prompt_mode_get_type (void)
   };
   if (g_once_init_enter (&type))
     g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenPromptMode", values));
-  return type;
-}
-
-/* The KV cache types (LevKvType) as a GEnum: kv-type=f16 on a gst-launch line. */
-static GType
-gst_lev_text_gen_kv_type_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    { LEV_KV_F32, "32-bit floats (exact)", "f32" },
-    { LEV_KV_F16, "IEEE half floats: half the memory", "f16" },
-    { LEV_KV_Q8, "int8 with one scale per token and head: a quarter of the memory", "q8" },
-    { 0, NULL, NULL },
-  };
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("GstLevTextGenKvType", values));
   return type;
 }
 
@@ -502,14 +483,6 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
   case PROP_LATENCY: self->latency = g_value_get_uint64 (value); break;
   case PROP_LOGPROBS: self->logprobs = g_value_get_uint (value); break;
-  case PROP_KV_TYPE:
-    if (mutable_now (self, pspec, GST_STATE_READY))
-      self->settings.p.kv_type = (uint32_t) g_value_get_enum (value);
-    break;
-  case PROP_MEMORY_LIMIT:
-    if (mutable_now (self, pspec, GST_STATE_READY))
-      self->settings.p.memory_limit = g_value_get_uint64 (value) << 20;
-    break;
   case PROP_RESPONSE_SEPARATOR:
     g_free (self->response_separator);
     self->response_separator = g_strcompress (g_value_get_string (value) ? g_value_get_string (value) : "");
@@ -572,8 +545,6 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   case PROP_RESPONSE_SEPARATOR: g_value_set_string (value, self->response_separator); break;
   case PROP_LOGPROBS: g_value_set_uint (value, self->logprobs); break;
   case PROP_MAX_OBSERVED_DELAY: g_value_set_uint64 (value, self->max_observed_delay); break;
-  case PROP_KV_TYPE: g_value_set_enum (value, (gint) self->settings.p.kv_type); break;
-  case PROP_MEMORY_LIMIT: g_value_set_uint64 (value, self->settings.p.memory_limit >> 20); break;
   case PROP_ENGINE_ID: g_value_set_uint (value, self->shared ? gst_lev_shared_engine_id (self->shared) : 0); break;
   default:
     if (prop_id >= PROP_GEN && prop_id < PROP_GEN_END)
@@ -1880,14 +1851,6 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_USE_MMAP, properties[PROP_USE_MMAP]);
   lev_gen_props_install (gobject_class, PROP_GEN, GST_PARAM_MUTABLE_PLAYING, GST_PARAM_MUTABLE_READY,
                          stop_strings_spec);
-  g_object_class_install_property (gobject_class, PROP_KV_TYPE,
-    g_param_spec_enum ("kv-type", "KV cache type", "How the context's keys and values are stored (taken when the "
-                       "context is made)", gst_lev_text_gen_kv_type_get_type (), LEV_KV_F32,
-                       rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property (gobject_class, PROP_MEMORY_LIMIT,
-    g_param_spec_uint64 ("memory-limit", "Memory limit", "MiB the model file, KV cache and scratch may take: going "
-                         "to PAUSED fails with an error naming what they would take when it is more (0 = no limit)",
-                         0, G_MAXUINT64 >> 20, 0, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_PROMPT_MODE,
     g_param_spec_enum ("prompt-mode", "Prompt mode", "What makes a text prompt",
                        gst_lev_text_gen_prompt_mode_get_type (), GST_LEV_TEXT_GEN_PROMPT_BUFFER, live));
@@ -1954,6 +1917,7 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
                                          "Leviathan developers <https://github.com/leviathan-llm/leviathan/issues>");
   gst_type_mark_as_plugin_api (gst_lev_text_gen_prompt_mode_get_type (), 0);
   gst_type_mark_as_plugin_api (LEV_G_TYPE_OUTPUT_MODE, 0);
+  gst_type_mark_as_plugin_api (LEV_G_TYPE_KV_TYPE, 0);
   gst_type_mark_as_plugin_api (LEV_G_TYPE_CHAT_TEMPLATE, 0);
   gst_tag_register_static (LEV_TAG_MODEL, GST_TAG_FLAG_META, G_TYPE_STRING, "Leviathan model",
                            "name of the language model that generated the text", gst_tag_merge_use_first);

@@ -515,6 +515,43 @@ GST_START_TEST (test_model_errors)
 }
 GST_END_TEST;
 
+/* memory-limit and kv-type (issue 15 item 4): a 65,536-slot context of the model needs 80 MiB of f32 keys and
+ * values, 30 MiB as q8 (test_cli checks the estimate against the checkpoint's shape): under a 50 MiB limit going to
+ * PAUSED fails with an error naming the limit for f32 and succeeds for q8. */
+GST_START_TEST (test_memory_limit)
+{
+  const char *types[2] = { "f32", "q8" };
+  for (int t = 0; t < 2; t++) {
+    GstElement *e = gst_element_factory_make ("levtextgen", NULL);
+    GstBus *bus = gst_bus_new ();
+    gst_element_set_bus (e, bus);
+    g_object_set (e, "model", model_path, "context-length", 65536u, "memory-limit", (guint64) 50, NULL);
+    gst_util_set_object_arg (G_OBJECT (e), "kv-type", types[t]);
+    GstStateChangeReturn r = gst_element_set_state (e, GST_STATE_PAUSED);
+    gchar *text = NULL;
+    GstMessage *m;
+    while ((m = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR))) {
+      GError *err = NULL;
+      gst_message_parse_error (m, &err, NULL);
+      g_free (text);
+      text = g_strdup (err->message);
+      g_error_free (err);
+      gst_message_unref (m);
+    }
+    if (t == 0)
+      fail_unless (r == GST_STATE_CHANGE_FAILURE && text && strstr (text, "more than the memory limit of 50"),
+                   "f32 under 50 MiB: %d %s", r, text);
+    else
+      fail_unless (r != GST_STATE_CHANGE_FAILURE && !text, "q8 under 50 MiB: %d %s", r, text);
+    g_free (text);
+    gst_element_set_state (e, GST_STATE_NULL);
+    gst_element_set_bus (e, NULL);
+    gst_object_unref (bus);
+    gst_object_unref (e);
+  }
+}
+GST_END_TEST;
+
 static gboolean
 collect_unit (const char *text, gsize len, const int32_t *ids, guint n_ids, gpointer user_data)
 {
@@ -1370,6 +1407,7 @@ levtextgen_suite (void)
   tcase_add_test (tc, test_state_cycles);
   tcase_add_test (tc, test_properties);
   tcase_add_test (tc, test_model_errors);
+  tcase_add_test (tc, test_memory_limit);
   tcase_add_test (tc, test_keep_history);
   tcase_add_test (tc, test_output_modes);
   tcase_add_test (tc, test_input_handling);

@@ -115,6 +115,23 @@ try:
     # max-prompt-bytes and parse-special are Lev.Generator properties too (the shared table)
     check(gen.props.max_prompt_bytes == 1 << 20 and gen.props.parse_special is False, "max-prompt-bytes, parse-special")
 
+    # --- kv-type and memory-limit on Lev.Generator too (issue 15 item 4; one table with the element's): a 65,536-slot
+    #     context of stories260K (5 layers, 4 KV heads of 8) needs 80 MiB of f32 keys and values, 30 MiB as q8 with
+    #     its scales (tests/test_cli.py checks the estimate against the checkpoint's shape): a 50 MiB limit refuses
+    #     the first and runs the second
+    check(Lev.KvType.__gtype__.name == "LevGKvType", "Lev.KvType")
+    for kv, runs in ((Lev.KvType.F32, False), (Lev.KvType.Q8, True)):
+        mem_gen = generator(model, max_tokens=4)
+        mem_gen.props.context_length = 65536
+        mem_gen.props.kv_type = kv
+        mem_gen.props.memory_limit = 50
+        try:
+            out = mem_gen.generate("Once upon a time", None)
+            check(runs and mem_gen.props.generated_tokens == 4, f"kv-type {kv.value_nick} under 50 MiB: {out!r}")
+        except GLib.Error as e:
+            check(not runs and e.matches(Lev.error_quark(), Lev.Error.ARGUMENT)
+                  and "more than the memory limit" in e.message, f"kv-type {kv.value_nick}: {e.message}")
+
     # --- context-length 1 (issue 19 item 16): refused when set, as an out-of-range value is, not when the context is
     #     made; 2 is the smallest context that works
     ctx_gen = generator(model, max_tokens=4)
