@@ -142,9 +142,10 @@ try:
                      "--top-p", "1", "--min-p", "0", "--seed", str(seed), "-q", "-t", "1"])
             check(r.returncode == 0, f"levrun story {seed}: {r.stderr.decode()}")
             f.write(r.stdout.decode() + "\n")
-    # (t2 without compensation is not among them: on stories260K rotation alone raises its KL, 4.07 -> 4.26; on the
-    # twin it lowers it, docs/quality.md)
-    for fmt, step in [("b1", "none"), ("t2", "ef"), ("b1", "ef")]:
+    # (t2 and b1 without compensation are not among them: uncompensated, stories260K is all but destroyed, KL 4-6, near
+    # a guess, and rotation moves that within the scoring's noise: t2 4.07 -> 4.26; b1 lower on 8 stories, 5.59 ->
+    # 5.74 on the sanitizer run's 2; on the twin it lowers both, docs/quality.md)
+    for fmt, step in [("t2", "ef"), ("b1", "ef")]:
         k = {}
         for r_ in ["none", "hadamard"]:
             out = os.path.join(tmp, f"{fmt}-{step}-rot-{r_}.leviathan")
