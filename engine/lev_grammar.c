@@ -263,7 +263,8 @@ parse_literal (Builder *b, GArray *item)
     uint32_t pair[2] = { cp, cp };
     seq_add (item, EL_CHARS, add_class (b, pair, 1, FALSE));
   }
-  b->p++;
+  if (!b->error)
+    b->p++;                           /* the closing '"' */
 }
 
 /* Parses a [class] (ranges a-z, ^ for the complement) into item. */
@@ -380,8 +381,8 @@ parse_sequence (Builder *b, GArray *seq, gboolean nested)
       parse_alternatives (b, r, TRUE);
       if (!b->error && *b->p != ')')
         fail (b, "expected ')'");
-      else
-        b->p++;
+      else if (!b->error)
+        b->p++;                       /* the ')' (after an error p may be at the end: never past it) */
       seq_add (item, EL_REF, r);
     } else if (is_name_char (c)) {
       gchar *name = read_name (b);
