@@ -3,6 +3,7 @@
 #include "lev_model.h"
 #include "lev_source.h"
 #include "lev_version.h"
+#include "lev_tool_text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -116,45 +117,6 @@ bits_per_weight (const LevModel *m)
     }
   }
   return weights ? 8.0 * (double) bytes / (double) weights : 0.0;
-}
-
-/* Reads the text to score: a regular file only (a FIFO or device is refused at once instead of blocking or reading
- * for ever) of at most LEVPPL_MAX_TEXT_BYTES. */
-static gboolean
-read_text (const char *path, gchar **text, gsize *len, GError **error)
-{
-  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  struct stat st;
-  if (fd < 0) {
-    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open %s: %s", path, g_strerror (errno));
-    return FALSE;
-  }
-  gboolean ok = FALSE;
-  if (fstat (fd, &st) != 0)
-    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
-  else if (!S_ISREG (st.st_mode))
-    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is not a regular file (%s): give -f a text file", path,
-                 S_ISDIR (st.st_mode) ? "a directory" : S_ISFIFO (st.st_mode) ? "a FIFO" : "a device or socket");
-  else if ((uint64_t) st.st_size > LEVPPL_MAX_TEXT_BYTES)
-    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is larger than %u MiB: score a part of it", path,
-                 LEVPPL_MAX_TEXT_BYTES >> 20);
-  else {
-    size_t n = (size_t) st.st_size, done = 0;
-    *text = g_malloc (n + 1);
-    ssize_t r = 1;
-    while (done < n && (r = read (fd, *text + done, n - done)) != 0)
-      if (r > 0)
-        done += (size_t) r;
-      else if (errno != EINTR)
-        break;
-    (*text)[done] = '\0';
-    *len = done;
-    ok = r >= 0;
-    if (!ok)
-      g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
-  }
-  close (fd);
-  return ok;
 }
 
 /* Checks the numeric options and the required ones; NULL when they are fine, else a message saying which is not. */
@@ -372,7 +334,7 @@ main (int argc, char **argv)
     goto out;
   }
   gsize len;
-  if (!read_text (opt_file, &text, &len, &error))
+  if (!lev_tool_read_text_file (opt_file, LEVPPL_MAX_TEXT_BYTES, ": score a part of it", &text, &len, &error))
     goto out;
   size_t n_ids = 0;
   if (!(ids = tokenize_text (tok, text, len, hp->eos_id, &n_ids, &error)))

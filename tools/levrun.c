@@ -4,6 +4,7 @@
 #include "lev_session.h"
 #include "lev_source.h"
 #include "lev_version.h"
+#include "lev_tool_text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -195,47 +196,6 @@ usage_error (const char *fmt, ...)
   g_printerr ("levrun: %s (see levrun --help)\n", msg);
   g_free (msg);
   return 2;
-}
-
-/* Reads a prompt file whole, NUL bytes included (its length in *len): a regular file only (a FIFO or device is
- * refused instead of blocking or reading for ever) of at most LEVRUN_MAX_PROMPT_BYTES. */
-static gboolean
-read_text_file (const char *path, gchar **text, gsize *len, GError **error)
-{
-  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  struct stat st;
-  if (fd < 0) {
-    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot open %s: %s", path, g_strerror (errno));
-    return FALSE;
-  }
-  gboolean ok = FALSE;
-  if (fstat (fd, &st) != 0)
-    g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
-  else if (!S_ISREG (st.st_mode))
-    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is not a regular file (%s): give -f a text file", path,
-                 S_ISDIR (st.st_mode) ? "a directory" : S_ISFIFO (st.st_mode) ? "a FIFO" : "a device or socket");
-  else if ((guint64) st.st_size > LEVRUN_MAX_PROMPT_BYTES)
-    g_set_error (error, LEV_ERROR, LEV_ERROR_ARGUMENT, "%s is larger than %u MiB, more than a prompt can be", path,
-                 LEVRUN_MAX_PROMPT_BYTES >> 20);
-  else {
-    gsize n = (gsize) st.st_size, done = 0;
-    *text = g_malloc (n + 1);
-    ssize_t r = 1;
-    while (done < n && (r = read (fd, *text + done, n - done)) != 0)
-      if (r > 0)
-        done += (gsize) r;
-      else if (errno != EINTR)
-        break;
-    (*text)[done] = '\0';
-    *len = done;
-    ok = r >= 0;
-    if (!ok) {
-      g_set_error (error, LEV_ERROR, LEV_ERROR_IO, "cannot read %s: %s", path, g_strerror (errno));
-      g_clear_pointer (text, g_free);
-    }
-  }
-  close (fd);
-  return ok;
 }
 
 /* Parses "1 403 407" (spaces or commas) into ids; FALSE on anything else. */
@@ -626,7 +586,8 @@ read_prompt (const LevModel *model, gchar **prompt, gsize *prompt_len, GArray *i
   GError *error = NULL;
   const LevTokenizer *tok = lev_model_tokenizer (model);
   if (opt_prompt_file) {
-    if (!read_text_file (opt_prompt_file, prompt, prompt_len, &error)) {
+    if (!lev_tool_read_text_file (opt_prompt_file, LEVRUN_MAX_PROMPT_BYTES, ", more than a prompt can be",
+                                  prompt, prompt_len, &error)) {
       g_printerr ("levrun: %s\n", error->message);
       g_clear_error (&error);
       return 1;
