@@ -1,40 +1,21 @@
 /* fuzz_chat_encode.c: libFuzzer target: chat templates as the session uses them, rendered and encoded with
  * special-token matching by the Llama 3 tokenizer of tests/data (loaded once). */
-#include "fuzz_common.h"
+#include "fuzz_tokenizer.h"
 #include "lev_chat.h"
 #include "lev_convert.h"
 #include "leviathan.h"
 
-static LevConvVocab *vocab;
-static LevConvVocabFlat *flat;
 static LevTokenizer *tok;
 static int32_t start_header, eot;
-
-/* Frees the tokenizer at exit (so that LeakSanitizer sees a clean process). */
-static void
-unload (void)
-{
-  lev_tokenizer_free (tok);
-  lev_conv_vocab_flat_free (flat);
-  lev_conv_vocab_free (vocab);
-}
 
 /* Loads the Llama 3 tokenizer and finds its header and end-of-turn tokens. */
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
-  gchar *path = fuzz_fixture ("tokenizers/llama3/tokenizer.json");
-  GError *error = NULL;
-  vocab = lev_import_vocab (path, &error);
-  FUZZ_CHECK (vocab != NULL, "%s: %s", path, error->message);
-  flat = lev_conv_vocab_flatten (vocab);
-  tok = lev_tokenizer_new (&flat->view, &error);
-  FUZZ_CHECK (tok != NULL, "%s: %s", path, error->message);
-  g_free (path);
+  tok = fuzz_tokenizer_load ("tokenizers/llama3/tokenizer.json");
   start_header = lev_tokenizer_find_piece (tok, "<|start_header_id|>", -1);
   eot = lev_tokenizer_find_piece (tok, "<|eot_id|>", -1);
   FUZZ_CHECK (start_header >= 0 && eot >= 0, "the Llama 3 tokenizer lacks its chat tokens");
-  atexit (unload);
   return 0;
 }
 

@@ -1,36 +1,17 @@
 /* fuzz_grammar.c: libFuzzer target: grammars (GBNF or JSON Schema) compiled from arbitrary text, text fed to their
  * parser, and the token mask of the Llama 2 tokenizer of tests/data checked against the parser token by token. */
-#include "fuzz_common.h"
+#include "fuzz_tokenizer.h"
 #include "lev_convert.h"
 #include "lev_grammar.h"
 #include "leviathan.h"
 
-static LevConvVocab *vocab;
-static LevConvVocabFlat *flat;
 static LevTokenizer *tok;
-
-/* Frees the tokenizer at exit (so that LeakSanitizer sees a clean process). */
-static void
-unload (void)
-{
-  lev_tokenizer_free (tok);
-  lev_conv_vocab_flat_free (flat);
-  lev_conv_vocab_free (vocab);
-}
 
 /* Loads the tokenizer once. */
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
-  gchar *path = fuzz_fixture ("tokenizers/llama2/tokenizer.model");
-  GError *error = NULL;
-  vocab = lev_import_vocab (path, &error);
-  FUZZ_CHECK (vocab != NULL, "%s: %s", path, error->message);
-  flat = lev_conv_vocab_flatten (vocab);
-  tok = lev_tokenizer_new (&flat->view, &error);
-  FUZZ_CHECK (tok != NULL, "%s: %s", path, error->message);
-  g_free (path);
-  atexit (unload);
+  tok = fuzz_tokenizer_load ("tokenizers/llama2/tokenizer.model");
   return 0;
 }
 
