@@ -110,7 +110,7 @@ set_property (GstElement *e, guint8 which, guint8 v)
   case 4: gst_util_set_object_arg (G_OBJECT (e), "chat-template", templates[v % 7]); break;
   case 5: g_object_set (e, "keep-history", (gboolean) (v & 1), NULL); break;
   case 6: g_object_set (e, "max-prompt-bytes", 16 + v, NULL); break;
-  case 7: g_object_set (e, "parse-special", (gboolean) (v & 1), "ignore-eos", (gboolean) (v & 2), NULL); break;
+  case 7: g_object_set (e, "parse-special", (gboolean) (v & 1), "ignore-eos", (gboolean) ((v & 2) != 0), NULL); break;
   case 8: gst_util_set_object_arg (G_OBJECT (e), "stop-strings", v & 1 ? "<\"the\",\"\\\\n\">" : "<>"); break;
   case 9: g_object_set (e, "response-separator", v & 1 ? "--" : NULL, NULL); break;
   case 10: g_object_set (e, "system-prompt", v & 1 ? "Be brief." : NULL, NULL); break;
@@ -132,7 +132,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   gst_object_unref (e);
   gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
   gst_harness_play (h);
-  gboolean tokens = FALSE, in_tokens = FALSE;
+  gboolean tokens = FALSE, in_tokens = FALSE, after_eos = FALSE;
   for (size_t p = 0; p < size;) {
     guint8 op = next_byte (data, size, &p);
     switch (op % 13) {
@@ -154,6 +154,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     case 3:                            /* flush */
       gst_harness_push_event (h, gst_event_new_flush_start ());
       gst_harness_push_event (h, gst_event_new_flush_stop (next_byte (data, size, &p) & 1));
+      after_eos = FALSE;               /* flush-stop clears the pad's EOS */
       break;
     case 4:                            /* end of utterance */
       gst_harness_push_event (h, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
@@ -161,6 +162,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       break;
     case 5: {                          /* input caps */
       guint8 v = next_byte (data, size, &p) % 3;
+      if (after_eos)                   /* a pad refuses caps after EOS; the harness asserts they were taken */
+        break;
       in_tokens = v == 2;
       gst_harness_set_src_caps_str (h, v == 0 ? "text/x-raw, format=utf8" : v == 1 ? "text/plain" : token_caps);
       break;
@@ -187,8 +190,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       break;
     }
     case 11:                           /* EOS (later pushes may be refused) */
-      if (next_byte (data, size, &p) % 4 == 0)
+      if (next_byte (data, size, &p) % 4 == 0) {
         gst_harness_push_event (h, gst_event_new_eos ());
+        after_eos = TRUE;
+      }
       break;
     default:
       g_usleep (1000);
