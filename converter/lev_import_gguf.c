@@ -31,7 +31,18 @@ enum {
 /* The ggml tensor types this importer reads (numbers from ggml's enum ggml_type). */
 enum {
   GT_F32 = 0, GT_F16 = 1, GT_Q4_0 = 2, GT_Q8_0 = 8, GT_BF16 = 30, GT_TQ1_0 = 34, GT_TQ2_0 = 35,
+  GT_I2_S = 36,   /* bitnet.cpp's type (its llama.cpp fork's ggml), not in ggml-org's enum */
 };
+
+/* bitnet.cpp's I2_S (read from its src/ggml-bitnet-mad.cpp quantize_i2_s and its fork's ggml_nbytes): the whole
+ * tensor, rows of ne[0] one after the other, in blocks of 128 weights of 32 bytes each; weight 32 g + m of a block
+ * is bits 6 - 2 g .. 7 - 2 g of byte m (the first 32 weights in the top bits); code 0 is -1, 1 is 0, 2 is +1. After
+ * the numel / 4 code bytes comes one float32, the tensor's scale (the largest |w| of the source), then 28 bytes of
+ * padding: numel / 4 + 32 bytes in all. This is what bitnet.cpp writes on x86 (and on every platform before late
+ * 2025), the layout of the 2B4T release file. Its later ARM build (64-weight blocks) and an x86 build without
+ * ACT_PARALLEL (4 rows interleaved) write other layouts under the same type number, which no field tells apart. */
+#define I2S_BLOCK 128u
+#define I2S_TAIL 32u
 
 /* Block size (weights) and bytes per block of each readable type. */
 static gboolean
@@ -45,6 +56,7 @@ gguf_type_layout (guint32 type, guint32 *block, guint32 *bytes)
     case GT_Q4_0: *block = 32; *bytes = 2 + 16; return TRUE;
     case GT_TQ1_0: *block = 256; *bytes = 48 + 4 + 2; return TRUE;
     case GT_TQ2_0: *block = 256; *bytes = 64 + 2; return TRUE;
+    case GT_I2_S: *block = I2S_BLOCK; *bytes = I2S_BLOCK / 4; return TRUE;   /* plus I2S_TAIL once per tensor */
     default: return FALSE;
   }
 }
@@ -487,7 +499,7 @@ gguf_parse (const guint8 *data, gsize size, const gchar *name, GError **error)
     guint32 block, bytes;
     if (!gguf_type_layout (t->type, &block, &bytes)) {
       rd_fail (r, LEV_CONVERT_ERROR_UNSUPPORTED, "tensor %s has type %s (%u), which is not supported (F32, F16, BF16, "
-               "Q8_0, Q4_0, TQ1_0 and TQ2_0 are)", t->name, gguf_type_name (t->type), t->type);
+               "Q8_0, Q4_0, TQ1_0, TQ2_0 and I2_S are)", t->name, gguf_type_name (t->type), t->type);
       goto fail;
     }
     if (t->ne[0] % block != 0) {
@@ -495,7 +507,7 @@ gguf_parse (const guint8 *data, gsize size, const gchar *name, GError **error)
                "the %s block size %u", t->name, t->ne[0], gguf_type_name (t->type), block);
       goto fail;
     }
-    t->nbytes = t->numel / block * bytes;
+    t->nbytes = t->numel / block * bytes + (t->type == GT_I2_S ? I2S_TAIL : 0);
     if (t->offset % alignment != 0) {
       rd_fail (r, LEV_CONVERT_ERROR_FORMAT, "tensor %s: data offset %" G_GUINT64_FORMAT " is not a multiple of the "
                "alignment %" G_GUINT64_FORMAT, t->name, t->offset, alignment);
@@ -683,6 +695,50 @@ add_ternary (LevConvModel *model, const gchar *name, const GgufTensor *t, guint3
   lev_conv_model_add_tensor (model, name, LEV_SRC_F32, n_dims, shape, f, f);
 }
 
+/* Adds an I2_S tensor (layout above): a matrix as ternary codes with the file's one scale, which is lossless; any
+ * other tensor (an embedding, a norm) as the exact float32 values code * scale. Refuses, naming the tensor, a scale
+ * that is negative or not finite and a code of 3, which bitnet.cpp's quantizer never writes. */
+static gboolean
+add_i2s (LevConvModel *model, const gchar *name, const GgufTensor *t, guint32 n_dims, const guint64 *shape,
+         gboolean as_ternary, const gchar *fname, GError **error)
+{
+  float scale;
+  memcpy (&scale, t->data + t->numel / 4, 4);
+  if (!isfinite (scale) || scale < 0.0f) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: tensor %s (I2_S) has the scale %g, which "
+                 "is not a finite non-negative number (corrupt)", fname, t->name, (double) scale);
+    return FALSE;
+  }
+  gint8 *trit = g_malloc (t->numel);
+  for (guint64 b = 0; b < t->numel / I2S_BLOCK; b++) {
+    const guint8 *bytes = t->data + b * (I2S_BLOCK / 4);
+    gint8 *out = trit + b * I2S_BLOCK;
+    for (guint g = 0; g < 4; g++)
+      for (guint m = 0; m < 32; m++) {
+        guint code = (bytes[m] >> (6 - 2 * g)) & 3u;
+        if (code == 3) {
+          g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: tensor %s (I2_S) holds the code 3 at "
+                       "weight %" G_GUINT64_FORMAT ", which is not a trit (corrupt)", fname, t->name,
+                       b * I2S_BLOCK + 32 * g + m);
+          g_free (trit);
+          return FALSE;
+        }
+        out[32 * g + m] = (gint8) ((gint) code - 1);
+      }
+  }
+  if (as_ternary && scale > 0.0f) {
+    LevConvTensor *ct = lev_conv_model_add_tensor (model, name, LEV_SRC_TERNARY, n_dims, shape, trit, trit);
+    ct->scale = scale;
+    return TRUE;
+  }
+  float *f = g_new (float, t->numel);
+  for (guint64 i = 0; i < t->numel; i++)
+    f[i] = (float) trit[i] * scale;
+  g_free (trit);
+  lev_conv_model_add_tensor (model, name, LEV_SRC_F32, n_dims, shape, f, f);
+  return TRUE;
+}
+
 /* Maps a GGUF tensor name to its canonical name (g_free it), or NULL for names this importer does not know. */
 static gchar *
 canonical_name (const gchar *g, guint32 n_layers, gboolean *linear)
@@ -761,6 +817,9 @@ map_tensors (LevConvModel *model, GgufFile *f, GError **error)
     } else if (t->type == GT_Q8_0 || t->type == GT_Q4_0) {
       float *v = dequant_q (t);
       lev_conv_model_add_tensor (model, name, LEV_SRC_F32, nd, shape, v, v);
+    } else if (t->type == GT_I2_S) {
+      if (!add_i2s (model, name, t, nd, shape, linear && nd == 2, fname, error))
+        return FALSE;
     } else {
       add_ternary (model, name, t, nd, shape, linear && nd == 2);
     }
@@ -812,6 +871,7 @@ parse_hparams (LevConvModel *model, GgufFile *f)
   LevHParams *hp = &model->hp;
   gboolean bad;
   g_autofree gchar *arch = kv_string (f, "general.architecture", &bad);
+  gboolean relu2 = FALSE;
   if (arch == NULL)
     return bad ? FALSE : rd_fail (&f->rd, LEV_CONVERT_ERROR_FORMAT, "metadata general.architecture is missing");
   if (strcmp (arch, "llama") == 0) {
@@ -830,9 +890,17 @@ parse_hparams (LevConvModel *model, GgufFile *f)
     hp->arch = LEV_ARCH_BITNET;
     hp->rope_style = LEV_ROPE_HALF;
     hp->flags |= LEV_HP_SUB_NORMS;
+  } else if (strcmp (arch, "bitnet-b1.58") == 0 || strcmp (arch, "bitnet-25") == 0) {
+    /* bitnet.cpp's BitNet b1.58 2B4T names (its convert-hf-to-gguf-bitnet.py writes bitnet-b1.58, the earlier
+     * bitnet2b_2501 converter bitnet-25; one graph, build_bitnet_158): sub-norms as bitnet, NEOX rotation (q/k not
+     * permuted), relu(gate)^2 * up, an output.weight or tied embeddings; no activation quantization, as above */
+    hp->arch = LEV_ARCH_BITNET;
+    hp->rope_style = LEV_ROPE_HALF;
+    hp->flags |= LEV_HP_SUB_NORMS;
+    relu2 = TRUE;
   } else {
     return rd_fail (&f->rd, LEV_CONVERT_ERROR_UNSUPPORTED,
-                    "architecture %s is not supported (llama, qwen2 and bitnet are)", arch);
+                    "architecture %s is not supported (llama, qwen2, bitnet, bitnet-b1.58 and bitnet-25 are)", arch);
   }
   guint32 rope_dims = 0, head_dim_v = 0;
   if (!hp_uint (f, arch, "embedding_length", TRUE, 0, &hp->dim) ||
@@ -866,7 +934,7 @@ parse_hparams (LevConvModel *model, GgufFile *f)
                     hp->n_heads, hp->n_kv_heads, hp->head_dim);
   if (!(hp->norm_eps >= 0.0f) || !(hp->rope_theta > 0.0f))
     return rd_fail (&f->rd, LEV_CONVERT_ERROR_FORMAT, "rms epsilon or rope freq_base out of range");
-  hp->activation = LEV_ACT_SILU;
+  hp->activation = relu2 ? LEV_ACT_RELU2 : LEV_ACT_SILU;
   hp->rope_scaling = LEV_ROPE_SCALING_NONE;
   g_autofree gchar *st_key = g_strdup_printf ("%s.rope.scaling.type", arch);
   g_autofree gchar *scaling = kv_string (f, st_key, &bad);
@@ -1141,7 +1209,8 @@ lev_import_gguf_data (const guint8 *data, gsize size, const gchar *name, GError 
   return model;
 }
 
-/* Reads a GGUF model (architectures llama, qwen2 and bitnet; tensor types F32, F16, BF16, Q8_0, Q4_0, TQ1_0, TQ2_0). */
+/* Reads a GGUF model (architectures llama, qwen2, bitnet, bitnet-b1.58, bitnet-25; tensor types F32, F16, BF16, Q8_0,
+ * Q4_0, TQ1_0, TQ2_0, I2_S). */
 LevConvModel *
 lev_import_gguf (const gchar *path, GError **error)
 {

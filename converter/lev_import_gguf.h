@@ -7,7 +7,8 @@ G_BEGIN_DECLS
 
 /* Returns TRUE when the file at path starts with the GGUF magic. */
 gboolean lev_gguf_probe (const gchar *path);
-/* Reads a GGUF model (architectures llama, qwen2 and bitnet; tensor types F32, F16, BF16, Q8_0, Q4_0, TQ1_0, TQ2_0). */
+/* Reads a GGUF model (architectures llama, qwen2, bitnet, bitnet-b1.58, bitnet-25; tensor types F32, F16, BF16, Q8_0,
+ * Q4_0, TQ1_0, TQ2_0, I2_S). */
 LevConvModel *lev_import_gguf (const gchar *path, GError **error);
 /* Reads a GGUF model from memory; name is for messages; the tensors may point into data, which must outlive the
  * model. */

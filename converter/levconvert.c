@@ -332,7 +332,8 @@ main (int argc, char **argv)
     "SRC is a Hugging Face model directory (config.json + model.safetensors or shards, tokenizer.model or\n"
     "tokenizer.json),\n"
     "a llama2.c checkpoint (.bin; give --tokenizer), a bitllama2.c ternary checkpoint (\"ak42\"),\n"
-    "or a GGUF file (llama / qwen2; F32, F16, BF16, Q8_0, Q4_0, TQ1_0, TQ2_0; see docs/models.md).");
+    "or a GGUF file (llama / qwen2 / bitnet / bitnet-b1.58; F32, F16, BF16, Q8_0, Q4_0, TQ1_0, TQ2_0, I2_S;\n"
+    "see docs/models.md).");
   g_option_context_add_main_entries (octx, entries, NULL);
   g_option_context_add_main_entries (octx, quant_entries, NULL);
   GError *error = NULL;

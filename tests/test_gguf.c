@@ -344,6 +344,111 @@ test_ternary_block_scales (void)
   }
 }
 
+/* bitnet.cpp's I2_S (bitnet128-i2_s.gguf, made by bitnet.cpp's own llama-quantize from bitnet128-f32.gguf): every
+ * matrix is kept as ternary codes with the file's one scale, and every tensor holds exactly the values of the F32
+ * file that was quantized (bitnet128-i2_s.values.sha256, written by gguf-py from that F32 file): the same trits and
+ * the same scale, no loss. */
+static void
+check_i2s_values (const char *rel)
+{
+  gsize len;
+  gchar *sums = lev_test_read_fixture ("gguf/bitnet128-i2_s.values.sha256", &len);
+  gchar **lines = g_strsplit (sums, "\n", -1);
+  LevConvModel *m = import_fixture (rel);
+  guint n_checked = 0, n_ternary = 0;
+  for (gchar **l = lines; *l; l++) {
+    if (**l == '\0')
+      continue;
+    gchar **f = g_strsplit (*l, " ", -1);
+    g_assert_cmpuint (g_strv_length (f), ==, 3);
+    gchar *name = lev_name_of (f[0]);
+    LevConvTensor *t = lev_conv_model_find (m, name);
+    g_assert_nonnull (t);
+    gchar *hex = values_sha256 (t);
+    if (strcmp (hex, f[2]) != 0)
+      g_error ("%s %s (%s): values differ from the F32 model bitnet.cpp quantized", rel, f[0], f[1]);
+    if (strcmp (f[1], "I2_S") == 0) {
+      g_assert_cmpint (t->type, ==, LEV_SRC_TERNARY);
+      g_assert_cmpfloat (t->scale, >, 0.0f);
+      n_ternary++;
+    }
+    n_checked++;
+    g_free (hex);
+    g_free (name);
+    g_strfreev (f);
+  }
+  g_test_message ("%s: %u tensors equal the F32 source's values, %u of them I2_S kept ternary", rel, n_checked,
+                  n_ternary);
+  g_assert_cmpuint (n_checked, ==, 24);
+  g_assert_cmpuint (n_ternary, ==, 14);
+  lev_conv_model_free (m);
+  g_strfreev (lines);
+  g_free (sums);
+}
+
+static void
+test_i2s_values (void)
+{
+  check_i2s_values ("gguf/bitnet128-i2_s.gguf");
+}
+
+/* bitnet.cpp's BitNet b1.58 2B4T architecture names (bitnet-b1.58 from its convert-hf-to-gguf-bitnet.py, bitnet-25
+ * from the earlier bitnet2b_2501 converter): the same I2_S bytes under those names (written with the fork's gguf-py)
+ * read as our BitNet decoder with sub-norms, rotate-half RoPE, relu(gate)^2 * up and tied embeddings, the weights
+ * unchanged. The bitnet.cpp snapshot here predates these names, so there are no logits of that graph to compare. */
+static void
+test_bitnet_b158_names (void)
+{
+  static const char *files[] = { "gguf/bitnet128-b158-i2_s.gguf", "gguf/bitnet128-b25-i2_s.gguf" };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++) {
+    check_i2s_values (files[i]);
+    LevConvModel *cm = import_fixture (files[i]);
+    g_assert_cmpuint (cm->hp.arch, ==, LEV_ARCH_BITNET);
+    g_assert_cmpuint (cm->hp.activation, ==, LEV_ACT_RELU2);
+    g_assert_cmpuint (cm->hp.rope_style, ==, LEV_ROPE_HALF);
+    g_assert_true (cm->hp.flags & LEV_HP_SUB_NORMS);
+    g_assert_false (cm->hp.flags & LEV_HP_ACT_QUANT);
+    g_assert_null (lev_conv_model_find (cm, "output"));
+    g_assert_true (cm->hp.flags & LEV_HP_TIED_EMBEDDINGS);
+    g_assert_cmpuint (cm->hp.dim, ==, 128);
+    g_assert_cmpuint (cm->hp.ffn_dim, ==, 256);
+    g_assert_cmpuint (cm->hp.n_kv_heads, ==, 2);
+    lev_conv_model_free (cm);
+    /* it converts (packed t2) and runs; nothing here to compare its logits with */
+    LevModel *m = convert_and_load (files[i], LEV_OUT_T2);
+    g_assert_cmpuint (lev_model_hparams (m)->activation, ==, LEV_ACT_RELU2);
+    LevContext *c = new_context (m);
+    const float *logits = lev_context_eval (c, 1, NULL);
+    for (guint v = 0; v < lev_model_hparams (m)->vocab_size; v++)
+      g_assert_true (isfinite (logits[v]));
+    lev_context_free (c);
+    lev_model_free (m);
+  }
+  /* the bitnet arch of the same weights stays SiLU */
+  LevConvModel *cm = import_fixture ("gguf/bitnet128-i2_s.gguf");
+  g_assert_cmpuint (cm->hp.activation, ==, LEV_ACT_SILU);
+  lev_conv_model_free (cm);
+}
+
+/* I2_S logits and greedy ids: written as lossless q8 (auto) and as packed t2 and t1 (the same trits and scale); the
+ * reference is bitnet.cpp on the F32 model the I2_S file quantizes without loss (bitnet.cpp's I2_S kernels quantize
+ * the activations to 8 bits, so its run on the I2_S file itself is not the reference; README). */
+static void
+test_i2s_logits (void)
+{
+  static const LevOutFormat formats[] = { LEV_OUT_AUTO, LEV_OUT_T2, LEV_OUT_T1 };
+  static const char *const encodings[] = { "q8", "t2", "t1" };
+  for (guint k = 0; k < G_N_ELEMENTS (formats); k++) {
+    LevModel *m = convert_and_load ("gguf/bitnet128-i2_s.gguf", formats[k]);
+    g_assert_cmpstr (lev_model_encoding_name (m), ==, encodings[k]);
+    g_assert_cmpuint (lev_model_hparams (m)->arch, ==, LEV_ARCH_BITNET);
+    g_assert_cmpuint (lev_model_hparams (m)->rope_style, ==, LEV_ROPE_HALF);
+    check_logits (m, "gguf/bitnet128.bitnetcpp.logits_tf64.f32", 1e-3);
+    check_greedy (m, "gguf/bitnet128.bitnetcpp.greedy_n64.json");
+    lev_model_free (m);
+  }
+}
+
 /* ---------------------------------------------------------------- tokenizer */
 
 /* llama.cpp's tokenizer vectors (.inp texts, .out ids) on one of its vocab-only GGUFs (tokenizer from the GGUF
@@ -552,6 +657,75 @@ test_corrupt (void)
   g_free (orig);
 }
 
+/* Position of a named tensor's info in a GGUF: its ne[] (*ne_pos), type (*type_pos) and offset (*off_pos); returns the
+ * start of the tensor data (alignment 32, the default, which bitnet128-i2_s.gguf uses). */
+static gsize
+find_tensor_info (const guint8 *d, gsize size, const char *name, gsize *ne_pos, gsize *type_pos, gsize *off_pos)
+{
+  guint64 n_tensors;
+  memcpy (&n_tensors, d + 8, 8);
+  gsize pos = first_tensor_info (d, size);
+  gboolean found = FALSE;
+  for (guint64 i = 0; i < n_tensors; i++) {
+    guint64 nlen;
+    memcpy (&nlen, d + pos, 8);
+    gboolean this = nlen == strlen (name) && memcmp (d + pos + 8, name, nlen) == 0;
+    pos += 8 + nlen;
+    guint32 nd;
+    memcpy (&nd, d + pos, 4);
+    if (this) {
+      *ne_pos = pos + 4;
+      *type_pos = pos + 4 + 8 * nd;
+      *off_pos = *type_pos + 4;
+      found = TRUE;
+    }
+    pos += 4 + 8 * nd + 4 + 8;
+  }
+  g_assert_true (found);
+  return (pos + 31) / 32 * 32;
+}
+
+/* A corrupt or truncated I2_S tensor is refused with a message naming it: the file cut inside its codes, a code of 3,
+ * a scale that is NaN or negative, a row length that is not a whole number of 128-weight blocks. */
+static void
+test_i2s_corrupt (void)
+{
+  gsize size;
+  guint8 *orig = (guint8 *) lev_test_read_fixture ("gguf/bitnet128-i2_s.gguf", &size);
+  guint8 *d = g_memdup2 (orig, size);
+  const char *name = "blk.1.ffn_down.weight";   /* I2_S, [256, 128] in ggml order */
+  gsize ne_pos = 0, type_pos = 0, off_pos = 0;
+  gsize data_start = find_tensor_info (d, size, name, &ne_pos, &type_pos, &off_pos);
+  guint32 type;
+  memcpy (&type, d + type_pos, 4);
+  g_assert_cmpuint (type, ==, 36);
+  guint64 off;
+  memcpy (&off, d + off_pos, 8);
+  const guint64 numel = 256 * 128;
+  guint8 *codes = d + data_start + off;
+  /* cut in the middle of its codes, and inside its scale */
+  expect_rejected (d, data_start + off + numel / 8, "truncated I2_S codes", "truncated: tensor blk.1.ffn_down.weight "
+                   "(I2_S (bitnet.cpp), 8224 bytes");
+  expect_rejected (d, data_start + off + numel / 4 + 2, "truncated I2_S scale", "truncated: tensor "
+                   "blk.1.ffn_down.weight");
+  codes[100] |= 0xc0;   /* byte 4 of block 3, top bits: weight 3 * 128 + 4 */
+  expect_rejected (d, size, "I2_S code 3", "tensor blk.1.ffn_down.weight (I2_S) holds the code 3 at weight 388");
+  memcpy (d, orig, size);
+  float bad = NAN;
+  memcpy (codes + numel / 4, &bad, 4);
+  expect_rejected (d, size, "I2_S scale NaN", "tensor blk.1.ffn_down.weight (I2_S) has the scale nan");
+  bad = -0.5f;
+  memcpy (codes + numel / 4, &bad, 4);
+  expect_rejected (d, size, "I2_S scale negative", name);
+  memcpy (d, orig, size);
+  guint64 ne[2] = { 64, 512 };   /* the same number of weights in rows of 64 */
+  memcpy (d + ne_pos, ne, 16);
+  expect_rejected (d, size, "I2_S row of 64", "tensor blk.1.ffn_down.weight: its row length 64 is not a multiple of "
+                   "the I2_S (bitnet.cpp) block size 128");
+  g_free (d);
+  g_free (orig);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -566,6 +740,10 @@ main (int argc, char **argv)
   g_test_add_func ("/gguf/q8_0-q4_0", test_q8_q4);
   g_test_add_func ("/gguf/tq1_0-tq2_0", test_ternary);
   g_test_add_func ("/gguf/tq1_0-block-scales", test_ternary_block_scales);
+  g_test_add_func ("/gguf/i2_s-values", test_i2s_values);
+  g_test_add_func ("/gguf/i2_s-logits", test_i2s_logits);
+  g_test_add_func ("/gguf/i2_s-corrupt", test_i2s_corrupt);
+  g_test_add_func ("/gguf/bitnet-b1.58-names", test_bitnet_b158_names);
   g_test_add_func ("/gguf/vocab-llama-spm", test_vocab_llama_spm);
   g_test_add_func ("/gguf/vocab-gpt2", test_vocab_gpt2);
   g_test_add_func ("/gguf/corrupt", test_corrupt);
