@@ -866,6 +866,21 @@ set_sink_caps (GstLevTextGen *self, GstCaps *caps)
   return TRUE;
 }
 
+/* Starts a flush or a deactivation: the queues refuse items, the generation is cancelled within one token step,
+ * and every thread waiting on a queue (chain function, generation task, src pad's task) wakes up to see it. */
+static void
+begin_flushing (GstLevTextGen *self)
+{
+  g_mutex_lock (&self->lock);
+  self->flushing = TRUE;
+  self->srcresult = GST_FLOW_FLUSHING;
+  g_atomic_int_set (&self->cancel, 1);
+  g_cond_broadcast (&self->item_add);
+  g_cond_broadcast (&self->item_del);
+  g_cond_broadcast (&self->out_add);
+  g_mutex_unlock (&self->lock);
+}
+
 static gboolean
 gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
 {
@@ -874,14 +889,7 @@ gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
   switch (GST_EVENT_TYPE (event)) {
   case GST_EVENT_FLUSH_START: {
     gboolean res = gst_pad_push_event (self->srcpad, event);
-    g_mutex_lock (&self->lock);
-    self->flushing = TRUE;
-    self->srcresult = GST_FLOW_FLUSHING;
-    g_atomic_int_set (&self->cancel, 1);
-    g_cond_broadcast (&self->item_add);
-    g_cond_broadcast (&self->item_del);
-    g_cond_broadcast (&self->out_add);
-    g_mutex_unlock (&self->lock);
+    begin_flushing (self);
     /* waits for both tasks' current iterations; generation ends within one token step */
     gst_pad_pause_task (self->srcpad);
     pause_gen_task (self);
@@ -1455,14 +1463,7 @@ gst_lev_text_gen_src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode m
     g_mutex_unlock (&self->lock);
     return start_tasks (self);
   }
-  g_mutex_lock (&self->lock);
-  self->flushing = TRUE;
-  self->srcresult = GST_FLOW_FLUSHING;
-  g_atomic_int_set (&self->cancel, 1);
-  g_cond_broadcast (&self->item_add);
-  g_cond_broadcast (&self->item_del);
-  g_cond_broadcast (&self->out_add);
-  g_mutex_unlock (&self->lock);
+  begin_flushing (self);
   gst_task_stop (self->gen_task);
   gboolean res = gst_pad_stop_task (pad);
   res = gst_task_join (self->gen_task) && res;
