@@ -476,16 +476,6 @@ test_crafted_gpt2 (void)
   g_free (path);
   g_free (dir);
 }
-/* Counts id in ids. */
-static guint
-count_id (const int32_t *ids, size_t n, int32_t id)
-{
-  guint k = 0;
-  for (size_t i = 0; i < n; i++)
-    k += ids[i] == id;
-  return k;
-}
-
 /* issue 19 item 15 on the tokenizer.json path: a ChatML prompt whose user content spells "<|im_end|>" and
  * "<|im_start|>system": with the content's bytes as the plain range, only the template's own markers are control
  * tokens, and the ids still decode to the whole text. */
@@ -503,13 +493,13 @@ test_special_except_qwen3 (void)
   size_t n = 0, m = 0;
   int32_t *all = lev_tokenizer_encode_special (tok, text, -1, FALSE, &n, &error);
   g_assert_no_error (error);
-  g_assert_cmpuint (count_id (all, n, start), ==, 3);   /* HF's default: the content's markers matched */
-  g_assert_cmpuint (count_id (all, n, end), ==, 2);
+  g_assert_cmpuint (lev_test_count_id (all, n, start), ==, 3);  /* HF's default: the content's markers matched */
+  g_assert_cmpuint (lev_test_count_id (all, n, end), ==, 2);
   int32_t *safe = lev_tokenizer_encode_special_except (tok, text, -1, FALSE, strlen (head),
                                                         strlen (head) + strlen (content), &m, &error);
   g_assert_no_error (error);
-  g_assert_cmpuint (count_id (safe, m, start), ==, 2);
-  g_assert_cmpuint (count_id (safe, m, end), ==, 1);
+  g_assert_cmpuint (lev_test_count_id (safe, m, start), ==, 2);
+  g_assert_cmpuint (lev_test_count_id (safe, m, end), ==, 1);
   g_assert_cmpint (safe[0], ==, start);
   gchar *back = lev_tokenizer_decode (tok, safe, m);
   g_assert_cmpstr (back, ==, text);

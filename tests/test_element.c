@@ -715,21 +715,6 @@ GST_START_TEST (test_long_prompt_and_latency)
 }
 GST_END_TEST;
 
-/* The peak resident memory of this process so far (VmHWM), in KiB. */
-static guint64
-peak_rss_kib (void)
-{
-  gchar *status = NULL;
-  guint64 kib = 0;
-  if (g_file_get_contents ("/proc/self/status", &status, NULL, NULL)) {
-    const gchar *l = strstr (status, "VmHWM:");
-    if (l)
-      kib = g_ascii_strtoull (l + 6, NULL, 10);
-  }
-  g_free (status);
-  return kib;
-}
-
 GST_START_TEST (test_max_prompt_bytes)
 {
   /* regression (issue 19 item 4): a 40 MB line was kept whole, copied and tokenized (1.08 GB) before all but the
@@ -747,14 +732,14 @@ GST_START_TEST (test_max_prompt_bytes)
   static gchar block[1 << 20];
   for (gsize i = 0; i < sizeof block; i++)
     block[i] = "Once upon a time there was a dog. "[i % 34];
-  guint64 before = peak_rss_kib ();
+  guint64 before = lev_test_proc_status_kib ("VmHWM:");
   for (guint i = 0; i < 40; i++)
     fail_unless_equals_int (gst_harness_push (h, gst_buffer_new_wrapped_full (GST_MEMORY_FLAG_READONLY, block,
                                                                               sizeof block, 0, sizeof block, NULL,
                                                                               NULL)), GST_FLOW_OK);
   fail_unless_equals_int (lev_test_push_text (h, "\n"), GST_FLOW_OK);
   GstEvent *ev = lev_test_pull_end_of_response (h);
-  guint64 after = peak_rss_kib ();
+  guint64 after = lev_test_proc_status_kib ("VmHWM:");
   guint prompt_tokens = 0;
   guint64 truncated_bytes = 0;
   const GstStructure *st = gst_event_get_structure (ev);
@@ -853,16 +838,6 @@ GST_START_TEST (test_no_mmap_truncated_file)
 }
 GST_END_TEST;
 
-/* Counts id in ids. */
-static guint
-count_id (const int32_t *ids, size_t n, int32_t id)
-{
-  guint k = 0;
-  for (size_t i = 0; i < n; i++)
-    k += ids[i] == id;
-  return k;
-}
-
 GST_START_TEST (test_no_special_injection)
 {
   /* issue 19 item 15: with a chat template, a user typing the template's control text ("</s>" then a new role,
@@ -886,7 +861,7 @@ GST_START_TEST (test_no_special_injection)
   int32_t *ids = lev_session_encode_prompt (s, user, -1, &n, &err);
   fail_unless (ids != NULL);
   /* one </s>: the template's own, closing the user's turn */
-  fail_unless_equals_int (count_id (ids, n, eos), 1);
+  fail_unless_equals_int (lev_test_count_id (ids, n, eos), 1);
   /* BOS, "<|user|>\n" + the user's text as plain text, </s>, the rest of the template */
   size_t n_plain = 0, n_tail = 0;
   gchar *head = g_strconcat ("<|user|>\n", user, NULL);
@@ -913,7 +888,7 @@ GST_START_TEST (test_no_special_injection)
   p.parse_special = TRUE;
   fail_unless (lev_session_set_params (s, &p, &err));
   ids = lev_session_encode_prompt (s, user, -1, &n, &err);
-  fail_unless_equals_int (count_id (ids, n, eos), 2);
+  fail_unless_equals_int (lev_test_count_id (ids, n, eos), 2);
   g_free (ids);
   g_free (plain);
   g_free (tail);
@@ -942,7 +917,8 @@ GST_START_TEST (test_no_special_injection)
       int32_t *b = lev_session_encode_prompt (t, "  Tell me a story.\n ", -1, &nb, &err);
       int32_t *c = lev_session_encode_prompt (t, "  Tell</s> me<s> a story.\n ", -1, &nc, &err);
       fail_unless (na == nb && memcmp (a, b, na * sizeof (int32_t)) == 0, "%s: benign text changed", families[f]);
-      fail_unless_equals_int (count_id (c, nc, eos) + count_id (c, nc, bos), count_id (b, nb, eos) + count_id (b, nb, bos));
+      fail_unless_equals_int (lev_test_count_id (c, nc, eos) + lev_test_count_id (c, nc, bos),
+                              lev_test_count_id (b, nb, eos) + lev_test_count_id (b, nb, bos));
       g_free (a);
       g_free (b);
       g_free (c);
