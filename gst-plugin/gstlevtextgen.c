@@ -63,6 +63,7 @@ enum {
   PROP_MAX_OBSERVED_DELAY,
   PROP_RESPONSE_SEPARATOR,
   PROP_LOGPROBS,
+  PROP_TOKEN_META,
   PROP_USE_MMAP,
   /* the generation properties: PROP_GEN + LevGenProp, installed from gobject/lev_gen_props.c's table */
   PROP_GEN,
@@ -125,6 +126,7 @@ struct _GstLevTextGen {
   GstClockTime max_observed_delay;
   gchar *response_separator;    /* NULL: "\n" in prompt-mode=line, none otherwise */
   guint logprobs;               /* alternatives per token in the buffers' Lev.TokenMeta */
+  gboolean token_meta;          /* attach a Lev.TokenMeta to every buffer (else no per-token log-softmax) */
   LevGenSettings settings;      /* the generation properties */
   GstLevTextGenPromptMode prompt_mode;
   gboolean params_changed;      /* the task applies the properties before the next prompt */
@@ -483,6 +485,7 @@ gst_lev_text_gen_set_property (GObject *object, guint prop_id, const GValue *val
   case PROP_MAX_QUEUED: self->max_queued = g_value_get_uint (value); break;
   case PROP_LATENCY: self->latency = g_value_get_uint64 (value); break;
   case PROP_LOGPROBS: self->logprobs = g_value_get_uint (value); break;
+  case PROP_TOKEN_META: self->token_meta = g_value_get_boolean (value); break;
   case PROP_RESPONSE_SEPARATOR:
     g_free (self->response_separator);
     self->response_separator = g_strcompress (g_value_get_string (value) ? g_value_get_string (value) : "");
@@ -544,6 +547,7 @@ gst_lev_text_gen_get_property (GObject *object, guint prop_id, GValue *value, GP
   case PROP_LATENCY: g_value_set_uint64 (value, self->latency); break;
   case PROP_RESPONSE_SEPARATOR: g_value_set_string (value, self->response_separator); break;
   case PROP_LOGPROBS: g_value_set_uint (value, self->logprobs); break;
+  case PROP_TOKEN_META: g_value_set_boolean (value, self->token_meta); break;
   case PROP_MAX_OBSERVED_DELAY: g_value_set_uint64 (value, self->max_observed_delay); break;
   case PROP_ENGINE_ID: g_value_set_uint (value, self->shared ? gst_lev_shared_engine_id (self->shared) : 0); break;
   default:
@@ -561,7 +565,8 @@ static LevSessionParams
 session_params_locked (GstLevTextGen *self)
 {
   LevSessionParams p = self->settings.p;
-  p.token_logprobs = TRUE;      /* every buffer's Lev.TokenMeta */
+  /* every buffer's Lev.TokenMeta; without it the session skips the log-softmax over the vocabulary per token */
+  p.token_logprobs = self->token_meta;
   p.n_top_logprobs = self->logprobs;
   return p;
 }
@@ -861,6 +866,21 @@ set_sink_caps (GstLevTextGen *self, GstCaps *caps)
   return TRUE;
 }
 
+/* Starts a flush or a deactivation: the queues refuse items, the generation is cancelled within one token step,
+ * and every thread waiting on a queue (chain function, generation task, src pad's task) wakes up to see it. */
+static void
+begin_flushing (GstLevTextGen *self)
+{
+  g_mutex_lock (&self->lock);
+  self->flushing = TRUE;
+  self->srcresult = GST_FLOW_FLUSHING;
+  g_atomic_int_set (&self->cancel, 1);
+  g_cond_broadcast (&self->item_add);
+  g_cond_broadcast (&self->item_del);
+  g_cond_broadcast (&self->out_add);
+  g_mutex_unlock (&self->lock);
+}
+
 static gboolean
 gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
 {
@@ -869,14 +889,7 @@ gst_lev_text_gen_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
   switch (GST_EVENT_TYPE (event)) {
   case GST_EVENT_FLUSH_START: {
     gboolean res = gst_pad_push_event (self->srcpad, event);
-    g_mutex_lock (&self->lock);
-    self->flushing = TRUE;
-    self->srcresult = GST_FLOW_FLUSHING;
-    g_atomic_int_set (&self->cancel, 1);
-    g_cond_broadcast (&self->item_add);
-    g_cond_broadcast (&self->item_del);
-    g_cond_broadcast (&self->out_add);
-    g_mutex_unlock (&self->lock);
+    begin_flushing (self);
     /* waits for both tasks' current iterations; generation ends within one token step */
     gst_pad_pause_task (self->srcpad);
     pause_gen_task (self);
@@ -1450,14 +1463,7 @@ gst_lev_text_gen_src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode m
     g_mutex_unlock (&self->lock);
     return start_tasks (self);
   }
-  g_mutex_lock (&self->lock);
-  self->flushing = TRUE;
-  self->srcresult = GST_FLOW_FLUSHING;
-  g_atomic_int_set (&self->cancel, 1);
-  g_cond_broadcast (&self->item_add);
-  g_cond_broadcast (&self->item_del);
-  g_cond_broadcast (&self->out_add);
-  g_mutex_unlock (&self->lock);
+  begin_flushing (self);
   gst_task_stop (self->gen_task);
   gboolean res = gst_pad_stop_task (pad);
   res = gst_task_join (self->gen_task) && res;
@@ -1784,6 +1790,7 @@ gst_lev_text_gen_init (GstLevTextGen *self)
 
   self->model_path = g_strdup (LEV_DEFAULT_MODEL);
   self->use_mmap = TRUE;
+  self->token_meta = TRUE;
   lev_gen_settings_init (&self->settings);
   self->prompt_mode = GST_LEV_TEXT_GEN_PROMPT_BUFFER;
   self->max_queued = DEFAULT_MAX_QUEUED;
@@ -1878,8 +1885,14 @@ gst_lev_text_gen_class_init (GstLevTextGenClass *klass)
   g_object_class_install_property (gobject_class, PROP_LOGPROBS,
     g_param_spec_uint ("logprobs", "Alternatives per token", "How many of the most likely tokens at each position "
                        "each output buffer's Lev.TokenMeta lists with their log-probabilities (0: none; the "
-                       "meta always holds the buffer's token ids and their log-probabilities)", 0,
+                       "meta always holds the buffer's token ids and their log-probabilities; none with "
+                       "token-meta=false)", 0,
                        LEV_MAX_TOP_LOGPROBS, 0, live));
+  g_object_class_install_property (gobject_class, PROP_TOKEN_META,
+    g_param_spec_boolean ("token-meta", "Token metadata", "Attach a Lev.TokenMeta (the tokens' ids, their "
+                          "log-probabilities and the logprobs property's alternatives) to every output buffer; "
+                          "false: no meta, and no log-softmax over the vocabulary for each generated token "
+                          "(from the next prompt)", TRUE, live));
   g_object_class_install_property (gobject_class, PROP_ENGINE_ID,
     g_param_spec_uint ("engine-id", "Engine", "The shared engine (model and threads) the element runs on from "
                        "NULL→READY to READY→NULL, a number unique in the process (0: none): elements of one "

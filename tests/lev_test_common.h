@@ -1,4 +1,5 @@
-/* lev_test_common.h: helpers shared by the C tests (fixture lookup with skip-or-fail, float comparison). */
+/* lev_test_common.h: helpers shared by the C tests (fixture lookup with skip-or-fail, float comparison, id counts,
+ * the process's memory from /proc). */
 #pragma once
 
 #include <glib.h>
@@ -84,4 +85,30 @@ lev_test_max_abs_diff (const float *a, const float *b, size_t n)
       m = isnan (d) ? INFINITY : d;
   }
   return m;
+}
+
+/* Counts id in ids. */
+static inline guint
+lev_test_count_id (const int32_t *ids, size_t n, int32_t id)
+{
+  guint k = 0;
+  for (size_t i = 0; i < n; i++)
+    k += ids[i] == id;
+  return k;
+}
+
+/* A memory figure of this process from /proc/self/status in KiB (field with its colon: "VmRSS:" resident now,
+ * "VmHWM:" the peak so far); 0 when unavailable. */
+static inline guint64
+lev_test_proc_status_kib (const char *field)
+{
+  gchar *status = NULL;
+  guint64 kib = 0;
+  if (g_file_get_contents ("/proc/self/status", &status, NULL, NULL)) {
+    const gchar *l = strstr (status, field);
+    if (l)
+      kib = g_ascii_strtoull (l + strlen (field), NULL, 10);
+  }
+  g_free (status);
+  return kib;
 }

@@ -6,66 +6,29 @@
 #include "lev_tokenizer.h"
 #include "leviathan.h"
 #include "lev_test_vectors.h"
+#include "lev_test_tokenizer.h"
 
 /* ---------------------------------------------------------------- helpers */
 
-/* A vocabulary with its flattened arrays and a tokenizer over them. */
-typedef struct {
-  LevConvVocab *vocab;
-  LevConvVocabFlat *flat;
-  LevTokenizer *tok;
-  double import_s, build_s;
-} Tok;
-
-static Tok *tok_llama3, *tok_qwen3, *tok_mistral;
-
-static void
-tok_free (Tok *t)
-{
-  if (t == NULL)
-    return;
-  lev_tokenizer_free (t->tok);
-  lev_conv_vocab_flat_free (t->flat);
-  lev_conv_vocab_free (t->vocab);
-  g_free (t);
-}
+static LevTestTok *tok_llama3, *tok_qwen3, *tok_mistral;
 
 /* Imports a fixture tokenizer.json (with the tokenizer_config.json beside it) once and builds a tokenizer. */
-static Tok *
-tok_get (Tok **slot, const char *relpath)
+static LevTestTok *
+tok_get (LevTestTok **slot, const char *relpath)
 {
   if (*slot != NULL)
     return *slot;
-  gchar *path = lev_test_fixture (relpath);
-  GError *error = NULL;
-  Tok *t = g_new0 (Tok, 1);
   gint64 t0 = g_get_monotonic_time ();
-  t->vocab = lev_import_vocab (path, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (t->vocab);
+  LevConvVocab *vocab = lev_test_import_vocab (relpath);
   gint64 t1 = g_get_monotonic_time ();
-  t->flat = lev_conv_vocab_flatten (t->vocab);
-  t->tok = lev_tokenizer_new (&t->flat->view, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (t->tok);
+  LevTestTok *t = lev_test_tok_from_vocab (vocab);
   gint64 t2 = g_get_monotonic_time ();
   t->import_s = (t1 - t0) / 1e6;
   t->build_s = (t2 - t1) / 1e6;
   fprintf (stderr, "%s: %u tokens, %u merges; import %.3f s, tokenizer tables %.3f s\n", relpath,
            t->flat->view.n_tokens, t->flat->view.n_merges, t->import_s, t->build_s);
-  g_free (path);
   *slot = t;
   return t;
-}
-
-static int32_t *
-enc (LevTokenizer *tok, const char *text, gssize n, gboolean bos, size_t *n_ids)
-{
-  GError *error = NULL;
-  int32_t *ids = lev_tokenizer_encode (tok, text, n, bos, n_ids, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (ids);
-  return ids;
 }
 
 /* ---------------------------------------------------------------- llama.cpp vectors */
@@ -74,7 +37,7 @@ enc (LevTokenizer *tok, const char *text, gssize n, gboolean bos, size_t *n_ids)
  * line each), made with HF tokenizer.encode(text, add_special_tokens=False) for Meta-Llama-3-8B (llama-bpe) and
  * Qwen1.5-7B (qwen2; same BPE as Qwen3's tokenizer.json). Also checks decode(encode(text)) == text. */
 static void
-check_llamacpp (Tok *t, const char *name)
+check_llamacpp (LevTestTok *t, const char *name)
 {
   gchar *inp_rel = g_strdup_printf ("tokenizers/vectors-llamacpp/ggml-vocab-%s.gguf.inp", name);
   gchar *out_rel = g_strdup_printf ("tokenizers/vectors-llamacpp/ggml-vocab-%s.gguf.out", name);
@@ -95,7 +58,7 @@ check_llamacpp (Tok *t, const char *name)
         g_array_append_val (want, v);
       }
     size_t n;
-    int32_t *ids = enc (t->tok, texts[i], -1, FALSE, &n);
+    int32_t *ids = lev_test_encode (t->tok, texts[i], -1, FALSE, &n);
     if (ids_equal ((int32_t *) want->data, want->len, ids, n))
       pass++;
     else
@@ -136,7 +99,7 @@ test_llamacpp_qwen2 (void)
  * tokens written in the text matched (HF default). Checks the header says so, then every case: ids, pieces (in the
  * file's spelling: byte-level pieces in the GPT-2 alphabet), the reference decoding, and decode(encode) == text. */
 static void
-check_vectors_extra (Tok **slot, const char *relpath)
+check_vectors_extra (LevTestTok **slot, const char *relpath)
 {
   JsonNode *root = parse_json_fixture (relpath);
   JsonObject *o = json_node_get_object (root);
@@ -146,7 +109,7 @@ check_vectors_extra (Tok **slot, const char *relpath)
   g_assert_nonnull (strstr (call, "ARE matched"));
   g_assert_nonnull (strstr (call, "no BOS/EOS"));
   g_assert_true (g_str_has_prefix (file, "shared/fixtures/"));
-  Tok *t = tok_get (slot, file + strlen ("shared/fixtures/"));
+  LevTestTok *t = tok_get (slot, file + strlen ("shared/fixtures/"));
   gboolean byte_level = t->vocab->kind == LEV_TOK_BYTE_BPE;
 
   JsonArray *cases = json_object_get_array_member (o, "cases");
@@ -158,7 +121,7 @@ check_vectors_extra (Tok **slot, const char *relpath)
     const char *decoded_ref = json_object_get_string_member (c, "decoded");
     size_t nw, n;
     int32_t *want = json_ids (json_object_get_array_member (c, "ids"), &nw);
-    int32_t *ids = enc (t->tok, text, -1, FALSE, &n);
+    int32_t *ids = lev_test_encode (t->tok, text, -1, FALSE, &n);
     if (ids_equal (want, nw, ids, n))
       pass++;
     else
@@ -272,12 +235,12 @@ test_pretokenizers (void)
 static void
 test_kjv_speed (void)
 {
-  Tok *t = tok_get (&tok_llama3, "tokenizers/llama3/tokenizer.json");
+  LevTestTok *t = tok_get (&tok_llama3, "tokenizers/llama3/tokenizer.json");
   gsize len;
   gchar *text = lev_test_read_fixture ("text/kjv_genesis_exodus.txt", &len);
   gint64 t0 = g_get_monotonic_time ();
   size_t n;
-  int32_t *ids = enc (t->tok, text, (gssize) len, FALSE, &n);
+  int32_t *ids = lev_test_encode (t->tok, text, (gssize) len, FALSE, &n);
   double s = (g_get_monotonic_time () - t0) / 1e6;
   gchar *dec = lev_tokenizer_decode (t->tok, ids, n);
   fprintf (stderr, "KJV (%" G_GSIZE_FORMAT " bytes): %zu Llama 3 tokens in %.3f s\n", len, n, s);
@@ -304,7 +267,7 @@ test_kjv_speed (void)
 static void
 test_file_roundtrip (void)
 {
-  Tok *t = tok_get (&tok_llama3, "tokenizers/llama3/tokenizer.json");
+  LevTestTok *t = tok_get (&tok_llama3, "tokenizers/llama3/tokenizer.json");
   gchar *dir = g_dir_make_tmp ("levbpe-XXXXXX", NULL);
   gchar *path = g_build_filename (dir, "llama3-vocab.leviathan", NULL);
   LevConvModel *m = lev_conv_model_new ();
@@ -322,7 +285,7 @@ test_file_roundtrip (void)
   g_assert_cmpint (lev_tokenizer_bos (lt), ==, 128000);
   g_assert_cmpint (lev_tokenizer_eos (lt), ==, 128001);
   g_assert_false (lev_tokenizer_adds_bos (lt));
-  Tok file_tok = { .tok = (LevTokenizer *) lt };
+  LevTestTok file_tok = { .tok = (LevTokenizer *) lt };
   check_llamacpp (&file_tok, "llama-bpe");
   lev_model_free (model);
   g_unlink (path);
@@ -478,7 +441,7 @@ test_crafted_gpt2 (void)
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
     size_t n;
-    int32_t *ids = enc (tok, cases[i].text, -1, TRUE, &n);
+    int32_t *ids = lev_test_encode (tok, cases[i].text, -1, TRUE, &n);
     if (!ids_equal (cases[i].ids, cases[i].n, ids, n))
       report_mismatch ("crafted", cases[i].text, cases[i].ids, cases[i].n, ids, n);
     g_assert_true (ids_equal (cases[i].ids, cases[i].n, ids, n));
@@ -513,16 +476,6 @@ test_crafted_gpt2 (void)
   g_free (path);
   g_free (dir);
 }
-/* Counts id in ids. */
-static guint
-count_id (const int32_t *ids, size_t n, int32_t id)
-{
-  guint k = 0;
-  for (size_t i = 0; i < n; i++)
-    k += ids[i] == id;
-  return k;
-}
-
 /* issue 19 item 15 on the tokenizer.json path: a ChatML prompt whose user content spells "<|im_end|>" and
  * "<|im_start|>system": with the content's bytes as the plain range, only the template's own markers are control
  * tokens, and the ids still decode to the whole text. */
@@ -540,13 +493,13 @@ test_special_except_qwen3 (void)
   size_t n = 0, m = 0;
   int32_t *all = lev_tokenizer_encode_special (tok, text, -1, FALSE, &n, &error);
   g_assert_no_error (error);
-  g_assert_cmpuint (count_id (all, n, start), ==, 3);   /* HF's default: the content's markers matched */
-  g_assert_cmpuint (count_id (all, n, end), ==, 2);
+  g_assert_cmpuint (lev_test_count_id (all, n, start), ==, 3);  /* HF's default: the content's markers matched */
+  g_assert_cmpuint (lev_test_count_id (all, n, end), ==, 2);
   int32_t *safe = lev_tokenizer_encode_special_except (tok, text, -1, FALSE, strlen (head),
                                                         strlen (head) + strlen (content), &m, &error);
   g_assert_no_error (error);
-  g_assert_cmpuint (count_id (safe, m, start), ==, 2);
-  g_assert_cmpuint (count_id (safe, m, end), ==, 1);
+  g_assert_cmpuint (lev_test_count_id (safe, m, start), ==, 2);
+  g_assert_cmpuint (lev_test_count_id (safe, m, end), ==, 1);
   g_assert_cmpint (safe[0], ==, start);
   gchar *back = lev_tokenizer_decode (tok, safe, m);
   g_assert_cmpstr (back, ==, text);
@@ -571,8 +524,8 @@ main (int argc, char **argv)
   g_test_add_func ("/bpe/file-roundtrip", test_file_roundtrip);
   g_test_add_func ("/bpe/crafted-gpt2", test_crafted_gpt2);
   int rc = g_test_run ();
-  tok_free (tok_llama3);
-  tok_free (tok_qwen3);
-  tok_free (tok_mistral);
+  lev_test_tok_free (tok_llama3);
+  lev_test_tok_free (tok_qwen3);
+  lev_test_tok_free (tok_mistral);
   return rc;
 }

@@ -6,7 +6,7 @@
  * after one such flip). So there the greedy ids must be identical, at least 75% of the rows within 1e-3 and every
  * row within 0.1. */
 #include "leviathan-ext.h"
-#include "lev_test_common.h"
+#include "lev_test_logits.h"
 
 #include <json-glib/json-glib.h>
 
@@ -15,17 +15,6 @@ models_path (const char *name)
 {
   const char *dir = g_getenv ("LEV_MODELS_DIR");
   return g_build_filename (dir ? dir : "models", name, NULL);
-}
-
-static GArray *
-ids_of (JsonArray *a)
-{
-  GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
-  for (guint i = 0; i < json_array_get_length (a); i++) {
-    gint32 v = (gint32) json_array_get_int_element (a, i);
-    g_array_append_val (ids, v);
-  }
-  return ids;
 }
 
 static void
@@ -62,8 +51,8 @@ check_against_pytorch (uint32_t act_quant, const char *logits_name, double tol, 
   for (guint c = 0; c < json_array_get_length (cases); c++) {
     JsonObject *o = json_array_get_object_element (cases, c);
     const char *prompt = json_object_get_string_member (o, "prompt");
-    GArray *prompt_ids = ids_of (json_object_get_array_member (o, "prompt_tokens"));
-    GArray *tokens = ids_of (json_object_get_array_member (o, "tokens"));
+    GArray *prompt_ids = lev_test_json_id_array (json_object_get_array_member (o, "prompt_tokens"));
+    GArray *tokens = lev_test_json_id_array (json_object_get_array_member (o, "tokens"));
     /* our tokenizer against SentencePiece's (the training tool encoded with the sentencepiece library) */
     size_t n = 0;
     gint32 *enc = lev_tokenizer_encode (tok, prompt, -1, TRUE, &n, &error);
@@ -82,11 +71,7 @@ check_against_pytorch (uint32_t act_quant, const char *logits_name, double tol, 
       close_rows += d <= 1e-3;
       row++;
       if (p + 1 >= prompt_ids->len && p + 1 < tokens->len) {
-        guint32 best = 0;
-        for (guint32 v = 1; v < hp->vocab_size; v++)
-          if (logits[v] > logits[best])
-            best = v;
-        agree += (gint32) best == g_array_index (tokens, gint32, p + 1);
+        agree += lev_test_argmax (logits, hp->vocab_size) == g_array_index (tokens, gint32, p + 1);
       }
     }
     guint n_gen = tokens->len - prompt_ids->len;

@@ -10,92 +10,27 @@
 #include "lev_session.h"
 
 /* A levtextgen with the fixture model, greedy, one thread, plus extra properties ("name", value, ..., NULL). */
-static GstElement *
-make_element (const gchar *first_prop, ...)
-{
-  GstElement *e = gst_element_factory_make ("levtextgen", NULL);
-  fail_unless (e != NULL, "levtextgen not found (GST_PLUGIN_PATH?)");
-  g_object_set (e, "model", model_path, "n-threads", 1, "temperature", 0.0f, NULL);
-  if (first_prop) {
-    va_list ap;
-    va_start (ap, first_prop);
-    g_object_set_valist (G_OBJECT (e), first_prop, ap);
-    va_end (ap);
-  }
-  return e;
-}
+#define make_element(...) lev_test_element_new ("n-threads", 1, __VA_ARGS__)
 
-static GstHarness *
-make_harness (GstElement *e, const gchar *src_caps)
-{
-  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
-  gst_object_unref (e);
-  gst_harness_set_src_caps_str (h, src_caps);
-  gst_harness_play (h);
-  return h;
-}
-
-static GstFlowReturn
-push_text (GstHarness *h, const gchar *text)
-{
-  return gst_harness_push (h, gst_buffer_new_memdup (text, strlen (text)));
-}
-
-static gboolean
-is_end_of_response (GstEvent *ev)
-{
-  return GST_EVENT_TYPE (ev) == GST_EVENT_CUSTOM_DOWNSTREAM
-      && gst_structure_has_name (gst_event_get_structure (ev), "leviathan/end-of-response");
-}
-
-/* Pulls events until the end of a response; returns it (unref it) and the number of buffers that had arrived. */
-static GstEvent *
-pull_end_of_response (GstHarness *h)
-{
-  for (;;) {
-    GstEvent *ev = gst_harness_pull_event (h);
-    fail_unless (ev != NULL, "no end-of-response event");
-    if (is_end_of_response (ev))
-      return ev;
-    fail_if (GST_EVENT_TYPE (ev) == GST_EVENT_EOS, "EOS before the end of the response");
-    gst_event_unref (ev);
-  }
-}
-
-/* Concatenates the text of every buffer in the harness's queue; *n_bufs gets their number. */
+/* Concatenates the text of every buffer in the harness's queue, each valid UTF-8; *n_bufs gets their number. */
 static gchar *
 take_text (GstHarness *h, guint *n_bufs)
 {
-  GString *s = g_string_new (NULL);
-  guint n = 0;
-  GstBuffer *b;
-  while ((b = gst_harness_try_pull (h))) {
-    GstMapInfo map;
-    fail_unless (gst_buffer_map (b, &map, GST_MAP_READ));
-    fail_unless (g_utf8_validate ((const gchar *) map.data, (gssize) map.size, NULL));
-    g_string_append_len (s, (const gchar *) map.data, (gssize) map.size);
-    gst_buffer_unmap (b, &map);
-    gst_buffer_unref (b);
-    n++;
-  }
-  if (n_bufs)
-    *n_bufs = n;
-  return g_string_free (s, FALSE);
+  return g_string_free (lev_test_take_buffers (h, TRUE, n_bufs), FALSE);
 }
 
 /* The answer to one prompt: text and buffer count, up to its end-of-response event. */
 static gchar *
 answer (GstHarness *h, const gchar *prompt, guint *n_bufs)
 {
-  fail_unless_equals_int (push_text (h, prompt), GST_FLOW_OK);
-  gst_event_unref (pull_end_of_response (h));
-  return take_text (h, n_bufs);
+  fail_unless_equals_int (lev_test_push_text (h, prompt), GST_FLOW_OK);
+  return g_string_free (lev_test_take_response (h, TRUE, n_bufs), FALSE);
 }
 
 GST_START_TEST (test_caps_text)
 {
   GstElement *e = make_element ("max-tokens", 16, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   guint n = 0;
   gchar *text = answer (h, "Once upon a time", &n);
   fail_unless (n > 1 && strlen (text) > 0);
@@ -114,7 +49,7 @@ GST_START_TEST (test_caps_text)
 
   /* text/plain (what pocketsphinx sends) is accepted as well */
   e = make_element ("max-tokens", 4, NULL);
-  h = make_harness (e, "text/plain");
+  h = lev_test_harness_new (e, "text/plain");
   text = answer (h, "Once upon a time\n", &n);
   fail_unless (n >= 1);
   g_free (text);
@@ -143,7 +78,7 @@ GST_START_TEST (test_caps_tokens)
 {
   /* text in, token ids out: the same greedy answer as text out */
   GstElement *e = make_element ("max-tokens", 12, "ignore-eos", TRUE, NULL);
-  GstHarness *ht = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *ht = lev_test_harness_new (e, "text/x-raw, format=utf8");
   gchar *expected = answer (ht, "Once upon a time", NULL);
   gst_harness_teardown (ht);
 
@@ -154,8 +89,8 @@ GST_START_TEST (test_caps_tokens)
   gst_harness_play (h);
   gchar *vocab = element_vocab (e);
   fail_unless (vocab != NULL && strlen (vocab) == 16);
-  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
-  gst_event_unref (pull_end_of_response (h));
+  fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
+  gst_event_unref (lev_test_pull_end_of_response (h));
   GstCaps *caps = gst_pad_get_current_caps (h->sinkpad);
   GstStructure *s = gst_caps_get_structure (caps, 0);
   fail_unless (gst_structure_has_name (s, "application/x-leviathan-tokens"));
@@ -200,7 +135,7 @@ GST_START_TEST (test_caps_tokens)
   gst_harness_set_src_caps (h, good);
   gint32 prompt[] = { GINT32_TO_LE (1), GINT32_TO_LE (403), GINT32_TO_LE (407) };
   fail_unless_equals_int (gst_harness_push (h, gst_buffer_new_memdup (prompt, sizeof prompt)), GST_FLOW_OK);
-  gst_event_unref (pull_end_of_response (h));
+  gst_event_unref (lev_test_pull_end_of_response (h));
   guint n = 0;
   gchar *text = take_text (h, &n);
   fail_unless (n >= 1 && strlen (text) > 0);
@@ -240,10 +175,10 @@ GST_START_TEST (test_first_token_early)
   g_mutex_init (&g.lock);
   g_cond_init (&g.cond);
   gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER, hold_first_buffer, &g, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   /* the chain function returns at once: generation runs in the element's own task */
   gint64 t0 = g_get_monotonic_time ();
-  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
   fail_unless (g_get_monotonic_time () - t0 < G_USEC_PER_SEC / 2);
   g_mutex_lock (&g.lock);
   while (!g.blocked)
@@ -252,7 +187,7 @@ GST_START_TEST (test_first_token_early)
   /* the first token is on its way downstream while the response is not finished */
   GstEvent *ev;
   while ((ev = gst_harness_try_pull_event (h))) {
-    fail_if (is_end_of_response (ev), "the response ended before its first token was pushed");
+    fail_if (lev_test_is_end_of_response (ev), "the response ended before its first token was pushed");
     gst_event_unref (ev);
   }
   fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);
@@ -260,7 +195,7 @@ GST_START_TEST (test_first_token_early)
   g.release = TRUE;
   g_cond_broadcast (&g.cond);
   g_mutex_unlock (&g.lock);
-  gst_event_unref (pull_end_of_response (h));
+  gst_event_unref (lev_test_pull_end_of_response (h));
   guint n = 0;
   g_free (take_text (h, &n));
   fail_unless (n > 1);
@@ -274,17 +209,17 @@ GST_END_TEST;
 GST_START_TEST (test_eos_drains)
 {
   GstElement *e = make_element ("max-tokens", 32, "ignore-eos", TRUE, "max-queued", 4, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   const gchar *prompts[] = { "Once upon a time", "The cat", "Lily" };
   for (guint i = 0; i < G_N_ELEMENTS (prompts); i++)
-    fail_unless_equals_int (push_text (h, prompts[i]), GST_FLOW_OK);
+    fail_unless_equals_int (lev_test_push_text (h, prompts[i]), GST_FLOW_OK);
   fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
   guint responses = 0;
   for (;;) {
     GstEvent *ev = gst_harness_pull_event (h);
     fail_unless (ev != NULL, "no EOS");
     GstEventType type = GST_EVENT_TYPE (ev);
-    if (is_end_of_response (ev)) {
+    if (lev_test_is_end_of_response (ev)) {
       const GstStructure *s = gst_event_get_structure (ev);
       guint gen = 0;
       fail_unless (gst_structure_get_uint (s, "generated-tokens", &gen) && gen == 32);
@@ -298,7 +233,7 @@ GST_START_TEST (test_eos_drains)
   fail_unless_equals_int (responses, 3);
   fail_unless_equals_int (gst_harness_buffers_in_queue (h), 3 * 32);
   /* nothing is accepted after EOS */
-  fail_unless_equals_int (push_text (h, "more"), GST_FLOW_EOS);
+  fail_unless_equals_int (lev_test_push_text (h, "more"), GST_FLOW_EOS);
   gst_harness_teardown (h);
 }
 GST_END_TEST;
@@ -314,7 +249,7 @@ push_three (gpointer data)
 {
   Pusher *p = data;
   for (guint i = 0; i < 3; i++) {
-    p->ret[i] = push_text (p->h, "Once upon a time");
+    p->ret[i] = lev_test_push_text (p->h, "Once upon a time");
     g_atomic_int_inc (&p->done);
   }
   return NULL;
@@ -324,7 +259,7 @@ GST_START_TEST (test_flush_and_backpressure)
 {
   /* endless generation; a queue of one prompt */
   GstElement *e = make_element ("max-tokens", 1 << 24, "ignore-eos", TRUE, "max-queued", 1, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   Pusher p = { h, { GST_FLOW_OK, GST_FLOW_OK, GST_FLOW_OK }, 0 };
   GThread *t = g_thread_new ("pusher", push_three, &p);
   gst_buffer_unref (gst_harness_pull (h));   /* generation is running */
@@ -374,7 +309,7 @@ GST_START_TEST (test_state_cycles)
 
   /* with data flowing in between */
   e = make_element ("max-tokens", 4, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   for (guint i = 0; i < 3; i++) {
     g_free (answer (h, "Once upon a time", NULL));
     gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
@@ -570,13 +505,13 @@ GST_START_TEST (test_keep_history)
 {
   const gchar *q = "Once upon a time";
   GstElement *e = make_element ("max-tokens", 24, "ignore-eos", TRUE, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   gchar *a1 = answer (h, q, NULL), *a2 = answer (h, q, NULL);
   fail_unless_equals_string (a1, a2);           /* without history: the same greedy answer */
   gst_harness_teardown (h);
 
   e = make_element ("max-tokens", 24, "ignore-eos", TRUE, "keep-history", TRUE, NULL);
-  h = make_harness (e, "text/x-raw, format=utf8");
+  h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   gchar *b1 = answer (h, q, NULL), *b2 = answer (h, q, NULL);
   fail_unless_equals_string (a1, b1);
   gst_harness_teardown (h);
@@ -629,7 +564,7 @@ GST_START_TEST (test_output_modes)
   for (guint i = 0; i < 4; i++) {
     GstElement *e = make_element ("max-tokens", 60, "ignore-eos", TRUE, NULL);
     gst_util_set_object_arg (G_OBJECT (e), "output-mode", modes[i]);
-    GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+    GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
     texts[i] = answer (h, "Once upon a time", &counts[i]);
     gst_harness_teardown (h);
   }
@@ -646,9 +581,9 @@ GST_START_TEST (test_output_modes)
   fail_unless (strstr (texts[0], stop) != NULL);
   GstElement *e = make_element ("max-tokens", 60, "ignore-eos", TRUE, NULL);
   gst_util_set_object_arg (G_OBJECT (e), "stop-strings", "<\"little\">");
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
-  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
-  GstEvent *ev = pull_end_of_response (h);
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
+  fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
+  GstEvent *ev = lev_test_pull_end_of_response (h);
   fail_unless_equals_string (gst_structure_get_string (gst_event_get_structure (ev), "stop-reason"), "stop-string");
   gst_event_unref (ev);
   gchar *t = take_text (h, NULL);
@@ -665,13 +600,13 @@ GST_START_TEST (test_input_handling)
   GstElement *e = make_element ("max-tokens", 8, "prompt-mode", 1, NULL);
   GstBus *bus = gst_bus_new ();
   gst_element_set_bus (e, bus);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   /* empty buffers and blank lines are no prompts; lines may span buffers */
   fail_unless_equals_int (gst_harness_push (h, gst_buffer_new ()), GST_FLOW_OK);
-  fail_unless_equals_int (push_text (h, "\n  \nOnce upon"), GST_FLOW_OK);
-  fail_unless_equals_int (push_text (h, " a time\nThe \xff dog\n"), GST_FLOW_OK);
-  gst_event_unref (pull_end_of_response (h));
-  GstEvent *ev = pull_end_of_response (h);
+  fail_unless_equals_int (lev_test_push_text (h, "\n  \nOnce upon"), GST_FLOW_OK);
+  fail_unless_equals_int (lev_test_push_text (h, " a time\nThe \xff dog\n"), GST_FLOW_OK);
+  gst_event_unref (lev_test_pull_end_of_response (h));
+  GstEvent *ev = lev_test_pull_end_of_response (h);
   guint64 index = 9;
   gst_structure_get_uint64 (gst_event_get_structure (ev), "response", &index);
   fail_unless_equals_int (index, 1);
@@ -707,12 +642,12 @@ GST_END_TEST;
 GST_START_TEST (test_timestamps)
 {
   GstElement *e = make_element ("max-tokens", 10, "ignore-eos", TRUE, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   GstBuffer *in = gst_buffer_new_memdup ("Once upon a time", 16);
   GST_BUFFER_PTS (in) = 1 * GST_SECOND;
   GST_BUFFER_DURATION (in) = GST_SECOND / 2;
   fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
-  gst_event_unref (pull_end_of_response (h));
+  gst_event_unref (lev_test_pull_end_of_response (h));
   GstClockTime expect = GST_SECOND + GST_SECOND / 2;
   GstBuffer *b;
   guint n = 0;
@@ -734,7 +669,7 @@ GST_START_TEST (test_long_prompt_and_latency)
   GstElement *e = make_element ("max-tokens", 8, "ignore-eos", TRUE, "context-length", 32, NULL);
   GstBus *bus = gst_bus_new ();
   gst_element_set_bus (e, bus);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   gst_harness_set_upstream_latency (h, 10 * GST_MSECOND);
   GstQuery *q = gst_query_new_latency ();
   GstPad *src = gst_element_get_static_pad (h->element, "src");
@@ -757,8 +692,8 @@ GST_START_TEST (test_long_prompt_and_latency)
   GString *prompt = g_string_new (NULL);
   for (guint i = 0; i < 20; i++)
     g_string_append (prompt, "Once upon a time. ");
-  fail_unless_equals_int (push_text (h, prompt->str), GST_FLOW_OK);
-  GstEvent *ev = pull_end_of_response (h);
+  fail_unless_equals_int (lev_test_push_text (h, prompt->str), GST_FLOW_OK);
+  GstEvent *ev = lev_test_pull_end_of_response (h);
   guint prompt_tokens = 0, truncated = 0;
   gst_structure_get_uint (gst_event_get_structure (ev), "prompt-tokens", &prompt_tokens);
   gst_structure_get_uint (gst_event_get_structure (ev), "truncated-tokens", &truncated);
@@ -780,21 +715,6 @@ GST_START_TEST (test_long_prompt_and_latency)
 }
 GST_END_TEST;
 
-/* The peak resident memory of this process so far (VmHWM), in KiB. */
-static guint64
-peak_rss_kib (void)
-{
-  gchar *status = NULL;
-  guint64 kib = 0;
-  if (g_file_get_contents ("/proc/self/status", &status, NULL, NULL)) {
-    const gchar *l = strstr (status, "VmHWM:");
-    if (l)
-      kib = g_ascii_strtoull (l + 6, NULL, 10);
-  }
-  g_free (status);
-  return kib;
-}
-
 GST_START_TEST (test_max_prompt_bytes)
 {
   /* regression (issue 19 item 4): a 40 MB line was kept whole, copied and tokenized (1.08 GB) before all but the
@@ -808,18 +728,18 @@ GST_START_TEST (test_max_prompt_bytes)
   fail_unless_equals_int (max_bytes, LEV_SESSION_DEFAULT_MAX_PROMPT_BYTES);
   GstBus *bus = gst_bus_new ();
   gst_element_set_bus (e, bus);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   static gchar block[1 << 20];
   for (gsize i = 0; i < sizeof block; i++)
     block[i] = "Once upon a time there was a dog. "[i % 34];
-  guint64 before = peak_rss_kib ();
+  guint64 before = lev_test_proc_status_kib ("VmHWM:");
   for (guint i = 0; i < 40; i++)
     fail_unless_equals_int (gst_harness_push (h, gst_buffer_new_wrapped_full (GST_MEMORY_FLAG_READONLY, block,
                                                                               sizeof block, 0, sizeof block, NULL,
                                                                               NULL)), GST_FLOW_OK);
-  fail_unless_equals_int (push_text (h, "\n"), GST_FLOW_OK);
-  GstEvent *ev = pull_end_of_response (h);
-  guint64 after = peak_rss_kib ();
+  fail_unless_equals_int (lev_test_push_text (h, "\n"), GST_FLOW_OK);
+  GstEvent *ev = lev_test_pull_end_of_response (h);
+  guint64 after = lev_test_proc_status_kib ("VmHWM:");
   guint prompt_tokens = 0;
   guint64 truncated_bytes = 0;
   const GstStructure *st = gst_event_get_structure (ev);
@@ -898,7 +818,7 @@ GST_START_TEST (test_no_mmap_truncated_file)
   fail_unless (g_file_set_contents (copy, data, (gssize) len, NULL));
   g_free (data);
   GstElement *e = make_element ("max-tokens", 16, "ignore-eos", TRUE, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   gchar *reference = answer (h, "Once upon a time", NULL);
   gst_harness_teardown (h);
   e = make_element ("max-tokens", 16, "ignore-eos", TRUE, "use-mmap", FALSE, NULL);
@@ -906,7 +826,7 @@ GST_START_TEST (test_no_mmap_truncated_file)
   gboolean use_mmap = TRUE;
   g_object_get (e, "use-mmap", &use_mmap, NULL);
   fail_if (use_mmap);
-  h = make_harness (e, "text/x-raw, format=utf8");
+  h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   fail_unless (truncate (copy, 0) == 0);
   gchar *after = answer (h, "Once upon a time", NULL);
   fail_unless_equals_string (after, reference);
@@ -917,16 +837,6 @@ GST_START_TEST (test_no_mmap_truncated_file)
   g_free (after);
 }
 GST_END_TEST;
-
-/* Counts id in ids. */
-static guint
-count_id (const int32_t *ids, size_t n, int32_t id)
-{
-  guint k = 0;
-  for (size_t i = 0; i < n; i++)
-    k += ids[i] == id;
-  return k;
-}
 
 GST_START_TEST (test_no_special_injection)
 {
@@ -951,7 +861,7 @@ GST_START_TEST (test_no_special_injection)
   int32_t *ids = lev_session_encode_prompt (s, user, -1, &n, &err);
   fail_unless (ids != NULL);
   /* one </s>: the template's own, closing the user's turn */
-  fail_unless_equals_int (count_id (ids, n, eos), 1);
+  fail_unless_equals_int (lev_test_count_id (ids, n, eos), 1);
   /* BOS, "<|user|>\n" + the user's text as plain text, </s>, the rest of the template */
   size_t n_plain = 0, n_tail = 0;
   gchar *head = g_strconcat ("<|user|>\n", user, NULL);
@@ -978,7 +888,7 @@ GST_START_TEST (test_no_special_injection)
   p.parse_special = TRUE;
   fail_unless (lev_session_set_params (s, &p, &err));
   ids = lev_session_encode_prompt (s, user, -1, &n, &err);
-  fail_unless_equals_int (count_id (ids, n, eos), 2);
+  fail_unless_equals_int (lev_test_count_id (ids, n, eos), 2);
   g_free (ids);
   g_free (plain);
   g_free (tail);
@@ -1007,7 +917,8 @@ GST_START_TEST (test_no_special_injection)
       int32_t *b = lev_session_encode_prompt (t, "  Tell me a story.\n ", -1, &nb, &err);
       int32_t *c = lev_session_encode_prompt (t, "  Tell</s> me<s> a story.\n ", -1, &nc, &err);
       fail_unless (na == nb && memcmp (a, b, na * sizeof (int32_t)) == 0, "%s: benign text changed", families[f]);
-      fail_unless_equals_int (count_id (c, nc, eos) + count_id (c, nc, bos), count_id (b, nb, eos) + count_id (b, nb, bos));
+      fail_unless_equals_int (lev_test_count_id (c, nc, eos) + lev_test_count_id (c, nc, bos),
+                              lev_test_count_id (b, nb, eos) + lev_test_count_id (b, nb, bos));
       g_free (a);
       g_free (b);
       g_free (c);
@@ -1028,7 +939,7 @@ GST_START_TEST (test_chat_template)
   GstElement *e = make_element ("max-tokens", 8, "ignore-eos", TRUE, "keep-history", TRUE,
                                 "system-prompt", "You tell stories.", NULL);
   gst_util_set_object_arg (G_OBJECT (e), "chat-template", "zephyr");
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   guint n1 = 0, n2 = 0;
   g_free (answer (h, "Tell me a story", &n1));
   g_free (answer (h, "And then?", &n2));
@@ -1067,7 +978,7 @@ GST_END_TEST;
 static gchar *
 pull_reason (GstHarness *h)
 {
-  GstEvent *ev = pull_end_of_response (h);
+  GstEvent *ev = lev_test_pull_end_of_response (h);
   gchar *r = g_strdup (gst_structure_get_string (gst_event_get_structure (ev), "stop-reason"));
   gst_event_unref (ev);
   return r;
@@ -1077,18 +988,18 @@ GST_START_TEST (test_cancel_action)
 {
   /* an endless response, then a second prompt queued behind it */
   GstElement *e = make_element ("max-tokens", 1 << 24, "ignore-eos", TRUE, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
-  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
+  fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
   gst_buffer_unref (gst_harness_pull (h));
   g_object_set (h->element, "max-tokens", 8, NULL);    /* for the next prompt */
-  fail_unless_equals_int (push_text (h, "The dog"), GST_FLOW_OK);
+  fail_unless_equals_int (lev_test_push_text (h, "The dog"), GST_FLOW_OK);
   g_signal_emit_by_name (h->element, "cancel");
   gchar *r = pull_reason (h);
   fail_unless_equals_string (r, "cancelled");
   g_free (r);
   g_free (take_text (h, NULL));
   /* the queue was kept: the second prompt is answered in full (its first buffers may have been taken above) */
-  GstEvent *ev = pull_end_of_response (h);
+  GstEvent *ev = lev_test_pull_end_of_response (h);
   guint generated = 0;
   fail_unless (gst_structure_get_uint (gst_event_get_structure (ev), "generated-tokens", &generated));
   fail_unless_equals_int (generated, 8);
@@ -1108,8 +1019,8 @@ GST_END_TEST;
 static gchar *
 answer_counted (GstHarness *h, const gchar *prompt, guint *prompt_tokens)
 {
-  fail_unless_equals_int (push_text (h, prompt), GST_FLOW_OK);
-  GstEvent *ev = pull_end_of_response (h);
+  fail_unless_equals_int (lev_test_push_text (h, prompt), GST_FLOW_OK);
+  GstEvent *ev = lev_test_pull_end_of_response (h);
   fail_unless (gst_structure_get_uint (gst_event_get_structure (ev), "prompt-tokens", prompt_tokens));
   gst_event_unref (ev);
   return take_text (h, NULL);
@@ -1118,7 +1029,7 @@ answer_counted (GstHarness *h, const gchar *prompt, guint *prompt_tokens)
 GST_START_TEST (test_clear_history_action)
 {
   GstElement *e = make_element ("max-tokens", 12, "ignore-eos", TRUE, "keep-history", TRUE, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   guint fresh = 0, again = 0, cleared = 0;
   gchar *t_fresh = answer_counted (h, "Once upon a time", &fresh);
   gchar *t_again = answer_counted (h, "Once upon a time", &again);
@@ -1140,7 +1051,7 @@ GST_END_TEST;
 GST_START_TEST (test_flush_bytes_segment)
 {
   GstElement *e = make_element ("max-tokens", 4, NULL);
-  GstHarness *h = make_harness (e, "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   GstSegment bytes;
   gst_segment_init (&bytes, GST_FORMAT_BYTES);
   fail_unless (gst_harness_push_event (h, gst_event_new_segment (&bytes)));
@@ -1150,7 +1061,7 @@ GST_START_TEST (test_flush_bytes_segment)
   for (guint round = 0; round < 2; round++) {
     /* upstream sends its BYTES segment again (after a flush-stop with and without reset-time) */
     fail_unless (gst_harness_push_event (h, gst_event_new_segment (&bytes)));
-    fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+    fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
     gboolean flush_stop = FALSE, segment = FALSE;
     for (;;) {
       GstEvent *ev = gst_harness_pull_event (h);
@@ -1163,7 +1074,7 @@ GST_START_TEST (test_flush_bytes_segment)
         fail_unless_equals_int (seg->format, GST_FORMAT_TIME);
         segment = TRUE;
       }
-      gboolean end = is_end_of_response (ev);
+      gboolean end = lev_test_is_end_of_response (ev);
       gst_event_unref (ev);
       if (end)
         break;
@@ -1183,23 +1094,11 @@ GST_END_TEST;
 /* One live run: appsrc (live, timestamps from the clock) ! levtextgen ! [queue !] fakesink sync=true with a
  * render delay; returns the response's decode time (ns) from its leviathan/stats; *warned and *delay (may be
  * NULL) get whether a "falls behind" warning came and the max-observed-delay property at the end. */
-/* Loads a plugin of the system's (the harness tests see only the build tree's plugin). */
-static void
-load_system_plugin (const gchar *file)
-{
-  gchar *path = g_build_filename (LEV_GST_SYSTEM_PLUGINS, file, NULL);
-  GError *err = NULL;
-  GstPlugin *plugin = gst_plugin_load_file (path, &err);
-  fail_unless (plugin != NULL, "%s: %s", path, err ? err->message : "?");
-  gst_object_unref (plugin);
-  g_free (path);
-}
-
 static guint64
 live_decode_time (gboolean with_queue, guint64 latency, gboolean *warned, guint64 *delay)
 {
-  load_system_plugin ("libgstcoreelements.so");
-  load_system_plugin ("libgstapp.so");
+  lev_test_load_system_plugin ("libgstcoreelements.so");
+  lev_test_load_system_plugin ("libgstapp.so");
   gchar *desc = g_strdup_printf ("appsrc name=src is-live=true do-timestamp=true format=time "
                                  "caps=\"text/x-raw,format=utf8\" ! levtextgen name=gen model=\"%s\" n-threads=1 "
                                  "temperature=0 max-tokens=400 ignore-eos=true latency=%" G_GUINT64_FORMAT " ! %s "
@@ -1298,21 +1197,22 @@ GST_END_TEST;
  * answer as the whole sentence in one buffer; after the response a final-transcript event goes downstream. */
 GST_START_TEST (test_utterance_mode)
 {
-  GstHarness *h = make_harness (make_element ("max-tokens", 8, "ignore-eos", TRUE, NULL), "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (make_element ("max-tokens", 8, "ignore-eos", TRUE, NULL),
+                                        "text/x-raw, format=utf8");
   gchar *whole = answer (h, "Once upon a time", NULL);
   gst_harness_teardown (h);
 
   GstElement *e = make_element ("max-tokens", 8, "ignore-eos", TRUE, NULL);
   gst_util_set_object_arg (G_OBJECT (e), "prompt-mode", "utterance");
-  h = make_harness (e, "text/x-raw, format=utf8");
+  h = lev_test_harness_new (e, "text/x-raw, format=utf8");
   const gchar *words[] = { "Once", "upon", " a", "time" };
   for (guint i = 0; i < G_N_ELEMENTS (words); i++)
-    fail_unless_equals_int (push_text (h, words[i]), GST_FLOW_OK);
+    fail_unless_equals_int (lev_test_push_text (h, words[i]), GST_FLOW_OK);
   g_usleep (100 * 1000);
   fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);   /* no prompt before the end of the utterance */
   fail_unless (gst_harness_push_event (h, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
                                                                 gst_structure_new_empty ("rstranscribe/final-transcript"))));
-  gst_event_unref (pull_end_of_response (h));
+  gst_event_unref (lev_test_pull_end_of_response (h));
   GstEvent *ev = gst_harness_pull_event (h);
   fail_unless (ev && GST_EVENT_TYPE (ev) == GST_EVENT_CUSTOM_DOWNSTREAM
                && gst_structure_has_name (gst_event_get_structure (ev), "rstranscribe/final-transcript"));
@@ -1322,10 +1222,10 @@ GST_START_TEST (test_utterance_mode)
   g_free (text);
   /* our own end-of-utterance event, and a separator with an escape */
   gst_util_set_object_arg (G_OBJECT (h->element), "response-separator", "\\n--\\n");
-  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
   fail_unless (gst_harness_push_event (h, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
                                                                 gst_structure_new_empty ("leviathan/end-of-utterance"))));
-  gst_event_unref (pull_end_of_response (h));
+  gst_event_unref (lev_test_pull_end_of_response (h));
   text = take_text (h, NULL);
   gchar *want = g_strconcat (whole, "\n--\n", NULL);
   fail_unless_equals_string (text, want);
@@ -1340,14 +1240,14 @@ GST_END_TEST;
  * codec) are not forwarded as if they described the text, its global tags (a title) are. */
 GST_START_TEST (test_tags)
 {
-  GstHarness *h = make_harness (make_element ("max-tokens", 4, NULL), "text/x-raw, format=utf8");
+  GstHarness *h = lev_test_harness_new (make_element ("max-tokens", 4, NULL), "text/x-raw, format=utf8");
   GstTagList *audio = gst_tag_list_new (GST_TAG_AUDIO_CODEC, "MPEG-1 Layer 3 (MP3)", GST_TAG_BITRATE, 128000, NULL);
   gst_tag_list_set_scope (audio, GST_TAG_SCOPE_STREAM);
   fail_unless (gst_harness_push_event (h, gst_event_new_tag (audio)));
   GstTagList *global = gst_tag_list_new (GST_TAG_TITLE, "A story", GST_TAG_CONTAINER_FORMAT, "WAV", NULL);
   gst_tag_list_set_scope (global, GST_TAG_SCOPE_GLOBAL);
   fail_unless (gst_harness_push_event (h, gst_event_new_tag (global)));
-  fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+  fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
   gboolean ours = FALSE, title = FALSE;
   for (;;) {
     GstEvent *ev = gst_harness_pull_event (h);
@@ -1381,7 +1281,7 @@ GST_START_TEST (test_tags)
         g_free (v);
       }
     }
-    gboolean end = is_end_of_response (ev);
+    gboolean end = lev_test_is_end_of_response (ev);
     gst_event_unref (ev);
     if (end)
       break;

@@ -8,8 +8,6 @@
 
 #include "lev_test_element.h"
 
-static void load_system_plugin (const gchar *file);
-
 /* Waits up to ms for an error or EOS on the bus of pipeline; returns the message type seen (0 when none). */
 static GstMessageType
 wait_bus (GstElement *pipeline, guint ms, gchar **error_text)
@@ -34,9 +32,7 @@ wait_bus (GstElement *pipeline, guint ms, gchar **error_text)
 static GstPadProbeReturn
 count_responses (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
 {
-  GstEvent *ev = GST_PAD_PROBE_INFO_EVENT (info);
-  if (GST_EVENT_TYPE (ev) == GST_EVENT_CUSTOM_DOWNSTREAM
-      && gst_structure_has_name (gst_event_get_structure (ev), "leviathan/end-of-response"))
+  if (lev_test_is_end_of_response (GST_PAD_PROBE_INFO_EVENT (info)))
     g_atomic_int_inc ((gint *) user_data);
   return GST_PAD_PROBE_OK;
 }
@@ -45,7 +41,7 @@ GST_START_TEST (test_seek_at_random_points)
 {
   /* filesrc (lines) ! levtextgen ! fakesink sync=false: flushing byte seeks from the sink at random moments, some
    * in the middle of a generation; the pipeline must keep answering, raise no error and end with EOS */
-  load_system_plugin ("libgstcoreelements.so");
+  lev_test_load_system_plugin ("libgstcoreelements.so");
   gchar *text_path = g_build_filename (tmp_dir, "lines.txt", NULL);
   GString *lines = g_string_new (NULL);
   for (guint i = 0; i < 20; i++)
@@ -89,40 +85,11 @@ GST_START_TEST (test_seek_at_random_points)
 }
 GST_END_TEST;
 
-/* Pulls buffers until an end-of-response event; returns the concatenated bytes and the number of buffers. */
-static GByteArray *
-pull_response (GstHarness *h, guint *n_bufs)
-{
-  GByteArray *out = g_byte_array_new ();
-  *n_bufs = 0;
-  for (;;) {
-    GstEvent *ev = gst_harness_pull_event (h);
-    fail_unless (ev != NULL);
-    gboolean eor = GST_EVENT_TYPE (ev) == GST_EVENT_CUSTOM_DOWNSTREAM
-                   && gst_structure_has_name (gst_event_get_structure (ev), "leviathan/end-of-response");
-    gst_event_unref (ev);
-    if (eor)
-      break;
-  }
-  GstBuffer *b;
-  while ((b = gst_harness_try_pull (h))) {
-    GstMapInfo map;
-    fail_unless (gst_buffer_map (b, &map, GST_MAP_READ));
-    g_byte_array_append (out, map.data, (guint) map.size);
-    gst_buffer_unmap (b, &map);
-    gst_buffer_unref (b);
-    (*n_bufs)++;
-  }
-  return out;
-}
-
 GST_START_TEST (test_caps_renegotiation)
 {
   /* downstream switches from text to token ids and back between responses (a RECONFIGURE event), upstream from
    * text/x-raw to text/plain: each response comes out in the caps negotiated last, the same greedy answer */
-  GstElement *e = gst_element_factory_make ("levtextgen", NULL);
-  g_object_set (e, "model", model_path, "n-threads", 1, "temperature", 0.0f, "max-tokens", 8, "ignore-eos", TRUE,
-                NULL);
+  GstElement *e = lev_test_element_new ("n-threads", 1, "max-tokens", 8, "ignore-eos", TRUE, NULL);
   GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
   gst_object_unref (e);
   gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
@@ -130,31 +97,31 @@ GST_START_TEST (test_caps_renegotiation)
   gst_harness_play (h);
   const gchar *q = "Once upon a time";
   guint n = 0;
-  fail_unless_equals_int (gst_harness_push (h, gst_buffer_new_memdup (q, strlen (q))), GST_FLOW_OK);
-  GByteArray *text1 = pull_response (h, &n);
+  fail_unless_equals_int (lev_test_push_text (h, q), GST_FLOW_OK);
+  GString *text1 = lev_test_take_response (h, FALSE, &n);
   fail_unless (n > 0 && text1->len > 0);
   for (guint round = 0; round < 3; round++) {
     /* token ids */
     gst_harness_set_sink_caps_str (h, "application/x-leviathan-tokens");
     gst_harness_push_upstream_event (h, gst_event_new_reconfigure ());
-    fail_unless_equals_int (gst_harness_push (h, gst_buffer_new_memdup (q, strlen (q))), GST_FLOW_OK);
-    GByteArray *ids = pull_response (h, &n);
+    fail_unless_equals_int (lev_test_push_text (h, q), GST_FLOW_OK);
+    GString *ids = lev_test_take_response (h, FALSE, &n);
     fail_unless_equals_int (ids->len, 8 * 4);          /* max-tokens ids, 4 bytes each */
     GstCaps *caps = gst_pad_get_current_caps (h->sinkpad);
     fail_unless (gst_structure_has_name (gst_caps_get_structure (caps, 0), "application/x-leviathan-tokens"));
     gst_caps_unref (caps);
-    g_byte_array_unref (ids);
+    g_string_free (ids, TRUE);
     /* text again, upstream now text/plain */
     gst_harness_set_sink_caps_str (h, "text/x-raw, format=utf8");
     gst_harness_push_upstream_event (h, gst_event_new_reconfigure ());
     gst_harness_set_src_caps_str (h, round % 2 ? "text/x-raw, format=utf8" : "text/plain");
-    fail_unless_equals_int (gst_harness_push (h, gst_buffer_new_memdup (q, strlen (q))), GST_FLOW_OK);
-    GByteArray *text2 = pull_response (h, &n);
-    fail_unless (text2->len == text1->len && memcmp (text2->data, text1->data, text1->len) == 0,
+    fail_unless_equals_int (lev_test_push_text (h, q), GST_FLOW_OK);
+    GString *text2 = lev_test_take_response (h, FALSE, &n);
+    fail_unless (text2->len == text1->len && memcmp (text2->str, text1->str, text1->len) == 0,
                  "round %u: another answer after renegotiation", round);
-    g_byte_array_unref (text2);
+    g_string_free (text2, TRUE);
   }
-  g_byte_array_unref (text1);
+  g_string_free (text1, TRUE);
   gst_harness_teardown (h);
 }
 GST_END_TEST;
@@ -164,18 +131,6 @@ static void
 count_handoff (GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer user_data)
 {
   g_atomic_int_inc ((gint *) user_data);
-}
-
-/* Loads a plugin of the system's plugin directory (the tests run with GST_PLUGIN_SYSTEM_PATH empty). */
-static void
-load_system_plugin (const gchar *file)
-{
-  gchar *path = g_build_filename (LEV_GST_SYSTEM_PLUGINS, file, NULL);
-  GError *err = NULL;
-  GstPlugin *plugin = gst_plugin_load_file (path, &err);
-  fail_unless (plugin != NULL, "%s: %s", path, err ? err->message : "?");
-  gst_object_unref (plugin);
-  g_free (path);
 }
 
 /* TRUE when this process maps path. */
@@ -195,9 +150,9 @@ GST_START_TEST (test_model_change_through_null)
    * running (audiotestsrc ! fakesink sync=true): levtextgen alone goes to NULL (its state locked), gets another
    * model file, and comes back; the other branch never stops, the old file is no longer mapped, the new one
    * answers */
-  load_system_plugin ("libgstcoreelements.so");
-  load_system_plugin ("libgstapp.so");
-  load_system_plugin ("libgstaudiotestsrc.so");
+  lev_test_load_system_plugin ("libgstcoreelements.so");
+  lev_test_load_system_plugin ("libgstapp.so");
+  lev_test_load_system_plugin ("libgstaudiotestsrc.so");
   gchar *model_b = g_build_filename (tmp_dir, "model-b.leviathan", NULL);
   gchar *data;
   gsize len;

@@ -12,21 +12,8 @@
 
 static const gchar *prompts[N_STREAMS] = { "Once upon a time", "The little dog", "Lily and Ben went to the park" };
 
-/* A levtextgen with the fixture model, greedy, plus extra properties ("name", value, ..., NULL). */
-static GstElement *
-make_element (const gchar *first_prop, ...)
-{
-  GstElement *e = gst_element_factory_make ("levtextgen", NULL);
-  fail_unless (e != NULL, "levtextgen not found (GST_PLUGIN_PATH?)");
-  g_object_set (e, "model", model_path, "temperature", 0.0f, "max-tokens", 24, NULL);
-  if (first_prop) {
-    va_list ap;
-    va_start (ap, first_prop);
-    g_object_set_valist (G_OBJECT (e), first_prop, ap);
-    va_end (ap);
-  }
-  return e;
-}
+/* A levtextgen with the fixture model, greedy, 24 tokens, plus extra properties ("name", value, ..., NULL). */
+#define make_element(...) lev_test_element_new ("max-tokens", 24, __VA_ARGS__)
 
 static guint
 engine_id (GstElement *e)
@@ -36,52 +23,24 @@ engine_id (GstElement *e)
   return id;
 }
 
+/* A harness around e with text input, playing. */
 static GstHarness *
 make_harness (GstElement *e)
 {
-  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
-  gst_object_unref (e);
-  gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
-  gst_harness_play (h);
-  return h;
-}
-
-static gboolean
-is_end_of_response (GstEvent *ev)
-{
-  return GST_EVENT_TYPE (ev) == GST_EVENT_CUSTOM_DOWNSTREAM
-      && gst_structure_has_name (gst_event_get_structure (ev), "leviathan/end-of-response");
+  return lev_test_harness_new (e, "text/x-raw, format=utf8");
 }
 
 /* Waits for the end of the current response and returns the text of the buffers before it. */
 static gchar *
 take_response (GstHarness *h)
 {
-  for (;;) {
-    GstEvent *ev = gst_harness_pull_event (h);
-    fail_unless (ev != NULL, "no end-of-response event");
-    gboolean end = is_end_of_response (ev);
-    fail_if (GST_EVENT_TYPE (ev) == GST_EVENT_EOS, "EOS before the end of the response");
-    gst_event_unref (ev);
-    if (end)
-      break;
-  }
-  GString *s = g_string_new (NULL);
-  GstBuffer *b;
-  while ((b = gst_harness_try_pull (h))) {
-    GstMapInfo map;
-    fail_unless (gst_buffer_map (b, &map, GST_MAP_READ));
-    g_string_append_len (s, (const gchar *) map.data, (gssize) map.size);
-    gst_buffer_unmap (b, &map);
-    gst_buffer_unref (b);
-  }
-  return g_string_free (s, FALSE);
+  return g_string_free (lev_test_take_response (h, FALSE, NULL), FALSE);
 }
 
 static void
 push_text (GstHarness *h, const gchar *text)
 {
-  fail_unless_equals_int (gst_harness_push (h, gst_buffer_new_memdup (text, strlen (text))), GST_FLOW_OK);
+  fail_unless_equals_int (lev_test_push_text (h, text), GST_FLOW_OK);
 }
 
 /* Each prompt's greedy answer from an element of a group of its own (nothing else on its engine). */

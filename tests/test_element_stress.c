@@ -70,8 +70,7 @@ end_of_response_within (GstHarness *h, guint ms)
   do {
     GstEvent *ev;
     while ((ev = gst_harness_try_pull_event (h))) {
-      gboolean eor = GST_EVENT_TYPE (ev) == GST_EVENT_CUSTOM_DOWNSTREAM
-                     && gst_structure_has_name (gst_event_get_structure (ev), "leviathan/end-of-response");
+      gboolean eor = lev_test_is_end_of_response (ev);
       gst_event_unref (ev);
       if (eor)
         return TRUE;
@@ -104,19 +103,11 @@ set_state_ok (GstElement *e, GstState st)
   fail_unless_equals_int (cur, st);
 }
 
-static GstFlowReturn
-push_text (GstHarness *h, const gchar *text)
-{
-  return gst_harness_push (h, gst_buffer_new_memdup (text, strlen (text)));
-}
-
 GST_START_TEST (test_state_cycles_stress)
 {
   const guint cycles = env_count ("LEV_STRESS_CYCLES", 1000);
-  GstElement *e = gst_element_factory_make ("levtextgen", NULL);
-  fail_unless (e != NULL, "levtextgen not found (GST_PLUGIN_PATH?)");
-  g_object_set (e, "model", model_path, "n-threads", 1, "temperature", 0.0f, "ignore-eos", TRUE,
-                "max-tokens", 3, "context-length", 64, NULL);
+  GstElement *e = lev_test_element_new ("n-threads", 1, "ignore-eos", TRUE, "max-tokens", 3, "context-length", 64,
+                                       NULL);
   GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
   gst_object_unref (e);
   gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
@@ -133,13 +124,13 @@ GST_START_TEST (test_state_cycles_stress)
       break;
     case 1:   /* a whole response */
       g_object_set (h->element, "max-tokens", 3, NULL);
-      fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+      fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
       fail_unless (end_of_response_within (h, 10000), "cycle %u: no end of response", i);
       answered++;
       break;
     default:  /* stopped while generating */
       g_object_set (h->element, "max-tokens", 1 << 20, NULL);
-      fail_unless_equals_int (push_text (h, "The little dog"), GST_FLOW_OK);
+      fail_unless_equals_int (lev_test_push_text (h, "The little dog"), GST_FLOW_OK);
       GstBuffer *b = pull_within (h, 10000);
       fail_unless (b != NULL, "cycle %u: generation did not start", i);
       gst_buffer_unref (b);
@@ -183,7 +174,7 @@ static gpointer
 push_blocked (gpointer data)
 {
   Blocked *b = data;
-  b->ret = push_text (b->h, "Lily wanted");
+  b->ret = lev_test_push_text (b->h, "Lily wanted");
   g_atomic_int_set (&b->done, 1);
   return NULL;
 }
@@ -205,9 +196,8 @@ flush (GstHarness *h, guint i)
 GST_START_TEST (test_flush_stress)
 {
   const guint flushes = env_count ("LEV_STRESS_FLUSHES", 200);
-  GstElement *e = gst_element_factory_make ("levtextgen", NULL);
-  g_object_set (e, "model", model_path, "n-threads", 1, "temperature", 0.0f, "ignore-eos", TRUE,
-                "max-tokens", 1 << 24, "max-queued", 1, "context-length", 64, NULL);
+  GstElement *e = lev_test_element_new ("n-threads", 1, "ignore-eos", TRUE, "max-tokens", 1 << 24, "max-queued", 1,
+                                       "context-length", 64, NULL);
   GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
   gst_object_unref (e);
   gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
@@ -218,7 +208,7 @@ GST_START_TEST (test_flush_stress)
   gint64 t0 = g_get_monotonic_time ();
   guint with_blocked = 0;
   for (guint i = 0; i < flushes; i++) {
-    fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+    fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
     GstBuffer *b = pull_within (h, 10000);
     fail_unless (b != NULL, "flush %u: generation did not start", i);
     gst_buffer_unref (b);
@@ -226,7 +216,7 @@ GST_START_TEST (test_flush_stress)
     GThread *t = NULL;
     if (i % 4 == 3) {
       /* a second prompt fills the queue (max-queued 1), a third blocks its upstream thread until the flush */
-      fail_unless_equals_int (push_text (h, "The cat"), GST_FLOW_OK);
+      fail_unless_equals_int (lev_test_push_text (h, "The cat"), GST_FLOW_OK);
       gint before = g_atomic_int_get (&sink_buffers);
       t = g_thread_new ("pusher", push_blocked, &blk);
       /* wait until its buffer is in the chain function (which holds the stream lock: FLUSH_STOP waits for it) */
@@ -248,7 +238,7 @@ GST_START_TEST (test_flush_stress)
     if (i % 50 == 49) {
       /* the element still answers normally */
       g_object_set (h->element, "max-tokens", 4, NULL);
-      fail_unless_equals_int (push_text (h, "Once upon a time"), GST_FLOW_OK);
+      fail_unless_equals_int (lev_test_push_text (h, "Once upon a time"), GST_FLOW_OK);
       fail_unless (end_of_response_within (h, 10000), "flush %u: no answer after the flushes", i);
       g_object_set (h->element, "max-tokens", 1 << 24, NULL);
       drain (h);
@@ -325,7 +315,7 @@ GST_START_TEST (test_extreme_properties)
         fail ("%s: the state change was refused: %s", what, err ? err->message : "(no error message)");
       }
       gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
-      fail_unless_equals_int (push_text (h, prompt->str), GST_FLOW_OK);
+      fail_unless_equals_int (lev_test_push_text (h, prompt->str), GST_FLOW_OK);
       fail_unless (end_of_response_within (h, 60000), "%s: no answer", what);
       answered++;
       gst_element_set_bus (e, NULL);

@@ -69,27 +69,6 @@ check_logits (LevModel *m, uint32_t act_quant, const gint32 *ids, guint n_ids, c
   lev_context_free (c);
 }
 
-static GArray *
-json_ids (JsonArray *a)
-{
-  GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint32));
-  for (guint i = 0; i < json_array_get_length (a); i++) {
-    gint32 v = (gint32) json_array_get_int_element (a, i);
-    g_array_append_val (ids, v);
-  }
-  return ids;
-}
-
-static int32_t
-argmax (const float *v, uint32_t n)
-{
-  uint32_t b = 0;
-  for (uint32_t i = 1; i < n; i++)
-    if (v[i] > v[b])
-      b = i;
-  return (int32_t) b;
-}
-
 /* Runs every prompt of a greedy_*.json with run.c's rules (steps count prompt positions, stop when the next token
  * is BOS = 1) and asserts the full token sequence equals the reference. */
 static void
@@ -105,8 +84,8 @@ check_greedy (LevModel *m, uint32_t act_quant, const char *ref_rel)
   guint n_ok = 0, n = json_array_get_length (cases);
   for (guint i = 0; i < n; i++) {
     JsonObject *o = json_array_get_object_element (cases, i);
-    GArray *prompt = json_ids (json_object_get_array_member (o, "prompt_tokens"));
-    GArray *expect = json_ids (json_object_get_array_member (o, "tokens"));
+    GArray *prompt = lev_test_json_id_array (json_object_get_array_member (o, "prompt_tokens"));
+    GArray *expect = lev_test_json_id_array (json_object_get_array_member (o, "tokens"));
     gint64 steps = json_object_get_int_member (o, "steps");
     GArray *seq = g_array_new (FALSE, FALSE, sizeof (gint32));
     g_array_append_vals (seq, prompt->data, prompt->len);
@@ -115,7 +94,7 @@ check_greedy (LevModel *m, uint32_t act_quant, const char *ref_rel)
       const float *logits = lev_context_eval (c, g_array_index (seq, gint32, pos), NULL);
       if (pos < (gint64) prompt->len - 1)
         continue;
-      gint32 next = argmax (logits, vocab);
+      gint32 next = lev_test_argmax (logits, vocab);
       g_array_append_val (seq, next);
       if (next == 1)
         break;
@@ -209,7 +188,7 @@ test_ak42_ternary (void)
     g_assert_true (json_parser_load_from_file (parser, gpath, NULL));
     JsonObject *o = json_array_get_object_element (json_node_get_array (json_parser_get_root (parser)), 1);
     g_assert_cmpstr (json_object_get_string_member (o, "prompt"), ==, "Once upon a time");
-    GArray *ids = json_ids (json_object_get_array_member (o, "tokens"));
+    GArray *ids = lev_test_json_id_array (json_object_get_array_member (o, "tokens"));
     g_assert_cmpuint (ids->len, >=, 16);
     check_logits (m, LEV_ACT_QUANT_AUTO, (const gint32 *) ids->data, 16, logits, 1e-3);
     check_greedy (m, LEV_ACT_QUANT_AUTO, greedy);
@@ -265,7 +244,7 @@ test_ak42_packed (void)
       JsonParser *parser = json_parser_new ();
       g_assert_true (json_parser_load_from_file (parser, gpath, NULL));
       JsonObject *o = json_array_get_object_element (json_node_get_array (json_parser_get_root (parser)), 1);
-      GArray *ids = json_ids (json_object_get_array_member (o, "tokens"));
+      GArray *ids = lev_test_json_id_array (json_object_get_array_member (o, "tokens"));
       check_logits (m, LEV_ACT_QUANT_AUTO, (const gint32 *) ids->data, 16, logits, 1e-3);
       check_greedy (m, LEV_ACT_QUANT_AUTO, greedy);
       g_array_free (ids, TRUE);
@@ -417,21 +396,6 @@ test_q8_close_to_f32 (void)
   g_free (path);
 }
 
-/* Resident set size in KiB from /proc/self/status (0 when unavailable). */
-static long
-rss_kib (void)
-{
-  gchar *s = NULL;
-  long kib = 0;
-  if (g_file_get_contents ("/proc/self/status", &s, NULL, NULL)) {
-    const char *p = strstr (s, "VmRSS:");
-    if (p)
-      kib = strtol (p + 6, NULL, 10);
-  }
-  g_free (s);
-  return kib;
-}
-
 static void
 test_past_context (void)
 {
@@ -453,9 +417,9 @@ test_past_context (void)
     tok = lev_sampler_sample (s, logits);
     g_hash_table_add (seen, GINT_TO_POINTER (tok));
     if (i == 300)
-      rss_warm = rss_kib ();
+      rss_warm = (long) lev_test_proc_status_kib ("VmRSS:");
     if (i > 300)
-      rss_max = MAX (rss_max, rss_kib ());
+      rss_max = MAX (rss_max, (long) lev_test_proc_status_kib ("VmRSS:"));
   }
   g_assert_cmpuint (lev_context_pos (c), ==, 2000);
   g_test_message ("RSS after warm-up %ld KiB, max later %ld KiB, %u distinct tokens", rss_warm, rss_max,

@@ -1,6 +1,7 @@
 /* test_token_meta.c: the Lev.TokenMeta of levtextgen's buffers against the engine's own logits computed here
  * independently: the same prompt and the buffers' ids evaluated with lev_context_eval, log-softmax and top-N taken
- * here in double precision; the ids spell the buffers' text; a sampled run (temperature 1) and a grammar run. */
+ * here in double precision; the ids spell the buffers' text; a sampled run (temperature 1) and a grammar run;
+ * token-meta=false leaves the meta off and the tokens as they were. */
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <math.h>
@@ -142,6 +143,30 @@ GST_START_TEST (test_under_grammar)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_meta_off)
+{
+  /* token-meta=false: no buffer carries a meta, and the generation is the one whose metas check out against the
+   * engine (the same ids in the same buffers: skipping the log-softmax leaves the sampler alone) */
+  const char *gen = "temperature=1 top-k=0 top-p=1 min-p=0 seed=11 max-tokens=24 ignore-eos=true";
+  GPtrArray *with = run_element (gen);
+  check_against_engine (with);
+  gchar *props = g_strdup_printf ("%s token-meta=false", gen);
+  GPtrArray *without = run_element (props);
+  g_free (props);
+  fail_unless_equals_int (without->len, with->len);
+  for (guint b = 0; b < without->len; b++) {
+    fail_unless (lev_g_buffer_get_token_meta (without->pdata[b]) == NULL, "buffer %u has a Lev.TokenMeta", b);
+    GstMapInfo map;
+    fail_unless (gst_buffer_map (with->pdata[b], &map, GST_MAP_READ));
+    fail_unless (gst_buffer_get_size (without->pdata[b]) == map.size
+                 && gst_buffer_memcmp (without->pdata[b], 0, map.data, map.size) == 0, "buffer %u differs", b);
+    gst_buffer_unmap (with->pdata[b], &map);
+  }
+  g_ptr_array_unref (without);
+  g_ptr_array_unref (with);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_copy_keeps_meta)
 {
   gint32 ids[2] = { 5, 7 };
@@ -169,6 +194,7 @@ token_meta_suite (void)
   tcase_add_test (tc, test_copy_keeps_meta);
   tcase_add_test (tc, test_sampled);
   tcase_add_test (tc, test_under_grammar);
+  tcase_add_test (tc, test_meta_off);
   suite_add_tcase (s, tc);
   return s;
 }

@@ -5,52 +5,15 @@
 #include "lev_convert.h"
 #include "lev_tokenizer.h"
 #include "lev_test_vectors.h"
+#include "lev_test_tokenizer.h"
 
 /* ---------------------------------------------------------------- helpers */
 
-/* A vocabulary with its flattened arrays and a tokenizer over them. */
-typedef struct {
-  LevConvVocab *vocab;
-  LevConvVocabFlat *flat;
-  LevTokenizer *tok;
-} Tok;
-
-static void
-tok_free (Tok *t)
-{
-  if (t == NULL)
-    return;
-  lev_tokenizer_free (t->tok);
-  lev_conv_vocab_flat_free (t->flat);
-  lev_conv_vocab_free (t->vocab);
-  g_free (t);
-}
-
-static Tok *
-tok_from_vocab (LevConvVocab *vocab)
-{
-  Tok *t = g_new0 (Tok, 1);
-  GError *error = NULL;
-  t->vocab = vocab;
-  t->flat = lev_conv_vocab_flatten (vocab);
-  g_assert_nonnull (t->flat);
-  t->tok = lev_tokenizer_new (&t->flat->view, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (t->tok);
-  return t;
-}
-
 /* Imports a fixture tokenizer (.model or .bin, detected by content) and builds a tokenizer over it. */
-static Tok *
+static LevTestTok *
 tok_load (const char *relpath)
 {
-  gchar *path = lev_test_fixture (relpath);
-  GError *error = NULL;
-  LevConvVocab *v = lev_import_vocab (path, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (v);
-  g_free (path);
-  return tok_from_vocab (v);
+  return lev_test_tok_from_vocab (lev_test_import_vocab (relpath));
 }
 
 /* Writes a scratch file without the fsync of g_file_set_contents: the truncation tests write thousands. */
@@ -58,17 +21,6 @@ static gboolean
 write_quick (const char *path, const void *data, gsize len)
 {
   return g_file_set_contents_full (path, (const gchar *) data, (gssize) len, G_FILE_SET_CONTENTS_NONE, 0644, NULL);
-}
-
-/* Encodes text (n bytes) and fails the test on error. */
-static int32_t *
-enc (const Tok *t, const char *text, gssize n, gboolean bos, size_t *n_ids)
-{
-  GError *error = NULL;
-  int32_t *ids = lev_tokenizer_encode (t->tok, text, n, bos, n_ids, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (ids);
-  return ids;
 }
 
 /* ---------------------------------------------------------------- llama.cpp vectors */
@@ -80,7 +32,7 @@ enc (const Tok *t, const char *text, gssize n, gboolean bos, size_t *n_ids)
 static void
 test_llamacpp_spm (void)
 {
-  Tok *t = tok_load ("tokenizers/llama2/tokenizer.model");
+  LevTestTok *t = tok_load ("tokenizers/llama2/tokenizer.model");
   gchar *inp = lev_test_read_fixture ("tokenizers/vectors-llamacpp/ggml-vocab-llama-spm.gguf.inp", NULL);
   gchar *out = lev_test_read_fixture ("tokenizers/vectors-llamacpp/ggml-vocab-llama-spm.gguf.out", NULL);
   gchar **texts = g_strsplit (inp, "\n__ggml_vocab_test__\n", -1);
@@ -99,7 +51,7 @@ test_llamacpp_spm (void)
         g_array_append_val (want, v);
       }
     size_t n;
-    int32_t *ids = enc (t, texts[i], -1, FALSE, &n);
+    int32_t *ids = lev_test_encode (t->tok, texts[i], -1, FALSE, &n);
     if (ids_equal ((int32_t *) want->data, want->len, ids, n))
       pass++;
     else
@@ -119,7 +71,7 @@ test_llamacpp_spm (void)
   g_strfreev (lines);
   g_free (inp);
   g_free (out);
-  tok_free (t);
+  lev_test_tok_free (t);
 }
 
 /* ---------------------------------------------------------------- vectors-extra */
@@ -139,7 +91,7 @@ check_vectors_extra (const char *relpath)
   g_assert_nonnull (strstr (produced, "SentencePiece"));
   g_assert_nonnull (strstr (call, "no BOS/EOS"));   /* so encode without BOS */
   g_assert_true (g_str_has_prefix (file, "shared/fixtures/"));
-  Tok *t = tok_load (file + strlen ("shared/fixtures/"));
+  LevTestTok *t = tok_load (file + strlen ("shared/fixtures/"));
   gboolean lossless = (t->vocab->flags & LEV_TOKF_REMOVE_EXTRA_WS) == 0;
 
   JsonArray *cases = json_object_get_array_member (o, "cases");
@@ -151,7 +103,7 @@ check_vectors_extra (const char *relpath)
     const char *decoded_ref = json_object_get_string_member (c, "decoded");
     size_t nw, n;
     int32_t *want = json_ids (json_object_get_array_member (c, "ids"), &nw);
-    int32_t *ids = enc (t, text, -1, FALSE, &n);
+    int32_t *ids = lev_test_encode (t->tok, text, -1, FALSE, &n);
     if (ids_equal (want, nw, ids, n))
       pass++;
     else
@@ -182,7 +134,7 @@ check_vectors_extra (const char *relpath)
   fprintf (stderr, "%s: %u/%u ids exact, decode(encode(text)) == text for %u\n", relpath, pass, n_cases,
            roundtrip_text);
   g_assert_cmpuint (pass, ==, n_cases);
-  tok_free (t);
+  lev_test_tok_free (t);
   json_node_unref (root);
 }
 
@@ -203,7 +155,7 @@ test_extra_tok512 (void)
 static void
 check_bin_matches_model (const char *bin, const char *model)
 {
-  Tok *b = tok_load (bin), *m = tok_load (model);
+  LevTestTok *b = tok_load (bin), *m = tok_load (model);
   g_assert_cmpuint (b->vocab->pieces->len, ==, m->vocab->pieces->len);
   for (guint i = 0; i < b->vocab->pieces->len; i++) {
     guint32 lb = g_array_index (b->vocab->piece_lens, guint32, i);
@@ -220,8 +172,8 @@ check_bin_matches_model (const char *bin, const char *model)
   /* run.c semantics: dummy prefix, escaped spaces, byte fallback, BOS; no whitespace collapsing. */
   g_assert_cmphex (b->vocab->flags, ==,
                    LEV_TOKF_ADD_DUMMY_PREFIX | LEV_TOKF_ESCAPE_WS | LEV_TOKF_BYTE_FALLBACK | LEV_TOKF_ADD_BOS);
-  tok_free (b);
-  tok_free (m);
+  lev_test_tok_free (b);
+  lev_test_tok_free (m);
 }
 
 static void
@@ -229,21 +181,21 @@ test_bin_llama2 (void)
 {
   check_bin_matches_model ("tokenizers/llama2/tokenizer.bin", "tokenizers/llama2/tokenizer.model");
   /* Llama 2's normalizer keeps spaces, so its .model has the same flags as the .bin. */
-  Tok *m = tok_load ("tokenizers/llama2/tokenizer.model");
+  LevTestTok *m = tok_load ("tokenizers/llama2/tokenizer.model");
   g_assert_cmphex (m->vocab->flags, ==,
                    LEV_TOKF_ADD_DUMMY_PREFIX | LEV_TOKF_ESCAPE_WS | LEV_TOKF_BYTE_FALLBACK | LEV_TOKF_ADD_BOS);
-  tok_free (m);
+  lev_test_tok_free (m);
 }
 
 static void
 test_bin_tok512 (void)
 {
   check_bin_matches_model ("stories260K/tok512.bin", "stories260K/tok512.model");
-  Tok *m = tok_load ("stories260K/tok512.model");
+  LevTestTok *m = tok_load ("stories260K/tok512.model");
   g_assert_cmphex (m->vocab->flags, ==,
                    LEV_TOKF_ADD_DUMMY_PREFIX | LEV_TOKF_REMOVE_EXTRA_WS | LEV_TOKF_ESCAPE_WS | LEV_TOKF_BYTE_FALLBACK
                    | LEV_TOKF_ADD_BOS);
-  tok_free (m);
+  lev_test_tok_free (m);
 }
 
 /* run.c with tok512.bin: the 6 prompts encode to prompt_tokens (BOS included), and decoding the generated stream
@@ -252,7 +204,7 @@ test_bin_tok512 (void)
 static void
 check_runc_greedy (const char *relpath)
 {
-  Tok *t = tok_load ("stories260K/tok512.bin");
+  LevTestTok *t = tok_load ("stories260K/tok512.bin");
   g_assert_true (lev_tokenizer_adds_bos (t->tok));
   g_assert_cmpint (lev_tokenizer_bos (t->tok), ==, 1);
   g_assert_cmpint (lev_tokenizer_eos (t->tok), ==, 2);
@@ -264,7 +216,7 @@ check_runc_greedy (const char *relpath)
     const char *prompt = json_object_get_string_member (r, "prompt");
     size_t nw, n, nt;
     int32_t *want = json_ids (json_object_get_array_member (r, "prompt_tokens"), &nw);
-    int32_t *ids = enc (t, prompt, -1, lev_tokenizer_adds_bos (t->tok), &n);
+    int32_t *ids = lev_test_encode (t->tok, prompt, -1, lev_tokenizer_adds_bos (t->tok), &n);
     if (ids_equal (want, nw, ids, n))
       pass++;
     else
@@ -282,7 +234,7 @@ check_runc_greedy (const char *relpath)
   fprintf (stderr, "%s: %u/%u prompts exact\n", relpath, pass, n_runs);
   g_assert_cmpuint (pass, ==, n_runs);
   json_node_unref (root);
-  tok_free (t);
+  lev_test_tok_free (t);
 }
 
 static void
@@ -320,10 +272,10 @@ test_long_text (void)
   gsize len;
   gchar *text = lev_test_read_fixture ("text/kjv_genesis_exodus.txt", &len);
   for (guint i = 0; i < G_N_ELEMENTS (refs); i++) {
-    Tok *t = tok_load (refs[i].model);
+    LevTestTok *t = tok_load (refs[i].model);
     gint64 t0 = g_get_monotonic_time ();
     size_t n;
-    int32_t *ids = enc (t, text, (gssize) len, FALSE, &n);
+    int32_t *ids = lev_test_encode (t->tok, text, (gssize) len, FALSE, &n);
     gint64 t1 = g_get_monotonic_time ();
     fprintf (stderr, "%s: %zu bytes -> %zu ids in %.1f ms\n", refs[i].model, (size_t) len, n, (t1 - t0) / 1000.0);
     g_assert_cmpuint (n, ==, refs[i].n);
@@ -336,17 +288,17 @@ test_long_text (void)
      * encoder's cutting at spaces: the ids must not change. */
     LevConvVocab *v = t->vocab;
     t->vocab = NULL;
-    tok_free (t);
+    lev_test_tok_free (t);
     lev_conv_vocab_add (v, "\x7f\xe2\x96\x81\x7f", 5, -1e9f, LEV_TOKTYPE_NORMAL);
-    t = tok_from_vocab (v);
+    t = lev_test_tok_from_vocab (v);
     t0 = g_get_monotonic_time ();
-    ids = enc (t, text, (gssize) len, FALSE, &n);
+    ids = lev_test_encode (t->tok, text, (gssize) len, FALSE, &n);
     t1 = g_get_monotonic_time ();
     fprintf (stderr, "  without cutting at spaces: %.1f ms\n", (t1 - t0) / 1000.0);
     g_assert_cmpuint (n, ==, refs[i].n);
     g_assert_cmphex (fnv_ids (ids, n), ==, refs[i].fnv);
     g_free (ids);
-    tok_free (t);
+    lev_test_tok_free (t);
   }
   g_free (text);
 }
@@ -497,10 +449,10 @@ check_cases (GByteArray *model, const Case *cases, guint n_cases, guint32 want_f
   g_assert_no_error (error);
   g_assert_cmphex (v->flags, ==, want_flags);
   g_assert_cmpint (v->pad_id, ==, -1);
-  Tok *t = tok_from_vocab (v);
+  LevTestTok *t = lev_test_tok_from_vocab (v);
   for (guint i = 0; i < n_cases; i++) {
     size_t n;
-    int32_t *ids = enc (t, cases[i].text, -1, FALSE, &n);
+    int32_t *ids = lev_test_encode (t->tok, cases[i].text, -1, FALSE, &n);
     if (!ids_equal (cases[i].ids, (size_t) cases[i].n, ids, n))
       report_mismatch ("crafted", cases[i].text, cases[i].ids, (size_t) cases[i].n, ids, n);
     g_assert_true (ids_equal (cases[i].ids, (size_t) cases[i].n, ids, n));
@@ -511,10 +463,10 @@ check_cases (GByteArray *model, const Case *cases, guint n_cases, guint32 want_f
   }
   /* add_bos puts BOS first and changes nothing else */
   size_t n;
-  int32_t *ids = enc (t, "abc", -1, TRUE, &n);
+  int32_t *ids = lev_test_encode (t->tok, "abc", -1, TRUE, &n);
   g_assert_cmpint (ids[0], ==, 1);
   g_free (ids);
-  tok_free (t);
+  lev_test_tok_free (t);
 }
 
 static void
@@ -714,7 +666,7 @@ test_truncated_bin (void)
 static void
 test_bad_utf8 (void)
 {
-  Tok *t = tok_load ("tokenizers/llama2/tokenizer.model");
+  LevTestTok *t = tok_load ("tokenizers/llama2/tokenizer.model");
   static const char *const bad[] = {
     "\xff", "abc\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "ok \x80 no", "\xf8\x88\x80\x80\x80",
   };
@@ -728,25 +680,25 @@ test_bad_utf8 (void)
   }
   /* A text with an explicit length may hold NUL bytes (valid UTF-8): byte fallback gives <0x00> = id 3. */
   size_t n;
-  int32_t *ids = enc (t, "a\0b", 3, FALSE, &n);
+  int32_t *ids = lev_test_encode (t->tok, "a\0b", 3, FALSE, &n);
   gboolean has_nul = FALSE;
   for (size_t i = 0; i < n; i++)
     has_nul |= ids[i] == 3;
   g_assert_true (has_nul);
   g_free (ids);
   /* The length is honoured: bytes after it are not read. */
-  ids = enc (t, "Hello world", 5, FALSE, &n);
+  ids = lev_test_encode (t->tok, "Hello world", 5, FALSE, &n);
   g_assert_cmpuint (n, ==, 1);
   g_assert_cmpint (ids[0], ==, 15043);
   g_free (ids);
-  tok_free (t);
+  lev_test_tok_free (t);
 }
 
 /* lev_tokenizer_new refuses inconsistent views instead of crashing later. */
 static void
 test_corrupt_view (void)
 {
-  Tok *t = tok_load ("stories260K/tok512.model");
+  LevTestTok *t = tok_load ("stories260K/tok512.model");
   const LevVocabView *good = &t->flat->view;
   guint32 n = good->n_tokens;
   uint32_t *offs = g_memdup2 (good->piece_offsets, (n + 1) * sizeof (uint32_t));
@@ -783,14 +735,14 @@ test_corrupt_view (void)
   g_free (offs);
   g_free (types);
   g_free (scores);
-  tok_free (t);
+  lev_test_tok_free (t);
 }
 
 /* The view may point into a read-only mapping and its piece bytes need not be NUL-terminated. */
 static void
 test_readonly_view (void)
 {
-  Tok *t = tok_load ("tokenizers/llama2/tokenizer.model");
+  LevTestTok *t = tok_load ("tokenizers/llama2/tokenizer.model");
   const LevVocabView *src = &t->flat->view;
   guint32 n = src->n_tokens;
   gsize nb = src->piece_offsets[n];
@@ -841,14 +793,14 @@ test_readonly_view (void)
   g_free (path);
   g_free (dir);
   g_free (buf);
-  tok_free (t);
+  lev_test_tok_free (t);
 }
 
 /* Streaming decode: the space after BOS (or at the start) is dropped, not elsewhere; control tokens are silent. */
 static void
 test_decode_stream (void)
 {
-  Tok *t = tok_load ("tokenizers/llama2/tokenizer.model");
+  LevTestTok *t = tok_load ("tokenizers/llama2/tokenizer.model");
   GString *s = g_string_new (NULL);
   lev_tokenizer_decode_token (t->tok, -1, 1, s);          /* BOS */
   lev_tokenizer_decode_token (t->tok, 1, 15043, s);       /* "▁Hello" after BOS */
@@ -864,7 +816,7 @@ test_decode_stream (void)
   gchar *dec = lev_tokenizer_decode (t->tok, bytes, G_N_ELEMENTS (bytes));
   g_assert_cmpstr (dec, ==, "\xf0\x9f\x98\x80");
   g_free (dec);
-  tok_free (t);
+  lev_test_tok_free (t);
 }
 
 /* lev_tokenizer_encode_special: control pieces written in the text (a rendered chat prompt) become their ids, the
@@ -873,7 +825,7 @@ test_decode_stream (void)
 static void
 test_encode_special (void)
 {
-  Tok *t = tok_load ("tokenizers/llama2/tokenizer.model");
+  LevTestTok *t = tok_load ("tokenizers/llama2/tokenizer.model");
   GError *error = NULL;
   size_t n = 0;
   int32_t *ids = lev_tokenizer_encode_special (t->tok, "<s>[INST] Hi [/INST]", -1, FALSE, &n, &error);
@@ -892,7 +844,7 @@ test_encode_special (void)
   for (guint i = 0; i < G_N_ELEMENTS (parts); i++) {
     g_array_append_val (exp, ctrl[i]);
     size_t m;
-    int32_t *p = enc (t, parts[i], -1, FALSE, &m);
+    int32_t *p = lev_test_encode (t->tok, parts[i], -1, FALSE, &m);
     g_array_append_vals (exp, p, (guint) m);
     g_free (p);
   }
@@ -904,18 +856,18 @@ test_encode_special (void)
    * "<s>" written in the text (SentencePiece semantics) */
   size_t m;
   int32_t *a = lev_tokenizer_encode_special (t->tok, "Hello <s world", -1, TRUE, &n, &error);
-  int32_t *b = enc (t, "Hello <s world", -1, TRUE, &m);
+  int32_t *b = lev_test_encode (t->tok, "Hello <s world", -1, TRUE, &m);
   g_assert_cmpmem (a, n * sizeof *a, b, m * sizeof *b);
   g_free (a);
   g_free (b);
-  b = enc (t, "<s>", -1, FALSE, &m);
+  b = lev_test_encode (t->tok, "<s>", -1, FALSE, &m);
   g_assert_cmpuint (m, >, 1);
   g_free (b);
   /* invalid UTF-8 is refused */
   g_assert_null (lev_tokenizer_encode_special (t->tok, "<s>\xff", -1, FALSE, &n, &error));
   g_assert_error (error, G_CONVERT_ERROR, G_CONVERT_ERROR_ILLEGAL_SEQUENCE);
   g_clear_error (&error);
-  tok_free (t);
+  lev_test_tok_free (t);
 }
 
 /* lev_import_vocab: a directory, a file of either kind, and files it must refuse. */
@@ -1004,20 +956,20 @@ test_flag_combinations (void)
   v->bos_id = 1;
   v->eos_id = 2;
   v->flags = LEV_TOKF_ADD_DUMMY_PREFIX | LEV_TOKF_NFC;
-  Tok *t = tok_from_vocab (v);
+  LevTestTok *t = lev_test_tok_from_vocab (v);
   size_t n;
-  int32_t *ids = enc (t, "a  a", -1, FALSE, &n);   /* " a  a": ties go left, then the second " a" */
+  int32_t *ids = lev_test_encode (t->tok, "a  a", -1, FALSE, &n);   /* " a  a": ties go left, then the second " a" */
   int32_t want1[] = { 5, 3, 5 };
   g_assert_true (ids_equal (want1, 3, ids, n));
   gchar *dec = lev_tokenizer_decode (t->tok, ids, n);
   g_assert_cmpstr (dec, ==, "a  a");
   g_free (dec);
   g_free (ids);
-  ids = enc (t, "e\xcc\x81", -1, FALSE, &n);      /* e + combining acute: NFC makes it é */
+  ids = lev_test_encode (t->tok, "e\xcc\x81", -1, FALSE, &n);      /* e + combining acute: NFC makes it é */
   int32_t want2[] = { 3, 6 };
   g_assert_true (ids_equal (want2, 2, ids, n));
   g_free (ids);
-  ids = enc (t, "e\xcc\x81\0e\xcc\x81", 7, FALSE, &n);   /* NFC on both sides of a NUL, which stays */
+  ids = lev_test_encode (t->tok, "e\xcc\x81\0e\xcc\x81", 7, FALSE, &n);   /* NFC on both sides of a NUL, which stays */
   g_assert_cmpuint (n, ==, 4);
   g_assert_cmpint (ids[1], ==, 6);
   g_assert_cmpint (ids[2], ==, 0);                        /* NUL: no piece, no byte fallback -> unk */
@@ -1031,19 +983,19 @@ test_flag_combinations (void)
   GError *error = NULL;
   t->tok = lev_tokenizer_new (&t->flat->view, &error);
   g_assert_no_error (error);
-  ids = enc (t, "  b   a  ", -1, FALSE, &n);
+  ids = lev_test_encode (t->tok, "  b   a  ", -1, FALSE, &n);
   int32_t want3[] = { 7, 5 };
   g_assert_true (ids_equal (want3, 2, ids, n));
   dec = lev_tokenizer_decode (t->tok, ids, n);
   g_assert_cmpstr (dec, ==, "b a");
   g_free (dec);
   g_free (ids);
-  ids = enc (t, "    ", -1, TRUE, &n);               /* only spaces: nothing but BOS */
+  ids = lev_test_encode (t->tok, "    ", -1, TRUE, &n);               /* only spaces: nothing but BOS */
   g_assert_cmpuint (n, ==, 1);
   g_assert_cmpint (ids[0], ==, 1);
   g_free (ids);
   g_assert_false (lev_tokenizer_adds_bos (t->tok));
-  tok_free (t);
+  lev_test_tok_free (t);
 }
 
 int
