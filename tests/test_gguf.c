@@ -395,11 +395,15 @@ test_i2s_values (void)
 /* bitnet.cpp's BitNet b1.58 2B4T architecture names (bitnet-b1.58 from its convert-hf-to-gguf-bitnet.py, bitnet-25
  * from the earlier bitnet2b_2501 converter): the same I2_S bytes under those names (written with the fork's gguf-py)
  * read as our BitNet decoder with sub-norms, rotate-half RoPE, relu(gate)^2 * up and tied embeddings, the weights
- * unchanged. The bitnet.cpp snapshot here predates these names, so there are no logits of that graph to compare. */
+ * unchanged. Logits and greedy ids, written as lossless q8 (auto) and as packed t2 and t1: the reference is
+ * ik_llama.cpp's build_bitnet_158 graph on the F32 model both files hold without loss (its runs under either name
+ * are byte-identical; tests/data/gguf/README.md, "ik_llama.cpp and the 2B4T graph"). */
 static void
 test_bitnet_b158_names (void)
 {
   static const char *files[] = { "gguf/bitnet128-b158-i2_s.gguf", "gguf/bitnet128-b25-i2_s.gguf" };
+  static const LevOutFormat formats[] = { LEV_OUT_AUTO, LEV_OUT_T2, LEV_OUT_T1 };
+  static const char *const encodings[] = { "q8", "t2", "t1" };
   for (guint i = 0; i < G_N_ELEMENTS (files); i++) {
     check_i2s_values (files[i]);
     LevConvModel *cm = import_fixture (files[i]);
@@ -414,15 +418,14 @@ test_bitnet_b158_names (void)
     g_assert_cmpuint (cm->hp.ffn_dim, ==, 256);
     g_assert_cmpuint (cm->hp.n_kv_heads, ==, 2);
     lev_conv_model_free (cm);
-    /* it converts (packed t2) and runs; nothing here to compare its logits with */
-    LevModel *m = convert_and_load (files[i], LEV_OUT_T2);
-    g_assert_cmpuint (lev_model_hparams (m)->activation, ==, LEV_ACT_RELU2);
-    LevContext *c = new_context (m);
-    const float *logits = lev_context_eval (c, 1, NULL);
-    for (guint v = 0; v < lev_model_hparams (m)->vocab_size; v++)
-      g_assert_true (isfinite (logits[v]));
-    lev_context_free (c);
-    lev_model_free (m);
+    for (guint k = 0; k < G_N_ELEMENTS (formats); k++) {
+      LevModel *m = convert_and_load (files[i], formats[k]);
+      g_assert_cmpstr (lev_model_encoding_name (m), ==, encodings[k]);
+      g_assert_cmpuint (lev_model_hparams (m)->activation, ==, LEV_ACT_RELU2);
+      check_logits (m, "gguf/bitnet128-2b4t.ikllama.logits_tf64.f32", 1e-3);
+      check_greedy (m, "gguf/bitnet128-2b4t.ikllama.greedy_n64.json");
+      lev_model_free (m);
+    }
   }
   /* the bitnet arch of the same weights stays SiLU */
   LevConvModel *cm = import_fixture ("gguf/bitnet128-i2_s.gguf");
