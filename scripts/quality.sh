@@ -202,7 +202,7 @@ if [ "$what" = passes ] || [ "$what" = all ]; then
   while read -r name fmt opts; do
     case $name in *-datafree) cal= ;; *) cal=$(calib_opts indomain) ;; esac
     secs=$(convert "p-$name" models/float-twin -f "$fmt" $opts $cal)
-    score "twin $fmt $opts${cal:+ (in-domain calibration)}" kjv-heldout "$OUT/p-$name.leviathan" \
+    score "twin $fmt $opts$( [ -n "$cal" ] || echo " (data-free calibration)" )" kjv-heldout "$OUT/p-$name.leviathan" \
       "$OUT/t-f32.leviathan" "$KJV" "$secs" --lines --ctx 256 --stride 255 --max-tokens 10000
   done <<'ROWS'
 t2-ef-p4 t2 --compensate ef --ef-passes 4
