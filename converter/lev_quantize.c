@@ -42,8 +42,8 @@ lev_quant_builtin_calibration (void)
 LevQuantOptions
 lev_quant_default_options (LevOutFormat format)
 {
-  LevQuantOptions o = { format, LEV_COMP_NONE, LEV_SCALE_ROW, LEV_FIT_ABSMEAN, 0.005, 4, NULL, FALSE, 1, 4096, 256,
-                       FALSE, 0, FALSE };
+  LevQuantOptions o = { format, LEV_COMP_NONE, LEV_SCALE_ROW, LEV_FIT_ABSMEAN, 0.005, 1, 4, NULL, FALSE, 1, 4096,
+                       256, FALSE, 0, FALSE };
   return o;
 }
 
@@ -613,6 +613,78 @@ store_outliers (const float *W, QMat *m, const guint8 *mask, guint gw, guint ng)
   return Wq;
 }
 
+/* Returns the calibration loss sum over rows of (w0 - wq)^T H (w0 - wq) that rounding W with m's scales and the
+ * outlier mask gives (a trial on copies; m is left as it was; scales_out, if not NULL, receives the scales refitted
+ * to the trial's codes), or a negative value with error set when H cannot be factored. */
+static double
+trial_loss (const float *W, const float *W0, const double *H, const LevQuantOptions *o, const QMat *m,
+            guint8 *mask, guint gw, guint ng, float *scales_out, const char *name, GError **error)
+{
+  guint rows = m->rows, cols = m->cols;
+  gsize n = (gsize) rows * cols;
+  QMat trial = *m;
+  trial.scales = g_memdup2 (m->scales, m->n_scales * sizeof (float));
+  trial.q = NULL;
+  float *Wt = g_memdup2 (W, n * sizeof (float));
+  double loss = -1.0;
+  if (round_columns (Wt, W0, H, o, &trial, mask, gw, ng, name, error)) {
+    float *Wq = store_outliers (Wt, &trial, mask, gw, ng);
+    double *d = g_new (double, cols);
+    loss = 0.0;
+    for (guint r = 0; r < rows; r++) {
+      for (guint c = 0; c < cols; c++)
+        d[c] = (double) W0[(gsize) r * cols + c] - Wq[(gsize) r * cols + c];
+      for (guint a = 0; a < cols; a++) {
+        double acc = 0.0;
+        for (guint b = 0; b < cols; b++)
+          acc += H[(gsize) a * cols + b] * d[b];
+        loss += d[a] * acc;
+      }
+    }
+    g_free (d);
+    g_free (Wq);
+    if (scales_out)
+      memcpy (scales_out, trial.scales, m->n_scales * sizeof (float));
+  }
+  if (trial.sp_rowptr)
+    g_array_free (trial.sp_rowptr, TRUE);
+  if (trial.sp_entries)
+    g_array_free (trial.sp_entries, TRUE);
+  g_free (trial.q);
+  g_free (trial.scales);
+  g_free (Wt);
+  return loss;
+}
+
+/* --ef-passes: alternates the error-feedback sweep and the scales' refit o->ef_passes times, each sweep starting
+ * from the scales the one before refitted, and leaves in m the starting scales whose sweep gave the lowest
+ * calibration loss (the first pass's are the initial fit, so the result is never worse by that loss). FALSE with
+ * error set when H cannot be factored. */
+static gboolean
+alternate_scales (const float *W, const float *W0, const double *H, const LevQuantOptions *o, QMat *m, guint8 *mask,
+                  guint gw, guint ng, const char *name, GError **error)
+{
+  gsize ns = m->n_scales;
+  float *best = g_memdup2 (m->scales, ns * sizeof (float)), *next = g_new (float, ns);
+  double best_loss = INFINITY;
+  gboolean ok = TRUE;
+  for (guint p = 0; p < o->ef_passes && ok; p++) {
+    double loss = trial_loss (W, W0, H, o, m, mask, gw, ng, next, name, error);
+    ok = loss >= 0.0;
+    if (ok && g_getenv ("LEV_QUANT_DEBUG"))
+      g_printerr ("%s: pass %u proxy loss %.6g\n", name, p + 1, loss);
+    if (ok && loss < best_loss) {
+      best_loss = loss;
+      memcpy (best, m->scales, ns * sizeof (float));
+    }
+    memcpy (m->scales, next, ns * sizeof (float));
+  }
+  memcpy (m->scales, best, ns * sizeof (float));
+  g_free (best);
+  g_free (next);
+  return ok;
+}
+
 /* Fits m's low-rank adapter (rank factors lora_a, lora_b) to the residual R = W0 - Wq, weighted by the inputs: with
  * H = L L^T, the best rank-r approximation of R L (subspace iteration) is A V^T, so R ~ A (V^T L^-1). */
 static void
@@ -755,7 +827,9 @@ quantize_matrix (float *W, const double *H, const LevQuantOptions *o, QMat *m, c
   fit_initial_scales (W, o, m, &gw, &ng);
   gboolean want_outliers = o->compensate >= LEV_COMP_EF_OUTLIERS && o->outlier_share > 0.0;
   guint8 *mask = want_outliers ? pick_outliers (W, H, o, m, gw, ng) : NULL;
-  if (!round_columns (W, W0, H, o, m, mask, gw, ng, name, error)) {
+  if ((o->ef_passes > 1 && H && o->compensate >= LEV_COMP_EF
+       && !alternate_scales (W, W0, H, o, m, mask, gw, ng, name, error))
+      || !round_columns (W, W0, H, o, m, mask, gw, ng, name, error)) {
     g_free (W0);
     g_free (mask);
     return FALSE;

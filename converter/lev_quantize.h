@@ -32,6 +32,7 @@ typedef struct LevQuantOptions {
   LevScaleMode scale_mode;
   LevScaleFit fit;
   double outlier_share;         /* share of each matrix's weights kept as outliers (0.005 = 0.5%) */
+  guint ef_passes;              /* error-feedback sweeps alternated with the scales' refit (1 = one sweep) */
   guint rank;                   /* rank of the low-rank adapters */
   const gchar *calib_path;      /* calibration text; NULL = text sampled from the float model (or the built-in
                                  * text with calib_builtin) */

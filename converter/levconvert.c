@@ -34,6 +34,7 @@ static gchar *opt_outliers = NULL;
 static gint opt_rank = 4;
 static gchar *opt_scale = NULL;
 static gchar *opt_scale_fit = NULL;
+static gint opt_ef_passes = 1;
 static gchar *opt_adapter_out = NULL;
 static gint opt_threads = 0;
 static gchar *opt_rotate = NULL;
@@ -90,6 +91,9 @@ static GOptionEntry quant_entries[] = {
   { "outliers", 0, 0, G_OPTION_ARG_STRING, &opt_outliers,
     "Share of each matrix's weights kept in f16 as outliers, picked by rounding error times input energy "
     "(default 0.5%)", "P%" },
+  { "ef-passes", 0, 0, G_OPTION_ARG_INT, &opt_ef_passes,
+    "Error-feedback sweeps, each starting from the scales the one before refitted to its codes; the sweep with the "
+    "lowest calibration loss is kept (default 1, 1..16)", "N" },
   { "rank", 0, 0, G_OPTION_ARG_INT, &opt_rank, "Rank of the low-rank adapters (default 4, 1..256)", "R" },
   { "scale", 0, 0, G_OPTION_ARG_STRING, &opt_scale, "Scale granularity of float matrices: row (default), tensor, "
     "group (one per block of a row: 128 weights for t2 and b1, 160 for t1) or group64 (one per 64 weights; t2, b1)",
@@ -390,6 +394,11 @@ main (int argc, char **argv)
       && qopt.compensate == LEV_COMP_NONE)
     return usage_error (octx, "--calib, --calib-lines, --calib-builtin, --outliers and --adapter-out need "
                         "--compensate");
+  if (opt_ef_passes < 1 || opt_ef_passes > 16)
+    return usage_error (octx, "--ef-passes must be between 1 and 16");
+  if (opt_ef_passes > 1 && qopt.compensate == LEV_COMP_NONE)
+    return usage_error (octx, "--ef-passes needs --compensate");
+  qopt.ef_passes = (guint) opt_ef_passes;
   if (opt_calib && opt_calib_builtin)
     return usage_error (octx, "--calib and --calib-builtin exclude each other");
   if (opt_calib_lines && !opt_calib && !opt_calib_builtin)
