@@ -346,8 +346,8 @@ kv_string (GgufFile *f, const gchar *key, gboolean *bad)
     return NULL;
   }
   Rd r = kv_reader (f, kv);
-  const guint8 *s;
-  guint64 len;
+  const guint8 *s = NULL;
+  guint64 len = 0;
   if (!rd_str (&r, &s, &len, key)) {
     *bad = TRUE;
     return NULL;
@@ -836,7 +836,7 @@ static gboolean
 hp_uint (GgufFile *f, const gchar *arch, const gchar *key, gboolean required, guint32 def, guint32 *out)
 {
   g_autofree gchar *full = g_strdup_printf ("%s.%s", arch, key);
-  guint64 v;
+  guint64 v = 0;
   gboolean bad;
   if (!kv_uint (f, full, &v, &bad)) {
     if (bad)
@@ -965,7 +965,7 @@ parse_hparams (LevConvModel *model, GgufFile *f)
 static gboolean
 token_id (GgufFile *f, const gchar *key, guint32 n_tokens, gint32 *id)
 {
-  guint64 v;
+  guint64 v = 0;
   gboolean bad;
   *id = -1;
   if (!kv_uint (f, key, &v, &bad))

@@ -58,7 +58,7 @@ decode (uint32_t enc, __m512i c, __m512i *f)
 AI void
 pair_tile (uint32_t enc, int grouped, int TT, const uint8_t *p0, const uint8_t *p1, const float *s0,
            const float *s1, const int8_t *const *xs, size_t c0, size_t c1, int32_t *st0, int32_t *st1, float *sf0,
-           float *sf1)
+           float *sf1, const uint8_t *pf)
 {
   const int nf = n_fields (enc);
   /* with few tokens, one accumulator per field: independent vpdpbusd chains instead of one long chain; half-block
@@ -74,6 +74,8 @@ pair_tile (uint32_t enc, int grouped, int TT, const uint8_t *p0, const uint8_t *
       acc[t][k] = _mm512_setzero_si512 ();
   }
   for (size_t c = c0; c < c1; c++) {
+    if (pf)                               /* one line a chunk: the 64 * (c1 - c0) bytes of a later pair */
+      _mm_prefetch ((const char *) pf + 64 * (c - c0), _MM_HINT_T0);
     __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (_mm256_loadu_si256 ((const __m256i *) (p0 + 32 * c))),
                                         _mm256_loadu_si256 ((const __m256i *) (p1 + 32 * c)), 1);
     __m512i f[5];
@@ -158,8 +160,11 @@ gemm_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAc
         const uint8_t *p0 = w->codes + r * w->row_bytes;
         const uint8_t *p1 = r + 1 < re ? p0 + w->row_bytes : p0;
         const float *s0 = grouped ? w->scales + r * ng : NULL, *s1 = grouped && r + 1 < re ? s0 + ng : s0;
+        /* whole rows a pass (few tokens): the pair two pairs ahead is prefetched, as the one-token kernel does,
+         * since short tiles do too little work a line for the hardware prefetcher to keep up */
+        const uint8_t *pf = c0 == 0 && c1 == n_chunks && r + 6 <= w->rows ? p0 + 4 * w->row_bytes : NULL;
         pair_tile (enc, grouped, TT, p0, p1, s0, s1, xs, c0, c1, st[r - rb], r + 1 < re ? st[r + 1 - rb] : spare,
-                   sf[r - rb], r + 1 < re ? sf[r + 1 - rb] : fspare);
+                   sf[r - rb], r + 1 < re ? sf[r + 1 - rb] : fspare, pf);
       }
     }
     for (size_t r = rb; r < re; r++) {
@@ -339,6 +344,8 @@ b1_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct 
     lev_qact_group_sums (act, t0, (size_t) TT, lev_qmatrix_group_weights (w), ng, gs);
   for (size_t r = r0; r < r1; r++) {
     const uint8_t *p = w->codes + r * w->row_bytes;
+    /* the row four ahead is prefetched over this one (a line every eight units), as in gemm_tiles */
+    const uint8_t *pf = r + 5 <= w->rows ? p + 4 * w->row_bytes : NULL;
     const float *sc = grouped ? w->scales + r * ng : NULL;
     /* units come in pairs (rows are whole 128-weight blocks); with few tokens, one accumulator per unit of the
      * pair */
@@ -351,6 +358,8 @@ b1_tiles (uint32_t enc, int grouped, int TT, const LevQMatrix *w, const LevQAct 
       facc[t] = _mm512_setzero_ps ();
     }
     for (size_t u = 0; u < units; u += 2) {
+      if (pf && (u & 7) == 0)
+        _mm_prefetch ((const char *) pf + 8 * u, _MM_HINT_T0);
 #pragma GCC unroll 2
       for (int h = 0; h < 2; h++) {
         uint64_t bits;
