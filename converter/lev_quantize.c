@@ -78,6 +78,24 @@ calib_observe (void *user, uint32_t layer, uint32_t which, const float *x, size_
   g_free (xd);
 }
 
+/* A context of the float model for calibration: calib_ctx slots (at most the model's), the options' threads, float
+ * activations; NULL with error set when it cannot be made. */
+static LevContext *
+calib_context_new (LevModel *fm, const LevQuantOptions *o, GError **error)
+{
+  LevContextParams p = lev_context_default_params ();
+  p.n_ctx = MIN (o->calib_ctx, lev_model_hparams (fm)->max_ctx);
+  p.n_threads = o->n_threads;
+  p.act_quant = LEV_ACT_QUANT_OFF;
+  GError *local = NULL;
+  LevContext *ctx = lev_context_new (fm, &p, &local);
+  if (!ctx) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "calibration: %s", local->message);
+    g_error_free (local);
+  }
+  return ctx;
+}
+
 /* Runs the float model over the calibration tokens, collecting the Hessians of layers [cb->layer0, cb->layer1). */
 static gboolean
 calib_run (LevModel *fm, const int32_t *ids, size_t n_ids, const LevQuantOptions *o, Calib *cb, GError **error)
@@ -94,23 +112,16 @@ calib_run (LevModel *fm, const int32_t *ids, size_t n_ids, const LevQuantOptions
       g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "out of memory for the calibration statistics");
       return FALSE;
     }
-  LevContextParams p = lev_context_default_params ();
-  p.n_ctx = MIN (o->calib_ctx, hp->max_ctx);
-  p.n_threads = o->n_threads;
-  p.act_quant = LEV_ACT_QUANT_OFF;
-  GError *local = NULL;
-  LevContext *ctx = lev_context_new (fm, &p, &local);
-  if (!ctx) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "calibration: %s", local->message);
-    g_error_free (local);
+  LevContext *ctx = calib_context_new (fm, o, error);
+  if (!ctx)
     return FALSE;
-  }
   lev_context_set_linear_observer (ctx, calib_observe, cb);
   const LevTokenizer *tok = lev_model_tokenizer (fm);
   int32_t bos = lev_tokenizer_bos (tok);
   gboolean add_bos = lev_tokenizer_adds_bos (tok) && bos >= 0;
-  size_t win = p.n_ctx - (add_bos ? 1 : 0);
-  int32_t *buf = g_new (int32_t, p.n_ctx);
+  size_t n_ctx = lev_context_n_ctx (ctx), win = n_ctx - (add_bos ? 1 : 0);
+  GError *local = NULL;
+  int32_t *buf = g_new (int32_t, n_ctx);
   gboolean ok = TRUE;
   for (size_t at = 0; ok && at < n_ids; at += win) {
     size_t k = MIN (win, n_ids - at), n = 0;
@@ -1015,17 +1026,10 @@ static int32_t *
 sampled_tokens (LevModel *fm, const LevQuantOptions *o, size_t n_want, size_t *n_ids, GError **error)
 {
   const LevHParams *hp = lev_model_hparams (fm);
-  LevContextParams p = lev_context_default_params ();
-  p.n_ctx = MIN (o->calib_ctx, hp->max_ctx);
-  p.n_threads = o->n_threads;
-  p.act_quant = LEV_ACT_QUANT_OFF;
   GError *local = NULL;
-  LevContext *ctx = lev_context_new (fm, &p, &local);
-  if (!ctx) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "calibration: %s", local->message);
-    g_error_free (local);
+  LevContext *ctx = calib_context_new (fm, o, error);
+  if (!ctx)
     return NULL;
-  }
   LevSamplerParams sp = lev_sampler_default_params ();
   sp.temperature = 1.0f;
   sp.top_k = 0;
@@ -1036,7 +1040,7 @@ sampled_tokens (LevModel *fm, const LevQuantOptions *o, size_t n_want, size_t *n
   LevSampler *smp = lev_sampler_new (&sp, hp->vocab_size);
   int32_t start = hp->bos_id >= 0 ? hp->bos_id : hp->eos_id >= 0 ? hp->eos_id : 0;
   int32_t *ids = g_new (int32_t, n_want);
-  size_t n = 0, per_text = MAX (p.n_ctx, 2u) - 1;
+  size_t n = 0, per_text = MAX (lev_context_n_ctx (ctx), 2u) - 1;
   gboolean ok = TRUE;
   while (ok && n < n_want) {
     lev_context_reset (ctx);
