@@ -558,6 +558,8 @@ record_logprob (LevSession *s, const float *logits, int32_t next)
   double lse = maxv + log (sum);
   LevTokenLogprob r = { next, (float) (logits[next] - lse), k, NULL, NULL };
   g_array_append_val (s->lp_fifo, r);
+  if (k == 0)
+    return;                              /* no top list: the arrays stay empty (their data may be NULL) */
   /* the k largest by insertion into a sorted list (k is small) */
   guint base = s->lp_top_ids->len;
   g_array_set_size (s->lp_top_ids, base + k);
@@ -592,8 +594,8 @@ take_unit_logprobs (LevSession *s, const int32_t *ids, guint n_ids)
     LevTokenLogprob r = { ids[i], 0.0f, 0, NULL, NULL };
     if (s->lp_head < s->lp_fifo->len) {
       r = g_array_index (s->lp_fifo, LevTokenLogprob, s->lp_head);
-      r.top_ids = &g_array_index (s->lp_top_ids, int32_t, s->lp_head * k);
-      r.top_logprobs = &g_array_index (s->lp_top_lps, float, s->lp_head * k);
+      r.top_ids = k ? &g_array_index (s->lp_top_ids, int32_t, s->lp_head * k) : NULL;
+      r.top_logprobs = k ? &g_array_index (s->lp_top_lps, float, s->lp_head * k) : NULL;
       s->lp_head++;
     }
     g_array_append_val (s->unit_lp, r);
