@@ -8,7 +8,7 @@
 
 #define LEV_PROF_ROWS (LEV_PREFILL_BLOCK + 1)
 
-static int prof_state = -1;   /* -1: not yet read from the environment */
+static atomic_int prof_state = -1;   /* -1: not yet read from the environment */
 static _Atomic int64_t prof_ns[LEV_PROF_ROWS][LEV_PROF_PARTS];
 static _Atomic int64_t prof_steps[LEV_PROF_ROWS];
 
@@ -44,12 +44,14 @@ prof_print (void)
 gboolean
 lev_prof_enabled (void)
 {
-  if (prof_state < 0) {
-    prof_state = getenv ("LEV_PROFILE_STEPS") != NULL;
-    if (prof_state)
-      atexit (prof_print);
+  int state = atomic_load (&prof_state);
+  if (state < 0) {
+    int expected = -1;
+    state = getenv ("LEV_PROFILE_STEPS") != NULL;
+    if (atomic_compare_exchange_strong (&prof_state, &expected, state) && state)
+      atexit (prof_print);   /* registered once, by the thread that read the environment first */
   }
-  return prof_state;
+  return state;
 }
 
 int64_t
