@@ -42,6 +42,8 @@ struct LevEngine {
   uint32_t n_returning;
   gint64 last_step_us;         /* how long the last step took */
   gint64 wait_until;           /* the end of the current wait for returning contexts (0: none) */
+  int64_t prof_step_end;       /* step profile: when the last step ended (ns), prof_wait: waited since */
+  int64_t prof_wait;
   LevEngineStats stats;
 };
 
@@ -206,11 +208,24 @@ run_step (LevEngine *e)
     return;
   e->running = TRUE;
   lev_context_reserve_batch (e->lead, e->max_n_ctx);
+  gboolean prof = lev_prof_enabled ();
+  int64_t tp = 0;
+  if (prof) {
+    tp = lev_prof_now ();
+    if (e->prof_step_end) {
+      lev_prof_add (used, LEV_PROF_GAP, &e->prof_step_end);
+      if (e->prof_wait)
+        lev_prof_add (used, LEV_PROF_WAIT, &e->prof_wait);
+      e->prof_wait = 0;
+    }
+  }
   pthread_mutex_unlock (&e->lock);
   gint64 t0 = g_get_monotonic_time ();
 
   /* the queued contexts' threads wait for them: only this thread touches them and the lead until the lock again */
   lev_forward_rows (e->lead, row_ctx, row_tok, used);
+  if (prof)
+    tp = lev_prof_now ();
   for (uint32_t k = 0; k < n_reqs; k++) {
     EvalRequest *r = reqs[k];
     r->done += take[k];
@@ -237,6 +252,10 @@ run_step (LevEngine *e)
   e->stats.max_rows = MAX (e->stats.max_rows, used);
   e->stats.max_contexts = MAX (e->stats.max_contexts, n_reqs);
   e->running = FALSE;
+  if (prof) {
+    lev_prof_add (used, LEV_PROF_AFTER, &tp);
+    e->prof_step_end = tp;
+  }
   pthread_cond_broadcast (&e->changed);
 }
 
@@ -262,8 +281,11 @@ eval_requests (LevEngine *e, EvalRequest *reqs, uint32_t n)
     while (!reqs[i].finished) {
       if (e->running)
         pthread_cond_wait (&e->changed, &e->lock);
-      else if (await_returning (e))
+      else if (await_returning (e)) {
+        if (e->prof_step_end && !e->prof_wait)
+          e->prof_wait = lev_prof_now ();    /* the profile's wait: from the first waiter on */
         wait_until (e, e->wait_until);
+      }
       else
         run_step (e);
     }

@@ -27,4 +27,32 @@ uint32_t lev_context_n_threads (const LevContext *c);
 /* Forgets a context of the engine being freed (lev_context_free). */
 void lev_engine_forget_context (LevEngine *engine, const LevContext *c);
 
+/* The parts of a step that the step profile (environment LEV_PROFILE_STEPS=1) times, by the step's rows. */
+typedef enum {
+  LEV_PROF_EMBED,             /* embeddings and RoPE tables */
+  LEV_PROF_NORM,              /* norms, rotations, residual adds (single-threaded) */
+  LEV_PROF_QUANT,             /* activation quantization (linear_input) */
+  LEV_PROF_QKV,
+  LEV_PROF_ROPE,              /* biases, RoPE of q and k, the store into the caches */
+  LEV_PROF_ATTN,
+  LEV_PROF_WO,
+  LEV_PROF_GATE_UP,
+  LEV_PROF_ACT,               /* act(gate) * up */
+  LEV_PROF_DOWN,
+  LEV_PROF_LOGITS,
+  LEV_PROF_GAP,               /* engine: from the end of a step to the start of the next (scheduling, wake-ups) */
+  LEV_PROF_WAIT,              /* engine: of the gap, the wait for the contexts of the last step to come back */
+  LEV_PROF_AFTER,             /* engine: the logits check and bookkeeping after the forward pass */
+  LEV_PROF_PARTS
+} LevProfPart;
+
+/* Returns whether the step profile is on (LEV_PROFILE_STEPS set); it prints its table to stderr at exit. */
+gboolean lev_prof_enabled (void);
+/* Adds the time since *t (nanoseconds, CLOCK_MONOTONIC) to part of steps of n rows and sets *t to now. */
+void lev_prof_add (uint32_t n, LevProfPart part, int64_t *t);
+/* Counts one step of n rows in the profile. */
+void lev_prof_step (uint32_t n);
+/* Returns the monotonic time in nanoseconds. */
+int64_t lev_prof_now (void);
+
 G_END_DECLS

@@ -97,8 +97,9 @@ check_decode (const char *src_rel, const char *tok_rel, LevOutFormat format, Lev
     LevContext *c = engine ? lev_engine_context_new (engine, &p, &error) : lev_context_new (m, &p, &error);
     atomic_store (&counting, 0);
     g_assert_no_error (error);
-    /* the engine's own allocations are seen by the hook (a context on an engine has no scratch of its own) */
-    g_assert_cmpint (atomic_load (&n_allocs), >, engine ? 4 : 10);
+    /* the engine's own allocations are seen by the hook (a context on an engine has no scratch of its own; the two
+     * KV caches are mappings of their own, not heap) */
+    g_assert_cmpint (atomic_load (&n_allocs), >, engine ? 2 : 8);
     uint32_t vocab = lev_model_hparams (m)->vocab_size;
     int32_t toks[16];
     for (int i = 0; i < 16; i++)
