@@ -140,6 +140,14 @@ lev_engine_forget_context (LevEngine *e, const LevContext *c)
 {
   pthread_mutex_lock (&e->lock);
   e->stats.contexts--;
+  pthread_mutex_unlock (&e->lock);
+  lev_engine_context_idle (e, c);
+}
+
+void
+lev_engine_context_idle (LevEngine *e, const LevContext *c)
+{
+  pthread_mutex_lock (&e->lock);
   for (uint32_t i = 0; i < e->n_returning; i++)
     if (e->returning[i] == c)
       e->returning[i--] = e->returning[--e->n_returning];
@@ -169,8 +177,10 @@ await_returning (LevEngine *e)
     return FALSE;
   }
   gint64 now = g_get_monotonic_time ();
-  if (e->wait_until == 0)
+  if (e->wait_until == 0) {
     e->wait_until = now + MIN (e->last_step_us / 2, LEV_ENGINE_MAX_WAIT_US);
+    e->stats.waits++;
+  }
   if (now < e->wait_until)
     return TRUE;
   for (uint32_t i = 0; i < e->n_returning; i++)   /* not back in time: idle, not waited for again */

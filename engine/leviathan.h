@@ -157,6 +157,7 @@ typedef struct LevEngineStats {
   uint32_t max_rows;           /* the most tokens one step evaluated */
   uint32_t max_contexts;       /* the most contexts one step served */
   uint32_t contexts;           /* contexts alive on the engine now */
+  uint64_t waits;              /* steps that waited for contexts of the step before to come back */
 } LevEngineStats;
 
 /* Creates an engine over model (which must outlive it) with n_threads workers (0: one per CPU) and activation mode
@@ -176,6 +177,10 @@ void lev_engine_get_stats (LevEngine *engine, LevEngineStats *stats);
  * params' n_threads and act_quant are not used); lev_context_eval / _eval_batch on it may be called from any thread,
  * one at a time per context, and calls on different contexts share the engine's steps. NULL with error set. */
 LevContext *lev_engine_context_new (LevEngine *engine, const LevContextParams *params, GError **error);
+/* Says that the engine's context will not evaluate again soon (its generation ended): the engine's next step does
+ * not wait for it to come back (a step otherwise waits up to half a step's time for the contexts of the last one).
+ * Its next evaluation needs no other call. */
+void lev_engine_context_idle (LevEngine *engine, const LevContext *ctx);
 /* Returns the engine the context runs on, or NULL for a context with threads of its own. */
 LevEngine *lev_context_engine (const LevContext *ctx);
 /* Evaluates one token for each of n distinct contexts of one engine (tokens[i] at the next position of ctxs[i]) in

@@ -920,6 +920,8 @@ lev_session_generate (LevSession *s, const char *text, gssize len, const int32_t
 
   gint64 t_first = 0;
   ok = decode (s, logits, cancel, func, user_data, t0, &t_first, &st, error);
+  if (lev_context_engine (s->ctx))
+    lev_engine_context_idle (lev_context_engine (s->ctx), s->ctx);   /* the other streams' steps go on at once */
   if (t_first)
     st.decode_us = g_get_monotonic_time () - t1;     /* as levrun counts: from the end of the prompt to the last token */
   if (!ok)

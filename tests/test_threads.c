@@ -255,6 +255,29 @@ check_engine (const char *path)
   g_clear_error (&error);
   lev_context_free (lone);
 
+  /* a step waits for the contexts of the step before (they are sampling their next token), once, unless they said
+   * they are idle (their generation ended) */
+  for (int idle = 0; idle < 2; idle++) {
+    LevContext *pair[2];
+    for (int k = 0; k < 2; k++) {
+      pair[k] = lev_engine_context_new (e, &p, &error);
+      g_assert_no_error (error);
+    }
+    int32_t first[2] = { 1, 2 };
+    g_assert_true (lev_context_eval_multi (pair, first, 2, &error));
+    if (idle)
+      lev_engine_context_idle (e, pair[0]);
+    LevEngineStats before, after;
+    lev_engine_get_stats (e, &before);
+    for (int32_t t = 3; t < 6; t++)
+      g_assert_nonnull (lev_context_eval (pair[1], t, &error));
+    lev_engine_get_stats (e, &after);
+    g_assert_cmpuint (after.steps - before.steps, ==, 3);
+    g_assert_cmpuint (after.waits - before.waits, ==, idle ? 0 : 1);
+    for (int k = 0; k < 2; k++)
+      lev_context_free (pair[k]);
+  }
+
   Stream st_arg[N_STREAMS];
   GThread *th[N_STREAMS];
   for (guint s = 0; s < N_STREAMS; s++) {

@@ -704,6 +704,7 @@ bench_stream (gpointer data)
       g_atomic_int_inc (b->progress);
   }
   b->t_end = g_get_monotonic_time ();
+  lev_engine_context_idle (lev_context_engine (b->ctx), b->ctx);    /* as a finished generation says it */
   return NULL;
 }
 
