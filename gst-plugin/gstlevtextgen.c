@@ -295,26 +295,33 @@ tokens_structure (GstLevTextGen *self)
   return s;
 }
 
+/* The name the caps and tags give the loaded model: the one its file stores, else the basename of the model
+ * property's path (g_free it). */
+static gchar *
+model_display_name (GstLevTextGen *self)
+{
+  const char *name = lev_model_name (self->model);
+  if (name && name[0])
+    return g_strdup (name);
+  GST_OBJECT_LOCK (self);
+  gchar *base = g_path_get_basename (self->model_path ? self->model_path : "model");
+  GST_OBJECT_UNLOCK (self);
+  return base;
+}
+
 /* Caps the src pad can produce: text with the model's facts, or token ids. */
 static GstCaps *
 src_caps (GstLevTextGen *self)
 {
   if (!self->model)
     return gst_static_pad_template_get_caps (&src_template);
-  const char *name = lev_model_name (self->model);
-  gchar *base = NULL;
-  if (!name || !name[0]) {
-    GST_OBJECT_LOCK (self);
-    base = g_path_get_basename (self->model_path ? self->model_path : "model");
-    GST_OBJECT_UNLOCK (self);
-    name = base;
-  }
+  gchar *name = model_display_name (self);
   GstCaps *caps = gst_caps_new_simple ("text/x-raw", "format", G_TYPE_STRING, "utf8",
                                        "architecture", G_TYPE_STRING, lev_arch_name (lev_model_arch (self->model)),
                                        "context-length", G_TYPE_INT, (gint) effective_n_ctx (self),
                                        "vocab-size", G_TYPE_INT, (gint) lev_model_vocab_size (self->model),
                                        "model", G_TYPE_STRING, name, NULL);
-  g_free (base);
+  g_free (name);
   gst_caps_append_structure (caps, tokens_structure (self));
   return caps;
 }
@@ -371,20 +378,13 @@ own_tags (GstLevTextGen *self)
 {
   GstTagList *tags = gst_tag_list_new (GST_TAG_ENCODER, "levtextgen", NULL);
   if (self->model) {
-    const char *name = lev_model_name (self->model);
-    gchar *base = NULL;
-    if (!name || !name[0]) {
-      GST_OBJECT_LOCK (self);
-      base = g_path_get_basename (self->model_path ? self->model_path : "model");
-      GST_OBJECT_UNLOCK (self);
-      name = base;
-    }
+    gchar *name = model_display_name (self);
     gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_MODEL, name,
                       LEV_TAG_ARCHITECTURE, lev_arch_name (lev_model_arch (self->model)), NULL);
     const char *encoding = lev_model_encoding_name (self->model);
     if (encoding)
       gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_ENCODING, encoding, NULL);
-    g_free (base);
+    g_free (name);
   }
   gst_tag_list_set_scope (tags, GST_TAG_SCOPE_STREAM);
   return tags;
