@@ -390,3 +390,16 @@ lev_conv_read_file (const gchar *path, gchar **data, gsize *len, GError **error)
   }
   return TRUE;
 }
+
+/* Maps a file read-only; NULL with a LEV_CONVERT_ERROR_IO error when it cannot be read. */
+GMappedFile *
+lev_conv_map_file (const gchar *path, GError **error)
+{
+  GError *e = NULL;
+  GMappedFile *mf = g_mapped_file_new (path, FALSE, &e);
+  if (mf == NULL) {
+    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot read %s: %s", path, e->message);
+    g_error_free (e);
+  }
+  return mf;
+}

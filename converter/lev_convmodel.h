@@ -96,5 +96,7 @@ gboolean lev_conv_model_validate (LevConvModel *model, GError **error);
 
 /* Reads a whole file into *data (g_free it) and *len; FALSE with a LEV_CONVERT_ERROR_IO set. */
 gboolean lev_conv_read_file (const gchar *path, gchar **data, gsize *len, GError **error);
+/* Maps a file read-only; NULL with a LEV_CONVERT_ERROR_IO error when it cannot be read. */
+GMappedFile *lev_conv_map_file (const gchar *path, GError **error);
 
 G_END_DECLS

@@ -1215,13 +1215,9 @@ LevConvModel *
 lev_import_gguf (const gchar *path, GError **error)
 {
   g_return_val_if_fail (path != NULL, NULL);
-  GError *err = NULL;
-  GMappedFile *mf = g_mapped_file_new (path, FALSE, &err);
-  if (mf == NULL) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot read %s: %s", path, err->message);
-    g_error_free (err);
+  GMappedFile *mf = lev_conv_map_file (path, error);
+  if (mf == NULL)
     return NULL;
-  }
   LevConvModel *model = lev_import_gguf_data ((const guint8 *) g_mapped_file_get_contents (mf),
                                               g_mapped_file_get_length (mf), path, error);
   if (model == NULL) {
@@ -1237,13 +1233,9 @@ LevConvVocab *
 lev_import_gguf_vocab (const gchar *path, GError **error)
 {
   g_return_val_if_fail (path != NULL, NULL);
-  GError *err = NULL;
-  GMappedFile *mf = g_mapped_file_new (path, FALSE, &err);
-  if (mf == NULL) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot read %s: %s", path, err->message);
-    g_error_free (err);
+  GMappedFile *mf = lev_conv_map_file (path, error);
+  if (mf == NULL)
     return NULL;
-  }
   LevConvVocab *vocab = NULL;
   gchar *tpl = NULL;
   GgufFile *f = gguf_parse ((const guint8 *) g_mapped_file_get_contents (mf), g_mapped_file_get_length (mf), path,

@@ -216,25 +216,13 @@ bin_probe (const guint8 *data, gsize size, const gchar *path, BinHeader *h, GErr
   return TRUE;
 }
 
-static GMappedFile *
-map_file (const gchar *path, GError **error)
-{
-  GError *err = NULL;
-  GMappedFile *mf = g_mapped_file_new (path, FALSE, &err);
-  if (mf == NULL) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot read %s: %s", path, err->message);
-    g_error_free (err);
-  }
-  return mf;
-}
-
 _Static_assert (BIN_LEGACY == 1 && BIN_V1_FLOAT == 2 && BIN_BITLLAMA2C == 3, "the kinds lev_import.h documents");
 
 /* Maps path and returns its kind (1 legacy, 2 llama2.c version-1 float, 3 bitllama2.c), or 0 with error set. */
 int
 lev_llama2c_probe (const gchar *path, GError **error)
 {
-  GMappedFile *mf = map_file (path, error);
+  GMappedFile *mf = lev_conv_map_file (path, error);
   if (mf == NULL)
     return BIN_NONE;
   BinHeader h;
@@ -419,7 +407,7 @@ import_bin (const gchar *path, BinKind want, GError **error)
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_UNSUPPORTED, "big-endian hosts are not supported");
     return NULL;
   }
-  GMappedFile *mf = map_file (path, error);
+  GMappedFile *mf = lev_conv_map_file (path, error);
   if (mf == NULL)
     return NULL;
   BinHeader h;

@@ -8,13 +8,10 @@
 JsonParser *
 lev_json_load_file (const gchar *path, GError **error)
 {
-  GError *err = NULL;
-  GMappedFile *mf = g_mapped_file_new (path, FALSE, &err);
-  if (mf == NULL) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot read %s: %s", path, err->message);
-    g_error_free (err);
+  GMappedFile *mf = lev_conv_map_file (path, error);
+  if (mf == NULL)
     return NULL;
-  }
+  GError *err = NULL;
   gsize len = g_mapped_file_get_length (mf);
   JsonParser *parser = json_parser_new ();
   gboolean ok = len > 0 && json_parser_load_from_data (parser, g_mapped_file_get_contents (mf), len, &err);

@@ -135,13 +135,9 @@ st_parse_entry (const gchar *path, const gchar *name, JsonNode *node, const guin
 static gboolean
 st_load_file (LevStSet *set, const gchar *path, GError **error)
 {
-  GError *err = NULL;
-  GMappedFile *mf = g_mapped_file_new (path, FALSE, &err);
-  if (mf == NULL) {
-    g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_IO, "cannot read %s: %s", path, err->message);
-    g_error_free (err);
+  GMappedFile *mf = lev_conv_map_file (path, error);
+  if (mf == NULL)
     return FALSE;
-  }
   g_ptr_array_add (set->maps, mf);
   gchar *fname = g_path_get_basename (path);
   g_ptr_array_add (set->files, fname);
@@ -171,6 +167,7 @@ st_load_file (LevStSet *set, const gchar *path, GError **error)
   guint64 data_size = size - 8 - hlen;
 
   g_autoptr (JsonParser) parser = json_parser_new ();
+  GError *err = NULL;
   if (!json_parser_load_from_data (parser, (const gchar *) base + 8, (gssize) hlen, &err)) {
     g_set_error (error, LEV_CONVERT_ERROR, LEV_CONVERT_ERROR_FORMAT, "%s: safetensors header is not valid JSON: %s",
                  path, err->message);

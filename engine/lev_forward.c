@@ -548,6 +548,28 @@ store_kv (LevContext *c, uint32_t layer, uint32_t n)
 
 /* ---------------------------------------------------------------- the forward pass */
 
+/* The input of a block's attention or feed-forward part: each of the n rows of x (dim values) into xb (row stride
+ * ld), RMS-normalized with weight w, or copied where the model's BitLinear layers normalize their own inputs. */
+static void
+sublayer_input (const LevHParams *hp, const float *w, const float *x, float *xb, size_t ld, uint32_t n)
+{
+  for (uint32_t i = 0; i < n; i++) {
+    if (hp->flags & LEV_HP_BITLINEAR_NORM)
+      memcpy (xb + (size_t) i * ld, x + (size_t) i * hp->dim, hp->dim * sizeof (float));
+    else
+      rmsnorm (xb + (size_t) i * ld, x + (size_t) i * hp->dim, w, hp->dim, hp->norm_eps);
+  }
+}
+
+/* The residual connection: each of the n rows of x (dim values) plus the same row of y (row stride ld). */
+static void
+residual_add (float *x, const float *y, size_t ld, uint32_t n, uint32_t dim)
+{
+  for (uint32_t i = 0; i < n; i++)
+    for (uint32_t k = 0; k < dim; k++)
+      x[(size_t) i * dim + k] += y[(size_t) i * ld + k];
+}
+
 /* Runs the decoder over the n rows of the block, tokens[i] at row i of context c->row_ctx[i] and text position
  * c->row_pos[i], with c's scratch and threads, and leaves the logits of each context's last row in that context's
  * logits. The rows of one context are consecutive, at consecutive positions, and more than one must not wrap its
@@ -560,7 +582,6 @@ forward_rows (LevContext *c, const int32_t *tokens, uint32_t n)
   const LevHParams *hp = &m->hp;
   uint32_t dim = hp->dim, hd = hp->head_dim, ffn = hp->ffn_dim, W = c->wide, half = hd / 2;
   uint32_t q_dim = hp->n_heads * hd, kv_dim = hp->n_kv_heads * hd;
-  gboolean bitlinear_norm = (hp->flags & LEV_HP_BITLINEAR_NORM) != 0;
   LevContext *c0 = c->row_ctx[0];
   gboolean one = TRUE;        /* all rows are one context's */
   for (uint32_t i = 1; i < n; i++)
@@ -588,12 +609,7 @@ forward_rows (LevContext *c, const int32_t *tokens, uint32_t n)
     float *vc = direct ? (float *) c0->value_cache + ((size_t) l * c0->n_ctx + slot) * kv_dim : c->vbuf;
 
     /* attention: norm, q/k/v projections, biases, RoPE */
-    for (uint32_t i = 0; i < n; i++) {
-      if (bitlinear_norm)
-        memcpy (c->xb + (size_t) i * W, x + (size_t) i * dim, dim * sizeof (float));
-      else
-        rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->attn_norm, dim, hp->norm_eps);
-    }
+    sublayer_input (hp, L->attn_norm, x, c->xb, W, n);
     rotate_input (c, l, LEV_LINEAR_INPUT_QKV, c->xb, W, n, dim);
     if (c->observer)
       c->observer (c->observer_data, l, LEV_LINEAR_INPUT_QKV, c->xb, W, n, dim);
@@ -653,17 +669,10 @@ forward_rows (LevContext *c, const int32_t *tokens, uint32_t n)
     PROF (LEV_PROF_QUANT);
     linear (c, &L->wo, &in, c->xb2, W);
     PROF (LEV_PROF_WO);
-    for (uint32_t i = 0; i < n; i++)
-      for (uint32_t k = 0; k < dim; k++)
-        x[(size_t) i * dim + k] += c->xb2[(size_t) i * W + k];
+    residual_add (x, c->xb2, W, n, dim);
 
     /* feed-forward: act(gate) * up, (sub-norm), down, residual */
-    for (uint32_t i = 0; i < n; i++) {
-      if (bitlinear_norm)
-        memcpy (c->xb + (size_t) i * W, x + (size_t) i * dim, dim * sizeof (float));
-      else
-        rmsnorm (c->xb + (size_t) i * W, x + (size_t) i * dim, L->ffn_norm, dim, hp->norm_eps);
-    }
+    sublayer_input (hp, L->ffn_norm, x, c->xb, W, n);
     rotate_input (c, l, LEV_LINEAR_INPUT_GATE_UP, c->xb, W, n, dim);
     if (c->observer)
       c->observer (c->observer_data, l, LEV_LINEAR_INPUT_GATE_UP, c->xb, W, n, dim);
@@ -704,9 +713,7 @@ forward_rows (LevContext *c, const int32_t *tokens, uint32_t n)
     PROF (LEV_PROF_QUANT);
     linear (c, &L->w_down, &in, c->xb, W);
     PROF (LEV_PROF_DOWN);
-    for (uint32_t i = 0; i < n; i++)
-      for (uint32_t k = 0; k < dim; k++)
-        x[(size_t) i * dim + k] += c->xb[(size_t) i * W + k];
+    residual_add (x, c->xb, W, n, dim);
     PROF (LEV_PROF_NORM);
   }
 

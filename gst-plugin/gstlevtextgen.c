@@ -295,26 +295,33 @@ tokens_structure (GstLevTextGen *self)
   return s;
 }
 
+/* The name the caps and tags give the loaded model: the one its file stores, else the basename of the model
+ * property's path (g_free it). */
+static gchar *
+model_display_name (GstLevTextGen *self)
+{
+  const char *name = lev_model_name (self->model);
+  if (name && name[0])
+    return g_strdup (name);
+  GST_OBJECT_LOCK (self);
+  gchar *base = g_path_get_basename (self->model_path ? self->model_path : "model");
+  GST_OBJECT_UNLOCK (self);
+  return base;
+}
+
 /* Caps the src pad can produce: text with the model's facts, or token ids. */
 static GstCaps *
 src_caps (GstLevTextGen *self)
 {
   if (!self->model)
     return gst_static_pad_template_get_caps (&src_template);
-  const char *name = lev_model_name (self->model);
-  gchar *base = NULL;
-  if (!name || !name[0]) {
-    GST_OBJECT_LOCK (self);
-    base = g_path_get_basename (self->model_path ? self->model_path : "model");
-    GST_OBJECT_UNLOCK (self);
-    name = base;
-  }
+  gchar *name = model_display_name (self);
   GstCaps *caps = gst_caps_new_simple ("text/x-raw", "format", G_TYPE_STRING, "utf8",
                                        "architecture", G_TYPE_STRING, lev_arch_name (lev_model_arch (self->model)),
                                        "context-length", G_TYPE_INT, (gint) effective_n_ctx (self),
                                        "vocab-size", G_TYPE_INT, (gint) lev_model_vocab_size (self->model),
                                        "model", G_TYPE_STRING, name, NULL);
-  g_free (base);
+  g_free (name);
   gst_caps_append_structure (caps, tokens_structure (self));
   return caps;
 }
@@ -371,20 +378,13 @@ own_tags (GstLevTextGen *self)
 {
   GstTagList *tags = gst_tag_list_new (GST_TAG_ENCODER, "levtextgen", NULL);
   if (self->model) {
-    const char *name = lev_model_name (self->model);
-    gchar *base = NULL;
-    if (!name || !name[0]) {
-      GST_OBJECT_LOCK (self);
-      base = g_path_get_basename (self->model_path ? self->model_path : "model");
-      GST_OBJECT_UNLOCK (self);
-      name = base;
-    }
+    gchar *name = model_display_name (self);
     gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_MODEL, name,
                       LEV_TAG_ARCHITECTURE, lev_arch_name (lev_model_arch (self->model)), NULL);
     const char *encoding = lev_model_encoding_name (self->model);
     if (encoding)
       gst_tag_list_add (tags, GST_TAG_MERGE_REPLACE, LEV_TAG_ENCODING, encoding, NULL);
-    g_free (base);
+    g_free (name);
   }
   gst_tag_list_set_scope (tags, GST_TAG_SCOPE_STREAM);
   return tags;
@@ -569,6 +569,33 @@ session_params_locked (GstLevTextGen *self)
   p.token_logprobs = self->token_meta;
   p.n_top_logprobs = self->logprobs;
   return p;
+}
+
+/* Session parameters from the properties with copies of their strings, which the streaming and generation threads
+ * keep while the properties change; takes the object lock, clears params_changed and says in *changed (when not NULL)
+ * whether it was set. Free the copies with session_params_copy_free. */
+static LevSessionParams
+session_params_copy (GstLevTextGen *self, gboolean *changed)
+{
+  GST_OBJECT_LOCK (self);
+  if (changed)
+    *changed = self->params_changed;
+  self->params_changed = FALSE;
+  LevSessionParams p = session_params_locked (self);
+  p.system_prompt = g_strdup (p.system_prompt);
+  p.stop_strings = (const char *const *) g_strdupv ((gchar **) p.stop_strings);
+  p.grammar = g_strdup (p.grammar);
+  GST_OBJECT_UNLOCK (self);
+  return p;
+}
+
+/* Frees the strings of a session_params_copy. */
+static void
+session_params_copy_free (LevSessionParams *p)
+{
+  g_free ((gchar *) p->grammar);
+  g_free ((gchar *) p->system_prompt);
+  g_strfreev ((gchar **) p->stop_strings);
 }
 
 static gboolean start_tasks (GstLevTextGen *self);
@@ -1122,26 +1149,15 @@ stats_structure (const char *name, guint64 index, const LevSessionStats *st, gui
 static gboolean
 apply_params (GstLevTextGen *self)
 {
-  GST_OBJECT_LOCK (self);
-  gboolean changed = self->params_changed;
-  self->params_changed = FALSE;
-  LevSessionParams p = session_params_locked (self);
-  gchar *sys = g_strdup (p.system_prompt);
-  gchar **stops = g_strdupv ((gchar **) p.stop_strings);
-  gchar *grammar = g_strdup (p.grammar);
-  GST_OBJECT_UNLOCK (self);
-  p.system_prompt = sys;
-  p.stop_strings = (const char *const *) stops;
-  p.grammar = grammar;
+  gboolean changed;
+  LevSessionParams p = session_params_copy (self, &changed);
   GError *err = NULL;
   gboolean ok = !changed || lev_session_set_params (self->session, &p, &err);
   if (!ok) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message), (NULL));
     g_error_free (err);
   }
-  g_free (grammar);
-  g_free (sys);
-  g_strfreev (stops);
+  session_params_copy_free (&p);
   return ok;
 }
 
@@ -1669,16 +1685,7 @@ load_model (GstLevTextGen *self)
 static gboolean
 start_session (GstLevTextGen *self)
 {
-  GST_OBJECT_LOCK (self);
-  LevSessionParams p = session_params_locked (self);
-  self->params_changed = FALSE;
-  gchar *sys = g_strdup (p.system_prompt);
-  gchar **stops = g_strdupv ((gchar **) p.stop_strings);
-  gchar *grammar = g_strdup (p.grammar);
-  GST_OBJECT_UNLOCK (self);
-  p.system_prompt = sys;
-  p.stop_strings = (const char *const *) stops;
-  p.grammar = grammar;
+  LevSessionParams p = session_params_copy (self, NULL);
   GError *err = NULL;
   LevMemoryEstimate est;
   lev_session_memory_estimate (self->model, &p, &est);
@@ -1686,9 +1693,7 @@ start_session (GstLevTextGen *self)
                    G_GUINT64_FORMAT " MiB, scratch %" G_GUINT64_FORMAT " MiB), limit %" G_GUINT64_FORMAT " MiB",
                    est.total >> 20, est.weights >> 20, est.kv_cache >> 20, est.scratch >> 20, p.memory_limit >> 20);
   self->session = lev_session_new_on_engine (gst_lev_shared_engine_engine (self->shared), &p, &err);
-  g_free (grammar);
-  g_free (sys);
-  g_strfreev (stops);
+  session_params_copy_free (&p);
   if (!self->session) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Could not set up generation: %s", err->message), (NULL));
     g_error_free (err);

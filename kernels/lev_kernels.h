@@ -70,8 +70,11 @@ void lev_silu_mul (float *g, const float *up, size_t n);
 void lev_hadamard (float *x, size_t n, const float *signs);
 /* The unscaled Walsh–Hadamard butterflies of lev_hadamard over one block of b values (b a power of two). */
 void lev_wht_block (float *x, size_t b);
-/* The scale of a Walsh–Hadamard block of b values: (float) (1 / sqrt(b)). */
-float lev_hadamard_scale (size_t b);
+/* A block's unscaled butterflies: lev_wht_block, or a SIMD one giving the same floats (LevQKernels.hadamard). */
+typedef void (*LevWhtBlockFn) (float *x, size_t b);
+/* lev_hadamard with each block's butterflies done by wht_block: the one driver (signs, blocks of n's set bits largest
+ * first, scale (float) (1 / sqrt(b)) after each block) of the scalar and the SIMD versions. */
+void lev_hadamard_by_blocks (float *x, size_t n, const float *signs, LevWhtBlockFn wht_block);
 /* Fills signs[0..n) with the +1/-1 signs of one rotated input: splitmix64 from state seed * 2^32 + stream, sign i
  * = -1 when bit i % 64 of the (i / 64 + 1)th output is set (stream = layer * 4 + input in the engine). */
 void lev_hadamard_signs (uint32_t seed, uint32_t stream, float *signs, size_t n);

@@ -701,51 +701,38 @@ sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
   return _mm_cvtss_f32 (s4) + lev_sparse_row_dot (entries + k, n - k, x);
 }
 
-/* lev_hadamard with eight lanes: each in-register stage gives lanes with bit h clear a + t and the others t - a,
+/* lev_wht_block with eight lanes: each in-register stage gives lanes with bit h clear a + t and the others t - a,
  * t being the lane h away; the same operations on the same values as the scalar butterflies. */
+static void
+wht_block8 (float *v, size_t b)
+{
+  if (b < 8) {
+    lev_wht_block (v, b);
+    return;
+  }
+  for (size_t j = 0; j < b; j += 8) {    /* stages 1, 2, 4 inside each eight values */
+    __m256 a = _mm256_loadu_ps (v + j), t;
+    t = _mm256_permute_ps (a, 0xB1);
+    a = _mm256_blend_ps (_mm256_add_ps (a, t), _mm256_sub_ps (t, a), 0xAA);
+    t = _mm256_permute_ps (a, 0x4E);
+    a = _mm256_blend_ps (_mm256_add_ps (a, t), _mm256_sub_ps (t, a), 0xCC);
+    t = _mm256_permute2f128_ps (a, a, 0x01);
+    a = _mm256_blend_ps (_mm256_add_ps (a, t), _mm256_sub_ps (t, a), 0xF0);
+    _mm256_storeu_ps (v + j, a);
+  }
+  for (size_t h = 8; h < b; h *= 2)
+    for (size_t i0 = 0; i0 < b; i0 += 2 * h)
+      for (size_t j = i0; j < i0 + h; j += 8) {
+        __m256 a = _mm256_loadu_ps (v + j), c = _mm256_loadu_ps (v + j + h);
+        _mm256_storeu_ps (v + j, _mm256_add_ps (a, c));
+        _mm256_storeu_ps (v + j + h, _mm256_sub_ps (a, c));
+      }
+}
+
 void
 lev_avx2_hadamard (float *x, size_t n, const float *signs)
 {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps (x + i, _mm256_mul_ps (_mm256_loadu_ps (x + i), _mm256_loadu_ps (signs + i)));
-  for (; i < n; i++)
-    x[i] *= signs[i];
-  size_t off = 0;
-  for (int bit = (int) (sizeof (size_t) * 8) - 1; bit >= 0; bit--) {
-    size_t b = (size_t) 1 << bit;
-    if (!(n & b))
-      continue;
-    float *v = x + off;
-    float s = lev_hadamard_scale (b);
-    off += b;
-    if (b < 8) {
-      lev_wht_block (v, b);
-      for (size_t j = 0; j < b; j++)
-        v[j] *= s;
-      continue;
-    }
-    for (size_t j = 0; j < b; j += 8) {    /* stages 1, 2, 4 inside each eight values */
-      __m256 a = _mm256_loadu_ps (v + j), t;
-      t = _mm256_permute_ps (a, 0xB1);
-      a = _mm256_blend_ps (_mm256_add_ps (a, t), _mm256_sub_ps (t, a), 0xAA);
-      t = _mm256_permute_ps (a, 0x4E);
-      a = _mm256_blend_ps (_mm256_add_ps (a, t), _mm256_sub_ps (t, a), 0xCC);
-      t = _mm256_permute2f128_ps (a, a, 0x01);
-      a = _mm256_blend_ps (_mm256_add_ps (a, t), _mm256_sub_ps (t, a), 0xF0);
-      _mm256_storeu_ps (v + j, a);
-    }
-    for (size_t h = 8; h < b; h *= 2)
-      for (size_t i0 = 0; i0 < b; i0 += 2 * h)
-        for (size_t j = i0; j < i0 + h; j += 8) {
-          __m256 a = _mm256_loadu_ps (v + j), c = _mm256_loadu_ps (v + j + h);
-          _mm256_storeu_ps (v + j, _mm256_add_ps (a, c));
-          _mm256_storeu_ps (v + j + h, _mm256_sub_ps (a, c));
-        }
-    __m256 sv = _mm256_set1_ps (s);
-    for (size_t j = 0; j < b; j += 8)
-      _mm256_storeu_ps (v + j, _mm256_mul_ps (_mm256_loadu_ps (v + j), sv));
-  }
+  lev_hadamard_by_blocks (x, n, signs, wht_block8);
 }
 
 static const LevQKernels avx2_kernels = { "avx2", 0, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },

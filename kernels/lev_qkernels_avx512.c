@@ -501,53 +501,41 @@ sparse_dot (const uint32_t *entries, uint32_t n, const float *x)
   return _mm512_reduce_add_ps (acc);
 }
 
-/* lev_hadamard with sixteen lanes: stages 1, 2, 4, 8 in registers (lanes with bit h clear a + t, the others
+/* lev_wht_block with sixteen lanes: stages 1, 2, 4, 8 in registers (lanes with bit h clear a + t, the others
  * t - a, t the lane h away), the same operations on the same values as the scalar butterflies. */
+static void
+wht_block16 (float *v, size_t b)
+{
+  if (b < 16) {
+    lev_wht_block (v, b);
+    return;
+  }
+  for (size_t j = 0; j < b; j += 16) {
+    __m512 a = _mm512_loadu_ps (v + j), t;
+    t = _mm512_permute_ps (a, 0xB1);
+    a = _mm512_mask_blend_ps (0xAAAA, _mm512_add_ps (a, t), _mm512_sub_ps (t, a));
+    t = _mm512_permute_ps (a, 0x4E);
+    a = _mm512_mask_blend_ps (0xCCCC, _mm512_add_ps (a, t), _mm512_sub_ps (t, a));
+    t = _mm512_shuffle_f32x4 (a, a, 0xB1);
+    a = _mm512_mask_blend_ps (0xF0F0, _mm512_add_ps (a, t), _mm512_sub_ps (t, a));
+    t = _mm512_shuffle_f32x4 (a, a, 0x4E);
+    a = _mm512_mask_blend_ps (0xFF00, _mm512_add_ps (a, t), _mm512_sub_ps (t, a));
+    _mm512_storeu_ps (v + j, a);
+  }
+  for (size_t h = 16; h < b; h *= 2)
+    for (size_t i0 = 0; i0 < b; i0 += 2 * h)
+      for (size_t j = i0; j < i0 + h; j += 16) {
+        __m512 a = _mm512_loadu_ps (v + j), c = _mm512_loadu_ps (v + j + h);
+        _mm512_storeu_ps (v + j, _mm512_add_ps (a, c));
+        _mm512_storeu_ps (v + j + h, _mm512_sub_ps (a, c));
+      }
+}
+
+/* lev_hadamard with wht_block16's butterflies. */
 static void
 hadamard (float *x, size_t n, const float *signs)
 {
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps (x + i, _mm512_mul_ps (_mm512_loadu_ps (x + i), _mm512_loadu_ps (signs + i)));
-  for (; i < n; i++)
-    x[i] *= signs[i];
-  size_t off = 0;
-  for (int bit = (int) (sizeof (size_t) * 8) - 1; bit >= 0; bit--) {
-    size_t b = (size_t) 1 << bit;
-    if (!(n & b))
-      continue;
-    float *v = x + off;
-    float s = lev_hadamard_scale (b);
-    off += b;
-    if (b < 16) {
-      lev_wht_block (v, b);
-      for (size_t j = 0; j < b; j++)
-        v[j] *= s;
-      continue;
-    }
-    for (size_t j = 0; j < b; j += 16) {
-      __m512 a = _mm512_loadu_ps (v + j), t;
-      t = _mm512_permute_ps (a, 0xB1);
-      a = _mm512_mask_blend_ps (0xAAAA, _mm512_add_ps (a, t), _mm512_sub_ps (t, a));
-      t = _mm512_permute_ps (a, 0x4E);
-      a = _mm512_mask_blend_ps (0xCCCC, _mm512_add_ps (a, t), _mm512_sub_ps (t, a));
-      t = _mm512_shuffle_f32x4 (a, a, 0xB1);
-      a = _mm512_mask_blend_ps (0xF0F0, _mm512_add_ps (a, t), _mm512_sub_ps (t, a));
-      t = _mm512_shuffle_f32x4 (a, a, 0x4E);
-      a = _mm512_mask_blend_ps (0xFF00, _mm512_add_ps (a, t), _mm512_sub_ps (t, a));
-      _mm512_storeu_ps (v + j, a);
-    }
-    for (size_t h = 16; h < b; h *= 2)
-      for (size_t i0 = 0; i0 < b; i0 += 2 * h)
-        for (size_t j = i0; j < i0 + h; j += 16) {
-          __m512 a = _mm512_loadu_ps (v + j), c = _mm512_loadu_ps (v + j + h);
-          _mm512_storeu_ps (v + j, _mm512_add_ps (a, c));
-          _mm512_storeu_ps (v + j + h, _mm512_sub_ps (a, c));
-        }
-    __m512 sv = _mm512_set1_ps (s);
-    for (size_t j = 0; j < b; j += 16)
-      _mm512_storeu_ps (v + j, _mm512_mul_ps (_mm512_loadu_ps (v + j), sv));
-  }
+  lev_hadamard_by_blocks (x, n, signs, wht_block16);
 }
 
 static const LevQKernels avx512_kernels = { "avx512", 1, { gemm_t2, gemm_t1, gemm_b1, gemm_q4 },

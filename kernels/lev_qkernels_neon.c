@@ -354,51 +354,38 @@ lev_qkernels_neon (void)
   return &neon_kernels;
 }
 #if defined(__aarch64__)
-/* lev_hadamard with four lanes: stages 1 and 2 in registers (lanes with bit h clear a + t, the others t - a, t the
+/* lev_wht_block with four lanes: stages 1 and 2 in registers (lanes with bit h clear a + t, the others t - a, t the
  * lane h away), the same operations on the same values as the scalar butterflies. */
+static void
+wht_block4 (float *v, size_t b)
+{
+  if (b < 4) {
+    lev_wht_block (v, b);
+    return;
+  }
+  static const uint32_t m1[4] = { 0, ~0u, 0, ~0u }, m2[4] = { 0, 0, ~0u, ~0u };
+  uint32x4_t odd1 = vld1q_u32 (m1), odd2 = vld1q_u32 (m2);
+  for (size_t j = 0; j < b; j += 4) {
+    float32x4_t a = vld1q_f32 (v + j), t;
+    t = vrev64q_f32 (a);
+    a = vbslq_f32 (odd1, vsubq_f32 (t, a), vaddq_f32 (a, t));
+    t = vextq_f32 (a, a, 2);
+    a = vbslq_f32 (odd2, vsubq_f32 (t, a), vaddq_f32 (a, t));
+    vst1q_f32 (v + j, a);
+  }
+  for (size_t h = 4; h < b; h *= 2)
+    for (size_t i0 = 0; i0 < b; i0 += 2 * h)
+      for (size_t j = i0; j < i0 + h; j += 4) {
+        float32x4_t a = vld1q_f32 (v + j), c = vld1q_f32 (v + j + h);
+        vst1q_f32 (v + j, vaddq_f32 (a, c));
+        vst1q_f32 (v + j + h, vsubq_f32 (a, c));
+      }
+}
+
 void
 lev_neon_hadamard (float *x, size_t n, const float *signs)
 {
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    vst1q_f32 (x + i, vmulq_f32 (vld1q_f32 (x + i), vld1q_f32 (signs + i)));
-  for (; i < n; i++)
-    x[i] *= signs[i];
-  static const uint32_t m1[4] = { 0, ~0u, 0, ~0u }, m2[4] = { 0, 0, ~0u, ~0u };
-  uint32x4_t odd1 = vld1q_u32 (m1), odd2 = vld1q_u32 (m2);
-  size_t off = 0;
-  for (int bit = (int) (sizeof (size_t) * 8) - 1; bit >= 0; bit--) {
-    size_t b = (size_t) 1 << bit;
-    if (!(n & b))
-      continue;
-    float *v = x + off;
-    float s = lev_hadamard_scale (b);
-    off += b;
-    if (b < 4) {
-      lev_wht_block (v, b);
-      for (size_t j = 0; j < b; j++)
-        v[j] *= s;
-      continue;
-    }
-    for (size_t j = 0; j < b; j += 4) {
-      float32x4_t a = vld1q_f32 (v + j), t;
-      t = vrev64q_f32 (a);
-      a = vbslq_f32 (odd1, vsubq_f32 (t, a), vaddq_f32 (a, t));
-      t = vextq_f32 (a, a, 2);
-      a = vbslq_f32 (odd2, vsubq_f32 (t, a), vaddq_f32 (a, t));
-      vst1q_f32 (v + j, a);
-    }
-    for (size_t h = 4; h < b; h *= 2)
-      for (size_t i0 = 0; i0 < b; i0 += 2 * h)
-        for (size_t j = i0; j < i0 + h; j += 4) {
-          float32x4_t a = vld1q_f32 (v + j), c = vld1q_f32 (v + j + h);
-          vst1q_f32 (v + j, vaddq_f32 (a, c));
-          vst1q_f32 (v + j + h, vsubq_f32 (a, c));
-        }
-    float32x4_t sv = vdupq_n_f32 (s);
-    for (size_t j = 0; j < b; j += 4)
-      vst1q_f32 (v + j, vmulq_f32 (vld1q_f32 (v + j), sv));
-  }
+  lev_hadamard_by_blocks (x, n, signs, wht_block4);
 }
 
 #endif
